@@ -1,0 +1,303 @@
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  randomBytes,
+  webcrypto,
+} from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import type { IssuingCa } from "../../authority/deps.ts";
+import { type Config, type ConfigInput, parseConfig } from "../../config/schema.ts";
+import {
+  authorityKeyIdentifier,
+  basicConstraints,
+  buildCertificate,
+  encodeName,
+  extendedKeyUsage,
+  keyIdentifier,
+  keyUsage,
+  readCertificate,
+  type SanEntry,
+  subjectAltName,
+  subjectKeyIdentifier,
+} from "../../pki/certificate.ts";
+import { id_at_commonName, id_at_organizationName, id_kp_serverAuth } from "../../pki/oids.ts";
+import { pemCertificates, toPem } from "../../pki/pem.ts";
+import type { Signer } from "../../ports/signer.ts";
+import { WebCryptoEcdsaSigner } from "../webcrypto-signer.ts";
+import { writeFileAtomic } from "./files.ts";
+
+const subtle = webcrypto.subtle as SubtleCrypto;
+
+/** Where everything lives inside a data directory. */
+export function dataPaths(dir: string) {
+  const root = resolve(dir);
+  return {
+    root,
+    config: join(root, "edgeid.json"),
+    database: join(root, "edgeid.db"),
+    rootCert: join(root, "ca", "root-ca.pem"),
+    rootKey: join(root, "ca", "root-ca.key"),
+    issuingCert: join(root, "ca", "issuing-p256.pem"),
+    issuingKey: join(root, "ca", "issuing-p256.key"),
+    tlsCert: join(root, "tls", "server.pem"),
+    tlsKey: join(root, "tls", "server.key"),
+    devPassphrase: join(root, "secrets", "ca-passphrase"),
+  };
+}
+
+export type DataPaths = ReturnType<typeof dataPaths>;
+
+export const ISSUING_CA_NAME = "issuing-p256";
+
+export function isInitialised(dir: string): boolean {
+  return existsSync(dataPaths(dir).config);
+}
+
+export function readConfig(dir: string): Config {
+  const paths = dataPaths(dir);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(paths.config, "utf8"));
+  } catch (err) {
+    throw new Error(`cannot read ${paths.config}: ${(err as Error).message}`);
+  }
+  return parseConfig(raw);
+}
+
+export interface PassphraseSource {
+  passphrase: string;
+  /** True when the generated development passphrase file is in use. */
+  development: boolean;
+  origin: string;
+}
+
+/**
+ * The CA key passphrase: EDGEID_CA_PASSPHRASE, else the file named by
+ * EDGEID_CA_PASSPHRASE_FILE, else the development file inside the data directory
+ * (created at init when neither is set).
+ */
+export function resolvePassphrase(dir: string, env: NodeJS.ProcessEnv, create: boolean): PassphraseSource {
+  if (env.EDGEID_CA_PASSPHRASE) {
+    return { passphrase: env.EDGEID_CA_PASSPHRASE, development: false, origin: "EDGEID_CA_PASSPHRASE" };
+  }
+  if (env.EDGEID_CA_PASSPHRASE_FILE) {
+    const passphrase = readFileSync(env.EDGEID_CA_PASSPHRASE_FILE, "utf8").trim();
+    if (passphrase.length < 12) throw new Error("EDGEID_CA_PASSPHRASE_FILE holds fewer than 12 characters");
+    return { passphrase, development: false, origin: env.EDGEID_CA_PASSPHRASE_FILE };
+  }
+  const file = dataPaths(dir).devPassphrase;
+  if (existsSync(file)) return { passphrase: readFileSync(file, "utf8").trim(), development: true, origin: file };
+  if (!create) {
+    throw new Error("no CA passphrase: set EDGEID_CA_PASSPHRASE or EDGEID_CA_PASSPHRASE_FILE");
+  }
+  const passphrase = randomBytes(32).toString("base64url");
+  writeFileAtomic(file, `${passphrase}\n`, 0o600);
+  return { passphrase, development: true, origin: file };
+}
+
+function encryptKey(key: KeyObject, passphrase: string): string {
+  return key.export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase }) as string;
+}
+
+function decryptKey(pem: string, passphrase: string, what: string): KeyObject {
+  try {
+    return createPrivateKey({ key: pem, format: "pem", passphrase });
+  } catch {
+    throw new Error(`cannot decrypt the ${what} key: wrong CA passphrase?`);
+  }
+}
+
+async function signerFor(key: KeyObject): Promise<Signer> {
+  const pkcs8 = key.export({ type: "pkcs8", format: "der" });
+  const cryptoKey = await subtle.importKey("pkcs8", pkcs8, { name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
+  return new WebCryptoEcdsaSigner(cryptoKey, subtle);
+}
+
+function spkiOf(privateKey: KeyObject): Uint8Array {
+  return new Uint8Array(createPublicKey(privateKey).export({ type: "spki", format: "der" }));
+}
+
+function serial(): Uint8Array {
+  const b = randomBytes(16);
+  b[0] = (b[0] as number) & 0x7f || 0x01;
+  return new Uint8Array(b);
+}
+
+const YEAR = 365 * 86400 * 1000;
+
+export interface InitOptions {
+  trustDomain: string;
+  hostnames: string[];
+  listen?: string;
+  now?: Date;
+}
+
+export interface InitResult {
+  paths: DataPaths;
+  passphrase: PassphraseSource;
+}
+
+/**
+ * Creates a data directory: configuration, a P-256 root CA and issuing CA (keys
+ * encrypted with the CA passphrase), and the listener's TLS certificate. The
+ * database is created by the storage adapter on open.
+ */
+export async function initDataDir(dir: string, opts: InitOptions, env: NodeJS.ProcessEnv): Promise<InitResult> {
+  const paths = dataPaths(dir);
+  if (existsSync(paths.config)) throw new Error(`${paths.root} is already initialised`);
+  const config: ConfigInput = {
+    trustDomain: opts.trustDomain,
+    hostnames: opts.hostnames,
+    ...(opts.listen ? { listen: opts.listen } : {}),
+  };
+  parseConfig(config);
+  const passphrase = resolvePassphrase(dir, env, true);
+  const now = opts.now ?? new Date();
+  const { privateKey: rootKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const { privateKey: issuingKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const rootSpki = spkiOf(rootKey);
+  const issuingSpki = spkiOf(issuingKey);
+  const rootKeyId = await keyIdentifier(rootSpki, subtle);
+  const issuingKeyId = await keyIdentifier(issuingSpki, subtle);
+  const rootName = encodeName([
+    { type: id_at_organizationName, value: opts.trustDomain },
+    { type: id_at_commonName, value: "edgeid Root CA" },
+  ]);
+  const issuingName = encodeName([
+    { type: id_at_organizationName, value: opts.trustDomain },
+    { type: id_at_commonName, value: "edgeid Issuing CA P-256" },
+  ]);
+  const rootSigner = await signerFor(rootKey);
+  const rootCert = await buildCertificate(
+    {
+      serial: serial(),
+      issuer: rootName,
+      subject: rootName,
+      notBefore: new Date(now.getTime() - 3600_000),
+      notAfter: new Date(now.getTime() + 20 * YEAR),
+      spki: rootSpki,
+      extensions: [basicConstraints(true, 1), keyUsage(["keyCertSign", "cRLSign"]), subjectKeyIdentifier(rootKeyId)],
+    },
+    rootSigner,
+  );
+  const issuingCert = await buildCertificate(
+    {
+      serial: serial(),
+      issuer: rootName,
+      subject: issuingName,
+      notBefore: new Date(now.getTime() - 3600_000),
+      notAfter: new Date(now.getTime() + 10 * YEAR),
+      spki: issuingSpki,
+      extensions: [
+        basicConstraints(true, 0),
+        keyUsage(["digitalSignature", "keyCertSign", "cRLSign"]),
+        subjectKeyIdentifier(issuingKeyId),
+        authorityKeyIdentifier(rootKeyId),
+      ],
+    },
+    rootSigner,
+  );
+  writeFileAtomic(paths.rootKey, encryptKey(rootKey, passphrase.passphrase));
+  writeFileAtomic(paths.issuingKey, encryptKey(issuingKey, passphrase.passphrase));
+  writeFileAtomic(paths.rootCert, toPem("CERTIFICATE", rootCert), 0o644);
+  writeFileAtomic(paths.issuingCert, toPem("CERTIFICATE", issuingCert), 0o644);
+  await issueTlsCertificate(
+    paths,
+    await loadIssuingCa(dir, passphrase.passphrase),
+    opts.hostnames,
+    passphrase.passphrase,
+    now,
+  );
+  writeFileAtomic(paths.config, `${JSON.stringify(config, null, 2)}\n`, 0o644);
+  return { paths, passphrase };
+}
+
+/** Reads the issuing CA and decrypts its key into a non-extractable WebCrypto key. */
+export async function loadIssuingCa(dir: string, passphrase: string): Promise<IssuingCa> {
+  const paths = dataPaths(dir);
+  const [certificate] = pemCertificates(readFileSync(paths.issuingCert, "utf8"));
+  const [root] = pemCertificates(readFileSync(paths.rootCert, "utf8"));
+  if (!certificate || !root) throw new Error(`missing CA certificates in ${paths.root}/ca`);
+  const key = decryptKey(readFileSync(paths.issuingKey, "utf8"), passphrase, "issuing CA");
+  const summary = readCertificate(certificate);
+  return {
+    name: ISSUING_CA_NAME,
+    certificate,
+    subject: summary.subject,
+    keyId: await keyIdentifier(summary.spki, subtle),
+    signer: await signerFor(key),
+    chain: [certificate, root],
+  };
+}
+
+export function readTrustAnchors(dir: string): Uint8Array[] {
+  return pemCertificates(readFileSync(dataPaths(dir).rootCert, "utf8"));
+}
+
+/**
+ * The listener's certificate: issued by the same CA, serverAuth, covering the
+ * configured hostnames plus localhost, 127.0.0.1 and ::1.
+ */
+export async function issueTlsCertificate(
+  paths: DataPaths,
+  ca: IssuingCa,
+  hostnames: string[],
+  passphrase: string,
+  now = new Date(),
+): Promise<void> {
+  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const spki = spkiOf(privateKey);
+  const dns = [...new Set([...hostnames.filter((h) => !isIp(h)), "localhost"])];
+  const ips = [...new Set([...hostnames.filter(isIp), "127.0.0.1", "::1"])];
+  const names: SanEntry[] = [
+    ...dns.map((value) => ({ type: "dns" as const, value })),
+    ...ips.map((value) => ({ type: "ip" as const, value })),
+  ];
+  const cert = await buildCertificate(
+    {
+      serial: serial(),
+      issuer: ca.subject,
+      subject: encodeName([{ type: id_at_commonName, value: dns[0] ?? "localhost" }]),
+      notBefore: new Date(now.getTime() - 300_000),
+      notAfter: new Date(now.getTime() + 90 * 86400_000),
+      spki,
+      extensions: [
+        basicConstraints(false),
+        keyUsage(["digitalSignature"]),
+        extendedKeyUsage([id_kp_serverAuth]),
+        subjectKeyIdentifier(await keyIdentifier(spki, subtle)),
+        authorityKeyIdentifier(ca.keyId),
+        subjectAltName(names),
+      ],
+    },
+    ca.signer,
+  );
+  writeFileAtomic(paths.tlsKey, encryptKey(privateKey, passphrase));
+  // The chain a TLS client needs besides its trust anchor: leaf, then the issuing CA.
+  writeFileAtomic(paths.tlsCert, toPem("CERTIFICATE", cert) + toPem("CERTIFICATE", ca.certificate), 0o644);
+}
+
+/** Renews the listener certificate when less than a third of 90 days is left. */
+export async function ensureTlsCertificate(
+  dir: string,
+  ca: IssuingCa,
+  config: Config,
+  passphrase: string,
+): Promise<boolean> {
+  const paths = dataPaths(dir);
+  const [leaf] = existsSync(paths.tlsCert) ? pemCertificates(readFileSync(paths.tlsCert, "utf8")) : [];
+  if (leaf && readCertificate(leaf).notAfter.getTime() - Date.now() > 30 * 86400_000) return false;
+  await issueTlsCertificate(paths, ca, config.hostnames, passphrase);
+  return true;
+}
+
+function isIp(h: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(h) || h.includes(":");
+}
+
+export function resolveInDataDir(dir: string, path: string): string {
+  return isAbsolute(path) ? path : join(resolve(dir), path);
+}

@@ -1,0 +1,64 @@
+import { type Context, Hono } from "hono";
+import type { Authority } from "./authority/authority.ts";
+import { estRoutes } from "./frontends/est/routes.ts";
+import type { PeerInfo } from "./ports/client-identity.ts";
+
+export interface RequestLog {
+  method: string;
+  path: string;
+  status: number;
+  ms: number;
+  remote: string;
+  client?: boolean;
+}
+
+export interface AppLogger {
+  request(entry: RequestLog): void;
+  error(err: unknown, context: Record<string, unknown>): void;
+}
+
+export interface AppDeps {
+  authority: Authority;
+  /** How this runtime tells who is connected (Node TLS socket, Workers cf.tlsClientAuth). */
+  peer: (c: Context) => PeerInfo;
+  logger: AppLogger;
+  now?: () => number;
+}
+
+/** Builds the HTTP application from its dependencies; no module-level state. */
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  const now = deps.now ?? (() => performance.now());
+
+  // One line per request with its outcome; never headers or bodies (tokens live there).
+  app.use(async (c, next) => {
+    const start = now();
+    await next();
+    const peer = deps.peer(c);
+    deps.logger.request({
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: Math.round((now() - start) * 10) / 10,
+      remote: peer.remoteAddress,
+      client: peer.client !== undefined,
+    });
+  });
+
+  app.route(
+    "/",
+    estRoutes({
+      authority: deps.authority,
+      peer: deps.peer,
+      maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes,
+    }),
+  );
+
+  app.get("/healthz", (c) => c.text("ok\n"));
+  app.notFound((c) => c.text("not found\n", 404));
+  app.onError((err, c) => {
+    deps.logger.error(err, { method: c.req.method, path: c.req.path });
+    return c.text("internal error; the request was not processed\n", 500);
+  });
+  return app;
+}

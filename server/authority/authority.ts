@@ -1,0 +1,61 @@
+import { encodeCsrAttrs } from "../pki/csrattrs.ts";
+import { asAuthorityError, recordDenial } from "./audit.ts";
+import type { AuthorityDeps } from "./deps.ts";
+import { type EnrollRequest, enroll, type Issued, type RequestTrail, resolveProfile } from "./enroll.ts";
+import type { AuthorityError } from "./errors.ts";
+import { type ReenrollRequest, reenroll } from "./reenroll.ts";
+import { type CreatedToken, type CreateTokensRequest, createTokens } from "./tokens.ts";
+
+export interface RejectedRequest {
+  action: string;
+  remote?: string;
+  error: AuthorityError;
+}
+
+/**
+ * The verbs the frontends call. Every refusal is audited here, with whatever the
+ * authority had learned about the caller when it refused.
+ */
+export class Authority {
+  constructor(readonly deps: AuthorityDeps) {}
+
+  /** RFC 7030 §4.1: the issuing CA and the chain up to the root. */
+  cacerts(label?: string): Uint8Array[] {
+    if (label !== undefined) resolveProfile(this.deps, label);
+    return this.deps.ca.chain;
+  }
+
+  /** RFC 7030 §4.5: what the profile wants in a CSR. */
+  csrattrs(label?: string): Uint8Array {
+    return encodeCsrAttrs(resolveProfile(this.deps, label ?? "device").keyTypes);
+  }
+
+  async enroll(req: EnrollRequest): Promise<Issued> {
+    const trail: RequestTrail = { actor: "anonymous" };
+    return this.audited("est.simpleenroll", req.peer.remoteAddress, trail, () => enroll(this.deps, req, trail));
+  }
+
+  async reenroll(req: ReenrollRequest): Promise<Issued> {
+    const trail: RequestTrail = { actor: "anonymous" };
+    return this.audited("est.simplereenroll", req.peer.remoteAddress, trail, () => reenroll(this.deps, req, trail));
+  }
+
+  createTokens(req: CreateTokensRequest): Promise<CreatedToken[]> {
+    return createTokens(this.deps, req);
+  }
+
+  /** For refusals decided before any verb ran (size, media type, encoding). */
+  async rejectRequest(r: RejectedRequest): Promise<void> {
+    await recordDenial(this.deps, { action: r.action, actor: "anonymous", remote: r.remote }, r.error);
+  }
+
+  private async audited<T>(action: string, remote: string, trail: RequestTrail, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      const e = asAuthorityError(err);
+      await recordDenial(this.deps, { action, actor: trail.actor, remote, deviceId: trail.deviceId }, e);
+      throw e;
+    }
+  }
+}

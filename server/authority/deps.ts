@@ -1,0 +1,32 @@
+import type { Config, Profile } from "../config/schema.ts";
+import type { Clock } from "../ports/clock.ts";
+import type { Signer } from "../ports/signer.ts";
+import type { Storage } from "../ports/storage.ts";
+
+/** The issuing CA as the core sees it: certificate facts plus a signer. */
+export interface IssuingCa {
+  /** Stable short name, used in URLs and records, e.g. "issuing-p256". */
+  name: string;
+  certificate: Uint8Array;
+  /** The CA's subject Name, DER: the issuer of everything it signs. */
+  subject: Uint8Array;
+  /** The CA's subjectKeyIdentifier: the authorityKeyIdentifier of what it signs. */
+  keyId: Uint8Array;
+  signer: Signer;
+  /** Trust chain served by /cacerts: this CA, then up to and including the root. */
+  chain: Uint8Array[];
+}
+
+export interface AuthorityDeps {
+  config: Config;
+  profiles: Map<string, Profile>;
+  storage: Storage;
+  ca: IssuingCa;
+  clock: Clock;
+  /** WebCrypto: digests, randomness, signature checks. */
+  crypto: Crypto;
+  /** Base of the CRL and OCSP URLs written into certificates. */
+  publicUrl: string;
+  /** Manufacturer CA certificates (DER) per profile that accepts IDevID first boot. */
+  idevidAnchors: Map<string, Uint8Array[]>;
+}

@@ -1,0 +1,147 @@
+import type { Profile } from "../config/schema.ts";
+import type { PeerInfo } from "../ports/client-identity.ts";
+import { StorageConflictError, type TokenRecord, type Write } from "../ports/storage.ts";
+import { auditWrite } from "./audit.ts";
+import { checkCsr } from "./csr-check.ts";
+import type { AuthorityDeps } from "./deps.ts";
+import { forbidden, notFound, unauthenticated } from "./errors.ts";
+import { issueDeviceCertificate } from "./issue.ts";
+import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
+import { authenticateToken, type TokenCredentials } from "./provisioners/token.ts";
+
+export interface EnrollRequest {
+  /** EST label (RFC 7030 §3.2.2); absent for the default path. */
+  label?: string;
+  csr: Uint8Array;
+  credentials?: TokenCredentials;
+  peer: PeerInfo;
+}
+
+export interface Issued {
+  certificate: Uint8Array;
+  serial: string;
+  deviceId: string;
+  notAfter: Date;
+}
+
+/** Mutable context filled in as the request is understood, for the audit record. */
+export interface RequestTrail {
+  actor: string;
+  deviceId?: string;
+}
+
+export function resolveProfile(deps: AuthorityDeps, name: string): Profile {
+  const profile = deps.profiles.get(name);
+  if (!profile) throw notFound("unknown_label", `no EST label "${name}" on this server`);
+  return profile;
+}
+
+/**
+ * simpleenroll (RFC 7030 §4.2.1): authorize (token or IDevID) → shape and validate
+ * the CSR → sign → record certificate, device, token redemption and audit in one
+ * write set. A refused request consumes nothing.
+ */
+export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: RequestTrail): Promise<Issued> {
+  const labelled = req.label === undefined ? undefined : resolveProfile(deps, req.label);
+  let token: TokenRecord | undefined;
+  let idevid: IdevidIdentity | undefined;
+  let profile: Profile;
+  if (req.credentials) {
+    // The claimed device, so that a refused token is audited against it.
+    if (req.credentials.type === "basic") trail.deviceId = req.credentials.username.slice(0, 64);
+    token = await authenticateToken(deps, req.credentials);
+    trail.actor = `token:${token.id}`;
+    trail.deviceId = token.deviceId;
+    if (labelled && labelled.name !== token.profile) {
+      throw forbidden(
+        "token_wrong_profile",
+        `bootstrap token is for profile ${token.profile}; use /.well-known/est/${token.profile === "device" ? "" : `${token.profile}/`}simpleenroll`,
+      );
+    }
+    profile = resolveProfile(deps, token.profile);
+  } else if (req.peer.client) {
+    profile = labelled ?? resolveProfile(deps, "device");
+    idevid = await authenticateIdevid(deps, profile, req.peer.client);
+    trail.actor = `idevid:${idevid.fingerprint.slice(0, 16)}`;
+    trail.deviceId = idevid.deviceId;
+  } else {
+    throw unauthenticated(
+      "credentials_missing",
+      "enrollment needs a bootstrap token (HTTP Basic: device id and token)",
+    );
+  }
+  const deviceId = token?.deviceId ?? (idevid as IdevidIdentity).deviceId;
+
+  const device = await deps.storage.getDevice(deviceId);
+  if (device && (device.status === "revoked" || device.status === "decommissioned")) {
+    throw forbidden("device_not_enrollable", `device ${deviceId} is ${device.status}; an operator must reinstate it`);
+  }
+  if (idevid) {
+    const bound = await deps.storage.getIdevidBinding(deviceId);
+    if (bound && bound.fingerprint !== idevid.fingerprint) {
+      throw forbidden("idevid_mismatch", `device ${deviceId} is bound to a different manufacturer certificate`);
+    }
+  }
+
+  const csr = await checkCsr(deps, req.csr, deviceId, profile);
+  const { der, record } = await issueDeviceCertificate(deps, {
+    deviceId,
+    profile,
+    spki: csr.spki,
+    key: csr.key,
+    method: token ? "token" : "idevid",
+    bootstrapTokenId: token?.id ?? null,
+  });
+  const now = record.issuedAt;
+  const writes: Write[] = [
+    { kind: "insertCertificate", certificate: record },
+    {
+      kind: "upsertDevice",
+      device: {
+        id: deviceId,
+        profile: profile.name,
+        status: "active",
+        createdAt: device?.createdAt ?? now,
+        updatedAt: now,
+        lastEnrolledAt: now,
+        currentSerial: record.serial,
+      },
+    },
+  ];
+  if (token) writes.push({ kind: "redeemToken", tokenId: token.id, at: now, serial: record.serial });
+  if (idevid && !(await deps.storage.getIdevidBinding(deviceId))) {
+    writes.push({
+      kind: "bindIdevid",
+      binding: { deviceId, fingerprint: idevid.fingerprint, subject: idevid.subject, boundAt: now },
+    });
+  }
+  writes.push(
+    auditWrite({
+      at: now,
+      actor: trail.actor,
+      action: "est.simpleenroll",
+      outcome: "success",
+      deviceId,
+      serial: record.serial,
+      remote: req.peer.remoteAddress,
+      detail: {
+        profile: profile.name,
+        keyType: record.keyType,
+        method: record.method,
+        notAfter: record.notAfter.toISOString(),
+      },
+    }),
+  );
+  try {
+    await deps.storage.apply(writes);
+  } catch (err) {
+    if (err instanceof StorageConflictError && err.constraint.includes("bootstrap_token")) {
+      throw unauthenticated("token_used", "bootstrap token has already been used; ask an operator for a new one");
+    }
+    if (err instanceof StorageConflictError && err.constraint.includes("idevid")) {
+      throw forbidden("idevid_mismatch", "manufacturer certificate is already bound to another device");
+    }
+    throw err;
+  }
+  return { certificate: der, serial: record.serial, deviceId, notAfter: record.notAfter };
+}

@@ -1,0 +1,35 @@
+/**
+ * Typed errors of the core. No transport status codes here: each frontend maps
+ * `code` once (frontends/est/errors.ts for EST).
+ */
+export type ErrorCode =
+  | "bad_request"
+  | "unsupported_media_type"
+  | "payload_too_large"
+  | "unauthenticated"
+  | "forbidden"
+  | "not_found"
+  | "method_not_allowed"
+  | "conflict"
+  | "internal";
+
+export class AuthorityError extends Error {
+  override name = "AuthorityError";
+  constructor(
+    readonly code: ErrorCode,
+    /** Safe to show the client: says what was wrong and what to do; never a secret. */
+    readonly publicMessage: string,
+    /** A stable machine-readable reason for the audit trail, e.g. "token_used". */
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(publicMessage, options);
+  }
+}
+
+export const badRequest = (reason: string, message: string, cause?: unknown) =>
+  new AuthorityError("bad_request", message, reason, { cause });
+export const unauthenticated = (reason: string, message: string) =>
+  new AuthorityError("unauthenticated", message, reason);
+export const forbidden = (reason: string, message: string) => new AuthorityError("forbidden", message, reason);
+export const notFound = (reason: string, message: string) => new AuthorityError("not_found", message, reason);

@@ -1,0 +1,49 @@
+import type { ClientIdentity } from "../../ports/client-identity.ts";
+import type { CertificateRecord, DeviceRecord } from "../../ports/storage.ts";
+import type { AuthorityDeps } from "../deps.ts";
+import { sha256Hex } from "../digest.ts";
+import { forbidden } from "../errors.ts";
+
+/**
+ * Mutual-TLS authentication for simplereenroll. The certificate must be one we
+ * issued (found by SHA-256 fingerprint among our records, which also works where the
+ * transport only gives a fingerprint, as on Workers), unexpired, unrevoked, the
+ * device's current one (or the one it replaced, so a device whose previous renewal
+ * response was lost can retry), and the device must be active.
+ */
+export async function authenticateClientCertificate(
+  deps: AuthorityDeps,
+  client: ClientIdentity | undefined,
+): Promise<{ certificate: CertificateRecord; device: DeviceRecord }> {
+  const leaf = client?.chain[0];
+  if (!leaf) {
+    throw forbidden(
+      "client_certificate_missing",
+      "simplereenroll needs the TLS client certificate that this CA issued",
+    );
+  }
+  const certificate = await deps.storage.getCertificateByFingerprint(await sha256Hex(deps.crypto, leaf));
+  if (!certificate) throw forbidden("client_certificate_unknown", "client certificate was not issued by this CA");
+  const now = deps.clock.now().getTime();
+  if (certificate.status === "revoked") throw forbidden("client_certificate_revoked", "client certificate is revoked");
+  if (certificate.notAfter.getTime() <= now) {
+    throw forbidden(
+      "client_certificate_expired",
+      `client certificate expired at ${certificate.notAfter.toISOString()}; enroll again with a bootstrap token`,
+    );
+  }
+  if (certificate.notBefore.getTime() > now) {
+    throw forbidden("client_certificate_not_yet_valid", "client certificate is not yet valid");
+  }
+  const device = await deps.storage.getDevice(certificate.deviceId);
+  if (device?.status !== "active") {
+    throw forbidden("device_not_active", `device ${certificate.deviceId} is ${device?.status ?? "unknown"}`);
+  }
+  if (device.currentSerial !== certificate.serial) {
+    const current = device.currentSerial ? await deps.storage.getCertificate(device.currentSerial) : undefined;
+    if (current?.replacesSerial !== certificate.serial) {
+      throw forbidden("client_certificate_superseded", "client certificate has been superseded by a newer one");
+    }
+  }
+  return { certificate, device };
+}

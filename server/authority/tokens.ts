@@ -1,0 +1,103 @@
+import { formatDuration } from "../config/duration.ts";
+import type { DeviceRecord, Write } from "../ports/storage.ts";
+import { auditWrite } from "./audit.ts";
+import type { AuthorityDeps } from "./deps.ts";
+import { sha256Hex } from "./digest.ts";
+import { badRequest, forbidden } from "./errors.ts";
+import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
+import { newTokenId, newTokenSecret } from "./provisioners/token.ts";
+
+export interface CreateTokensRequest {
+  deviceIds: string[];
+  profile?: string;
+  /** Seconds; defaults to the configured token TTL. */
+  ttl?: number;
+  actor: string;
+}
+
+export interface CreatedToken {
+  deviceId: string;
+  profile: string;
+  tokenId: string;
+  /** The secret, shown once and never stored. */
+  token: string;
+  expiresAt: Date;
+}
+
+export const MAX_TOKENS_PER_REQUEST = 100_000;
+
+/**
+ * Creates one-time bootstrap tokens, one per device id, in one write set: the
+ * devices are pre-registered as pending (an existing device keeps its state).
+ */
+export async function createTokens(
+  deps: Pick<AuthorityDeps, "storage" | "clock" | "crypto" | "config" | "profiles">,
+  req: CreateTokensRequest,
+): Promise<CreatedToken[]> {
+  const profileName = req.profile ?? "device";
+  if (!deps.profiles.has(profileName)) throw badRequest("unknown_profile", `no profile "${profileName}"`);
+  const ttl = req.ttl ?? deps.config.tokens.defaultTtl;
+  if (ttl <= 0 || ttl > deps.config.tokens.maxTtl) {
+    throw badRequest(
+      "ttl_out_of_range",
+      `token ttl must be between 1s and ${formatDuration(deps.config.tokens.maxTtl)}`,
+    );
+  }
+  if (req.deviceIds.length === 0 || req.deviceIds.length > MAX_TOKENS_PER_REQUEST) {
+    throw badRequest("count_out_of_range", `between 1 and ${MAX_TOKENS_PER_REQUEST} tokens per request`);
+  }
+  const unique = new Set(req.deviceIds);
+  if (unique.size !== req.deviceIds.length) throw badRequest("duplicate_device", "device ids must be unique");
+  const now = deps.clock.now();
+  const expiresAt = new Date(now.getTime() + ttl * 1000);
+  const writes: Write[] = [];
+  const created: CreatedToken[] = [];
+  for (const deviceId of req.deviceIds) {
+    if (!isValidDeviceId(deviceId))
+      throw badRequest("bad_device_id", `device id "${deviceId}" is invalid: ${DEVICE_ID_RULE}`);
+    const existing = await deps.storage.getDevice(deviceId);
+    if (existing && existing.status !== "pending" && existing.status !== "active") {
+      throw forbidden("device_not_enrollable", `device ${deviceId} is ${existing.status}`);
+    }
+    const token = newTokenSecret(deps.crypto);
+    const tokenId = newTokenId(deps.crypto);
+    const device: DeviceRecord = existing ?? {
+      id: deviceId,
+      profile: profileName,
+      status: "pending",
+      createdAt: now,
+      updatedAt: now,
+      lastEnrolledAt: null,
+      currentSerial: null,
+    };
+    if (!existing) writes.push({ kind: "upsertDevice", device });
+    writes.push({
+      kind: "insertToken",
+      token: {
+        id: tokenId,
+        hash: await sha256Hex(deps.crypto, token),
+        deviceId,
+        profile: profileName,
+        createdAt: now,
+        expiresAt,
+        usedAt: null,
+        usedSerial: null,
+        revokedAt: null,
+        createdBy: req.actor,
+      },
+    });
+    writes.push(
+      auditWrite({
+        at: now,
+        actor: req.actor,
+        action: "token.create",
+        outcome: "success",
+        deviceId,
+        detail: { tokenId, profile: profileName, expiresAt: expiresAt.toISOString() },
+      }),
+    );
+    created.push({ deviceId, profile: profileName, tokenId, token, expiresAt });
+  }
+  await deps.storage.apply(writes);
+  return created;
+}

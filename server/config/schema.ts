@@ -1,0 +1,101 @@
+import { z } from "zod";
+import { parseDuration } from "./duration.ts";
+
+/**
+ * One configuration schema for both runtimes. On Node it is read from
+ * `<data>/edgeid.json`; on Workers from vars. Durations are strings ("72h").
+ */
+
+const duration = z
+  .string()
+  .refine((s) => {
+    try {
+      parseDuration(s);
+      return true;
+    } catch {
+      return false;
+    }
+  }, "a duration such as 72h, 30m or 7d")
+  .transform(parseDuration);
+
+export const KEY_TYPES = ["P-256", "P-384", "Ed25519", "RSA"] as const;
+
+/** EST labels name profiles (RFC 7030 §3.2.2): one path segment, not an operation name. */
+const RESERVED_LABELS = new Set(["cacerts", "simpleenroll", "simplereenroll", "csrattrs", "serverkeygen", "fullcmc"]);
+export const profileName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "profile names are 1-32 lowercase letters, digits or '-'")
+  .refine((s) => !RESERVED_LABELS.has(s), "a profile may not be named like an EST operation");
+
+export const profileSchema = z
+  .object({
+    description: z.string().default(""),
+    /** Accepted key types, the preferred one first (it is what csrattrs advertises first). */
+    keyTypes: z.array(z.enum(KEY_TYPES)).min(1).default(["P-256", "P-384", "Ed25519"]),
+    rsaMinBits: z.number().int().min(2048).default(2048),
+    rsaMaxBits: z.number().int().max(8192).default(4096),
+    validity: duration.default(72 * 3600),
+    /** notBefore is set this far in the past to absorb device clock skew. */
+    backdate: duration.default(300),
+    extendedKeyUsage: z
+      .array(z.enum(["clientAuth", "serverAuth"]))
+      .min(1)
+      .default(["clientAuth"]),
+    /** RFC 7030 §4.2.2 allows reusing the key; the device profile does not. */
+    requireNewKeyOnReenroll: z.boolean().default(true),
+    /** Zero-touch first boot with a manufacturer certificate (IDevID). */
+    idevid: z
+      .object({
+        /** PEM bundle of manufacturer CA certificates (a path on Node, relative to the data directory). */
+        trustBundle: z.string().min(1),
+        /** Where the device id is read from in the IDevID. */
+        deviceIdFrom: z.enum(["subject.serialNumber", "subject.commonName"]).default("subject.serialNumber"),
+      })
+      .optional(),
+  })
+  .refine((p) => p.rsaMinBits <= p.rsaMaxBits, "rsaMinBits must not exceed rsaMaxBits");
+
+export type Profile = z.infer<typeof profileSchema> & { name: string };
+
+export const configSchema = z.object({
+  /** SPIFFE trust domain: identities are spiffe://<trustDomain>/device/<id>. */
+  trustDomain: z
+    .string()
+    .regex(/^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/, "a trust domain is a lowercase DNS-like name (SPIFFE §2.1)"),
+  hostnames: z.array(z.string().min(1)).default(["localhost"]),
+  listen: z.string().default("127.0.0.1:8443"),
+  /** Base URL that certificates point at for CRL and OCSP; defaults from the listener. */
+  publicUrl: z.url().optional(),
+  limits: z
+    .object({
+      maxBodyBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(1024 * 1024)
+        .default(64 * 1024),
+      maxRequestedNames: z.number().int().min(1).max(64).default(8),
+    })
+    .prefault({}),
+  tokens: z
+    .object({
+      defaultTtl: duration.default(24 * 3600),
+      maxTtl: duration.default(90 * 86400),
+    })
+    .prefault({}),
+  profiles: z
+    .record(profileName, profileSchema)
+    .default(() => ({ device: profileSchema.parse({ description: "Short-lived device identity" }) }))
+    .refine((p) => "device" in p, "the device profile must exist"),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export function parseConfig(input: unknown): Config {
+  return configSchema.parse(input);
+}
+
+export function profilesOf(config: Config): Map<string, Profile> {
+  return new Map(Object.entries(config.profiles).map(([name, p]) => [name, { ...p, name }]));
+}

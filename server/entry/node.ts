@@ -1,0 +1,145 @@
+import "reflect-metadata";
+import { webcrypto } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
+import { getRequestListener } from "@hono/node-server";
+import type { Logger } from "pino";
+import {
+  dataPaths,
+  ensureTlsCertificate,
+  loadIssuingCa,
+  readConfig,
+  readTrustAnchors,
+  resolveInDataDir,
+  resolvePassphrase,
+} from "../adapters/node/data-dir.ts";
+import { nodePeer } from "../adapters/node/tls-peer.ts";
+import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
+import { createApp } from "../app.ts";
+import { Authority } from "../authority/authority.ts";
+import type { AuthorityDeps } from "../authority/deps.ts";
+import { type Config, profilesOf } from "../config/schema.ts";
+import { pemCertificates } from "../pki/pem.ts";
+import { systemClock } from "../ports/clock.ts";
+
+export interface ServeOptions {
+  dataDir: string;
+  /** HOST:PORT; overrides the configuration. Port 0 picks a free port. */
+  listen?: string;
+  logger: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface RunningServer {
+  url: string;
+  config: Config;
+  server: Server;
+  storage: SqliteStorage;
+  close(): Promise<void>;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
+  if (!m) throw new Error(`--listen must be HOST:PORT (got "${listen}")`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new Error(`port ${port} is out of range`);
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+function manufacturerAnchors(dataDir: string, config: Config): Map<string, Uint8Array[]> {
+  const out = new Map<string, Uint8Array[]>();
+  for (const [name, profile] of Object.entries(config.profiles)) {
+    if (!profile.idevid) continue;
+    const file = resolveInDataDir(dataDir, profile.idevid.trustBundle);
+    const anchors = pemCertificates(readFileSync(file, "utf8"));
+    if (anchors.length === 0) throw new Error(`profile ${name}: no certificates in ${file}`);
+    out.set(name, anchors);
+  }
+  return out;
+}
+
+/**
+ * Starts the HTTPS listener on an initialised data directory. The port is bound
+ * first so that the URLs written into certificates (CRL, OCSP) carry the real port.
+ */
+export async function startServer(opts: ServeOptions): Promise<RunningServer> {
+  const env = opts.env ?? process.env;
+  const paths = dataPaths(opts.dataDir);
+  const config = readConfig(opts.dataDir);
+  const passphrase = resolvePassphrase(opts.dataDir, env, false);
+  if (passphrase.development) {
+    opts.logger.warn(
+      { passphraseFile: passphrase.origin },
+      "DEVELOPMENT MODE: the CA key passphrase is stored next to the keys; set EDGEID_CA_PASSPHRASE_FILE for production",
+    );
+  }
+  const ca = await loadIssuingCa(opts.dataDir, passphrase.passphrase);
+  if (await ensureTlsCertificate(opts.dataDir, ca, config, passphrase.passphrase)) {
+    opts.logger.info("issued a new TLS certificate for the listener");
+  }
+  const idevidAnchors = manufacturerAnchors(opts.dataDir, config);
+  const storage = SqliteStorage.open(paths.database);
+  const { host, port } = parseListen(opts.listen ?? config.listen);
+
+  const server = createServer({
+    key: readFileSync(paths.tlsKey),
+    passphrase: passphrase.passphrase,
+    cert: readFileSync(paths.tlsCert),
+    // Ask for a client certificate, naming our roots and the manufacturer roots as
+    // acceptable issuers; never require one (simpleenroll with a token has none).
+    ca: [...readTrustAnchors(opts.dataDir), ...[...idevidAnchors.values()].flat()].map((d) => Buffer.from(d)),
+    requestCert: true,
+    rejectUnauthorized: false,
+    minVersion: "TLSv1.2",
+  });
+  // Slowloris and idle-connection limits.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = (server.address() as AddressInfo).port;
+  // A wildcard listener is reached by its configured hostname, not by 0.0.0.0.
+  const reachable = host === "0.0.0.0" || host === "::" ? (config.hostnames[0] ?? "localhost") : host;
+  const urlHost = reachable.includes(":") ? `[${reachable}]` : reachable;
+  const url = `https://${urlHost}:${bound}`;
+
+  const deps: AuthorityDeps = {
+    config,
+    profiles: profilesOf(config),
+    storage,
+    ca,
+    clock: systemClock,
+    crypto: webcrypto as Crypto,
+    publicUrl: config.publicUrl ?? url,
+    idevidAnchors,
+  };
+  const log = opts.logger;
+  const app = createApp({
+    authority: new Authority(deps),
+    peer: nodePeer,
+    logger: {
+      request: (entry) => log.info(entry, "request"),
+      error: (err, context) => log.error({ err, ...context }, "unhandled error"),
+    },
+  });
+  server.on("request", getRequestListener(app.fetch));
+  log.info({ url, dataDir: paths.root, trustDomain: config.trustDomain }, "listening");
+  return {
+    url,
+    config,
+    server,
+    storage,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => {
+          storage.close();
+          resolve();
+        });
+        server.closeAllConnections();
+      }),
+  };
+}

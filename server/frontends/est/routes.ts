@@ -1,0 +1,188 @@
+import { type Context, Hono } from "hono";
+import type { Authority } from "../../authority/authority.ts";
+import { AuthorityError } from "../../authority/errors.ts";
+import type { TokenCredentials } from "../../authority/provisioners/token.ts";
+import { Base64Error, decodeBase64, encodeBase64 } from "../../pki/base64.ts";
+import { certsOnly } from "../../pki/pkcs7.ts";
+import type { PeerInfo } from "../../ports/client-identity.ts";
+import { estErrorResponse } from "./errors.ts";
+import { CSRATTRS, essence, PKCS7, PKCS7_CERTS_ONLY, PKCS10 } from "./media.ts";
+
+export interface EstDeps {
+  authority: Authority;
+  peer: (c: Context) => PeerInfo;
+  maxBodyBytes: number;
+}
+
+const err = (code: AuthorityError["code"], reason: string, message: string) =>
+  new AuthorityError(code, message, reason);
+
+/** A base64 DER body, as RFC 7030 §4 and RFC 8951 §3.2 require, wrapped at 76 columns. */
+function base64Body(der: Uint8Array, contentType: string): Response {
+  return new Response(`${encodeBase64(der, 76)}\r\n`, {
+    status: 200,
+    headers: { "content-type": contentType, "content-transfer-encoding": "base64", "cache-control": "no-store" },
+  });
+}
+
+/**
+ * EST over HTTPS (RFC 7030 §3.2.2): /.well-known/est/<op> and /.well-known/est/<label>/<op>.
+ * Decodes, calls one authority verb, encodes. Decoding refusals are audited through
+ * the authority like every other refusal.
+ */
+export function estRoutes(deps: EstDeps): Hono {
+  const app = new Hono();
+  const { authority } = deps;
+
+  /** Errors from the authority verbs: already audited there. */
+  const fail = (e: unknown): Response => {
+    if (e instanceof AuthorityError) return estErrorResponse(e);
+    throw e;
+  };
+  /** Refusals while decoding, before any verb ran: audited here through the authority. */
+  const reject = async (c: Context, action: string, e: unknown): Promise<Response> => {
+    if (!(e instanceof AuthorityError)) throw e;
+    await authority.rejectRequest({ action, remote: deps.peer(c).remoteAddress, error: e });
+    return estErrorResponse(e);
+  };
+
+  const readCsr = async (c: Context): Promise<Uint8Array> => {
+    const type = essence(c.req.header("content-type"));
+    if (type !== PKCS10) {
+      throw err(
+        "unsupported_media_type",
+        "wrong_content_type",
+        `Content-Type must be ${PKCS10} (got ${type || "none"})`,
+      );
+    }
+    const declared = Number(c.req.header("content-length") ?? "0");
+    if (declared > deps.maxBodyBytes) throw tooLarge(deps.maxBodyBytes);
+    const body = await readLimited(c.req.raw, deps.maxBodyBytes);
+    let der: Uint8Array;
+    try {
+      der = decodeBase64(new TextDecoder("latin1").decode(body));
+    } catch (e) {
+      if (e instanceof Base64Error)
+        throw err("bad_request", "not_base64", "body is not base64 (RFC 7030 §4.2.1: base64-encoded DER PKCS#10)");
+      throw e;
+    }
+    if (der.length === 0) throw err("bad_request", "empty_body", "body is empty; send a base64-encoded PKCS#10 CSR");
+    return der;
+  };
+
+  const credentials = (c: Context): TokenCredentials | undefined => {
+    const header = c.req.header("authorization");
+    if (!header) return undefined;
+    const [scheme, value = ""] = header.trim().split(/\s+/, 2);
+    if (scheme?.toLowerCase() === "bearer" && value) return { type: "bearer", token: value };
+    if (scheme?.toLowerCase() === "basic" && value) {
+      let decoded: string;
+      try {
+        decoded = new TextDecoder("utf-8", { fatal: true }).decode(decodeBase64(value));
+      } catch {
+        throw err("unauthenticated", "credentials_malformed", "Authorization header is not valid HTTP Basic");
+      }
+      const colon = decoded.indexOf(":");
+      if (colon < 0)
+        throw err("unauthenticated", "credentials_malformed", "Authorization header is not valid HTTP Basic");
+      return { type: "basic", username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+    }
+    throw err(
+      "unauthenticated",
+      "credentials_malformed",
+      "Authorization must be Basic (device id, token) or Bearer (token)",
+    );
+  };
+
+  const mount = (prefix: string, labelOf: (c: Context) => string | undefined) => {
+    app.get(`${prefix}/cacerts`, async (c) => {
+      try {
+        return base64Body(certsOnly(authority.cacerts(labelOf(c))), PKCS7);
+      } catch (e) {
+        return reject(c, "est.cacerts", e);
+      }
+    });
+    app.get(`${prefix}/csrattrs`, async (c) => {
+      try {
+        return base64Body(authority.csrattrs(labelOf(c)), CSRATTRS);
+      } catch (e) {
+        return reject(c, "est.csrattrs", e);
+      }
+    });
+    app.post(`${prefix}/simpleenroll`, async (c) => {
+      let creds: TokenCredentials | undefined;
+      let csr: Uint8Array;
+      try {
+        creds = credentials(c);
+        csr = await readCsr(c);
+      } catch (e) {
+        return reject(c, "est.simpleenroll", e);
+      }
+      try {
+        const issued = await authority.enroll({ label: labelOf(c), csr, credentials: creds, peer: deps.peer(c) });
+        return base64Body(certsOnly([issued.certificate]), PKCS7_CERTS_ONLY);
+      } catch (e) {
+        return fail(e);
+      }
+    });
+    app.post(`${prefix}/simplereenroll`, async (c) => {
+      let csr: Uint8Array;
+      try {
+        csr = await readCsr(c);
+      } catch (e) {
+        return reject(c, "est.simplereenroll", e);
+      }
+      try {
+        const issued = await authority.reenroll({ label: labelOf(c), csr, peer: deps.peer(c) });
+        return base64Body(certsOnly([issued.certificate]), PKCS7_CERTS_ONLY);
+      } catch (e) {
+        return fail(e);
+      }
+    });
+  };
+  mount("/.well-known/est", () => undefined);
+  mount("/.well-known/est/:label", (c) => c.req.param("label"));
+
+  app.all("/.well-known/est/*", (c) => {
+    const known = /\/(cacerts|csrattrs|simpleenroll|simplereenroll)$/.test(c.req.path);
+    return estErrorResponse(
+      known
+        ? err("method_not_allowed", "method_not_allowed", `${c.req.method} is not allowed for this EST operation`)
+        : err(
+            "not_found",
+            "unknown_operation",
+            "unknown EST operation; this server offers cacerts, csrattrs, simpleenroll, simplereenroll",
+          ),
+    );
+  });
+  return app;
+}
+
+function tooLarge(limit: number): AuthorityError {
+  return err("payload_too_large", "payload_too_large", `body exceeds ${limit} bytes`);
+}
+
+/** Reads at most `limit` bytes; refuses (without buffering the rest) beyond that. */
+async function readLimited(request: Request, limit: number): Promise<Uint8Array> {
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > limit) {
+      await reader.cancel();
+      throw tooLarge(limit);
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}

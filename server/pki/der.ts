@@ -1,0 +1,169 @@
+/**
+ * Minimal DER (ITU-T X.690) encoding and reading helpers.
+ *
+ * Used for the small fixed structures EST needs (PKCS#7 certs-only, CsrAttrs,
+ * ECDSA-Sig-Value). Certificates themselves are built with @peculiar/asn1-x509.
+ */
+
+export const TAG = {
+  INTEGER: 0x02,
+  BIT_STRING: 0x03,
+  OCTET_STRING: 0x04,
+  NULL: 0x05,
+  OID: 0x06,
+  UTF8_STRING: 0x0c,
+  PRINTABLE_STRING: 0x13,
+  SEQUENCE: 0x30,
+  SET: 0x31,
+} as const;
+
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+export function encodeLength(length: number): Uint8Array {
+  if (length < 0x80) return Uint8Array.of(length);
+  const bytes: number[] = [];
+  for (let n = length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n & 0xff);
+  return Uint8Array.of(0x80 | bytes.length, ...bytes);
+}
+
+/** Tag-length-value with a definite length, the only form DER allows. */
+export function tlv(tag: number, ...content: Uint8Array[]): Uint8Array {
+  const body = content.length === 1 ? (content[0] as Uint8Array) : concat(content);
+  return concat([Uint8Array.of(tag), encodeLength(body.length), body]);
+}
+
+export const sequence = (...items: Uint8Array[]): Uint8Array => tlv(TAG.SEQUENCE, ...items);
+
+/** SET OF in DER: elements sorted by their encodings (X.690 §11.6). */
+export function setOf(items: readonly Uint8Array[]): Uint8Array {
+  const sorted = [...items].sort(compareBytes);
+  return tlv(TAG.SET, ...sorted);
+}
+
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const d = (a[i] as number) - (b[i] as number);
+    if (d !== 0) return d;
+  }
+  return a.length - b.length;
+}
+
+/** An unsigned big-endian magnitude as a minimal, positive DER INTEGER. */
+export function unsignedInteger(magnitude: Uint8Array): Uint8Array {
+  let start = 0;
+  while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
+  const trimmed = magnitude.subarray(start);
+  const needsPad = ((trimmed[0] ?? 0) & 0x80) !== 0;
+  return tlv(TAG.INTEGER, needsPad ? concat([Uint8Array.of(0), trimmed]) : trimmed);
+}
+
+export function encodeOid(dotted: string): Uint8Array {
+  const arcs = dotted.split(".").map((a) => Number.parseInt(a, 10));
+  if (arcs.length < 2 || arcs.some((a) => !Number.isSafeInteger(a) || a < 0)) {
+    throw new Error(`invalid OID ${dotted}`);
+  }
+  const out: number[] = [(arcs[0] as number) * 40 + (arcs[1] as number)];
+  for (const arc of arcs.slice(2)) {
+    const chunk: number[] = [arc & 0x7f];
+    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
+    out.push(...chunk);
+  }
+  return tlv(TAG.OID, Uint8Array.from(out));
+}
+
+export function decodeOid(content: Uint8Array): string {
+  const first = content[0] ?? 0;
+  const arcs: number[] = [first < 80 ? Math.floor(first / 40) : 2, first < 80 ? first % 40 : first - 80];
+  let value = 0;
+  for (let i = 1; i < content.length; i++) {
+    const byte = content[i] as number;
+    value = value * 128 + (byte & 0x7f);
+    if ((byte & 0x80) === 0) {
+      arcs.push(value);
+      value = 0;
+    }
+  }
+  return arcs.join(".");
+}
+
+export interface Tlv {
+  tag: number;
+  /** Offset of the first content byte within the input. */
+  start: number;
+  /** Offset just past the element. */
+  end: number;
+  content: Uint8Array;
+  /** The whole element, tag and length included. */
+  raw: Uint8Array;
+}
+
+export class DerError extends Error {
+  override name = "DerError";
+}
+
+/** Reads one DER element at `offset`. Rejects indefinite and non-minimal lengths. */
+export function readTlv(input: Uint8Array, offset = 0): Tlv {
+  if (offset + 2 > input.length) throw new DerError("truncated DER element");
+  const tag = input[offset] as number;
+  if ((tag & 0x1f) === 0x1f) throw new DerError("multi-byte tags are not supported");
+  let lengthByte = input[offset + 1] as number;
+  let cursor = offset + 2;
+  let length: number;
+  if (lengthByte < 0x80) {
+    length = lengthByte;
+  } else {
+    lengthByte &= 0x7f;
+    if (lengthByte === 0) throw new DerError("indefinite length is not DER");
+    if (lengthByte > 4) throw new DerError("DER length too large");
+    if (cursor + lengthByte > input.length) throw new DerError("truncated DER length");
+    length = 0;
+    for (let i = 0; i < lengthByte; i++) length = length * 256 + (input[cursor + i] as number);
+    if (length < 0x80 || (lengthByte > 1 && input[cursor] === 0)) throw new DerError("non-minimal DER length");
+    cursor += lengthByte;
+  }
+  const end = cursor + length;
+  if (end > input.length) throw new DerError("truncated DER content");
+  return { tag, start: cursor, end, content: input.subarray(cursor, end), raw: input.subarray(offset, end) };
+}
+
+/** The elements directly inside a constructed element's content. */
+export function readChildren(content: Uint8Array): Tlv[] {
+  const out: Tlv[] = [];
+  let offset = 0;
+  while (offset < content.length) {
+    const el = readTlv(content, offset);
+    out.push(el);
+    offset = el.end;
+  }
+  return out;
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export function toHex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += b.toString(16).padStart(2, "0");
+  return s;
+}
+
+export function fromHex(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || /[^0-9a-f]/i.test(hex)) throw new Error("invalid hex");
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}

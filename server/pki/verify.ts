@@ -1,0 +1,86 @@
+import { DerError } from "./der.ts";
+import { derToP1363 } from "./ecdsa-signature.ts";
+import { describeKey, type KeyDescription } from "./keys.ts";
+import {
+  ecdsa_with_SHA256,
+  ecdsa_with_SHA384,
+  ecdsa_with_SHA512,
+  id_Ed25519,
+  sha256WithRSAEncryption,
+  sha384WithRSAEncryption,
+  sha512WithRSAEncryption,
+} from "./oids.ts";
+
+export class SignatureAlgorithmError extends Error {
+  override name = "SignatureAlgorithmError";
+}
+
+interface VerifyAlgorithm {
+  keyKind: KeyDescription["kind"];
+  hash?: "SHA-256" | "SHA-384" | "SHA-512";
+}
+
+const SIGNATURE_ALGORITHMS: Record<string, VerifyAlgorithm> = {
+  [ecdsa_with_SHA256]: { keyKind: "EC", hash: "SHA-256" },
+  [ecdsa_with_SHA384]: { keyKind: "EC", hash: "SHA-384" },
+  [ecdsa_with_SHA512]: { keyKind: "EC", hash: "SHA-512" },
+  [sha256WithRSAEncryption]: { keyKind: "RSA", hash: "SHA-256" },
+  [sha384WithRSAEncryption]: { keyKind: "RSA", hash: "SHA-384" },
+  [sha512WithRSAEncryption]: { keyKind: "RSA", hash: "SHA-512" },
+  [id_Ed25519]: { keyKind: "Ed25519" },
+};
+
+const COORDINATE_LENGTH: Record<string, number> = { "P-256": 32, "P-384": 48, "P-521": 66 };
+
+export interface SignedData {
+  /** Signer's SubjectPublicKeyInfo. */
+  spki: Uint8Array;
+  signatureAlgorithm: string;
+  /** As carried in X.509/PKCS#10 (DER ECDSA-Sig-Value for ECDSA). */
+  signature: Uint8Array;
+  data: Uint8Array;
+}
+
+/**
+ * Verifies an X.509-style signature with WebCrypto. Returns false for a signature
+ * that does not verify; throws SignatureAlgorithmError for an algorithm we do not
+ * accept or one that does not fit the key.
+ */
+export async function verifySignature(
+  subtle: SubtleCrypto,
+  s: SignedData,
+  key = describeKey(s.spki),
+): Promise<boolean> {
+  const alg = SIGNATURE_ALGORITHMS[s.signatureAlgorithm];
+  if (!alg) throw new SignatureAlgorithmError(`signature algorithm ${s.signatureAlgorithm} is not accepted`);
+  if (alg.keyKind !== key.kind) throw new SignatureAlgorithmError("signature algorithm does not match the key");
+  const spki = s.spki as BufferSource;
+  const data = s.data as BufferSource;
+  let imported: CryptoKey;
+  try {
+    if (key.kind === "EC") {
+      imported = await subtle.importKey("spki", spki, { name: "ECDSA", namedCurve: key.curve }, false, ["verify"]);
+    } else if (key.kind === "RSA") {
+      imported = await subtle.importKey("spki", spki, { name: "RSASSA-PKCS1-v1_5", hash: alg.hash as string }, false, [
+        "verify",
+      ]);
+    } else {
+      imported = await subtle.importKey("spki", spki, { name: "Ed25519" }, false, ["verify"]);
+    }
+  } catch {
+    throw new SignatureAlgorithmError("public key could not be imported");
+  }
+  if (key.kind === "EC") {
+    const size = COORDINATE_LENGTH[key.curve];
+    if (!size) throw new SignatureAlgorithmError(`curve ${key.curve} is not supported`);
+    let raw: Uint8Array;
+    try {
+      raw = derToP1363(s.signature, size);
+    } catch (err) {
+      if (err instanceof DerError) return false;
+      throw err;
+    }
+    return subtle.verify({ name: "ECDSA", hash: alg.hash as string }, imported, raw as BufferSource, data);
+  }
+  return subtle.verify({ name: imported.algorithm.name }, imported, s.signature as BufferSource, data);
+}
