@@ -70,11 +70,13 @@ export function unsignedInteger(magnitude: Uint8Array): Uint8Array {
 
 export function encodeOid(dotted: string): Uint8Array {
   const arcs = dotted.split(".").map((a) => Number.parseInt(a, 10));
-  if (arcs.length < 2 || arcs.some((a) => !Number.isSafeInteger(a) || a < 0)) {
+  if (arcs.length < 2 || arcs.some((a) => !Number.isSafeInteger(a) || a < 0) || (arcs[0] as number) > 2) {
     throw new Error(`invalid OID ${dotted}`);
   }
-  const out: number[] = [(arcs[0] as number) * 40 + (arcs[1] as number)];
-  for (const arc of arcs.slice(2)) {
+  // X.690 §8.19.4: the first two arcs share one subidentifier.
+  const subidentifiers = [(arcs[0] as number) * 40 + (arcs[1] as number), ...arcs.slice(2)];
+  const out: number[] = [];
+  for (const arc of subidentifiers) {
     const chunk: number[] = [arc & 0x7f];
     for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
     out.push(...chunk);
@@ -83,18 +85,18 @@ export function encodeOid(dotted: string): Uint8Array {
 }
 
 export function decodeOid(content: Uint8Array): string {
-  const first = content[0] ?? 0;
-  const arcs: number[] = [first < 80 ? Math.floor(first / 40) : 2, first < 80 ? first % 40 : first - 80];
+  const subidentifiers: number[] = [];
   let value = 0;
-  for (let i = 1; i < content.length; i++) {
-    const byte = content[i] as number;
+  for (const byte of content) {
     value = value * 128 + (byte & 0x7f);
     if ((byte & 0x80) === 0) {
-      arcs.push(value);
+      subidentifiers.push(value);
       value = 0;
     }
   }
-  return arcs.join(".");
+  const first = subidentifiers[0] ?? 0;
+  const head = first < 80 ? [Math.floor(first / 40), first % 40] : [2, first - 80];
+  return [...head, ...subidentifiers.slice(1)].join(".");
 }
 
 export interface Tlv {

@@ -1,0 +1,139 @@
+import * as x509 from "@peculiar/x509";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { AuthorityError } from "../../server/authority/errors.ts";
+import { createToken, generateKeys, type Harness, harness, makeCsr, makeTestCa, peer } from "../support/fixtures.ts";
+
+async function refusal(p: Promise<unknown>): Promise<{ code: string; reason: string }> {
+  const err = await p.then(
+    () => {
+      throw new Error("expected a refusal");
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AuthorityError);
+  return { code: (err as AuthorityError).code, reason: (err as AuthorityError).reason };
+}
+
+describe("simplereenroll over mutual TLS", () => {
+  let h: Harness;
+  let first: Uint8Array;
+  let firstKeys: CryptoKeyPair;
+
+  beforeEach(async () => {
+    h = await harness();
+    const token = await createToken(h, "gw-1");
+    firstKeys = await generateKeys("P-256");
+    first = (
+      await h.authority.enroll({
+        csr: await makeCsr(firstKeys),
+        credentials: { type: "basic", username: "gw-1", password: token },
+        peer: peer(),
+      })
+    ).certificate;
+  });
+  afterEach(() => h.close());
+
+  const reenroll = async (
+    client: Uint8Array | undefined,
+    keys?: CryptoKeyPair,
+    opts: { label?: string; cn?: string } = {},
+  ) =>
+    h.authority.reenroll({
+      label: opts.label,
+      csr: await makeCsr(keys ?? (await generateKeys("P-256")), { cn: opts.cn }),
+      peer: peer(client ? [client] : undefined),
+    });
+
+  it("issues a new certificate with the same subject and SAN for a new key", async () => {
+    h.clock.advance(48 * 3600);
+    const next = await reenroll(first, undefined, { cn: "gw-1" });
+    const a = new x509.X509Certificate(first);
+    const b = new x509.X509Certificate(next.certificate);
+    expect(b.subject).toBe(a.subject);
+    expect(b.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON()).toEqual(
+      a.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON(),
+    );
+    expect(b.serialNumber).not.toBe(a.serialNumber);
+    expect(b.notBefore.getTime()).toBeGreaterThan(a.notBefore.getTime());
+    const stored = await h.storage.getCertificate(next.serial);
+    expect(stored?.method).toBe("reenroll");
+    expect(stored?.replacesSerial).toBe((await h.storage.getCertificate(stored?.replacesSerial ?? ""))?.serial);
+    expect((await h.storage.getDevice("gw-1"))?.currentSerial).toBe(next.serial);
+  });
+
+  it("refuses the same key in the device profile", async () => {
+    expect(await refusal(reenroll(first, firstKeys))).toEqual({ code: "bad_request", reason: "key_reused" });
+  });
+
+  it("refuses without a client certificate", async () => {
+    expect(await refusal(reenroll(undefined))).toEqual({ code: "forbidden", reason: "client_certificate_missing" });
+  });
+
+  it("refuses an expired certificate by the injected clock", async () => {
+    h.clock.advance(72 * 3600);
+    expect(await refusal(reenroll(first))).toEqual({ code: "forbidden", reason: "client_certificate_expired" });
+  });
+
+  it("refuses a certificate from another CA with the same names", async () => {
+    const other = await harness({ ca: await makeTestCa(undefined, "Other") });
+    try {
+      const token = await createToken(other, "gw-1");
+      const foreign = await other.authority.enroll({
+        csr: await makeCsr(await generateKeys("P-256")),
+        credentials: { type: "bearer", token },
+        peer: peer(),
+      });
+      expect(await refusal(reenroll(foreign.certificate))).toEqual({
+        code: "forbidden",
+        reason: "client_certificate_unknown",
+      });
+    } finally {
+      other.close();
+    }
+  });
+
+  it("refuses a revoked certificate and an inactive device", async () => {
+    h.storage.sqlite.prepare("update certificates set status = 'revoked'").run();
+    expect(await refusal(reenroll(first))).toEqual({ code: "forbidden", reason: "client_certificate_revoked" });
+    h.storage.sqlite.prepare("update certificates set status = 'valid'").run();
+    h.storage.sqlite.prepare("update devices set status = 'decommissioned'").run();
+    expect(await refusal(reenroll(first))).toEqual({ code: "forbidden", reason: "device_not_active" });
+  });
+
+  it("lets the predecessor retry once (lost response) but not an older certificate", async () => {
+    const second = await reenroll(first);
+    // The response to `second` was lost: the device still holds `first` and retries.
+    const retry = await reenroll(first);
+    expect((await h.storage.getDevice("gw-1"))?.currentSerial).toBe(retry.serial);
+    // `second` was never current after the retry, and is neither current nor its predecessor.
+    expect(await refusal(reenroll(second.certificate))).toEqual({
+      code: "forbidden",
+      reason: "client_certificate_superseded",
+    });
+    const third = await reenroll(retry.certificate);
+    expect(await refusal(reenroll(first))).toEqual({ code: "forbidden", reason: "client_certificate_superseded" });
+    expect((await reenroll(third.certificate)).deviceId).toBe("gw-1");
+  });
+
+  it("refuses a label for another profile and names of another device", async () => {
+    expect(await refusal(reenroll(first, undefined, { label: "rsa" }))).toEqual({
+      code: "forbidden",
+      reason: "wrong_profile",
+    });
+    expect(await refusal(reenroll(first, undefined, { cn: "gw-2" }))).toEqual({
+      code: "forbidden",
+      reason: "name_not_allowed",
+    });
+  });
+
+  it("audits refusals with the device identity", async () => {
+    await reenroll(first, firstKeys).catch(() => undefined);
+    const [last] = await h.storage.listAudit({ deviceId: "gw-1", limit: 1 });
+    expect(last).toMatchObject({
+      actor: "device:gw-1",
+      action: "est.simplereenroll",
+      outcome: "denied",
+      detail: { reason: "key_reused" },
+    });
+  });
+});

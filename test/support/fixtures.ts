@@ -1,0 +1,217 @@
+import { webcrypto } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as x509 from "@peculiar/x509";
+import { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
+import { WebCryptoEcdsaSigner } from "../../server/adapters/webcrypto-signer.ts";
+import { Authority } from "../../server/authority/authority.ts";
+import type { AuthorityDeps, IssuingCa } from "../../server/authority/deps.ts";
+import { type ConfigInput, parseConfig, profilesOf } from "../../server/config/schema.ts";
+import {
+  authorityKeyIdentifier,
+  basicConstraints,
+  buildCertificate,
+  encodeName,
+  keyIdentifier,
+  keyUsage,
+  subjectKeyIdentifier,
+} from "../../server/pki/certificate.ts";
+import { id_at_commonName } from "../../server/pki/oids.ts";
+import type { Clock } from "../../server/ports/clock.ts";
+
+export const crypto = webcrypto as Crypto;
+x509.cryptoProvider.set(crypto);
+
+/** A clock the test moves by hand. */
+export class ManualClock implements Clock {
+  constructor(private t: Date) {}
+  now(): Date {
+    return new Date(this.t);
+  }
+  advance(seconds: number): void {
+    this.t = new Date(this.t.getTime() + seconds * 1000);
+  }
+}
+
+export const T0 = new Date("2026-03-01T12:00:00.000Z");
+
+async function spkiOf(key: CryptoKey): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.exportKey("spki", key));
+}
+
+export interface TestCa {
+  issuing: IssuingCa;
+  root: Uint8Array;
+  rootKeys: CryptoKeyPair;
+}
+
+/** A root and an issuing CA made with WebCrypto keys, as `edgeid init` makes them. */
+export async function makeTestCa(now = T0, label = "Test"): Promise<TestCa> {
+  const alg = { name: "ECDSA", namedCurve: "P-256" };
+  const rootKeys = (await crypto.subtle.generateKey(alg, false, ["sign", "verify"])) as CryptoKeyPair;
+  const issuingKeys = (await crypto.subtle.generateKey(alg, false, ["sign", "verify"])) as CryptoKeyPair;
+  const rootSpki = await spkiOf(rootKeys.publicKey);
+  const issuingSpki = await spkiOf(issuingKeys.publicKey);
+  const rootName = encodeName([{ type: id_at_commonName, value: `${label} Root` }]);
+  const issuingName = encodeName([{ type: id_at_commonName, value: `${label} Issuing` }]);
+  const rootSigner = new WebCryptoEcdsaSigner(rootKeys.privateKey, crypto.subtle);
+  const rootKeyId = await keyIdentifier(rootSpki, crypto.subtle);
+  const issuingKeyId = await keyIdentifier(issuingSpki, crypto.subtle);
+  const year = 365 * 86400_000;
+  const root = await buildCertificate(
+    {
+      serial: Uint8Array.of(1),
+      issuer: rootName,
+      subject: rootName,
+      notBefore: new Date(now.getTime() - year),
+      notAfter: new Date(now.getTime() + 10 * year),
+      spki: rootSpki,
+      extensions: [basicConstraints(true, 1), keyUsage(["keyCertSign", "cRLSign"]), subjectKeyIdentifier(rootKeyId)],
+    },
+    rootSigner,
+  );
+  const issuing = await buildCertificate(
+    {
+      serial: Uint8Array.of(2),
+      issuer: rootName,
+      subject: issuingName,
+      notBefore: new Date(now.getTime() - year),
+      notAfter: new Date(now.getTime() + 5 * year),
+      spki: issuingSpki,
+      extensions: [
+        basicConstraints(true, 0),
+        keyUsage(["keyCertSign", "cRLSign"]),
+        subjectKeyIdentifier(issuingKeyId),
+        authorityKeyIdentifier(rootKeyId),
+      ],
+    },
+    rootSigner,
+  );
+  return {
+    root,
+    rootKeys,
+    issuing: {
+      name: "issuing-p256",
+      certificate: issuing,
+      subject: issuingName,
+      keyId: issuingKeyId,
+      signer: new WebCryptoEcdsaSigner(issuingKeys.privateKey, crypto.subtle),
+      chain: [issuing, root],
+    },
+  };
+}
+
+export interface Harness {
+  authority: Authority;
+  deps: AuthorityDeps;
+  storage: SqliteStorage;
+  clock: ManualClock;
+  ca: TestCa;
+  dir: string;
+  close(): void;
+}
+
+export const TEST_CONFIG: ConfigInput = {
+  trustDomain: "example.org",
+  profiles: {
+    device: {},
+    rsa: { keyTypes: ["RSA", "P-256"], validity: "30d" },
+  },
+};
+
+/** A real authority over a real SQLite file in a temporary directory. */
+export async function harness(
+  opts: { config?: ConfigInput; ca?: TestCa; idevidAnchors?: Map<string, Uint8Array[]> } = {},
+): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), "edgeid-test-"));
+  const storage = SqliteStorage.open(join(dir, "edgeid.db"));
+  const clock = new ManualClock(T0);
+  const ca = opts.ca ?? (await makeTestCa());
+  const config = parseConfig(opts.config ?? TEST_CONFIG);
+  const deps: AuthorityDeps = {
+    config,
+    profiles: profilesOf(config),
+    storage,
+    ca: ca.issuing,
+    clock,
+    crypto,
+    publicUrl: "https://est.example.org:8443",
+    idevidAnchors: opts.idevidAnchors ?? new Map(),
+  };
+  return {
+    authority: new Authority(deps),
+    deps,
+    storage,
+    clock,
+    ca,
+    dir,
+    close() {
+      storage.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export type KeyKind = "P-256" | "P-384" | "Ed25519" | "RSA-2048" | "RSA-1024";
+
+export async function generateKeys(kind: KeyKind): Promise<CryptoKeyPair> {
+  if (kind === "Ed25519")
+    return (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  if (kind.startsWith("RSA")) {
+    return (await crypto.subtle.generateKey(
+      {
+        name: "RSASSA-PKCS1-v1_5",
+        hash: "SHA-256",
+        modulusLength: Number(kind.slice(4)),
+        publicExponent: Uint8Array.of(1, 0, 1),
+      },
+      true,
+      ["sign", "verify"],
+    )) as CryptoKeyPair;
+  }
+  return (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: kind }, true, [
+    "sign",
+    "verify",
+  ])) as CryptoKeyPair;
+}
+
+function signingAlgorithm(keys: CryptoKeyPair): Algorithm | EcdsaParams {
+  const name = keys.privateKey.algorithm.name;
+  if (name === "ECDSA") {
+    const curve = (keys.privateKey.algorithm as EcKeyAlgorithm).namedCurve;
+    return { name: "ECDSA", hash: curve === "P-384" ? "SHA-384" : "SHA-256" } as EcdsaParams;
+  }
+  if (name === "Ed25519") return { name: "Ed25519" };
+  return { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as Algorithm;
+}
+
+/** A CSR built by @peculiar/x509, an implementation independent of our parser. */
+export async function makeCsr(
+  keys: CryptoKeyPair,
+  opts: { cn?: string; sans?: x509.JsonGeneralName[] } = {},
+): Promise<Uint8Array> {
+  const extensions: x509.Extension[] = [];
+  if (opts.sans) extensions.push(new x509.SubjectAlternativeNameExtension(opts.sans));
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: opts.cn === undefined ? undefined : `CN=${opts.cn}`,
+    keys,
+    signingAlgorithm: signingAlgorithm(keys),
+    extensions,
+  });
+  return new Uint8Array(csr.rawData);
+}
+
+export async function createToken(
+  h: Harness,
+  deviceId: string,
+  opts: { profile?: string; ttl?: number } = {},
+): Promise<string> {
+  const [t] = await h.authority.createTokens({ deviceIds: [deviceId], actor: "test", ...opts });
+  return (t as { token: string }).token;
+}
+
+export const peer = (client?: Uint8Array[]) => ({
+  remoteAddress: "127.0.0.1",
+  ...(client ? { client: { chain: client } } : {}),
+});
