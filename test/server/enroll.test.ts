@@ -9,6 +9,7 @@ import {
   harness,
   type KeyKind,
   makeCsr,
+  parseCert,
   peer,
   T0,
 } from "../support/fixtures.ts";
@@ -40,7 +41,7 @@ describe("simpleenroll with a bootstrap token", () => {
       credentials: { type: "basic", username: "dev-1", password: token },
       peer: peer(),
     });
-    const cert = new x509.X509Certificate(issued.certificate);
+    const cert = parseCert(issued.certificate);
     expect(cert.subject).toBe("CN=dev-1");
     expect(cert.issuer).toBe("CN=Test Issuing");
     expect(cert.notBefore.toISOString()).toBe(new Date(T0.getTime() - 300_000).toISOString());
@@ -71,7 +72,7 @@ describe("simpleenroll with a bootstrap token", () => {
     const aia = cert.getExtension(x509.AuthorityInfoAccessExtension);
     expect(aia?.ocsp.map((n) => n.value)).toEqual(["https://est.example.org:8443/pki/ocsp"]);
     // Signed by the issuing CA, and the public key is the CSR's.
-    const issuing = new x509.X509Certificate(h.ca.issuing.certificate);
+    const issuing = parseCert(h.ca.issuing.certificate);
     expect(await cert.verify({ publicKey: issuing, signatureOnly: true })).toBe(true);
     expect(new Uint8Array(cert.publicKey.rawData)).toEqual(
       new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey)),
@@ -91,7 +92,7 @@ describe("simpleenroll with a bootstrap token", () => {
       credentials: { type: "bearer", token },
       peer: peer(),
     });
-    expect(new x509.X509Certificate(issued.certificate).subject).toBe("CN=dev-k");
+    expect(parseCert(issued.certificate).subject).toBe("CN=dev-k");
   });
 
   it("refuses RSA in the device profile and accepts RSA-2048 where the profile allows it", async () => {
@@ -113,7 +114,7 @@ describe("simpleenroll with a bootstrap token", () => {
       credentials: { type: "basic", username: "appliance-1", password: rsaToken },
       peer: peer(),
     });
-    const cert = new x509.X509Certificate(issued.certificate);
+    const cert = parseCert(issued.certificate);
     expect(cert.getExtension(x509.KeyUsagesExtension)?.usages).toBe(
       x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
     );

@@ -70,7 +70,7 @@ describe("PKCS#7 certs-only", () => {
   it("is read by pkijs and by openssl pkcs7", async () => {
     const ca = await makeTestCa();
     const der = certsOnly(ca.issuing.chain);
-    const info = pkijs.ContentInfo.fromBER(der);
+    const info = pkijs.ContentInfo.fromBER(der as Uint8Array<ArrayBuffer>);
     expect(info.contentType).toBe(pkijs.ContentInfo.SIGNED_DATA);
     const signed = new pkijs.SignedData({ schema: info.content });
     expect(signed.signerInfos).toHaveLength(0);

@@ -215,3 +215,8 @@ export const peer = (client?: Uint8Array[]) => ({
   remoteAddress: "127.0.0.1",
   ...(client ? { client: { chain: client } } : {}),
 });
+
+/** Parses DER with @peculiar/x509, our independent reference parser. */
+export function parseCert(der: Uint8Array): x509.X509Certificate {
+  return new x509.X509Certificate(der as Uint8Array<ArrayBuffer>);
+}
