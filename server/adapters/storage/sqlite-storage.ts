@@ -1,3 +1,4 @@
+import { closeSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
 import { drizzle } from "drizzle-orm/better-sqlite3";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";
@@ -17,6 +18,8 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
   }
 
   static open(file: string): SqliteStorage {
+    // Create the file 0600 ourselves: SQLite gives its -wal and -shm files the same mode.
+    closeSync(openSync(file, "a", 0o600));
     const sqlite = new Database(file);
     sqlite.pragma("journal_mode = WAL");
     sqlite.pragma("synchronous = NORMAL");
