@@ -34,10 +34,13 @@ export function estRoutes(deps: EstDeps): Hono {
   const app = new Hono();
   const { authority } = deps;
 
-  /** Errors from the authority verbs: already audited there. */
+  /**
+   * Errors from the authority verbs: already audited there. Internal errors go on to
+   * the app's error handler, which logs the cause and answers 500.
+   */
   const fail = (e: unknown): Response => {
-    if (e instanceof AuthorityError) return estErrorResponse(e);
-    throw e;
+    if (e instanceof AuthorityError && e.code !== "internal") return estErrorResponse(e);
+    throw e instanceof AuthorityError ? (e.cause ?? e) : e;
   };
   /** Refusals while decoding, before any verb ran: audited here through the authority. */
   const reject = async (c: Context, action: string, e: unknown): Promise<Response> => {
