@@ -4,6 +4,7 @@ import { StorageConflictError, type TokenRecord, type Write } from "../ports/sto
 import { auditWrite } from "./audit.ts";
 import { checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
+import { sha256Hex } from "./digest.ts";
 import { forbidden, notFound, unauthenticated } from "./errors.ts";
 import { issueDeviceCertificate } from "./issue.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
@@ -28,6 +29,15 @@ export interface Issued {
 export interface RequestTrail {
   actor: string;
   deviceId?: string;
+}
+
+/** A certificate we issued renews at simplereenroll; say so instead of "untrusted". */
+async function refuseOwnCertificate(deps: AuthorityDeps, leaf: Uint8Array | undefined): Promise<void> {
+  if (!leaf) return;
+  const ours = await deps.storage.getCertificateByFingerprint(await sha256Hex(deps.crypto, leaf));
+  if (ours) {
+    throw forbidden("use_simplereenroll", "this client certificate was issued here: renew it at simplereenroll");
+  }
 }
 
 export function resolveProfile(deps: AuthorityDeps, name: string): Profile {
@@ -61,6 +71,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     profile = resolveProfile(deps, token.profile);
   } else if (req.peer.client) {
     profile = labelled ?? resolveProfile(deps, "device");
+    await refuseOwnCertificate(deps, req.peer.client.chain[0]);
     idevid = await authenticateIdevid(deps, profile, req.peer.client);
     trail.actor = `idevid:${idevid.fingerprint.slice(0, 16)}`;
     trail.deviceId = idevid.deviceId;

@@ -16,7 +16,13 @@ function sources(dir: string): string[] {
   });
 }
 
-const NODE_ONLY = [/from\s+["']node:/, /\brequire\(/, /\bBuffer\b/, /\bprocess\./, /from\s+["'](fs|path|crypto|tls|http|https|net)["']/];
+const NODE_ONLY = [
+  /from\s+["']node:/,
+  /\brequire\(/,
+  /\bBuffer\b/,
+  /\bprocess\./,
+  /from\s+["'](fs|path|crypto|tls|http|https|net)["']/,
+];
 const CORE_ONLY = [/from\s+["']hono/, /from\s+["']drizzle-orm/, /from\s+["']better-sqlite3/, /from\s+["']pino/];
 const NO_AMBIENT = [/\bDate\.now\(/, /\bnew Date\(\)/, /\bMath\.random\(/, /\bsetTimeout\(/];
 

@@ -70,6 +70,11 @@ describe("simplereenroll over mutual TLS", () => {
     expect((await h.storage.getDevice("gw-1"))?.currentSerial).toBe(next.serial);
   });
 
+  it("points a device that renews at simpleenroll to simplereenroll", async () => {
+    const wrong = h.authority.enroll({ csr: await makeCsr(await generateKeys("P-256")), peer: peer([first]) });
+    expect(await refusal(wrong)).toEqual({ code: "forbidden", reason: "use_simplereenroll" });
+  });
+
   it("refuses the same key in the device profile", async () => {
     expect(await refusal(reenroll(first, firstKeys))).toEqual({ code: "bad_request", reason: "key_reused" });
   });
