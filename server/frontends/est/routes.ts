@@ -3,6 +3,7 @@ import type { Authority } from "../../authority/authority.ts";
 import { AuthorityError } from "../../authority/errors.ts";
 import type { TokenCredentials } from "../../authority/provisioners/token.ts";
 import { Base64Error, decodeBase64, encodeBase64 } from "../../pki/base64.ts";
+import { concat } from "../../pki/der.ts";
 import { certsOnly } from "../../pki/pkcs7.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
 import { estErrorResponse } from "./errors.ts";
@@ -181,11 +182,5 @@ async function readLimited(request: Request, limit: number): Promise<Uint8Array>
     }
     chunks.push(value);
   }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
+  return concat(chunks);
 }
