@@ -11,13 +11,11 @@ export interface DenialContext {
   actor: string;
   remote?: string | null;
   deviceId?: string | null;
-  serial?: string | null;
+  /** A device id the client claimed that is not the one it was identified as. */
+  claimed?: string | null;
 }
 
-/**
- * Records a refused request. Failure to write the audit record must not turn a
- * clean 4xx into a 500, so it is reported to the caller's logger instead.
- */
+/** Records a refused request against whoever the authority had identified. */
 export async function recordDenial(deps: AuthorityDeps, ctx: DenialContext, err: AuthorityError): Promise<void> {
   await deps.storage.apply([
     auditWrite({
@@ -26,9 +24,12 @@ export async function recordDenial(deps: AuthorityDeps, ctx: DenialContext, err:
       action: ctx.action,
       outcome: err.code === "internal" ? "error" : "denied",
       deviceId: ctx.deviceId ?? null,
-      serial: ctx.serial ?? null,
       remote: ctx.remote ?? null,
-      detail: { reason: err.reason, message: err.publicMessage },
+      detail: {
+        reason: err.reason,
+        message: err.publicMessage,
+        ...(ctx.claimed ? { claimedDevice: ctx.claimed } : {}),
+      },
     }),
   ]);
 }

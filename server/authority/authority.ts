@@ -1,14 +1,19 @@
 import { encodeCsrAttrs } from "../pki/csrattrs.ts";
+import type { PeerInfo } from "../ports/client-identity.ts";
 import { asAuthorityError, recordDenial } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
-import { type EnrollRequest, enroll, type Issued, type RequestTrail, resolveProfile } from "./enroll.ts";
+import { type EnrollRequest, enroll, type Issued, resolveProfile } from "./enroll.ts";
 import type { AuthorityError } from "./errors.ts";
+import type { TokenCredentials } from "./provisioners/token.ts";
 import { type ReenrollRequest, reenroll } from "./reenroll.ts";
 import { type CreatedToken, type CreateTokensRequest, createTokens } from "./tokens.ts";
+import { identify, type RequestTrail } from "./trail.ts";
 
 export interface RejectedRequest {
   action: string;
-  remote?: string;
+  peer: PeerInfo;
+  /** Credentials, if they could be read before the refusal. */
+  credentials?: TokenCredentials;
   error: AuthorityError;
 }
 
@@ -46,7 +51,8 @@ export class Authority {
 
   /** For refusals decided before any verb ran (size, media type, encoding). */
   async rejectRequest(r: RejectedRequest): Promise<void> {
-    await recordDenial(this.deps, { action: r.action, actor: "anonymous", remote: r.remote }, r.error);
+    const trail = await identify(this.deps, r.credentials, r.peer.client);
+    await recordDenial(this.deps, { action: r.action, remote: r.peer.remoteAddress, ...trail }, r.error);
   }
 
   private async audited<T>(action: string, remote: string, trail: RequestTrail, run: () => Promise<T>): Promise<T> {
@@ -54,7 +60,7 @@ export class Authority {
       return await run();
     } catch (err) {
       const e = asAuthorityError(err);
-      await recordDenial(this.deps, { action, actor: trail.actor, remote, deviceId: trail.deviceId }, e);
+      await recordDenial(this.deps, { action, remote, ...trail }, e);
       throw e;
     }
   }

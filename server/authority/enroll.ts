@@ -1,14 +1,14 @@
 import type { Profile } from "../config/schema.ts";
-import type { PeerInfo } from "../ports/client-identity.ts";
+import type { ClientIdentity, PeerInfo } from "../ports/client-identity.ts";
 import { StorageConflictError, type TokenRecord, type Write } from "../ports/storage.ts";
 import { auditWrite } from "./audit.ts";
 import { checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
-import { sha256Hex } from "./digest.ts";
 import { forbidden, notFound, unauthenticated } from "./errors.ts";
 import { issueDeviceCertificate } from "./issue.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
 import { authenticateToken, type TokenCredentials } from "./provisioners/token.ts";
+import { findOwnCertificate, noteCertificate, type RequestTrail } from "./trail.ts";
 
 export interface EnrollRequest {
   /** EST label (RFC 7030 §3.2.2); absent for the default path. */
@@ -25,17 +25,11 @@ export interface Issued {
   notAfter: Date;
 }
 
-/** Mutable context filled in as the request is understood, for the audit record. */
-export interface RequestTrail {
-  actor: string;
-  deviceId?: string;
-}
-
 /** A certificate we issued renews at simplereenroll; say so instead of "untrusted". */
-async function refuseOwnCertificate(deps: AuthorityDeps, leaf: Uint8Array | undefined): Promise<void> {
-  if (!leaf) return;
-  const ours = await deps.storage.getCertificateByFingerprint(await sha256Hex(deps.crypto, leaf));
+async function refuseOwnCertificate(deps: AuthorityDeps, client: ClientIdentity, trail: RequestTrail): Promise<void> {
+  const ours = await findOwnCertificate(deps, client);
   if (ours) {
+    noteCertificate(trail, ours);
     throw forbidden("use_simplereenroll", "this client certificate was issued here: renew it at simplereenroll");
   }
 }
@@ -57,11 +51,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
   let idevid: IdevidIdentity | undefined;
   let profile: Profile;
   if (req.credentials) {
-    // The claimed device, so that a refused token is audited against it.
-    if (req.credentials.type === "basic") trail.deviceId = req.credentials.username.slice(0, 64);
-    token = await authenticateToken(deps, req.credentials);
-    trail.actor = `token:${token.id}`;
-    trail.deviceId = token.deviceId;
+    token = await authenticateToken(deps, req.credentials, trail);
     if (labelled && labelled.name !== token.profile) {
       throw forbidden(
         "token_wrong_profile",
@@ -71,7 +61,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     profile = resolveProfile(deps, token.profile);
   } else if (req.peer.client) {
     profile = labelled ?? resolveProfile(deps, "device");
-    await refuseOwnCertificate(deps, req.peer.client.chain[0]);
+    await refuseOwnCertificate(deps, req.peer.client, trail);
     idevid = await authenticateIdevid(deps, profile, req.peer.client);
     trail.actor = `idevid:${idevid.fingerprint.slice(0, 16)}`;
     trail.deviceId = idevid.deviceId;

@@ -3,11 +3,12 @@ import { auditWrite } from "./audit.ts";
 import { checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
-import type { Issued, RequestTrail } from "./enroll.ts";
+import type { Issued } from "./enroll.ts";
 import { resolveProfile } from "./enroll.ts";
 import { badRequest, forbidden } from "./errors.ts";
 import { issueDeviceCertificate } from "./issue.ts";
 import { authenticateClientCertificate } from "./provisioners/client-certificate.ts";
+import type { RequestTrail } from "./trail.ts";
 
 export interface ReenrollRequest {
   label?: string;
@@ -22,9 +23,7 @@ export interface ReenrollRequest {
  * new key.
  */
 export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail: RequestTrail): Promise<Issued> {
-  const { certificate: current, device } = await authenticateClientCertificate(deps, req.peer.client);
-  trail.actor = `device:${device.id}`;
-  trail.deviceId = device.id;
+  const { certificate: current, device } = await authenticateClientCertificate(deps, req.peer.client, trail);
   const profile = resolveProfile(deps, current.profile);
   if (req.label !== undefined && resolveProfile(deps, req.label).name !== profile.name) {
     throw forbidden("wrong_profile", `certificate belongs to profile ${profile.name}; re-enroll under that label`);

@@ -1,8 +1,8 @@
 import type { ClientIdentity } from "../../ports/client-identity.ts";
 import type { CertificateRecord, DeviceRecord } from "../../ports/storage.ts";
 import type { AuthorityDeps } from "../deps.ts";
-import { sha256Hex } from "../digest.ts";
 import { forbidden } from "../errors.ts";
+import { findOwnCertificate, noteCertificate, type RequestTrail } from "../trail.ts";
 
 /**
  * Mutual-TLS authentication for simplereenroll. The certificate must be one we
@@ -14,16 +14,17 @@ import { forbidden } from "../errors.ts";
 export async function authenticateClientCertificate(
   deps: AuthorityDeps,
   client: ClientIdentity | undefined,
+  trail: RequestTrail,
 ): Promise<{ certificate: CertificateRecord; device: DeviceRecord }> {
-  const leaf = client?.chain[0];
-  if (!leaf) {
+  if (!client?.chain[0]) {
     throw forbidden(
       "client_certificate_missing",
       "simplereenroll needs the TLS client certificate that this CA issued",
     );
   }
-  const certificate = await deps.storage.getCertificateByFingerprint(await sha256Hex(deps.crypto, leaf));
+  const certificate = await findOwnCertificate(deps, client);
   if (!certificate) throw forbidden("client_certificate_unknown", "client certificate was not issued by this CA");
+  noteCertificate(trail, certificate);
   const now = deps.clock.now().getTime();
   if (certificate.status === "revoked") throw forbidden("client_certificate_revoked", "client certificate is revoked");
   if (certificate.notAfter.getTime() <= now) {

@@ -1,15 +1,13 @@
 import { base64url } from "../../pki/base64.ts";
 import type { TokenRecord } from "../../ports/storage.ts";
 import type { AuthorityDeps } from "../deps.ts";
-import { sha256Hex } from "../digest.ts";
 import { forbidden, unauthenticated } from "../errors.ts";
+import { findToken, noteToken, type RequestTrail, TOKEN_PREFIX } from "../trail.ts";
 
 /** What the client presented: HTTP Basic (device id + token) or a Bearer token. */
 export type TokenCredentials =
   | { type: "basic"; username: string; password: string }
   | { type: "bearer"; token: string };
-
-const TOKEN_PREFIX = "edt_";
 
 /** A fresh bootstrap secret: 256 random bits, prefixed so secret scanners can spot it. */
 export function newTokenSecret(crypto: Crypto): string {
@@ -26,13 +24,16 @@ export function newTokenId(crypto: Crypto): string {
  * it is usable by this device now. Never consumes it: redemption is part of the
  * issuance write set.
  */
-export async function authenticateToken(deps: AuthorityDeps, creds: TokenCredentials): Promise<TokenRecord> {
-  const secret = creds.type === "basic" ? creds.password : creds.token;
-  if (!secret.startsWith(TOKEN_PREFIX) || secret.length > 128) {
-    throw unauthenticated("token_unknown", "bootstrap token is not valid");
-  }
-  const token = await deps.storage.getTokenByHash(await sha256Hex(deps.crypto, secret));
+export async function authenticateToken(
+  deps: AuthorityDeps,
+  creds: TokenCredentials,
+  trail: RequestTrail,
+): Promise<TokenRecord> {
+  // Until the token is found, the claimed device is the best name for the audit record.
+  if (creds.type === "basic") trail.deviceId = creds.username.slice(0, 64);
+  const token = await findToken(deps, creds.type === "basic" ? creds.password : creds.token);
   if (!token) throw unauthenticated("token_unknown", "bootstrap token is not valid");
+  noteToken(trail, token, creds);
   const now = deps.clock.now();
   if (token.usedAt)
     throw unauthenticated("token_used", "bootstrap token has already been used; ask an operator for a new one");

@@ -44,9 +44,9 @@ export function estRoutes(deps: EstDeps): Hono {
     throw e instanceof AuthorityError ? (e.cause ?? e) : e;
   };
   /** Refusals while decoding, before any verb ran: audited here through the authority. */
-  const reject = async (c: Context, action: string, e: unknown): Promise<Response> => {
+  const reject = async (c: Context, action: string, e: unknown, creds?: TokenCredentials): Promise<Response> => {
     if (!(e instanceof AuthorityError)) throw e;
-    await authority.rejectRequest({ action, remote: deps.peer(c).remoteAddress, error: e });
+    await authority.rejectRequest({ action, peer: deps.peer(c), credentials: creds, error: e });
     return estErrorResponse(e);
   };
 
@@ -120,7 +120,7 @@ export function estRoutes(deps: EstDeps): Hono {
         creds = credentials(c);
         csr = await readCsr(c);
       } catch (e) {
-        return reject(c, "est.simpleenroll", e);
+        return reject(c, "est.simpleenroll", e, creds);
       }
       try {
         const issued = await authority.enroll({ label: labelOf(c), csr, credentials: creds, peer: deps.peer(c) });

@@ -1,0 +1,66 @@
+import type { ClientIdentity } from "../ports/client-identity.ts";
+import type { CertificateRecord, TokenRecord } from "../ports/storage.ts";
+import type { AuthorityDeps } from "./deps.ts";
+import { sha256Hex } from "./digest.ts";
+import type { TokenCredentials } from "./provisioners/token.ts";
+
+/**
+ * Who a request was from, as far as the authority could tell, filled in as early as
+ * possible so that a refusal is audited against the device it concerns — including
+ * refusals decided before any verb ran (wrong media type, oversized body).
+ */
+export interface RequestTrail {
+  actor: string;
+  deviceId?: string;
+  /** The device id a client claimed (HTTP Basic user name) when it differs. */
+  claimed?: string;
+}
+
+export const TOKEN_PREFIX = "edt_";
+
+/** The token a secret names, if any; no validity checks. */
+export async function findToken(
+  deps: Pick<AuthorityDeps, "storage" | "crypto">,
+  secret: string,
+): Promise<TokenRecord | undefined> {
+  if (!secret.startsWith(TOKEN_PREFIX) || secret.length > 128) return undefined;
+  return deps.storage.getTokenByHash(await sha256Hex(deps.crypto, secret));
+}
+
+/** The certificate of ours a TLS client presented, if any; no validity checks. */
+export async function findOwnCertificate(
+  deps: Pick<AuthorityDeps, "storage" | "crypto">,
+  client: ClientIdentity | undefined,
+): Promise<CertificateRecord | undefined> {
+  const leaf = client?.chain[0];
+  return leaf ? deps.storage.getCertificateByFingerprint(await sha256Hex(deps.crypto, leaf)) : undefined;
+}
+
+export function noteToken(trail: RequestTrail, token: TokenRecord, creds: TokenCredentials): void {
+  trail.actor = `token:${token.id}`;
+  trail.deviceId = token.deviceId;
+  if (creds.type === "basic" && creds.username !== token.deviceId) trail.claimed = creds.username.slice(0, 64);
+}
+
+export function noteCertificate(trail: RequestTrail, certificate: CertificateRecord): void {
+  trail.actor = `device:${certificate.deviceId}`;
+  trail.deviceId = certificate.deviceId;
+}
+
+/** Best-effort identification for a request refused before a verb ran. */
+export async function identify(
+  deps: Pick<AuthorityDeps, "storage" | "crypto">,
+  creds: TokenCredentials | undefined,
+  client: ClientIdentity | undefined,
+): Promise<RequestTrail> {
+  const trail: RequestTrail = { actor: "anonymous" };
+  if (creds) {
+    if (creds.type === "basic") trail.deviceId = creds.username.slice(0, 64);
+    const token = await findToken(deps, creds.type === "basic" ? creds.password : creds.token);
+    if (token) noteToken(trail, token, creds);
+    return trail;
+  }
+  const own = await findOwnCertificate(deps, client);
+  if (own) noteCertificate(trail, own);
+  return trail;
+}
