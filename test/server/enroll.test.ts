@@ -220,6 +220,17 @@ describe("bootstrap token lifecycle", () => {
     expect(JSON.stringify(audit)).not.toContain(token);
   });
 
+  it("audits a token presented for another device against the token's device", async () => {
+    const token = await createToken(h, "dev-owner");
+    await expectRefusal(enrollWith("intruder", token), "forbidden", "token_wrong_device");
+    const [owner] = await h.storage.listAudit({ deviceId: "dev-owner", limit: 1 });
+    expect(owner).toMatchObject({
+      outcome: "denied",
+      actor: expect.stringMatching(/^token:tok_/),
+      detail: { reason: "token_wrong_device", claimedDevice: "intruder" },
+    });
+  });
+
   it("expires at its ttl by the injected clock", async () => {
     const token = await createToken(h, "dev-b", { ttl: 3600 });
     h.clock.advance(3600);

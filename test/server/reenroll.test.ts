@@ -140,7 +140,7 @@ describe("simplereenroll over mutual TLS", () => {
     });
   });
 
-  it("audits refusals with the device identity", async () => {
+  it("audits refusals with the device identity, also when the certificate itself is refused", async () => {
     await reenroll(first, firstKeys).catch(() => undefined);
     const [last] = await h.storage.listAudit({ deviceId: "gw-1", limit: 1 });
     expect(last).toMatchObject({
@@ -149,5 +149,9 @@ describe("simplereenroll over mutual TLS", () => {
       outcome: "denied",
       detail: { reason: "key_reused" },
     });
+    h.clock.advance(73 * 3600);
+    await reenroll(first).catch(() => undefined);
+    const [expired] = await h.storage.listAudit({ deviceId: "gw-1", limit: 1 });
+    expect(expired).toMatchObject({ actor: "device:gw-1", detail: { reason: "client_certificate_expired" } });
   });
 });
