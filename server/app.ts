@@ -1,5 +1,6 @@
 import { type Context, Hono } from "hono";
 import type { Authority } from "./authority/authority.ts";
+import type { AppEnv } from "./frontends/env.ts";
 import { estRoutes } from "./frontends/est/routes.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
@@ -10,6 +11,8 @@ export interface RequestLog {
   ms: number;
   remote: string;
   client?: boolean;
+  /** Why a request was refused (the audit reason), when it was. */
+  refusal?: string;
 }
 
 export interface AppLogger {
@@ -26,8 +29,8 @@ export interface AppDeps {
 }
 
 /** Builds the HTTP application from its dependencies; no module-level state. */
-export function createApp(deps: AppDeps): Hono {
-  const app = new Hono();
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
   const now = deps.now ?? (() => performance.now());
 
   // One line per request with its outcome; never headers or bodies (tokens live there).
@@ -42,6 +45,7 @@ export function createApp(deps: AppDeps): Hono {
       ms: Math.round((now() - start) * 10) / 10,
       remote: peer.remoteAddress,
       client: peer.client !== undefined,
+      ...(c.get("refusal") ? { refusal: c.get("refusal") } : {}),
     });
   });
 

@@ -92,8 +92,15 @@ export const configSchema = z.object({
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Validates a configuration; the error lists every problem with its path. */
 export function parseConfig(input: unknown): Config {
-  return configSchema.parse(input);
+  const result = configSchema.safeParse(input);
+  if (!result.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(result.error)}`);
+  return result.data;
 }
 
 export function profilesOf(config: Config): Map<string, Profile> {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createApp } from "../../server/app.ts";
+import { createApp, type RequestLog } from "../../server/app.ts";
 import { encodeBase64 } from "../../server/pki/base64.ts";
 import { createToken, generateKeys, type Harness, harness, makeCsr } from "../support/fixtures.ts";
 
@@ -7,7 +7,7 @@ import { createToken, generateKeys, type Harness, harness, makeCsr } from "../su
 describe("EST frontend", () => {
   let h: Harness;
   let app: ReturnType<typeof createApp>;
-  const logged: { status: number; path: string }[] = [];
+  const logged: RequestLog[] = [];
 
   beforeEach(async () => {
     h = await harness();
@@ -98,6 +98,6 @@ describe("EST frontend", () => {
     });
     expect(logged).toHaveLength(1);
     expect(JSON.stringify(logged)).not.toContain("edt_secret");
-    expect(logged[0]).toMatchObject({ path: "/.well-known/est/simpleenroll", status: 401 });
+    expect(logged[0]).toMatchObject({ path: "/.well-known/est/simpleenroll", status: 401, refusal: "token_unknown" });
   });
 });

@@ -64,7 +64,11 @@ export function readConfig(dir: string): Config {
   } catch (err) {
     throw new Error(`cannot read ${paths.config}: ${(err as Error).message}`);
   }
-  return parseConfig(raw);
+  try {
+    return parseConfig(raw);
+  } catch (err) {
+    throw new Error(`${paths.config}: ${(err as Error).message}`);
+  }
 }
 
 export interface PassphraseSource {

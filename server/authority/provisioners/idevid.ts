@@ -49,7 +49,14 @@ export async function authenticateIdevid(
   }
   checkValidity(current, now, "manufacturer certificate");
   const anchorSummaries = anchors.map(readCertificate);
-  const intermediateSummaries = intermediates.slice(0, MAX_CHAIN).map(readCertificate);
+  // Extra certificates come from the client: one we cannot read is simply not a path.
+  const intermediateSummaries = intermediates.slice(0, MAX_CHAIN).flatMap((der) => {
+    try {
+      return [readCertificate(der)];
+    } catch {
+      return [];
+    }
+  });
   let trusted = false;
   for (let depth = 0; depth < MAX_CHAIN && !trusted; depth++) {
     const anchor = await findIssuer(deps, current, anchorSummaries);
@@ -113,9 +120,13 @@ async function findIssuer(
 }
 
 function isCa(der: Uint8Array): boolean {
-  const cert = AsnConvert.parse(der.slice().buffer, Certificate);
-  const ext = cert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_basicConstraints);
-  return ext ? AsnConvert.parse(ext.extnValue.buffer, BasicConstraints).cA : false;
+  try {
+    const cert = AsnConvert.parse(der.slice().buffer, Certificate);
+    const ext = cert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_basicConstraints);
+    return ext ? AsnConvert.parse(ext.extnValue.buffer, BasicConstraints).cA : false;
+  } catch {
+    return false;
+  }
 }
 
 function nameAttribute(name: Name, type: string): string | undefined {

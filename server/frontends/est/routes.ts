@@ -6,6 +6,7 @@ import { Base64Error, decodeBase64, encodeBase64 } from "../../pki/base64.ts";
 import { concat } from "../../pki/der.ts";
 import { certsOnly } from "../../pki/pkcs7.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
+import type { AppEnv } from "../env.ts";
 import { estErrorResponse } from "./errors.ts";
 import { CSRATTRS, essence, PKCS7, PKCS7_CERTS_ONLY, PKCS10 } from "./media.ts";
 
@@ -31,21 +32,30 @@ function base64Body(der: Uint8Array, contentType: string): Response {
  * Decodes, calls one authority verb, encodes. Decoding refusals are audited through
  * the authority like every other refusal.
  */
-export function estRoutes(deps: EstDeps): Hono {
-  const app = new Hono();
+export function estRoutes(deps: EstDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
   const { authority } = deps;
 
   /**
    * Errors from the authority verbs: already audited there. Internal errors go on to
    * the app's error handler, which logs the cause and answers 500.
    */
-  const fail = (e: unknown): Response => {
-    if (e instanceof AuthorityError && e.code !== "internal") return estErrorResponse(e);
+  const fail = (c: Context<AppEnv>, e: unknown): Response => {
+    if (e instanceof AuthorityError && e.code !== "internal") {
+      c.set("refusal", e.reason);
+      return estErrorResponse(e);
+    }
     throw e instanceof AuthorityError ? (e.cause ?? e) : e;
   };
   /** Refusals while decoding, before any verb ran: audited here through the authority. */
-  const reject = async (c: Context, action: string, e: unknown, creds?: TokenCredentials): Promise<Response> => {
+  const reject = async (
+    c: Context<AppEnv>,
+    action: string,
+    e: unknown,
+    creds?: TokenCredentials,
+  ): Promise<Response> => {
     if (!(e instanceof AuthorityError)) throw e;
+    c.set("refusal", e.reason);
     await authority.rejectRequest({ action, peer: deps.peer(c), credentials: creds, error: e });
     return estErrorResponse(e);
   };
@@ -126,7 +136,7 @@ export function estRoutes(deps: EstDeps): Hono {
         const issued = await authority.enroll({ label: labelOf(c), csr, credentials: creds, peer: deps.peer(c) });
         return base64Body(certsOnly([issued.certificate]), PKCS7_CERTS_ONLY);
       } catch (e) {
-        return fail(e);
+        return fail(c, e);
       }
     });
     app.post(`${prefix}/simplereenroll`, async (c) => {
@@ -140,7 +150,7 @@ export function estRoutes(deps: EstDeps): Hono {
         const issued = await authority.reenroll({ label: labelOf(c), csr, peer: deps.peer(c) });
         return base64Body(certsOnly([issued.certificate]), PKCS7_CERTS_ONLY);
       } catch (e) {
-        return fail(e);
+        return fail(c, e);
       }
     });
   };
