@@ -1,21 +1,28 @@
 import type { Profile } from "../config/schema.ts";
 import { CsrError, type ParsedCsr, parseCsr, verifyCsrSignature } from "../pki/csr.ts";
 import type { AuthorityDeps } from "./deps.ts";
-import { badRequest } from "./errors.ts";
+import { sha256Hex } from "./digest.ts";
+import { badRequest, forbidden } from "./errors.ts";
 import { spiffeId } from "./identity.ts";
 import { checkKeyAllowed } from "./policy/keys.ts";
 import { checkRequestedNames } from "./policy/names.ts";
 
+export interface CheckedCsr extends ParsedCsr {
+  /** SHA-256 of the SubjectPublicKeyInfo, lowercase hex. */
+  keyFingerprint: string;
+}
+
 /**
  * Shape and validate a CSR for a device under a profile, in the fixed order: parse,
- * key policy (cheap, before any crypto), proof of possession, names.
+ * key policy (cheap, before any crypto), proof of possession, names, and a key that
+ * no other device holds a certificate for.
  */
 export async function checkCsr(
   deps: AuthorityDeps,
   der: Uint8Array,
   deviceId: string,
   profile: Profile,
-): Promise<ParsedCsr> {
+): Promise<CheckedCsr> {
   let csr: ParsedCsr;
   try {
     csr = parseCsr(der);
@@ -32,5 +39,12 @@ export async function checkCsr(
   }
   if (!ok) throw badRequest("csr_signature_invalid", "CSR signature does not verify with its public key");
   checkRequestedNames(csr, deviceId, spiffeId(deps.config.trustDomain, deviceId), deps.config.limits);
-  return csr;
+  const keyFingerprint = await sha256Hex(deps.crypto, csr.spki);
+  // One key, one identity: a key already certified for another device is a cloned or
+  // shared key (or a factory that flashed the same key twice).
+  const holders = await deps.storage.listCertificatesByKey(keyFingerprint, 10);
+  if (holders.some((c) => c.deviceId !== deviceId)) {
+    throw forbidden("key_in_use", "this public key is already certified for another device; generate a new key");
+  }
+  return { ...csr, keyFingerprint };
 }

@@ -90,6 +90,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     profile,
     spki: csr.spki,
     key: csr.key,
+    keyFingerprint: csr.keyFingerprint,
     method: token ? "token" : "idevid",
     bootstrapTokenId: token?.id ?? null,
   });

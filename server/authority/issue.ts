@@ -26,6 +26,7 @@ export interface IssueInput {
   profile: Profile;
   spki: Uint8Array;
   key: KeyDescription;
+  keyFingerprint: string;
   method: IssuanceMethod;
   replacesSerial?: string | null;
   bootstrapTokenId?: string | null;
@@ -96,7 +97,7 @@ export async function issueDeviceCertificate(
     notBefore,
     notAfter,
     fingerprint: await sha256Hex(deps.crypto, der),
-    keyFingerprint: await sha256Hex(deps.crypto, input.spki),
+    keyFingerprint: input.keyFingerprint,
     keyType: input.key.label,
     status: "valid",
     revokedAt: null,

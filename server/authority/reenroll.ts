@@ -2,7 +2,6 @@ import type { PeerInfo } from "../ports/client-identity.ts";
 import { auditWrite } from "./audit.ts";
 import { checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
-import { sha256Hex } from "./digest.ts";
 import type { Issued } from "./enroll.ts";
 import { resolveProfile } from "./enroll.ts";
 import { badRequest, forbidden } from "./errors.ts";
@@ -29,7 +28,7 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
     throw forbidden("wrong_profile", `certificate belongs to profile ${profile.name}; re-enroll under that label`);
   }
   const csr = await checkCsr(deps, req.csr, device.id, profile);
-  if (profile.requireNewKeyOnReenroll && (await sha256Hex(deps.crypto, csr.spki)) === current.keyFingerprint) {
+  if (profile.requireNewKeyOnReenroll && csr.keyFingerprint === current.keyFingerprint) {
     throw badRequest("key_reused", `profile ${profile.name} requires a new key at every re-enrollment`);
   }
   const { der, record } = await issueDeviceCertificate(deps, {
@@ -37,6 +36,7 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
     profile,
     spki: csr.spki,
     key: csr.key,
+    keyFingerprint: csr.keyFingerprint,
     method: "reenroll",
     replacesSerial: current.serial,
   });

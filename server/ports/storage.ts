@@ -129,6 +129,8 @@ export interface Storage {
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;
   getCertificateByFingerprint(fingerprint: string): Promise<CertificateRecord | undefined>;
   listCertificates(deviceId: string): Promise<CertificateRecord[]>;
+  /** Certificates for one public key (by SPKI SHA-256), at most `limit`. */
+  listCertificatesByKey(keyFingerprint: string, limit: number): Promise<CertificateRecord[]>;
   getTokenByHash(hash: string): Promise<TokenRecord | undefined>;
   listTokens(deviceId: string): Promise<TokenRecord[]>;
   getIdevidBinding(deviceId: string): Promise<IdevidBinding | undefined>;

@@ -167,6 +167,30 @@ describe("simpleenroll with a bootstrap token", () => {
     expect(ok.deviceId).toBe("dev-2");
   });
 
+  it("refuses a key that another device already holds a certificate for", async () => {
+    const shared = await generateKeys("P-256");
+    const first = await createToken(h, "clone-a");
+    await h.authority.enroll({
+      csr: await makeCsr(shared),
+      credentials: { type: "bearer", token: first },
+      peer: peer(),
+    });
+    const second = await createToken(h, "clone-b");
+    await expectRefusal(
+      h.authority.enroll({ csr: await makeCsr(shared), credentials: { type: "bearer", token: second }, peer: peer() }),
+      "forbidden",
+      "key_in_use",
+    );
+    // The same device may bootstrap again with its own key (e.g. after a factory reset).
+    const again = await createToken(h, "clone-a");
+    const ok = await h.authority.enroll({
+      csr: await makeCsr(shared),
+      credentials: { type: "bearer", token: again },
+      peer: peer(),
+    });
+    expect(ok.deviceId).toBe("clone-a");
+  });
+
   it("refuses a CSR whose signature does not verify, and garbage", async () => {
     const token = await createToken(h, "dev-4");
     const csr = await makeCsr(await generateKeys("P-256"), { cn: "dev-4" });

@@ -69,6 +69,16 @@ export class DrizzleReaders {
     return rows.map((r: typeof certificates.$inferSelect) => toCertificate(r));
   }
 
+  async listCertificatesByKey(keyFingerprint: string, limit: number): Promise<CertificateRecord[]> {
+    const rows = await this.db
+      .select()
+      .from(certificates)
+      .where(eq(certificates.keyFingerprint, keyFingerprint))
+      .limit(limit)
+      .all();
+    return rows.map((r: typeof certificates.$inferSelect) => toCertificate(r));
+  }
+
   async getTokenByHash(hash: string): Promise<TokenRecord | undefined> {
     return this.db.select().from(bootstrapTokens).where(eq(bootstrapTokens.hash, hash)).get();
   }

@@ -46,6 +46,7 @@ export const certificates = sqliteTable(
     uniqueIndex("certificates_bootstrap_token").on(t.bootstrapTokenId),
     index("certificates_device").on(t.deviceId, t.issuedAt),
     index("certificates_not_after").on(t.notAfter),
+    index("certificates_key").on(t.keyFingerprint),
   ],
 );
 

@@ -1,0 +1,1 @@
+CREATE INDEX `certificates_key` ON `certificates` (`key_fingerprint`);
