@@ -1,6 +1,6 @@
 import type { Profile } from "../config/schema.ts";
 import type { ClientIdentity, PeerInfo } from "../ports/client-identity.ts";
-import { StorageConflictError, type TokenRecord, type Write } from "../ports/storage.ts";
+import { type DeviceRecord, StorageConflictError, type TokenRecord, type Write } from "../ports/storage.ts";
 import { auditWrite } from "./audit.ts";
 import { checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
@@ -40,12 +40,18 @@ export function resolveProfile(deps: AuthorityDeps, name: string): Profile {
   return profile;
 }
 
-/**
- * simpleenroll (RFC 7030 §4.2.1): authorize (token or IDevID) → shape and validate
- * the CSR → sign → record certificate, device, token redemption and audit in one
- * write set. A refused request consumes nothing.
- */
-export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: RequestTrail): Promise<Issued> {
+interface Authorized {
+  profile: Profile;
+  deviceId: string;
+  existing: DeviceRecord | undefined;
+  token?: TokenRecord;
+  idevid?: IdevidIdentity;
+  /** True when this enrollment binds the IDevID to the device for the first time. */
+  bindIdevid: boolean;
+}
+
+/** Who is enrolling, as what: a bootstrap token, else a manufacturer certificate. */
+async function authorize(deps: AuthorityDeps, req: EnrollRequest, trail: RequestTrail): Promise<Authorized> {
   const labelled = req.label === undefined ? undefined : resolveProfile(deps, req.label);
   let token: TokenRecord | undefined;
   let idevid: IdevidIdentity | undefined;
@@ -53,9 +59,10 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
   if (req.credentials) {
     token = await authenticateToken(deps, req.credentials, trail);
     if (labelled && labelled.name !== token.profile) {
+      const path = token.profile === "device" ? "" : `${token.profile}/`;
       throw forbidden(
         "token_wrong_profile",
-        `bootstrap token is for profile ${token.profile}; use /.well-known/est/${token.profile === "device" ? "" : `${token.profile}/`}simpleenroll`,
+        `bootstrap token is for profile ${token.profile}; use /.well-known/est/${path}simpleenroll`,
       );
     }
     profile = resolveProfile(deps, token.profile);
@@ -72,18 +79,28 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     );
   }
   const deviceId = token?.deviceId ?? (idevid as IdevidIdentity).deviceId;
-
-  const device = await deps.storage.getDevice(deviceId);
-  if (device && (device.status === "revoked" || device.status === "decommissioned")) {
-    throw forbidden("device_not_enrollable", `device ${deviceId} is ${device.status}; an operator must reinstate it`);
+  const existing = await deps.storage.getDevice(deviceId);
+  if (existing && (existing.status === "revoked" || existing.status === "decommissioned")) {
+    throw forbidden("device_not_enrollable", `device ${deviceId} is ${existing.status}; an operator must reinstate it`);
   }
+  let bindIdevid = false;
   if (idevid) {
     const bound = await deps.storage.getIdevidBinding(deviceId);
     if (bound && bound.fingerprint !== idevid.fingerprint) {
       throw forbidden("idevid_mismatch", `device ${deviceId} is bound to a different manufacturer certificate`);
     }
+    bindIdevid = !bound;
   }
+  return { profile, deviceId, existing, token, idevid, bindIdevid };
+}
 
+/**
+ * simpleenroll (RFC 7030 §4.2.1): authorize (token or IDevID) → shape and validate
+ * the CSR → sign → record certificate, device, token redemption and audit in one
+ * write set. A refused request consumes nothing.
+ */
+export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: RequestTrail): Promise<Issued> {
+  const { profile, deviceId, existing, token, idevid, bindIdevid } = await authorize(deps, req, trail);
   const csr = await checkCsr(deps, req.csr, deviceId, profile);
   const { der, record } = await issueDeviceCertificate(deps, {
     deviceId,
@@ -103,7 +120,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
         id: deviceId,
         profile: profile.name,
         status: "active",
-        createdAt: device?.createdAt ?? now,
+        createdAt: existing?.createdAt ?? now,
         updatedAt: now,
         lastEnrolledAt: now,
         currentSerial: record.serial,
@@ -111,7 +128,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     },
   ];
   if (token) writes.push({ kind: "redeemToken", tokenId: token.id, at: now, serial: record.serial });
-  if (idevid && !(await deps.storage.getIdevidBinding(deviceId))) {
+  if (idevid && bindIdevid) {
     writes.push({
       kind: "bindIdevid",
       binding: { deviceId, fingerprint: idevid.fingerprint, subject: idevid.subject, boundAt: now },
