@@ -27,6 +27,7 @@ import { id_at_commonName, id_at_organizationName, id_kp_serverAuth } from "../.
 import { pemCertificates, toPem } from "../../pki/pem.ts";
 import type { Signer } from "../../ports/signer.ts";
 import { WebCryptoEcdsaSigner } from "../webcrypto-signer.ts";
+import { decryptPrivateKey, encryptPrivateKey } from "./encrypted-key.ts";
 import { writeFileAtomic } from "./files.ts";
 
 const subtle = webcrypto.subtle as SubtleCrypto;
@@ -100,18 +101,6 @@ export function resolvePassphrase(dir: string, env: NodeJS.ProcessEnv, create: b
   const passphrase = randomBytes(32).toString("base64url");
   writeFileAtomic(file, `${passphrase}\n`, 0o600);
   return { passphrase, development: true, origin: file };
-}
-
-function encryptKey(key: KeyObject, passphrase: string): string {
-  return key.export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase }) as string;
-}
-
-function decryptKey(pem: string, passphrase: string, what: string): KeyObject {
-  try {
-    return createPrivateKey({ key: pem, format: "pem", passphrase });
-  } catch {
-    throw new Error(`cannot decrypt the ${what} key: wrong CA passphrase?`);
-  }
 }
 
 async function signerFor(key: KeyObject): Promise<Signer> {
@@ -204,8 +193,8 @@ export async function initDataDir(dir: string, opts: InitOptions, env: NodeJS.Pr
     },
     rootSigner,
   );
-  writeFileAtomic(paths.rootKey, encryptKey(rootKey, passphrase.passphrase));
-  writeFileAtomic(paths.issuingKey, encryptKey(issuingKey, passphrase.passphrase));
+  writeFileAtomic(paths.rootKey, encryptPrivateKey(rootKey, passphrase.passphrase));
+  writeFileAtomic(paths.issuingKey, encryptPrivateKey(issuingKey, passphrase.passphrase));
   writeFileAtomic(paths.rootCert, toPem("CERTIFICATE", rootCert), 0o644);
   writeFileAtomic(paths.issuingCert, toPem("CERTIFICATE", issuingCert), 0o644);
   await issueTlsCertificate(
@@ -225,7 +214,7 @@ export async function loadIssuingCa(dir: string, passphrase: string): Promise<Is
   const [certificate] = pemCertificates(readFileSync(paths.issuingCert, "utf8"));
   const [root] = pemCertificates(readFileSync(paths.rootCert, "utf8"));
   if (!certificate || !root) throw new Error(`missing CA certificates in ${paths.root}/ca`);
-  const key = decryptKey(readFileSync(paths.issuingKey, "utf8"), passphrase, "issuing CA");
+  const key = decryptPrivateKey(readFileSync(paths.issuingKey, "utf8"), passphrase, "issuing CA");
   const summary = readCertificate(certificate);
   return {
     name: ISSUING_CA_NAME,
@@ -279,7 +268,7 @@ export async function issueTlsCertificate(
     },
     ca.signer,
   );
-  writeFileAtomic(paths.tlsKey, encryptKey(privateKey, passphrase));
+  writeFileAtomic(paths.tlsKey, encryptPrivateKey(privateKey, passphrase));
   // The chain a TLS client needs besides its trust anchor: leaf, then the issuing CA.
   writeFileAtomic(paths.tlsCert, toPem("CERTIFICATE", cert) + toPem("CERTIFICATE", ca.certificate), 0o644);
 }
