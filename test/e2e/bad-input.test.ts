@@ -316,6 +316,19 @@ describe("simpleenroll: tokens", () => {
     expect(normalizeSerial(device.currentSerial)).toBe(first.serial);
     expectDenied(device, ENROLL, "token_used");
   });
+
+  it("the same token sent from six connections at once enrolls exactly once", async () => {
+    const token = await createToken(dataDir, "bad-race");
+    const csrs = await Promise.all(Array.from({ length: 6 }, (_, i) => goodCsr("bad-race", `race-${i}`)));
+    const results = await Promise.all(
+      csrs.map((csr) => estPost(server, work, "simpleenroll", csr.base64, basic(token))),
+    );
+    const statuses = results.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 401, 401, 401, 401, 401]);
+    const device = await showDevice(dataDir, "bad-race");
+    expect(device.certificates).toHaveLength(1);
+    expect(device.tokens[0]?.usedAt).not.toBeNull();
+  });
 });
 
 describe("simplereenroll refusals", () => {
