@@ -39,6 +39,8 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+const TLS_RENEWAL_CHECK_MS = 12 * 3600_000;
+
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
   if (!m) throw new Error(`--listen must be HOST:PORT (got "${listen}")`);
@@ -82,17 +84,27 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const storage = SqliteStorage.open(paths.database);
   const { host, port } = parseListen(opts.listen ?? config.listen);
 
-  const server = createServer({
+  const tlsFiles = () => ({
     key: readFileSync(paths.tlsKey),
     passphrase: passphrase.passphrase,
     cert: readFileSync(paths.tlsCert),
     // Ask for a client certificate, naming our roots and the manufacturer roots as
     // acceptable issuers; never require one (simpleenroll with a token has none).
     ca: [...readTrustAnchors(opts.dataDir), ...[...idevidAnchors.values()].flat()].map((d) => Buffer.from(d)),
-    requestCert: true,
-    rejectUnauthorized: false,
-    minVersion: "TLSv1.2",
   });
+  const server = createServer({ ...tlsFiles(), requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2" });
+  // A long-running server renews its own listener certificate and swaps it in
+  // without dropping connections.
+  const renewal = setInterval(() => {
+    ensureTlsCertificate(opts.dataDir, ca, config, passphrase.passphrase)
+      .then((renewed) => {
+        if (!renewed) return;
+        server.setSecureContext(tlsFiles());
+        opts.logger.info("renewed the listener TLS certificate");
+      })
+      .catch((err: unknown) => opts.logger.error({ err }, "listener TLS certificate renewal failed"));
+  }, TLS_RENEWAL_CHECK_MS);
+  renewal.unref();
   // Slowloris and idle-connection limits.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
@@ -135,6 +147,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     storage,
     close: () =>
       new Promise<void>((resolve) => {
+        clearInterval(renewal);
         server.close(() => {
           storage.close();
           resolve();

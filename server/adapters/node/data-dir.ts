@@ -273,17 +273,18 @@ export async function issueTlsCertificate(
   writeFileAtomic(paths.tlsCert, toPem("CERTIFICATE", cert) + toPem("CERTIFICATE", ca.certificate), 0o644);
 }
 
-/** Renews the listener certificate when less than a third of 90 days is left. */
+/** Renews the listener certificate when less than a third of its 90 days is left. */
 export async function ensureTlsCertificate(
   dir: string,
   ca: IssuingCa,
   config: Config,
   passphrase: string,
+  now = new Date(),
 ): Promise<boolean> {
   const paths = dataPaths(dir);
   const [leaf] = existsSync(paths.tlsCert) ? pemCertificates(readFileSync(paths.tlsCert, "utf8")) : [];
-  if (leaf && readCertificate(leaf).notAfter.getTime() - Date.now() > 30 * 86400_000) return false;
-  await issueTlsCertificate(paths, ca, config.hostnames, passphrase);
+  if (leaf && readCertificate(leaf).notAfter.getTime() - now.getTime() > 30 * 86400_000) return false;
+  await issueTlsCertificate(paths, ca, config.hostnames, passphrase, now);
   return true;
 }
 
