@@ -8,15 +8,8 @@ import { WebCryptoEcdsaSigner } from "../../server/adapters/webcrypto-signer.ts"
 import { Authority } from "../../server/authority/authority.ts";
 import type { AuthorityDeps, IssuingCa } from "../../server/authority/deps.ts";
 import { type ConfigInput, parseConfig, profilesOf } from "../../server/config/schema.ts";
-import {
-  authorityKeyIdentifier,
-  basicConstraints,
-  buildCertificate,
-  encodeName,
-  keyIdentifier,
-  keyUsage,
-  subjectKeyIdentifier,
-} from "../../server/pki/certificate.ts";
+import { buildCaHierarchy } from "../../server/pki/ca-hierarchy.ts";
+import { encodeName } from "../../server/pki/certificate.ts";
 import { id_at_commonName } from "../../server/pki/oids.ts";
 import type { Clock } from "../../server/ports/clock.ts";
 
@@ -51,42 +44,18 @@ export async function makeTestCa(now = T0, label = "Test"): Promise<TestCa> {
   const alg = { name: "ECDSA", namedCurve: "P-256" };
   const rootKeys = (await crypto.subtle.generateKey(alg, false, ["sign", "verify"])) as CryptoKeyPair;
   const issuingKeys = (await crypto.subtle.generateKey(alg, false, ["sign", "verify"])) as CryptoKeyPair;
-  const rootSpki = await spkiOf(rootKeys.publicKey);
-  const issuingSpki = await spkiOf(issuingKeys.publicKey);
-  const rootName = encodeName([{ type: id_at_commonName, value: `${label} Root` }]);
   const issuingName = encodeName([{ type: id_at_commonName, value: `${label} Issuing` }]);
-  const rootSigner = new WebCryptoEcdsaSigner(rootKeys.privateKey, crypto.subtle);
-  const rootKeyId = await keyIdentifier(rootSpki, crypto.subtle);
-  const issuingKeyId = await keyIdentifier(issuingSpki, crypto.subtle);
-  const year = 365 * 86400_000;
-  const root = await buildCertificate(
+  // Backdated a year so that tests may move their clocks back and forth freely.
+  const { root, issuing, issuingKeyId } = await buildCaHierarchy(
     {
+      name: encodeName([{ type: id_at_commonName, value: `${label} Root` }]),
+      spki: await spkiOf(rootKeys.publicKey),
       serial: Uint8Array.of(1),
-      issuer: rootName,
-      subject: rootName,
-      notBefore: new Date(now.getTime() - year),
-      notAfter: new Date(now.getTime() + 10 * year),
-      spki: rootSpki,
-      extensions: [basicConstraints(true, 1), keyUsage(["keyCertSign", "cRLSign"]), subjectKeyIdentifier(rootKeyId)],
     },
-    rootSigner,
-  );
-  const issuing = await buildCertificate(
-    {
-      serial: Uint8Array.of(2),
-      issuer: rootName,
-      subject: issuingName,
-      notBefore: new Date(now.getTime() - year),
-      notAfter: new Date(now.getTime() + 5 * year),
-      spki: issuingSpki,
-      extensions: [
-        basicConstraints(true, 0),
-        keyUsage(["keyCertSign", "cRLSign"]),
-        subjectKeyIdentifier(issuingKeyId),
-        authorityKeyIdentifier(rootKeyId),
-      ],
-    },
-    rootSigner,
+    { name: issuingName, spki: await spkiOf(issuingKeys.publicKey), serial: Uint8Array.of(2) },
+    new WebCryptoEcdsaSigner(rootKeys.privateKey, crypto.subtle),
+    new Date(now.getTime() - 365 * 86400_000),
+    crypto.subtle,
   );
   return {
     root,

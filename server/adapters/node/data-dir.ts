@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import type { IssuingCa } from "../../authority/deps.ts";
 import { type Config, type ConfigInput, parseConfig } from "../../config/schema.ts";
+import { buildCaHierarchy } from "../../pki/ca-hierarchy.ts";
 import {
   authorityKeyIdentifier,
   basicConstraints,
@@ -112,8 +113,6 @@ function serial(): Uint8Array {
   return new Uint8Array(b);
 }
 
-const YEAR = 365 * 86400 * 1000;
-
 export interface InitOptions {
   trustDomain: string;
   hostnames: string[];
@@ -144,47 +143,26 @@ export async function initDataDir(dir: string, opts: InitOptions, env: NodeJS.Pr
   const now = opts.now ?? new Date();
   const { privateKey: rootKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const { privateKey: issuingKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const rootSpki = spkiOf(rootKey);
-  const issuingSpki = spkiOf(issuingKey);
-  const rootKeyId = await keyIdentifier(rootSpki, subtle);
-  const issuingKeyId = await keyIdentifier(issuingSpki, subtle);
-  const rootName = encodeName([
-    { type: id_at_organizationName, value: opts.trustDomain },
-    { type: id_at_commonName, value: "edgeid Root CA" },
-  ]);
-  const issuingName = encodeName([
-    { type: id_at_organizationName, value: opts.trustDomain },
-    { type: id_at_commonName, value: "edgeid Issuing CA P-256" },
-  ]);
-  const rootSigner = await signerFor(rootKey);
-  const rootCert = await buildCertificate(
+  const { root: rootCert, issuing: issuingCert } = await buildCaHierarchy(
     {
+      name: encodeName([
+        { type: id_at_organizationName, value: opts.trustDomain },
+        { type: id_at_commonName, value: "edgeid Root CA" },
+      ]),
+      spki: spkiOf(rootKey),
       serial: serial(),
-      issuer: rootName,
-      subject: rootName,
-      notBefore: new Date(now.getTime() - 3600_000),
-      notAfter: new Date(now.getTime() + 20 * YEAR),
-      spki: rootSpki,
-      extensions: [basicConstraints(true, 1), keyUsage(["keyCertSign", "cRLSign"]), subjectKeyIdentifier(rootKeyId)],
     },
-    rootSigner,
-  );
-  const issuingCert = await buildCertificate(
     {
+      name: encodeName([
+        { type: id_at_organizationName, value: opts.trustDomain },
+        { type: id_at_commonName, value: "edgeid Issuing CA P-256" },
+      ]),
+      spki: spkiOf(issuingKey),
       serial: serial(),
-      issuer: rootName,
-      subject: issuingName,
-      notBefore: new Date(now.getTime() - 3600_000),
-      notAfter: new Date(now.getTime() + 10 * YEAR),
-      spki: issuingSpki,
-      extensions: [
-        basicConstraints(true, 0),
-        keyUsage(["digitalSignature", "keyCertSign", "cRLSign"]),
-        subjectKeyIdentifier(issuingKeyId),
-        authorityKeyIdentifier(rootKeyId),
-      ],
     },
-    rootSigner,
+    await signerFor(rootKey),
+    now,
+    subtle,
   );
   writeFileAtomic(paths.rootKey, encryptPrivateKey(rootKey, passphrase.passphrase));
   writeFileAtomic(paths.issuingKey, encryptPrivateKey(issuingKey, passphrase.passphrase));
