@@ -66,7 +66,7 @@ export function estRoutes(deps: EstDeps): Hono<AppEnv> {
       throw err(
         "unsupported_media_type",
         "wrong_content_type",
-        `Content-Type must be ${PKCS10} (got ${type || "none"})`,
+        `Content-Type must be ${PKCS10} (got ${type.replace(/[^\x21-\x7e]/g, "?").slice(0, 64) || "none"})`,
       );
     }
     const declared = Number(c.req.header("content-length") ?? "0");
