@@ -32,19 +32,29 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const now = deps.now ?? (() => performance.now());
+  // The TLS peer (certificate chain included) is read once per request and shared by
+  // the routes and the request log.
+  const peer = (c: Context<AppEnv>): PeerInfo => {
+    let p = c.get("peer");
+    if (!p) {
+      p = deps.peer(c);
+      c.set("peer", p);
+    }
+    return p;
+  };
 
   // One line per request with its outcome; never headers or bodies (tokens live there).
   app.use(async (c, next) => {
     const start = now();
     await next();
-    const peer = deps.peer(c);
+    const { remoteAddress, client } = peer(c);
     deps.logger.request({
       method: c.req.method,
       path: c.req.path,
       status: c.res.status,
       ms: Math.round((now() - start) * 10) / 10,
-      remote: peer.remoteAddress,
-      client: peer.client !== undefined,
+      remote: remoteAddress,
+      client: client !== undefined,
       ...(c.get("refusal") ? { refusal: c.get("refusal") } : {}),
     });
   });
@@ -53,7 +63,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     "/",
     estRoutes({
       authority: deps.authority,
-      peer: deps.peer,
+      peer,
       maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes,
     }),
   );

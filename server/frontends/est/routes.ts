@@ -12,7 +12,7 @@ import { CSRATTRS, essence, PKCS7, PKCS7_CERTS_ONLY, PKCS10 } from "./media.ts";
 
 export interface EstDeps {
   authority: Authority;
-  peer: (c: Context) => PeerInfo;
+  peer: (c: Context<AppEnv>) => PeerInfo;
   maxBodyBytes: number;
 }
 
