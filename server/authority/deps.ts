@@ -1,4 +1,5 @@
 import type { Config, Profile } from "../config/schema.ts";
+import type { CertificateSummary } from "../pki/certificate.ts";
 import type { Clock } from "../ports/clock.ts";
 import type { Signer } from "../ports/signer.ts";
 import type { Storage } from "../ports/storage.ts";
@@ -28,5 +29,5 @@ export interface AuthorityDeps {
   /** Base of the CRL and OCSP URLs written into certificates. */
   publicUrl: string;
   /** Manufacturer CA certificates (DER) per profile that accepts IDevID first boot. */
-  idevidAnchors: Map<string, Uint8Array[]>;
+  idevidAnchors: Map<string, CertificateSummary[]>;
 }

@@ -20,6 +20,7 @@ import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
 import type { AuthorityDeps } from "../authority/deps.ts";
 import { type Config, profilesOf } from "../config/schema.ts";
+import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
 import { pemCertificates } from "../pki/pem.ts";
 import { systemClock } from "../ports/clock.ts";
 
@@ -49,14 +50,15 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2]) as string, port };
 }
 
-function manufacturerAnchors(dataDir: string, config: Config): Map<string, Uint8Array[]> {
-  const out = new Map<string, Uint8Array[]>();
+/** Manufacturer CA certificates per IDevID profile, read and parsed once at start. */
+function manufacturerAnchors(dataDir: string, config: Config): Map<string, CertificateSummary[]> {
+  const out = new Map<string, CertificateSummary[]>();
   for (const [name, profile] of Object.entries(config.profiles)) {
     if (!profile.idevid) continue;
     const file = resolveInDataDir(dataDir, profile.idevid.trustBundle);
     const anchors = pemCertificates(readFileSync(file, "utf8"));
     if (anchors.length === 0) throw new Error(`profile ${name}: no certificates in ${file}`);
-    out.set(name, anchors);
+    out.set(name, anchors.map(readCertificate));
   }
   return out;
 }
@@ -90,7 +92,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     cert: readFileSync(paths.tlsCert),
     // Ask for a client certificate, naming our roots and the manufacturer roots as
     // acceptable issuers; never require one (simpleenroll with a token has none).
-    ca: [...readTrustAnchors(opts.dataDir), ...[...idevidAnchors.values()].flat()].map((d) => Buffer.from(d)),
+    ca: [...readTrustAnchors(opts.dataDir), ...[...idevidAnchors.values()].flat().map((a) => a.der)].map((d) =>
+      Buffer.from(d),
+    ),
   });
   const server = createServer({ ...tlsFiles(), requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2" });
   // A long-running server renews its own listener certificate and swaps it in

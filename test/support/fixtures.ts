@@ -9,7 +9,7 @@ import { Authority } from "../../server/authority/authority.ts";
 import type { AuthorityDeps, IssuingCa } from "../../server/authority/deps.ts";
 import { type ConfigInput, parseConfig, profilesOf } from "../../server/config/schema.ts";
 import { buildCaHierarchy } from "../../server/pki/ca-hierarchy.ts";
-import { encodeName } from "../../server/pki/certificate.ts";
+import { encodeName, readCertificate } from "../../server/pki/certificate.ts";
 import { id_at_commonName } from "../../server/pki/oids.ts";
 import type { Clock } from "../../server/ports/clock.ts";
 
@@ -106,7 +106,9 @@ export async function harness(
     clock,
     crypto,
     publicUrl: "https://est.example.org:8443",
-    idevidAnchors: opts.idevidAnchors ?? new Map(),
+    idevidAnchors: new Map(
+      [...(opts.idevidAnchors ?? new Map<string, Uint8Array[]>())].map(([k, v]) => [k, v.map(readCertificate)]),
+    ),
   };
   return {
     authority: new Authority(deps),

@@ -48,7 +48,6 @@ export async function authenticateIdevid(
     throw forbidden("idevid_malformed", "client certificate could not be parsed");
   }
   checkValidity(current, now, "manufacturer certificate");
-  const anchorSummaries = anchors.map(readCertificate);
   // Extra certificates come from the client: one we cannot read is simply not a path.
   const intermediateSummaries = intermediates.slice(0, MAX_CHAIN).flatMap((der) => {
     try {
@@ -59,7 +58,7 @@ export async function authenticateIdevid(
   });
   let trusted = false;
   for (let depth = 0; depth < MAX_CHAIN && !trusted; depth++) {
-    const anchor = await findIssuer(deps, current, anchorSummaries);
+    const anchor = await findIssuer(deps, current, anchors);
     if (anchor) {
       checkValidity(anchor, now, "manufacturer CA certificate");
       trusted = true;
