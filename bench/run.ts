@@ -1,0 +1,317 @@
+/**
+ * `npm run bench`: the enrollment benchmark. Starts the real server as a separate
+ * process on loopback (fresh data directory, SQLite file), creates bootstrap tokens in
+ * bulk with the real CLI, pre-generates P-256 CSRs, then drives simpleenroll over
+ * HTTPS keep-alive and simplereenroll over mutual TLS, and prints the figures next to
+ * `openssl speed` measured in the same run. Afterwards it checks the database: no
+ * duplicate serials, every certificate recorded once, every token used once.
+ */
+import { execFile, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createWriteStream, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { get } from "node:https";
+import { createServer } from "node:net";
+import { availableParallelism, cpus, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import Database from "better-sqlite3";
+import { Command, InvalidArgumentError } from "commander";
+import { type Job, type LoadResult, percentile, runLoad } from "./load.ts";
+import { certificateFromResponse, certificatePem, type DeviceRequest, makeRequest } from "./requests.ts";
+
+const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
+const EDGEID = join(ROOT, "bin", "edgeid.mjs");
+const run = promisify(execFile);
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+const positive = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("must be a positive number");
+  return n;
+};
+
+const opts = new Command("bench")
+  .description("enrollment benchmark against a real edgeid server process")
+  .option("--duration <s>", "seconds of measured simpleenroll load", positive, 30)
+  .option("--concurrency <n>", "concurrent keep-alive clients", positive, 32)
+  .option("--warmup <n>", "simpleenroll requests before measuring", positive, 3000)
+  .option(
+    "--max-rate <n>",
+    "prepared requests per second of --duration (the run stops early if they run out)",
+    positive,
+    3000,
+  )
+  .option("--reenroll-duration <s>", "seconds of simplereenroll load (0 to skip)", Number, 10)
+  .option("--reenroll-concurrency <n>", "concurrent mutual-TLS clients", positive, 16)
+  .option("--openssl-seconds <s>", "seconds per `openssl speed` measurement", positive, 3)
+  .option("--keep", "keep the data directory")
+  .option("--cpu-prof <dir>", "write a V8 CPU profile of the server process into this directory")
+  .parse()
+  .opts<{
+    duration: number;
+    concurrency: number;
+    warmup: number;
+    maxRate: number;
+    reenrollDuration: number;
+    reenrollConcurrency: number;
+    opensslSeconds: number;
+    keep?: boolean;
+    cpuProf?: string;
+  }>();
+
+async function opensslSpeed(seconds: number): Promise<{ sign: number; verify: number; version: string }> {
+  const { stdout } = await run("openssl", ["speed", "-seconds", String(seconds), "ecdsap256"], {
+    maxBuffer: 1 << 20,
+  });
+  const m = /256 bits ecdsa \(nistp256\)\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)\s+([\d.]+)/.exec(stdout);
+  if (!m) throw new Error(`could not read openssl speed output:\n${stdout}`);
+  const version = (await run("openssl", ["version"])).stdout.trim();
+  return { sign: Number(m[1]), verify: Number(m[2]), version };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+  });
+}
+
+interface Token {
+  deviceId: string;
+  token: string;
+}
+
+async function waitReady(url: string, ca: string, exited: () => boolean): Promise<void> {
+  for (let tries = 0; tries < 200; tries++) {
+    if (exited()) throw new Error("the server exited during start; see its log");
+    const status = await new Promise<number>((r) => {
+      get(url, { ca }, (res) => {
+        res.resume();
+        r(res.statusCode ?? 0);
+      }).on("error", () => r(0));
+    });
+    if (status === 200) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the server did not answer ${url} within 20 s`);
+}
+
+async function createTokens(dataDir: string, count: number): Promise<Token[]> {
+  const out: Token[] = [];
+  for (let start = 1; start <= count; start += 100_000) {
+    const n = Math.min(100_000, count - start + 1);
+    const { stdout } = await run(
+      process.execPath,
+      [EDGEID, "token", "create", "--data", dataDir, "--count", String(n), "--start", String(start)].concat([
+        "--device-prefix",
+        "bench-",
+        "--ttl",
+        "2h",
+        "--json",
+      ]),
+      { maxBuffer: 256 << 20 },
+    );
+    for (const line of stdout.split("\n")) if (line) out.push(JSON.parse(line) as Token);
+  }
+  return out;
+}
+
+function basic(t: Token): Record<string, string> {
+  return { authorization: `Basic ${Buffer.from(`${t.deviceId}:${t.token}`).toString("base64")}` };
+}
+
+function peakRssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const m = /VmHWM:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+function summarize(name: string, r: LoadResult): { rate: number; ok: number; errors: number } {
+  const done = r.outcomes.filter((o) => o !== undefined);
+  const ok = done.filter((o) => o.status === 200).length;
+  const lat = Float64Array.from(done.map((o) => o.ms)).sort();
+  const rate = ok / r.seconds;
+  say(
+    `${name}: ${ok} ok in ${r.seconds.toFixed(1)} s = ${rate.toFixed(0)}/s · p50 ${percentile(lat, 50).toFixed(1)} ms` +
+      ` · p99 ${percentile(lat, 99).toFixed(1)} ms · errors ${done.length - ok}`,
+  );
+  const other = [...r.statuses].filter(([k]) => k !== "200");
+  if (other.length) say(`  non-200: ${other.map(([k, v]) => `${k} ×${v}`).join(", ")}`);
+  return { rate, ok, errors: done.length - ok };
+}
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-"));
+  const dataDir = join(work, "data");
+  say(`edgeid enrollment benchmark · ${new Date().toISOString()}`);
+  say(`machine: nproc ${availableParallelism()} · ${cpus()[0]?.model ?? "?"} · node ${process.version}`);
+
+  const speed = await opensslSpeed(opts.opensslSeconds);
+  const pairRate = 1 / (1 / speed.sign + 1 / speed.verify);
+  say(
+    `${speed.version}: P-256 sign ${speed.sign.toFixed(0)}/s, verify ${speed.verify.toFixed(0)}/s (one core)` +
+      ` → pair-rate ${pairRate.toFixed(0)}/s`,
+  );
+
+  await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"]);
+  const measured = Math.ceil(opts.duration * opts.maxRate);
+  const reenrollCount = Math.ceil(opts.reenrollDuration * 1500);
+  const total = opts.warmup + measured + 1;
+  const t = performance.now();
+  const tokensPromise = createTokens(dataDir, total);
+  const requests: DeviceRequest[] = [];
+  const width = Math.max(4, String(total).length);
+  const idOf = (i: number) => `bench-${String(i + 1).padStart(width, "0")}`;
+  for (let i = 0; i < total; i++) {
+    requests.push(makeRequest(idOf(i)));
+    if (i % 2000 === 0) await new Promise((r) => setImmediate(r));
+  }
+  const renewals = Array.from({ length: Math.min(reenrollCount, total - 1) }, (_, i) => makeRequest(idOf(i)));
+  const tokens = await tokensPromise;
+  if (tokens.length !== total || tokens[0]?.deviceId !== idOf(0)) throw new Error("token batch does not line up");
+  say(
+    `prepared ${total} tokens and ${total + renewals.length} CSRs in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+  );
+
+  const port = await freePort();
+  const url = `https://127.0.0.1:${port}`;
+  const logFile = join(work, "server.log");
+  const log = createWriteStream(logFile);
+  const profiling = opts.cpuProf ? ["--cpu-prof", "--cpu-prof-dir", resolve(opts.cpuProf)] : [];
+  const server = spawn(
+    process.execPath,
+    [...profiling, EDGEID, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  server.stdout.pipe(log);
+  server.stderr.pipe(log);
+  const exited = new Promise<void>((r) => server.once("exit", () => r()));
+  const ca = readFileSync(join(dataDir, "ca", "root-ca.pem"), "utf8");
+  await waitReady(`${url}/healthz`, ca, () => server.exitCode !== null);
+
+  const enrollUrl = `${url}/.well-known/est/simpleenroll`;
+  const jobs: Job[] = requests.map((r, i) => ({ headers: basic(tokens[i] as Token), body: r.body }));
+  const warm = await runLoad(jobs.slice(0, opts.warmup), {
+    url: enrollUrl,
+    ca,
+    concurrency: opts.concurrency,
+    seconds: 600,
+  });
+  summarize("warm-up   simpleenroll", warm);
+
+  const main = await runLoad(jobs.slice(opts.warmup, opts.warmup + measured), {
+    url: enrollUrl,
+    ca,
+    concurrency: opts.concurrency,
+    seconds: opts.duration,
+  });
+  const enrollRss = peakRssMiB(server.pid as number);
+  const enrolled = summarize(`measured  simpleenroll (concurrency ${opts.concurrency}, keep-alive)`, main);
+  if (main.started >= measured) say(`  ran out of prepared requests before ${opts.duration} s: raise --max-rate`);
+  say(
+    `  ratio to the OpenSSL pair-rate: ${(enrolled.rate / pairRate).toFixed(3)}` +
+      ` · server peak RSS ${enrollRss.toFixed(0)} MiB`,
+  );
+
+  // The same token from 16 connections at once: exactly one certificate.
+  const raceToken = tokens[total - 1] as Token;
+  const race = await runLoad(
+    Array.from({ length: 16 }, () => ({
+      headers: basic(raceToken),
+      body: (requests[total - 1] as DeviceRequest).body,
+      tls: undefined,
+    })),
+    { url: enrollUrl, ca, concurrency: 16, seconds: 60 },
+  );
+  const raceOk = race.outcomes.filter((o) => o?.status === 200).length;
+  say(
+    `same token from 16 clients at once: ${raceOk} accepted, ${16 - raceOk} refused (${[...race.statuses].join(" ")})`,
+  );
+
+  // simplereenroll: each renewal is a new TLS connection with the device's certificate.
+  let reenroll: { rate: number; ok: number; errors: number } | undefined;
+  const issued = new Map<string, Uint8Array>();
+  const allOutcomes = [...warm.outcomes, ...main.outcomes];
+  for (let i = 0; i < allOutcomes.length; i++) {
+    const o = allOutcomes[i];
+    if (o?.status === 200) issued.set(idOf(i), certificateFromResponse(o.body));
+  }
+  if (opts.reenrollDuration > 0) {
+    const renewJobs: Job[] = [];
+    for (const r of renewals) {
+      const cert = issued.get(r.deviceId);
+      const key = requests[Number(r.deviceId.slice(6)) - 1]?.key;
+      if (!cert || !key) continue;
+      renewJobs.push({
+        headers: {},
+        body: r.body,
+        tls: { cert: certificatePem(cert), key: key.export({ type: "pkcs8", format: "pem" }) as string },
+      });
+    }
+    const renew = await runLoad(renewJobs, {
+      url: `${url}/.well-known/est/simplereenroll`,
+      ca,
+      concurrency: opts.reenrollConcurrency,
+      seconds: opts.reenrollDuration,
+    });
+    reenroll = summarize(
+      `measured  simplereenroll (concurrency ${opts.reenrollConcurrency}, new mTLS connection each)`,
+      renew,
+    );
+    if (renew.started >= renewJobs.length) say("  ran out of prepared renewals: lower --reenroll-duration");
+  }
+  const peakRss = peakRssMiB(server.pid as number);
+  server.kill("SIGTERM");
+  await exited;
+  log.end();
+
+  // What the database says, after the server stopped.
+  const db = new Database(join(dataDir, "edgeid.db"), { readonly: true });
+  const one = <T>(sql: string) => db.prepare(sql).pluck().get() as T;
+  const certs = one<number>("select count(*) from certificates");
+  const distinctSerials = one<number>("select count(distinct serial) from certificates");
+  const tokenCerts = one<number>("select count(*) from certificates where method = 'token'");
+  const usedTokens = one<number>("select count(*) from bootstrap_tokens where used_at is not null");
+  const dangling = one<number>(
+    "select count(*) from bootstrap_tokens t where used_at is not null and not exists " +
+      "(select 1 from certificates c where c.serial = t.used_serial and c.bootstrap_token_id = t.id)",
+  );
+  const fingerprints = new Set(
+    db.prepare("select fingerprint from certificates where method = 'token'").pluck().all() as string[],
+  );
+  db.close();
+  let unrecorded = 0;
+  for (const der of issued.values()) {
+    if (!fingerprints.has(createHash("sha256").update(der).digest("hex"))) unrecorded++;
+  }
+  const tokenOk = issued.size + raceOk;
+  const checks = [
+    [`serials unique (${distinctSerials} of ${certs})`, distinctSerials === certs],
+    [`token enrollments answered 200 = certificates recorded (${tokenOk} = ${tokenCerts})`, tokenOk === tokenCerts],
+    [`every certificate a client received is in the database (${unrecorded} missing)`, unrecorded === 0],
+    [
+      `tokens used = token certificates (${usedTokens} = ${tokenCerts}), none dangling (${dangling})`,
+      usedTokens === tokenCerts && dangling === 0,
+    ],
+    ["the raced token was accepted exactly once", raceOk === 1],
+  ] as const;
+  for (const [what, ok] of checks) say(`check ${ok ? "ok  " : "FAIL"} ${what}`);
+  say(`server peak RSS over the whole run: ${peakRss.toFixed(0)} MiB · log: ${opts.keep ? logFile : "(removed)"}`);
+  say(
+    `RESULT enroll ${enrolled.rate.toFixed(0)}/s errors ${enrolled.errors} ratio ${(enrolled.rate / pairRate).toFixed(3)}` +
+      (reenroll ? ` · reenroll ${reenroll.rate.toFixed(0)}/s errors ${reenroll.errors}` : ""),
+  );
+  if (!opts.keep) await rm(work, { recursive: true, force: true });
+  else say(`data directory kept: ${dataDir}`);
+  if (checks.some(([, ok]) => !ok)) process.exitCode = 1;
+}
+
+await main();
