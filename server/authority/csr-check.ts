@@ -39,7 +39,7 @@ export async function checkCsr(
   }
   if (!ok) throw badRequest("csr_signature_invalid", "CSR signature does not verify with its public key");
   checkRequestedNames(csr, deviceId, spiffeId(deps.config.trustDomain, deviceId), deps.config.limits);
-  const keyFingerprint = await sha256Hex(deps.crypto, csr.spki);
+  const keyFingerprint = await sha256Hex(deps.digest, csr.spki);
   // One key, one identity: a key already certified for another device is a cloned or
   // shared key (or a factory that flashed the same key twice).
   const holders = await deps.storage.listCertificatesByKey(keyFingerprint, 10);

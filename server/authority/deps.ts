@@ -1,6 +1,7 @@
 import type { Config, Profile } from "../config/schema.ts";
 import type { CertificateSummary } from "../pki/certificate.ts";
 import type { Clock } from "../ports/clock.ts";
+import type { Digest } from "../ports/digest.ts";
 import type { Signer } from "../ports/signer.ts";
 import type { Storage } from "../ports/storage.ts";
 
@@ -24,8 +25,10 @@ export interface AuthorityDeps {
   storage: Storage;
   ca: IssuingCa;
   clock: Clock;
-  /** WebCrypto: digests, randomness, signature checks. */
+  /** WebCrypto: randomness, signature checks. */
   crypto: Crypto;
+  /** Digests (WebCrypto, or a faster runtime hash). */
+  digest: Digest;
   /** Base of the CRL and OCSP URLs written into certificates. */
   publicUrl: string;
   /** Manufacturer CA certificates (DER) per profile that accepts IDevID first boot. */

@@ -1,6 +1,8 @@
 import { toHex } from "../pki/der.ts";
+import type { Digest } from "../ports/digest.ts";
 
-export async function sha256Hex(crypto: Crypto, data: Uint8Array | string): Promise<string> {
-  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource)));
+const utf8 = new TextEncoder();
+
+export async function sha256Hex(digest: Digest, data: Uint8Array | string): Promise<string> {
+  return toHex(await digest("SHA-256", typeof data === "string" ? utf8.encode(data) : data));
 }

@@ -2,7 +2,7 @@ import type { Profile } from "../config/schema.ts";
 import {
   authorityKeyIdentifier,
   basicConstraints,
-  buildCertificate,
+  type CertificateFields,
   crlDistributionPoint,
   encodeName,
   extendedKeyUsage,
@@ -13,6 +13,7 @@ import {
   subjectAltName,
   subjectKeyIdentifier,
 } from "../pki/certificate.ts";
+import { CertificateTemplate } from "../pki/certificate-template.ts";
 import { toHex } from "../pki/der.ts";
 import type { KeyDescription } from "../pki/keys.ts";
 import { id_at_commonName, id_kp_clientAuth, id_kp_serverAuth } from "../pki/oids.ts";
@@ -56,36 +57,92 @@ export function keyUsageFor(key: KeyDescription): KeyUsageName[] {
   return key.kind === "RSA" ? ["digitalSignature", "keyEncipherment"] : ["digitalSignature"];
 }
 
-/** Builds and signs a device certificate; returns it with the record to store. */
+/** Everything that varies from one certificate to the next. */
+export interface CertificateContent {
+  deviceId: string;
+  profile: Profile;
+  key: KeyDescription;
+  spki: Uint8Array;
+  serial: Uint8Array;
+  notBefore: Date;
+  notAfter: Date;
+  subjectKeyId: Uint8Array;
+}
+
+/**
+ * The extensions of a device certificate, in order; subjectKeyIdentifier and
+ * subjectAltName are the per-certificate ones, the others are fixed per CA, profile
+ * and key kind.
+ */
+function fixedExtensions(deps: AuthorityDeps, profile: Profile, key: KeyDescription) {
+  const ekus = profile.extendedKeyUsage.map((e) => (e === "clientAuth" ? id_kp_clientAuth : id_kp_serverAuth));
+  return {
+    before: [basicConstraints(false), keyUsage(keyUsageFor(key)), extendedKeyUsage(ekus)],
+    between: [authorityKeyIdentifier(deps.ca.keyId)],
+    after: [crlDistributionPoint(crlUrl(deps.publicUrl, deps.ca.name)), ocspAccess(ocspUrl(deps.publicUrl))],
+  };
+}
+
+/** The reference: the same certificate through the ASN.1 object library (tests compare). */
+export function referenceFields(deps: AuthorityDeps, c: CertificateContent): CertificateFields {
+  const { before, between, after } = fixedExtensions(deps, c.profile, c.key);
+  return {
+    serial: c.serial,
+    issuer: deps.ca.subject,
+    subject: encodeName([{ type: id_at_commonName, value: c.deviceId }]),
+    notBefore: c.notBefore,
+    notAfter: c.notAfter,
+    spki: c.spki,
+    extensions: [
+      ...before,
+      subjectKeyIdentifier(c.subjectKeyId),
+      ...between,
+      subjectAltName([{ type: "uri", value: spiffeId(deps.config.trustDomain, c.deviceId) }]),
+      ...after,
+    ],
+  };
+}
+
+const templates = new WeakMap<AuthorityDeps, Map<string, CertificateTemplate>>();
+
+/** The fast path's template for this CA, profile and key kind, made on first use. */
+export function templateFor(deps: AuthorityDeps, profile: Profile, key: KeyDescription): CertificateTemplate {
+  let byProfile = templates.get(deps);
+  if (!byProfile) templates.set(deps, (byProfile = new Map()));
+  const name = `${profile.name}/${keyUsageFor(key).join(",")}`;
+  let template = byProfile.get(name);
+  if (!template) {
+    const fixed = fixedExtensions(deps, profile, key);
+    template = new CertificateTemplate({
+      issuer: deps.ca.subject,
+      signatureAlgorithm: deps.ca.signer.signatureAlgorithm,
+      ...fixed,
+    });
+    byProfile.set(name, template);
+  }
+  return template;
+}
+
+/** Builds (fast path) and signs a device certificate; returns it with the record to store. */
 export async function issueDeviceCertificate(
   deps: AuthorityDeps,
   input: IssueInput,
 ): Promise<{ der: Uint8Array; record: CertificateRecord }> {
   const now = deps.clock.now();
   const { profile } = input;
-  const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000 - profile.backdate * 1000);
-  const notAfter = new Date(Math.floor(now.getTime() / 1000) * 1000 + profile.validity * 1000);
+  const second = Math.floor(now.getTime() / 1000) * 1000;
+  const notBefore = new Date(second - profile.backdate * 1000);
+  const notAfter = new Date(second + profile.validity * 1000);
   const serial = randomSerial(deps.crypto);
-  const subtle = deps.crypto.subtle;
-  const ekus = profile.extendedKeyUsage.map((e) => (e === "clientAuth" ? id_kp_clientAuth : id_kp_serverAuth));
-  const der = await buildCertificate(
+  const der = await templateFor(deps, profile, input.key).build(
     {
       serial,
-      issuer: deps.ca.subject,
-      subject: encodeName([{ type: id_at_commonName, value: input.deviceId }]),
       notBefore,
       notAfter,
+      commonName: input.deviceId,
       spki: input.spki,
-      extensions: [
-        basicConstraints(false),
-        keyUsage(keyUsageFor(input.key)),
-        extendedKeyUsage(ekus),
-        subjectKeyIdentifier(await keyIdentifier(input.spki, subtle)),
-        authorityKeyIdentifier(deps.ca.keyId),
-        subjectAltName([{ type: "uri", value: spiffeId(deps.config.trustDomain, input.deviceId) }]),
-        crlDistributionPoint(crlUrl(deps.publicUrl, deps.ca.name)),
-        ocspAccess(ocspUrl(deps.publicUrl)),
-      ],
+      subjectKeyId: await keyIdentifier(input.spki, deps.digest),
+      uris: [spiffeId(deps.config.trustDomain, input.deviceId)],
     },
     deps.ca.signer,
   );
@@ -96,7 +153,7 @@ export async function issueDeviceCertificate(
     issuer: deps.ca.name,
     notBefore,
     notAfter,
-    fingerprint: await sha256Hex(deps.crypto, der),
+    fingerprint: await sha256Hex(deps.digest, der),
     keyFingerprint: input.keyFingerprint,
     keyType: input.key.label,
     status: "valid",

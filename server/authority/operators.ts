@@ -6,7 +6,7 @@ import { sha256Hex } from "./digest.ts";
 
 /** Creates an operator and returns its bearer token (shown once, stored hashed). */
 export async function createOperator(
-  deps: Pick<AuthorityDeps, "storage" | "clock" | "crypto">,
+  deps: Pick<AuthorityDeps, "storage" | "clock" | "crypto" | "digest">,
   req: { name: string; role: OperatorRole; actor: string },
 ): Promise<{ id: string; token: string }> {
   const id = `op_${base64url(deps.crypto.getRandomValues(new Uint8Array(9)))}`;
@@ -19,7 +19,7 @@ export async function createOperator(
         id,
         name: req.name,
         role: req.role,
-        tokenHash: await sha256Hex(deps.crypto, token),
+        tokenHash: await sha256Hex(deps.digest, token),
         createdAt: now,
         revokedAt: null,
       },

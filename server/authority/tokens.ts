@@ -31,7 +31,7 @@ export const MAX_TOKENS_PER_REQUEST = 100_000;
  * devices are pre-registered as pending (an existing device keeps its state).
  */
 export async function createTokens(
-  deps: Pick<AuthorityDeps, "storage" | "clock" | "crypto" | "config" | "profiles">,
+  deps: Pick<AuthorityDeps, "storage" | "clock" | "crypto" | "digest" | "config" | "profiles">,
   req: CreateTokensRequest,
 ): Promise<CreatedToken[]> {
   const profileName = req.profile ?? "device";
@@ -75,7 +75,7 @@ export async function createTokens(
       kind: "insertToken",
       token: {
         id: tokenId,
-        hash: await sha256Hex(deps.crypto, token),
+        hash: await sha256Hex(deps.digest, token),
         deviceId,
         profile: profileName,
         createdAt: now,

@@ -20,20 +20,20 @@ export const TOKEN_PREFIX = "edt_";
 
 /** The token a secret names, if any; no validity checks. */
 export async function findToken(
-  deps: Pick<AuthorityDeps, "storage" | "crypto">,
+  deps: Pick<AuthorityDeps, "storage" | "digest">,
   secret: string,
 ): Promise<TokenRecord | undefined> {
   if (!secret.startsWith(TOKEN_PREFIX) || secret.length > 128) return undefined;
-  return deps.storage.getTokenByHash(await sha256Hex(deps.crypto, secret));
+  return deps.storage.getTokenByHash(await sha256Hex(deps.digest, secret));
 }
 
 /** The certificate of ours a TLS client presented, if any; no validity checks. */
 export async function findOwnCertificate(
-  deps: Pick<AuthorityDeps, "storage" | "crypto">,
+  deps: Pick<AuthorityDeps, "storage" | "digest">,
   client: ClientIdentity | undefined,
 ): Promise<CertificateRecord | undefined> {
   const leaf = client?.chain[0];
-  return leaf ? deps.storage.getCertificateByFingerprint(await sha256Hex(deps.crypto, leaf)) : undefined;
+  return leaf ? deps.storage.getCertificateByFingerprint(await sha256Hex(deps.digest, leaf)) : undefined;
 }
 
 export function noteToken(trail: RequestTrail, token: TokenRecord, creds: TokenCredentials): void {
@@ -49,7 +49,7 @@ export function noteCertificate(trail: RequestTrail, certificate: CertificateRec
 
 /** Best-effort identification for a request refused before a verb ran. */
 export async function identify(
-  deps: Pick<AuthorityDeps, "storage" | "crypto">,
+  deps: Pick<AuthorityDeps, "storage" | "digest">,
   creds: TokenCredentials | undefined,
   client: ClientIdentity | undefined,
 ): Promise<RequestTrail> {

@@ -1,3 +1,4 @@
+import { nodeDigest } from "../adapters/node/node-digest.ts";
 import "reflect-metadata";
 import { webcrypto } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -54,7 +55,7 @@ async function initialise(dataDir: string, opts: { trustDomain: string; hostname
   const storage = SqliteStorage.open(result.paths.database);
   try {
     const admin = await createOperator(
-      { storage, clock: systemClock, crypto },
+      { storage, clock: systemClock, crypto, digest: nodeDigest },
       { name: "admin", role: "admin", actor: "cli:init" },
     );
     return { ...result, admin };
@@ -170,7 +171,7 @@ token
     const storage = openStorage(opts.data);
     try {
       const created = await createTokens(
-        { storage, clock: systemClock, crypto, config, profiles: profilesOf(config) },
+        { storage, clock: systemClock, crypto, digest: nodeDigest, config, profiles: profilesOf(config) },
         { deviceIds, profile: opts.profile, ttl: opts.ttl, actor: "cli" },
       );
       for (const t of created) {

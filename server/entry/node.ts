@@ -14,6 +14,7 @@ import {
   resolveInDataDir,
   resolvePassphrase,
 } from "../adapters/node/data-dir.ts";
+import { nodeDigest } from "../adapters/node/node-digest.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { createApp } from "../app.ts";
@@ -130,6 +131,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     ca,
     clock: systemClock,
     crypto: webcrypto as Crypto,
+    digest: nodeDigest,
     publicUrl: config.publicUrl ?? url,
     idevidAnchors,
   };

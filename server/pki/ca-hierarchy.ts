@@ -1,3 +1,4 @@
+import { webCryptoDigest } from "../ports/digest.ts";
 import {
   authorityKeyIdentifier,
   basicConstraints,
@@ -36,8 +37,9 @@ export async function buildCaHierarchy(
   now: Date,
   subtle: SubtleCrypto,
 ): Promise<CaHierarchy> {
-  const rootKeyId = await keyIdentifier(root.spki, subtle);
-  const issuingKeyId = await keyIdentifier(issuing.spki, subtle);
+  const digest = webCryptoDigest(subtle);
+  const rootKeyId = await keyIdentifier(root.spki, digest);
+  const issuingKeyId = await keyIdentifier(issuing.spki, digest);
   const notBefore = new Date(now.getTime() - 3600_000);
   const rootCert = await buildCertificate(
     {

@@ -27,6 +27,7 @@ import {
   Validity,
   Version,
 } from "@peculiar/asn1-x509";
+import type { Digest } from "../ports/digest.ts";
 import { readChildren, readTlv, TAG } from "./der.ts";
 import {
   id_ad_ocsp,
@@ -200,11 +201,11 @@ export function ocspAccess(url: string): Extension {
  * Key identifier by RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT
  * STRING value (without tag, length and unused-bits byte) — what OpenSSL computes too.
  */
-export async function keyIdentifier(spki: Uint8Array, subtle: SubtleCrypto): Promise<Uint8Array> {
+export async function keyIdentifier(spki: Uint8Array, digest: Digest): Promise<Uint8Array> {
   const outer = readTlv(spki);
   const [, bits] = readChildren(outer.content);
   if (!bits || bits.tag !== TAG.BIT_STRING) throw new Error("malformed SubjectPublicKeyInfo");
-  return new Uint8Array(await subtle.digest("SHA-1", bits.content.subarray(1) as BufferSource));
+  return digest("SHA-1", bits.content.subarray(1));
 }
 
 /** The parts of a certificate that the authority reads back. */

@@ -12,6 +12,7 @@ import { buildCaHierarchy } from "../../server/pki/ca-hierarchy.ts";
 import { encodeName, readCertificate } from "../../server/pki/certificate.ts";
 import { id_at_commonName } from "../../server/pki/oids.ts";
 import type { Clock } from "../../server/ports/clock.ts";
+import { webCryptoDigest } from "../../server/ports/digest.ts";
 
 export const crypto = webcrypto as Crypto;
 x509.cryptoProvider.set(crypto);
@@ -105,6 +106,8 @@ export async function harness(
     ca: ca.issuing,
     clock,
     crypto,
+    // The portable WebCrypto digest here; the Node server runs node:crypto behind the same port.
+    digest: webCryptoDigest(crypto.subtle),
     publicUrl: "https://est.example.org:8443",
     idevidAnchors: new Map(
       [...(opts.idevidAnchors ?? new Map<string, Uint8Array[]>())].map(([k, v]) => [k, v.map(readCertificate)]),

@@ -23,6 +23,7 @@ import type { Signer } from "../../ports/signer.ts";
 import { WebCryptoEcdsaSigner } from "../webcrypto-signer.ts";
 import { decryptPrivateKey, encryptPrivateKey } from "./encrypted-key.ts";
 import { writeFileAtomic } from "./files.ts";
+import { nodeDigest } from "./node-digest.ts";
 
 const subtle = webcrypto.subtle as SubtleCrypto;
 
@@ -191,7 +192,7 @@ export async function loadIssuingCa(dir: string, passphrase: string): Promise<Is
     name: ISSUING_CA_NAME,
     certificate,
     subject: summary.subject,
-    keyId: await keyIdentifier(summary.spki, subtle),
+    keyId: await keyIdentifier(summary.spki, nodeDigest),
     signer: await signerFor(key),
     chain: [certificate, root],
   };
@@ -232,7 +233,7 @@ export async function issueTlsCertificate(
         basicConstraints(false),
         keyUsage(["digitalSignature"]),
         extendedKeyUsage([id_kp_serverAuth]),
-        subjectKeyIdentifier(await keyIdentifier(spki, subtle)),
+        subjectKeyIdentifier(await keyIdentifier(spki, nodeDigest)),
         authorityKeyIdentifier(ca.keyId),
         subjectAltName(names),
       ],

@@ -86,7 +86,7 @@ export async function authenticateIdevid(
   }
   return {
     deviceId,
-    fingerprint: await sha256Hex(deps.crypto, leafDer),
+    fingerprint: await sha256Hex(deps.digest, leafDer),
     subject: describeName(leaf),
   };
 }
