@@ -1,7 +1,4 @@
-import { CertificationRequestInfo } from "@peculiar/asn1-csr";
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { Extensions, GeneralNames, type Name } from "@peculiar/asn1-x509";
-import { DerError, readChildren, readTlv, TAG } from "./der.ts";
+import { DerError, readChildren, readTlv, TAG, type Tlv, toHex } from "./der.ts";
 import { decodeOidContent, describeKey, type KeyDescription } from "./keys.ts";
 import { id_at_commonName, id_ce_subjectAltName, pkcs_9_at_extensionRequest } from "./oids.ts";
 import { SignatureAlgorithmError, verifySignature } from "./verify.ts";
@@ -51,8 +48,10 @@ export class CsrError extends Error {
  *   subjectPKInfo SubjectPublicKeyInfo,
  *   attributes    [0] Attributes }
  * ```
- * The outer layers are split with the strict DER reader (so the signed bytes are
- * exactly what the client signed); the inner structure is read with asn1-csr.
+ * Read with the strict DER reader alone, and only as far as policy needs: the signed
+ * bytes exactly as the client signed them, the key, the subject attributes and the
+ * extensions asked for (with the subjectAltName names). test/server/pki.test.ts
+ * compares it with @peculiar/asn1-csr.
  */
 export function parseCsr(der: Uint8Array): ParsedCsr {
   try {
@@ -73,22 +72,28 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
     const signatureAlgorithm = decodeOidContent(algParts[0] as { tag: number; content: Uint8Array });
     if (sig.content[0] !== 0) throw new CsrError("signature BIT STRING has unused bits");
 
-    const parsedInfo = AsnConvert.parse(info.raw, CertificationRequestInfo);
-    const subject = flattenName(parsedInfo.subject);
+    const subject = readName(infoParts[1]);
     const commonNames = subject.filter((a) => a.type === id_at_commonName);
     if (commonNames.length > 1) throw new CsrError("subject has more than one commonName");
 
     const requestedNames: RequestedName[] = [];
     const requestedExtensions: string[] = [];
-    for (const attr of parsedInfo.attributes ?? []) {
-      if (attr.type !== pkcs_9_at_extensionRequest) continue;
-      for (const value of attr.values) {
-        const exts = AsnConvert.parse(value, Extensions);
-        for (const ext of exts) {
-          requestedExtensions.push(ext.extnID);
-          if (ext.extnID !== id_ce_subjectAltName) continue;
-          const names = AsnConvert.parse(ext.extnValue.buffer, GeneralNames);
-          for (const n of names) requestedNames.push(describeGeneralName(n));
+    const attributes = infoParts[3];
+    if (attributes && attributes.tag !== 0xa0) throw new CsrError("attributes are not [0]");
+    if (infoParts.length > 4) throw new CsrError("unexpected elements after the attributes");
+    for (const attr of attributes ? readChildren(attributes.content) : []) {
+      const [type, values] = readChildren(expect(attr, TAG.SEQUENCE).content);
+      if (decodeOidContent(expect(type, TAG.OID)) !== pkcs_9_at_extensionRequest) continue;
+      for (const value of readChildren(expect(values, TAG.SET).content)) {
+        for (const ext of readChildren(expect(value, TAG.SEQUENCE).content)) {
+          const parts = readChildren(expect(ext, TAG.SEQUENCE).content);
+          const extnID = decodeOidContent(expect(parts[0], TAG.OID));
+          const extnValue = expect(parts[parts.length - 1], TAG.OCTET_STRING);
+          requestedExtensions.push(extnID);
+          if (extnID !== id_ce_subjectAltName) continue;
+          for (const n of readChildren(expect(readTlv(extnValue.content), TAG.SEQUENCE).content)) {
+            requestedNames.push(describeGeneralName(n));
+          }
         }
       }
     }
@@ -111,18 +116,71 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
   }
 }
 
-function flattenName(name: Name): SubjectAttribute[] {
+function expect(el: Tlv | undefined, tag: number): Tlv {
+  if (!el || el.tag !== tag) throw new CsrError("malformed CertificationRequestInfo");
+  return el;
+}
+
+const latin1 = new TextDecoder("latin1");
+const utf8 = new TextDecoder("utf-8");
+const utf16be = new TextDecoder("utf-16be");
+
+/** DirectoryString and friends as text; anything else as RFC 4514 `#hex`. */
+function directoryString(el: Tlv): string {
+  switch (el.tag) {
+    case TAG.UTF8_STRING:
+      return utf8.decode(el.content);
+    case TAG.PRINTABLE_STRING:
+    case 0x12: // NumericString
+    case 0x14: // TeletexString
+    case 0x16: // IA5String
+    case 0x1a: // VisibleString
+      return latin1.decode(el.content);
+    case 0x1e: // BMPString
+      return utf16be.decode(el.content);
+    default:
+      return `#${toHex(el.raw)}`;
+  }
+}
+
+/** Name ::= SEQUENCE OF SET OF AttributeTypeAndValue (RFC 5280 §4.1.2.4), flattened. */
+function readName(name: Tlv | undefined): SubjectAttribute[] {
   const out: SubjectAttribute[] = [];
-  for (const rdn of name) for (const atv of rdn) out.push({ type: atv.type, value: atv.value.toString() });
+  for (const rdn of readChildren(expect(name, TAG.SEQUENCE).content)) {
+    for (const atv of readChildren(expect(rdn, TAG.SET).content)) {
+      const [type, value, ...rest] = readChildren(expect(atv, TAG.SEQUENCE).content);
+      if (!value || rest.length > 0) throw new CsrError("malformed subject attribute");
+      out.push({ type: decodeOidContent(expect(type, TAG.OID)), value: directoryString(value) });
+    }
+  }
   return out;
 }
 
-function describeGeneralName(n: GeneralNames[number]): RequestedName {
-  if (n.uniformResourceIdentifier !== undefined) return { type: "uri", value: n.uniformResourceIdentifier };
-  if (n.dNSName !== undefined) return { type: "dns", value: n.dNSName };
-  if (n.iPAddress !== undefined) return { type: "ip", value: n.iPAddress };
-  if (n.rfc822Name !== undefined) return { type: "email", value: n.rfc822Name };
-  return { type: "other", value: "a name of an unsupported type" };
+function ipText(octets: Uint8Array): string {
+  if (octets.length === 4) return Array.from(octets).join(".");
+  if (octets.length === 16) {
+    const groups: string[] = [];
+    for (let i = 0; i < 16; i += 2)
+      groups.push((((octets[i] as number) << 8) | (octets[i + 1] as number)).toString(16));
+    return groups.join(":");
+  }
+  return `#${toHex(octets)}`;
+}
+
+/** GeneralName (RFC 5280 §4.2.1.6): the context tags [1] rfc822Name, [2] dNSName, [6] URI, [7] iPAddress. */
+function describeGeneralName(n: Tlv): RequestedName {
+  switch (n.tag) {
+    case 0x86:
+      return { type: "uri", value: latin1.decode(n.content) };
+    case 0x82:
+      return { type: "dns", value: latin1.decode(n.content) };
+    case 0x87:
+      return { type: "ip", value: ipText(n.content) };
+    case 0x81:
+      return { type: "email", value: latin1.decode(n.content) };
+    default:
+      return { type: "other", value: "a name of an unsupported type" };
+  }
 }
 
 /**

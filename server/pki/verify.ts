@@ -1,4 +1,4 @@
-import { DerError } from "./der.ts";
+import { DerError, readChildren, readTlv } from "./der.ts";
 import { derToP1363 } from "./ecdsa-signature.ts";
 import { describeKey, type KeyDescription } from "./keys.ts";
 import {
@@ -41,6 +41,13 @@ export interface SignedData {
   data: Uint8Array;
 }
 
+/** The subjectPublicKey of an EC SPKI when it is an uncompressed point (0x04 ‖ X ‖ Y). */
+function uncompressedPoint(spki: Uint8Array, coordinateLength: number): Uint8Array | undefined {
+  const [, bits] = readChildren(readTlv(spki).content);
+  const point = bits?.content.subarray(1);
+  return point && point[0] === 0x04 && point.length === 2 * coordinateLength + 1 ? point : undefined;
+}
+
 /**
  * Verifies an X.509-style signature with WebCrypto. Returns false for a signature
  * that does not verify; throws SignatureAlgorithmError for an algorithm we do not
@@ -59,7 +66,14 @@ export async function verifySignature(
   let imported: CryptoKey;
   try {
     if (key.kind === "EC") {
-      imported = await subtle.importKey("spki", spki, { name: "ECDSA", namedCurve: key.curve }, false, ["verify"]);
+      // An uncompressed point goes in as "raw": same key, but Node then skips OpenSSL 3's
+      // slow generic SPKI decoder (the largest single cost of a CSR check there).
+      const point = uncompressedPoint(s.spki, COORDINATE_LENGTH[key.curve] ?? 0);
+      imported = point
+        ? await subtle.importKey("raw", point as BufferSource, { name: "ECDSA", namedCurve: key.curve }, false, [
+            "verify",
+          ])
+        : await subtle.importKey("spki", spki, { name: "ECDSA", namedCurve: key.curve }, false, ["verify"]);
     } else if (key.kind === "RSA") {
       imported = await subtle.importKey("spki", spki, { name: "RSASSA-PKCS1-v1_5", hash: alg.hash as string }, false, [
         "verify",

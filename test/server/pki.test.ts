@@ -2,6 +2,9 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { CertificationRequest } from "@peculiar/asn1-csr";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { Extensions, GeneralNames } from "@peculiar/asn1-x509";
 import * as pkijs from "pkijs";
 import { describe, expect, it } from "vitest";
 import { Base64Error, decodeBase64, encodeBase64 } from "../../server/pki/base64.ts";
@@ -131,6 +134,59 @@ describe("CSR parsing", () => {
       { type: "dns", value: "a.example" },
       { type: "ip", value: "10.0.0.1" },
     ]);
+  });
+
+  it("reads subjects and extension requests as @peculiar/asn1-csr does (OpenSSL-made CSRs)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "edgeid-csr-"));
+    const keyFile = join(dir, "k.pem");
+    execFileSync("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", keyFile]);
+    const variants: string[][] = [
+      ["-subj", "/CN=dev-1"],
+      ["-subj", "/C=DE/O=Acme GmbH/OU=Plant 7/CN=dev-1/serialNumber=SN-0042", "-utf8"],
+      ["-subj", "/CN=dev-1", "-addext", "subjectAltName=URI:spiffe://td/device/dev-1,DNS:a.example,IP:10.0.0.1"],
+      [
+        "-subj",
+        "/CN=x",
+        "-addext",
+        "subjectAltName=IP:2001:db8::1,email:ops@example.org",
+        "-addext",
+        "keyUsage=critical,digitalSignature",
+      ],
+      ["-subj", "/CN=Grüße", "-utf8", "-addext", "extendedKeyUsage=clientAuth"],
+      ["-subj", "/"],
+    ];
+    try {
+      for (const args of variants) {
+        const der = new Uint8Array(
+          execFileSync("openssl", ["req", "-new", "-key", keyFile, "-outform", "DER", ...args]),
+        );
+        const ours = parseCsr(der);
+        const ref = AsnConvert.parse(der, CertificationRequest).certificationRequestInfo;
+        const refSubject = ref.subject.flatMap((rdn) => rdn.map((a) => ({ type: a.type, value: a.value.toString() })));
+        const refExtensions: string[] = [];
+        const refNames: string[] = [];
+        for (const attr of ref.attributes) {
+          if (attr.type !== "1.2.840.113549.1.9.14") continue;
+          for (const v of attr.values) {
+            for (const ext of AsnConvert.parse(v, Extensions)) {
+              refExtensions.push(ext.extnID);
+              if (ext.extnID !== "2.5.29.17") continue;
+              for (const n of AsnConvert.parse(ext.extnValue.buffer, GeneralNames)) {
+                refNames.push(n.uniformResourceIdentifier ?? n.dNSName ?? n.rfc822Name ?? n.iPAddress ?? "?");
+              }
+            }
+          }
+        }
+        expect(ours.subject, args.join(" ")).toEqual(refSubject);
+        expect(ours.requestedExtensions).toEqual(refExtensions);
+        expect(ours.requestedNames.map((n) => n.value)).toEqual(
+          refNames.map((n) => (n === "2001:db8:0:0:0:0:0:1" || n === "2001:db8::1" ? "2001:db8:0:0:0:0:0:1" : n)),
+        );
+        expect(ours.info).toEqual(new Uint8Array(AsnConvert.serialize(ref)));
+      }
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
   });
 
   it("refuses trailing bytes and non-CSR DER", async () => {
