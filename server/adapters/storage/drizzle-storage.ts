@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, getTableColumns, gt, type Placeholder, type SQL, sql, type Table } from "drizzle-orm";
 import type { BaseSQLiteDatabase } from "drizzle-orm/sqlite-core";
 import type {
   CertificateRecord,
@@ -29,10 +29,18 @@ export type Db = BaseSQLiteDatabase<any, any, typeof schema>;
  * adapters differ only in how a write set is made atomic.
  */
 export class DrizzleReaders {
+  private readonly statements = new Map<string, Prepared>();
+
   constructor(protected readonly db: Db) {}
 
   async getDevice(id: string): Promise<DeviceRecord | undefined> {
-    return this.db.select().from(devices).where(eq(devices.id, id)).get();
+    const q = this.prepared("getDevice", () =>
+      this.db
+        .select()
+        .from(devices)
+        .where(eq(devices.id, sql.placeholder("id"))),
+    );
+    return (await q.get({ id })) as DeviceRecord | undefined;
   }
 
   async listDevices(q: DeviceQuery): Promise<DeviceRecord[]> {
@@ -55,7 +63,13 @@ export class DrizzleReaders {
   }
 
   async getCertificateByFingerprint(fingerprint: string): Promise<CertificateRecord | undefined> {
-    const row = await this.db.select().from(certificates).where(eq(certificates.fingerprint, fingerprint)).get();
+    const q = this.prepared("getCertificateByFingerprint", () =>
+      this.db
+        .select()
+        .from(certificates)
+        .where(eq(certificates.fingerprint, sql.placeholder("fingerprint"))),
+    );
+    const row = (await q.get({ fingerprint })) as CertificateRow | undefined;
     return row && toCertificate(row);
   }
 
@@ -70,17 +84,25 @@ export class DrizzleReaders {
   }
 
   async listCertificatesByKey(keyFingerprint: string, limit: number): Promise<CertificateRecord[]> {
-    const rows = await this.db
-      .select()
-      .from(certificates)
-      .where(eq(certificates.keyFingerprint, keyFingerprint))
-      .limit(limit)
-      .all();
-    return rows.map((r: typeof certificates.$inferSelect) => toCertificate(r));
+    const q = this.prepared("listCertificatesByKey", () =>
+      this.db
+        .select()
+        .from(certificates)
+        .where(eq(certificates.keyFingerprint, sql.placeholder("keyFingerprint")))
+        .limit(sql.placeholder("limit")),
+    );
+    const rows = (await q.all({ keyFingerprint, limit })) as CertificateRow[];
+    return rows.map(toCertificate);
   }
 
   async getTokenByHash(hash: string): Promise<TokenRecord | undefined> {
-    return this.db.select().from(bootstrapTokens).where(eq(bootstrapTokens.hash, hash)).get();
+    const q = this.prepared("getTokenByHash", () =>
+      this.db
+        .select()
+        .from(bootstrapTokens)
+        .where(eq(bootstrapTokens.hash, sql.placeholder("hash"))),
+    );
+    return (await q.get({ hash })) as TokenRecord | undefined;
   }
 
   async listTokens(deviceId: string): Promise<TokenRecord[]> {
@@ -93,7 +115,13 @@ export class DrizzleReaders {
   }
 
   async getIdevidBinding(deviceId: string): Promise<IdevidBinding | undefined> {
-    return this.db.select().from(idevidBindings).where(eq(idevidBindings.deviceId, deviceId)).get();
+    const q = this.prepared("getIdevidBinding", () =>
+      this.db
+        .select()
+        .from(idevidBindings)
+        .where(eq(idevidBindings.deviceId, sql.placeholder("deviceId"))),
+    );
+    return (await q.get({ deviceId })) as IdevidBinding | undefined;
   }
 
   async getIdevidBindingByFingerprint(fingerprint: string): Promise<IdevidBinding | undefined> {
@@ -115,42 +143,105 @@ export class DrizzleReaders {
     return rows.map((r: typeof auditEvents.$inferSelect) => ({ ...r, detail: r.detail ?? undefined }));
   }
 
-  /** The statement for one write; executed by the adapter inside its atomic unit. */
-  protected statement(w: Write) {
+  /**
+   * The statement for one write with its parameters; executed by the adapter inside
+   * its atomic unit. Statements are prepared once per kind (placeholders), so the hot
+   * path neither builds SQL nor asks SQLite to compile it.
+   */
+  protected statement(w: Write): { query: Prepared; params: Record<string, unknown> } {
+    const query = this.writeQuery(w.kind);
     switch (w.kind) {
-      case "upsertDevice": {
-        const { id, ...rest } = w.device;
-        return this.db.insert(devices).values(w.device).onConflictDoUpdate({ target: devices.id, set: rest });
-      }
+      case "upsertDevice":
+        return { query, params: toDriver(devices, w.device) };
       case "insertCertificate":
-        return this.db.insert(certificates).values({ ...w.certificate, der: toBuffer(w.certificate.der) });
+        return { query, params: toDriver(certificates, { ...w.certificate, der: toBuffer(w.certificate.der) }) };
       case "redeemToken":
-        return this.db
-          .update(bootstrapTokens)
-          .set({ usedAt: w.at, usedSerial: w.serial })
-          .where(eq(bootstrapTokens.id, w.tokenId));
+        return { query, params: { tokenId: w.tokenId, at: w.at.getTime(), serial: w.serial } };
       case "insertToken":
-        return this.db.insert(bootstrapTokens).values(w.token);
+        return { query, params: toDriver(bootstrapTokens, w.token) };
       case "bindIdevid":
-        return this.db.insert(idevidBindings).values(w.binding);
+        return { query, params: toDriver(idevidBindings, w.binding) };
       case "insertOperator":
-        return this.db.insert(operators).values(w.operator);
+        return { query, params: toDriver(operators, w.operator) };
       case "audit":
-        return this.db.insert(auditEvents).values({
-          at: w.event.at,
-          actor: w.event.actor,
-          action: w.event.action,
-          outcome: w.event.outcome,
-          deviceId: w.event.deviceId ?? null,
-          serial: w.event.serial ?? null,
-          remote: w.event.remote ?? null,
-          detail: w.event.detail ?? null,
-        });
+        return { query, params: toDriver(auditEvents, w.event) };
     }
+  }
+
+  private writeQuery(kind: Write["kind"]): Prepared {
+    return this.prepared(`write:${kind}`, () => {
+      switch (kind) {
+        case "upsertDevice": {
+          const set: Record<string, SQL> = {};
+          for (const [key, column] of Object.entries(getTableColumns(devices))) {
+            if (key !== "id") set[key] = sql.raw(`excluded."${column.name}"`);
+          }
+          return this.db.insert(devices).values(placeholders(devices)).onConflictDoUpdate({ target: devices.id, set });
+        }
+        case "insertCertificate":
+          return this.db.insert(certificates).values(placeholders(certificates));
+        case "redeemToken":
+          return this.db
+            .update(bootstrapTokens)
+            .set({ usedAt: sql`${sql.placeholder("at")}`, usedSerial: sql`${sql.placeholder("serial")}` })
+            .where(eq(bootstrapTokens.id, sql.placeholder("tokenId")));
+        case "insertToken":
+          return this.db.insert(bootstrapTokens).values(placeholders(bootstrapTokens));
+        case "bindIdevid":
+          return this.db.insert(idevidBindings).values(placeholders(idevidBindings));
+        case "insertOperator":
+          return this.db.insert(operators).values(placeholders(operators));
+        case "audit": {
+          // The id is the table's own AUTOINCREMENT.
+          const { id: _id, ...columns } = placeholders(auditEvents);
+          return this.db.insert(auditEvents).values(columns);
+        }
+      }
+    });
+  }
+
+  /** A prepared statement, made on first use and kept for the life of the connection. */
+  protected prepared(name: string, build: () => { prepare(): Prepared }): Prepared {
+    let p = this.statements.get(name);
+    if (!p) {
+      p = build().prepare();
+      this.statements.set(name, p);
+    }
+    return p;
   }
 }
 
-function toCertificate(row: typeof certificates.$inferSelect): CertificateRecord {
+/** What drizzle's prepare() gives back, for both the sync and the async drivers. */
+export interface Prepared {
+  run(params?: Record<string, unknown>): unknown;
+  get(params?: Record<string, unknown>): unknown;
+  all(params?: Record<string, unknown>): unknown;
+}
+
+/**
+ * `{ column: placeholder }` for every column of a table. The placeholders are plain SQL,
+ * so drizzle binds what it is given: toDriver() converts values to driver values first.
+ */
+function placeholders<T extends Table>(table: T): Record<keyof T["_"]["columns"], SQL> {
+  const out: Record<string, SQL> = {};
+  for (const key of Object.keys(getTableColumns(table))) out[key] = sql`${sql.placeholder(key)}`;
+  return out as Record<keyof T["_"]["columns"], SQL>;
+}
+
+/** A record as driver values (Date → ms, JSON → text), through each column's own mapping. */
+function toDriver(table: Table, values: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const record = values as Record<string, unknown>;
+  for (const [key, column] of Object.entries(getTableColumns(table))) {
+    const v = record[key];
+    out[key] = v === null || v === undefined ? null : column.mapToDriverValue(v);
+  }
+  return out;
+}
+
+type CertificateRow = typeof certificates.$inferSelect;
+
+function toCertificate(row: CertificateRow): CertificateRecord {
   return { ...row, der: new Uint8Array(row.der.buffer, row.der.byteOffset, row.der.byteLength) };
 }
 

@@ -8,6 +8,12 @@ import { schema } from "./schema.ts";
 
 export const MIGRATIONS_DIR = new URL("../../../migrations", import.meta.url).pathname;
 
+interface PendingSet {
+  statements: { query: { run(params: Record<string, unknown>): unknown }; params: Record<string, unknown> }[];
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
 /** The embedded default: a SQLite file in WAL mode, migrations applied on open. */
 export class SqliteStorage extends DrizzleReaders implements Storage {
   private constructor(
@@ -30,18 +36,52 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     return new SqliteStorage(db, sqlite);
   }
 
+  /**
+   * Group commit: the write sets that arrive while the event loop is busy are
+   * committed together at the next turn, one transaction with one savepoint per set.
+   * Each set stays all-or-nothing and is settled on its own (a conflict fails only
+   * its set); the batch shares one commit, which is what SQLite spends its time on.
+   */
   async apply(writes: readonly Write[]): Promise<void> {
     const statements = writes.map((w) => this.statement(w));
-    try {
-      this.sqlite.transaction(() => {
-        for (const s of statements) s.run();
-      })();
-    } catch (err) {
-      throw asConflict(err) ?? err;
-    }
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ statements, resolve, reject });
+      if (this.pending.length === 1) setImmediate(this.flush);
+    });
   }
 
+  private pending: PendingSet[] = [];
+
+  private readonly flush = (): void => {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const failures: unknown[] = new Array(batch.length);
+    try {
+      this.sqlite.transaction(() => {
+        batch.forEach((set, i) => {
+          try {
+            // A nested better-sqlite3 transaction is a SAVEPOINT.
+            this.sqlite.transaction(() => {
+              for (const s of set.statements) s.query.run(s.params);
+            })();
+          } catch (err) {
+            failures[i] = asConflict(err) ?? err;
+          }
+        });
+      })();
+    } catch (err) {
+      for (const set of batch) set.reject(err);
+      return;
+    }
+    batch.forEach((set, i) => {
+      if (failures[i] === undefined) set.resolve();
+      else set.reject(failures[i]);
+    });
+  };
+
   close(): void {
+    this.flush();
     this.sqlite.close();
   }
 }
