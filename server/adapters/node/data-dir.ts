@@ -20,10 +20,10 @@ import {
 import { id_at_commonName, id_at_organizationName, id_kp_serverAuth } from "../../pki/oids.ts";
 import { pemCertificates, toPem } from "../../pki/pem.ts";
 import type { Signer } from "../../ports/signer.ts";
-import { WebCryptoEcdsaSigner } from "../webcrypto-signer.ts";
 import { decryptPrivateKey, encryptPrivateKey } from "./encrypted-key.ts";
 import { writeFileAtomic } from "./files.ts";
 import { nodeDigest } from "./node-digest.ts";
+import { NodeEcdsaSigner } from "./node-signer.ts";
 
 const subtle = webcrypto.subtle as SubtleCrypto;
 
@@ -99,9 +99,7 @@ export function resolvePassphrase(dir: string, env: NodeJS.ProcessEnv, create: b
 }
 
 async function signerFor(key: KeyObject): Promise<Signer> {
-  const pkcs8 = key.export({ type: "pkcs8", format: "der" });
-  const cryptoKey = await subtle.importKey("pkcs8", pkcs8, { name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
-  return new WebCryptoEcdsaSigner(cryptoKey, subtle);
+  return new NodeEcdsaSigner(key);
 }
 
 function spkiOf(privateKey: KeyObject): Uint8Array {

@@ -30,6 +30,9 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     sqlite.pragma("journal_mode = WAL");
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
+    // 64 MiB of page cache: the certificate indexes are keyed by random values
+    // (serial, fingerprints), so inserts touch pages all over them.
+    sqlite.pragma("cache_size = -65536");
     sqlite.pragma("foreign_keys = ON");
     const db = drizzle({ client: sqlite, schema });
     migrate(db, { migrationsFolder: MIGRATIONS_DIR });
