@@ -126,6 +126,12 @@ function basic(t: Token): Record<string, string> {
   return { authorization: `Basic ${Buffer.from(`${t.deviceId}:${t.token}`).toString("base64")}` };
 }
 
+/** User+system CPU seconds a process has used so far (Linux /proc). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function peakRssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const m = /VmHWM:\s+(\d+) kB/.exec(status);
@@ -207,6 +213,8 @@ async function main(): Promise<void> {
   });
   summarize("warm-up   simpleenroll", warm);
 
+  const serverCpu0 = cpuSeconds(server.pid as number);
+  const clientCpu0 = process.cpuUsage();
   const main = await runLoad(jobs.slice(opts.warmup, opts.warmup + measured), {
     url: enrollUrl,
     ca,
@@ -214,12 +222,16 @@ async function main(): Promise<void> {
     seconds: opts.duration,
   });
   const enrollRss = peakRssMiB(server.pid as number);
+  const serverCores = (cpuSeconds(server.pid as number) - serverCpu0) / main.seconds;
+  const clientUsage = process.cpuUsage(clientCpu0);
+  const clientCores = (clientUsage.user + clientUsage.system) / 1e6 / main.seconds;
   const enrolled = summarize(`measured  simpleenroll (concurrency ${opts.concurrency}, keep-alive)`, main);
   if (main.started >= measured) say(`  ran out of prepared requests before ${opts.duration} s: raise --max-rate`);
   say(
     `  ratio to the OpenSSL pair-rate: ${(enrolled.rate / pairRate).toFixed(3)}` +
       ` · server peak RSS ${enrollRss.toFixed(0)} MiB`,
   );
+  say(`  CPU in use: server ${serverCores.toFixed(2)} cores, load generator ${clientCores.toFixed(2)} cores`);
 
   // The same token from 16 connections at once: exactly one certificate.
   const raceToken = tokens[total - 1] as Token;
