@@ -32,7 +32,7 @@ export async function checkCsr(
   checkKeyAllowed(profile, csr.key);
   let ok: boolean;
   try {
-    ok = await verifyCsrSignature(csr, deps.crypto.subtle);
+    ok = await verifyCsrSignature(csr, deps.verifier);
   } catch (err) {
     if (err instanceof CsrError) throw badRequest("csr_signature_algorithm", err.message, err);
     throw err;

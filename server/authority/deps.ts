@@ -4,6 +4,7 @@ import type { Clock } from "../ports/clock.ts";
 import type { Digest } from "../ports/digest.ts";
 import type { Signer } from "../ports/signer.ts";
 import type { Storage } from "../ports/storage.ts";
+import type { SignatureVerifier } from "../ports/verifier.ts";
 
 /** The issuing CA as the core sees it: certificate facts plus a signer. */
 export interface IssuingCa {
@@ -29,6 +30,8 @@ export interface AuthorityDeps {
   crypto: Crypto;
   /** Digests (WebCrypto, or a faster runtime hash). */
   digest: Digest;
+  /** Signature checks: proof of possession, manufacturer chains (WebCrypto, or faster). */
+  verifier: SignatureVerifier;
   /** Base of the CRL and OCSP URLs written into certificates. */
   publicUrl: string;
   /** Manufacturer CA certificates (DER) per profile that accepts IDevID first boot. */

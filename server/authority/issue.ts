@@ -108,7 +108,10 @@ const templates = new WeakMap<AuthorityDeps, Map<string, CertificateTemplate>>()
 /** The fast path's template for this CA, profile and key kind, made on first use. */
 export function templateFor(deps: AuthorityDeps, profile: Profile, key: KeyDescription): CertificateTemplate {
   let byProfile = templates.get(deps);
-  if (!byProfile) templates.set(deps, (byProfile = new Map()));
+  if (!byProfile) {
+    byProfile = new Map();
+    templates.set(deps, byProfile);
+  }
   const name = `${profile.name}/${keyUsageFor(key).join(",")}`;
   let template = byProfile.get(name);
   if (!template) {

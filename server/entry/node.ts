@@ -16,6 +16,7 @@ import {
 } from "../adapters/node/data-dir.ts";
 import { nodeDigest } from "../adapters/node/node-digest.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
+import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
@@ -124,6 +125,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const urlHost = reachable.includes(":") ? `[${reachable}]` : reachable;
   const url = `https://${urlHost}:${bound}`;
 
+  // One worker: with the event loop on one core, the other is left to OpenSSL
+  // (signature checks, CA signatures on libuv's pool, TLS) and to whatever else runs.
+  const verifier = new WorkerVerifier(1);
   const deps: AuthorityDeps = {
     config,
     profiles: profilesOf(config),
@@ -132,6 +136,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     clock: systemClock,
     crypto: webcrypto as Crypto,
     digest: nodeDigest,
+    verifier,
     publicUrl: config.publicUrl ?? url,
     idevidAnchors,
   };
@@ -156,7 +161,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         clearInterval(renewal);
         server.close(() => {
           storage.close();
-          resolve();
+          void verifier.close().then(resolve, resolve);
         });
         server.closeAllConnections();
       }),

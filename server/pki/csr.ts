@@ -1,7 +1,7 @@
 import { DerError, readChildren, readTlv, TAG, type Tlv, toHex } from "./der.ts";
 import { decodeOidContent, describeKey, type KeyDescription } from "./keys.ts";
 import { id_at_commonName, id_ce_subjectAltName, pkcs_9_at_extensionRequest } from "./oids.ts";
-import { SignatureAlgorithmError, verifySignature } from "./verify.ts";
+import { SignatureAlgorithmError, type SignatureVerifier, verifySignature } from "./verify.ts";
 
 export type RequestedName =
   | { type: "uri"; value: string }
@@ -188,10 +188,10 @@ function describeGeneralName(n: Tlv): RequestedName {
  * Returns false for a signature that does not verify; throws CsrError for a
  * signature algorithm we do not accept or that does not match the key.
  */
-export async function verifyCsrSignature(csr: ParsedCsr, subtle: SubtleCrypto): Promise<boolean> {
+export async function verifyCsrSignature(csr: ParsedCsr, verifier: SignatureVerifier): Promise<boolean> {
   try {
     return await verifySignature(
-      subtle,
+      verifier,
       { spki: csr.spki, signatureAlgorithm: csr.signatureAlgorithm, signature: csr.signature, data: csr.info },
       csr.key,
     );

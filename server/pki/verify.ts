@@ -48,53 +48,98 @@ function uncompressedPoint(spki: Uint8Array, coordinateLength: number): Uint8Arr
   return point && point[0] === 0x04 && point.length === 2 * coordinateLength + 1 ? point : undefined;
 }
 
+/** One signature check, after the algorithm has been checked against the key. */
+export interface VerifyRequest {
+  spki: Uint8Array;
+  key: KeyDescription;
+  /** Absent for Ed25519. */
+  hash?: "SHA-256" | "SHA-384" | "SHA-512";
+  /** As carried in X.509/PKCS#10 (DER ECDSA-Sig-Value for ECDSA). */
+  signature: Uint8Array;
+  data: Uint8Array;
+}
+
 /**
- * Verifies an X.509-style signature with WebCrypto. Returns false for a signature
- * that does not verify; throws SignatureAlgorithmError for an algorithm we do not
- * accept or one that does not fit the key.
+ * Whatever checks signatures: WebCrypto everywhere (webCryptoVerifier), a faster
+ * runtime-specific one where there is one (see ports/verifier.ts). Resolves false for
+ * a signature that does not verify; rejects with SignatureAlgorithmError for a key
+ * that cannot be imported.
+ */
+export interface SignatureVerifier {
+  verify(req: VerifyRequest): Promise<boolean>;
+}
+
+/**
+ * Verifies an X.509-style signature. Returns false for a signature that does not
+ * verify; throws SignatureAlgorithmError for an algorithm we do not accept or one that
+ * does not fit the key.
  */
 export async function verifySignature(
-  subtle: SubtleCrypto,
+  verifier: SignatureVerifier,
   s: SignedData,
   key = describeKey(s.spki),
 ): Promise<boolean> {
   const alg = SIGNATURE_ALGORITHMS[s.signatureAlgorithm];
   if (!alg) throw new SignatureAlgorithmError(`signature algorithm ${s.signatureAlgorithm} is not accepted`);
   if (alg.keyKind !== key.kind) throw new SignatureAlgorithmError("signature algorithm does not match the key");
-  const spki = s.spki as BufferSource;
-  const data = s.data as BufferSource;
-  let imported: CryptoKey;
-  try {
-    if (key.kind === "EC") {
-      // An uncompressed point goes in as "raw": same key, but Node then skips OpenSSL 3's
-      // slow generic SPKI decoder (the largest single cost of a CSR check there).
-      const point = uncompressedPoint(s.spki, COORDINATE_LENGTH[key.curve] ?? 0);
-      imported = point
-        ? await subtle.importKey("raw", point as BufferSource, { name: "ECDSA", namedCurve: key.curve }, false, [
-            "verify",
-          ])
-        : await subtle.importKey("spki", spki, { name: "ECDSA", namedCurve: key.curve }, false, ["verify"]);
-    } else if (key.kind === "RSA") {
-      imported = await subtle.importKey("spki", spki, { name: "RSASSA-PKCS1-v1_5", hash: alg.hash as string }, false, [
-        "verify",
-      ]);
-    } else {
-      imported = await subtle.importKey("spki", spki, { name: "Ed25519" }, false, ["verify"]);
-    }
-  } catch {
-    throw new SignatureAlgorithmError("public key could not be imported");
+  if (key.kind === "EC" && !COORDINATE_LENGTH[key.curve]) {
+    throw new SignatureAlgorithmError(`curve ${key.curve} is not supported`);
   }
-  if (key.kind === "EC") {
-    const size = COORDINATE_LENGTH[key.curve];
-    if (!size) throw new SignatureAlgorithmError(`curve ${key.curve} is not supported`);
-    let raw: Uint8Array;
-    try {
-      raw = derToP1363(s.signature, size);
-    } catch (err) {
-      if (err instanceof DerError) return false;
-      throw err;
-    }
-    return subtle.verify({ name: "ECDSA", hash: alg.hash as string }, imported, raw as BufferSource, data);
-  }
-  return subtle.verify({ name: imported.algorithm.name }, imported, s.signature as BufferSource, data);
+  return verifier.verify({ spki: s.spki, key, hash: alg.hash, signature: s.signature, data: s.data });
+}
+
+/** The portable verifier: WebCrypto, on Node and on Workers. */
+export function webCryptoVerifier(subtle: SubtleCrypto): SignatureVerifier {
+  return {
+    async verify({ spki, key, hash, signature, data }: VerifyRequest): Promise<boolean> {
+      let imported: CryptoKey;
+      try {
+        if (key.kind === "EC") {
+          // An uncompressed point goes in as "raw": same key, but Node then skips OpenSSL 3's
+          // slow generic SPKI decoder.
+          const point = uncompressedPoint(spki, COORDINATE_LENGTH[key.curve] ?? 0);
+          imported = await subtle.importKey(
+            point ? "raw" : "spki",
+            (point ?? spki) as BufferSource,
+            { name: "ECDSA", namedCurve: key.curve },
+            false,
+            ["verify"],
+          );
+        } else if (key.kind === "RSA") {
+          imported = await subtle.importKey(
+            "spki",
+            spki as BufferSource,
+            { name: "RSASSA-PKCS1-v1_5", hash: hash as string },
+            false,
+            ["verify"],
+          );
+        } else {
+          imported = await subtle.importKey("spki", spki as BufferSource, { name: "Ed25519" }, false, ["verify"]);
+        }
+      } catch {
+        throw new SignatureAlgorithmError("public key could not be imported");
+      }
+      if (key.kind === "EC") {
+        let raw: Uint8Array;
+        try {
+          raw = derToP1363(signature, COORDINATE_LENGTH[key.curve] as number);
+        } catch (err) {
+          if (err instanceof DerError) return false;
+          throw err;
+        }
+        return subtle.verify(
+          { name: "ECDSA", hash: hash as string },
+          imported,
+          raw as BufferSource,
+          data as BufferSource,
+        );
+      }
+      return subtle.verify(
+        { name: imported.algorithm.name },
+        imported,
+        signature as BufferSource,
+        data as BufferSource,
+      );
+    },
+  };
 }

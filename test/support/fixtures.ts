@@ -11,6 +11,7 @@ import { type ConfigInput, parseConfig, profilesOf } from "../../server/config/s
 import { buildCaHierarchy } from "../../server/pki/ca-hierarchy.ts";
 import { encodeName, readCertificate } from "../../server/pki/certificate.ts";
 import { id_at_commonName } from "../../server/pki/oids.ts";
+import { webCryptoVerifier } from "../../server/pki/verify.ts";
 import type { Clock } from "../../server/ports/clock.ts";
 import { webCryptoDigest } from "../../server/ports/digest.ts";
 
@@ -108,6 +109,7 @@ export async function harness(
     crypto,
     // The portable WebCrypto digest here; the Node server runs node:crypto behind the same port.
     digest: webCryptoDigest(crypto.subtle),
+    verifier: webCryptoVerifier(crypto.subtle),
     publicUrl: "https://est.example.org:8443",
     idevidAnchors: new Map(
       [...(opts.idevidAnchors ?? new Map<string, Uint8Array[]>())].map(([k, v]) => [k, v.map(readCertificate)]),

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, getTableColumns, gt, type Placeholder, type SQL, sql, type Table } from "drizzle-orm";
+import { and, asc, desc, eq, getTableColumns, gt, type SQL, sql, type Table } from "drizzle-orm";
 import type { BaseSQLiteDatabase } from "drizzle-orm/sqlite-core";
 import type {
   CertificateRecord,

@@ -104,7 +104,7 @@ async function findIssuer(
   for (const c of candidates) {
     if (!bytesEqual(c.subject, cert.issuer)) continue;
     try {
-      const ok = await verifySignature(deps.crypto.subtle, {
+      const ok = await verifySignature(deps.verifier, {
         spki: c.spki,
         signatureAlgorithm: cert.signatureAlgorithm,
         signature: cert.signature,

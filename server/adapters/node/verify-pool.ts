@@ -1,0 +1,85 @@
+import { Worker } from "node:worker_threads";
+import { SignatureAlgorithmError, type SignatureVerifier, type VerifyRequest } from "../../pki/verify.ts";
+
+interface Waiting {
+  resolve(ok: boolean): void;
+  reject(err: unknown): void;
+}
+
+interface Lane {
+  worker: Worker;
+  /** Batches sent and not yet answered, in order (a worker answers in order). */
+  inFlight: Waiting[][];
+}
+
+const WORKER_URL = new URL("./verify-worker.mjs", import.meta.url);
+
+/**
+ * Signature checks on worker threads (node:crypto), batched per event-loop turn: key
+ * import and verification cost the event loop one message per batch instead of a
+ * WebCrypto key import per request. Same answers as webCryptoVerifier
+ * (test/server/verifier.test.ts runs both through the same cases).
+ */
+export class WorkerVerifier implements SignatureVerifier {
+  private readonly lanes: Lane[] = [];
+  private queue: { req: VerifyRequest; waiting: Waiting }[] = [];
+  private next = 0;
+  private closed = false;
+
+  constructor(size = 1) {
+    for (let i = 0; i < size; i++) this.lanes.push(this.spawn());
+  }
+
+  private spawn(): Lane {
+    const lane: Lane = { worker: new Worker(WORKER_URL), inFlight: [] };
+    lane.worker.unref();
+    lane.worker.on("message", (results: (boolean | "bad-key")[]) => {
+      const batch = lane.inFlight.shift() ?? [];
+      batch.forEach((w, i) => {
+        const r = results[i];
+        if (r === "bad-key") w.reject(new SignatureAlgorithmError("public key could not be imported"));
+        else w.resolve(r === true);
+      });
+    });
+    const fail = (err: unknown) => {
+      for (const batch of lane.inFlight) for (const w of batch) w.reject(err);
+      lane.inFlight = [];
+      if (this.closed) return;
+      const i = this.lanes.indexOf(lane);
+      if (i >= 0) this.lanes[i] = this.spawn();
+    };
+    lane.worker.on("error", fail);
+    lane.worker.on("exit", (code) => fail(new Error(`signature worker exited (${code})`)));
+    return lane;
+  }
+
+  verify(req: VerifyRequest): Promise<boolean> {
+    if (this.closed) return Promise.reject(new Error("verifier is closed"));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ req, waiting: { resolve, reject } });
+      if (this.queue.length === 1) setImmediate(this.flush);
+    });
+  }
+
+  private readonly flush = (): void => {
+    const queue = this.queue;
+    this.queue = [];
+    if (queue.length === 0) return;
+    const lane = this.lanes[this.next++ % this.lanes.length] as Lane;
+    lane.inFlight.push(queue.map((q) => q.waiting));
+    lane.worker.postMessage(
+      queue.map(({ req }) => ({
+        kind: req.key.kind,
+        hash: req.hash,
+        spki: req.spki,
+        signature: req.signature,
+        data: req.data,
+      })),
+    );
+  };
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.lanes.map((l) => l.worker.terminate()));
+  }
+}
