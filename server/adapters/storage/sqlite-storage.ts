@@ -33,6 +33,8 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     // 64 MiB of page cache: the certificate indexes are keyed by random values
     // (serial, fingerprints), so inserts touch pages all over them.
     sqlite.pragma("cache_size = -65536");
+    // Savepoint journals (the group commit's slow path) in memory, not in temp files.
+    sqlite.pragma("temp_store = MEMORY");
     sqlite.pragma("foreign_keys = ON");
     const db = drizzle({ client: sqlite, schema });
     migrate(db, { migrationsFolder: MIGRATIONS_DIR });
@@ -41,9 +43,11 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
 
   /**
    * Group commit: the write sets that arrive while the event loop is busy are
-   * committed together at the next turn, one transaction with one savepoint per set.
-   * Each set stays all-or-nothing and is settled on its own (a conflict fails only
-   * its set); the batch shares one commit, which is what SQLite spends its time on.
+   * committed together at the next turn, in one transaction. Each set stays
+   * all-or-nothing and is settled on its own: the batch is first tried as a whole
+   * (the common case: no conflicts, no savepoints); if any statement fails, that
+   * attempt is rolled back and the batch is replayed with one savepoint per set, so
+   * that a conflict fails only its own set.
    */
   async apply(writes: readonly Write[]): Promise<void> {
     const statements = writes.map((w) => this.statement(w));
@@ -59,20 +63,25 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
+    const runSet = (set: PendingSet) => {
+      for (const s of set.statements) s.query.run(s.params);
+    };
     const failures: unknown[] = new Array(batch.length);
     try {
-      this.sqlite.transaction(() => {
-        batch.forEach((set, i) => {
-          try {
-            // A nested better-sqlite3 transaction is a SAVEPOINT.
-            this.sqlite.transaction(() => {
-              for (const s of set.statements) s.query.run(s.params);
-            })();
-          } catch (err) {
-            failures[i] = asConflict(err) ?? err;
-          }
-        });
-      })();
+      try {
+        this.sqlite.transaction(() => batch.forEach(runSet))();
+      } catch {
+        this.sqlite.transaction(() => {
+          batch.forEach((set, i) => {
+            try {
+              // A nested better-sqlite3 transaction is a SAVEPOINT.
+              this.sqlite.transaction(() => runSet(set))();
+            } catch (err) {
+              failures[i] = asConflict(err) ?? err;
+            }
+          });
+        })();
+      }
     } catch (err) {
       for (const set of batch) set.reject(err);
       return;

@@ -1,0 +1,106 @@
+/**
+ * The SQLite adapter's group commit: write sets applied in the same event-loop turn
+ * share one transaction, yet each is all-or-nothing and settled on its own.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
+import { type DeviceRecord, StorageConflictError, type TokenRecord, type Write } from "../../server/ports/storage.ts";
+import { T0 } from "../support/fixtures.ts";
+
+let dir: string | undefined;
+let storage: SqliteStorage | undefined;
+afterEach(() => {
+  storage?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  storage = undefined;
+  dir = undefined;
+});
+
+function open(): { storage: SqliteStorage; file: string } {
+  dir = mkdtempSync(join(tmpdir(), "edgeid-storage-"));
+  const file = join(dir, "edgeid.db");
+  storage = SqliteStorage.open(file);
+  return { storage, file };
+}
+
+const device = (id: string): Write => ({
+  kind: "upsertDevice",
+  device: {
+    id,
+    profile: "device",
+    status: "pending",
+    createdAt: T0,
+    updatedAt: T0,
+    lastEnrolledAt: null,
+    currentSerial: null,
+  } satisfies DeviceRecord,
+});
+
+const token = (id: string, deviceId: string): Write => ({
+  kind: "insertToken",
+  token: {
+    id,
+    hash: `hash-of-${id}`,
+    deviceId,
+    profile: "device",
+    createdAt: T0,
+    expiresAt: new Date(T0.getTime() + 3600_000),
+    usedAt: null,
+    usedSerial: null,
+    revokedAt: null,
+    createdBy: "test",
+  } satisfies TokenRecord,
+});
+
+describe("SQLite group commit", () => {
+  it("fails only the conflicting set of a batch, and leaves nothing of it behind", async () => {
+    const { storage: s } = open();
+    await s.apply([device("a"), token("tok-a", "a")]);
+    // Three sets in one turn; the middle one reuses tok-a's id after adding device b.
+    const results = await Promise.allSettled([
+      s.apply([device("c"), token("tok-c", "c")]),
+      s.apply([device("b"), token("tok-a", "b")]),
+      s.apply([device("d"), token("tok-d", "d")]),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    const reason = (results[1] as PromiseRejectedResult).reason;
+    expect(reason).toBeInstanceOf(StorageConflictError);
+    expect((reason as StorageConflictError).constraint).toContain("bootstrap_tokens");
+    expect(await s.getDevice("b")).toBeUndefined();
+    expect(await s.getDevice("c")).toMatchObject({ id: "c" });
+    expect(await s.getDevice("d")).toMatchObject({ id: "d" });
+    expect((await s.listTokens("d")).map((t) => t.id)).toEqual(["tok-d"]);
+  });
+
+  it("commits a batch once, durably, for a second connection to read", async () => {
+    const { storage: s, file } = open();
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) => s.apply([device(`dev-${i}`), token(`tok-${i}`, `dev-${i}`)])),
+    );
+    const other = new Database(file, { readonly: true });
+    try {
+      expect(other.prepare("select count(*) from devices").pluck().get()).toBe(50);
+      expect(other.prepare("select count(*) from bootstrap_tokens").pluck().get()).toBe(50);
+    } finally {
+      other.close();
+    }
+  });
+
+  it("writes what is pending before it closes", async () => {
+    const { storage: s, file } = open();
+    const pending = s.apply([device("late")]);
+    s.close();
+    storage = undefined;
+    await pending;
+    const other = new Database(file, { readonly: true });
+    try {
+      expect(other.prepare("select id from devices").pluck().all()).toEqual(["late"]);
+    } finally {
+      other.close();
+    }
+  });
+});
