@@ -60,7 +60,7 @@ async function initialise(dataDir: string, opts: { trustDomain: string; hostname
     );
     return { ...result, admin };
   } finally {
-    storage.close();
+    await storage.close();
   }
 }
 
@@ -187,7 +187,7 @@ token
         );
       }
     } finally {
-      storage.close();
+      await storage.close();
     }
   });
 
@@ -212,7 +212,7 @@ devices
       });
       printDevices(rows, Boolean(opts.json));
     } finally {
-      storage.close();
+      await storage.close();
     }
   });
 devices
@@ -242,7 +242,7 @@ devices
         Boolean(opts.json),
       );
     } finally {
-      storage.close();
+      await storage.close();
     }
   });
 

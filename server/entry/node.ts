@@ -85,7 +85,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     opts.logger.info("issued a new TLS certificate for the listener");
   }
   const idevidAnchors = manufacturerAnchors(opts.dataDir, config);
-  const storage = SqliteStorage.open(paths.database);
+  const storage = SqliteStorage.open(paths.database, { writer: "thread" });
   const { host, port } = parseListen(opts.listen ?? config.listen);
 
   const tlsFiles = () => ({
@@ -160,8 +160,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       new Promise<void>((resolve) => {
         clearInterval(renewal);
         server.close(() => {
-          storage.close();
-          void verifier.close().then(resolve, resolve);
+          void Promise.allSettled([storage.close(), verifier.close()]).then(() => resolve());
         });
         server.closeAllConnections();
       }),

@@ -13,17 +13,17 @@ import { T0 } from "../support/fixtures.ts";
 
 let dir: string | undefined;
 let storage: SqliteStorage | undefined;
-afterEach(() => {
-  storage?.close();
+afterEach(async () => {
+  await storage?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
   storage = undefined;
   dir = undefined;
 });
 
-function open(): { storage: SqliteStorage; file: string } {
+function open(writer: "inline" | "thread"): { storage: SqliteStorage; file: string } {
   dir = mkdtempSync(join(tmpdir(), "edgeid-storage-"));
   const file = join(dir, "edgeid.db");
-  storage = SqliteStorage.open(file);
+  storage = SqliteStorage.open(file, { writer });
   return { storage, file };
 }
 
@@ -56,9 +56,9 @@ const token = (id: string, deviceId: string): Write => ({
   } satisfies TokenRecord,
 });
 
-describe("SQLite group commit", () => {
+describe.each(["inline", "thread"] as const)("SQLite group commit, writer %s", (writer) => {
   it("fails only the conflicting set of a batch, and leaves nothing of it behind", async () => {
-    const { storage: s } = open();
+    const { storage: s } = open(writer);
     await s.apply([device("a"), token("tok-a", "a")]);
     // Three sets in one turn; the middle one reuses tok-a's id after adding device b.
     const results = await Promise.allSettled([
@@ -77,7 +77,7 @@ describe("SQLite group commit", () => {
   });
 
   it("commits a batch once, durably, for a second connection to read", async () => {
-    const { storage: s, file } = open();
+    const { storage: s, file } = open(writer);
     await Promise.all(
       Array.from({ length: 50 }, (_, i) => s.apply([device(`dev-${i}`), token(`tok-${i}`, `dev-${i}`)])),
     );
@@ -91,11 +91,13 @@ describe("SQLite group commit", () => {
   });
 
   it("writes what is pending before it closes", async () => {
-    const { storage: s, file } = open();
+    const { storage: s, file } = open(writer);
     const pending = s.apply([device("late")]);
-    s.close();
+    const closed = s.close();
     storage = undefined;
+    await expect(s.apply([device("too-late")])).rejects.toThrow(/closed/);
     await pending;
+    await closed;
     const other = new Database(file, { readonly: true });
     try {
       expect(other.prepare("select id from devices").pluck().all()).toEqual(["late"]);

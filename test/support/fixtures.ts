@@ -80,7 +80,7 @@ export interface Harness {
   clock: ManualClock;
   ca: TestCa;
   dir: string;
-  close(): void;
+  close(): Promise<void>;
 }
 
 export const TEST_CONFIG: ConfigInput = {
@@ -122,8 +122,8 @@ export async function harness(
     clock,
     ca,
     dir,
-    close() {
-      storage.close();
+    async close() {
+      await storage.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

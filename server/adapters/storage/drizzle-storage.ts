@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, getTableColumns, gt, type SQL, sql, type Table } from "drizzle-orm";
+import { and, asc, desc, eq, getTableColumns, gt, is, Placeholder, type SQL, sql, type Table } from "drizzle-orm";
 import type { BaseSQLiteDatabase } from "drizzle-orm/sqlite-core";
 import type {
   CertificateRecord,
@@ -20,6 +20,7 @@ import {
   operators,
   type schema,
 } from "./schema.ts";
+import type { CompiledWrite } from "./sqlite-batch.mjs";
 
 // biome-ignore lint/suspicious/noExplicitAny: one implementation serves the sync (better-sqlite3) and async (D1) drivers.
 export type Db = BaseSQLiteDatabase<any, any, typeof schema>;
@@ -144,60 +145,79 @@ export class DrizzleReaders {
   }
 
   /**
-   * The statement for one write with its parameters; executed by the adapter inside
-   * its atomic unit. Statements are prepared once per kind (placeholders), so the hot
-   * path neither builds SQL nor asks SQLite to compile it.
+   * One write as SQL text with positional parameters, executed by the adapter inside
+   * its atomic unit (a better-sqlite3 transaction; a D1 batch takes the same form).
+   * The SQL of each kind is built by drizzle once; per write only the parameters are
+   * filled in.
    */
-  protected statement(w: Write): { query: Prepared; params: Record<string, unknown> } {
-    const query = this.writeQuery(w.kind);
+  protected statement(w: Write): CompiledWrite {
+    const template = this.writeTemplate(w.kind);
+    let values: Record<string, unknown>;
     switch (w.kind) {
       case "upsertDevice":
-        return { query, params: toDriver(devices, w.device) };
+        values = toDriver(devices, w.device);
+        break;
       case "insertCertificate":
-        return { query, params: toDriver(certificates, { ...w.certificate, der: toBuffer(w.certificate.der) }) };
+        values = toDriver(certificates, { ...w.certificate, der: toBuffer(w.certificate.der) });
+        break;
       case "redeemToken":
-        return { query, params: { tokenId: w.tokenId, at: w.at.getTime(), serial: w.serial } };
+        values = { tokenId: w.tokenId, at: w.at.getTime(), serial: w.serial };
+        break;
       case "insertToken":
-        return { query, params: toDriver(bootstrapTokens, w.token) };
+        values = toDriver(bootstrapTokens, w.token);
+        break;
       case "bindIdevid":
-        return { query, params: toDriver(idevidBindings, w.binding) };
+        values = toDriver(idevidBindings, w.binding);
+        break;
       case "insertOperator":
-        return { query, params: toDriver(operators, w.operator) };
+        values = toDriver(operators, w.operator);
+        break;
       case "audit":
-        return { query, params: toDriver(auditEvents, w.event) };
+        values = toDriver(auditEvents, w.event);
+        break;
     }
+    return { sql: template.sql, params: template.params.map((p) => (is(p, Placeholder) ? values[p.name] : p)) };
   }
 
-  private writeQuery(kind: Write["kind"]): Prepared {
-    return this.prepared(`write:${kind}`, () => {
-      switch (kind) {
-        case "upsertDevice": {
-          const set: Record<string, SQL> = {};
-          for (const [key, column] of Object.entries(getTableColumns(devices))) {
-            if (key !== "id") set[key] = sql.raw(`excluded."${column.name}"`);
-          }
-          return this.db.insert(devices).values(placeholders(devices)).onConflictDoUpdate({ target: devices.id, set });
+  private readonly templates = new Map<string, { sql: string; params: unknown[] }>();
+
+  private writeTemplate(kind: Write["kind"]): { sql: string; params: unknown[] } {
+    let t = this.templates.get(kind);
+    if (!t) {
+      t = this.writeQuery(kind).toSQL();
+      this.templates.set(kind, t);
+    }
+    return t;
+  }
+
+  private writeQuery(kind: Write["kind"]): { toSQL(): { sql: string; params: unknown[] } } {
+    switch (kind) {
+      case "upsertDevice": {
+        const set: Record<string, SQL> = {};
+        for (const [key, column] of Object.entries(getTableColumns(devices))) {
+          if (key !== "id") set[key] = sql.raw(`excluded."${column.name}"`);
         }
-        case "insertCertificate":
-          return this.db.insert(certificates).values(placeholders(certificates));
-        case "redeemToken":
-          return this.db
-            .update(bootstrapTokens)
-            .set({ usedAt: sql`${sql.placeholder("at")}`, usedSerial: sql`${sql.placeholder("serial")}` })
-            .where(eq(bootstrapTokens.id, sql.placeholder("tokenId")));
-        case "insertToken":
-          return this.db.insert(bootstrapTokens).values(placeholders(bootstrapTokens));
-        case "bindIdevid":
-          return this.db.insert(idevidBindings).values(placeholders(idevidBindings));
-        case "insertOperator":
-          return this.db.insert(operators).values(placeholders(operators));
-        case "audit": {
-          // The id is the table's own AUTOINCREMENT.
-          const { id: _id, ...columns } = placeholders(auditEvents);
-          return this.db.insert(auditEvents).values(columns);
-        }
+        return this.db.insert(devices).values(placeholders(devices)).onConflictDoUpdate({ target: devices.id, set });
       }
-    });
+      case "insertCertificate":
+        return this.db.insert(certificates).values(placeholders(certificates));
+      case "redeemToken":
+        return this.db
+          .update(bootstrapTokens)
+          .set({ usedAt: sql`${sql.placeholder("at")}`, usedSerial: sql`${sql.placeholder("serial")}` })
+          .where(eq(bootstrapTokens.id, sql.placeholder("tokenId")));
+      case "insertToken":
+        return this.db.insert(bootstrapTokens).values(placeholders(bootstrapTokens));
+      case "bindIdevid":
+        return this.db.insert(idevidBindings).values(placeholders(idevidBindings));
+      case "insertOperator":
+        return this.db.insert(operators).values(placeholders(operators));
+      case "audit": {
+        // The id is the table's own AUTOINCREMENT.
+        const { id: _id, ...columns } = placeholders(auditEvents);
+        return this.db.insert(auditEvents).values(columns);
+      }
+    }
   }
 
   /** A prepared statement, made on first use and kept for the life of the connection. */

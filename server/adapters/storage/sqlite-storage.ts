@@ -1,99 +1,136 @@
 import { closeSync, openSync } from "node:fs";
+import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { drizzle } from "drizzle-orm/better-sqlite3";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";
 import type { Storage, Write } from "../../ports/storage.ts";
 import { asConflict, type Db, DrizzleReaders } from "./drizzle-storage.ts";
 import { schema } from "./schema.ts";
+import { type BatchFailure, type CompiledWrite, commitBatch, configure } from "./sqlite-batch.mjs";
 
 export const MIGRATIONS_DIR = new URL("../../../migrations", import.meta.url).pathname;
 
 interface PendingSet {
-  statements: { query: { run(params: Record<string, unknown>): unknown }; params: Record<string, unknown> }[];
+  statements: CompiledWrite[];
   resolve(): void;
   reject(err: unknown): void;
 }
 
+export interface SqliteOptions {
+  /**
+   * Where write sets are committed: on this thread ("inline", for the CLI and tests)
+   * or on a writer thread with its own connection ("thread", for the server: commits
+   * and WAL checkpoints leave the event loop). Reads always use this thread's connection.
+   */
+  writer?: "inline" | "thread";
+}
+
+const WRITER_URL = new URL("./sqlite-writer.mjs", import.meta.url);
+
 /** The embedded default: a SQLite file in WAL mode, migrations applied on open. */
 export class SqliteStorage extends DrizzleReaders implements Storage {
+  private pending: PendingSet[] = [];
+  private inFlight: PendingSet[] | undefined;
+  private closing: Promise<void> | undefined;
+  private broken: Error | undefined;
+
   private constructor(
     db: Db,
     readonly sqlite: Database.Database,
+    private readonly writer: Worker | undefined,
   ) {
     super(db);
+    writer?.on("message", (reply: WriterReply) => this.settle(reply));
+    writer?.on("error", (err) =>
+      this.settle({ error: { message: `writer thread failed: ${err.message}`, code: null } }),
+    );
   }
 
-  static open(file: string): SqliteStorage {
+  static open(file: string, opts: SqliteOptions = {}): SqliteStorage {
     // Create the file 0600 ourselves: SQLite gives its -wal and -shm files the same mode.
     closeSync(openSync(file, "a", 0o600));
     const sqlite = new Database(file);
-    sqlite.pragma("journal_mode = WAL");
-    sqlite.pragma("synchronous = NORMAL");
-    sqlite.pragma("busy_timeout = 5000");
-    // 64 MiB of page cache: the certificate indexes are keyed by random values
-    // (serial, fingerprints), so inserts touch pages all over them.
-    sqlite.pragma("cache_size = -65536");
-    // Savepoint journals (the group commit's slow path) in memory, not in temp files.
-    sqlite.pragma("temp_store = MEMORY");
-    sqlite.pragma("foreign_keys = ON");
+    configure(sqlite);
     const db = drizzle({ client: sqlite, schema });
     migrate(db, { migrationsFolder: MIGRATIONS_DIR });
-    return new SqliteStorage(db, sqlite);
+    const writer = opts.writer === "thread" ? new Worker(WRITER_URL, { workerData: { file } }) : undefined;
+    return new SqliteStorage(db, sqlite, writer);
   }
 
   /**
-   * Group commit: the write sets that arrive while the event loop is busy are
-   * committed together at the next turn, in one transaction. Each set stays
-   * all-or-nothing and is settled on its own: the batch is first tried as a whole
-   * (the common case: no conflicts, no savepoints); if any statement fails, that
-   * attempt is rolled back and the batch is replayed with one savepoint per set, so
-   * that a conflict fails only its own set.
+   * Group commit: the write sets that arrive while the event loop is busy (or while
+   * the writer thread commits the previous batch) are committed together, in one
+   * transaction. Each set stays all-or-nothing and is settled on its own: a conflict
+   * fails only its own set (sqlite-batch.mjs).
    */
   async apply(writes: readonly Write[]): Promise<void> {
+    if (this.closing) throw new Error("storage is closed");
+    if (this.broken) throw this.broken;
     const statements = writes.map((w) => this.statement(w));
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ statements, resolve, reject });
-      if (this.pending.length === 1) setImmediate(this.flush);
+      if (this.pending.length === 1 && !this.inFlight) setImmediate(this.flush);
     });
   }
 
-  private pending: PendingSet[] = [];
-
   private readonly flush = (): void => {
+    if (this.inFlight || this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
-    if (batch.length === 0) return;
-    const runSet = (set: PendingSet) => {
-      for (const s of set.statements) s.query.run(s.params);
-    };
-    const failures: unknown[] = new Array(batch.length);
-    try {
-      try {
-        this.sqlite.transaction(() => batch.forEach(runSet))();
-      } catch {
-        this.sqlite.transaction(() => {
-          batch.forEach((set, i) => {
-            try {
-              // A nested better-sqlite3 transaction is a SAVEPOINT.
-              this.sqlite.transaction(() => runSet(set))();
-            } catch (err) {
-              failures[i] = asConflict(err) ?? err;
-            }
-          });
-        })();
-      }
-    } catch (err) {
-      for (const set of batch) set.reject(err);
+    const sets = batch.map((b) => b.statements);
+    if (this.writer) {
+      this.inFlight = batch;
+      this.writer.postMessage(sets);
       return;
     }
-    batch.forEach((set, i) => {
-      if (failures[i] === undefined) set.resolve();
-      else set.reject(failures[i]);
-    });
+    this.inFlight = batch;
+    try {
+      this.settle({ failures: commitBatch(this.sqlite, sets) });
+    } catch (err) {
+      this.settle({ error: { message: String((err as Error).message), code: null } });
+    }
   };
 
-  close(): void {
-    this.flush();
+  /** The writer thread is gone: this write and every later one fails (the server answers 500). */
+  private fail(message: string): void {
+    this.broken = new Error(message);
+    this.settle({ error: { message, code: null } });
+    for (const set of this.pending.splice(0)) set.reject(this.broken);
+  }
+
+  private settle(reply: WriterReply): void {
+    const batch = this.inFlight ?? [];
+    this.inFlight = undefined;
+    if ("closed" in reply) return;
+    batch.forEach((set, i) => {
+      const failure = "error" in reply ? reply.error : reply.failures[i];
+      if (!failure) set.resolve();
+      else set.reject(asConflict(failure) ?? new Error(`storage write failed: ${failure.message}`));
+    });
+    if (this.pending.length > 0) setImmediate(this.flush);
+  }
+
+  /** Commits what is pending, stops the writer thread, closes the connection. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    while (this.inFlight || this.pending.length > 0) {
+      if (!this.inFlight) this.flush();
+      await new Promise((r) => setImmediate(r));
+    }
+    if (this.writer) {
+      const writer = this.writer;
+      await new Promise<void>((resolve) => {
+        writer.once("exit", () => resolve());
+        writer.once("message", () => void writer.terminate());
+        writer.postMessage("close");
+      });
+    }
     this.sqlite.close();
   }
 }
+
+type WriterReply = { failures: (BatchFailure | null)[] } | { error: BatchFailure } | { closed: true };
