@@ -41,9 +41,10 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
   ) {
     super(db);
     writer?.on("message", (reply: WriterReply) => this.settle(reply));
-    writer?.on("error", (err) =>
-      this.settle({ error: { message: `writer thread failed: ${err.message}`, code: null } }),
-    );
+    writer?.on("error", (err) => this.fail(`writer thread failed: ${err.message}`));
+    writer?.on("exit", (code) => {
+      if (!this.closing) this.fail(`writer thread exited (${code})`);
+    });
   }
 
   static open(file: string, opts: SqliteOptions = {}): SqliteStorage {
