@@ -42,8 +42,8 @@ export async function checkCsr(
   const keyFingerprint = await sha256Hex(deps.digest, csr.spki);
   // One key, one identity: a key already certified for another device is a cloned or
   // shared key (or a factory that flashed the same key twice).
-  const holders = await deps.storage.listCertificatesByKey(keyFingerprint, 10);
-  if (holders.some((c) => c.deviceId !== deviceId)) {
+  const holders = await deps.storage.listKeyHolders(keyFingerprint, 10);
+  if (holders.some((holder) => holder !== deviceId)) {
     throw forbidden("key_in_use", "this public key is already certified for another device; generate a new key");
   }
   return { ...csr, keyFingerprint };

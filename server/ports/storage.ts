@@ -130,7 +130,8 @@ export interface Storage {
   getCertificateByFingerprint(fingerprint: string): Promise<CertificateRecord | undefined>;
   listCertificates(deviceId: string): Promise<CertificateRecord[]>;
   /** Certificates for one public key (by SPKI SHA-256), at most `limit`. */
-  listCertificatesByKey(keyFingerprint: string, limit: number): Promise<CertificateRecord[]>;
+  /** Devices holding a certificate for this public key (SHA-256 of the SPKI), at most `limit`. */
+  listKeyHolders(keyFingerprint: string, limit: number): Promise<string[]>;
   getTokenByHash(hash: string): Promise<TokenRecord | undefined>;
   listTokens(deviceId: string): Promise<TokenRecord[]>;
   getIdevidBinding(deviceId: string): Promise<IdevidBinding | undefined>;

@@ -84,16 +84,16 @@ export class DrizzleReaders {
     return rows.map((r: typeof certificates.$inferSelect) => toCertificate(r));
   }
 
-  async listCertificatesByKey(keyFingerprint: string, limit: number): Promise<CertificateRecord[]> {
-    const q = this.prepared("listCertificatesByKey", () =>
+  async listKeyHolders(keyFingerprint: string, limit: number): Promise<string[]> {
+    const q = this.prepared("listKeyHolders", () =>
       this.db
-        .select()
+        .selectDistinct({ deviceId: certificates.deviceId })
         .from(certificates)
         .where(eq(certificates.keyFingerprint, sql.placeholder("keyFingerprint")))
         .limit(sql.placeholder("limit")),
     );
-    const rows = (await q.all({ keyFingerprint, limit })) as CertificateRow[];
-    return rows.map(toCertificate);
+    const rows = (await q.all({ keyFingerprint, limit })) as { deviceId: string }[];
+    return rows.map((r) => r.deviceId);
   }
 
   async getTokenByHash(hash: string): Promise<TokenRecord | undefined> {
