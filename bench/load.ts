@@ -1,12 +1,13 @@
 /** The load generator: N concurrent clients posting prepared requests over HTTPS. */
-import { Agent, request } from "node:https";
+import { Agent, type RequestOptions, request } from "node:https";
+import type { SecureContext } from "node:tls";
 
 export interface Job {
   /** Headers besides content-type/length. */
   headers: Record<string, string>;
   body: string;
-  /** Client certificate and key (PEM) for mutual TLS; a new connection per job. */
-  tls?: { cert: string; key: string };
+  /** Client certificate and key for mutual TLS (a context made ahead); a new connection per job. */
+  tls?: SecureContext;
 }
 
 export interface Outcome {
@@ -35,35 +36,31 @@ function post(url: URL, job: Job, ca: string, agent: Agent | false): Promise<Out
   const body = Buffer.from(job.body, "latin1");
   const t0 = performance.now();
   return new Promise((resolve) => {
-    const req = request(
-      url,
-      {
-        method: "POST",
-        agent,
-        ca,
-        cert: job.tls?.cert,
-        key: job.tls?.key,
-        servername: undefined,
-        headers: {
-          "content-type": "application/pkcs10",
-          "content-length": String(body.length),
-          ...(agent === false ? { connection: "close" } : {}),
-          ...job.headers,
-        },
+    // secureContext is a tls.connect option that https passes through (absent from its types).
+    const options: RequestOptions & { secureContext?: SecureContext } = {
+      method: "POST",
+      agent,
+      ca,
+      secureContext: job.tls,
+      headers: {
+        "content-type": "application/pkcs10",
+        "content-length": String(body.length),
+        ...(agent === false ? { connection: "close" } : {}),
+        ...job.headers,
       },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            body: Buffer.concat(chunks).toString("latin1"),
-            ms: performance.now() - t0,
-          }),
-        );
-        res.on("error", (e) => resolve({ status: 0, body: e.message, ms: performance.now() - t0 }));
-      },
-    );
+    };
+    const req = request(url, options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body: Buffer.concat(chunks).toString("latin1"),
+          ms: performance.now() - t0,
+        }),
+      );
+      res.on("error", (e) => resolve({ status: 0, body: e.message, ms: performance.now() - t0 }));
+    });
     req.on("error", (e) => resolve({ status: 0, body: e.message, ms: performance.now() - t0 }));
     req.end(body);
   });

@@ -14,6 +14,7 @@ import { get } from "node:https";
 import { createServer } from "node:net";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { createSecureContext } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
@@ -35,7 +36,7 @@ const positive = (v: string) => {
 const opts = new Command("bench")
   .description("enrollment benchmark against a real edgeid server process")
   .option("--duration <s>", "seconds of measured simpleenroll load", positive, 30)
-  .option("--concurrency <n>", "concurrent keep-alive clients", positive, 32)
+  .option("--concurrency <n>", "concurrent keep-alive clients", positive, 64)
   .option("--warmup <n>", "simpleenroll requests before measuring", positive, 3000)
   .option(
     "--max-rate <n>",
@@ -167,7 +168,7 @@ async function main(): Promise<void> {
 
   await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"]);
   const measured = Math.ceil(opts.duration * opts.maxRate);
-  const reenrollCount = Math.ceil(opts.reenrollDuration * 1500);
+  const reenrollCount = Math.ceil(opts.reenrollDuration * 800);
   const total = opts.warmup + measured + 1;
   const t = performance.now();
   const tokensPromise = createTokens(dataDir, total);
@@ -265,9 +266,15 @@ async function main(): Promise<void> {
       renewJobs.push({
         headers: {},
         body: r.body,
-        tls: { cert: certificatePem(cert), key: key.export({ type: "pkcs8", format: "pem" }) as string },
+        tls: createSecureContext({
+          ca,
+          cert: certificatePem(cert),
+          key: key.export({ type: "pkcs8", format: "pem" }) as string,
+        }),
       });
     }
+    const renewCpu0 = cpuSeconds(server.pid as number);
+    const renewClient0 = process.cpuUsage();
     const renew = await runLoad(renewJobs, {
       url: `${url}/.well-known/est/simplereenroll`,
       ca,
@@ -279,6 +286,11 @@ async function main(): Promise<void> {
       renew,
     );
     if (renew.started >= renewJobs.length) say("  ran out of prepared renewals: lower --reenroll-duration");
+    const renewClient = process.cpuUsage(renewClient0);
+    say(
+      `  CPU in use: server ${((cpuSeconds(server.pid as number) - renewCpu0) / renew.seconds).toFixed(2)} cores,` +
+        ` load generator ${((renewClient.user + renewClient.system) / 1e6 / renew.seconds).toFixed(2)} cores`,
+    );
   }
   const peakRss = peakRssMiB(server.pid as number);
   server.kill("SIGTERM");
