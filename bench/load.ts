@@ -1,6 +1,6 @@
 /** The load generator: N concurrent clients posting prepared requests over HTTPS. */
-import { Agent, type RequestOptions, request } from "node:https";
-import type { SecureContext } from "node:tls";
+import { type RequestOptions, request } from "node:https";
+import { connect, type SecureContext, type TLSSocket } from "node:tls";
 
 export interface Job {
   /** Headers besides content-type/length. */
@@ -32,7 +32,8 @@ export interface LoadOptions {
   seconds: number;
 }
 
-function post(url: URL, job: Job, ca: string, agent: Agent | false): Promise<Outcome> {
+/** One request on a new connection (https), for mutual-TLS jobs. */
+function post(url: URL, job: Job, ca: string, agent: false): Promise<Outcome> {
   const body = Buffer.from(job.body, "latin1");
   const t0 = performance.now();
   return new Promise((resolve) => {
@@ -67,22 +68,108 @@ function post(url: URL, job: Job, ca: string, agent: Agent | false): Promise<Out
 }
 
 /**
+ * A lean HTTP/1.1 client on one keep-alive TLS connection: a request is one write, a
+ * response is read by its Content-Length (the server always sends one). It keeps the
+ * load generator's own CPU small, since it shares the machine with the server.
+ */
+class KeepAliveConnection {
+  private socket: TLSSocket | undefined;
+  private chunks: Buffer[] = [];
+  private waiting: ((r: { status: number; body: string }) => void) | undefined;
+
+  constructor(
+    private readonly url: URL,
+    private readonly ca: string,
+  ) {}
+
+  private connect(): TLSSocket {
+    const socket = connect({
+      host: this.url.hostname,
+      port: Number(this.url.port),
+      ca: this.ca,
+      servername: this.url.hostname === "127.0.0.1" ? undefined : this.url.hostname,
+    });
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => {
+      this.chunks.push(chunk);
+      this.parse();
+    });
+    const fail = (e?: Error) => {
+      if (this.socket === socket) this.socket = undefined;
+      const w = this.waiting;
+      this.waiting = undefined;
+      this.chunks = [];
+      w?.({ status: 0, body: e?.message ?? "connection closed" });
+    };
+    socket.on("error", fail);
+    socket.on("close", () => fail());
+    return socket;
+  }
+
+  private parse(): void {
+    const all = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks);
+    this.chunks = [all];
+    const end = all.indexOf("\r\n\r\n");
+    if (end < 0) return;
+    const head = all.subarray(0, end).toString("latin1");
+    const length = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+    if (!length) {
+      this.socket?.destroy(new Error("response without Content-Length"));
+      return;
+    }
+    const total = end + 4 + Number(length[1]);
+    if (all.length < total) return;
+    this.chunks = all.length > total ? [all.subarray(total)] : [];
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.({ status: Number(head.slice(9, 12)), body: all.subarray(end + 4, total).toString("latin1") });
+  }
+
+  send(job: Job): Promise<{ status: number; body: string }> {
+    this.socket ??= this.connect();
+    const extra = Object.entries(job.headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join("");
+    const head =
+      `POST ${this.url.pathname} HTTP/1.1\r\nhost: ${this.url.host}\r\ncontent-type: application/pkcs10\r\n` +
+      `content-length: ${job.body.length}\r\n${extra}\r\n`;
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+      this.socket?.write(head + job.body, "latin1");
+    });
+  }
+
+  close(): void {
+    this.socket?.end();
+  }
+}
+
+/**
  * Runs jobs in order with `concurrency` clients until the jobs or the time run out.
  * Keep-alive connections for token jobs; a fresh TLS connection for each mTLS job.
  */
 export async function runLoad(jobs: readonly Job[], opts: LoadOptions): Promise<LoadResult> {
   const url = new URL(opts.url);
-  const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency, ca: opts.ca });
   const outcomes: (Outcome | undefined)[] = new Array(jobs.length);
   const statuses = new Map<string, number>();
   let next = 0;
   const t0 = performance.now();
   const deadline = t0 + opts.seconds * 1000;
+  const connections: KeepAliveConnection[] = [];
   const client = async () => {
+    const connection = new KeepAliveConnection(url, opts.ca);
+    connections.push(connection);
     while (next < jobs.length && performance.now() < deadline) {
       const i = next++;
       const job = jobs[i] as Job;
-      const outcome = await post(url, job, opts.ca, job.tls ? false : agent);
+      let outcome: Outcome;
+      if (job.tls) {
+        outcome = await post(url, job, opts.ca, false);
+      } else {
+        const started = performance.now();
+        const r = await connection.send(job);
+        outcome = { ...r, ms: performance.now() - started };
+      }
       outcomes[i] = outcome;
       const key = outcome.status === 0 ? `network error: ${outcome.body}` : String(outcome.status);
       statuses.set(key, (statuses.get(key) ?? 0) + 1);
@@ -90,7 +177,7 @@ export async function runLoad(jobs: readonly Job[], opts: LoadOptions): Promise<
   };
   await Promise.all(Array.from({ length: opts.concurrency }, client));
   const seconds = (performance.now() - t0) / 1000;
-  agent.destroy();
+  for (const c of connections) c.close();
   return { outcomes, started: next, seconds, statuses };
 }
 
