@@ -33,7 +33,15 @@ export class WorkerVerifier implements SignatureVerifier {
   private next = 0;
   private closed = false;
 
-  constructor(size = 1) {
+  /**
+   * @param size worker threads
+   * @param chunk checks per message: small enough that answers flow back while the
+   *   worker goes on (8 measured best in `npm run bench`, against 4, 16 and whole turns)
+   */
+  constructor(
+    size = 1,
+    private readonly chunk = 8,
+  ) {
     for (let i = 0; i < size; i++) this.lanes.push(this.spawn());
   }
 
@@ -71,19 +79,23 @@ export class WorkerVerifier implements SignatureVerifier {
   private readonly flush = (): void => {
     const queue = this.queue;
     this.queue = [];
-    if (queue.length === 0) return;
-    const lane = this.lanes[this.next++ % this.lanes.length] as Lane;
-    lane.inFlight.push(queue.map((q) => q.waiting));
-    lane.worker.postMessage(
-      queue.map(({ req }) => ({
-        kind: req.key.kind,
-        point: req.key.kind === "EC" ? publicKeyBits(req.spki) : undefined,
-        hash: req.hash,
-        spki: req.spki,
-        signature: req.signature,
-        data: req.data,
-      })),
-    );
+    // Small messages, so that the event loop gets the first answers back (and goes on
+    // with those requests) while the worker still checks the rest.
+    for (let start = 0; start < queue.length; start += this.chunk) {
+      const part = queue.slice(start, start + this.chunk);
+      const lane = this.lanes[this.next++ % this.lanes.length] as Lane;
+      lane.inFlight.push(part.map((q) => q.waiting));
+      lane.worker.postMessage(
+        part.map(({ req }) => ({
+          kind: req.key.kind,
+          point: req.key.kind === "EC" ? publicKeyBits(req.spki) : undefined,
+          hash: req.hash,
+          spki: req.spki,
+          signature: req.signature,
+          data: req.data,
+        })),
+      );
+    }
   };
 
   async close(): Promise<void> {
