@@ -8,7 +8,7 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createWriteStream, readFileSync } from "node:fs";
+import { createWriteStream, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { get } from "node:https";
 import { createServer } from "node:net";
@@ -128,9 +128,23 @@ function basic(t: Token): Record<string, string> {
 }
 
 /** User+system CPU seconds a process has used so far (Linux /proc). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+function cpuSeconds(pid: number, tid?: number): number {
+  const file = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
+  const fields = readFileSync(file, "utf8").split(") ")[1]?.split(" ") ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds per thread of a process (Linux /proc), by thread id. */
+function threadCpu(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      out.set(Number(tid), cpuSeconds(pid, Number(tid)));
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
 }
 
 function peakRssMiB(pid: number): number {
@@ -215,6 +229,7 @@ async function main(): Promise<void> {
   summarize("warm-up   simpleenroll", warm);
 
   const serverCpu0 = cpuSeconds(server.pid as number);
+  const threads0 = threadCpu(server.pid as number);
   const clientCpu0 = process.cpuUsage();
   const main = await runLoad(jobs.slice(opts.warmup, opts.warmup + measured), {
     url: enrollUrl,
@@ -233,6 +248,15 @@ async function main(): Promise<void> {
       ` · server peak RSS ${enrollRss.toFixed(0)} MiB`,
   );
   say(`  CPU in use: server ${serverCores.toFixed(2)} cores, load generator ${clientCores.toFixed(2)} cores`);
+  const busiest = [...threadCpu(server.pid as number)]
+    .map(([tid, s]) => ({ tid, share: (s - (threads0.get(tid) ?? 0)) / main.seconds }))
+    .sort((a, b) => b.share - a.share)
+    .slice(0, 5);
+  say(
+    `  server threads: ${busiest
+      .map((t) => `${t.tid === server.pid ? "event loop" : `thread ${t.tid}`} ${(t.share * 100).toFixed(0)}%`)
+      .join(", ")} (of one core)`,
+  );
 
   // The same token from 16 connections at once: exactly one certificate.
   const raceToken = tokens[total - 1] as Token;
