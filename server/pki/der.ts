@@ -2,7 +2,8 @@
  * Minimal DER (ITU-T X.690) encoding and reading helpers.
  *
  * Used for the small fixed structures EST needs (PKCS#7 certs-only, CsrAttrs,
- * ECDSA-Sig-Value). Certificates themselves are built with @peculiar/asn1-x509.
+ * ECDSA-Sig-Value), for reading CSRs, and by the fast issuance path
+ * (certificate-template.ts), whose reference is @peculiar/asn1-x509 (certificate.ts).
  */
 
 export const TAG = {
