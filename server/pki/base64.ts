@@ -53,25 +53,34 @@ export function decodeBase64(text: string): Uint8Array {
   return out;
 }
 
+const ENCODE = Uint8Array.from(ALPHABET, (ch) => ch.charCodeAt(0));
+const ASCII = new TextDecoder("latin1");
+
+/** Standard base64 with padding, optionally wrapped with CRLF every `lineLength` characters. */
 export function encodeBase64(bytes: Uint8Array, lineLength = 0): string {
-  let out = "";
+  const chars = Math.ceil(bytes.length / 3) * 4;
+  const breaks = lineLength > 0 && chars > 0 ? Math.floor((chars - 1) / lineLength) : 0;
+  const out = new Uint8Array(chars + 2 * breaks);
+  let o = 0;
   let line = 0;
   for (let i = 0; i < bytes.length; i += 3) {
-    const a = bytes[i] as number;
-    const b = bytes[i + 1];
-    const c = bytes[i + 2];
-    const n = (a << 16) | ((b ?? 0) << 8) | (c ?? 0);
-    out += ALPHABET[(n >> 18) & 63];
-    out += ALPHABET[(n >> 12) & 63];
-    out += b === undefined ? "=" : ALPHABET[(n >> 6) & 63];
-    out += c === undefined ? "=" : ALPHABET[n & 63];
+    const rest = bytes.length - i;
+    const n =
+      ((bytes[i] as number) << 16) |
+      (rest > 1 ? (bytes[i + 1] as number) << 8 : 0) |
+      (rest > 2 ? (bytes[i + 2] as number) : 0);
+    out[o++] = ENCODE[(n >> 18) & 63] as number;
+    out[o++] = ENCODE[(n >> 12) & 63] as number;
+    out[o++] = rest > 1 ? (ENCODE[(n >> 6) & 63] as number) : 0x3d;
+    out[o++] = rest > 2 ? (ENCODE[n & 63] as number) : 0x3d;
     line += 4;
     if (lineLength > 0 && line >= lineLength && i + 3 < bytes.length) {
-      out += "\r\n";
+      out[o++] = 0x0d;
+      out[o++] = 0x0a;
       line = 0;
     }
   }
-  return out;
+  return ASCII.decode(out.subarray(0, o));
 }
 
 export function base64url(bytes: Uint8Array): string {

@@ -18,16 +18,21 @@ import { id_data, id_signedData } from "./oids.ts";
  *   signerInfos SignerInfos }                -- empty SET
  * ```
  */
+const VERSION_1 = tlv(TAG.INTEGER, Uint8Array.of(1));
+const EMPTY_SET = tlv(TAG.SET, new Uint8Array(0));
+const DATA_CONTENT = sequence(encodeOid(id_data));
+const SIGNED_DATA_OID = encodeOid(id_signedData);
+
 export function certsOnly(certificates: readonly Uint8Array[]): Uint8Array {
   const signedData = sequence(
-    tlv(TAG.INTEGER, Uint8Array.of(1)),
-    tlv(TAG.SET, new Uint8Array(0)),
-    sequence(encodeOid(id_data)),
+    VERSION_1,
+    EMPTY_SET,
+    DATA_CONTENT,
     // [0] IMPLICIT SET OF: same DER ordering rule as SET OF, constructed context tag 0.
     retag(setOf(certificates), 0xa0),
-    tlv(TAG.SET, new Uint8Array(0)),
+    EMPTY_SET,
   );
-  return sequence(encodeOid(id_signedData), tlv(0xa0, signedData));
+  return sequence(SIGNED_DATA_OID, tlv(0xa0, signedData));
 }
 
 function retag(element: Uint8Array, tag: number): Uint8Array {
