@@ -42,7 +42,7 @@ const opts = new Command("bench")
     "--max-rate <n>",
     "prepared requests per second of --duration (the run stops early if they run out)",
     positive,
-    3000,
+    4000,
   )
   .option("--reenroll-duration <s>", "seconds of simplereenroll load (0 to skip)", Number, 10)
   .option("--reenroll-concurrency <n>", "concurrent mutual-TLS clients", positive, 16)
