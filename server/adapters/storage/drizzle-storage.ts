@@ -87,13 +87,13 @@ export class DrizzleReaders {
   async listKeyHolders(keyFingerprint: string, limit: number): Promise<string[]> {
     const q = this.prepared("listKeyHolders", () =>
       this.db
-        .selectDistinct({ deviceId: certificates.deviceId })
+        .select({ deviceId: certificates.deviceId })
         .from(certificates)
         .where(eq(certificates.keyFingerprint, sql.placeholder("keyFingerprint")))
         .limit(sql.placeholder("limit")),
     );
     const rows = (await q.all({ keyFingerprint, limit })) as { deviceId: string }[];
-    return rows.map((r) => r.deviceId);
+    return [...new Set(rows.map((r) => r.deviceId))];
   }
 
   async getTokenByHash(hash: string): Promise<TokenRecord | undefined> {

@@ -33,6 +33,8 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
   private inFlight: PendingSet[] | undefined;
   private closing: Promise<void> | undefined;
   private broken: Error | undefined;
+  /** Ids of the SQL texts already sent to the writer thread. */
+  private readonly sqlIds = new Map<string, number>();
 
   private constructor(
     db: Db,
@@ -81,7 +83,19 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     const sets = batch.map((b) => b.statements);
     if (this.writer) {
       this.inFlight = batch;
-      this.writer.postMessage(sets);
+      const define: [number, string][] = [];
+      const message = sets.map((set) =>
+        set.map((s): [number, unknown[]] => {
+          let id = this.sqlIds.get(s.sql);
+          if (id === undefined) {
+            id = this.sqlIds.size;
+            this.sqlIds.set(s.sql, id);
+            define.push([id, s.sql]);
+          }
+          return [id, s.params];
+        }),
+      );
+      this.writer.postMessage({ define, sets: message });
       return;
     }
     this.inFlight = batch;
