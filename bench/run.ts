@@ -36,7 +36,8 @@ const positive = (v: string) => {
 const opts = new Command("bench")
   .description("enrollment benchmark against a real edgeid server process")
   .option("--duration <s>", "seconds of measured simpleenroll load", positive, 30)
-  .option("--concurrency <n>", "concurrent keep-alive clients", positive, 64)
+  // 128 devices in flight: a site coming back after a power cut has thousands waiting.
+  .option("--concurrency <n>", "concurrent keep-alive clients", positive, 128)
   .option("--warmup <n>", "simpleenroll requests before measuring", positive, 3000)
   .option(
     "--max-rate <n>",
