@@ -14,6 +14,8 @@ export interface Outcome {
   status: number;
   body: string;
   ms: number;
+  /** Seconds since the run started, when the answer came. */
+  at?: number;
 }
 
 export interface LoadResult {
@@ -170,6 +172,7 @@ export async function runLoad(jobs: readonly Job[], opts: LoadOptions): Promise<
         const r = await connection.send(job);
         outcome = { ...r, ms: performance.now() - started };
       }
+      outcome.at = (performance.now() - t0) / 1000;
       outcomes[i] = outcome;
       const key = outcome.status === 0 ? `network error: ${outcome.body}` : String(outcome.status);
       statuses.set(key, (statuses.get(key) ?? 0) + 1);
@@ -179,6 +182,18 @@ export async function runLoad(jobs: readonly Job[], opts: LoadOptions): Promise<
   const seconds = (performance.now() - t0) / 1000;
   for (const c of connections) c.close();
   return { outcomes, started: next, seconds, statuses };
+}
+
+/** Successful answers per second in each whole `window`-second slice of the run. */
+export function windowRates(r: LoadResult, window: number): number[] {
+  const slices = Math.floor(r.seconds / window);
+  const counts = new Array<number>(slices).fill(0);
+  for (const o of r.outcomes) {
+    if (o?.status !== 200 || o.at === undefined) continue;
+    const k = Math.floor(o.at / window);
+    if (k < slices) counts[k] = (counts[k] ?? 0) + 1;
+  }
+  return counts.map((c) => c / window);
 }
 
 export function percentile(sorted: Float64Array, p: number): number {

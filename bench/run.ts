@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { Command, InvalidArgumentError } from "commander";
-import { type Job, type LoadResult, percentile, runLoad } from "./load.ts";
+import { type Job, type LoadResult, percentile, runLoad, windowRates } from "./load.ts";
 import { certificateFromResponse, certificatePem, type DeviceRequest, makeRequest } from "./requests.ts";
 
 const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
@@ -244,6 +244,10 @@ async function main(): Promise<void> {
   const clientCores = (clientUsage.user + clientUsage.system) / 1e6 / main.seconds;
   const enrolled = summarize(`measured  simpleenroll (concurrency ${opts.concurrency}, keep-alive)`, main);
   if (main.started >= measured) say(`  ran out of prepared requests before ${opts.duration} s: raise --max-rate`);
+  const windows = windowRates(main, 5);
+  if (windows.length > 1) {
+    say(`  per 5 s: ${windows.map((w) => w.toFixed(0)).join(", ")} /s (slowest ${Math.min(...windows).toFixed(0)}/s)`);
+  }
   say(
     `  ratio to the OpenSSL pair-rate: ${(enrolled.rate / pairRate).toFixed(3)}` +
       ` · server peak RSS ${enrollRss.toFixed(0)} MiB`,
