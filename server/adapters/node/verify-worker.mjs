@@ -1,6 +1,6 @@
 // Worker thread of WorkerVerifier (verify-pool.ts): checks batches of signatures with
 // node:crypto, off the event loop. Plain JavaScript so that it needs no loader.
-import { createPublicKey, verify } from "node:crypto";
+import { createPublicKey, KeyObject, verify, webcrypto } from "node:crypto";
 import { parentPort } from "node:worker_threads";
 
 const HASHES = { "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" };
@@ -8,31 +8,29 @@ const HASHES = { "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" }
 const CURVES = { 65: "P-256", 97: "P-384", 133: "P-521" };
 
 /**
- * The key as a KeyObject. An uncompressed EC point goes in as a JWK: OpenSSL 3's
- * generic DER decoder costs half again as much as building the key from coordinates.
+ * The key as a KeyObject. An uncompressed EC point goes in through WebCrypto's "raw"
+ * import (the point is checked to be on the curve): a third of the cost of OpenSSL 3's
+ * generic SPKI decoder, and less than building the key from JWK coordinates.
  */
-function importKey(r) {
+async function importKey(r) {
   if (r.kind === "EC" && r.point && r.point[0] === 4 && CURVES[r.point.length]) {
-    const n = (r.point.length - 1) / 2;
-    const point = Buffer.from(r.point.buffer, r.point.byteOffset, r.point.byteLength);
-    return createPublicKey({
-      key: {
-        kty: "EC",
-        crv: CURVES[r.point.length],
-        x: point.subarray(1, 1 + n).toString("base64url"),
-        y: point.subarray(1 + n).toString("base64url"),
-      },
-      format: "jwk",
-    });
+    const key = await webcrypto.subtle.importKey(
+      "raw",
+      r.point,
+      { name: "ECDSA", namedCurve: CURVES[r.point.length] },
+      true,
+      ["verify"],
+    );
+    return KeyObject.from(key);
   }
   return createPublicKey({ key: Buffer.from(r.spki), format: "der", type: "spki" });
 }
 
 /** true / false, or "bad-key" when the SubjectPublicKeyInfo cannot be imported. */
-function check(r) {
+async function check(r) {
   let key;
   try {
-    key = importKey(r);
+    key = await importKey(r);
   } catch {
     return "bad-key";
   }
@@ -47,6 +45,12 @@ function check(r) {
   }
 }
 
+// Batches are answered in the order they came (the pool relies on it).
+let chain = Promise.resolve();
 parentPort.on("message", (batch) => {
-  parentPort.postMessage(batch.map(check));
+  chain = chain.then(async () => {
+    const results = [];
+    for (const r of batch) results.push(await check(r));
+    parentPort.postMessage(results);
+  });
 });
