@@ -1,5 +1,18 @@
-import { and, asc, desc, eq, getTableColumns, gt, is, Placeholder, type SQL, sql, type Table } from "drizzle-orm";
-import type { BaseSQLiteDatabase } from "drizzle-orm/sqlite-core";
+import {
+  and,
+  asc,
+  desc,
+  eq,
+  getTableColumns,
+  getTableName,
+  gt,
+  is,
+  Placeholder,
+  type SQL,
+  sql,
+  type Table,
+} from "drizzle-orm";
+import type { BaseSQLiteDatabase, SQLiteColumn, SQLiteTable } from "drizzle-orm/sqlite-core";
 import type {
   CertificateRecord,
   DeviceQuery,
@@ -34,14 +47,19 @@ export class DrizzleReaders {
 
   constructor(protected readonly db: Db) {}
 
-  async getDevice(id: string): Promise<DeviceRecord | undefined> {
-    const q = this.prepared("getDevice", () =>
+  /** The row whose `column` equals `value` (a unique or primary key), by a statement prepared once. */
+  private async findOne<T>(table: SQLiteTable, column: SQLiteColumn, value: string): Promise<T | undefined> {
+    const q = this.prepared(`one:${getTableName(table)}.${column.name}`, () =>
       this.db
         .select()
-        .from(devices)
-        .where(eq(devices.id, sql.placeholder("id"))),
+        .from(table)
+        .where(eq(column, sql.placeholder("value"))),
     );
-    return (await q.get({ id })) as DeviceRecord | undefined;
+    return (await q.get({ value })) as T | undefined;
+  }
+
+  async getDevice(id: string): Promise<DeviceRecord | undefined> {
+    return this.findOne(devices, devices.id, id);
   }
 
   async listDevices(q: DeviceQuery): Promise<DeviceRecord[]> {
@@ -59,18 +77,12 @@ export class DrizzleReaders {
   }
 
   async getCertificate(serial: string): Promise<CertificateRecord | undefined> {
-    const row = await this.db.select().from(certificates).where(eq(certificates.serial, serial)).get();
+    const row = await this.findOne<CertificateRow>(certificates, certificates.serial, serial);
     return row && toCertificate(row);
   }
 
   async getCertificateByFingerprint(fingerprint: string): Promise<CertificateRecord | undefined> {
-    const q = this.prepared("getCertificateByFingerprint", () =>
-      this.db
-        .select()
-        .from(certificates)
-        .where(eq(certificates.fingerprint, sql.placeholder("fingerprint"))),
-    );
-    const row = (await q.get({ fingerprint })) as CertificateRow | undefined;
+    const row = await this.findOne<CertificateRow>(certificates, certificates.fingerprint, fingerprint);
     return row && toCertificate(row);
   }
 
@@ -97,13 +109,7 @@ export class DrizzleReaders {
   }
 
   async getTokenByHash(hash: string): Promise<TokenRecord | undefined> {
-    const q = this.prepared("getTokenByHash", () =>
-      this.db
-        .select()
-        .from(bootstrapTokens)
-        .where(eq(bootstrapTokens.hash, sql.placeholder("hash"))),
-    );
-    return (await q.get({ hash })) as TokenRecord | undefined;
+    return this.findOne(bootstrapTokens, bootstrapTokens.hash, hash);
   }
 
   async listTokens(deviceId: string): Promise<TokenRecord[]> {
@@ -116,21 +122,15 @@ export class DrizzleReaders {
   }
 
   async getIdevidBinding(deviceId: string): Promise<IdevidBinding | undefined> {
-    const q = this.prepared("getIdevidBinding", () =>
-      this.db
-        .select()
-        .from(idevidBindings)
-        .where(eq(idevidBindings.deviceId, sql.placeholder("deviceId"))),
-    );
-    return (await q.get({ deviceId })) as IdevidBinding | undefined;
+    return this.findOne(idevidBindings, idevidBindings.deviceId, deviceId);
   }
 
   async getIdevidBindingByFingerprint(fingerprint: string): Promise<IdevidBinding | undefined> {
-    return this.db.select().from(idevidBindings).where(eq(idevidBindings.fingerprint, fingerprint)).get();
+    return this.findOne(idevidBindings, idevidBindings.fingerprint, fingerprint);
   }
 
   async getOperatorByTokenHash(hash: string): Promise<OperatorRecord | undefined> {
-    return this.db.select().from(operators).where(eq(operators.tokenHash, hash)).get();
+    return this.findOne(operators, operators.tokenHash, hash);
   }
 
   async listAudit(q: { deviceId?: string; limit: number }): Promise<StoredAuditEvent[]> {
