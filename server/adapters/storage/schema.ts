@@ -46,7 +46,8 @@ export const certificates = sqliteTable(
     uniqueIndex("certificates_bootstrap_token").on(t.bootstrapTokenId),
     index("certificates_device").on(t.deviceId, t.issuedAt),
     index("certificates_not_after").on(t.notAfter),
-    index("certificates_key").on(t.keyFingerprint),
+    // Covers the one-key-one-identity check (key → device ids) without reading the rows.
+    index("certificates_key_device").on(t.keyFingerprint, t.deviceId),
   ],
 );
 
