@@ -106,3 +106,15 @@ describe.each(["inline", "thread"] as const)("SQLite group commit, writer %s", (
     }
   });
 });
+
+describe("SQLite writer thread", () => {
+  it("fails writes, instead of hanging, once the writer thread is gone", async () => {
+    const { storage: s } = open("thread");
+    await s.apply([device("before")]);
+    const writer = (s as unknown as { writer: { terminate(): Promise<number> } }).writer;
+    await writer.terminate();
+    await expect(s.apply([device("after")])).rejects.toThrow(/writer thread exited/);
+    expect(await s.getDevice("before")).toMatchObject({ id: "before" });
+    expect(await s.getDevice("after")).toBeUndefined();
+  });
+});

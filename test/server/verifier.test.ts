@@ -82,6 +82,22 @@ describe.each(verifiers)("signature verifier: %s", (_name, verifier) => {
 });
 
 describe("worker verifier lifecycle", () => {
+  it("replaces a worker thread that died, and goes on answering", async () => {
+    const v = new WorkerVerifier(1);
+    try {
+      const [sample] = await signedSamples();
+      if (!sample) throw new Error("no sample");
+      expect(await verifySignature(v, sample.signed)).toBe(true);
+      const lanes = (v as unknown as { lanes: { worker: { terminate(): Promise<number> } }[] }).lanes;
+      await lanes[0]?.worker.terminate();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(await verifySignature(v, sample.signed)).toBe(true);
+      expect(await verifySignature(v, { ...sample.signed, data: flipped(sample.signed.data) })).toBe(false);
+    } finally {
+      await v.close();
+    }
+  });
+
   it("refuses work once closed", async () => {
     const v = new WorkerVerifier(1);
     await v.close();

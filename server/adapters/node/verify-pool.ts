@@ -48,8 +48,12 @@ export class WorkerVerifier implements SignatureVerifier {
   private spawn(): Lane {
     const lane: Lane = { worker: new Worker(WORKER_URL), inFlight: [] };
     lane.worker.unref();
-    lane.worker.on("message", (results: (boolean | "bad-key")[]) => {
+    lane.worker.on("message", (results: (boolean | "bad-key")[] | { error: string }) => {
       const batch = lane.inFlight.shift() ?? [];
+      if (!Array.isArray(results)) {
+        for (const w of batch) w.reject(new Error(`signature worker failed: ${results.error}`));
+        return;
+      }
       batch.forEach((w, i) => {
         const r = results[i];
         if (r === "bad-key") w.reject(new SignatureAlgorithmError("public key could not be imported"));

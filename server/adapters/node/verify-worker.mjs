@@ -49,8 +49,13 @@ async function check(r) {
 let chain = Promise.resolve();
 parentPort.on("message", (batch) => {
   chain = chain.then(async () => {
-    const results = [];
-    for (const r of batch) results.push(await check(r));
-    parentPort.postMessage(results);
+    try {
+      const results = [];
+      for (const r of batch) results.push(await check(r));
+      parentPort.postMessage(results);
+    } catch (err) {
+      // Answer the batch anyway: the pool fails these checks and the chain goes on.
+      parentPort.postMessage({ error: String(err?.message ?? err) });
+    }
   });
 });

@@ -33,6 +33,7 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
   private inFlight: PendingSet[] | undefined;
   private closing: Promise<void> | undefined;
   private broken: Error | undefined;
+  private writerGone = false;
   /** Ids of the SQL texts already sent to the writer thread. */
   private readonly sqlIds = new Map<string, number>();
 
@@ -45,6 +46,7 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     writer?.on("message", (reply: WriterReply) => this.settle(reply));
     writer?.on("error", (err) => this.fail(`writer thread failed: ${err.message}`));
     writer?.on("exit", (code) => {
+      this.writerGone = true;
       if (!this.closing) this.fail(`writer thread exited (${code})`);
     });
   }
@@ -136,7 +138,7 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
       if (!this.inFlight) this.flush();
       await new Promise((r) => setImmediate(r));
     }
-    if (this.writer) {
+    if (this.writer && !this.writerGone) {
       const writer = this.writer;
       await new Promise<void>((resolve) => {
         writer.once("exit", () => resolve());
