@@ -28,7 +28,8 @@ import {
   Version,
 } from "@peculiar/asn1-x509";
 import type { Digest } from "../ports/digest.ts";
-import { readChildren, readTlv, TAG } from "./der.ts";
+import { readChildren, readTlv } from "./der.ts";
+import { subjectPublicKeyBits } from "./keys.ts";
 import {
   id_ad_ocsp,
   id_ce_authorityKeyIdentifier,
@@ -202,10 +203,7 @@ export function ocspAccess(url: string): Extension {
  * STRING value (without tag, length and unused-bits byte) — what OpenSSL computes too.
  */
 export async function keyIdentifier(spki: Uint8Array, digest: Digest): Promise<Uint8Array> {
-  const outer = readTlv(spki);
-  const [, bits] = readChildren(outer.content);
-  if (!bits || bits.tag !== TAG.BIT_STRING) throw new Error("malformed SubjectPublicKeyInfo");
-  return digest("SHA-1", bits.content.subarray(1));
+  return digest("SHA-1", subjectPublicKeyBits(spki));
 }
 
 /** The parts of a certificate that the authority reads back. */

@@ -30,6 +30,16 @@ export function decodeOidContent(el: { tag: number; content: Uint8Array }): stri
 }
 
 /**
+ * The subjectPublicKey BIT STRING's value (without the unused-bits byte): an EC point,
+ * an RSAPublicKey, an Ed25519 key. Throws DerError if the SPKI is malformed.
+ */
+export function subjectPublicKeyBits(spki: Uint8Array): Uint8Array {
+  const [, bits] = readChildren(readTlv(spki).content);
+  if (!bits || bits.tag !== TAG.BIT_STRING) throw new DerError("malformed SubjectPublicKeyInfo");
+  return bits.content.subarray(1);
+}
+
+/**
  * ```asn1
  * SubjectPublicKeyInfo ::= SEQUENCE {
  *   algorithm         AlgorithmIdentifier,

@@ -1,6 +1,6 @@
-import { DerError, readChildren, readTlv } from "./der.ts";
+import { DerError } from "./der.ts";
 import { derToP1363 } from "./ecdsa-signature.ts";
-import { describeKey, type KeyDescription } from "./keys.ts";
+import { describeKey, type KeyDescription, subjectPublicKeyBits } from "./keys.ts";
 import {
   ecdsa_with_SHA256,
   ecdsa_with_SHA384,
@@ -43,9 +43,8 @@ export interface SignedData {
 
 /** The subjectPublicKey of an EC SPKI when it is an uncompressed point (0x04 ‖ X ‖ Y). */
 function uncompressedPoint(spki: Uint8Array, coordinateLength: number): Uint8Array | undefined {
-  const [, bits] = readChildren(readTlv(spki).content);
-  const point = bits?.content.subarray(1);
-  return point && point[0] === 0x04 && point.length === 2 * coordinateLength + 1 ? point : undefined;
+  const point = subjectPublicKeyBits(spki);
+  return point[0] === 0x04 && point.length === 2 * coordinateLength + 1 ? point : undefined;
 }
 
 /** One signature check, after the algorithm has been checked against the key. */

@@ -1,5 +1,5 @@
 import { Worker } from "node:worker_threads";
-import { readChildren, readTlv, TAG } from "../../pki/der.ts";
+import { subjectPublicKeyBits } from "../../pki/keys.ts";
 import { SignatureAlgorithmError, type SignatureVerifier, type VerifyRequest } from "../../pki/verify.ts";
 
 interface Waiting {
@@ -11,12 +11,6 @@ interface Lane {
   worker: Worker;
   /** Batches sent and not yet answered, in order (a worker answers in order). */
   inFlight: Waiting[][];
-}
-
-/** The subjectPublicKey BIT STRING's content (an EC point), without the unused-bits byte. */
-function publicKeyBits(spki: Uint8Array): Uint8Array | undefined {
-  const [, bits] = readChildren(readTlv(spki).content);
-  return bits?.tag === TAG.BIT_STRING ? bits.content.subarray(1) : undefined;
 }
 
 const WORKER_URL = new URL("./verify-worker.mjs", import.meta.url);
@@ -92,7 +86,7 @@ export class WorkerVerifier implements SignatureVerifier {
       lane.worker.postMessage(
         part.map(({ req }) => ({
           kind: req.key.kind,
-          point: req.key.kind === "EC" ? publicKeyBits(req.spki) : undefined,
+          point: req.key.kind === "EC" ? subjectPublicKeyBits(req.spki) : undefined,
           hash: req.hash,
           spki: req.spki,
           signature: req.signature,
