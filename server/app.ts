@@ -1,7 +1,10 @@
 import { type Context, Hono } from "hono";
 import type { Authority } from "./authority/authority.ts";
+import type { RevocationResponders } from "./authority/responders.ts";
 import type { AppEnv } from "./frontends/env.ts";
 import { estRoutes } from "./frontends/est/routes.ts";
+import { operatorApi } from "./frontends/operator-api/routes.ts";
+import { pkiRoutes } from "./frontends/pki/routes.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
 export interface RequestLog {
@@ -22,6 +25,8 @@ export interface AppLogger {
 
 export interface AppDeps {
   authority: Authority;
+  /** CRL and OCSP, fed by the revocation feed. */
+  responders: RevocationResponders;
   /** How this runtime tells who is connected (Node TLS socket, Workers cf.tlsClientAuth). */
   peer: (c: Context) => PeerInfo;
   logger: AppLogger;
@@ -66,6 +71,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       peer,
       maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes,
     }),
+  );
+
+  app.route("/", pkiRoutes({ authority: deps.authority, responders: deps.responders, peer }));
+  // The operator API carries its own base path (/api/v1), which its OpenAPI document names.
+  app.route(
+    "/",
+    operatorApi({ authority: deps.authority, peer, maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes }),
   );
 
   app.get("/healthz", (c) => c.text("ok\n"));

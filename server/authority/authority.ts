@@ -60,7 +60,8 @@ export class Authority {
       return await run();
     } catch (err) {
       const e = asAuthorityError(err);
-      await recordDenial(this.deps, { action, remote, ...trail }, e);
+      // A request waiting for approval is not a refusal; it was recorded when it arrived.
+      if (e.code !== "pending") await recordDenial(this.deps, { action, remote, ...trail }, e);
       throw e;
     }
   }

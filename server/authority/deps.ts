@@ -36,4 +36,6 @@ export interface AuthorityDeps {
   publicUrl: string;
   /** Manufacturer CA certificates (DER) per profile that accepts IDevID first boot. */
   idevidAnchors: Map<string, CertificateSummary[]>;
+  /** Called after a revocation is committed: the responders refresh at once. */
+  onRevocation?: () => Promise<void>;
 }

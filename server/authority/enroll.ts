@@ -1,10 +1,17 @@
 import type { Profile } from "../config/schema.ts";
+import { base64url } from "../pki/base64.ts";
 import type { ClientIdentity, PeerInfo } from "../ports/client-identity.ts";
-import { type DeviceRecord, StorageConflictError, type TokenRecord, type Write } from "../ports/storage.ts";
+import {
+  type DeviceRecord,
+  type PendingEnrollment,
+  StorageConflictError,
+  type TokenRecord,
+  type Write,
+} from "../ports/storage.ts";
 import { auditWrite } from "./audit.ts";
-import { checkCsr } from "./csr-check.ts";
+import { type CheckedCsr, checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
-import { forbidden, notFound, unauthenticated } from "./errors.ts";
+import { forbidden, notFound, pending, unauthenticated } from "./errors.ts";
 import { issueDeviceCertificate } from "./issue.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
 import { authenticateToken, type TokenCredentials } from "./provisioners/token.ts";
@@ -86,6 +93,9 @@ async function authorize(deps: AuthorityDeps, req: EnrollRequest, trail: Request
   let bindIdevid = false;
   if (idevid) {
     const bound = await deps.storage.getIdevidBinding(deviceId);
+    if (bound?.revokedAt) {
+      throw forbidden("idevid_revoked", `the manufacturer certificate of ${deviceId} was revoked with the device`);
+    }
     if (bound && bound.fingerprint !== idevid.fingerprint) {
       throw forbidden("idevid_mismatch", `device ${deviceId} is bound to a different manufacturer certificate`);
     }
@@ -100,8 +110,10 @@ async function authorize(deps: AuthorityDeps, req: EnrollRequest, trail: Request
  * write set. A refused request consumes nothing.
  */
 export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: RequestTrail): Promise<Issued> {
-  const { profile, deviceId, existing, token, idevid, bindIdevid } = await authorize(deps, req, trail);
+  const authorized = await authorize(deps, req, trail);
+  const { profile, deviceId, existing, token, idevid, bindIdevid } = authorized;
   const csr = await checkCsr(deps, req.csr, deviceId, profile);
+  const approved = profile.approval === "manual" ? await awaitApproval(deps, req, trail, authorized, csr) : undefined;
   const { der, record } = await issueDeviceCertificate(deps, {
     deviceId,
     profile,
@@ -124,14 +136,27 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
         updatedAt: now,
         lastEnrolledAt: now,
         currentSerial: record.serial,
+        currentNotAfter: record.notAfter,
       },
     },
   ];
+  if (approved) {
+    writes.push({
+      kind: "decidePending",
+      id: approved.id,
+      from: "approved",
+      status: "issued",
+      at: now,
+      by: null,
+      reason: null,
+      serial: record.serial,
+    });
+  }
   if (token) writes.push({ kind: "redeemToken", tokenId: token.id, at: now, serial: record.serial });
   if (idevid && bindIdevid) {
     writes.push({
       kind: "bindIdevid",
-      binding: { deviceId, fingerprint: idevid.fingerprint, subject: idevid.subject, boundAt: now },
+      binding: { deviceId, fingerprint: idevid.fingerprint, subject: idevid.subject, boundAt: now, revokedAt: null },
     });
   }
   writes.push(
@@ -148,6 +173,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
         keyType: record.keyType,
         method: record.method,
         notAfter: record.notAfter.toISOString(),
+        ...(approved ? { requestId: approved.id, approvedBy: approved.decidedBy } : {}),
       },
     }),
   );
@@ -163,4 +189,67 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     throw err;
   }
   return { certificate: der, serial: record.serial, deviceId, notAfter: record.notAfter };
+}
+
+/**
+ * Manual approval (RFC 7030 §4.2.3): the first request is recorded and answered 202
+ * with Retry-After; retries of the same request (same device, same key) wait until an
+ * operator decides. An approved request proceeds to issuance; a rejected one is refused.
+ */
+async function awaitApproval(
+  deps: AuthorityDeps,
+  req: EnrollRequest,
+  trail: RequestTrail,
+  a: Authorized,
+  csr: CheckedCsr,
+): Promise<PendingEnrollment> {
+  const found = await deps.storage.findPending(a.deviceId, csr.keyFingerprint);
+  if (found?.status === "approved") return found;
+  if (found?.status === "rejected") {
+    const why = found.decisionReason ? `: ${found.decisionReason}` : "";
+    throw forbidden("enrollment_rejected", `an operator rejected this enrollment request${why}`);
+  }
+  const wait = () =>
+    pending(
+      "approval_pending",
+      `enrollment of ${a.deviceId} waits for an operator's approval; retry in ${a.profile.retryAfter} s`,
+      a.profile.retryAfter,
+    );
+  if (found) throw wait();
+  const now = deps.clock.now();
+  const id = `enr_${base64url(deps.crypto.getRandomValues(new Uint8Array(9)))}`;
+  await deps.storage.apply([
+    {
+      kind: "insertPending",
+      pending: {
+        id,
+        deviceId: a.deviceId,
+        profile: a.profile.name,
+        csr: req.csr,
+        keyFingerprint: csr.keyFingerprint,
+        keyType: csr.key.label,
+        status: "pending",
+        method: a.token ? "token" : "idevid",
+        requestedBy: trail.actor,
+        tokenId: a.token?.id ?? null,
+        remote: req.peer.remoteAddress,
+        createdAt: now,
+        updatedAt: now,
+        decidedAt: null,
+        decidedBy: null,
+        decisionReason: null,
+        serial: null,
+      },
+    },
+    auditWrite({
+      at: now,
+      actor: trail.actor,
+      action: "est.simpleenroll",
+      outcome: "pending",
+      deviceId: a.deviceId,
+      remote: req.peer.remoteAddress,
+      detail: { requestId: id, profile: a.profile.name, keyType: csr.key.label },
+    }),
+  ]);
+  throw wait();
 }

@@ -11,6 +11,7 @@ export type ErrorCode =
   | "not_found"
   | "method_not_allowed"
   | "conflict"
+  | "pending"
   | "internal";
 
 export class AuthorityError extends Error {
@@ -21,10 +22,14 @@ export class AuthorityError extends Error {
     readonly publicMessage: string,
     /** A stable machine-readable reason for the audit trail, e.g. "token_used". */
     readonly reason: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfter?: number },
   ) {
     super(publicMessage, options);
+    this.retryAfter = options?.retryAfter;
   }
+
+  /** Seconds, for "pending": when the client should ask again (RFC 7030 §4.2.3). */
+  readonly retryAfter: number | undefined;
 }
 
 export const badRequest = (reason: string, message: string, cause?: unknown) =>
@@ -33,3 +38,7 @@ export const unauthenticated = (reason: string, message: string) =>
   new AuthorityError("unauthenticated", message, reason);
 export const forbidden = (reason: string, message: string) => new AuthorityError("forbidden", message, reason);
 export const notFound = (reason: string, message: string) => new AuthorityError("not_found", message, reason);
+export const conflict = (reason: string, message: string) => new AuthorityError("conflict", message, reason);
+/** Not refused, not done: an operator has to decide first. */
+export const pending = (reason: string, message: string, retryAfter: number) =>
+  new AuthorityError("pending", message, reason, { retryAfter });

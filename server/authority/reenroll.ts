@@ -43,7 +43,16 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
   const now = record.issuedAt;
   await deps.storage.apply([
     { kind: "insertCertificate", certificate: record },
-    { kind: "upsertDevice", device: { ...device, updatedAt: now, lastEnrolledAt: now, currentSerial: record.serial } },
+    {
+      kind: "upsertDevice",
+      device: {
+        ...device,
+        updatedAt: now,
+        lastEnrolledAt: now,
+        currentSerial: record.serial,
+        currentNotAfter: record.notAfter,
+      },
+    },
     auditWrite({
       at: now,
       actor: trail.actor,

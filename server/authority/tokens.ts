@@ -69,6 +69,7 @@ export async function createTokens(
       updatedAt: now,
       lastEnrolledAt: null,
       currentSerial: null,
+      currentNotAfter: null,
     };
     if (!existing) writes.push({ kind: "upsertDevice", device });
     writes.push({

@@ -6,14 +6,48 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { dataPaths, initDataDir, isInitialised, readConfig } from "../adapters/node/data-dir.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
-import { createOperator } from "../authority/operators.ts";
-import { createTokens } from "../authority/tokens.ts";
+import { CLI_ACTOR } from "../authority/actor.ts";
+import { decideEnrollment } from "../authority/approvals.ts";
+import { verifyAuditChain } from "../authority/audit-chain.ts";
+import { AuthorityError } from "../authority/errors.ts";
+import {
+  getCertificate,
+  issueTokens,
+  listDevices,
+  listEnrollments,
+  listTokens,
+  readAudit,
+  revokeToken,
+  showDevice,
+} from "../authority/fleet.ts";
+import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
+import { REVOCATION_REASONS, type RevocationReason, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
 import { parseDuration } from "../config/duration.ts";
 import { profilesOf } from "../config/schema.ts";
 import { startServer } from "../entry/node.ts";
+import {
+  auditView,
+  certificateView,
+  deviceDetailView,
+  deviceView,
+  enrollmentView,
+  operatorView,
+  tokenView,
+} from "../frontends/operator-api/views.ts";
 import { systemClock } from "../ports/clock.ts";
 import type { DeviceStatus } from "../ports/storage.ts";
-import { printDevice, printDevices } from "./output.ts";
+import {
+  AUDIT_COLUMNS,
+  DEVICE_COLUMNS,
+  ENROLLMENT_COLUMNS,
+  OPERATOR_COLUMNS,
+  printChainReport,
+  printDevice,
+  printList,
+  printNextCursor,
+  printObject,
+  TOKEN_COLUMNS,
+} from "./output.ts";
 
 const crypto = webcrypto as Crypto;
 const DEFAULT_DATA = "./edgeid-data";
@@ -54,11 +88,11 @@ async function initialise(dataDir: string, opts: { trustDomain: string; hostname
   );
   const storage = SqliteStorage.open(result.paths.database);
   try {
-    const admin = await createOperator(
+    const { operator, token } = await createOperator(
       { storage, clock: systemClock, crypto, digest: nodeDigest },
-      { name: "admin", role: "admin", actor: "cli:init" },
+      { name: "admin", role: "admin", actor: { id: "cli:init", role: "admin" } },
     );
-    return { ...result, admin };
+    return { ...result, admin: { id: operator.id, token } };
   } finally {
     await storage.close();
   }
@@ -170,9 +204,10 @@ token
     const config = readConfig(opts.data);
     const storage = openStorage(opts.data);
     try {
-      const created = await createTokens(
+      const created = await issueTokens(
         { storage, clock: systemClock, crypto, digest: nodeDigest, config, profiles: profilesOf(config) },
-        { deviceIds, profile: opts.profile, ttl: opts.ttl, actor: "cli" },
+        CLI_ACTOR,
+        { deviceIds, profile: opts.profile, ttl: opts.ttl },
       );
       for (const t of created) {
         const row = {
@@ -191,62 +226,276 @@ token
     }
   });
 
+/** The core's dependencies for verbs run from the command line on a data directory. */
+function cliDeps(dataDir: string) {
+  const config = readConfig(dataDir);
+  const storage = openStorage(dataDir);
+  return { storage, config, profiles: profilesOf(config), clock: systemClock, crypto, digest: nodeDigest };
+}
+
+/** Runs a verb with the data directory's storage, and closes it whatever happens. */
+async function withCore<T>(dataDir: string, run: (deps: ReturnType<typeof cliDeps>) => Promise<T>): Promise<T> {
+  const deps = cliDeps(dataDir);
+  try {
+    return await run(deps);
+  } finally {
+    await deps.storage.close();
+  }
+}
+
+const REASONS = Object.keys(REVOCATION_REASONS);
+
 const devices = program.command("devices").description("the fleet inventory");
 devices
   .command("list")
-  .description("list devices (ordered by id)")
+  .description("list devices: by id, or by expiry with --expiring-within")
   .option("--data <dir>", "data directory", DEFAULT_DATA)
   .addOption(new Option("--status <status>").choices(["pending", "active", "revoked", "decommissioned"]))
   .option("--profile <name>")
+  .option("--expiring-within <duration>", "only devices whose certificate expires within this, e.g. 7d", duration)
   .option("--after <id>", "continue after this device id")
-  .option("--limit <n>", "at most this many", positiveInt, 100)
+  .option("--cursor <cursor>", "continue where the previous page ended")
+  .option("--limit <n>", "at most this many (1-1000)", positiveInt, 100)
   .option("--json", "one JSON object per device and line")
-  .action(async (opts) => {
-    const storage = openStorage(opts.data);
-    try {
-      const rows = await storage.listDevices({
+  .action((opts) =>
+    withCore(opts.data, async (deps) => {
+      const page = await listDevices(deps, CLI_ACTOR, {
         status: opts.status as DeviceStatus | undefined,
         profile: opts.profile,
-        after: opts.after,
+        expiringWithin: opts.expiringWithin,
+        afterId: opts.after,
+        cursor: opts.cursor,
         limit: opts.limit,
       });
-      printDevices(rows, Boolean(opts.json));
-    } finally {
-      await storage.close();
-    }
-  });
+      printList(
+        page.items.map((d) => deviceView(d, deps.config.trustDomain)),
+        Boolean(opts.json),
+        DEVICE_COLUMNS,
+      );
+      printNextCursor(page.nextCursor);
+    }),
+  );
 devices
   .command("show")
-  .description("one device with its certificates and recent audit records")
+  .description("one device with its certificates, tokens and recent audit records")
   .argument("<id>")
   .option("--data <dir>", "data directory", DEFAULT_DATA)
   .option("--json", "one JSON object")
-  .action(async (id: string, opts) => {
-    const storage = openStorage(opts.data);
-    try {
-      const device = await storage.getDevice(id);
-      if (!device) {
-        process.stderr.write(`no device ${id}\n`);
-        process.exitCode = 1;
-        return;
-      }
-      const config = readConfig(opts.data);
-      printDevice(
-        {
-          device,
-          trustDomain: config.trustDomain,
-          certificates: await storage.listCertificates(id),
-          tokens: await storage.listTokens(id),
-          audit: await storage.listAudit({ deviceId: id, limit: 20 }),
-        },
-        Boolean(opts.json),
-      );
-    } finally {
-      await storage.close();
-    }
-  });
+  .action((id: string, opts) =>
+    withCore(opts.data, async (deps) => {
+      const detail = await showDevice(deps, CLI_ACTOR, id);
+      printDevice(deviceDetailView(detail, deps.config.trustDomain, deps.clock.now()), Boolean(opts.json));
+    }),
+  );
+for (const verb of ["revoke", "decommission"] as const) {
+  devices
+    .command(verb)
+    .description(
+      verb === "revoke"
+        ? "revoke a device: all its unexpired certificates, unused tokens and its IDevID, in one step"
+        : "retire a device: revoked like `revoke`, recorded as decommissioned",
+    )
+    .argument("<id>")
+    .option("--data <dir>", "data directory", DEFAULT_DATA)
+    .addOption(
+      new Option("--reason <reason>", "RFC 5280 reason")
+        .choices(REASONS)
+        .default(verb === "revoke" ? "unspecified" : "cessationOfOperation"),
+    )
+    .option("--json", "one JSON object")
+    .action((id: string, opts) =>
+      withCore(opts.data, async (deps) => {
+        const r = await revokeDevice(deps, {
+          deviceId: id,
+          reason: opts.reason as RevocationReason,
+          status: verb === "revoke" ? "revoked" : "decommissioned",
+          actor: CLI_ACTOR,
+        });
+        if (opts.json)
+          printObject({ device: deviceView(r.device, deps.config.trustDomain), revokedSerials: r.serials }, true);
+        else
+          process.stdout.write(
+            `${r.device.id} ${r.device.status}; certificates revoked: ${r.serials.join(", ") || "none"}\n`,
+          );
+      }),
+    );
+}
 
-program.parseAsync(process.argv).catch((err: Error) => {
-  process.stderr.write(`edgeid: ${err.message}\n`);
+const certs = program.command("certs").description("issued certificates");
+certs
+  .command("show")
+  .argument("<serial>", "hex serial number")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .option("--json", "one JSON object")
+  .action((serial: string, opts) =>
+    withCore(opts.data, async (deps) =>
+      printObject(certificateView(await getCertificate(deps, CLI_ACTOR, serial)), Boolean(opts.json)),
+    ),
+  );
+certs
+  .command("revoke")
+  .description("revoke one certificate (the device keeps its status)")
+  .argument("<serial>", "hex serial number")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .addOption(new Option("--reason <reason>", "RFC 5280 reason").choices(REASONS).default("unspecified"))
+  .option("--json", "one JSON object")
+  .action((serial: string, opts) =>
+    withCore(opts.data, async (deps) => {
+      const cert = await revokeCertificate(deps, { serial, reason: opts.reason as RevocationReason, actor: CLI_ACTOR });
+      printObject(certificateView(cert), Boolean(opts.json));
+    }),
+  );
+
+token
+  .command("list")
+  .description("bootstrap tokens (never their secrets)")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .option("--device <id>")
+  .addOption(new Option("--state <state>").choices(["unused", "used", "revoked", "expired"]))
+  .option("--cursor <cursor>")
+  .option("--limit <n>", "at most this many (1-1000)", positiveInt, 100)
+  .option("--json", "one JSON object per token and line")
+  .action((opts) =>
+    withCore(opts.data, async (deps) => {
+      const page = await listTokens(deps, CLI_ACTOR, {
+        deviceId: opts.device,
+        state: opts.state,
+        cursor: opts.cursor,
+        limit: opts.limit,
+      });
+      const now = deps.clock.now();
+      printList(
+        page.items.map((t) => tokenView(t, now)),
+        Boolean(opts.json),
+        TOKEN_COLUMNS,
+      );
+      printNextCursor(page.nextCursor);
+    }),
+  );
+token
+  .command("revoke")
+  .argument("<token-id>", "tok_…")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .option("--json", "one JSON object")
+  .action((id: string, opts) =>
+    withCore(opts.data, async (deps) =>
+      printObject(tokenView(await revokeToken(deps, CLI_ACTOR, id), deps.clock.now()), Boolean(opts.json)),
+    ),
+  );
+
+const enrollments = program
+  .command("enrollments")
+  .description("enrollment requests waiting for approval (profiles with approval: manual)");
+enrollments
+  .command("list")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .addOption(new Option("--status <status>").choices(["pending", "approved", "rejected", "issued"]).default("pending"))
+  .option("--cursor <cursor>")
+  .option("--limit <n>", "at most this many (1-1000)", positiveInt, 100)
+  .option("--json", "one JSON object per request and line")
+  .action((opts) =>
+    withCore(opts.data, async (deps) => {
+      const page = await listEnrollments(deps, CLI_ACTOR, {
+        status: opts.status,
+        cursor: opts.cursor,
+        limit: opts.limit,
+      });
+      printList(page.items.map(enrollmentView), Boolean(opts.json), ENROLLMENT_COLUMNS);
+      printNextCursor(page.nextCursor);
+    }),
+  );
+for (const decision of ["approve", "reject"] as const) {
+  enrollments
+    .command(decision)
+    .argument("<request-id>", "enr_…")
+    .option("--data <dir>", "data directory", DEFAULT_DATA)
+    .option("--reason <text>", "why (recorded, and told to the device on rejection)")
+    .option("--json", "one JSON object")
+    .action((id: string, opts) =>
+      withCore(opts.data, async (deps) =>
+        printObject(
+          enrollmentView(await decideEnrollment(deps, { id, decision, reason: opts.reason, actor: CLI_ACTOR })),
+          Boolean(opts.json),
+        ),
+      ),
+    );
+}
+
+const audit = program.command("audit").description("the hash-chained audit trail");
+audit
+  .command("list")
+  .description("audit records, newest first")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .option("--device <id>")
+  .option("--action <action>", "e.g. device.revoke, est.simpleenroll")
+  .option("--actor <actor>", "e.g. operator:op_…, device:dev-001, cli")
+  .option("--cursor <cursor>")
+  .option("--limit <n>", "at most this many (1-1000)", positiveInt, 50)
+  .option("--json", "one JSON object per record and line")
+  .action((opts) =>
+    withCore(opts.data, async (deps) => {
+      const page = await readAudit(deps, CLI_ACTOR, {
+        deviceId: opts.device,
+        action: opts.action,
+        actor: opts.actor,
+        cursor: opts.cursor,
+        limit: opts.limit,
+      });
+      printList(page.items.map(auditView), Boolean(opts.json), AUDIT_COLUMNS);
+      printNextCursor(page.nextCursor);
+    }),
+  );
+audit
+  .command("verify")
+  .description("check the hash chain from the first record to the newest; exit 1 at the first broken record")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .option("--json", "one JSON object")
+  .action((opts) =>
+    withCore(opts.data, async (deps) => {
+      const report = await verifyAuditChain(deps, CLI_ACTOR);
+      printChainReport(report, Boolean(opts.json));
+      if (!report.ok) process.exitCode = 1;
+    }),
+  );
+
+const operators = program.command("operators").description("operator API tokens and their roles");
+operators
+  .command("create")
+  .description("create an operator; prints its bearer token once")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .requiredOption("--name <name>")
+  .addOption(new Option("--role <role>").choices(["admin", "operator", "auditor"]).makeOptionMandatory())
+  .option("--ttl <duration>", "token lifetime, e.g. 90d (default: until revoked)", duration)
+  .option("--json", "one JSON object")
+  .action((opts) =>
+    withCore(opts.data, async (deps) => {
+      const r = await createOperator(deps, { name: opts.name, role: opts.role, ttl: opts.ttl, actor: CLI_ACTOR });
+      if (opts.json) printObject({ ...operatorView(r.operator), token: r.token }, true);
+      else process.stdout.write(`${r.operator.id} (${r.operator.role}) token, shown once: ${r.token}\n`);
+    }),
+  );
+operators
+  .command("list")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .option("--json", "one JSON object per operator and line")
+  .action((opts) =>
+    withCore(opts.data, async (deps) =>
+      printList((await listOperators(deps, CLI_ACTOR)).map(operatorView), Boolean(opts.json), OPERATOR_COLUMNS),
+    ),
+  );
+operators
+  .command("revoke")
+  .argument("<operator-id>", "op_…")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .option("--json", "one JSON object")
+  .action((id: string, opts) =>
+    withCore(opts.data, async (deps) =>
+      printObject(operatorView(await revokeOperator(deps, id, CLI_ACTOR)), Boolean(opts.json)),
+    ),
+  );
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const message = err instanceof AuthorityError ? err.publicMessage : (err as Error).message;
+  process.stderr.write(`edgeid: ${message}\n`);
   process.exit(1);
 });

@@ -1,99 +1,112 @@
-import { spiffeId } from "../authority/identity.ts";
-import type { CertificateRecord, DeviceRecord, StoredAuditEvent, TokenRecord } from "../ports/storage.ts";
+import type { z } from "@hono/zod-openapi";
+import type { ChainReport } from "../authority/audit-chain.ts";
+import type {
+  AuditEventSchema,
+  DeviceDetailSchema,
+  DeviceSchema,
+  EnrollmentSchema,
+  OperatorSchema,
+  TokenSchema,
+} from "../frontends/operator-api/views.ts";
 
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
+/**
+ * CLI output: with --json the operator API's JSON shapes (one object, or one per
+ * line for lists); otherwise short human-readable lines.
+ */
 
-export function deviceJson(d: DeviceRecord) {
-  return {
-    id: d.id,
-    profile: d.profile,
-    status: d.status,
-    currentSerial: d.currentSerial,
-    createdAt: iso(d.createdAt),
-    updatedAt: iso(d.updatedAt),
-    lastEnrolledAt: iso(d.lastEnrolledAt),
-  };
-}
+type Row = Record<string, unknown>;
+const out = (s: string) => process.stdout.write(s);
+const dash = (v: unknown) => (v === null || v === undefined ? "-" : String(v));
 
-export function certificateJson(c: CertificateRecord) {
-  return {
-    serial: c.serial,
-    status: c.status,
-    profile: c.profile,
-    keyType: c.keyType,
-    notBefore: iso(c.notBefore),
-    notAfter: iso(c.notAfter),
-    fingerprint: c.fingerprint,
-    method: c.method,
-    replacesSerial: c.replacesSerial,
-    issuedAt: iso(c.issuedAt),
-  };
-}
-
-/** Tokens without their secrets (only the hash is stored, and it is not shown either). */
-export function tokenJson(t: TokenRecord) {
-  return {
-    id: t.id,
-    profile: t.profile,
-    createdAt: iso(t.createdAt),
-    expiresAt: iso(t.expiresAt),
-    usedAt: iso(t.usedAt),
-    usedSerial: t.usedSerial,
-    revokedAt: iso(t.revokedAt),
-  };
-}
-
-export function printDevices(rows: DeviceRecord[], json: boolean): void {
+export function printList<T extends Row>(items: T[], json: boolean, columns: [string, keyof T, number][]): void {
   if (json) {
-    for (const d of rows) process.stdout.write(`${JSON.stringify(deviceJson(d))}\n`);
+    for (const item of items) out(`${JSON.stringify(item)}\n`);
     return;
   }
-  process.stdout.write(`${"ID".padEnd(24)} ${"STATUS".padEnd(10)} ${"PROFILE".padEnd(10)} LAST ENROLLED\n`);
-  for (const d of rows) {
-    process.stdout.write(
-      `${d.id.padEnd(24)} ${d.status.padEnd(10)} ${d.profile.padEnd(10)} ${iso(d.lastEnrolledAt) ?? "-"}\n`,
-    );
+  out(`${columns.map(([title, , width]) => title.padEnd(width)).join(" ")}\n`);
+  for (const item of items) out(`${columns.map(([, key, width]) => dash(item[key]).padEnd(width)).join(" ")}\n`);
+}
+
+export function printObject(value: Row, json: boolean): void {
+  if (json) {
+    out(`${JSON.stringify(value)}\n`);
+    return;
+  }
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== "object" || v === null) out(`${k.padEnd(16)} ${dash(v)}\n`);
   }
 }
 
-export function printDevice(
-  v: {
-    device: DeviceRecord;
-    trustDomain: string;
-    certificates: CertificateRecord[];
-    tokens: TokenRecord[];
-    audit: StoredAuditEvent[];
-  },
-  json: boolean,
-): void {
-  const out = {
-    ...deviceJson(v.device),
-    identity: spiffeId(v.trustDomain, v.device.id),
-    certificates: v.certificates.map(certificateJson),
-    tokens: v.tokens.map(tokenJson),
-    audit: v.audit.map((a) => ({
-      id: a.id,
-      at: iso(a.at),
-      actor: a.actor,
-      action: a.action,
-      outcome: a.outcome,
-      serial: a.serial,
-      detail: a.detail,
-    })),
-  };
+/** On stderr, so that stdout stays one JSON object per line. */
+export function printNextCursor(cursor: string | null): void {
+  if (cursor) process.stderr.write(`more: --cursor ${cursor}\n`);
+}
+
+export const DEVICE_COLUMNS: [string, keyof z.infer<typeof DeviceSchema>, number][] = [
+  ["ID", "id", 24],
+  ["STATUS", "status", 14],
+  ["PROFILE", "profile", 10],
+  ["EXPIRES", "currentNotAfter", 24],
+  ["LAST ENROLLED", "lastEnrolledAt", 24],
+];
+
+export const TOKEN_COLUMNS: [string, keyof z.infer<typeof TokenSchema>, number][] = [
+  ["ID", "id", 18],
+  ["DEVICE", "deviceId", 24],
+  ["STATE", "state", 8],
+  ["PROFILE", "profile", 10],
+  ["EXPIRES", "expiresAt", 24],
+];
+
+export const ENROLLMENT_COLUMNS: [string, keyof z.infer<typeof EnrollmentSchema>, number][] = [
+  ["ID", "id", 18],
+  ["DEVICE", "deviceId", 24],
+  ["STATUS", "status", 9],
+  ["KEY", "keyType", 8],
+  ["REQUESTED", "createdAt", 24],
+  ["BY", "requestedBy", 24],
+];
+
+export const AUDIT_COLUMNS: [string, keyof z.infer<typeof AuditEventSchema>, number][] = [
+  ["ID", "id", 8],
+  ["AT", "at", 24],
+  ["ACTION", "action", 22],
+  ["OUTCOME", "outcome", 8],
+  ["DEVICE", "deviceId", 20],
+  ["ACTOR", "actor", 24],
+];
+
+export const OPERATOR_COLUMNS: [string, keyof z.infer<typeof OperatorSchema>, number][] = [
+  ["ID", "id", 16],
+  ["NAME", "name", 16],
+  ["ROLE", "role", 9],
+  ["EXPIRES", "expiresAt", 24],
+  ["REVOKED", "revokedAt", 24],
+];
+
+export function printDevice(d: z.infer<typeof DeviceDetailSchema>, json: boolean): void {
   if (json) {
-    process.stdout.write(`${JSON.stringify(out)}\n`);
+    out(`${JSON.stringify(d)}\n`);
     return;
   }
-  process.stdout.write(
-    `device    ${out.id}\nidentity  ${out.identity}\nstatus    ${out.status}\nprofile   ${out.profile}\n` +
-      `current   ${out.currentSerial ?? "-"}\nenrolled  ${out.lastEnrolledAt ?? "-"}\n\ncertificates:\n`,
+  out(
+    `device    ${d.id}\nidentity  ${d.identity}\nstatus    ${d.status}\nprofile   ${d.profile}\n` +
+      `current   ${dash(d.currentSerial)} (expires ${dash(d.currentNotAfter)})\nenrolled  ${dash(d.lastEnrolledAt)}\n`,
   );
-  for (const c of out.certificates) {
-    process.stdout.write(
-      `  ${c.serial}  ${c.status.padEnd(7)} ${c.keyType.padEnd(8)} ${c.notBefore} .. ${c.notAfter}  ${c.method}\n`,
-    );
+  if (d.idevid) out(`idevid    ${d.idevid.subject}${d.idevid.revokedAt ? " (revoked)" : ""}\n`);
+  out("\ncertificates:\n");
+  for (const c of d.certificates) {
+    out(`  ${c.serial}  ${c.status.padEnd(7)} ${c.keyType.padEnd(8)} ${c.notBefore} .. ${c.notAfter}  ${c.method}\n`);
   }
-  process.stdout.write("\nrecent audit:\n");
-  for (const a of out.audit) process.stdout.write(`  ${a.at}  ${a.action}  ${a.outcome}  ${a.actor}\n`);
+  out("\nrecent audit:\n");
+  for (const a of d.audit) out(`  ${a.at}  ${a.action}  ${a.outcome}  ${a.actor}\n`);
+}
+
+export function printChainReport(r: ChainReport, json: boolean): void {
+  if (json) {
+    out(`${JSON.stringify(r)}\n`);
+    return;
+  }
+  if (r.ok) out(`audit chain intact: ${r.records} records, head ${dash(r.head)} (record ${dash(r.lastId)})\n`);
+  else out(`audit chain BROKEN at record ${r.broken?.id}: ${r.broken?.problem}\n(${r.records} records read)\n`);
 }

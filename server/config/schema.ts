@@ -43,6 +43,13 @@ export const profileSchema = z
       .default(["clientAuth"]),
     /** RFC 7030 §4.2.2 allows reusing the key; the device profile does not. */
     requireNewKeyOnReenroll: z.boolean().default(true),
+    /**
+     * "manual": simpleenroll answers 202 + Retry-After until an operator approves the
+     * request; the device's next retry gets the certificate (RFC 7030 §4.2.3).
+     */
+    approval: z.enum(["auto", "manual"]).default("auto"),
+    /** Retry-After while an enrollment waits for approval. */
+    retryAfter: duration.default(60),
     /** Zero-touch first boot with a manufacturer certificate (IDevID). */
     idevid: z
       .object({
@@ -81,6 +88,17 @@ export const configSchema = z.object({
     .object({
       defaultTtl: duration.default(24 * 3600),
       maxTtl: duration.default(90 * 86400),
+    })
+    .prefault({}),
+  /** Revocation status: CRL and OCSP (RFC 5280 §5, RFC 6960). */
+  revocation: z
+    .object({
+      /** nextUpdate − thisUpdate of each CRL; a new CRL is published at half of it, and on every revocation. */
+      crlValidity: duration.default(24 * 3600),
+      /** nextUpdate − thisUpdate of OCSP responses; cached responses are re-signed at half of it. */
+      ocspValidity: duration.default(3600),
+      /** Milliseconds between checks for revocations made by other processes (the CLI). */
+      pollMs: z.number().int().min(50).max(60_000).default(500),
     })
     .prefault({}),
   profiles: z

@@ -21,6 +21,7 @@ import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
 import type { AuthorityDeps } from "../authority/deps.ts";
+import { RevocationResponders, type Scheduler } from "../authority/responders.ts";
 import { type Config, profilesOf } from "../config/schema.ts";
 import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
 import { pemCertificates } from "../pki/pem.ts";
@@ -39,8 +40,18 @@ export interface RunningServer {
   config: Config;
   server: Server;
   storage: SqliteStorage;
+  responders: RevocationResponders;
   close(): Promise<void>;
 }
+
+/** Poll timers that do not keep the process alive. */
+const nodeScheduler: Scheduler = {
+  every(ms, run) {
+    const timer = setInterval(run, ms);
+    timer.unref();
+    return { cancel: () => clearInterval(timer) };
+  },
+};
 
 const TLS_RENEWAL_CHECK_MS = 12 * 3600_000;
 
@@ -140,9 +151,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     publicUrl: config.publicUrl ?? url,
     idevidAnchors,
   };
+  const responders = new RevocationResponders(deps);
+  deps.onRevocation = () => responders.revoked();
+  await responders.start(nodeScheduler);
   const log = opts.logger;
   const app = createApp({
     authority: new Authority(deps),
+    responders,
     peer: nodePeer,
     logger: {
       request: (entry) => log.info(entry, "request"),
@@ -156,9 +171,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     config,
     server,
     storage,
+    responders,
     close: () =>
       new Promise<void>((resolve) => {
         clearInterval(renewal);
+        responders.stop();
         server.close(() => {
           void Promise.allSettled([storage.close(), verifier.close()]).then(() => resolve());
         });

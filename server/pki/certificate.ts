@@ -111,8 +111,9 @@ export async function buildCertificate(fields: CertificateFields, signer: Certif
   return new Uint8Array(AsnConvert.serialize(cert));
 }
 
+/** An ArrayBuffer holding exactly these bytes (a pooled view's .buffer is the whole pool). */
 function bufferOf(bytes: Uint8Array): ArrayBuffer {
-  return bytes.slice().buffer;
+  return Uint8Array.prototype.slice.call(bytes).buffer as ArrayBuffer;
 }
 
 function extension(extnID: string, critical: boolean, value: unknown): Extension {

@@ -43,3 +43,17 @@ export const pkcs_9_at_extensionRequest = "1.2.840.113549.1.9.14";
 // RFC 5652 content types
 export const id_data = "1.2.840.113549.1.7.1";
 export const id_signedData = "1.2.840.113549.1.7.2";
+
+// RFC 5280 §5.2 / §5.3 CRL and CRL entry extensions
+export const id_ce_cRLNumber = "2.5.29.20";
+export const id_ce_cRLReasons = "2.5.29.21";
+
+// RFC 6960 OCSP
+export const id_pkix_ocsp_basic = "1.3.6.1.5.5.7.48.1.1";
+export const id_pkix_ocsp_nonce = "1.3.6.1.5.5.7.48.1.2";
+export const id_pkix_ocsp_nocheck = "1.3.6.1.5.5.7.48.1.5";
+export const id_kp_OCSPSigning = "1.3.6.1.5.5.7.3.9";
+
+// RFC 3279 / RFC 5754 hash algorithms (OCSP CertID)
+export const id_sha1 = "1.3.14.3.2.26";
+export const id_sha256 = "2.16.840.1.101.3.4.2.1";

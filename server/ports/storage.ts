@@ -21,6 +21,8 @@ export interface DeviceRecord {
   updatedAt: Date;
   lastEnrolledAt: Date | null;
   currentSerial: string | null;
+  /** notAfter of the current certificate. */
+  currentNotAfter: Date | null;
 }
 
 export interface CertificateRecord {
@@ -65,6 +67,7 @@ export interface IdevidBinding {
   fingerprint: string;
   subject: string;
   boundAt: Date;
+  revokedAt: Date | null;
 }
 
 export interface OperatorRecord {
@@ -73,10 +76,56 @@ export interface OperatorRecord {
   role: OperatorRole;
   tokenHash: string;
   createdAt: Date;
+  expiresAt: Date | null;
   revokedAt: Date | null;
+  createdBy: string | null;
 }
 
-export type AuditOutcome = "success" | "denied" | "error";
+export type PendingStatus = "pending" | "approved" | "rejected" | "issued";
+
+/** An enrollment waiting for an operator (RFC 7030 §4.2.3). */
+export interface PendingEnrollment {
+  id: string;
+  deviceId: string;
+  profile: string;
+  csr: Uint8Array;
+  keyFingerprint: string;
+  keyType: string;
+  status: PendingStatus;
+  method: "token" | "idevid";
+  requestedBy: string;
+  tokenId: string | null;
+  remote: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  decidedAt: Date | null;
+  decidedBy: string | null;
+  decisionReason: string | null;
+  serial: string | null;
+}
+
+/** One entry of the revocation feed (CRL and OCSP caches follow it by seq). */
+export interface RevocationEntry {
+  seq: number;
+  serial: string;
+  issuer: string;
+  deviceId: string;
+  revokedAt: Date;
+  reason: number | null;
+  notAfter: Date;
+}
+
+/** What OCSP needs to know about a serial. */
+export interface CertificateStatusRecord {
+  serial: string;
+  issuer: string;
+  status: CertificateStatus;
+  revokedAt: Date | null;
+  revocationReason: number | null;
+  notAfter: Date;
+}
+
+export type AuditOutcome = "success" | "denied" | "pending" | "error";
 
 export interface AuditEvent {
   at: Date;
@@ -95,6 +144,22 @@ export interface StoredAuditEvent extends AuditEvent {
   id: number;
 }
 
+/** An audit row exactly as stored, for checking the hash chain. */
+export interface AuditChainRow {
+  id: number;
+  at: number;
+  actor: string;
+  action: string;
+  outcome: string;
+  deviceId: string | null;
+  serial: string | null;
+  remote: string | null;
+  /** The stored JSON text. */
+  detail: string | null;
+  prevHash: string | null;
+  hash: string | null;
+}
+
 export type Write =
   | { kind: "upsertDevice"; device: DeviceRecord }
   | { kind: "insertCertificate"; certificate: CertificateRecord }
@@ -102,6 +167,25 @@ export type Write =
   | { kind: "insertToken"; token: TokenRecord }
   | { kind: "bindIdevid"; binding: IdevidBinding }
   | { kind: "insertOperator"; operator: OperatorRecord }
+  | { kind: "revokeOperator"; operatorId: string; at: Date }
+  /**
+   * Revokes every unexpired valid certificate of the device, voids its unused tokens
+   * and its IDevID binding, closes its open enrollment requests and sets its status.
+   */
+  | { kind: "revokeDevice"; deviceId: string; at: Date; reason: number | null; status: "revoked" | "decommissioned" }
+  | { kind: "revokeCertificate"; serial: string; at: Date; reason: number | null }
+  | { kind: "revokeToken"; tokenId: string; at: Date }
+  | { kind: "insertPending"; pending: PendingEnrollment }
+  | {
+      kind: "decidePending";
+      id: string;
+      from: PendingStatus;
+      status: PendingStatus;
+      at: Date;
+      by: string | null;
+      reason: string | null;
+      serial: string | null;
+    }
   | { kind: "audit"; event: AuditEvent };
 
 /** Thrown by `apply` when a uniqueness constraint refused the write set. */
@@ -118,8 +202,32 @@ export class StorageConflictError extends Error {
 export interface DeviceQuery {
   status?: DeviceStatus;
   profile?: string;
-  /** Keyset pagination: ids strictly after this one. */
+  /**
+   * Only devices whose current certificate expires before this time; the list is then
+   * ordered by (expiry, id) instead of id.
+   */
+  expiringBefore?: Date;
+  /** Keyset pagination: strictly after this device (and, with expiringBefore, its expiry). */
+  after?: { id: string; notAfter?: number };
+  limit: number;
+}
+
+export interface TokenQuery {
+  deviceId?: string;
+  /** unused: neither used, revoked nor expired at `now`. */
+  state?: "unused" | "used" | "revoked" | "expired";
+  now: Date;
+  /** Keyset pagination by token id. */
   after?: string;
+  limit: number;
+}
+
+export interface AuditQuery {
+  deviceId?: string;
+  actor?: string;
+  action?: string;
+  /** Newest first; only ids strictly below this one. */
+  before?: number;
   limit: number;
 }
 
@@ -129,15 +237,33 @@ export interface Storage {
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;
   getCertificateByFingerprint(fingerprint: string): Promise<CertificateRecord | undefined>;
   listCertificates(deviceId: string): Promise<CertificateRecord[]>;
-  /** Certificates for one public key (by SPKI SHA-256), at most `limit`. */
   /** Devices holding a certificate for this public key (SHA-256 of the SPKI), at most `limit`. */
   listKeyHolders(keyFingerprint: string, limit: number): Promise<string[]>;
   getTokenByHash(hash: string): Promise<TokenRecord | undefined>;
   listTokens(deviceId: string): Promise<TokenRecord[]>;
   getIdevidBinding(deviceId: string): Promise<IdevidBinding | undefined>;
   getIdevidBindingByFingerprint(fingerprint: string): Promise<IdevidBinding | undefined>;
+  getOperator(id: string): Promise<OperatorRecord | undefined>;
   getOperatorByTokenHash(hash: string): Promise<OperatorRecord | undefined>;
-  listAudit(query: { deviceId?: string; limit: number }): Promise<StoredAuditEvent[]>;
+  listOperators(): Promise<OperatorRecord[]>;
+  getToken(id: string): Promise<TokenRecord | undefined>;
+  queryTokens(query: TokenQuery): Promise<TokenRecord[]>;
+  countDevicesByStatus(): Promise<Record<DeviceStatus, number>>;
+  getPending(id: string): Promise<PendingEnrollment | undefined>;
+  /** The latest request for this device and key that is not finished (pending, approved or rejected). */
+  findPending(deviceId: string, keyFingerprint: string): Promise<PendingEnrollment | undefined>;
+  listPending(query: { status?: PendingStatus; after?: string; limit: number }): Promise<PendingEnrollment[]>;
+  /** What OCSP answers from: the status of one serial. */
+  getCertificateStatus(serial: string): Promise<CertificateStatusRecord | undefined>;
+  /** The revocation feed after `seq`, oldest first, at most `limit`, certificates expiring after `notAfter` only. */
+  revocationsSince(seq: number, notAfter: Date, limit: number): Promise<RevocationEntry[]>;
+  /** The newest seq of the revocation feed (0 when empty): a cheap change check. */
+  lastRevocationSeq(): Promise<number>;
+  /** Allocates the next CRL number of an issuing CA (a write of its own, outside any write set). */
+  nextCrlNumber(issuer: string): Promise<bigint>;
+  listAudit(query: AuditQuery): Promise<StoredAuditEvent[]>;
+  /** Raw audit rows in id order after `afterId`, for verifying the hash chain. */
+  auditChain(afterId: number, limit: number): Promise<AuditChainRow[]>;
   /** Applies every write or none. */
   apply(writes: readonly Write[]): Promise<void>;
 }

@@ -13,6 +13,7 @@ describe("EST frontend", () => {
     h = await harness();
     app = createApp({
       authority: h.authority,
+      responders: h.responders,
       peer: () => ({ remoteAddress: "192.0.2.1" }),
       logger: { request: (e) => logged.push(e), error: () => undefined },
     });

@@ -37,6 +37,7 @@ const device = (id: string): Write => ({
     updatedAt: T0,
     lastEnrolledAt: null,
     currentSerial: null,
+    currentNotAfter: null,
   } satisfies DeviceRecord,
 });
 

@@ -7,6 +7,7 @@ import { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
 import { WebCryptoEcdsaSigner } from "../../server/adapters/webcrypto-signer.ts";
 import { Authority } from "../../server/authority/authority.ts";
 import type { AuthorityDeps, IssuingCa } from "../../server/authority/deps.ts";
+import { RevocationResponders } from "../../server/authority/responders.ts";
 import { type ConfigInput, parseConfig, profilesOf } from "../../server/config/schema.ts";
 import { buildCaHierarchy } from "../../server/pki/ca-hierarchy.ts";
 import { encodeName, readCertificate } from "../../server/pki/certificate.ts";
@@ -75,6 +76,7 @@ export async function makeTestCa(now = T0, label = "Test"): Promise<TestCa> {
 
 export interface Harness {
   authority: Authority;
+  responders: RevocationResponders;
   deps: AuthorityDeps;
   storage: SqliteStorage;
   clock: ManualClock;
@@ -115,8 +117,12 @@ export async function harness(
       [...(opts.idevidAnchors ?? new Map<string, Uint8Array[]>())].map(([k, v]) => [k, v.map(readCertificate)]),
     ),
   };
+  const responders = new RevocationResponders(deps);
+  deps.onRevocation = () => responders.revoked();
+  await responders.start();
   return {
     authority: new Authority(deps),
+    responders,
     deps,
     storage,
     clock,

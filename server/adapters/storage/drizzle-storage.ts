@@ -1,12 +1,19 @@
 import {
   and,
   asc,
+  count,
   desc,
   eq,
   getTableColumns,
   getTableName,
   gt,
   is,
+  isNotNull,
+  isNull,
+  lt,
+  lte,
+  max,
+  or,
   Placeholder,
   type SQL,
   sql,
@@ -14,12 +21,20 @@ import {
 } from "drizzle-orm";
 import type { BaseSQLiteDatabase, SQLiteColumn, SQLiteTable } from "drizzle-orm/sqlite-core";
 import type {
+  AuditChainRow,
+  AuditQuery,
   CertificateRecord,
+  CertificateStatusRecord,
   DeviceQuery,
   DeviceRecord,
+  DeviceStatus,
   IdevidBinding,
   OperatorRecord,
+  PendingEnrollment,
+  PendingStatus,
+  RevocationEntry,
   StoredAuditEvent,
+  TokenQuery,
   TokenRecord,
   Write,
 } from "../../ports/storage.ts";
@@ -28,9 +43,12 @@ import {
   auditEvents,
   bootstrapTokens,
   certificates,
+  crlNumbers,
   devices,
   idevidBindings,
   operators,
+  pendingEnrollments,
+  revocations,
   type schema,
 } from "./schema.ts";
 import type { CompiledWrite } from "./sqlite-batch.mjs";
@@ -63,10 +81,27 @@ export class DrizzleReaders {
   }
 
   async listDevices(q: DeviceQuery): Promise<DeviceRecord[]> {
-    const conds: SQL[] = [];
+    const conds: (SQL | undefined)[] = [];
     if (q.status) conds.push(eq(devices.status, q.status));
     if (q.profile) conds.push(eq(devices.profile, q.profile));
-    if (q.after) conds.push(gt(devices.id, q.after));
+    if (q.expiringBefore) {
+      // Ordered by (expiry, id) on devices_not_after_id: a keyset page is one index range.
+      conds.push(isNotNull(devices.currentNotAfter), lt(devices.currentNotAfter, q.expiringBefore));
+      if (q.after?.notAfter !== undefined) {
+        const at = new Date(q.after.notAfter);
+        conds.push(
+          or(gt(devices.currentNotAfter, at), and(eq(devices.currentNotAfter, at), gt(devices.id, q.after.id))),
+        );
+      }
+      return this.db
+        .select()
+        .from(devices)
+        .where(and(...conds))
+        .orderBy(asc(devices.currentNotAfter), asc(devices.id))
+        .limit(q.limit)
+        .all();
+    }
+    if (q.after) conds.push(gt(devices.id, q.after.id));
     return this.db
       .select()
       .from(devices)
@@ -74,6 +109,17 @@ export class DrizzleReaders {
       .orderBy(asc(devices.id))
       .limit(q.limit)
       .all();
+  }
+
+  async countDevicesByStatus(): Promise<Record<DeviceStatus, number>> {
+    const rows = await this.db
+      .select({ status: devices.status, n: count() })
+      .from(devices)
+      .groupBy(devices.status)
+      .all();
+    const out: Record<DeviceStatus, number> = { pending: 0, active: 0, revoked: 0, decommissioned: 0 };
+    for (const r of rows as { status: DeviceStatus; n: number }[]) out[r.status] = r.n;
+    return out;
   }
 
   async getCertificate(serial: string): Promise<CertificateRecord | undefined> {
@@ -129,68 +175,202 @@ export class DrizzleReaders {
     return this.findOne(idevidBindings, idevidBindings.fingerprint, fingerprint);
   }
 
+  async getOperator(id: string): Promise<OperatorRecord | undefined> {
+    return this.findOne(operators, operators.id, id);
+  }
+
   async getOperatorByTokenHash(hash: string): Promise<OperatorRecord | undefined> {
     return this.findOne(operators, operators.tokenHash, hash);
   }
 
-  async listAudit(q: { deviceId?: string; limit: number }): Promise<StoredAuditEvent[]> {
+  async listOperators(): Promise<OperatorRecord[]> {
+    return this.db.select().from(operators).orderBy(asc(operators.createdAt)).all();
+  }
+
+  async getToken(id: string): Promise<TokenRecord | undefined> {
+    return this.findOne(bootstrapTokens, bootstrapTokens.id, id);
+  }
+
+  async queryTokens(q: TokenQuery): Promise<TokenRecord[]> {
+    const conds: (SQL | undefined)[] = [];
+    if (q.deviceId) conds.push(eq(bootstrapTokens.deviceId, q.deviceId));
+    if (q.after) conds.push(gt(bootstrapTokens.id, q.after));
+    switch (q.state) {
+      case "unused":
+        conds.push(
+          isNull(bootstrapTokens.usedAt),
+          isNull(bootstrapTokens.revokedAt),
+          gt(bootstrapTokens.expiresAt, q.now),
+        );
+        break;
+      case "used":
+        conds.push(isNotNull(bootstrapTokens.usedAt));
+        break;
+      case "revoked":
+        conds.push(isNotNull(bootstrapTokens.revokedAt));
+        break;
+      case "expired":
+        conds.push(isNull(bootstrapTokens.usedAt), lte(bootstrapTokens.expiresAt, q.now));
+        break;
+    }
+    return this.db
+      .select()
+      .from(bootstrapTokens)
+      .where(conds.length ? and(...conds) : undefined)
+      .orderBy(asc(bootstrapTokens.id))
+      .limit(q.limit)
+      .all();
+  }
+
+  async getPending(id: string): Promise<PendingEnrollment | undefined> {
+    const row = await this.findOne<PendingRow>(pendingEnrollments, pendingEnrollments.id, id);
+    return row && toPending(row);
+  }
+
+  async findPending(deviceId: string, keyFingerprint: string): Promise<PendingEnrollment | undefined> {
+    const row = await this.db
+      .select()
+      .from(pendingEnrollments)
+      .where(
+        and(
+          eq(pendingEnrollments.deviceId, deviceId),
+          eq(pendingEnrollments.keyFingerprint, keyFingerprint),
+          sql`${pendingEnrollments.status} in ('pending', 'approved', 'rejected')`,
+        ),
+      )
+      .orderBy(desc(pendingEnrollments.createdAt))
+      .limit(1)
+      .get();
+    return row && toPending(row as PendingRow);
+  }
+
+  async listPending(q: { status?: PendingStatus; after?: string; limit: number }): Promise<PendingEnrollment[]> {
+    const conds: (SQL | undefined)[] = [];
+    if (q.status) conds.push(eq(pendingEnrollments.status, q.status));
+    if (q.after) conds.push(gt(pendingEnrollments.id, q.after));
+    const rows = await this.db
+      .select()
+      .from(pendingEnrollments)
+      .where(conds.length ? and(...conds) : undefined)
+      .orderBy(asc(pendingEnrollments.id))
+      .limit(q.limit)
+      .all();
+    return rows.map((r: PendingRow) => toPending(r));
+  }
+
+  async getCertificateStatus(serial: string): Promise<CertificateStatusRecord | undefined> {
+    const q = this.prepared("certificateStatus", () =>
+      this.db
+        .select({
+          serial: certificates.serial,
+          issuer: certificates.issuer,
+          status: certificates.status,
+          revokedAt: certificates.revokedAt,
+          revocationReason: certificates.revocationReason,
+          notAfter: certificates.notAfter,
+        })
+        .from(certificates)
+        .where(eq(certificates.serial, sql.placeholder("serial"))),
+    );
+    return (await q.get({ serial })) as CertificateStatusRecord | undefined;
+  }
+
+  async revocationsSince(seq: number, notAfter: Date, limit: number): Promise<RevocationEntry[]> {
+    return this.db
+      .select()
+      .from(revocations)
+      .where(and(gt(revocations.seq, seq), gt(revocations.notAfter, notAfter)))
+      .orderBy(asc(revocations.seq))
+      .limit(limit)
+      .all();
+  }
+
+  async lastRevocationSeq(): Promise<number> {
+    const q = this.prepared("lastRevocationSeq", () => this.db.select({ seq: max(revocations.seq) }).from(revocations));
+    const row = (await q.get()) as { seq: number | null } | undefined;
+    return row?.seq ?? 0;
+  }
+
+  async nextCrlNumber(issuer: string): Promise<bigint> {
+    const row = await this.db
+      .insert(crlNumbers)
+      .values({ issuer, number: 1 })
+      .onConflictDoUpdate({ target: crlNumbers.issuer, set: { number: sql`${crlNumbers.number} + 1` } })
+      .returning({ number: crlNumbers.number })
+      .get();
+    return BigInt((row as { number: number }).number);
+  }
+
+  async listAudit(q: AuditQuery): Promise<StoredAuditEvent[]> {
+    const conds: (SQL | undefined)[] = [];
+    if (q.deviceId) conds.push(eq(auditEvents.deviceId, q.deviceId));
+    if (q.actor) conds.push(eq(auditEvents.actor, q.actor));
+    if (q.action) conds.push(eq(auditEvents.action, q.action));
+    if (q.before !== undefined) conds.push(lt(auditEvents.id, q.before));
     const rows = await this.db
       .select()
       .from(auditEvents)
-      .where(q.deviceId ? eq(auditEvents.deviceId, q.deviceId) : undefined)
+      .where(conds.length ? and(...conds) : undefined)
       .orderBy(desc(auditEvents.id))
       .limit(q.limit)
       .all();
-    return rows.map((r: typeof auditEvents.$inferSelect) => ({ ...r, detail: r.detail ?? undefined }));
+    return rows.map(({ prevHash: _p, hash: _h, ...r }: typeof auditEvents.$inferSelect) => ({
+      ...r,
+      detail: r.detail ?? undefined,
+    }));
+  }
+
+  async auditChain(afterId: number, limit: number): Promise<AuditChainRow[]> {
+    // Raw column values: the chain is over the stored text, not its parsed form.
+    const q = this.prepared("auditChain", () =>
+      this.db
+        .select({
+          id: auditEvents.id,
+          at: sql<number>`${auditEvents.at}`,
+          actor: auditEvents.actor,
+          action: auditEvents.action,
+          outcome: auditEvents.outcome,
+          deviceId: auditEvents.deviceId,
+          serial: auditEvents.serial,
+          remote: auditEvents.remote,
+          detail: sql<string | null>`${auditEvents.detail}`,
+          prevHash: auditEvents.prevHash,
+          hash: auditEvents.hash,
+        })
+        .from(auditEvents)
+        .where(gt(auditEvents.id, sql.placeholder("afterId")))
+        .orderBy(asc(auditEvents.id))
+        .limit(sql.placeholder("limit")),
+    );
+    return (await q.all({ afterId, limit })) as AuditChainRow[];
   }
 
   /**
-   * One write as SQL text with positional parameters, executed by the adapter inside
-   * its atomic unit (a better-sqlite3 transaction; a D1 batch takes the same form).
-   * The SQL of each kind is built by drizzle once; per write only the parameters are
+   * One write as SQL statements with positional parameters, executed by the adapter
+   * inside its atomic unit (a better-sqlite3 transaction; a D1 batch takes the same
+   * form). The SQL of each kind is built once; per write only the parameters are
    * filled in.
    */
-  protected statement(w: Write): CompiledWrite {
-    const template = this.writeTemplate(w.kind);
-    let values: Record<string, unknown>;
-    switch (w.kind) {
-      case "upsertDevice":
-        values = toDriver(devices, w.device);
-        break;
-      case "insertCertificate":
-        values = toDriver(certificates, { ...w.certificate, der: toBuffer(w.certificate.der) });
-        break;
-      case "redeemToken":
-        values = { tokenId: w.tokenId, at: w.at.getTime(), serial: w.serial };
-        break;
-      case "insertToken":
-        values = toDriver(bootstrapTokens, w.token);
-        break;
-      case "bindIdevid":
-        values = toDriver(idevidBindings, w.binding);
-        break;
-      case "insertOperator":
-        values = toDriver(operators, w.operator);
-        break;
-      case "audit":
-        values = toDriver(auditEvents, w.event);
-        break;
-    }
-    return { sql: template.sql, params: template.params.map((p) => (is(p, Placeholder) ? values[p.name] : p)) };
+  protected compile(w: Write): CompiledWrite[] {
+    const values = writeValues(w);
+    return this.writeTemplates(w.kind).map((t) => ({
+      sql: t.sql,
+      params: t.params.map((p) => (is(p, Placeholder) ? values[p.name] : p)),
+    }));
   }
 
-  private readonly templates = new Map<string, { sql: string; params: unknown[] }>();
+  private readonly templates = new Map<string, Template[]>();
 
-  private writeTemplate(kind: Write["kind"]): { sql: string; params: unknown[] } {
+  private writeTemplates(kind: Write["kind"]): Template[] {
     let t = this.templates.get(kind);
     if (!t) {
-      t = this.writeQuery(kind).toSQL();
+      t = RAW[kind] ?? [this.writeQuery(kind).toSQL()];
       this.templates.set(kind, t);
     }
     return t;
   }
 
-  private writeQuery(kind: Write["kind"]): { toSQL(): { sql: string; params: unknown[] } } {
+  private writeQuery(kind: Write["kind"]): { toSQL(): Template } {
     switch (kind) {
       case "upsertDevice": {
         const set: Record<string, SQL> = {};
@@ -212,11 +392,10 @@ export class DrizzleReaders {
         return this.db.insert(idevidBindings).values(placeholders(idevidBindings));
       case "insertOperator":
         return this.db.insert(operators).values(placeholders(operators));
-      case "audit": {
-        // The id is the table's own AUTOINCREMENT.
-        const { id: _id, ...columns } = placeholders(auditEvents);
-        return this.db.insert(auditEvents).values(columns);
-      }
+      case "insertPending":
+        return this.db.insert(pendingEnrollments).values(placeholders(pendingEnrollments));
+      default:
+        throw new Error(`no SQL for write ${kind}`);
     }
   }
 
@@ -278,4 +457,145 @@ export function asConflict(err: unknown): StorageConflictError | undefined {
     if (m) return new StorageConflictError(message, m[1] as string);
   }
   return undefined;
+}
+
+type Template = { sql: string; params: unknown[] };
+
+/** Hand-written SQL (with named parameters, in order) for the writes that touch many rows. */
+function raw(text: string, ...names: string[]): Template {
+  return { sql: text.replace(/\s+/g, " ").trim(), params: names.map((n) => sql.placeholder(n)) };
+}
+
+const AUDIT_FIELDS = ["at", "actor", "action", "outcome", "deviceId", "serial", "remote", "detail"];
+
+const REVOKED_CERTIFICATES_TO_FEED = `INSERT INTO revocations (serial, issuer, device_id, revoked_at, reason, not_after)
+  SELECT serial, issuer, device_id, ?, ?, not_after FROM certificates`;
+
+/**
+ * The writes that are conditional or set-based. Each touches only the rows of one
+ * device, token or certificate through an index, so its cost does not grow with the
+ * number of certificates already revoked.
+ */
+const RAW: Partial<Record<Write["kind"], Template[]>> = {
+  revokeDevice: [
+    raw(
+      `${REVOKED_CERTIFICATES_TO_FEED} WHERE device_id = ? AND status = 'valid' AND not_after > ?`,
+      "at",
+      "reason",
+      "deviceId",
+      "at",
+    ),
+    raw(
+      `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
+       WHERE device_id = ? AND status = 'valid' AND not_after > ?`,
+      "at",
+      "reason",
+      "deviceId",
+      "at",
+    ),
+    raw("UPDATE devices SET status = ?, updated_at = ? WHERE id = ?", "status", "at", "deviceId"),
+    raw(
+      "UPDATE bootstrap_tokens SET revoked_at = ? WHERE device_id = ? AND used_at IS NULL AND revoked_at IS NULL",
+      "at",
+      "deviceId",
+    ),
+    raw("UPDATE idevid_bindings SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL", "at", "deviceId"),
+    raw(
+      `UPDATE pending_enrollments SET status = 'rejected', updated_at = ?, decided_at = ?, decided_by = 'revocation',
+       decision_reason = 'the device was revoked' WHERE device_id = ? AND status IN ('pending', 'approved')`,
+      "at",
+      "at",
+      "deviceId",
+    ),
+  ],
+  revokeCertificate: [
+    raw(`${REVOKED_CERTIFICATES_TO_FEED} WHERE serial = ? AND status = 'valid'`, "at", "reason", "serial"),
+    raw(
+      "UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ? WHERE serial = ? AND status = 'valid'",
+      "at",
+      "reason",
+      "serial",
+    ),
+  ],
+  revokeToken: [
+    raw(
+      "UPDATE bootstrap_tokens SET revoked_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
+      "at",
+      "tokenId",
+    ),
+  ],
+  revokeOperator: [raw("UPDATE operators SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", "at", "operatorId")],
+  decidePending: [
+    raw(
+      `UPDATE pending_enrollments SET status = ?, updated_at = ?, decided_at = coalesce(decided_at, ?),
+       decided_by = coalesce(?, decided_by), decision_reason = coalesce(?, decision_reason), serial = coalesce(?, serial)
+       WHERE id = ? AND status = ?`,
+      "status",
+      "at",
+      "at",
+      "by",
+      "reason",
+      "serial",
+      "id",
+      "from",
+    ),
+  ],
+  // The hash chain: the previous record's hash is read inside the same transaction
+  // that appends, so concurrent writers (server, CLI) chain in commit order.
+  // edgeid_audit_hash is registered on every connection (sqlite-batch.mjs).
+  audit: [
+    raw(
+      `INSERT INTO audit_events (at, actor, action, outcome, device_id, serial, remote, detail, prev_hash, hash)
+       SELECT ?, ?, ?, ?, ?, ?, ?, ?, h.prev, edgeid_audit_hash(h.prev, ?, ?, ?, ?, ?, ?, ?, ?)
+       FROM (SELECT coalesce((SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1), '') AS prev) AS h`,
+      ...AUDIT_FIELDS,
+      ...AUDIT_FIELDS,
+    ),
+  ],
+};
+
+/** The parameters of one write, as driver values. */
+function writeValues(w: Write): Record<string, unknown> {
+  switch (w.kind) {
+    case "upsertDevice":
+      return toDriver(devices, w.device);
+    case "insertCertificate":
+      return toDriver(certificates, { ...w.certificate, der: toBuffer(w.certificate.der) });
+    case "redeemToken":
+      return { tokenId: w.tokenId, at: w.at.getTime(), serial: w.serial };
+    case "insertToken":
+      return toDriver(bootstrapTokens, w.token);
+    case "bindIdevid":
+      return toDriver(idevidBindings, w.binding);
+    case "insertOperator":
+      return toDriver(operators, w.operator);
+    case "revokeOperator":
+      return { operatorId: w.operatorId, at: w.at.getTime() };
+    case "revokeDevice":
+      return { deviceId: w.deviceId, at: w.at.getTime(), reason: w.reason, status: w.status };
+    case "revokeCertificate":
+      return { serial: w.serial, at: w.at.getTime(), reason: w.reason };
+    case "revokeToken":
+      return { tokenId: w.tokenId, at: w.at.getTime() };
+    case "insertPending":
+      return toDriver(pendingEnrollments, { ...w.pending, csr: toBuffer(w.pending.csr) });
+    case "decidePending":
+      return {
+        id: w.id,
+        from: w.from,
+        status: w.status,
+        at: w.at.getTime(),
+        by: w.by,
+        reason: w.reason,
+        serial: w.serial,
+      };
+    case "audit":
+      return toDriver(auditEvents, w.event);
+  }
+}
+
+type PendingRow = typeof pendingEnrollments.$inferSelect;
+
+function toPending(row: PendingRow): PendingEnrollment {
+  return { ...row, csr: new Uint8Array(row.csr.buffer, row.csr.byteOffset, row.csr.byteLength) };
 }

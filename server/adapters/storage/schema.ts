@@ -14,8 +14,14 @@ export const devices = sqliteTable(
     updatedAt: ms("updated_at").notNull(),
     lastEnrolledAt: ms("last_enrolled_at"),
     currentSerial: text("current_serial"),
+    /** notAfter of the current certificate, kept with it: "expiring within" is one index range. */
+    currentNotAfter: ms("current_not_after"),
   },
-  (t) => [index("devices_status_id").on(t.status, t.id), index("devices_profile_id").on(t.profile, t.id)],
+  (t) => [
+    index("devices_status_id").on(t.status, t.id),
+    index("devices_profile_id").on(t.profile, t.id),
+    index("devices_not_after_id").on(t.currentNotAfter, t.id),
+  ],
 );
 
 export const certificates = sqliteTable(
@@ -75,6 +81,8 @@ export const idevidBindings = sqliteTable(
     fingerprint: text("fingerprint").notNull(),
     subject: text("subject").notNull(),
     boundAt: ms("bound_at").notNull(),
+    /** Set when the device is revoked: this IDevID no longer bootstraps anything. */
+    revokedAt: ms("revoked_at"),
   },
   (t) => [uniqueIndex("idevid_bindings_fingerprint").on(t.fingerprint)],
 );
@@ -88,13 +96,50 @@ export const pendingEnrollments = sqliteTable(
     profile: text("profile").notNull(),
     csr: blob("csr", { mode: "buffer" }).notNull(),
     keyFingerprint: text("key_fingerprint").notNull(),
+    keyType: text("key_type").notNull(),
     status: text("status", { enum: ["pending", "approved", "rejected", "issued"] }).notNull(),
+    method: text("method", { enum: ["token", "idevid"] }).notNull(),
+    /** Who asked: "token:<id>" or "idevid:<fingerprint prefix>". */
+    requestedBy: text("requested_by").notNull(),
+    tokenId: text("token_id"),
+    remote: text("remote"),
     createdAt: ms("created_at").notNull(),
+    updatedAt: ms("updated_at").notNull(),
     decidedAt: ms("decided_at"),
     decidedBy: text("decided_by"),
+    decisionReason: text("decision_reason"),
+    serial: text("serial"),
   },
-  (t) => [index("pending_enrollments_device").on(t.deviceId, t.status)],
+  (t) => [
+    index("pending_enrollments_device").on(t.deviceId, t.status),
+    index("pending_enrollments_status_id").on(t.status, t.id),
+  ],
 );
+
+/**
+ * The revocation feed: one row per revoked certificate, in revocation order. The
+ * CRL and OCSP caches follow it by `seq` (in this process and in others, such as the
+ * CLI); `certificates.status` stays the record the EST checks read.
+ */
+export const revocations = sqliteTable(
+  "revocations",
+  {
+    seq: integer("seq").primaryKey({ autoIncrement: true }),
+    serial: text("serial").notNull(),
+    issuer: text("issuer").notNull(),
+    deviceId: text("device_id").notNull(),
+    revokedAt: ms("revoked_at").notNull(),
+    reason: integer("reason"),
+    notAfter: ms("not_after").notNull(),
+  },
+  (t) => [uniqueIndex("revocations_serial").on(t.serial), index("revocations_not_after").on(t.notAfter)],
+);
+
+/** The last CRL number used per issuing CA: CRL numbers only ever increase (RFC 5280 §5.2.3). */
+export const crlNumbers = sqliteTable("crl_numbers", {
+  issuer: text("issuer").primaryKey(),
+  number: integer("number").notNull(),
+});
 
 export const operators = sqliteTable(
   "operators",
@@ -104,7 +149,9 @@ export const operators = sqliteTable(
     role: text("role", { enum: ["admin", "operator", "auditor"] }).notNull(),
     tokenHash: text("token_hash").notNull(),
     createdAt: ms("created_at").notNull(),
+    expiresAt: ms("expires_at"),
     revokedAt: ms("revoked_at"),
+    createdBy: text("created_by"),
   },
   (t) => [uniqueIndex("operators_token_hash").on(t.tokenHash)],
 );
@@ -116,11 +163,14 @@ export const auditEvents = sqliteTable(
     at: ms("at").notNull(),
     actor: text("actor").notNull(),
     action: text("action").notNull(),
-    outcome: text("outcome", { enum: ["success", "denied", "error"] }).notNull(),
+    outcome: text("outcome", { enum: ["success", "denied", "pending", "error"] }).notNull(),
     deviceId: text("device_id"),
     serial: text("serial"),
     remote: text("remote"),
     detail: text("detail", { mode: "json" }).$type<Record<string, string | number | boolean | null>>(),
+    /** The hash chain (sqlite-batch.mjs auditHash): each record commits to the previous one. */
+    prevHash: text("prev_hash"),
+    hash: text("hash"),
   },
   (t) => [index("audit_events_device").on(t.deviceId, t.id), index("audit_events_at").on(t.at)],
 );
@@ -131,6 +181,8 @@ export const schema = {
   bootstrapTokens,
   idevidBindings,
   pendingEnrollments,
+  revocations,
+  crlNumbers,
   operators,
   auditEvents,
 };

@@ -12,3 +12,5 @@ export interface BatchFailure {
 
 export function commitBatch(db: Database.Database, sets: CompiledWrite[][]): (BatchFailure | null)[];
 export function configure(db: Database.Database): void;
+export function auditHash(fields: unknown[]): string;
+export function sealAuditRows(db: Database.Database): number;

@@ -2,6 +2,8 @@
 // (sqlite-storage.ts) and the writer thread (sqlite-writer.mjs). Plain JavaScript so
 // that a worker thread can load it without a TypeScript loader.
 
+import { createHash } from "node:crypto";
+
 /** Prepared statements by SQL text, per connection. */
 const caches = new WeakMap();
 
@@ -66,4 +68,38 @@ export function configure(db) {
   // Savepoint journals (the replay path) in memory, not in temp files.
   db.pragma("temp_store = MEMORY");
   db.pragma("foreign_keys = ON");
+  db.function("edgeid_audit_hash", { deterministic: true, varargs: true }, (...fields) => auditHash(fields));
+}
+
+/**
+ * The audit hash chain: SHA-256 (hex) of the JSON array [prevHash, at, actor, action,
+ * outcome, deviceId, serial, remote, detail] with the stored column values. The same
+ * function exists in the core (authority/audit-chain.ts), which verifies the chain.
+ */
+export function auditHash(fields) {
+  return createHash("sha256").update(JSON.stringify(fields)).digest("hex");
+}
+
+/**
+ * Seals audit rows written before the chain existed (migration 0003), in id order,
+ * continuing from the last sealed row. Runs once per database; a no-op afterwards.
+ */
+export function sealAuditRows(db) {
+  const unsealed = db
+    .prepare(
+      "SELECT id, at, actor, action, outcome, device_id, serial, remote, detail FROM audit_events WHERE hash IS NULL ORDER BY id",
+    )
+    .all();
+  if (unsealed.length === 0) return 0;
+  const update = db.prepare("UPDATE audit_events SET prev_hash = ?, hash = ? WHERE id = ?");
+  db.transaction(() => {
+    for (const r of unsealed) {
+      const prev =
+        db.prepare("SELECT hash FROM audit_events WHERE id < ? AND hash IS NOT NULL ORDER BY id DESC LIMIT 1").get(r.id)
+          ?.hash ?? "";
+      const hash = auditHash([prev, r.at, r.actor, r.action, r.outcome, r.device_id, r.serial, r.remote, r.detail]);
+      update.run(prev, hash, r.id);
+    }
+  })();
+  return unsealed.length;
 }

@@ -6,7 +6,7 @@ import { migrate } from "drizzle-orm/better-sqlite3/migrator";
 import type { Storage, Write } from "../../ports/storage.ts";
 import { asConflict, type Db, DrizzleReaders } from "./drizzle-storage.ts";
 import { schema } from "./schema.ts";
-import { type BatchFailure, type CompiledWrite, commitBatch, configure } from "./sqlite-batch.mjs";
+import { type BatchFailure, type CompiledWrite, commitBatch, configure, sealAuditRows } from "./sqlite-batch.mjs";
 
 export const MIGRATIONS_DIR = new URL("../../../migrations", import.meta.url).pathname;
 
@@ -58,6 +58,7 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     configure(sqlite);
     const db = drizzle({ client: sqlite, schema });
     migrate(db, { migrationsFolder: MIGRATIONS_DIR });
+    sealAuditRows(sqlite);
     const writer = opts.writer === "thread" ? new Worker(WRITER_URL, { workerData: { file } }) : undefined;
     return new SqliteStorage(db, sqlite, writer);
   }
@@ -71,7 +72,7 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
   async apply(writes: readonly Write[]): Promise<void> {
     if (this.closing) throw new Error("storage is closed");
     if (this.broken) throw this.broken;
-    const statements = writes.map((w) => this.statement(w));
+    const statements = writes.flatMap((w) => this.compile(w));
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ statements, resolve, reject });
       if (this.pending.length === 1 && !this.inFlight) setImmediate(this.flush);

@@ -42,7 +42,9 @@ export async function authenticateClientCertificate(
   }
   if (device.currentSerial !== certificate.serial) {
     const current = device.currentSerial ? await deps.storage.getCertificate(device.currentSerial) : undefined;
-    if (current?.replacesSerial !== certificate.serial) {
+    // The predecessor may retry only while its successor stands: once the current
+    // certificate is revoked, the older one cannot be used to get a new one.
+    if (current?.replacesSerial !== certificate.serial || current.status === "revoked") {
       throw forbidden("client_certificate_superseded", "client certificate has been superseded by a newer one");
     }
   }

@@ -1,0 +1,25 @@
+import type { OperatorRole } from "../ports/storage.ts";
+import { AuthorityError } from "./errors.ts";
+
+/** Who asks for an operator action: an operator token, or the local CLI. */
+export interface Actor {
+  /** "operator:<id>" or "cli". */
+  id: string;
+  role: OperatorRole;
+  remote?: string | null;
+}
+
+/** The local command line acts with the data directory's own authority. */
+export const CLI_ACTOR: Actor = { id: "cli", role: "admin" };
+
+const RANK: Record<OperatorRole, number> = { auditor: 0, operator: 1, admin: 2 };
+
+/**
+ * Role rules, in one place: `auditor` reads, `operator` also manages devices, tokens
+ * and approvals, `admin` also manages operators.
+ */
+export function requireRole(actor: Actor, role: OperatorRole): void {
+  if (RANK[actor.role] < RANK[role]) {
+    throw new AuthorityError("forbidden", `this needs the ${role} role (token has ${actor.role})`, "role_forbidden");
+  }
+}

@@ -1,0 +1,254 @@
+import { buildCrl, encodeCrlEntry } from "../pki/crl.ts";
+import { bytesEqual, toHex } from "../pki/der.ts";
+import {
+  buildOcspResponse,
+  encodeSingleResponse,
+  type IssuerHashes,
+  issuerHashes,
+  OcspError,
+  type OcspStatus,
+  ocspErrorResponse,
+  parseOcspRequest,
+} from "../pki/ocsp.ts";
+import type { RevocationEntry } from "../ports/storage.ts";
+import type { AuthorityDeps } from "./deps.ts";
+
+/** Timers are a parameter of the core, like the clock: tests step them. */
+export interface Scheduler {
+  every(ms: number, run: () => void): { cancel(): void };
+}
+
+export interface PublishedCrl {
+  der: Uint8Array;
+  number: bigint;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  entries: number;
+  /** Milliseconds the last build took (entries, encoding, signature). */
+  buildMs: number;
+}
+
+const FEED_PAGE = 10_000;
+const MAX_OCSP_REQUESTS = 16;
+const OCSP_CACHE_SERIALS = 100_000;
+
+interface CachedResponse {
+  certId: string;
+  der: Uint8Array;
+  freshUntil: number;
+}
+
+/**
+ * The CRL and OCSP responders of the issuing CA, both fed by the revocation feed
+ * (`revocations` by seq). State kept in memory: one pre-encoded CRL entry per revoked,
+ * unexpired certificate, the current signed CRL, and signed OCSP responses per serial.
+ *
+ * - A revocation in this process calls `revoked()`: the new feed rows are read (cost:
+ *   the new rows only), their cached OCSP answers dropped, and a CRL rebuild scheduled.
+ * - Revocations by other processes (the CLI on the same database) are found by a poll
+ *   of the feed's newest seq, one indexed read.
+ * - The CRL is rebuilt on revocation and at half its validity; expired certificates
+ *   leave it then. It is always served from memory.
+ */
+export class RevocationResponders {
+  private readonly entries = new Map<string, { der: Uint8Array; notAfter: number }>();
+  private lastSeq = 0;
+  private crl: PublishedCrl | undefined;
+  private building: Promise<void> | undefined;
+  private rebuildAgain = false;
+  private feedReading: Promise<void> | undefined;
+  private readonly ocspCache = new Map<string, CachedResponse[]>();
+  private hashes: IssuerHashes | undefined;
+  private timer: { cancel(): void } | undefined;
+
+  constructor(private readonly deps: AuthorityDeps) {}
+
+  /** Loads the feed, publishes the first CRL and starts watching. */
+  async start(scheduler?: Scheduler): Promise<void> {
+    this.hashes = await issuerHashes(this.deps.ca.certificate, this.deps.digest);
+    await this.readFeed();
+    await this.rebuildCrl();
+    this.timer = scheduler?.every(this.deps.config.revocation.pollMs, () => void this.tick());
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+  }
+
+  /** Called after a revocation was committed here (deps.onRevocation). */
+  async revoked(): Promise<void> {
+    const found = await this.readFeed();
+    if (found > 0) void this.rebuildCrl();
+  }
+
+  /** One poll: new revocations from anywhere, or a CRL that is half-way to its nextUpdate. */
+  async tick(): Promise<void> {
+    try {
+      if ((await this.deps.storage.lastRevocationSeq()) > this.lastSeq) return await this.revoked();
+      const crl = this.crl;
+      const half = (this.deps.config.revocation.crlValidity * 1000) / 2;
+      if (!crl || this.deps.clock.now().getTime() >= crl.thisUpdate.getTime() + half) await this.rebuildCrl();
+    } catch {
+      // The next tick tries again; the current CRL stays valid until its nextUpdate.
+    }
+  }
+
+  currentCrl(caName: string): PublishedCrl | undefined {
+    return caName === this.deps.ca.name ? this.crl : undefined;
+  }
+
+  /** Reads the feed after lastSeq (single flight); returns how many entries were new. */
+  private async readFeed(): Promise<number> {
+    while (this.feedReading) await this.feedReading;
+    let found = 0;
+    const run = async () => {
+      const now = this.deps.clock.now();
+      for (;;) {
+        const rows = await this.deps.storage.revocationsSince(this.lastSeq, now, FEED_PAGE);
+        for (const r of rows) this.add(r);
+        found += rows.length;
+        const last = rows[rows.length - 1];
+        if (last) this.lastSeq = last.seq;
+        if (rows.length < FEED_PAGE) break;
+      }
+      // Expired certificates are skipped by the query; the seq still moves past them.
+      this.lastSeq = Math.max(this.lastSeq, await this.deps.storage.lastRevocationSeq());
+    };
+    this.feedReading = run();
+    try {
+      await this.feedReading;
+    } finally {
+      this.feedReading = undefined;
+    }
+    return found;
+  }
+
+  private add(r: RevocationEntry): void {
+    this.ocspCache.delete(r.serial);
+    if (r.issuer !== this.deps.ca.name) return;
+    this.entries.set(r.serial, {
+      der: encodeCrlEntry({ serial: r.serial, revokedAt: r.revokedAt, reason: r.reason }),
+      notAfter: r.notAfter.getTime(),
+    });
+  }
+
+  /** Builds and signs a new CRL (single flight: a request during a build runs one more build after it). */
+  rebuildCrl(): Promise<void> {
+    if (this.building) {
+      this.rebuildAgain = true;
+      return this.building;
+    }
+    this.building = (async () => {
+      try {
+        do {
+          this.rebuildAgain = false;
+          await this.buildOnce();
+        } while (this.rebuildAgain);
+      } finally {
+        this.building = undefined;
+      }
+    })();
+    return this.building;
+  }
+
+  private async buildOnce(): Promise<void> {
+    const started = performance.now();
+    const { ca, config, clock, storage } = this.deps;
+    const now = clock.now();
+    const parts: Uint8Array[] = [];
+    for (const [serial, e] of this.entries) {
+      if (e.notAfter <= now.getTime()) this.entries.delete(serial);
+      else parts.push(e.der);
+    }
+    const thisUpdate = new Date(Math.floor(now.getTime() / 1000) * 1000);
+    const nextUpdate = new Date(thisUpdate.getTime() + config.revocation.crlValidity * 1000);
+    const number = await storage.nextCrlNumber(ca.name);
+    const der = await buildCrl(
+      {
+        issuer: ca.subject,
+        authorityKeyId: ca.keyId,
+        thisUpdate,
+        nextUpdate,
+        crlNumber: number,
+        entries: parts,
+        signatureAlgorithm: ca.signer.signatureAlgorithm,
+      },
+      ca.signer,
+    );
+    this.crl = { der, number, thisUpdate, nextUpdate, entries: parts.length, buildMs: performance.now() - started };
+  }
+
+  /**
+   * Answers an OCSP request (RFC 6960): DER in, DER out, always a well-formed
+   * OCSPResponse (errors are OCSP statuses, not HTTP ones). A request without a nonce
+   * for one certificate is answered from the cache while the cached answer is fresh.
+   */
+  async ocsp(requestDer: Uint8Array): Promise<{ der: Uint8Array; status: "successful" | string }> {
+    let request: ReturnType<typeof parseOcspRequest>;
+    try {
+      request = parseOcspRequest(requestDer, MAX_OCSP_REQUESTS);
+    } catch (err) {
+      if (err instanceof OcspError) return { der: ocspErrorResponse(1), status: "malformedRequest" };
+      throw err;
+    }
+    this.hashes ??= await issuerHashes(this.deps.ca.certificate, this.deps.digest);
+    const hashes = this.hashes;
+    for (const id of request.certIds) {
+      const h = hashes[id.hashAlgorithm];
+      if (!bytesEqual(h.name, id.issuerNameHash) || !bytesEqual(h.key, id.issuerKeyHash)) {
+        return { der: ocspErrorResponse(6), status: "unauthorized" };
+      }
+    }
+    const now = this.deps.clock.now();
+    const single = request.certIds.length === 1 && !request.nonce ? request.certIds[0] : undefined;
+    const certIdHex = single ? toHex(single.raw) : "";
+    if (single?.serial) {
+      const hit = this.ocspCache.get(single.serial)?.find((c) => c.certId === certIdHex);
+      if (hit && hit.freshUntil > now.getTime()) return { der: hit.der, status: "successful" };
+    }
+    const validity = this.deps.config.revocation.ocspValidity * 1000;
+    const thisUpdate = new Date(Math.floor(now.getTime() / 1000) * 1000);
+    const nextUpdate = new Date(thisUpdate.getTime() + validity);
+    const responses: Uint8Array[] = [];
+    let cacheable = true;
+    for (const id of request.certIds) {
+      const status = await this.status(id.serial);
+      if (status.type === "unknown") cacheable = false;
+      responses.push(encodeSingleResponse({ certId: id.raw, status, thisUpdate, nextUpdate }));
+    }
+    const der = await buildOcspResponse(
+      {
+        responderKeyHash: hashes["SHA-1"].key,
+        producedAt: thisUpdate,
+        responses,
+        nonce: request.nonce,
+        signatureAlgorithm: this.deps.ca.signer.signatureAlgorithm,
+      },
+      this.deps.ca.signer,
+    );
+    // Unknown serials are not cached: the answer changes once the serial is issued.
+    if (single?.serial && cacheable) this.remember(single.serial, certIdHex, der, thisUpdate.getTime() + validity / 2);
+    return { der, status: "successful" };
+  }
+
+  private async status(serial: string | null): Promise<OcspStatus> {
+    if (!serial) return { type: "unknown" };
+    const record = await this.deps.storage.getCertificateStatus(serial);
+    if (!record || record.issuer !== this.deps.ca.name) return { type: "unknown" };
+    if (record.status === "revoked" && record.revokedAt) {
+      return { type: "revoked", revokedAt: record.revokedAt, reason: record.revocationReason };
+    }
+    return { type: "good" };
+  }
+
+  private remember(serial: string, certId: string, der: Uint8Array, freshUntil: number): void {
+    const list = (this.ocspCache.get(serial) ?? []).filter((c) => c.certId !== certId);
+    list.push({ certId, der, freshUntil });
+    this.ocspCache.delete(serial);
+    this.ocspCache.set(serial, list);
+    if (this.ocspCache.size > OCSP_CACHE_SERIALS) {
+      const oldest = this.ocspCache.keys().next().value;
+      if (oldest !== undefined) this.ocspCache.delete(oldest);
+    }
+  }
+}

@@ -1,0 +1,135 @@
+import type { CertificateRecord, DeviceRecord } from "../ports/storage.ts";
+import { type Actor, requireRole } from "./actor.ts";
+import { auditWrite } from "./audit.ts";
+import type { AuthorityDeps } from "./deps.ts";
+import { badRequest, conflict, notFound } from "./errors.ts";
+
+/**
+ * RFC 5280 §5.3.1 CRLReason codes an operator may give. Not offered: certificateHold
+ * and removeFromCRL (revocation here is final), cACompromise and aACompromise (about
+ * authorities, not devices).
+ */
+type RevokeDeps = Pick<AuthorityDeps, "storage" | "clock" | "onRevocation">;
+
+export const REVOCATION_REASONS = {
+  unspecified: 0,
+  keyCompromise: 1,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+  privilegeWithdrawn: 9,
+} as const;
+
+export type RevocationReason = keyof typeof REVOCATION_REASONS;
+
+export const REASON_NAMES: Record<number, string> = {
+  0: "unspecified",
+  1: "keyCompromise",
+  2: "cACompromise",
+  3: "affiliationChanged",
+  4: "superseded",
+  5: "cessationOfOperation",
+  6: "certificateHold",
+  8: "removeFromCRL",
+  9: "privilegeWithdrawn",
+  10: "aACompromise",
+};
+
+export function reasonCode(name: string): number {
+  const code = (REVOCATION_REASONS as Record<string, number>)[name];
+  if (code === undefined) {
+    throw badRequest(
+      "bad_reason",
+      `unknown revocation reason "${name.slice(0, 40)}"; use one of ${Object.keys(REVOCATION_REASONS).join(", ")}`,
+    );
+  }
+  return code;
+}
+
+export interface RevokeDeviceRequest {
+  deviceId: string;
+  reason: RevocationReason;
+  actor: Actor;
+  /** "decommissioned": retired rather than compromised; the record is kept either way. */
+  status?: "revoked" | "decommissioned";
+}
+
+export interface RevokedDevice {
+  device: DeviceRecord;
+  /** The certificates this revocation revoked. */
+  serials: string[];
+}
+
+const unexpiredValid = (c: CertificateRecord, now: number) => c.status === "valid" && c.notAfter.getTime() > now;
+
+/**
+ * Revokes a device in one write set: every unexpired certificate (into the revocation
+ * feed that the CRL and OCSP follow), its unused bootstrap tokens, its IDevID binding
+ * and its open enrollment requests; the device becomes revoked (or decommissioned).
+ * Only an operator can bring it back. The cost is that of the device's own rows.
+ */
+export async function revokeDevice(deps: RevokeDeps, req: RevokeDeviceRequest): Promise<RevokedDevice> {
+  requireRole(req.actor, "operator");
+  const reason = reasonCode(req.reason);
+  const status = req.status ?? "revoked";
+  const device = await deps.storage.getDevice(req.deviceId);
+  if (!device) throw notFound("unknown_device", `no device ${req.deviceId}`);
+  if (device.status === "revoked" || device.status === "decommissioned") {
+    throw conflict("already_revoked", `device ${device.id} is already ${device.status}`);
+  }
+  const now = deps.clock.now();
+  const serials = (await deps.storage.listCertificates(device.id))
+    .filter((c) => unexpiredValid(c, now.getTime()))
+    .map((c) => c.serial);
+  await deps.storage.apply([
+    { kind: "revokeDevice", deviceId: device.id, at: now, reason: reason || null, status },
+    auditWrite({
+      at: now,
+      actor: req.actor.id,
+      action: status === "revoked" ? "device.revoke" : "device.decommission",
+      outcome: "success",
+      deviceId: device.id,
+      remote: req.actor.remote ?? null,
+      detail: { reason: req.reason, certificates: serials.length, serials: serials.join(",").slice(0, 2000) },
+    }),
+  ]);
+  // OCSP answers and the CRL feed are current when this returns; the CRL is re-signed just after.
+  await deps.onRevocation?.();
+  return { device: { ...device, status, updatedAt: now }, serials };
+}
+
+export interface RevokeCertificateRequest {
+  serial: string;
+  reason: RevocationReason;
+  actor: Actor;
+}
+
+/** Revokes one certificate; the device keeps its state (it may enroll again with a token). */
+export async function revokeCertificate(deps: RevokeDeps, req: RevokeCertificateRequest): Promise<CertificateRecord> {
+  requireRole(req.actor, "operator");
+  const reason = reasonCode(req.reason);
+  const serial = req.serial.toLowerCase();
+  const cert = /^[0-9a-f]{1,40}$/.test(serial) ? await deps.storage.getCertificate(serial) : undefined;
+  if (!cert) throw notFound("unknown_certificate", `no certificate with serial ${req.serial.slice(0, 64)}`);
+  const now = deps.clock.now();
+  if (cert.status === "revoked") throw conflict("already_revoked", `certificate ${serial} is already revoked`);
+  if (cert.notAfter.getTime() <= now.getTime()) {
+    throw conflict("certificate_expired", `certificate ${serial} has expired; there is nothing to revoke`);
+  }
+  await deps.storage.apply([
+    { kind: "revokeCertificate", serial, at: now, reason: reason || null },
+    auditWrite({
+      at: now,
+      actor: req.actor.id,
+      action: "certificate.revoke",
+      outcome: "success",
+      deviceId: cert.deviceId,
+      serial,
+      remote: req.actor.remote ?? null,
+      detail: { reason: req.reason },
+    }),
+  ]);
+  // OCSP answers and the CRL feed are current when this returns; the CRL is re-signed just after.
+  await deps.onRevocation?.();
+  return { ...cert, status: "revoked", revokedAt: now, revocationReason: reason || null };
+}

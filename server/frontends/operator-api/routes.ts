@@ -1,0 +1,631 @@
+import { createRoute, OpenAPIHono, type RouteConfig, z } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import type { Actor } from "../../authority/actor.ts";
+import { decideEnrollment } from "../../authority/approvals.ts";
+import { recordDenial } from "../../authority/audit.ts";
+import { verifyAuditChain } from "../../authority/audit-chain.ts";
+import type { Authority } from "../../authority/authority.ts";
+import { AuthorityError, badRequest } from "../../authority/errors.ts";
+import {
+  fleetCounts,
+  getCertificate,
+  issueTokens,
+  listDevices,
+  listEnrollments,
+  listTokens,
+  readAudit,
+  revokeToken,
+  showDevice,
+} from "../../authority/fleet.ts";
+import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
+import { REVOCATION_REASONS, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
+import { parseDuration } from "../../config/duration.ts";
+import type { PeerInfo } from "../../ports/client-identity.ts";
+import { STATUS } from "../est/errors.ts";
+import {
+  AuditEventSchema,
+  auditView,
+  CertificateSchema,
+  certificateView,
+  DeviceDetailSchema,
+  DeviceSchema,
+  deviceDetailView,
+  deviceView,
+  EnrollmentSchema,
+  ErrorSchema,
+  enrollmentView,
+  OperatorSchema,
+  operatorView,
+  TokenSchema,
+  tokenView,
+} from "./views.ts";
+
+export interface OperatorApiDeps {
+  authority: Authority;
+  peer: (c: Context) => PeerInfo;
+  maxBodyBytes: number;
+}
+
+type Env = { Variables: { actor: Actor; refusal: string; peer: PeerInfo; action: string } };
+
+export const API_BASE = "/api/v1";
+const MAX_BATCH = 10_000;
+
+const durationString = z
+  .string()
+  .max(32)
+  .refine((s) => {
+    try {
+      parseDuration(s);
+      return true;
+    } catch {
+      return false;
+    }
+  }, "a duration such as 30d, 72h or 15m")
+  .openapi({ example: "7d" });
+
+const limit = z.coerce.number().int().min(1).max(1000).optional().openapi({ example: 100 });
+const cursor = z.string().max(512).optional().openapi({ description: "nextCursor of the previous page" });
+const reason = z.enum(Object.keys(REVOCATION_REASONS) as [keyof typeof REVOCATION_REASONS]);
+
+const page = <T extends z.ZodType>(item: T, name: string) =>
+  z.object({ items: z.array(item), nextCursor: z.string().nullable() }).openapi(name);
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  content: { "application/json": { schema } },
+  description,
+});
+
+const errors = {
+  400: json(ErrorSchema, "invalid request"),
+  401: json(ErrorSchema, "no, unknown, expired or revoked operator token"),
+  403: json(ErrorSchema, "the token's role does not allow this"),
+};
+
+/**
+ * A route with the API's security scheme and error responses. Its operationId is
+ * also the action name of its audit records.
+ */
+function route<R extends RouteConfig & { operationId: string }>(r: R) {
+  const action: MiddlewareHandler<Env> = async (c, next) => {
+    c.set("action", r.operationId);
+    await next();
+  };
+  return createRoute({
+    ...r,
+    middleware: [action],
+    security: [{ bearer: [] }],
+    responses: { ...errors, ...r.responses },
+  });
+}
+
+const body = <T extends z.ZodType>(schema: T) => ({
+  body: { content: { "application/json": { schema } }, required: true },
+});
+
+const pathId = z.string().min(1).max(128);
+const IdParam = z.object({ id: pathId });
+const SerialParam = z.object({ serial: pathId.openapi({ description: "hex serial number" }) });
+
+/**
+ * The operator API: JSON under /api/v1, bearer operator tokens with roles; the
+ * OpenAPI document at /api/v1/openapi.json is generated from these route definitions.
+ * Each handler decodes, calls one authority verb (which checks the role), encodes.
+ */
+export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
+  const { authority } = deps;
+  const core = authority.deps;
+  const trustDomain = core.config.trustDomain;
+
+  /** Every refusal: audited, and answered with a JSON error body. */
+  const deny = async (c: Context<Env>, action: string, e: unknown): Promise<Response> => {
+    if (!(e instanceof AuthorityError) || e.code === "internal") throw e instanceof AuthorityError ? (e.cause ?? e) : e;
+    c.set("refusal", e.reason);
+    const actor = c.get("actor");
+    await recordDenial(
+      core,
+      {
+        action,
+        actor: actor?.id ?? "anonymous",
+        remote: deps.peer(c).remoteAddress,
+        deviceId: c.req.param("id") && action.startsWith("device.") ? c.req.param("id") : null,
+      },
+      e,
+    );
+    const headers: Record<string, string> = { "cache-control": "no-store" };
+    if (e.code === "unauthenticated") headers["www-authenticate"] = 'Bearer realm="edgeid operator API"';
+    const issues = (e.cause as { issues?: { path: string; message: string }[] } | undefined)?.issues;
+    return c.json(
+      { error: { code: e.reason, message: e.publicMessage, ...(issues ? { issues } : {}) } },
+      STATUS[e.code],
+      headers,
+    );
+  };
+
+  const api = new OpenAPIHono<Env>({
+    defaultHook: (result, c) => {
+      if (result.success) return;
+      const issues = result.error.issues.map((i) => ({ path: i.path.join(".") || "(body)", message: i.message }));
+      const first = issues[0];
+      const err = badRequest("invalid_request", first ? `${first.path}: ${first.message}` : "invalid request");
+      (err as { cause?: unknown }).cause = { issues };
+      return deny(c as Context<Env>, "api.request", err);
+    },
+  }).basePath(API_BASE);
+
+  api.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    description: "An operator token (edo_…) from `edgeid init` or POST /api/v1/operators",
+  });
+
+  api.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "edgeid operator API",
+      version: "1",
+      description: "Fleet inventory, revocation, approvals, bootstrap tokens and the audit trail.",
+    },
+  });
+
+  // Authentication, body limits and media type for everything but the document.
+  api.use("*", async (c, next) => {
+    if (c.req.path === `${API_BASE}/openapi.json`) return next();
+    const header = c.req.header("authorization") ?? "";
+    const m = /^Bearer\s+(\S+)$/i.exec(header.trim());
+    try {
+      c.set("actor", await authenticateOperator(core, m?.[1], deps.peer(c).remoteAddress));
+    } catch (e) {
+      return deny(c, "api.authenticate", e);
+    }
+    if (c.req.method === "POST") {
+      const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
+      if (type !== "application/json") {
+        return deny(
+          c,
+          "api.request",
+          new AuthorityError("unsupported_media_type", "Content-Type must be application/json", "wrong_content_type"),
+        );
+      }
+    }
+    return next();
+  });
+  api.use(
+    "*",
+    bodyLimit({
+      maxSize: deps.maxBodyBytes,
+      onError: (c) =>
+        deny(
+          c as Context<Env>,
+          "api.request",
+          new AuthorityError("payload_too_large", `body exceeds ${deps.maxBodyBytes} bytes`, "payload_too_large"),
+        ),
+    }),
+  );
+
+  // Verbs throw typed errors; they are audited and answered here, under the route's action.
+  api.onError(async (err, c) => {
+    const ctx = c as Context<Env>;
+    const action = ctx.get("action") ?? "api.request";
+    // hono's JSON validator: a body that is not JSON at all.
+    if (err instanceof HTTPException && err.status === 400) {
+      return deny(ctx, action, badRequest("malformed_json", "body is not valid JSON"));
+    }
+    return deny(ctx, action, err);
+  });
+
+  const actorOf = (c: Context<Env>) => c.get("actor");
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/whoami",
+      operationId: "whoami",
+      summary: "The operator this token belongs to",
+      responses: { 200: json(z.object({ actor: z.string(), role: z.string() }), "the caller") },
+    }),
+    (c) => c.json({ actor: actorOf(c).id, role: actorOf(c).role }, 200),
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/fleet/summary",
+      operationId: "fleet.summary",
+      summary: "Device counts by status",
+      responses: {
+        200: json(z.object({ devices: z.record(z.string(), z.number()) }), "counts"),
+      },
+    }),
+    async (c) => {
+      return c.json({ devices: await fleetCounts(core, actorOf(c)) }, 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/devices",
+      operationId: "device.list",
+      summary: "List devices (keyset pagination)",
+      request: {
+        query: z.strictObject({
+          status: z.enum(["pending", "active", "revoked", "decommissioned"]).optional(),
+          profile: z.string().max(32).optional(),
+          expiringWithin: durationString.optional(),
+          cursor,
+          limit,
+        }),
+      },
+      responses: { 200: json(page(DeviceSchema, "DevicePage"), "a page of devices") },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const p = await listDevices(core, actorOf(c), {
+        status: q.status,
+        profile: q.profile,
+        expiringWithin: q.expiringWithin === undefined ? undefined : parseDuration(q.expiringWithin),
+        cursor: q.cursor,
+        limit: q.limit,
+      });
+      return c.json({ items: p.items.map((d) => deviceView(d, trustDomain)), nextCursor: p.nextCursor }, 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/devices/{id}",
+      operationId: "device.show",
+      summary: "One device with its certificates, tokens, IDevID binding and recent audit records",
+      request: { params: IdParam },
+      responses: {
+        200: json(DeviceDetailSchema, "the device"),
+        404: json(ErrorSchema, "no such device"),
+      },
+    }),
+    async (c) => {
+      const d = await showDevice(core, actorOf(c), c.req.valid("param").id);
+      return c.json(deviceDetailView(d, trustDomain, core.clock.now()), 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/devices/{id}/revoke",
+      operationId: "device.revoke",
+      summary: "Revoke a device in one step",
+      description:
+        "Revokes every unexpired certificate (CRL and OCSP reflect it when this returns), voids unused bootstrap tokens and the IDevID binding, closes open enrollment requests. With decommission: true the device is retired rather than revoked (same effect, different status).",
+      request: {
+        params: IdParam,
+        ...body(z.strictObject({ reason, decommission: z.boolean().optional() })),
+      },
+      responses: {
+        200: json(
+          z.object({ device: DeviceSchema, revokedSerials: z.array(z.string()) }).openapi("DeviceRevocation"),
+          "revoked",
+        ),
+        404: json(ErrorSchema, "no such device"),
+        409: json(ErrorSchema, "already revoked"),
+      },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      const r = await revokeDevice(core, {
+        deviceId: c.req.valid("param").id,
+        reason: b.reason,
+        status: b.decommission ? "decommissioned" : "revoked",
+        actor: actorOf(c),
+      });
+      return c.json({ device: deviceView(r.device, trustDomain), revokedSerials: r.serials }, 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/certificates/{serial}",
+      operationId: "certificate.show",
+      summary: "One certificate by serial (hex)",
+      request: { params: SerialParam },
+      responses: { 200: json(CertificateSchema, "the certificate"), 404: json(ErrorSchema, "no such certificate") },
+    }),
+    async (c) => {
+      return c.json(certificateView(await getCertificate(core, actorOf(c), c.req.valid("param").serial)), 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/certificates/{serial}/revoke",
+      operationId: "certificate.revoke",
+      summary: "Revoke one certificate (the device keeps its status)",
+      request: { params: SerialParam, ...body(z.strictObject({ reason })) },
+      responses: {
+        200: json(CertificateSchema, "revoked"),
+        404: json(ErrorSchema, "no such certificate"),
+        409: json(ErrorSchema, "already revoked or expired"),
+      },
+    }),
+    async (c) => {
+      const cert = await revokeCertificate(core, {
+        serial: c.req.valid("param").serial,
+        reason: c.req.valid("json").reason,
+        actor: actorOf(c),
+      });
+      return c.json(certificateView(cert), 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/tokens",
+      operationId: "token.list",
+      summary: "List bootstrap tokens (never their secrets)",
+      request: {
+        query: z.strictObject({
+          deviceId: z.string().max(64).optional(),
+          state: z.enum(["unused", "used", "revoked", "expired"]).optional(),
+          cursor,
+          limit,
+        }),
+      },
+      responses: { 200: json(page(TokenSchema, "TokenPage"), "a page of tokens") },
+    }),
+    async (c) => {
+      const p = await listTokens(core, actorOf(c), c.req.valid("query"));
+      const now = core.clock.now();
+      return c.json({ items: p.items.map((t) => tokenView(t, now)), nextCursor: p.nextCursor }, 200);
+    },
+  );
+
+  const CreatedTokenSchema = z
+    .object({
+      deviceId: z.string(),
+      profile: z.string(),
+      tokenId: z.string(),
+      token: z.string(),
+      expiresAt: z.string(),
+    })
+    .openapi("CreatedToken", { description: "The secret is in this response only; it is stored as a hash." });
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/tokens",
+      operationId: "token.create",
+      summary: "Create bootstrap tokens: one device, a list, or a numbered batch",
+      request: {
+        ...body(
+          z
+            .strictObject({
+              deviceId: z.string().max(64).optional(),
+              deviceIds: z.array(z.string().max(64)).min(1).max(MAX_BATCH).optional(),
+              count: z.number().int().min(1).max(MAX_BATCH).optional(),
+              devicePrefix: z.string().min(1).max(48).optional(),
+              start: z.number().int().min(0).max(1_000_000_000).optional(),
+              profile: z.string().max(32).optional(),
+              ttl: durationString.optional(),
+            })
+            .refine(
+              (b) =>
+                [b.deviceId !== undefined, b.deviceIds !== undefined, b.count !== undefined].filter(Boolean).length ===
+                  1 && (b.count === undefined) === (b.devicePrefix === undefined),
+              "give exactly one of deviceId, deviceIds, or count with devicePrefix",
+            ),
+        ),
+      },
+      responses: { 201: json(z.object({ tokens: z.array(CreatedTokenSchema) }), "created") },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      let deviceIds = b.deviceIds ?? (b.deviceId !== undefined ? [b.deviceId] : []);
+      if (b.count !== undefined && b.devicePrefix !== undefined) {
+        const start = b.start ?? 1;
+        const width = Math.max(4, String(start + b.count - 1).length);
+        deviceIds = Array.from(
+          { length: b.count },
+          (_, i) => `${b.devicePrefix}${String(start + i).padStart(width, "0")}`,
+        );
+      }
+      const created = await issueTokens(core, actorOf(c), {
+        deviceIds,
+        profile: b.profile,
+        ttl: b.ttl === undefined ? undefined : parseDuration(b.ttl),
+      });
+      return c.json({ tokens: created.map((t) => ({ ...t, expiresAt: t.expiresAt.toISOString() })) }, 201, {
+        "cache-control": "no-store",
+      });
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/tokens/{id}/revoke",
+      operationId: "token.revoke",
+      summary: "Revoke an unused bootstrap token",
+      request: { params: IdParam, ...body(z.strictObject({})) },
+      responses: {
+        200: json(TokenSchema, "revoked"),
+        404: json(ErrorSchema, "no such token"),
+        409: json(ErrorSchema, "already used or revoked"),
+      },
+    }),
+    async (c) => {
+      return c.json(tokenView(await revokeToken(core, actorOf(c), c.req.valid("param").id), core.clock.now()), 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/enrollments",
+      operationId: "enrollment.list",
+      summary: "Enrollment requests that wait for (or had) an operator's decision",
+      request: {
+        query: z.strictObject({
+          status: z.enum(["pending", "approved", "rejected", "issued"]).optional(),
+          cursor,
+          limit,
+        }),
+      },
+      responses: { 200: json(page(EnrollmentSchema, "EnrollmentPage"), "a page of requests") },
+    }),
+    async (c) => {
+      const p = await listEnrollments(core, actorOf(c), c.req.valid("query"));
+      return c.json({ items: p.items.map(enrollmentView), nextCursor: p.nextCursor }, 200);
+    },
+  );
+
+  for (const decision of ["approve", "reject"] as const) {
+    api.openapi(
+      route({
+        method: "post",
+        path: `/enrollments/{id}/${decision}`,
+        operationId: `enrollment.${decision}`,
+        summary:
+          decision === "approve"
+            ? "Approve: the device's next retry gets its certificate"
+            : "Reject: the device's next retry is refused",
+        request: { params: IdParam, ...body(z.strictObject({ reason: z.string().max(500).optional() })) },
+        responses: {
+          200: json(EnrollmentSchema, "decided"),
+          404: json(ErrorSchema, "no such request"),
+          409: json(ErrorSchema, "already decided"),
+        },
+      }),
+      async (c) => {
+        const p = await decideEnrollment(core, {
+          id: c.req.valid("param").id,
+          decision,
+          reason: c.req.valid("json").reason,
+          actor: actorOf(c),
+        });
+        return c.json(enrollmentView(p), 200);
+      },
+    );
+  }
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/audit",
+      operationId: "audit.list",
+      summary: "The audit trail, newest first",
+      request: {
+        query: z.strictObject({
+          deviceId: z.string().max(64).optional(),
+          actor: z.string().max(128).optional(),
+          action: z.string().max(64).optional(),
+          cursor,
+          limit,
+        }),
+      },
+      responses: { 200: json(page(AuditEventSchema, "AuditPage"), "a page of audit records") },
+    }),
+    async (c) => {
+      const p = await readAudit(core, actorOf(c), c.req.valid("query"));
+      return c.json({ items: p.items.map(auditView), nextCursor: p.nextCursor }, 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/audit/verify",
+      operationId: "audit.verify",
+      summary: "Check the audit hash chain from the first record to the newest",
+      responses: {
+        200: json(
+          z
+            .object({
+              ok: z.boolean(),
+              records: z.number(),
+              head: z.string().nullable(),
+              lastId: z.number().nullable(),
+              broken: z.object({ id: z.number(), problem: z.string() }).optional(),
+            })
+            .openapi("AuditChainReport"),
+          "the report (ok: false names the first broken record)",
+        ),
+      },
+    }),
+    async (c) => {
+      return c.json(await verifyAuditChain(core, actorOf(c)), 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/operators",
+      operationId: "operator.list",
+      summary: "Operators (admin)",
+      responses: { 200: json(z.object({ items: z.array(OperatorSchema) }), "all operators") },
+    }),
+    async (c) => {
+      return c.json({ items: (await listOperators(core, actorOf(c))).map(operatorView) }, 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/operators",
+      operationId: "operator.create",
+      summary: "Create an operator and its token (admin); the token is in this response only",
+      request: {
+        ...body(
+          z.strictObject({
+            name: z.string().min(1).max(64),
+            role: z.enum(["admin", "operator", "auditor"]),
+            ttl: durationString.optional(),
+          }),
+        ),
+      },
+      responses: {
+        201: json(OperatorSchema.extend({ token: z.string() }).openapi("CreatedOperator"), "created"),
+      },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      const r = await createOperator(core, {
+        name: b.name,
+        role: b.role,
+        ttl: b.ttl === undefined ? undefined : parseDuration(b.ttl),
+        actor: actorOf(c),
+      });
+      return c.json({ ...operatorView(r.operator), token: r.token }, 201, { "cache-control": "no-store" });
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/operators/{id}/revoke",
+      operationId: "operator.revoke",
+      summary: "Revoke an operator's token (admin)",
+      request: { params: IdParam, ...body(z.strictObject({})) },
+      responses: {
+        200: json(OperatorSchema, "revoked"),
+        404: json(ErrorSchema, "no such operator"),
+        409: json(ErrorSchema, "already revoked, or the last admin"),
+      },
+    }),
+    async (c) => {
+      return c.json(operatorView(await revokeOperator(core, c.req.valid("param").id, actorOf(c))), 200);
+    },
+  );
+
+  api.notFound((c) =>
+    deny(c as Context<Env>, "api.request", new AuthorityError("not_found", "no such API endpoint", "unknown_endpoint")),
+  );
+  return api;
+}

@@ -1,0 +1,250 @@
+import { z } from "@hono/zod-openapi";
+import type { DeviceDetail } from "../../authority/fleet.ts";
+import { spiffeId } from "../../authority/identity.ts";
+import { REASON_NAMES } from "../../authority/revoke.ts";
+import type {
+  CertificateRecord,
+  DeviceRecord,
+  IdevidBinding,
+  OperatorRecord,
+  PendingEnrollment,
+  StoredAuditEvent,
+  TokenRecord,
+} from "../../ports/storage.ts";
+
+/**
+ * The JSON shapes of the operator API (and of the CLI's --json output): one zod
+ * schema per shape for the OpenAPI document, one function per shape that fills it.
+ */
+
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+const time = z.string().nullable().openapi({ format: "date-time" });
+
+export const DeviceSchema = z
+  .object({
+    id: z.string(),
+    identity: z.string().openapi({ example: "spiffe://example.org/device/dev-001" }),
+    profile: z.string(),
+    status: z.enum(["pending", "active", "revoked", "decommissioned"]),
+    currentSerial: z.string().nullable(),
+    currentNotAfter: time,
+    lastEnrolledAt: time,
+    createdAt: time,
+    updatedAt: time,
+  })
+  .openapi("Device");
+
+export function deviceView(d: DeviceRecord, trustDomain: string): z.infer<typeof DeviceSchema> {
+  return {
+    id: d.id,
+    identity: spiffeId(trustDomain, d.id),
+    profile: d.profile,
+    status: d.status,
+    currentSerial: d.currentSerial,
+    currentNotAfter: iso(d.currentNotAfter),
+    lastEnrolledAt: iso(d.lastEnrolledAt),
+    createdAt: iso(d.createdAt),
+    updatedAt: iso(d.updatedAt),
+  };
+}
+
+export const CertificateSchema = z
+  .object({
+    serial: z.string(),
+    deviceId: z.string(),
+    status: z.enum(["valid", "revoked"]),
+    profile: z.string(),
+    issuer: z.string(),
+    keyType: z.string(),
+    notBefore: time,
+    notAfter: time,
+    fingerprint: z.string(),
+    method: z.enum(["token", "reenroll", "idevid"]),
+    replacesSerial: z.string().nullable(),
+    issuedAt: time,
+    revokedAt: time,
+    revocationReason: z.string().nullable(),
+  })
+  .openapi("Certificate");
+
+export function certificateView(c: CertificateRecord): z.infer<typeof CertificateSchema> {
+  return {
+    serial: c.serial,
+    deviceId: c.deviceId,
+    status: c.status,
+    profile: c.profile,
+    issuer: c.issuer,
+    keyType: c.keyType,
+    notBefore: iso(c.notBefore),
+    notAfter: iso(c.notAfter),
+    fingerprint: c.fingerprint,
+    method: c.method,
+    replacesSerial: c.replacesSerial,
+    issuedAt: iso(c.issuedAt),
+    revokedAt: iso(c.revokedAt),
+    revocationReason:
+      c.status === "revoked" ? (REASON_NAMES[c.revocationReason ?? 0] ?? String(c.revocationReason)) : null,
+  };
+}
+
+export const TokenSchema = z
+  .object({
+    id: z.string(),
+    deviceId: z.string(),
+    profile: z.string(),
+    state: z.enum(["unused", "used", "revoked", "expired"]),
+    createdAt: time,
+    createdBy: z.string(),
+    expiresAt: time,
+    usedAt: time,
+    usedSerial: z.string().nullable(),
+    revokedAt: time,
+  })
+  .openapi("Token", { description: "A bootstrap token without its secret (only a hash is stored)." });
+
+export function tokenView(t: TokenRecord, now: Date): z.infer<typeof TokenSchema> {
+  const state = t.usedAt
+    ? "used"
+    : t.revokedAt
+      ? "revoked"
+      : t.expiresAt.getTime() <= now.getTime()
+        ? "expired"
+        : "unused";
+  return {
+    id: t.id,
+    deviceId: t.deviceId,
+    profile: t.profile,
+    state,
+    createdAt: iso(t.createdAt),
+    createdBy: t.createdBy,
+    expiresAt: iso(t.expiresAt),
+    usedAt: iso(t.usedAt),
+    usedSerial: t.usedSerial,
+    revokedAt: iso(t.revokedAt),
+  };
+}
+
+export const EnrollmentSchema = z
+  .object({
+    id: z.string(),
+    deviceId: z.string(),
+    profile: z.string(),
+    status: z.enum(["pending", "approved", "rejected", "issued"]),
+    method: z.enum(["token", "idevid"]),
+    requestedBy: z.string(),
+    keyType: z.string(),
+    keyFingerprint: z.string(),
+    remote: z.string().nullable(),
+    createdAt: time,
+    decidedAt: time,
+    decidedBy: z.string().nullable(),
+    decisionReason: z.string().nullable(),
+    serial: z.string().nullable(),
+  })
+  .openapi("Enrollment", { description: "An enrollment request that waits for (or had) an operator's decision." });
+
+export function enrollmentView(p: PendingEnrollment): z.infer<typeof EnrollmentSchema> {
+  return {
+    id: p.id,
+    deviceId: p.deviceId,
+    profile: p.profile,
+    status: p.status,
+    method: p.method,
+    requestedBy: p.requestedBy,
+    keyType: p.keyType,
+    keyFingerprint: p.keyFingerprint,
+    remote: p.remote,
+    createdAt: iso(p.createdAt),
+    decidedAt: iso(p.decidedAt),
+    decidedBy: p.decidedBy,
+    decisionReason: p.decisionReason,
+    serial: p.serial,
+  };
+}
+
+export const AuditEventSchema = z
+  .object({
+    id: z.number().int(),
+    at: time,
+    actor: z.string(),
+    action: z.string(),
+    outcome: z.enum(["success", "denied", "pending", "error"]),
+    deviceId: z.string().nullable(),
+    serial: z.string().nullable(),
+    remote: z.string().nullable(),
+    detail: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])).nullable(),
+  })
+  .openapi("AuditEvent");
+
+export function auditView(a: StoredAuditEvent): z.infer<typeof AuditEventSchema> {
+  return {
+    id: a.id,
+    at: iso(a.at),
+    actor: a.actor,
+    action: a.action,
+    outcome: a.outcome,
+    deviceId: a.deviceId ?? null,
+    serial: a.serial ?? null,
+    remote: a.remote ?? null,
+    detail: a.detail ?? null,
+  };
+}
+
+export const OperatorSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    role: z.enum(["admin", "operator", "auditor"]),
+    createdAt: time,
+    createdBy: z.string().nullable(),
+    expiresAt: time,
+    revokedAt: time,
+  })
+  .openapi("Operator");
+
+export function operatorView(o: OperatorRecord): z.infer<typeof OperatorSchema> {
+  return {
+    id: o.id,
+    name: o.name,
+    role: o.role,
+    createdAt: iso(o.createdAt),
+    createdBy: o.createdBy,
+    expiresAt: iso(o.expiresAt),
+    revokedAt: iso(o.revokedAt),
+  };
+}
+
+export const IdevidSchema = z
+  .object({ fingerprint: z.string(), subject: z.string(), boundAt: time, revokedAt: time })
+  .openapi("IdevidBinding");
+
+export function idevidView(b: IdevidBinding): z.infer<typeof IdevidSchema> {
+  return { fingerprint: b.fingerprint, subject: b.subject, boundAt: iso(b.boundAt), revokedAt: iso(b.revokedAt) };
+}
+
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      code: z.string().openapi({ example: "unknown_device" }),
+      message: z.string(),
+      issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    }),
+  })
+  .openapi("Error");
+
+export const DeviceDetailSchema = DeviceSchema.extend({
+  certificates: z.array(CertificateSchema),
+  tokens: z.array(TokenSchema),
+  idevid: IdevidSchema.nullable(),
+  audit: z.array(AuditEventSchema),
+}).openapi("DeviceDetail");
+
+export function deviceDetailView(d: DeviceDetail, trustDomain: string, now: Date): z.infer<typeof DeviceDetailSchema> {
+  return {
+    ...deviceView(d.device, trustDomain),
+    certificates: d.certificates.map(certificateView),
+    tokens: d.tokens.map((t) => tokenView(t, now)),
+    idevid: d.idevid ? idevidView(d.idevid) : null,
+    audit: d.audit.map(auditView),
+  };
+}

@@ -1,0 +1,125 @@
+import { type Context, Hono } from "hono";
+import type { Authority } from "../../authority/authority.ts";
+import { AuthorityError } from "../../authority/errors.ts";
+import type { RevocationResponders } from "../../authority/responders.ts";
+import { Base64Error, decodeBase64 } from "../../pki/base64.ts";
+import { ocspErrorResponse } from "../../pki/ocsp.ts";
+import type { PeerInfo } from "../../ports/client-identity.ts";
+import type { AppEnv } from "../env.ts";
+import { estErrorResponse } from "../est/errors.ts";
+
+export interface PkiDeps {
+  authority: Authority;
+  responders: RevocationResponders;
+  peer: (c: Context<AppEnv>) => PeerInfo;
+}
+
+/** OCSP requests are small: one CertID is ~100 bytes; 16 of them and a nonce fit easily. */
+const MAX_OCSP_REQUEST = 8 * 1024;
+const OCSP_RESPONSE = "application/ocsp-response";
+
+/**
+ * The revocation responders at the URLs issued certificates carry: the CRL
+ * (RFC 5280, DER, served from memory) and OCSP (RFC 6960 §A.1: POST with the DER
+ * request, or GET with it base64 in the path). Both are open to anyone, as relying
+ * parties are anonymous.
+ */
+export function pkiRoutes(deps: PkiDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  /** Refusals before the OCSP layer: audited, plain text like EST. */
+  const refuse = async (c: Context<AppEnv>, action: string, error: AuthorityError): Promise<Response> => {
+    c.set("refusal", error.reason);
+    await deps.authority.rejectRequest({ action, peer: deps.peer(c), error });
+    return estErrorResponse(error);
+  };
+
+  app.get("/pki/crl/:file", async (c) => {
+    const m = /^([a-z0-9-]{1,64})\.crl$/.exec(c.req.param("file"));
+    const crl = m ? deps.responders.currentCrl(m[1] as string) : undefined;
+    if (!crl) return refuse(c, "pki.crl", new AuthorityError("not_found", "no such CRL", "unknown_crl"));
+    const etag = `"${crl.number.toString()}"`;
+    const headers = {
+      etag,
+      "last-modified": crl.thisUpdate.toUTCString(),
+      // Caches must ask again (cheap with If-None-Match): a revocation replaces the CRL
+      // at once, long before its nextUpdate.
+      "cache-control": "no-cache",
+      expires: crl.nextUpdate.toUTCString(),
+    };
+    if (c.req.header("if-none-match") === etag) return c.body(null, 304, headers);
+    return c.body(crl.der as Uint8Array<ArrayBuffer>, 200, { ...headers, "content-type": "application/pkix-crl" });
+  });
+
+  const answer = async (c: Context<AppEnv>, der: Uint8Array): Promise<Response> => {
+    const { der: response, status } = await deps.responders.ocsp(der);
+    if (status !== "successful") c.set("refusal", `ocsp_${status}`);
+    // A malformed request is a client error in HTTP terms too; the body is still the
+    // OCSP malformedRequest response that OCSP clients understand.
+    return c.body(response as Uint8Array<ArrayBuffer>, status === "malformedRequest" ? 400 : 200, {
+      "content-type": OCSP_RESPONSE,
+      "cache-control": "no-cache",
+    });
+  };
+
+  app.post("/pki/ocsp", async (c) => {
+    const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
+    if (type !== "application/ocsp-request") {
+      return refuse(
+        c,
+        "pki.ocsp",
+        new AuthorityError(
+          "unsupported_media_type",
+          "Content-Type must be application/ocsp-request",
+          "wrong_content_type",
+        ),
+      );
+    }
+    const length = Number(c.req.header("content-length") ?? "0");
+    if (length > MAX_OCSP_REQUEST) {
+      return refuse(
+        c,
+        "pki.ocsp",
+        new AuthorityError(
+          "payload_too_large",
+          `OCSP requests are at most ${MAX_OCSP_REQUEST} bytes`,
+          "payload_too_large",
+        ),
+      );
+    }
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    if (body.length > MAX_OCSP_REQUEST) {
+      return refuse(
+        c,
+        "pki.ocsp",
+        new AuthorityError(
+          "payload_too_large",
+          `OCSP requests are at most ${MAX_OCSP_REQUEST} bytes`,
+          "payload_too_large",
+        ),
+      );
+    }
+    return answer(c, body);
+  });
+
+  app.get("/pki/ocsp/*", async (c) => {
+    const encoded = c.req.path.slice("/pki/ocsp/".length);
+    let der: Uint8Array;
+    try {
+      if (encoded.length > (MAX_OCSP_REQUEST * 4) / 3 + 64) throw new Base64Error("too long");
+      // RFC 6960 §A.1: url-encoding of the base64 encoding; some clients send base64url.
+      der = decodeBase64(decodeURIComponent(encoded).replace(/-/g, "+").replace(/_/g, "/"));
+    } catch {
+      c.set("refusal", "ocsp_malformedRequest");
+      return c.body(ocspErrorResponse(1) as Uint8Array<ArrayBuffer>, 400, { "content-type": OCSP_RESPONSE });
+    }
+    return answer(c, der);
+  });
+
+  app.all("/pki/*", (c) =>
+    estErrorResponse(
+      new AuthorityError("method_not_allowed", `${c.req.method} is not allowed here`, "method_not_allowed"),
+    ),
+  );
+  return app;
+}
