@@ -126,6 +126,6 @@ describe("edgeid serve and the data directory", () => {
   it("reports an unknown device with exit status 1", async () => {
     const r = await run(process.execPath, [EDGEID_BIN, "devices", "show", "nope", "--data", dataDir]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("no device nope\n");
+    expect(r.stderr).toBe("edgeid: no device nope\n");
   });
 });

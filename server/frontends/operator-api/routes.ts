@@ -624,7 +624,8 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
     },
   );
 
-  api.notFound((c) =>
+  // A route, not notFound(): a mounted app's notFound handler is its parent's.
+  api.all("*", (c) =>
     deny(c as Context<Env>, "api.request", new AuthorityError("not_found", "no such API endpoint", "unknown_endpoint")),
   );
   return api;

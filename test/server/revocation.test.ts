@@ -1,0 +1,279 @@
+import Database from "better-sqlite3";
+import * as pkijs from "pkijs";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { auditHash } from "../../server/adapters/storage/sqlite-batch.mjs";
+import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
+import { auditRecordHash, verifyAuditChain } from "../../server/authority/audit-chain.ts";
+import { AuthorityError } from "../../server/authority/errors.ts";
+import { revokeCertificate, revokeDevice } from "../../server/authority/revoke.ts";
+import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
+import { issuerHashes } from "../../server/pki/ocsp.ts";
+import { id_sha1 } from "../../server/pki/oids.ts";
+import { createToken, generateKeys, type Harness, harness, makeCsr, peer } from "../support/fixtures.ts";
+
+async function refusal(p: Promise<unknown>): Promise<{ code: string; reason: string }> {
+  const err = await p.then(
+    () => {
+      throw new Error("expected a refusal");
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AuthorityError);
+  return { code: (err as AuthorityError).code, reason: (err as AuthorityError).reason };
+}
+
+const OPERATOR: Actor = { id: "operator:op_test", role: "operator" };
+
+describe("revocation reaches every check", () => {
+  let h: Harness;
+
+  beforeEach(async () => {
+    h = await harness();
+  });
+  afterEach(() => h.close());
+
+  const enroll = async (deviceId: string) => {
+    const token = await createToken(h, deviceId);
+    const keys = await generateKeys("P-256");
+    const issued = await h.authority.enroll({
+      csr: await makeCsr(keys),
+      credentials: { type: "basic", username: deviceId, password: token },
+      peer: peer(),
+    });
+    return { ...issued, keys };
+  };
+
+  /** A one-CertID OCSP request built by hand (SHA-1 CertID, optional nonce). */
+  const ocspRequest = async (serialHex: string, nonce?: Uint8Array) => {
+    const hashes = await issuerHashes(h.ca.issuing.certificate, h.deps.digest);
+    const certId = sequence(
+      sequence(encodeOid(id_sha1), Uint8Array.of(TAG.NULL, 0)),
+      tlv(TAG.OCTET_STRING, hashes["SHA-1"].name),
+      tlv(TAG.OCTET_STRING, hashes["SHA-1"].key),
+      unsignedInteger(fromHex(serialHex)),
+    );
+    const extensions = nonce
+      ? [
+          tlv(
+            0xa2,
+            sequence(sequence(encodeOid("1.3.6.1.5.5.7.48.1.2"), tlv(TAG.OCTET_STRING, tlv(TAG.OCTET_STRING, nonce)))),
+          ),
+        ]
+      : [];
+    return sequence(sequence(sequence(sequence(certId)), ...extensions));
+  };
+
+  /** certStatus tag of the only SingleResponse: 0 good, 1 revoked, 2 unknown. */
+  const ocspStatus = async (serialHex: string) => {
+    const { der } = await h.responders.ocsp(await ocspRequest(serialHex));
+    const outer = pkijs.OCSPResponse.fromBER(der as Uint8Array<ArrayBuffer>);
+    const basic = pkijs.BasicOCSPResponse.fromBER(
+      outer.responseBytes?.response.valueBlock.valueHexView as Uint8Array<ArrayBuffer>,
+    );
+    const single = basic.tbsResponseData.responses[0];
+    return { tag: single?.certStatus.idBlock.tagNumber, single };
+  };
+
+  const crlSerials = () => {
+    const crl = h.responders.currentCrl("issuing-p256");
+    if (!crl) throw new Error("no CRL");
+    const parsed = pkijs.CertificateRevocationList.fromBER(crl.der as Uint8Array<ArrayBuffer>);
+    return {
+      number: crl.number,
+      serials: (parsed.revokedCertificates ?? []).map((r) =>
+        Buffer.from(r.userCertificate.valueBlock.valueHexView).toString("hex").replace(/^00/, ""),
+      ),
+    };
+  };
+
+  it("revokes every unexpired certificate, voids tokens, and refuses re-enrollment", async () => {
+    const first = await enroll("dev-r");
+    h.clock.advance(3600);
+    const second = await h.authority.reenroll({
+      csr: await makeCsr(await generateKeys("P-256")),
+      peer: peer([first.certificate]),
+    });
+    const spare = await createToken(h, "dev-r");
+    expect((await ocspStatus(second.serial)).tag).toBe(0);
+    const before = crlSerials();
+
+    const r = await revokeDevice(h.deps, { deviceId: "dev-r", reason: "keyCompromise", actor: OPERATOR });
+    expect(r.serials.sort()).toEqual([first.serial, second.serial].sort());
+    expect((await h.storage.getDevice("dev-r"))?.status).toBe("revoked");
+    for (const serial of [first.serial, second.serial]) {
+      const c = await h.storage.getCertificate(serial);
+      expect([c?.status, c?.revocationReason]).toEqual(["revoked", 1]);
+    }
+    // OCSP answers revoked at once (the cached "good" was dropped), with time and reason.
+    const { tag, single } = await ocspStatus(second.serial);
+    expect(tag).toBe(1);
+    expect(single?.certStatus.valueBlock.value.length).toBe(2);
+    // The CRL is rebuilt just after the verb returns.
+    await h.responders.rebuildCrl();
+    const after = crlSerials();
+    expect(after.serials.sort()).toEqual([first.serial, second.serial].sort());
+    expect(after.number).toBeGreaterThan(before.number);
+
+    expect(
+      await refusal(
+        h.authority.reenroll({ csr: await makeCsr(await generateKeys("P-256")), peer: peer([second.certificate]) }),
+      ),
+    ).toEqual({
+      code: "forbidden",
+      reason: "client_certificate_revoked",
+    });
+    expect(
+      await refusal(
+        h.authority.enroll({
+          csr: await makeCsr(await generateKeys("P-256")),
+          credentials: { type: "basic", username: "dev-r", password: spare },
+          peer: peer(),
+        }),
+      ),
+    ).toEqual({ code: "unauthenticated", reason: "token_revoked" });
+    expect(await refusal(h.authority.createTokens({ deviceIds: ["dev-r"], actor: "test" }))).toEqual({
+      code: "forbidden",
+      reason: "device_not_enrollable",
+    });
+    const audit = await h.storage.listAudit({ deviceId: "dev-r", limit: 10 });
+    expect(audit.map((a) => [a.action, a.outcome, a.detail?.reason])).toEqual(
+      expect.arrayContaining([
+        ["device.revoke", "success", "keyCompromise"],
+        ["est.simplereenroll", "denied", "client_certificate_revoked"],
+        ["est.simpleenroll", "denied", "token_revoked"],
+      ]),
+    );
+    expect(
+      await refusal(revokeDevice(h.deps, { deviceId: "dev-r", reason: "keyCompromise", actor: OPERATOR })),
+    ).toEqual({
+      code: "conflict",
+      reason: "already_revoked",
+    });
+  });
+
+  it("leaves expired certificates off the CRL and unknown serials unknown", async () => {
+    const old = await enroll("dev-old");
+    h.clock.advance(4 * 86400); // past the 72 h validity
+    await revokeDevice(h.deps, { deviceId: "dev-old", reason: "superseded", actor: OPERATOR });
+    await h.responders.rebuildCrl();
+    expect(crlSerials().serials).toEqual([]);
+    expect((await h.storage.getCertificate(old.serial))?.status).toBe("valid");
+    expect((await ocspStatus("0badc0de")).tag).toBe(2);
+  });
+
+  it("revokes one certificate; its predecessor cannot take over", async () => {
+    const first = await enroll("dev-c");
+    const second = await h.authority.reenroll({
+      csr: await makeCsr(await generateKeys("P-256")),
+      peer: peer([first.certificate]),
+    });
+    const cert = await revokeCertificate(h.deps, { serial: second.serial, reason: "keyCompromise", actor: OPERATOR });
+    expect(cert.status).toBe("revoked");
+    expect((await h.storage.getDevice("dev-c"))?.status).toBe("active");
+    expect((await ocspStatus(second.serial)).tag).toBe(1);
+    expect((await ocspStatus(first.serial)).tag).toBe(0);
+    expect(
+      await refusal(
+        h.authority.reenroll({ csr: await makeCsr(await generateKeys("P-256")), peer: peer([first.certificate]) }),
+      ),
+    ).toEqual({ code: "forbidden", reason: "client_certificate_superseded" });
+    expect(
+      await refusal(revokeCertificate(h.deps, { serial: "abcdef", reason: "keyCompromise", actor: OPERATOR })),
+    ).toEqual({
+      code: "not_found",
+      reason: "unknown_certificate",
+    });
+  });
+
+  it("lets only operators and admins revoke", async () => {
+    await enroll("dev-a");
+    const auditor: Actor = { id: "operator:op_aud", role: "auditor" };
+    expect(await refusal(revokeDevice(h.deps, { deviceId: "dev-a", reason: "keyCompromise", actor: auditor }))).toEqual(
+      {
+        code: "forbidden",
+        reason: "role_forbidden",
+      },
+    );
+    expect((await h.storage.getDevice("dev-a"))?.status).toBe("active");
+    await revokeDevice(h.deps, { deviceId: "dev-a", reason: "unspecified", actor: CLI_ACTOR });
+    expect((await h.storage.getDevice("dev-a"))?.status).toBe("revoked");
+  });
+
+  it("finds revocations written by another connection (the CLI) on its next poll", async () => {
+    const a = await enroll("dev-p");
+    expect((await ocspStatus(a.serial)).tag).toBe(0);
+    // Another process: its own connection, no onRevocation hook.
+    const other = { ...h.deps, onRevocation: undefined };
+    await revokeDevice(other, { deviceId: "dev-p", reason: "keyCompromise", actor: CLI_ACTOR });
+    expect((await ocspStatus(a.serial)).tag).toBe(0); // the cached answer, until the poll
+    await h.responders.tick();
+    await h.responders.rebuildCrl();
+    expect((await ocspStatus(a.serial)).tag).toBe(1);
+    expect(crlSerials().serials).toEqual([a.serial]);
+  });
+});
+
+describe("the hash-chained audit log", () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await harness();
+    for (const id of ["a1", "a2", "a3"]) await createToken(h, id);
+  });
+  afterEach(() => h.close());
+
+  it("chains every record and verifies", async () => {
+    const report = await verifyAuditChain(h.deps, CLI_ACTOR);
+    expect(report).toMatchObject({ ok: true, records: 3 });
+    const rows = await h.storage.auditChain(0, 10);
+    expect(rows[0]?.prevHash).toBe("");
+    expect(rows[1]?.prevHash).toBe(rows[0]?.hash);
+    expect(report.head).toBe(rows[2]?.hash);
+    // The adapter's SQL function and the core's checker are one function.
+    for (const row of rows) {
+      expect(await auditRecordHash(h.deps, row)).toBe(row.hash);
+      expect(
+        auditHash([
+          row.prevHash,
+          row.at,
+          row.actor,
+          row.action,
+          row.outcome,
+          row.deviceId,
+          row.serial,
+          row.remote,
+          row.detail,
+        ]),
+      ).toBe(row.hash);
+    }
+  });
+
+  it("refuses updates and deletes, and finds an edit made behind its back", async () => {
+    const file = `${h.dir}/edgeid.db`;
+    const db = new Database(file);
+    try {
+      expect(() => db.prepare("UPDATE audit_events SET actor = 'x' WHERE id = 2").run()).toThrow(/append-only/);
+      expect(() => db.prepare("DELETE FROM audit_events WHERE id = 2").run()).toThrow(/append-only/);
+      db.exec("DROP TRIGGER audit_events_no_update");
+      db.prepare("UPDATE audit_events SET actor = 'cli:someone-else' WHERE id = 2").run();
+    } finally {
+      db.close();
+    }
+    const report = await verifyAuditChain(h.deps, CLI_ACTOR);
+    expect(report.ok).toBe(false);
+    expect(report.broken?.id).toBe(2);
+    expect(report.broken?.problem).toMatch(/content changed/);
+  });
+
+  it("finds a removed record by the broken link of the next one", async () => {
+    const db = new Database(`${h.dir}/edgeid.db`);
+    try {
+      db.exec("DROP TRIGGER audit_events_no_delete");
+      db.prepare("DELETE FROM audit_events WHERE id = 2").run();
+    } finally {
+      db.close();
+    }
+    const report = await verifyAuditChain(h.deps, CLI_ACTOR);
+    expect(report).toMatchObject({ ok: false, broken: { id: 3 } });
+    expect(report.broken?.problem).toMatch(/link broken/);
+  });
+});
