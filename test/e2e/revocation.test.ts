@@ -1,0 +1,278 @@
+/**
+ * Fleet operations against a real `edgeid serve`, with openssl and curl as the
+ * independent clients: OCSP (good, revoked, unknown; with and without a nonce), the
+ * CRL (openssl crl, openssl verify -crl_check), revocation through the operator API
+ * and through the CLI on the running server's database, the 202 → approve → retry
+ * flow, and `edgeid audit verify` finding a record edited in the database.
+ */
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  addProfiles,
+  createToken,
+  curl,
+  edgeid,
+  estGet,
+  estPost,
+  type HttpResponse,
+  initDataDir,
+  makeCsr,
+  makeCsrNewKeyP256,
+  makeWorkDir,
+  openssl,
+  pkcs7ToPem,
+  removeDir,
+  run,
+  sleep,
+  startServer,
+  type TestServer,
+  writePem,
+  x509Serial,
+  x509Subject,
+  x509Text,
+} from "./helpers.ts";
+
+let work: string;
+let dataDir: string;
+let adminToken: string;
+let server: TestServer;
+let chainFile: string;
+let issuingFile: string;
+
+async function issuedCert(r: HttpResponse, name: string): Promise<string> {
+  expect(r.status, `body: ${r.text}`).toBe(200);
+  const [pem] = await pkcs7ToPem(work, r.body);
+  return writePem(work, `${name}.pem`, pem as string);
+}
+
+async function enroll(deviceId: string): Promise<{ cert: string; key: string; token: string }> {
+  const { token } = await createToken(dataDir, deviceId);
+  const csr = await makeCsrNewKeyP256(work, deviceId);
+  const r = await estPost(server, work, "simpleenroll", csr.base64, { basic: { user: deviceId, password: token } });
+  return { cert: await issuedCert(r, deviceId), key: csr.keyFile, token };
+}
+
+/** `openssl ocsp` against the URL in the certificate: its status line and the whole output. */
+async function ocsp(target: { cert?: string; serial?: string }, nonce = true) {
+  const args = ["ocsp", "-issuer", issuingFile, "-url", `${server.url}/pki/ocsp`, "-CAfile", chainFile];
+  if (target.cert) args.push("-cert", target.cert);
+  if (target.serial) args.push("-serial", target.serial);
+  if (!nonce) args.push("-no_nonce");
+  const r = await run("openssl", args);
+  const out = `${r.stdout}${r.stderr}`;
+  expect(out, out).toContain("Response verify OK");
+  expect(out).not.toMatch(/nonce/i); // openssl warns on a missing or mismatched nonce
+  const status = /: (good|revoked|unknown)\b/.exec(r.stdout)?.[1];
+  return { status, out, code: r.code };
+}
+
+const api = (path: string, opts: { method?: "GET" | "POST"; body?: unknown; token?: string } = {}) =>
+  curl(work, `${server.url}/api/v1${path}`, {
+    cacert: server.rootPemFile,
+    bearer: opts.token ?? adminToken,
+    ...(opts.body !== undefined
+      ? { method: "POST", body: JSON.stringify(opts.body), contentType: "application/json" }
+      : { method: opts.method ?? "GET" }),
+  });
+
+async function fetchCrl(certFile: string): Promise<string> {
+  const url = /URI:(https:\S+\.crl)/.exec(await x509Text(certFile))?.[1];
+  expect(url).toBe(`${server.url}/pki/crl/issuing-p256.crl`);
+  const r = await curl(work, url as string, { cacert: server.rootPemFile });
+  expect(r.status).toBe(200);
+  expect(r.headers["content-type"]).toBe("application/pkix-crl");
+  const der = join(work, `crl-${Date.now()}.der`);
+  const { writeFile } = await import("node:fs/promises");
+  await writeFile(der, r.body);
+  const pem = `${der}.pem`;
+  await openssl(["crl", "-inform", "DER", "-in", der, "-out", pem]);
+  return pem;
+}
+
+beforeAll(async () => {
+  work = await makeWorkDir("edgeid-revocation-");
+  const init = await initDataDir(work, "example.org");
+  dataDir = init.dataDir;
+  adminToken = init.adminToken;
+  await addProfiles(dataDir, { vetted: { approval: "manual", retryAfter: "2s" } });
+  server = await startServer(dataDir, work);
+  const chain = await pkcs7ToPem(work, (await estGet(server, work, "cacerts")).body);
+  chainFile = await writePem(work, "chain.pem", chain);
+  // The issuing CA is the one that is not self-issued.
+  for (const [i, pem] of chain.entries()) {
+    const file = await writePem(work, `ca-${i}.pem`, pem);
+    if ((await x509Subject(file)).includes("Issuing")) issuingFile = file;
+  }
+  expect(issuingFile).toBeTruthy();
+}, 60_000);
+
+afterAll(async () => {
+  await server?.stop();
+  await removeDir(work);
+});
+
+describe("OCSP and the CRL", () => {
+  it("answers good, revoked (with reason) and unknown to openssl ocsp, with and without a nonce", async () => {
+    const good = await enroll("ocsp-good");
+    const bad = await enroll("ocsp-bad");
+    expect((await ocsp({ cert: good.cert })).status).toBe("good");
+    expect((await ocsp({ cert: good.cert }, false)).status).toBe("good");
+    expect((await ocsp({ serial: "0x0123456789abcdef" })).status).toBe("unknown");
+
+    const started = Date.now();
+    const r = await api("/devices/ocsp-bad/revoke", { body: { reason: "keyCompromise" } });
+    expect(r.status, r.text).toBe(200);
+    const answer = await ocsp({ cert: bad.cert });
+    const elapsed = Date.now() - started;
+    expect(answer.status).toBe("revoked");
+    expect(answer.out).toContain("Reason: keyCompromise");
+    expect(elapsed).toBeLessThan(1000);
+    expect((await ocsp({ cert: bad.cert }, false)).status).toBe("revoked");
+    expect((await ocsp({ cert: good.cert })).status).toBe("good");
+
+    // The CRL from the URL in the certificate: parsed, signed, listing the serial with its reason.
+    const crl = await fetchCrl(bad.cert);
+    const text = (await openssl(["crl", "-in", crl, "-noout", "-text"])).stdout;
+    expect(text).toContain((await x509Serial(bad.cert)).toUpperCase().padStart(32, "0").replace(/^0+/, ""));
+    expect(text).toMatch(/CRL Reason Code:\s*\n\s*Key Compromise/);
+    expect(text).toMatch(/X509v3 CRL Number:\s*\n\s*\d+/);
+    const signed = await run("openssl", ["crl", "-in", crl, "-CAfile", chainFile, "-noout"]);
+    expect(`${signed.stdout}${signed.stderr}`).toContain("verify OK");
+    // openssl verify with the CRL: the revoked certificate fails, the good one passes.
+    const revoked = await run("openssl", ["verify", "-crl_check", "-CAfile", chainFile, "-CRLfile", crl, bad.cert]);
+    expect(revoked.code).not.toBe(0);
+    expect(`${revoked.stdout}${revoked.stderr}`).toContain("certificate revoked");
+    const fine = await run("openssl", ["verify", "-crl_check", "-CAfile", chainFile, "-CRLfile", crl, good.cert]);
+    expect(fine.stdout.trim()).toBe(`${good.cert}: OK`);
+  });
+
+  it("refuses a revoked device everywhere, and says so in its audit trail", async () => {
+    const dev = await enroll("gone-1");
+    const spare = await createToken(dataDir, "gone-1");
+    expect((await api("/devices/gone-1/revoke", { body: { reason: "keyCompromise" } })).status).toBe(200);
+    const renew = await makeCsrNewKeyP256(work, "gone-1-renew");
+    const reenroll = await estPost(server, work, "simplereenroll", renew.base64, { cert: dev.cert, key: dev.key });
+    expect([reenroll.status, reenroll.text]).toEqual([403, "client certificate is revoked\n"]);
+    const again = await estPost(server, work, "simpleenroll", (await makeCsr(work, "gone-1-again")).base64, {
+      basic: { user: "gone-1", password: spare.token },
+    });
+    expect([again.status, again.text]).toEqual([401, "bootstrap token has been revoked\n"]);
+    const shown = JSON.parse((await api("/devices/gone-1")).text) as {
+      status: string;
+      certificates: { status: string; revocationReason: string }[];
+      audit: { action: string; outcome: string; detail: { reason?: string } }[];
+    };
+    expect(shown.status).toBe("revoked");
+    expect(shown.certificates.map((c) => [c.status, c.revocationReason])).toEqual([["revoked", "keyCompromise"]]);
+    expect(shown.audit.map((a) => [a.action, a.outcome, a.detail.reason])).toEqual(
+      expect.arrayContaining([
+        ["device.revoke", "success", "keyCompromise"],
+        ["est.simplereenroll", "denied", "client_certificate_revoked"],
+        ["est.simpleenroll", "denied", "token_revoked"],
+      ]),
+    );
+  });
+
+  it("picks up a revocation made with the CLI on the running server's database within a second", async () => {
+    const dev = await enroll("cli-revoke");
+    expect((await ocsp({ cert: dev.cert }, false)).status).toBe("good");
+    const out = await edgeid([
+      "devices",
+      "revoke",
+      "cli-revoke",
+      "--reason",
+      "keyCompromise",
+      "--data",
+      dataDir,
+      "--json",
+    ]);
+    const done = Date.now();
+    expect((JSON.parse(out.stdout) as { revokedSerials: string[] }).revokedSerials).toHaveLength(1);
+    let status: string | undefined;
+    while (Date.now() - done < 1000) {
+      status = (await ocsp({ cert: dev.cert }, false)).status;
+      if (status === "revoked") break;
+      await sleep(50);
+    }
+    expect(status).toBe("revoked");
+    let listed = false;
+    while (!listed && Date.now() - done < 1500) {
+      const crl = await fetchCrl(dev.cert);
+      listed = (await openssl(["crl", "-in", crl, "-noout", "-text"])).stdout.includes(
+        (await x509Serial(dev.cert)).toUpperCase(),
+      );
+    }
+    expect(listed).toBe(true);
+  });
+
+  it("gives operators' errors as JSON: unknown device, auditor revoking, no token", async () => {
+    const unknown = await api("/devices/nobody/revoke", { body: { reason: "keyCompromise" } });
+    expect([unknown.status, JSON.parse(unknown.text).error.code]).toEqual([404, "unknown_device"]);
+    const auditor = JSON.parse(
+      (await api("/operators", { body: { name: "night-shift", role: "auditor", ttl: "1d" } })).text,
+    ) as { token: string };
+    await enroll("audited-1");
+    const denied = await api("/devices/audited-1/revoke", { body: { reason: "keyCompromise" }, token: auditor.token });
+    expect([denied.status, JSON.parse(denied.text).error.code]).toEqual([403, "role_forbidden"]);
+    expect((await api("/devices/audited-1", { token: auditor.token })).status).toBe(200);
+    const anonymous = await curl(work, `${server.url}/api/v1/devices`, { cacert: server.rootPemFile });
+    expect([anonymous.status, anonymous.headers["www-authenticate"]]).toEqual([
+      401,
+      'Bearer realm="edgeid operator API"',
+    ]);
+  });
+});
+
+describe("manual approval (RFC 7030 §4.2.3)", () => {
+  it("answers 202 with Retry-After, then issues on the retry after an operator approves", async () => {
+    const { token } = await createToken(dataDir, "vet-001", { profile: "vetted" });
+    const csr = await makeCsrNewKeyP256(work, "vet-001");
+    const ask = () =>
+      estPost(server, work, "simpleenroll", csr.base64, {
+        label: "vetted",
+        basic: { user: "vet-001", password: token },
+      });
+    const first = await ask();
+    expect([first.status, first.headers["retry-after"]]).toEqual([202, "2"]);
+    const pending = JSON.parse((await api("/enrollments?status=pending")).text) as {
+      items: { id: string; deviceId: string }[];
+    };
+    const request = pending.items.find((p) => p.deviceId === "vet-001");
+    expect(request).toBeDefined();
+    expect((await ask()).status).toBe(202);
+    const approved = await api(`/enrollments/${request?.id}/approve`, { body: { reason: "on the manifest" } });
+    expect(approved.status, approved.text).toBe(200);
+    const cert = await issuedCert(await ask(), "vet-001");
+    expect(await x509Subject(cert)).toBe("subject=CN=vet-001");
+    const verify = await run("openssl", ["verify", "-CAfile", chainFile, cert]);
+    expect(verify.stdout.trim()).toBe(`${cert}: OK`);
+  });
+});
+
+describe("edgeid audit verify", () => {
+  it("proves the chain intact, then points at a record edited directly in the database", async () => {
+    const ok = await edgeid(["audit", "verify", "--data", dataDir, "--json"]);
+    const report = JSON.parse(ok.stdout) as { ok: boolean; records: number; lastId: number };
+    expect(report.ok).toBe(true);
+    expect(report.records).toBeGreaterThan(10);
+    const victim = Math.floor(report.lastId / 2);
+    const db = new Database(join(dataDir, "edgeid.db"));
+    try {
+      expect(() => db.prepare("DELETE FROM audit_events WHERE id = ?").run(victim)).toThrow(/append-only/);
+      db.exec("DROP TRIGGER audit_events_no_update");
+      db.prepare("UPDATE audit_events SET outcome = 'success' WHERE id = ?").run(victim);
+    } finally {
+      db.close();
+    }
+    const broken = await run(process.execPath, [
+      join(import.meta.dirname, "../../bin/edgeid.mjs"),
+      "audit",
+      "verify",
+      "--data",
+      dataDir,
+    ]);
+    expect(broken.code).toBe(1);
+    expect(broken.stdout).toContain(`audit chain BROKEN at record ${victim}: content changed`);
+  });
+});
