@@ -5,7 +5,10 @@ import { connect, type SecureContext, type TLSSocket } from "node:tls";
 export interface Job {
   /** Headers besides content-type/length. */
   headers: Record<string, string>;
+  /** Bytes as a latin1 string. */
   body: string;
+  /** Default application/pkcs10. */
+  contentType?: string;
   /** Client certificate and key for mutual TLS (a context made ahead); a new connection per job. */
   tls?: SecureContext;
 }
@@ -46,7 +49,7 @@ function post(url: URL, job: Job, ca: string, agent: false): Promise<Outcome> {
       ca,
       secureContext: job.tls,
       headers: {
-        "content-type": "application/pkcs10",
+        "content-type": job.contentType ?? "application/pkcs10",
         "content-length": String(body.length),
         ...(agent === false ? { connection: "close" } : {}),
         ...job.headers,
@@ -133,7 +136,7 @@ class KeepAliveConnection {
       .map(([k, v]) => `${k}: ${v}\r\n`)
       .join("");
     const head =
-      `POST ${this.url.pathname} HTTP/1.1\r\nhost: ${this.url.host}\r\ncontent-type: application/pkcs10\r\n` +
+      `POST ${this.url.pathname} HTTP/1.1\r\nhost: ${this.url.host}\r\ncontent-type: ${job.contentType ?? "application/pkcs10"}\r\n` +
       `content-length: ${job.body.length}\r\n${extra}\r\n`;
     return new Promise((resolve) => {
       this.waiting = resolve;

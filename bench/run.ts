@@ -6,26 +6,32 @@
  * `openssl speed` measured in the same run. Afterwards it checks the database: no
  * duplicate serials, every certificate recorded once, every token used once.
  */
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createWriteStream, readdirSync, readFileSync } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { get } from "node:https";
-import { createServer } from "node:net";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { Command, InvalidArgumentError } from "commander";
-import { type Job, type LoadResult, percentile, runLoad, windowRates } from "./load.ts";
+import { type Job, runLoad, windowRates } from "./load.ts";
 import { certificateFromResponse, certificatePem, type DeviceRequest, makeRequest } from "./requests.ts";
-
-const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const EDGEID = join(ROOT, "bin", "edgeid.mjs");
-const run = promisify(execFile);
-const say = (line: string) => process.stdout.write(`${line}\n`);
+import { revocationBench } from "./revocation.ts";
+import {
+  basic,
+  cpuSeconds,
+  createTokens,
+  EDGEID,
+  freePort,
+  peakRssMiB,
+  run,
+  say,
+  summarize,
+  type Token,
+  threadCpu,
+  waitReady,
+} from "./server.ts";
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -48,6 +54,11 @@ const opts = new Command("bench")
   .option("--reenroll-duration <s>", "seconds of simplereenroll load (0 to skip)", Number, 10)
   .option("--reenroll-concurrency <n>", "concurrent mutual-TLS clients", positive, 16)
   .option("--openssl-seconds <s>", "seconds per `openssl speed` measurement", positive, 3)
+  .option("--revoked <n>", "certificates already revoked in the revocation benchmark (0 to skip it)", Number, 100_000)
+  .option("--revocation-samples <n>", "revocations measured with none and with --revoked already revoked", positive, 50)
+  .option("--ocsp-duration <s>", "seconds of each OCSP load run", positive, 10)
+  .option("--ocsp-concurrency <n>", "concurrent keep-alive OCSP clients", positive, 64)
+  .option("--only-revocation", "skip the enrollment benchmark (run only the revocation benchmark)")
   .option("--keep", "keep the data directory")
   .option("--cpu-prof <dir>", "write a V8 CPU profile of the server process into this directory")
   .parse()
@@ -59,6 +70,11 @@ const opts = new Command("bench")
     reenrollDuration: number;
     reenrollConcurrency: number;
     opensslSeconds: number;
+    revoked: number;
+    revocationSamples: number;
+    ocspDuration: number;
+    ocspConcurrency: number;
+    onlyRevocation?: boolean;
     keep?: boolean;
     cpuProf?: string;
   }>();
@@ -71,101 +87,6 @@ async function opensslSpeed(seconds: number): Promise<{ sign: number; verify: nu
   if (!m) throw new Error(`could not read openssl speed output:\n${stdout}`);
   const version = (await run("openssl", ["version"])).stdout.trim();
   return { sign: Number(m[1]), verify: Number(m[2]), version };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-}
-
-interface Token {
-  deviceId: string;
-  token: string;
-}
-
-async function waitReady(url: string, ca: string, exited: () => boolean): Promise<void> {
-  for (let tries = 0; tries < 200; tries++) {
-    if (exited()) throw new Error("the server exited during start; see its log");
-    const status = await new Promise<number>((r) => {
-      get(url, { ca }, (res) => {
-        res.resume();
-        r(res.statusCode ?? 0);
-      }).on("error", () => r(0));
-    });
-    if (status === 200) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`the server did not answer ${url} within 20 s`);
-}
-
-async function createTokens(dataDir: string, count: number): Promise<Token[]> {
-  const out: Token[] = [];
-  for (let start = 1; start <= count; start += 100_000) {
-    const n = Math.min(100_000, count - start + 1);
-    const { stdout } = await run(
-      process.execPath,
-      [EDGEID, "token", "create", "--data", dataDir, "--count", String(n), "--start", String(start)].concat([
-        "--device-prefix",
-        "bench-",
-        "--ttl",
-        "2h",
-        "--json",
-      ]),
-      { maxBuffer: 256 << 20 },
-    );
-    for (const line of stdout.split("\n")) if (line) out.push(JSON.parse(line) as Token);
-  }
-  return out;
-}
-
-function basic(t: Token): Record<string, string> {
-  return { authorization: `Basic ${Buffer.from(`${t.deviceId}:${t.token}`).toString("base64")}` };
-}
-
-/** User+system CPU seconds a process has used so far (Linux /proc). */
-function cpuSeconds(pid: number, tid?: number): number {
-  const file = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
-  const fields = readFileSync(file, "utf8").split(") ")[1]?.split(" ") ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** CPU seconds per thread of a process (Linux /proc), by thread id. */
-function threadCpu(pid: number): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      out.set(Number(tid), cpuSeconds(pid, Number(tid)));
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
-}
-
-function peakRssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const m = /VmHWM:\s+(\d+) kB/.exec(status);
-  return m ? Number(m[1]) / 1024 : Number.NaN;
-}
-
-function summarize(name: string, r: LoadResult): { rate: number; ok: number; errors: number } {
-  const done = r.outcomes.filter((o) => o !== undefined);
-  const ok = done.filter((o) => o.status === 200).length;
-  const lat = Float64Array.from(done.map((o) => o.ms)).sort();
-  const rate = ok / r.seconds;
-  say(
-    `${name}: ${ok} ok in ${r.seconds.toFixed(1)} s = ${rate.toFixed(0)}/s · p50 ${percentile(lat, 50).toFixed(1)} ms` +
-      ` · p99 ${percentile(lat, 99).toFixed(1)} ms · errors ${done.length - ok}`,
-  );
-  const other = [...r.statuses].filter(([k]) => k !== "200");
-  if (other.length) say(`  non-200: ${other.map(([k, v]) => `${k} ×${v}`).join(", ")}`);
-  return { rate, ok, errors: done.length - ok };
 }
 
 async function main(): Promise<void> {
@@ -367,4 +288,14 @@ async function main(): Promise<void> {
   if (checks.some(([, ok]) => !ok)) process.exitCode = 1;
 }
 
-await main();
+if (!opts.onlyRevocation) await main();
+if (opts.revoked > 0) {
+  const summary = await revocationBench({
+    revoked: opts.revoked,
+    samples: opts.revocationSamples,
+    ocspDuration: opts.ocspDuration,
+    ocspConcurrency: opts.ocspConcurrency,
+    keep: Boolean(opts.keep),
+  });
+  say(`RESULT revocation ${summary}`);
+}

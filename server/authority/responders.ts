@@ -16,7 +16,15 @@ import type { AuthorityDeps } from "./deps.ts";
 /** Timers are a parameter of the core, like the clock: tests step them. */
 export interface Scheduler {
   every(ms: number, run: () => void): { cancel(): void };
+  after(ms: number, run: () => void): { cancel(): void };
 }
+
+/**
+ * Revocations that arrive within this window share one CRL rebuild: a burst of 1,000
+ * revocations costs a few rebuilds, not 1,000, and each stays well within the second
+ * that the CRL has to reflect a revocation.
+ */
+export const CRL_COALESCE_MS = 100;
 
 export interface PublishedCrl {
   der: Uint8Array;
@@ -60,25 +68,45 @@ export class RevocationResponders {
   private readonly ocspCache = new Map<string, CachedResponse[]>();
   private hashes: IssuerHashes | undefined;
   private timer: { cancel(): void } | undefined;
+  private scheduler: Scheduler | undefined;
+  private pendingRebuild: { cancel(): void } | undefined;
 
-  constructor(private readonly deps: AuthorityDeps) {}
+  constructor(
+    private readonly deps: AuthorityDeps,
+    /** Told of every CRL published (the Node entry logs it: number, entries, size, build time). */
+    private readonly onPublished?: (crl: PublishedCrl) => void,
+  ) {}
 
   /** Loads the feed, publishes the first CRL and starts watching. */
   async start(scheduler?: Scheduler): Promise<void> {
     this.hashes = await issuerHashes(this.deps.ca.certificate, this.deps.digest);
     await this.readFeed();
     await this.rebuildCrl();
+    this.scheduler = scheduler;
     this.timer = scheduler?.every(this.deps.config.revocation.pollMs, () => void this.tick());
   }
 
   stop(): void {
     this.timer?.cancel();
+    this.pendingRebuild?.cancel();
   }
 
-  /** Called after a revocation was committed here (deps.onRevocation). */
+  /**
+   * Called after a revocation was committed here (deps.onRevocation). When it returns,
+   * OCSP answers reflect the revocation; the CRL follows within CRL_COALESCE_MS plus
+   * one build.
+   */
   async revoked(): Promise<void> {
     const found = await this.readFeed();
-    if (found > 0) void this.rebuildCrl();
+    if (found === 0) return;
+    if (!this.scheduler) {
+      void this.rebuildCrl();
+      return;
+    }
+    this.pendingRebuild ??= this.scheduler.after(CRL_COALESCE_MS, () => {
+      this.pendingRebuild = undefined;
+      void this.rebuildCrl().catch(() => undefined);
+    });
   }
 
   /** One poll: new revocations from anywhere, or a CRL that is half-way to its nextUpdate. */
@@ -176,6 +204,7 @@ export class RevocationResponders {
       ca.signer,
     );
     this.crl = { der, number, thisUpdate, nextUpdate, entries: parts.length, buildMs: performance.now() - started };
+    this.onPublished?.(this.crl);
   }
 
   /**

@@ -51,6 +51,11 @@ const nodeScheduler: Scheduler = {
     timer.unref();
     return { cancel: () => clearInterval(timer) };
   },
+  after(ms, run) {
+    const timer = setTimeout(run, ms);
+    timer.unref();
+    return { cancel: () => clearTimeout(timer) };
+  },
 };
 
 const TLS_RENEWAL_CHECK_MS = 12 * 3600_000;
@@ -151,10 +156,21 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     publicUrl: config.publicUrl ?? url,
     idevidAnchors,
   };
-  const responders = new RevocationResponders(deps);
+  const log = opts.logger;
+  const responders = new RevocationResponders(deps, (crl) =>
+    log.info(
+      {
+        ca: ca.name,
+        crlNumber: crl.number.toString(),
+        entries: crl.entries,
+        bytes: crl.der.length,
+        buildMs: Math.round(crl.buildMs * 10) / 10,
+      },
+      "published CRL",
+    ),
+  );
   deps.onRevocation = () => responders.revoked();
   await responders.start(nodeScheduler);
-  const log = opts.logger;
   const app = createApp({
     authority: new Authority(deps),
     responders,

@@ -1,0 +1,310 @@
+/**
+ * The revocation benchmark (part of `npm run bench`): the cost of one revocation with
+ * none and with N (default 100,000) certificates already revoked, CRL regeneration
+ * time and size, how soon a revocation is in the served CRL, and OCSP responses/s
+ * with and without a nonce — against the real server process and its SQLite file.
+ *
+ * The N revoked certificates are seeded straight into the database (a device, a
+ * certificate row and a revocation-feed row each, in one transaction): issuing and
+ * revoking 100,000 real certificates would take minutes and measure enrollment again.
+ * The CRL and OCSP use only their serials, dates and reasons. The devices revoked in
+ * the measured steps are real: enrolled over EST, revoked over the operator API.
+ */
+import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { Agent, request } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { nodeDigest } from "../server/adapters/node/node-digest.ts";
+import { encodeOid, sequence, TAG, tlv, unsignedInteger } from "../server/pki/der.ts";
+import { issuerHashes } from "../server/pki/ocsp.ts";
+import { pemCertificates } from "../server/pki/pem.ts";
+import { type Job, percentile, runLoad } from "./load.ts";
+import { certificateFromResponse, makeRequest } from "./requests.ts";
+import {
+  basic,
+  createTokens,
+  EDGEID,
+  logEntries,
+  peakRssMiB,
+  run,
+  type ServerProcess,
+  say,
+  startServerProcess,
+  summarize,
+} from "./server.ts";
+
+export interface RevocationBenchOptions {
+  /** Certificates revoked before the measured revocations. */
+  revoked: number;
+  /** Revocations measured in each phase. */
+  samples: number;
+  ocspDuration: number;
+  ocspConcurrency: number;
+  keep: boolean;
+}
+
+interface CrlLog {
+  crlNumber: string;
+  entries: number;
+  bytes: number;
+  buildMs: number;
+}
+
+const SHA1 = sequence(encodeOid("1.3.14.3.2.26"), Uint8Array.of(TAG.NULL, 0));
+const NONCE = encodeOid("1.3.6.1.5.5.7.48.1.2");
+
+function ocspRequest(hashes: { name: Uint8Array; key: Uint8Array }, serialHex: string, nonce: boolean): string {
+  const certId = sequence(
+    SHA1,
+    tlv(TAG.OCTET_STRING, hashes.name),
+    tlv(TAG.OCTET_STRING, hashes.key),
+    unsignedInteger(Buffer.from(serialHex, "hex")),
+  );
+  const ext = nonce
+    ? [tlv(0xa2, sequence(sequence(NONCE, tlv(TAG.OCTET_STRING, tlv(TAG.OCTET_STRING, randomBytes(16))))))]
+    : [];
+  return Buffer.from(sequence(sequence(sequence(sequence(certId)), ...ext))).toString("latin1");
+}
+
+/** Revokes devices one after another over the operator API; milliseconds per call. */
+async function revokeEach(server: ServerProcess, token: string, ids: string[]): Promise<Float64Array> {
+  const agent = new Agent({ keepAlive: true, ca: server.ca, maxSockets: 1 });
+  const times: number[] = [];
+  for (const id of ids) {
+    const body = JSON.stringify({ reason: "keyCompromise" });
+    const t0 = performance.now();
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        `${server.url}/api/v1/devices/${id}/revoke`,
+        {
+          method: "POST",
+          agent,
+          headers: {
+            authorization: `Bearer ${token}`,
+            "content-type": "application/json",
+            "content-length": String(body.length),
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+    times.push(performance.now() - t0);
+    if (status !== 200) throw new Error(`revoking ${id} answered ${status}`);
+  }
+  agent.destroy();
+  return Float64Array.from(times).sort();
+}
+
+async function fetchCrl(server: ServerProcess): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    request(`${server.url}/pki/crl/issuing-p256.crl`, { ca: server.ca }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve(Buffer.concat(chunks)));
+    })
+      .on("error", reject)
+      .end();
+  });
+}
+
+/** Seeds `count` revoked certificates (one device each) and their feed rows, in one transaction. */
+function seedRevoked(dbFile: string, count: number, now: number): string[] {
+  const db = new Database(dbFile);
+  const serials: string[] = [];
+  try {
+    const device = db.prepare(
+      "INSERT INTO devices (id, profile, status, created_at, updated_at, last_enrolled_at, current_serial, current_not_after) VALUES (?, 'device', 'revoked', ?, ?, ?, ?, ?)",
+    );
+    const cert = db.prepare(
+      "INSERT INTO certificates (serial, device_id, profile, issuer, not_before, not_after, fingerprint, key_fingerprint, key_type, status, revoked_at, revocation_reason, der, issued_at, method) VALUES (?, ?, 'device', 'issuing-p256', ?, ?, ?, ?, 'P-256', 'revoked', ?, 1, x'00', ?, 'token')",
+    );
+    const feed = db.prepare(
+      "INSERT INTO revocations (serial, issuer, device_id, revoked_at, reason, not_after) VALUES (?, 'issuing-p256', ?, ?, 1, ?)",
+    );
+    db.transaction(() => {
+      for (let i = 0; i < count; i++) {
+        const bytes = randomBytes(16);
+        bytes[0] = ((bytes[0] as number) & 0x7f) | 0x10;
+        const serial = bytes.toString("hex");
+        const id = `seed-${i}`;
+        const issued = now - 3600_000;
+        const notAfter = issued + 72 * 3600_000;
+        const revokedAt = now - 60_000 + Math.floor((i / count) * 50_000);
+        device.run(id, issued, revokedAt, issued, serial, notAfter);
+        cert.run(
+          serial,
+          id,
+          issued,
+          notAfter,
+          randomBytes(32).toString("hex"),
+          randomBytes(32).toString("hex"),
+          revokedAt,
+          issued,
+        );
+        feed.run(serial, id, revokedAt, notAfter);
+        serials.push(serial);
+      }
+    })();
+  } finally {
+    db.close();
+  }
+  return serials;
+}
+
+const fmt = (sorted: Float64Array) =>
+  `p50 ${percentile(sorted, 50).toFixed(1)} ms · p99 ${percentile(sorted, 99).toFixed(1)} ms · max ${(sorted.at(-1) ?? Number.NaN).toFixed(1)} ms`;
+
+export async function revocationBench(o: RevocationBenchOptions): Promise<string> {
+  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-revocation-"));
+  const dataDir = join(work, "data");
+  say(`\nrevocation benchmark: ${o.revoked} certificates already revoked, ${o.samples} revocations measured per phase`);
+  const init = JSON.parse((await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"])).stdout) as {
+    adminToken: string;
+  };
+  // Real devices for the measured revocations and for OCSP "good" answers.
+  const real = 2 * o.samples + 1 + 200;
+  const tokens = await createTokens(dataDir, real, "rv-");
+  const requests = tokens.map((t) => makeRequest(t.deviceId));
+  let server = await startServerProcess(dataDir);
+  const enrolled = await runLoad(
+    requests.map((r, i) => ({ headers: basic(tokens[i] as (typeof tokens)[number]), body: r.body })),
+    { url: `${server.url}/.well-known/est/simpleenroll`, ca: server.ca, concurrency: 32, seconds: 600 },
+  );
+  const serialOf = new Map<string, string>();
+  enrolled.outcomes.forEach((out, i) => {
+    if (out?.status !== 200) throw new Error(`enrollment ${i} answered ${out?.status}: ${out?.body}`);
+    const der = certificateFromResponse(out.body);
+    const id = tokens[i]?.deviceId as string;
+    serialOf.set(id, readSerial(der));
+  });
+  const ids = tokens.map((t) => t.deviceId);
+  const phaseA = ids.slice(0, o.samples);
+  const phaseB = ids.slice(o.samples, 2 * o.samples);
+  const lastOne = ids[2 * o.samples] as string;
+  const good = ids.slice(2 * o.samples + 1);
+
+  const before = await revokeEach(server, init.adminToken, phaseA);
+  say(`one revocation, ${phaseA.length} in a row over the API, 0 revoked before: ${fmt(before)}`);
+  await server.stop();
+
+  const t0 = performance.now();
+  const seeded = seedRevoked(join(dataDir, "edgeid.db"), o.revoked, Date.now());
+  say(`seeded ${o.revoked} revoked certificates in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  const started = performance.now();
+  server = await startServerProcess(dataDir);
+  const startMs = performance.now() - started;
+  const [first] = logEntries<CrlLog>(server.log(), "published CRL");
+  say(
+    `server start with ${o.revoked + phaseA.length} revoked: ${startMs.toFixed(0)} ms to ready; first CRL ${first?.entries} entries, ${((first?.bytes ?? 0) / 1e6).toFixed(2)} MB, built and signed in ${first?.buildMs} ms`,
+  );
+
+  const builtBefore = logEntries<CrlLog>(server.log(), "published CRL").length;
+  const after = await revokeEach(server, init.adminToken, phaseB);
+  say(
+    `one revocation, ${phaseB.length} in a row over the API, ${o.revoked + phaseA.length} revoked before: ${fmt(after)}`,
+  );
+  await new Promise((r) => setTimeout(r, 1500));
+  const builds = logEntries<CrlLog>(server.log(), "published CRL").slice(builtBefore);
+  const buildMs = Float64Array.from(builds.map((b) => b.buildMs)).sort();
+  say(
+    `CRL regeneration during those revocations: ${builds.length} builds (coalesced), ${fmt(buildMs)}; last CRL ${builds.at(-1)?.entries} entries, ${((builds.at(-1)?.bytes ?? 0) / 1e6).toFixed(2)} MB`,
+  );
+
+  // From the API call to a CRL that lists the serial, as a relying party would fetch it.
+  const target = (serialOf.get(lastOne) as string).toUpperCase();
+  const crlNumberBefore = Number(builds.at(-1)?.crlNumber ?? first?.crlNumber ?? 0);
+  const tRevoke = performance.now();
+  await revokeEach(server, init.adminToken, [lastOne]);
+  let crl = await fetchCrl(server);
+  while (!crlLists(crl, target) && performance.now() - tRevoke < 10_000) crl = await fetchCrl(server);
+  const toCrl = performance.now() - tRevoke;
+  say(
+    `revocation → served CRL lists the serial: ${toCrl.toFixed(0)} ms (CRL ${crl.length} bytes, number ${crlNumberBefore} → ${logEntries<CrlLog>(server.log(), "published CRL").at(-1)?.crlNumber})`,
+  );
+  // Independent check of the big CRL: openssl parses and verifies it.
+  const crlFile = join(work, "big.crl");
+  writeFileSync(crlFile, crl);
+  const chainFile = join(dataDir, "ca", "issuing-p256.pem");
+  const verified = await run("openssl", ["crl", "-inform", "DER", "-in", crlFile, "-CAfile", chainFile, "-noout"]);
+  say(`openssl crl: ${(verified.stderr || verified.stdout).trim()}`);
+
+  // OCSP: a mix of seeded revoked serials and real good ones, each asked once per run.
+  const issuing = pemCertificates(readFileSync(join(dataDir, "ca", "issuing-p256.pem"), "utf8"))[0] as Uint8Array;
+  const hashes = (await issuerHashes(issuing, nodeDigest))["SHA-1"];
+  const serials = [...seeded, ...good.map((id) => serialOf.get(id) as string)];
+  const ocspUrl = `${server.url}/pki/ocsp`;
+  const jobs = (nonce: boolean): Job[] =>
+    Array.from({ length: Math.min(serials.length, Math.ceil(o.ocspDuration * 20_000)) }, (_, i) => ({
+      headers: {},
+      contentType: "application/ocsp-request",
+      body: ocspRequest(hashes, serials[(i * 7919) % serials.length] as string, nonce),
+    }));
+  const results: string[] = [];
+  for (const [label, short, nonce] of [
+    ["OCSP, no nonce, each serial asked the first time (signed, then cached)", "OCSP first ask", false],
+    ["OCSP, no nonce, the same serials again (cached where the first run reached)", "OCSP again", false],
+    ["OCSP, with a nonce (signed every time)", "OCSP nonce", true],
+  ] as const) {
+    {
+      const cpu0 = process.cpuUsage();
+      const r = await runLoad(jobs(nonce), {
+        url: ocspUrl,
+        ca: server.ca,
+        concurrency: o.ocspConcurrency,
+        seconds: o.ocspDuration,
+      });
+      const s = summarize(`${label} (concurrency ${o.ocspConcurrency})`, r);
+      const client = process.cpuUsage(cpu0);
+      say(`  load generator ${((client.user + client.system) / 1e6 / r.seconds).toFixed(2)} cores`);
+      results.push(`${short} ${s.rate.toFixed(0)}/s`);
+      if (!nonce) {
+        const sample = r.outcomes.find((x) => x?.status === 200);
+        if (sample) writeFileSync(join(work, "sample.ocsp"), Buffer.from(sample.body, "latin1"));
+      }
+    }
+  }
+  const check = await run("openssl", [
+    "ocsp",
+    "-respin",
+    join(work, "sample.ocsp"),
+    "-issuer",
+    chainFile,
+    "-CAfile",
+    join(dataDir, "ca", "root-ca.pem"),
+    "-resp_text",
+  ]).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: e.stdout ?? "", stderr: e.stderr ?? "" }));
+  say(
+    `openssl ocsp -respin (a sampled answer): ${/Cert Status: (\w+)/.exec(check.stdout)?.[1]} · ${(check.stderr || "").trim()}`,
+  );
+  say(`server peak RSS: ${peakRssMiB(server.pid).toFixed(0)} MiB`);
+  await server.stop();
+  if (!o.keep) await rm(work, { recursive: true, force: true });
+  return (
+    `revoke p50 ${percentile(before, 50).toFixed(1)} ms (0 revoked) vs ${percentile(after, 50).toFixed(1)} ms (${o.revoked} revoked)` +
+    ` · CRL ${((builds.at(-1)?.bytes ?? 0) / 1e6).toFixed(2)} MB in ${percentile(buildMs, 50).toFixed(0)} ms · ${results.join(" · ")}`
+  );
+}
+
+/** The serial of a certificate, as the inventory stores it (hex, no sign byte). */
+function readSerial(der: Uint8Array): string {
+  const hex = Buffer.from(der).toString("hex");
+  // Certificate → TBSCertificate → [0] version → INTEGER serial; lengths are short here.
+  const m = /a003020102(02)([0-9a-f]{2})/.exec(hex);
+  if (!m) throw new Error("no serial");
+  const len = Number.parseInt(m[2] as string, 16);
+  const start = (m.index ?? 0) + m[0].length;
+  return hex.slice(start, start + len * 2).replace(/^00/, "");
+}
+
+function crlLists(crl: Buffer, serialUpper: string): boolean {
+  return crl.toString("hex").includes(serialUpper.toLowerCase());
+}

@@ -1,0 +1,167 @@
+/** Shared by the benchmarks: the server as a child process, its CPU and memory, tokens. */
+import { execFile } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { get } from "node:https";
+import { createServer } from "node:net";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { type LoadResult, percentile } from "./load.ts";
+
+export const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
+export const EDGEID = join(ROOT, "bin", "edgeid.mjs");
+export const run = promisify(execFile);
+export const say = (line: string) => process.stdout.write(`${line}\n`);
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+  });
+}
+
+export interface Token {
+  deviceId: string;
+  token: string;
+}
+
+export async function waitReady(url: string, ca: string, exited: () => boolean): Promise<void> {
+  for (let tries = 0; tries < 200; tries++) {
+    if (exited()) throw new Error("the server exited during start; see its log");
+    const status = await new Promise<number>((r) => {
+      get(url, { ca }, (res) => {
+        res.resume();
+        r(res.statusCode ?? 0);
+      }).on("error", () => r(0));
+    });
+    if (status === 200) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the server did not answer ${url} within 20 s`);
+}
+
+export async function createTokens(dataDir: string, count: number, prefix = "bench-"): Promise<Token[]> {
+  const out: Token[] = [];
+  for (let start = 1; start <= count; start += 100_000) {
+    const n = Math.min(100_000, count - start + 1);
+    const { stdout } = await run(
+      process.execPath,
+      [EDGEID, "token", "create", "--data", dataDir, "--count", String(n), "--start", String(start)].concat([
+        "--device-prefix",
+        prefix,
+        "--ttl",
+        "2h",
+        "--json",
+      ]),
+      { maxBuffer: 256 << 20 },
+    );
+    for (const line of stdout.split("\n")) if (line) out.push(JSON.parse(line) as Token);
+  }
+  return out;
+}
+
+export function basic(t: Token): Record<string, string> {
+  return { authorization: `Basic ${Buffer.from(`${t.deviceId}:${t.token}`).toString("base64")}` };
+}
+
+/** User+system CPU seconds a process has used so far (Linux /proc). */
+export function cpuSeconds(pid: number, tid?: number): number {
+  const file = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
+  const fields = readFileSync(file, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds per thread of a process (Linux /proc), by thread id. */
+export function threadCpu(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      out.set(Number(tid), cpuSeconds(pid, Number(tid)));
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+export function peakRssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const m = /VmHWM:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+export function summarize(name: string, r: LoadResult): { rate: number; ok: number; errors: number } {
+  const done = r.outcomes.filter((o) => o !== undefined);
+  const ok = done.filter((o) => o.status === 200).length;
+  const lat = Float64Array.from(done.map((o) => o.ms)).sort();
+  const rate = ok / r.seconds;
+  say(
+    `${name}: ${ok} ok in ${r.seconds.toFixed(1)} s = ${rate.toFixed(0)}/s · p50 ${percentile(lat, 50).toFixed(1)} ms` +
+      ` · p99 ${percentile(lat, 99).toFixed(1)} ms · errors ${done.length - ok}`,
+  );
+  const other = [...r.statuses].filter(([k]) => k !== "200");
+  if (other.length) say(`  non-200: ${other.map(([k, v]) => `${k} ×${v}`).join(", ")}`);
+  return { rate, ok, errors: done.length - ok };
+}
+
+export interface ServerProcess {
+  url: string;
+  /** The root CA PEM, the trust anchor for TLS. */
+  ca: string;
+  pid: number;
+  /** Everything the server logged so far. */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** `edgeid serve` on a free loopback port, logging into memory; resolves once /healthz answers. */
+export async function startServerProcess(dataDir: string, extraNodeArgs: string[] = []): Promise<ServerProcess> {
+  const { spawn } = await import("node:child_process");
+  const port = await freePort();
+  const url = `https://127.0.0.1:${port}`;
+  const child = spawn(
+    process.execPath,
+    [...extraNodeArgs, EDGEID, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let output = "";
+  child.stdout.setEncoding("utf8").on("data", (c: string) => {
+    output += c;
+  });
+  child.stderr.setEncoding("utf8").on("data", (c: string) => {
+    output += c;
+  });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const ca = readFileSync(join(dataDir, "ca", "root-ca.pem"), "utf8");
+  await waitReady(`${url}/healthz`, ca, () => child.exitCode !== null);
+  return {
+    url,
+    ca,
+    pid: child.pid as number,
+    log: () => output,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/** The server's JSON log lines with this message. */
+export function logEntries<T>(log: string, msg: string): T[] {
+  const out: T[] = [];
+  for (const line of log.split("\n")) {
+    if (!line.includes(`"msg":"${msg}"`)) continue;
+    try {
+      out.push(JSON.parse(line) as T);
+    } catch {
+      // a partial line
+    }
+  }
+  return out;
+}
