@@ -133,3 +133,34 @@ export async function revokeCertificate(deps: RevokeDeps, req: RevokeCertificate
   await deps.onRevocation?.();
   return { ...cert, status: "revoked", revokedAt: now, revocationReason: reason || null };
 }
+
+/**
+ * The operator's way back in for a revoked or retired device: it becomes pending and
+ * may enroll again with a new bootstrap token. Its old certificates stay revoked, and
+ * a revoked IDevID binding stays revoked (that key may be the compromised one).
+ */
+export async function reinstateDevice(
+  deps: Pick<AuthorityDeps, "storage" | "clock">,
+  req: { deviceId: string; actor: Actor; note?: string },
+): Promise<DeviceRecord> {
+  requireRole(req.actor, "operator");
+  const device = await deps.storage.getDevice(req.deviceId);
+  if (!device) throw notFound("unknown_device", `no device ${req.deviceId.slice(0, 64)}`);
+  if (device.status !== "revoked" && device.status !== "decommissioned") {
+    throw conflict("not_revoked", `device ${device.id} is ${device.status}; only a revoked device is reinstated`);
+  }
+  const now = deps.clock.now();
+  await deps.storage.apply([
+    { kind: "reinstateDevice", deviceId: device.id, at: now },
+    auditWrite({
+      at: now,
+      actor: req.actor.id,
+      action: "device.reinstate",
+      outcome: "success",
+      deviceId: device.id,
+      remote: req.actor.remote ?? null,
+      detail: { from: device.status, ...(req.note ? { note: req.note.slice(0, 200) } : {}) },
+    }),
+  ]);
+  return { ...device, status: "pending", updatedAt: now, currentSerial: null, currentNotAfter: null };
+}

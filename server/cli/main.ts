@@ -21,7 +21,13 @@ import {
   showDevice,
 } from "../authority/fleet.ts";
 import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
-import { REVOCATION_REASONS, type RevocationReason, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
+import {
+  REVOCATION_REASONS,
+  type RevocationReason,
+  reinstateDevice,
+  revokeCertificate,
+  revokeDevice,
+} from "../authority/revoke.ts";
 import { parseDuration } from "../config/duration.ts";
 import { profilesOf } from "../config/schema.ts";
 import { startServer } from "../entry/node.ts";
@@ -320,6 +326,25 @@ for (const verb of ["revoke", "decommission"] as const) {
       }),
     );
 }
+
+devices
+  .command("reinstate")
+  .description("let a revoked device enroll again with a new token (its revoked IDevID stays revoked)")
+  .argument("<id>")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .option("--note <text>", "recorded in the audit trail")
+  .option("--json", "one JSON object")
+  .action((id: string, opts) =>
+    withCore(opts.data, async (deps) =>
+      printObject(
+        deviceView(
+          await reinstateDevice(deps, { deviceId: id, note: opts.note, actor: CLI_ACTOR }),
+          deps.config.trustDomain,
+        ),
+        Boolean(opts.json),
+      ),
+    ),
+  );
 
 const certs = program.command("certs").description("issued certificates");
 certs

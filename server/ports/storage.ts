@@ -174,6 +174,8 @@ export type Write =
    */
   | { kind: "revokeDevice"; deviceId: string; at: Date; reason: number | null; status: "revoked" | "decommissioned" }
   | { kind: "revokeCertificate"; serial: string; at: Date; reason: number | null }
+  /** Back to pending: it may enroll again with a new token; its revoked IDevID stays revoked. */
+  | { kind: "reinstateDevice"; deviceId: string; at: Date }
   | { kind: "revokeToken"; tokenId: string; at: Date }
   | { kind: "insertPending"; pending: PendingEnrollment }
   | {

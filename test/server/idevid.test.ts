@@ -1,9 +1,11 @@
 import * as x509 from "@peculiar/x509";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AuthorityError } from "../../server/authority/errors.ts";
+import { reinstateDevice, revokeDevice } from "../../server/authority/revoke.ts";
 import { basicConstraints, buildCertificate, encodeName, keyUsage } from "../../server/pki/certificate.ts";
 import { id_at_commonName, id_at_serialNumber } from "../../server/pki/oids.ts";
 import {
+  createToken,
   crypto,
   generateKeys,
   type Harness,
@@ -71,6 +73,36 @@ describe("zero-touch first boot with a manufacturer certificate (IDevID)", () =>
     expect((await h.storage.getIdevidBinding("SN12345"))?.subject).toBe("CN=Acme Sensor, serialNumber=SN12345");
     // The same IDevID may enroll again (e.g. after a factory reset)...
     expect((await enroll([idevid, acme.issuing.certificate])).deviceId).toBe("SN12345");
+  });
+
+  it("refuses the IDevID of a revoked device, and still after an operator reinstates it", async () => {
+    const idevid = await makeIdevid(acme, "SN-LOST");
+    await enroll([idevid, acme.issuing.certificate]);
+    const operator = { id: "operator:op_t", role: "operator" as const };
+    await revokeDevice(h.deps, { deviceId: "SN-LOST", reason: "keyCompromise", actor: operator });
+    expect((await h.storage.getIdevidBinding("SN-LOST"))?.revokedAt).toEqual(h.clock.now());
+    expect(await reason(enroll([idevid, acme.issuing.certificate]))).toBe("forbidden:device_not_enrollable");
+    await reinstateDevice(h.deps, { deviceId: "SN-LOST", actor: operator });
+    expect((await h.storage.getDevice("SN-LOST"))?.status).toBe("pending");
+    expect(await reason(enroll([idevid, acme.issuing.certificate]))).toBe("forbidden:idevid_revoked");
+    // The way back in is a bootstrap token from an operator.
+    const token = await createToken(h, "SN-LOST", { profile: "factory" });
+    const issued = await h.authority.enroll({
+      label: "factory",
+      csr: await makeCsr(await generateKeys("P-256")),
+      credentials: { type: "basic", username: "SN-LOST", password: token },
+      peer: peer(),
+    });
+    expect(issued.deviceId).toBe("SN-LOST");
+    const audit = await h.storage.listAudit({ deviceId: "SN-LOST", limit: 10 });
+    expect(audit.map((a) => [a.action, a.outcome, a.detail?.reason ?? null])).toEqual(
+      expect.arrayContaining([
+        ["device.revoke", "success", "keyCompromise"],
+        ["est.simpleenroll", "denied", "device_not_enrollable"],
+        ["device.reinstate", "success", null],
+        ["est.simpleenroll", "denied", "idevid_revoked"],
+      ]),
+    );
   });
 
   it("refuses a second IDevID claiming an already bound device id", async () => {

@@ -517,6 +517,14 @@ const RAW: Partial<Record<Write["kind"], Template[]>> = {
       "serial",
     ),
   ],
+  reinstateDevice: [
+    raw(
+      `UPDATE devices SET status = 'pending', updated_at = ?, current_serial = NULL, current_not_after = NULL
+       WHERE id = ? AND status IN ('revoked', 'decommissioned')`,
+      "at",
+      "deviceId",
+    ),
+  ],
   revokeToken: [
     raw(
       "UPDATE bootstrap_tokens SET revoked_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
@@ -577,6 +585,8 @@ function writeValues(w: Write): Record<string, unknown> {
       return { serial: w.serial, at: w.at.getTime(), reason: w.reason };
     case "revokeToken":
       return { tokenId: w.tokenId, at: w.at.getTime() };
+    case "reinstateDevice":
+      return { deviceId: w.deviceId, at: w.at.getTime() };
     case "insertPending":
       return toDriver(pendingEnrollments, { ...w.pending, csr: toBuffer(w.pending.csr) });
     case "decidePending":

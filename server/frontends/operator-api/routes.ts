@@ -20,7 +20,7 @@ import {
   showDevice,
 } from "../../authority/fleet.ts";
 import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
-import { REVOCATION_REASONS, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
+import { REVOCATION_REASONS, reinstateDevice, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
 import { parseDuration } from "../../config/duration.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
 import { STATUS } from "../est/errors.ts";
@@ -322,6 +322,31 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         actor: actorOf(c),
       });
       return c.json({ device: deviceView(r.device, trustDomain), revokedSerials: r.serials }, 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/devices/{id}/reinstate",
+      operationId: "device.reinstate",
+      summary: "Let a revoked device enroll again (with a new bootstrap token)",
+      description:
+        "The device becomes pending. Its certificates stay revoked; a revoked manufacturer certificate (IDevID) binding stays revoked.",
+      request: { params: IdParam, ...body(z.strictObject({ note: z.string().max(200).optional() })) },
+      responses: {
+        200: json(DeviceSchema, "reinstated"),
+        404: json(ErrorSchema, "no such device"),
+        409: json(ErrorSchema, "the device is not revoked"),
+      },
+    }),
+    async (c) => {
+      const d = await reinstateDevice(core, {
+        deviceId: c.req.valid("param").id,
+        note: c.req.valid("json").note,
+        actor: actorOf(c),
+      });
+      return c.json(deviceView(d, trustDomain), 200);
     },
   );
 
