@@ -15,6 +15,7 @@ import { join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import Database from "better-sqlite3";
 import { Command, InvalidArgumentError } from "commander";
+import { inventoryBench } from "./inventory.ts";
 import { type Job, runLoad, windowRates } from "./load.ts";
 import { certificateFromResponse, certificatePem, type DeviceRequest, makeRequest } from "./requests.ts";
 import { revocationBench } from "./revocation.ts";
@@ -58,7 +59,8 @@ const opts = new Command("bench")
   .option("--revocation-samples <n>", "revocations measured with none and with --revoked already revoked", positive, 50)
   .option("--ocsp-duration <s>", "seconds of each OCSP load run", positive, 10)
   .option("--ocsp-concurrency <n>", "concurrent keep-alive OCSP clients", positive, 64)
-  .option("--only-revocation", "skip the enrollment benchmark (run only the revocation benchmark)")
+  .option("--inventory-devices <n>", "devices in the inventory benchmark (0 to skip it)", Number, 1_000_000)
+  .option("--only-fleet", "skip the enrollment benchmark (run only the revocation and inventory benchmarks)")
   .option("--keep", "keep the data directory")
   .option("--cpu-prof <dir>", "write a V8 CPU profile of the server process into this directory")
   .parse()
@@ -74,7 +76,8 @@ const opts = new Command("bench")
     revocationSamples: number;
     ocspDuration: number;
     ocspConcurrency: number;
-    onlyRevocation?: boolean;
+    onlyFleet?: boolean;
+    inventoryDevices: number;
     keep?: boolean;
     cpuProf?: string;
   }>();
@@ -288,7 +291,7 @@ async function main(): Promise<void> {
   if (checks.some(([, ok]) => !ok)) process.exitCode = 1;
 }
 
-if (!opts.onlyRevocation) await main();
+if (!opts.onlyFleet) await main();
 if (opts.revoked > 0) {
   const summary = await revocationBench({
     revoked: opts.revoked,
@@ -298,4 +301,7 @@ if (opts.revoked > 0) {
     keep: Boolean(opts.keep),
   });
   say(`RESULT revocation ${summary}`);
+}
+if (opts.inventoryDevices > 0) {
+  say(`RESULT inventory ${await inventoryBench({ devices: opts.inventoryDevices, keep: Boolean(opts.keep) })}`);
 }

@@ -1,0 +1,129 @@
+/**
+ * The inventory benchmark (part of `npm run bench`): the operator API's device list
+ * over N devices (default 1,000,000), seeded straight into the SQLite file. It times
+ * first pages, deep pages (a cursor near the end), filtered pages and a walk of
+ * consecutive pages by nextCursor: keyset pagination should make them all cost the same.
+ */
+import { randomInt } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { Agent, request } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { percentile } from "./load.ts";
+import { EDGEID, peakRssMiB, run, type ServerProcess, say, startServerProcess } from "./server.ts";
+
+export interface InventoryBenchOptions {
+  devices: number;
+  keep: boolean;
+}
+
+const STATUSES = ["active", "active", "active", "active", "active", "active", "active", "active", "pending", "revoked"];
+
+function seedDevices(file: string, count: number, now: number): void {
+  const db = new Database(file);
+  try {
+    const insert = db.prepare(
+      "INSERT INTO devices (id, profile, status, created_at, updated_at, last_enrolled_at, current_serial, current_not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    db.transaction(() => {
+      for (let i = 0; i < count; i++) {
+        const status = STATUSES[i % STATUSES.length] as string;
+        const enrolled = status === "pending" ? null : now - randomInt(72 * 3600) * 1000;
+        insert.run(
+          `inv-${String(i).padStart(7, "0")}`,
+          i % 20 === 0 ? "legacy" : "device",
+          status,
+          now - 86400_000,
+          now,
+          enrolled,
+          enrolled === null ? null : i.toString(16).padStart(32, "0"),
+          enrolled === null ? null : enrolled + 72 * 3600_000,
+        );
+      }
+    })();
+  } finally {
+    db.close();
+  }
+}
+
+/** The cursor the API hands out for "after this device id" (bench shortcut to a deep page). */
+const cursorAfter = (id: string) => Buffer.from(JSON.stringify({ id })).toString("base64url");
+
+async function get(server: ServerProcess, agent: Agent, token: string, path: string) {
+  const t0 = performance.now();
+  const body = await new Promise<string>((resolve, reject) => {
+    request(`${server.url}/api/v1${path}`, { agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      let text = "";
+      res.setEncoding("utf8").on("data", (c: string) => {
+        text += c;
+      });
+      res.on("end", () =>
+        res.statusCode === 200 ? resolve(text) : reject(new Error(`${path}: ${res.statusCode} ${text}`)),
+      );
+    })
+      .on("error", reject)
+      .end();
+  });
+  return {
+    ms: performance.now() - t0,
+    page: JSON.parse(body) as { items: { id: string }[]; nextCursor: string | null },
+  };
+}
+
+export async function inventoryBench(o: InventoryBenchOptions): Promise<string> {
+  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-inventory-"));
+  const dataDir = join(work, "data");
+  say(`\ninventory benchmark: ${o.devices} devices`);
+  const init = JSON.parse((await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"])).stdout) as {
+    adminToken: string;
+  };
+  const t0 = performance.now();
+  seedDevices(join(dataDir, "edgeid.db"), o.devices, Date.now());
+  say(`seeded ${o.devices} devices in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const server = await startServerProcess(dataDir);
+  const agent = new Agent({ keepAlive: true, ca: server.ca, maxSockets: 1 });
+  const deep = `inv-${String(Math.floor(o.devices * 0.9)).padStart(7, "0")}`;
+  const cases: [string, string][] = [
+    ["first page, 100 devices", "/devices?limit=100"],
+    [`deep page (after ${deep})`, `/devices?limit=100&cursor=${cursorAfter(deep)}`],
+    ["status=revoked, first page", "/devices?status=revoked&limit=100"],
+    ["status=revoked, deep page", `/devices?status=revoked&limit=100&cursor=${cursorAfter(deep)}`],
+    ["profile=legacy, deep page", `/devices?profile=legacy&limit=100&cursor=${cursorAfter(deep)}`],
+    ["expiringWithin=1h (by expiry)", "/devices?expiringWithin=1h&limit=100"],
+    ["page of 1000", `/devices?limit=1000&cursor=${cursorAfter(deep)}`],
+  ];
+  const summary: string[] = [];
+  for (const [name, path] of cases) {
+    await get(server, agent, init.adminToken, path); // warm
+    const times: number[] = [];
+    let items = 0;
+    for (let i = 0; i < 30; i++) {
+      const r = await get(server, agent, init.adminToken, path);
+      times.push(r.ms);
+      items = r.page.items.length;
+    }
+    const sorted = Float64Array.from(times).sort();
+    say(
+      `  ${name}: ${items} items · p50 ${percentile(sorted, 50).toFixed(1)} ms · p99 ${percentile(sorted, 99).toFixed(1)} ms`,
+    );
+    summary.push(`${name} ${percentile(sorted, 50).toFixed(1)} ms`);
+  }
+  // Walk 200 consecutive pages from the middle by nextCursor.
+  let cursor: string | null = cursorAfter(`inv-${String(Math.floor(o.devices / 2)).padStart(7, "0")}`);
+  const walk: number[] = [];
+  for (let i = 0; i < 200 && cursor; i++) {
+    const r = await get(server, agent, init.adminToken, `/devices?limit=100&cursor=${cursor}`);
+    walk.push(r.ms);
+    cursor = r.page.nextCursor;
+  }
+  const w = Float64Array.from(walk).sort();
+  say(
+    `  walking ${walk.length} pages by nextCursor: p50 ${percentile(w, 50).toFixed(1)} ms · p99 ${percentile(w, 99).toFixed(1)} ms per page`,
+  );
+  say(`  server peak RSS: ${peakRssMiB(server.pid).toFixed(0)} MiB`);
+  agent.destroy();
+  await server.stop();
+  if (!o.keep) await rm(work, { recursive: true, force: true });
+  return `${o.devices} devices: ${summary.join(" · ")} · walk p50 ${percentile(w, 50).toFixed(1)} ms`;
+}
