@@ -5,6 +5,7 @@ import { auditHash } from "../../server/adapters/storage/sqlite-batch.mjs";
 import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
 import { auditRecordHash, verifyAuditChain } from "../../server/authority/audit-chain.ts";
 import { AuthorityError } from "../../server/authority/errors.ts";
+import { RevocationResponders } from "../../server/authority/responders.ts";
 import { revokeCertificate, revokeDevice } from "../../server/authority/revoke.ts";
 import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
 import { issuerHashes } from "../../server/pki/ocsp.ts";
@@ -183,6 +184,59 @@ describe("revocation reaches every check", () => {
       code: "not_found",
       reason: "unknown_certificate",
     });
+  });
+
+  it("publishes a new CRL at half its validity, with a higher number, and drops expired entries", async () => {
+    const a = await enroll("dev-t1");
+    await revokeDevice(h.deps, { deviceId: "dev-t1", reason: "keyCompromise", actor: OPERATOR });
+    await h.responders.rebuildCrl();
+    const first = h.responders.currentCrl("issuing-p256");
+    expect(crlSerials().serials).toEqual([a.serial]);
+    // A tick before half the validity (12 h of 24 h) leaves the CRL alone.
+    h.clock.advance(11 * 3600);
+    await h.responders.tick();
+    expect(h.responders.currentCrl("issuing-p256")).toBe(first);
+    // After it: a new CRL; after the certificate's notAfter (72 h), it is no longer listed.
+    h.clock.advance(2 * 3600);
+    await h.responders.tick();
+    const second = h.responders.currentCrl("issuing-p256");
+    expect(second?.number).toBeGreaterThan(first?.number ?? 0n);
+    expect(second?.thisUpdate.getTime()).toBe(Math.floor(h.clock.now().getTime() / 1000) * 1000);
+    expect(second?.nextUpdate.getTime()).toBe((second?.thisUpdate.getTime() ?? 0) + 24 * 3600_000);
+    expect(crlSerials().serials).toEqual([a.serial]);
+    h.clock.advance(60 * 3600);
+    await h.responders.tick();
+    expect(crlSerials().serials).toEqual([]);
+    expect(h.responders.currentCrl("issuing-p256")?.number).toBeGreaterThan(second?.number ?? 0n);
+  });
+
+  it("coalesces a burst of revocations into a few CRL builds on a scheduler", async () => {
+    const timers: (() => void)[] = [];
+    const scheduler = {
+      every: () => ({ cancel: () => undefined }),
+      after: (_ms: number, run: () => void) => {
+        timers.push(run);
+        return { cancel: () => undefined };
+      },
+    };
+    const published: bigint[] = [];
+    const responders = new RevocationResponders(h.deps, (crl) => published.push(crl.number));
+    await responders.start(scheduler);
+    h.deps.onRevocation = () => responders.revoked();
+    const serials: string[] = [];
+    for (const id of ["b1", "b2", "b3", "b4"]) serials.push((await enroll(id)).serial);
+    for (const id of ["b1", "b2", "b3", "b4"]) {
+      await revokeDevice(h.deps, { deviceId: id, reason: "superseded", actor: OPERATOR });
+    }
+    expect(published).toHaveLength(1); // only the one from start()
+    expect(timers).toHaveLength(1); // one rebuild scheduled for the whole burst
+    timers[0]?.();
+    await responders.rebuildCrl();
+    const crl = responders.currentCrl("issuing-p256");
+    const parsed = pkijs.CertificateRevocationList.fromBER(crl?.der as Uint8Array<ArrayBuffer>);
+    expect(parsed.revokedCertificates?.length).toBe(4);
+    expect(published.length).toBeLessThanOrEqual(3);
+    responders.stop();
   });
 
   it("lets only operators and admins revoke", async () => {
