@@ -1,6 +1,5 @@
 import * as x509 from "@peculiar/x509";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { AuthorityError } from "../../server/authority/errors.ts";
 import {
   createToken,
   generateKeys,
@@ -10,18 +9,8 @@ import {
   makeTestCa,
   parseCert,
   peer,
+  refusal,
 } from "../support/fixtures.ts";
-
-async function refusal(p: Promise<unknown>): Promise<{ code: string; reason: string }> {
-  const err = await p.then(
-    () => {
-      throw new Error("expected a refusal");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AuthorityError);
-  return { code: (err as AuthorityError).code, reason: (err as AuthorityError).reason };
-}
 
 describe("simplereenroll over mutual TLS", () => {
   let h: Harness;

@@ -4,24 +4,12 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { auditHash } from "../../server/adapters/storage/sqlite-batch.mjs";
 import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
 import { auditRecordHash, verifyAuditChain } from "../../server/authority/audit-chain.ts";
-import { AuthorityError } from "../../server/authority/errors.ts";
 import { RevocationResponders } from "../../server/authority/responders.ts";
 import { revokeCertificate, revokeDevice } from "../../server/authority/revoke.ts";
 import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
 import { issuerHashes } from "../../server/pki/ocsp.ts";
 import { id_sha1 } from "../../server/pki/oids.ts";
-import { createToken, generateKeys, type Harness, harness, makeCsr, peer } from "../support/fixtures.ts";
-
-async function refusal(p: Promise<unknown>): Promise<{ code: string; reason: string }> {
-  const err = await p.then(
-    () => {
-      throw new Error("expected a refusal");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AuthorityError);
-  return { code: (err as AuthorityError).code, reason: (err as AuthorityError).reason };
-}
+import { createToken, generateKeys, type Harness, harness, makeCsr, peer, refusal } from "../support/fixtures.ts";
 
 const OPERATOR: Actor = { id: "operator:op_test", role: "operator" };
 

@@ -3,10 +3,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
+import { expect } from "vitest";
 import { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
 import { WebCryptoEcdsaSigner } from "../../server/adapters/webcrypto-signer.ts";
 import { Authority } from "../../server/authority/authority.ts";
 import type { AuthorityDeps, IssuingCa } from "../../server/authority/deps.ts";
+import { AuthorityError } from "../../server/authority/errors.ts";
 import { RevocationResponders } from "../../server/authority/responders.ts";
 import { type ConfigInput, parseConfig, profilesOf } from "../../server/config/schema.ts";
 import { buildCaHierarchy } from "../../server/pki/ca-hierarchy.ts";
@@ -201,4 +203,16 @@ export const peer = (client?: Uint8Array[]) => ({
 /** Parses DER with @peculiar/x509, our independent reference parser. */
 export function parseCert(der: Uint8Array): x509.X509Certificate {
   return new x509.X509Certificate(der as Uint8Array<ArrayBuffer>);
+}
+
+/** The code and reason of the AuthorityError a promise rejects with (fails if it resolves). */
+export async function refusal(p: Promise<unknown>): Promise<{ code: string; reason: string }> {
+  const err = await p.then(
+    () => {
+      throw new Error("expected a refusal");
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AuthorityError);
+  return { code: (err as AuthorityError).code, reason: (err as AuthorityError).reason };
 }
