@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { nodeDigest } from "../server/adapters/node/node-digest.ts";
-import { encodeOid, sequence, TAG, tlv, unsignedInteger } from "../server/pki/der.ts";
+import { encodeOid, readChildren, readTlv, sequence, TAG, tlv, unsignedInteger } from "../server/pki/der.ts";
 import { issuerHashes } from "../server/pki/ocsp.ts";
 import { pemCertificates } from "../server/pki/pem.ts";
 import { type Job, percentile, runLoad } from "./load.ts";
@@ -170,7 +170,7 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
     adminToken: string;
   };
   // Real devices for the measured revocations and for OCSP "good" answers.
-  const real = 2 * o.samples + 10 + 200;
+  const real = 2 * o.samples + 15 + 200;
   const tokens = await createTokens(dataDir, real, "rv-");
   const requests = tokens.map((t) => makeRequest(t.deviceId));
   let server = await startServerProcess(dataDir);
@@ -189,7 +189,8 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
   const phaseA = ids.slice(0, o.samples);
   const phaseB = ids.slice(o.samples, 2 * o.samples);
   const lastOnes = ids.slice(2 * o.samples, 2 * o.samples + 10);
-  const good = ids.slice(2 * o.samples + 10);
+  const cliOnes = ids.slice(2 * o.samples + 10, 2 * o.samples + 15);
+  const good = ids.slice(2 * o.samples + 15);
 
   const before = await revokeEach(server, init.adminToken, phaseA);
   say(`one revocation, ${phaseA.length} in a row over the API, 0 revoked before: ${fmt(before)}`);
@@ -235,6 +236,27 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
   say(
     `revocation → a fetched CRL lists the serial (${toCrl.length} times, fetching the ${(crl.length / 1e6).toFixed(1)} MB CRL in a loop): ${fmt(toCrlSorted)}`,
   );
+  // A revocation by another process (the CLI on the same database): from the CLI's exit
+  // to the first OCSP answer that says revoked, polling every 20 ms.
+  const issuingDer = pemCertificates(readFileSync(join(dataDir, "ca", "issuing-p256.pem"), "utf8"))[0] as Uint8Array;
+  const sha1 = (await issuerHashes(issuingDer, nodeDigest))["SHA-1"];
+  const viaCli: number[] = [];
+  const cliRuns: number[] = [];
+  for (const id of cliOnes) {
+    const body = Buffer.from(ocspRequest(sha1, serialOf.get(id) as string, false), "latin1");
+    const started = performance.now();
+    await run(process.execPath, [EDGEID, "devices", "revoke", id, "--reason", "keyCompromise", "--data", dataDir]);
+    const t = performance.now();
+    cliRuns.push(t - started);
+    while (!(await ocspSaysRevoked(server, body)) && performance.now() - t < 10_000) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    viaCli.push(performance.now() - t);
+  }
+  say(
+    `CLI revocation (another process; the server polls every 500 ms): the CLI runs ${fmt(Float64Array.from(cliRuns).sort())}; from its exit to OCSP saying revoked ${fmt(Float64Array.from(viaCli).sort())}`,
+  );
+
   // Independent check of the big CRL: openssl parses and verifies it.
   const crlFile = join(work, "big.crl");
   writeFileSync(crlFile, crl);
@@ -297,6 +319,41 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
     `revoke p50 ${percentile(before, 50).toFixed(1)} ms (0 revoked) vs ${percentile(after, 50).toFixed(1)} ms (${o.revoked} revoked)` +
     ` · CRL ${((builds.at(-1)?.bytes ?? 0) / 1e6).toFixed(2)} MB in ${percentile(buildMs, 50).toFixed(0)} ms · ${results.join(" · ")}`
   );
+}
+
+/** One OCSP POST; true when its only SingleResponse is revoked ([1] in CertStatus). */
+async function ocspSaysRevoked(server: ServerProcess, body: Buffer): Promise<boolean> {
+  const der = await new Promise<Buffer>((resolve, reject) => {
+    const req = request(
+      `${server.url}/pki/ocsp`,
+      {
+        method: "POST",
+        ca: server.ca,
+        headers: { "content-type": "application/ocsp-request", "content-length": String(body.length) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve(Buffer.concat(chunks)));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+  return singleStatusTag(new Uint8Array(der)) === 0xa1;
+}
+
+/** The CertStatus tag of the first SingleResponse: 0x80 good, 0xa1 revoked, 0x82 unknown. */
+function singleStatusTag(response: Uint8Array): number | undefined {
+  const [, bytes] = readChildren(readTlv(response).content);
+  if (!bytes) return undefined;
+  const [, octets] = readChildren(readChildren(bytes.content)[0]?.content ?? new Uint8Array());
+  const basic = readChildren(readTlv(octets?.content ?? new Uint8Array()).content);
+  const data = readChildren(basic[0]?.content ?? new Uint8Array());
+  // ResponseData: [0] version (absent), responderID, producedAt, responses, …
+  const responses = data.find((el, i) => i > 0 && el.tag === TAG.SEQUENCE);
+  const single = readChildren(readChildren(responses?.content ?? new Uint8Array())[0]?.content ?? new Uint8Array());
+  return single[1]?.tag;
 }
 
 /** The serial of a certificate, as the inventory stores it (hex, no sign byte). */
