@@ -240,21 +240,34 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
   // to the first OCSP answer that says revoked, polling every 20 ms.
   const issuingDer = pemCertificates(readFileSync(join(dataDir, "ca", "issuing-p256.pem"), "utf8"))[0] as Uint8Array;
   const sha1 = (await issuerHashes(issuingDer, nodeDigest))["SHA-1"];
+  // Measured from the revocation's own timestamp (revoked_at, written by the CLI in
+  // the committing transaction) to the wall-clock time of the first "revoked" answer.
   const viaCli: number[] = [];
-  const cliRuns: number[] = [];
+  const db = new Database(join(dataDir, "edgeid.db"), { readonly: true });
+  const revokedAt = db.prepare("SELECT revoked_at FROM certificates WHERE serial = ?").pluck();
   for (const id of cliOnes) {
-    const body = Buffer.from(ocspRequest(sha1, serialOf.get(id) as string, false), "latin1");
-    const started = performance.now();
-    await run(process.execPath, [EDGEID, "devices", "revoke", id, "--reason", "keyCompromise", "--data", dataDir]);
+    const serial = serialOf.get(id) as string;
+    const body = Buffer.from(ocspRequest(sha1, serial, false), "latin1");
+    const cli = run(process.execPath, [
+      EDGEID,
+      "devices",
+      "revoke",
+      id,
+      "--reason",
+      "keyCompromise",
+      "--data",
+      dataDir,
+    ]);
     const t = performance.now();
-    cliRuns.push(t - started);
     while (!(await ocspSaysRevoked(server, body)) && performance.now() - t < 10_000) {
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 10));
     }
-    viaCli.push(performance.now() - t);
+    viaCli.push(Date.now() - (revokedAt.get(serial) as number));
+    await cli;
   }
+  db.close();
   say(
-    `CLI revocation (another process; the server polls every 500 ms): the CLI runs ${fmt(Float64Array.from(cliRuns).sort())}; from its exit to OCSP saying revoked ${fmt(Float64Array.from(viaCli).sort())}`,
+    `CLI revocation (another process; the server polls every 500 ms) → OCSP says revoked, from the commit: ${fmt(Float64Array.from(viaCli).sort())}`,
   );
 
   // Independent check of the big CRL: openssl parses and verifies it.
