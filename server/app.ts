@@ -84,7 +84,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.notFound((c) => c.text("not found\n", 404));
   app.onError((err, c) => {
     deps.logger.error(err, { method: c.req.method, path: c.req.path });
-    return c.text("internal error; the request was not processed\n", 500);
+    const message = "internal error; the request was not processed";
+    if (c.req.path.startsWith("/api/")) return c.json({ error: { code: "internal", message } }, 500);
+    return c.text(`${message}\n`, 500);
   });
   return app;
 }

@@ -79,6 +79,8 @@ export async function verifyAuditChain(
     }
     onProgress?.(records);
     if (rows.length < PAGE) break;
+    // Let the server answer other requests between pages of a long log.
+    await new Promise((resolve) => setTimeout(resolve, 0));
     after = rows[rows.length - 1]?.id ?? after;
   }
   return { ok: true, records, head: prev || null, lastId };

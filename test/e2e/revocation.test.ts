@@ -5,6 +5,7 @@
  * and through the CLI on the running server's database, the 202 → approve → retry
  * flow, and `edgeid audit verify` finding a record edited in the database.
  */
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -83,7 +84,6 @@ async function fetchCrl(certFile: string): Promise<string> {
   expect(r.status).toBe(200);
   expect(r.headers["content-type"]).toBe("application/pkix-crl");
   const der = join(work, `crl-${Date.now()}.der`);
-  const { writeFile } = await import("node:fs/promises");
   await writeFile(der, r.body);
   const pem = `${der}.pem`;
   await openssl(["crl", "-inform", "DER", "-in", der, "-out", pem]);
@@ -144,6 +144,48 @@ describe("OCSP and the CRL", () => {
     expect(`${revoked.stdout}${revoked.stderr}`).toContain("certificate revoked");
     const fine = await run("openssl", ["verify", "-crl_check", "-CAfile", chainFile, "-CRLfile", crl, good.cert]);
     expect(fine.stdout.trim()).toBe(`${good.cert}: OK`);
+  });
+
+  it("answers GET requests (RFC 6960 §A.1) and SHA-256 CertIDs, verified by openssl", async () => {
+    const dev = await enroll("ocsp-get");
+    // A SHA-256 CertID request made by openssl, sent with curl as GET /pki/ocsp/<url-encoded base64>.
+    const reqFile = join(work, "get-req.der");
+    await openssl(["ocsp", "-issuer", issuingFile, "-sha256", "-cert", dev.cert, "-no_nonce", "-reqout", reqFile]);
+    const encoded = encodeURIComponent((await readFile(reqFile)).toString("base64"));
+    const r = await curl(work, `${server.url}/pki/ocsp/${encoded}`, { cacert: server.rootPemFile });
+    expect(r.status).toBe(200);
+    expect(r.headers["content-type"]).toBe("application/ocsp-response");
+    const respFile = join(work, "get-resp.der");
+    await writeFile(respFile, r.body);
+    const check = await run("openssl", [
+      "ocsp",
+      "-respin",
+      respFile,
+      "-reqin",
+      reqFile,
+      "-issuer",
+      issuingFile,
+      "-sha256",
+      "-cert",
+      dev.cert,
+      "-CAfile",
+      chainFile,
+      "-no_nonce",
+    ]);
+    expect(`${check.stdout}${check.stderr}`).toContain("Response verify OK");
+    expect(check.stdout).toContain(`${dev.cert}: good`);
+    // Garbage on either method: HTTP 400 with the OCSP malformedRequest status.
+    const bad = await curl(work, `${server.url}/pki/ocsp/bm90IGFuIG9jc3AgcmVxdWVzdA%3D%3D`, {
+      cacert: server.rootPemFile,
+    });
+    expect([bad.status, bad.body.toString("hex")]).toEqual([400, "30030a0101"]);
+    const wrongType = await curl(work, `${server.url}/pki/ocsp`, {
+      cacert: server.rootPemFile,
+      method: "POST",
+      body: await readFile(reqFile),
+      contentType: "application/octet-stream",
+    });
+    expect(wrongType.status).toBe(415);
   });
 
   it("refuses a revoked device everywhere, and says so in its audit trail", async () => {
@@ -207,6 +249,29 @@ describe("OCSP and the CRL", () => {
     expect(listed).toBe(true);
   });
 
+  it("answers bad input on the operator API with a 4xx and a JSON error (curl)", async () => {
+    const post = (body: string | Buffer, contentType = "application/json") =>
+      curl(work, `${server.url}/api/v1/tokens`, {
+        cacert: server.rootPemFile,
+        bearer: adminToken,
+        method: "POST",
+        body,
+        contentType,
+      });
+    const cases: [HttpResponse, number, string][] = [
+      [await post("{not json"), 400, "malformed_json"],
+      [await post(JSON.stringify({ deviceId: "x-1", colour: "red" })), 400, "invalid_request"],
+      [await post(JSON.stringify({ deviceId: "x-1" }), "text/plain"), 415, "wrong_content_type"],
+      [await post(Buffer.alloc(70_000, 0x20)), 413, "payload_too_large"],
+      [await post(JSON.stringify({ deviceId: "../etc" })), 400, "bad_device_id"],
+    ];
+    for (const [r, status, code] of cases) {
+      expect(r.headers["content-type"]).toMatch(/^application\/json/);
+      expect([r.status, JSON.parse(r.text).error.code]).toEqual([status, code]);
+    }
+    expect(server.isRunning()).toBe(true);
+  });
+
   it("gives operators' errors as JSON: unknown device, auditor revoking, no token", async () => {
     const unknown = await api("/devices/nobody/revoke", { body: { reason: "keyCompromise" } });
     expect([unknown.status, JSON.parse(unknown.text).error.code]).toEqual([404, "unknown_device"]);
@@ -262,7 +327,8 @@ describe("edgeid audit verify", () => {
     try {
       expect(() => db.prepare("DELETE FROM audit_events WHERE id = ?").run(victim)).toThrow(/append-only/);
       db.exec("DROP TRIGGER audit_events_no_update");
-      db.prepare("UPDATE audit_events SET outcome = 'success' WHERE id = ?").run(victim);
+      // Someone rewrites who did it.
+      db.prepare("UPDATE audit_events SET actor = actor || '-not-me' WHERE id = ?").run(victim);
     } finally {
       db.close();
     }
