@@ -26,6 +26,12 @@ export interface CreatedToken {
 
 export const MAX_TOKENS_PER_REQUEST = 100_000;
 
+/** Device ids of a production batch: `<prefix><number>`, zero-padded to at least 4 digits. */
+export function batchDeviceIds(prefix: string, start: number, count: number): string[] {
+  const width = Math.max(4, String(start + count - 1).length);
+  return Array.from({ length: count }, (_, i) => `${prefix}${String(start + i).padStart(width, "0")}`);
+}
+
 /**
  * Creates one-time bootstrap tokens, one per device id, in one write set: the
  * devices are pre-registered as pending (an existing device keeps its state).

@@ -28,6 +28,7 @@ import {
   revokeCertificate,
   revokeDevice,
 } from "../authority/revoke.ts";
+import { batchDeviceIds } from "../authority/tokens.ts";
 import { parseDuration } from "../config/duration.ts";
 import { profilesOf } from "../config/schema.ts";
 import { startServer } from "../entry/node.ts";
@@ -198,12 +199,7 @@ token
     let deviceIds: string[];
     if (opts.device && !opts.count) deviceIds = [opts.device];
     else if (opts.count && opts.devicePrefix && !opts.device) {
-      const last = opts.start + opts.count - 1;
-      const width = Math.max(4, String(last).length);
-      deviceIds = Array.from(
-        { length: opts.count },
-        (_, i) => `${opts.devicePrefix}${String(opts.start + i).padStart(width, "0")}`,
-      );
+      deviceIds = batchDeviceIds(opts.devicePrefix, opts.start, opts.count);
     } else {
       throw new Error("give either --device ID, or --count N with --device-prefix PREFIX");
     }

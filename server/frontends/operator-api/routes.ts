@@ -21,6 +21,7 @@ import {
 } from "../../authority/fleet.ts";
 import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
 import { REVOCATION_REASONS, reinstateDevice, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
+import { batchDeviceIds } from "../../authority/tokens.ts";
 import { parseDuration } from "../../config/duration.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
 import { STATUS } from "../est/errors.ts";
@@ -452,12 +453,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       const b = c.req.valid("json");
       let deviceIds = b.deviceIds ?? (b.deviceId !== undefined ? [b.deviceId] : []);
       if (b.count !== undefined && b.devicePrefix !== undefined) {
-        const start = b.start ?? 1;
-        const width = Math.max(4, String(start + b.count - 1).length);
-        deviceIds = Array.from(
-          { length: b.count },
-          (_, i) => `${b.devicePrefix}${String(start + i).padStart(width, "0")}`,
-        );
+        deviceIds = batchDeviceIds(b.devicePrefix, b.start ?? 1, b.count);
       }
       const created = await issueTokens(core, actorOf(c), {
         deviceIds,
