@@ -4,45 +4,16 @@ import { webcrypto } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
-import { dataPaths, initDataDir, isInitialised, readConfig } from "../adapters/node/data-dir.ts";
+import { dataPaths, initDataDir, isInitialised } from "../adapters/node/data-dir.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
-import { CLI_ACTOR } from "../authority/actor.ts";
-import { decideEnrollment } from "../authority/approvals.ts";
-import { verifyAuditChain } from "../authority/audit-chain.ts";
 import { AuthorityError } from "../authority/errors.ts";
-import {
-  getCertificate,
-  issueTokens,
-  listDevices,
-  listEnrollments,
-  listTokens,
-  readAudit,
-  revokeToken,
-  showDevice,
-} from "../authority/fleet.ts";
-import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
-import {
-  REVOCATION_REASONS,
-  type RevocationReason,
-  reinstateDevice,
-  revokeCertificate,
-  revokeDevice,
-} from "../authority/revoke.ts";
-import { batchDeviceIds } from "../authority/tokens.ts";
+import { createOperator } from "../authority/operators.ts";
+import { REVOCATION_REASONS, type RevocationReason } from "../authority/revoke.ts";
 import { parseDuration } from "../config/duration.ts";
-import { profilesOf } from "../config/schema.ts";
 import { startServer } from "../entry/node.ts";
-import {
-  auditView,
-  certificateView,
-  deviceDetailView,
-  deviceView,
-  enrollmentView,
-  operatorView,
-  tokenView,
-} from "../frontends/operator-api/views.ts";
 import { systemClock } from "../ports/clock.ts";
 import type { DeviceStatus } from "../ports/storage.ts";
+import { type FleetClient, fleetFor, type TokenBatch } from "./fleet-client.ts";
 import {
   AUDIT_COLUMNS,
   DEVICE_COLUMNS,
@@ -65,9 +36,11 @@ function positiveInt(value: string): number {
   return n;
 }
 
-function duration(value: string): number {
+/** A duration option, checked here and passed on as written (e.g. "7d"). */
+function durationText(value: string): string {
   try {
-    return parseDuration(value);
+    parseDuration(value);
+    return value;
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
@@ -75,12 +48,6 @@ function duration(value: string): number {
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
-}
-
-function openStorage(dataDir: string): SqliteStorage {
-  if (!isInitialised(dataDir))
-    throw new Error(`${dataPaths(dataDir).root} is not an edgeid data directory; run edgeid init`);
-  return SqliteStorage.open(dataPaths(dataDir).database);
 }
 
 async function initialise(dataDir: string, opts: { trustDomain: string; hostname: string[]; listen?: string }) {
@@ -183,122 +150,125 @@ ca.command("export")
     process.stdout.write(readFileSync(dataPaths(opts.data).rootCert, "utf8"));
   });
 
-const token = program.command("token").description("one-time bootstrap tokens");
-token
-  .command("create")
-  .description("create a bootstrap token for a device, or --count tokens for a production batch")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
-  .option("--device <id>", "device id")
-  .option("--count <n>", "number of devices in a batch", positiveInt)
-  .option("--device-prefix <prefix>", "batch device ids: <prefix><sequence number>")
-  .option("--start <n>", "first sequence number of a batch", positiveInt, 1)
-  .option("--profile <name>", "profile the device enrolls under", "device")
-  .option("--ttl <duration>", "token lifetime, e.g. 24h, 7d", duration)
-  .option("--json", "one JSON object per token and line")
-  .action(async (opts) => {
-    let deviceIds: string[];
-    if (opts.device && !opts.count) deviceIds = [opts.device];
-    else if (opts.count && opts.devicePrefix && !opts.device) {
-      deviceIds = batchDeviceIds(opts.devicePrefix, opts.start, opts.count);
-    } else {
-      throw new Error("give either --device ID, or --count N with --device-prefix PREFIX");
-    }
-    const config = readConfig(opts.data);
-    const storage = openStorage(opts.data);
-    try {
-      const created = await issueTokens(
-        { storage, clock: systemClock, crypto, digest: nodeDigest, config, profiles: profilesOf(config) },
-        CLI_ACTOR,
-        { deviceIds, profile: opts.profile, ttl: opts.ttl },
-      );
-      for (const t of created) {
-        const row = {
-          deviceId: t.deviceId,
-          profile: t.profile,
-          tokenId: t.tokenId,
-          token: t.token,
-          expiresAt: t.expiresAt.toISOString(),
-        };
-        process.stdout.write(
-          opts.json ? `${JSON.stringify(row)}\n` : `${t.deviceId}\t${t.token}\texpires ${row.expiresAt}\n`,
-        );
-      }
-    } finally {
-      await storage.close();
-    }
-  });
-
-/** The core's dependencies for verbs run from the command line on a data directory. */
-function cliDeps(dataDir: string) {
-  const config = readConfig(dataDir);
-  const storage = openStorage(dataDir);
-  return { storage, config, profiles: profilesOf(config), clock: systemClock, crypto, digest: nodeDigest };
+/**
+ * An operator command: runs on the data directory (--data), or against a server's
+ * operator API (--server, with an operator token; see fleet-client.ts).
+ */
+function fleetCommand(parent: Command, name: string): Command {
+  return parent
+    .command(name)
+    .option("--data <dir>", "data directory (when no --server is given)", DEFAULT_DATA)
+    .option("--server <url>", "a server's base URL: use its operator API (or EDGEID_SERVER)")
+    .option("--token-file <file>", "file holding the operator token (or EDGEID_OPERATOR_TOKEN[_FILE])")
+    .option("--cacert <file>", "trust anchor for the server's TLS certificate (or EDGEID_CACERT)");
 }
 
-/** Runs a verb with the data directory's storage, and closes it whatever happens. */
-async function withCore<T>(dataDir: string, run: (deps: ReturnType<typeof cliDeps>) => Promise<T>): Promise<T> {
-  const deps = cliDeps(dataDir);
+/** Runs with the chosen backend, and closes it whatever happens. */
+async function withFleet<T>(
+  opts: { data: string; server?: string; tokenFile?: string; cacert?: string },
+  run: (fleet: FleetClient) => Promise<T>,
+): Promise<T> {
+  const fleet = fleetFor(opts, process.env);
   try {
-    return await run(deps);
+    return await run(fleet);
   } finally {
-    await deps.storage.close();
+    await fleet.close();
   }
 }
 
 const REASONS = Object.keys(REVOCATION_REASONS);
 
+const token = program.command("token").description("one-time bootstrap tokens");
+fleetCommand(token, "create")
+  .description("create a bootstrap token for a device, or --count tokens for a production batch")
+  .option("--device <id>", "device id")
+  .option("--count <n>", "number of devices in a batch", positiveInt)
+  .option("--device-prefix <prefix>", "batch device ids: <prefix><sequence number>")
+  .option("--start <n>", "first sequence number of a batch", positiveInt, 1)
+  .option("--profile <name>", "profile the device enrolls under", "device")
+  .option("--ttl <duration>", "token lifetime, e.g. 24h, 7d", durationText)
+  .option("--json", "one JSON object per token and line")
+  .action((opts) =>
+    withFleet(opts, async (fleet) => {
+      let batch: TokenBatch;
+      if (opts.device && !opts.count) batch = { deviceIds: [opts.device] };
+      else if (opts.count && opts.devicePrefix && !opts.device) {
+        batch = { count: opts.count, devicePrefix: opts.devicePrefix, start: opts.start };
+      } else {
+        throw new Error("give either --device ID, or --count N with --device-prefix PREFIX");
+      }
+      for (const t of await fleet.createTokens(batch, { profile: opts.profile, ttl: opts.ttl })) {
+        process.stdout.write(
+          opts.json ? `${JSON.stringify(t)}\n` : `${t.deviceId}\t${t.token}\texpires ${t.expiresAt}\n`,
+        );
+      }
+    }),
+  );
+fleetCommand(token, "list")
+  .description("bootstrap tokens (never their secrets)")
+  .option("--device <id>")
+  .addOption(new Option("--state <state>").choices(["unused", "used", "revoked", "expired"]))
+  .option("--cursor <cursor>")
+  .option("--limit <n>", "at most this many (1-1000)", positiveInt, 100)
+  .option("--json", "one JSON object per token and line")
+  .action((opts) =>
+    withFleet(opts, async (fleet) => {
+      const page = await fleet.listTokens({
+        deviceId: opts.device,
+        state: opts.state,
+        cursor: opts.cursor,
+        limit: opts.limit,
+      });
+      printList(page.items, Boolean(opts.json), TOKEN_COLUMNS);
+      printNextCursor(page.nextCursor);
+    }),
+  );
+fleetCommand(token, "revoke")
+  .argument("<token-id>", "tok_…")
+  .option("--json", "one JSON object")
+  .action((id: string, opts) =>
+    withFleet(opts, async (fleet) => printObject(await fleet.revokeToken(id), Boolean(opts.json))),
+  );
+
 const devices = program.command("devices").description("the fleet inventory");
-devices
-  .command("list")
+fleetCommand(devices, "list")
   .description("list devices: by id, or by expiry with --expiring-within")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
   .addOption(new Option("--status <status>").choices(["pending", "active", "revoked", "decommissioned"]))
   .option("--profile <name>")
-  .option("--expiring-within <duration>", "only devices whose certificate expires within this, e.g. 7d", duration)
+  .option("--expiring-within <duration>", "only devices whose certificate expires within this, e.g. 7d", durationText)
   .option("--after <id>", "continue after this device id")
   .option("--cursor <cursor>", "continue where the previous page ended")
   .option("--limit <n>", "at most this many (1-1000)", positiveInt, 100)
   .option("--json", "one JSON object per device and line")
   .action((opts) =>
-    withCore(opts.data, async (deps) => {
-      const page = await listDevices(deps, CLI_ACTOR, {
+    withFleet(opts, async (fleet) => {
+      const page = await fleet.listDevices({
         status: opts.status as DeviceStatus | undefined,
         profile: opts.profile,
         expiringWithin: opts.expiringWithin,
-        afterId: opts.after,
+        after: opts.after,
         cursor: opts.cursor,
         limit: opts.limit,
       });
-      printList(
-        page.items.map((d) => deviceView(d, deps.config.trustDomain)),
-        Boolean(opts.json),
-        DEVICE_COLUMNS,
-      );
+      printList(page.items, Boolean(opts.json), DEVICE_COLUMNS);
       printNextCursor(page.nextCursor);
     }),
   );
-devices
-  .command("show")
+fleetCommand(devices, "show")
   .description("one device with its certificates, tokens and recent audit records")
   .argument("<id>")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
   .option("--json", "one JSON object")
   .action((id: string, opts) =>
-    withCore(opts.data, async (deps) => {
-      const detail = await showDevice(deps, CLI_ACTOR, id);
-      printDevice(deviceDetailView(detail, deps.config.trustDomain, deps.clock.now()), Boolean(opts.json));
-    }),
+    withFleet(opts, async (fleet) => printDevice(await fleet.showDevice(id), Boolean(opts.json))),
   );
 for (const verb of ["revoke", "decommission"] as const) {
-  devices
-    .command(verb)
+  fleetCommand(devices, verb)
     .description(
       verb === "revoke"
         ? "revoke a device: all its unexpired certificates, unused tokens and its IDevID, in one step"
         : "retire a device: revoked like `revoke`, recorded as decommissioned",
     )
     .argument("<id>")
-    .option("--data <dir>", "data directory", DEFAULT_DATA)
     .addOption(
       new Option("--reason <reason>", "RFC 5280 reason")
         .choices(REASONS)
@@ -306,147 +276,74 @@ for (const verb of ["revoke", "decommission"] as const) {
     )
     .option("--json", "one JSON object")
     .action((id: string, opts) =>
-      withCore(opts.data, async (deps) => {
-        const r = await revokeDevice(deps, {
-          deviceId: id,
-          reason: opts.reason as RevocationReason,
-          status: verb === "revoke" ? "revoked" : "decommissioned",
-          actor: CLI_ACTOR,
-        });
-        if (opts.json)
-          printObject({ device: deviceView(r.device, deps.config.trustDomain), revokedSerials: r.serials }, true);
-        else
+      withFleet(opts, async (fleet) => {
+        const r = await fleet.revokeDevice(id, opts.reason as RevocationReason, verb === "decommission");
+        if (opts.json) printObject(r, true);
+        else {
           process.stdout.write(
-            `${r.device.id} ${r.device.status}; certificates revoked: ${r.serials.join(", ") || "none"}\n`,
+            `${r.device.id} ${r.device.status}; certificates revoked: ${r.revokedSerials.join(", ") || "none"}\n`,
           );
+        }
       }),
     );
 }
-
-devices
-  .command("reinstate")
+fleetCommand(devices, "reinstate")
   .description("let a revoked device enroll again with a new token (its revoked IDevID stays revoked)")
   .argument("<id>")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
   .option("--note <text>", "recorded in the audit trail")
   .option("--json", "one JSON object")
   .action((id: string, opts) =>
-    withCore(opts.data, async (deps) =>
-      printObject(
-        deviceView(
-          await reinstateDevice(deps, { deviceId: id, note: opts.note, actor: CLI_ACTOR }),
-          deps.config.trustDomain,
-        ),
-        Boolean(opts.json),
-      ),
-    ),
+    withFleet(opts, async (fleet) => printObject(await fleet.reinstateDevice(id, opts.note), Boolean(opts.json))),
   );
 
 const certs = program.command("certs").description("issued certificates");
-certs
-  .command("show")
+fleetCommand(certs, "show")
   .argument("<serial>", "hex serial number")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
   .option("--json", "one JSON object")
   .action((serial: string, opts) =>
-    withCore(opts.data, async (deps) =>
-      printObject(certificateView(await getCertificate(deps, CLI_ACTOR, serial)), Boolean(opts.json)),
-    ),
+    withFleet(opts, async (fleet) => printObject(await fleet.showCertificate(serial), Boolean(opts.json))),
   );
-certs
-  .command("revoke")
+fleetCommand(certs, "revoke")
   .description("revoke one certificate (the device keeps its status)")
   .argument("<serial>", "hex serial number")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
   .addOption(new Option("--reason <reason>", "RFC 5280 reason").choices(REASONS).default("unspecified"))
   .option("--json", "one JSON object")
   .action((serial: string, opts) =>
-    withCore(opts.data, async (deps) => {
-      const cert = await revokeCertificate(deps, { serial, reason: opts.reason as RevocationReason, actor: CLI_ACTOR });
-      printObject(certificateView(cert), Boolean(opts.json));
-    }),
-  );
-
-token
-  .command("list")
-  .description("bootstrap tokens (never their secrets)")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
-  .option("--device <id>")
-  .addOption(new Option("--state <state>").choices(["unused", "used", "revoked", "expired"]))
-  .option("--cursor <cursor>")
-  .option("--limit <n>", "at most this many (1-1000)", positiveInt, 100)
-  .option("--json", "one JSON object per token and line")
-  .action((opts) =>
-    withCore(opts.data, async (deps) => {
-      const page = await listTokens(deps, CLI_ACTOR, {
-        deviceId: opts.device,
-        state: opts.state,
-        cursor: opts.cursor,
-        limit: opts.limit,
-      });
-      const now = deps.clock.now();
-      printList(
-        page.items.map((t) => tokenView(t, now)),
-        Boolean(opts.json),
-        TOKEN_COLUMNS,
-      );
-      printNextCursor(page.nextCursor);
-    }),
-  );
-token
-  .command("revoke")
-  .argument("<token-id>", "tok_…")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
-  .option("--json", "one JSON object")
-  .action((id: string, opts) =>
-    withCore(opts.data, async (deps) =>
-      printObject(tokenView(await revokeToken(deps, CLI_ACTOR, id), deps.clock.now()), Boolean(opts.json)),
+    withFleet(opts, async (fleet) =>
+      printObject(await fleet.revokeCertificate(serial, opts.reason as RevocationReason), Boolean(opts.json)),
     ),
   );
 
 const enrollments = program
   .command("enrollments")
   .description("enrollment requests waiting for approval (profiles with approval: manual)");
-enrollments
-  .command("list")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
+fleetCommand(enrollments, "list")
   .addOption(new Option("--status <status>").choices(["pending", "approved", "rejected", "issued"]).default("pending"))
   .option("--cursor <cursor>")
   .option("--limit <n>", "at most this many (1-1000)", positiveInt, 100)
   .option("--json", "one JSON object per request and line")
   .action((opts) =>
-    withCore(opts.data, async (deps) => {
-      const page = await listEnrollments(deps, CLI_ACTOR, {
-        status: opts.status,
-        cursor: opts.cursor,
-        limit: opts.limit,
-      });
-      printList(page.items.map(enrollmentView), Boolean(opts.json), ENROLLMENT_COLUMNS);
+    withFleet(opts, async (fleet) => {
+      const page = await fleet.listEnrollments({ status: opts.status, cursor: opts.cursor, limit: opts.limit });
+      printList(page.items, Boolean(opts.json), ENROLLMENT_COLUMNS);
       printNextCursor(page.nextCursor);
     }),
   );
 for (const decision of ["approve", "reject"] as const) {
-  enrollments
-    .command(decision)
+  fleetCommand(enrollments, decision)
     .argument("<request-id>", "enr_…")
-    .option("--data <dir>", "data directory", DEFAULT_DATA)
     .option("--reason <text>", "why (recorded, and told to the device on rejection)")
     .option("--json", "one JSON object")
     .action((id: string, opts) =>
-      withCore(opts.data, async (deps) =>
-        printObject(
-          enrollmentView(await decideEnrollment(deps, { id, decision, reason: opts.reason, actor: CLI_ACTOR })),
-          Boolean(opts.json),
-        ),
+      withFleet(opts, async (fleet) =>
+        printObject(await fleet.decideEnrollment(id, decision, opts.reason), Boolean(opts.json)),
       ),
     );
 }
 
 const audit = program.command("audit").description("the hash-chained audit trail");
-audit
-  .command("list")
+fleetCommand(audit, "list")
   .description("audit records, newest first")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
   .option("--device <id>")
   .option("--action <action>", "e.g. device.revoke, est.simpleenroll")
   .option("--actor <actor>", "e.g. operator:op_…, device:dev-001, cli")
@@ -454,65 +351,53 @@ audit
   .option("--limit <n>", "at most this many (1-1000)", positiveInt, 50)
   .option("--json", "one JSON object per record and line")
   .action((opts) =>
-    withCore(opts.data, async (deps) => {
-      const page = await readAudit(deps, CLI_ACTOR, {
+    withFleet(opts, async (fleet) => {
+      const page = await fleet.listAudit({
         deviceId: opts.device,
         action: opts.action,
         actor: opts.actor,
         cursor: opts.cursor,
         limit: opts.limit,
       });
-      printList(page.items.map(auditView), Boolean(opts.json), AUDIT_COLUMNS);
+      printList(page.items, Boolean(opts.json), AUDIT_COLUMNS);
       printNextCursor(page.nextCursor);
     }),
   );
-audit
-  .command("verify")
+fleetCommand(audit, "verify")
   .description("check the hash chain from the first record to the newest; exit 1 at the first broken record")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
   .option("--json", "one JSON object")
   .action((opts) =>
-    withCore(opts.data, async (deps) => {
-      const report = await verifyAuditChain(deps, CLI_ACTOR);
+    withFleet(opts, async (fleet) => {
+      const report = await fleet.verifyAudit();
       printChainReport(report, Boolean(opts.json));
       if (!report.ok) process.exitCode = 1;
     }),
   );
 
 const operators = program.command("operators").description("operator API tokens and their roles");
-operators
-  .command("create")
+fleetCommand(operators, "create")
   .description("create an operator; prints its bearer token once")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
   .requiredOption("--name <name>")
   .addOption(new Option("--role <role>").choices(["admin", "operator", "auditor"]).makeOptionMandatory())
-  .option("--ttl <duration>", "token lifetime, e.g. 90d (default: until revoked)", duration)
+  .option("--ttl <duration>", "token lifetime, e.g. 90d (default: until revoked)", durationText)
   .option("--json", "one JSON object")
   .action((opts) =>
-    withCore(opts.data, async (deps) => {
-      const r = await createOperator(deps, { name: opts.name, role: opts.role, ttl: opts.ttl, actor: CLI_ACTOR });
-      if (opts.json) printObject({ ...operatorView(r.operator), token: r.token }, true);
-      else process.stdout.write(`${r.operator.id} (${r.operator.role}) token, shown once: ${r.token}\n`);
+    withFleet(opts, async (fleet) => {
+      const r = await fleet.createOperator({ name: opts.name, role: opts.role, ttl: opts.ttl });
+      if (opts.json) printObject(r, true);
+      else process.stdout.write(`${r.id} (${r.role}) token, shown once: ${r.token}\n`);
     }),
   );
-operators
-  .command("list")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
+fleetCommand(operators, "list")
   .option("--json", "one JSON object per operator and line")
   .action((opts) =>
-    withCore(opts.data, async (deps) =>
-      printList((await listOperators(deps, CLI_ACTOR)).map(operatorView), Boolean(opts.json), OPERATOR_COLUMNS),
-    ),
+    withFleet(opts, async (fleet) => printList(await fleet.listOperators(), Boolean(opts.json), OPERATOR_COLUMNS)),
   );
-operators
-  .command("revoke")
+fleetCommand(operators, "revoke")
   .argument("<operator-id>", "op_…")
-  .option("--data <dir>", "data directory", DEFAULT_DATA)
   .option("--json", "one JSON object")
   .action((id: string, opts) =>
-    withCore(opts.data, async (deps) =>
-      printObject(operatorView(await revokeOperator(deps, id, CLI_ACTOR)), Boolean(opts.json)),
-    ),
+    withFleet(opts, async (fleet) => printObject(await fleet.revokeOperator(id), Boolean(opts.json))),
   );
 
 program.parseAsync(process.argv).catch((err: unknown) => {

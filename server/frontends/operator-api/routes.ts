@@ -256,6 +256,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
           status: z.enum(["pending", "active", "revoked", "decommissioned"]).optional(),
           profile: z.string().max(32).optional(),
           expiringWithin: durationString.optional(),
+          after: z.string().max(64).optional().openapi({ description: "continue after this device id (id order)" }),
           cursor,
           limit,
         }),
@@ -268,6 +269,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         status: q.status,
         profile: q.profile,
         expiringWithin: q.expiringWithin === undefined ? undefined : parseDuration(q.expiringWithin),
+        afterId: q.after,
         cursor: q.cursor,
         limit: q.limit,
       });

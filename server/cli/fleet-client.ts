@@ -1,0 +1,310 @@
+import { webcrypto } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { request } from "node:https";
+import type { z } from "@hono/zod-openapi";
+import { dataPaths, isInitialised, readConfig } from "../adapters/node/data-dir.ts";
+import { nodeDigest } from "../adapters/node/node-digest.ts";
+import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
+import { CLI_ACTOR } from "../authority/actor.ts";
+import { decideEnrollment } from "../authority/approvals.ts";
+import { type ChainReport, verifyAuditChain } from "../authority/audit-chain.ts";
+import {
+  getCertificate,
+  issueTokens,
+  listDevices,
+  listEnrollments,
+  listTokens,
+  readAudit,
+  revokeToken,
+  showDevice,
+} from "../authority/fleet.ts";
+import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
+import { type RevocationReason, reinstateDevice, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
+import { batchDeviceIds } from "../authority/tokens.ts";
+import { parseDuration } from "../config/duration.ts";
+import { profilesOf } from "../config/schema.ts";
+import {
+  type AuditEventSchema,
+  auditView,
+  type CertificateSchema,
+  certificateView,
+  type DeviceDetailSchema,
+  type DeviceSchema,
+  deviceDetailView,
+  deviceView,
+  type EnrollmentSchema,
+  enrollmentView,
+  type OperatorSchema,
+  operatorView,
+  type TokenSchema,
+  tokenView,
+} from "../frontends/operator-api/views.ts";
+import { systemClock } from "../ports/clock.ts";
+import type { DeviceStatus, OperatorRole, PendingStatus } from "../ports/storage.ts";
+
+export type DeviceView = z.infer<typeof DeviceSchema>;
+export type DeviceDetailView = z.infer<typeof DeviceDetailSchema>;
+export type CertificateView = z.infer<typeof CertificateSchema>;
+export type TokenView = z.infer<typeof TokenSchema>;
+export type EnrollmentView = z.infer<typeof EnrollmentSchema>;
+export type AuditView = z.infer<typeof AuditEventSchema>;
+export type OperatorView = z.infer<typeof OperatorSchema>;
+export interface PageView<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+export interface CreatedTokenView {
+  deviceId: string;
+  profile: string;
+  tokenId: string;
+  token: string;
+  expiresAt: string;
+}
+
+export type TokenBatch = { deviceIds: string[] } | { count: number; devicePrefix: string; start: number };
+
+/**
+ * What the operator commands of the CLI need, in the operator API's JSON shapes. Two
+ * implementations: on a data directory (the core's verbs, acting as `cli`), or against
+ * a server's operator API with an operator token (its role rules apply).
+ */
+export interface FleetClient {
+  listDevices(q: {
+    status?: DeviceStatus;
+    profile?: string;
+    expiringWithin?: string;
+    after?: string;
+    cursor?: string;
+    limit?: number;
+  }): Promise<PageView<DeviceView>>;
+  showDevice(id: string): Promise<DeviceDetailView>;
+  revokeDevice(
+    id: string,
+    reason: RevocationReason,
+    decommission: boolean,
+  ): Promise<{ device: DeviceView; revokedSerials: string[] }>;
+  reinstateDevice(id: string, note?: string): Promise<DeviceView>;
+  showCertificate(serial: string): Promise<CertificateView>;
+  revokeCertificate(serial: string, reason: RevocationReason): Promise<CertificateView>;
+  createTokens(batch: TokenBatch, opts: { profile?: string; ttl?: string }): Promise<CreatedTokenView[]>;
+  listTokens(q: {
+    deviceId?: string;
+    state?: TokenView["state"];
+    cursor?: string;
+    limit?: number;
+  }): Promise<PageView<TokenView>>;
+  revokeToken(id: string): Promise<TokenView>;
+  listEnrollments(q: { status?: PendingStatus; cursor?: string; limit?: number }): Promise<PageView<EnrollmentView>>;
+  decideEnrollment(id: string, decision: "approve" | "reject", reason?: string): Promise<EnrollmentView>;
+  listAudit(q: {
+    deviceId?: string;
+    actor?: string;
+    action?: string;
+    cursor?: string;
+    limit?: number;
+  }): Promise<PageView<AuditView>>;
+  verifyAudit(): Promise<ChainReport>;
+  createOperator(o: { name: string; role: OperatorRole; ttl?: string }): Promise<OperatorView & { token: string }>;
+  listOperators(): Promise<OperatorView[]>;
+  revokeOperator(id: string): Promise<OperatorView>;
+  close(): Promise<void>;
+}
+
+const seconds = (d: string | undefined) => (d === undefined ? undefined : parseDuration(d));
+
+/** The core's verbs on a data directory, acting as `cli` (an admin). */
+export function localFleet(dataDir: string): FleetClient {
+  if (!isInitialised(dataDir)) {
+    throw new Error(`${dataPaths(dataDir).root} is not an edgeid data directory; run edgeid init`);
+  }
+  const config = readConfig(dataDir);
+  const storage = SqliteStorage.open(dataPaths(dataDir).database);
+  const deps = {
+    storage,
+    config,
+    profiles: profilesOf(config),
+    clock: systemClock,
+    crypto: webcrypto as Crypto,
+    digest: nodeDigest,
+  };
+  const td = config.trustDomain;
+  const now = () => deps.clock.now();
+  const page = <R, V>(p: { items: R[]; nextCursor: string | null }, view: (r: R) => V) => ({
+    items: p.items.map(view),
+    nextCursor: p.nextCursor,
+  });
+  return {
+    listDevices: async (q) =>
+      page(
+        await listDevices(deps, CLI_ACTOR, {
+          ...q,
+          afterId: q.after,
+          expiringWithin: seconds(q.expiringWithin),
+        }),
+        (d) => deviceView(d, td),
+      ),
+    showDevice: async (id) => deviceDetailView(await showDevice(deps, CLI_ACTOR, id), td, now()),
+    revokeDevice: async (id, reason, decommission) => {
+      const r = await revokeDevice(deps, {
+        deviceId: id,
+        reason,
+        status: decommission ? "decommissioned" : "revoked",
+        actor: CLI_ACTOR,
+      });
+      return { device: deviceView(r.device, td), revokedSerials: r.serials };
+    },
+    reinstateDevice: async (id, note) =>
+      deviceView(await reinstateDevice(deps, { deviceId: id, note, actor: CLI_ACTOR }), td),
+    showCertificate: async (serial) => certificateView(await getCertificate(deps, CLI_ACTOR, serial)),
+    revokeCertificate: async (serial, reason) =>
+      certificateView(await revokeCertificate(deps, { serial, reason, actor: CLI_ACTOR })),
+    createTokens: async (batch, opts) => {
+      const deviceIds =
+        "deviceIds" in batch ? batch.deviceIds : batchDeviceIds(batch.devicePrefix, batch.start, batch.count);
+      const created = await issueTokens(deps, CLI_ACTOR, { deviceIds, profile: opts.profile, ttl: seconds(opts.ttl) });
+      return created.map((t) => ({ ...t, expiresAt: t.expiresAt.toISOString() }));
+    },
+    listTokens: async (q) => page(await listTokens(deps, CLI_ACTOR, q), (t) => tokenView(t, now())),
+    revokeToken: async (id) => tokenView(await revokeToken(deps, CLI_ACTOR, id), now()),
+    listEnrollments: async (q) => page(await listEnrollments(deps, CLI_ACTOR, q), enrollmentView),
+    decideEnrollment: async (id, decision, reason) =>
+      enrollmentView(await decideEnrollment(deps, { id, decision, reason, actor: CLI_ACTOR })),
+    listAudit: async (q) => page(await readAudit(deps, CLI_ACTOR, q), auditView),
+    verifyAudit: () => verifyAuditChain(deps, CLI_ACTOR),
+    createOperator: async (o) => {
+      const r = await createOperator(deps, { name: o.name, role: o.role, ttl: seconds(o.ttl), actor: CLI_ACTOR });
+      return { ...operatorView(r.operator), token: r.token };
+    },
+    listOperators: async () => (await listOperators(deps, CLI_ACTOR)).map(operatorView),
+    revokeOperator: async (id) => operatorView(await revokeOperator(deps, id, CLI_ACTOR)),
+    close: () => storage.close(),
+  };
+}
+
+export interface RemoteOptions {
+  /** https://host:port of the server. */
+  server: string;
+  token: string;
+  /** PEM trust anchors for the server's TLS certificate; the system's when absent. */
+  ca?: string;
+}
+
+/** An operator API error, with the server's code and message. */
+export class ApiError extends Error {
+  override name = "ApiError";
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The operator API of a running server, with an operator token. */
+export function remoteFleet(o: RemoteOptions): FleetClient {
+  const base = new URL("/api/v1/", o.server);
+  const call = <T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> => {
+    const url = new URL(path.replace(/^\//, ""), base);
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise<T>((resolve, reject) => {
+      const req = request(
+        url,
+        {
+          method,
+          ca: o.ca,
+          headers: {
+            authorization: `Bearer ${o.token}`,
+            accept: "application/json",
+            ...(payload ? { "content-type": "application/json", "content-length": String(payload.length) } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            const text = Buffer.concat(chunks).toString("utf8");
+            let parsed: unknown;
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              reject(
+                new ApiError(
+                  res.statusCode ?? 0,
+                  "not_json",
+                  `${url.pathname}: ${res.statusCode} ${text.slice(0, 200)}`,
+                ),
+              );
+              return;
+            }
+            const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) resolve(parsed as T);
+            else {
+              const e = (parsed as { error?: { code?: string; message?: string } }).error;
+              reject(new ApiError(status, e?.code ?? "error", e?.message ?? `HTTP ${status}`));
+            }
+          });
+        },
+      );
+      req.on("error", (e) => reject(new Error(`cannot reach ${o.server}: ${e.message}`)));
+      req.end(payload);
+    });
+  };
+  const query = (q: Record<string, string | number | undefined>) => {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
+    const s = p.toString();
+    return s ? `?${s}` : "";
+  };
+  const id = encodeURIComponent;
+  return {
+    listDevices: (q) => call("GET", `devices${query(q)}`),
+    showDevice: (d) => call("GET", `devices/${id(d)}`),
+    revokeDevice: (d, reason, decommission) =>
+      call("POST", `devices/${id(d)}/revoke`, { reason, ...(decommission ? { decommission } : {}) }),
+    reinstateDevice: (d, note) => call("POST", `devices/${id(d)}/reinstate`, note ? { note } : {}),
+    showCertificate: (s) => call("GET", `certificates/${id(s)}`),
+    revokeCertificate: (s, reason) => call("POST", `certificates/${id(s)}/revoke`, { reason }),
+    createTokens: async (batch, opts) =>
+      (
+        await call<{ tokens: CreatedTokenView[] }>("POST", "tokens", {
+          ...batch,
+          ...(opts.profile ? { profile: opts.profile } : {}),
+          ...(opts.ttl ? { ttl: opts.ttl } : {}),
+        })
+      ).tokens,
+    listTokens: (q) => call("GET", `tokens${query(q)}`),
+    revokeToken: (t) => call("POST", `tokens/${id(t)}/revoke`, {}),
+    listEnrollments: (q) => call("GET", `enrollments${query(q)}`),
+    decideEnrollment: (e, decision, reason) =>
+      call("POST", `enrollments/${id(e)}/${decision}`, reason ? { reason } : {}),
+    listAudit: (q) => call("GET", `audit${query(q)}`),
+    verifyAudit: () => call("GET", "audit/verify"),
+    createOperator: (op) => call("POST", "operators", op),
+    listOperators: async () => (await call<{ items: OperatorView[] }>("GET", "operators")).items,
+    revokeOperator: (op) => call("POST", `operators/${id(op)}/revoke`, {}),
+    close: async () => undefined,
+  };
+}
+
+/**
+ * Where the operator commands go: `--server URL` (or EDGEID_SERVER) with an operator
+ * token from EDGEID_OPERATOR_TOKEN or a file (--token-file, EDGEID_OPERATOR_TOKEN_FILE;
+ * never on the command line, where `ps` shows it); otherwise the data directory.
+ */
+export function fleetFor(
+  opts: { data: string; server?: string; tokenFile?: string; cacert?: string },
+  env: NodeJS.ProcessEnv,
+): FleetClient {
+  const server = opts.server ?? env.EDGEID_SERVER;
+  if (!server) return localFleet(opts.data);
+  const tokenFile = opts.tokenFile ?? env.EDGEID_OPERATOR_TOKEN_FILE;
+  const token = env.EDGEID_OPERATOR_TOKEN ?? (tokenFile ? readFileSync(tokenFile, "utf8").trim() : undefined);
+  if (!token) {
+    throw new Error(
+      "--server needs an operator token: EDGEID_OPERATOR_TOKEN, or --token-file / EDGEID_OPERATOR_TOKEN_FILE",
+    );
+  }
+  const cacert = opts.cacert ?? env.EDGEID_CACERT;
+  return remoteFleet({ server, token, ca: cacert ? readFileSync(cacert, "utf8") : undefined });
+}
