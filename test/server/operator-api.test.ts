@@ -134,6 +134,13 @@ describe("operator API", () => {
       ]);
       expect([method, path, r.status, (await jsonOf(r)).error?.code]).toEqual([method, path, status, code]);
     }
+    // A refusal is audited under the route's action, with the operator who sent it.
+    const [audited] = await h.storage.listAudit({ action: "device.revoke", limit: 1 });
+    expect([audited?.outcome, audited?.detail?.reason, audited?.actor]).toEqual([
+      "denied",
+      "invalid_request",
+      expect.stringMatching(/^operator:op_/),
+    ]);
     const unknownField = await jsonOf(
       await call("POST", "/tokens", { token: tokens.admin, body: { deviceId: "d1", colour: "red" } }),
     );

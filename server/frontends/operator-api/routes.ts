@@ -152,7 +152,8 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       const first = issues[0];
       const err = badRequest("invalid_request", first ? `${first.path}: ${first.message}` : "invalid request");
       (err as { cause?: unknown }).cause = { issues };
-      return deny(c as Context<Env>, "api.request", err);
+      const ctx = c as Context<Env>;
+      return deny(ctx, ctx.get("action") ?? "api.request", err);
     },
   }).basePath(API_BASE);
 
