@@ -40,10 +40,10 @@ function positiveInt(value: string): number {
 function durationText(value: string): string {
   try {
     parseDuration(value);
-    return value;
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
+  return value;
 }
 
 function collect(value: string, previous: string[]): string[] {

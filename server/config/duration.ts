@@ -19,3 +19,12 @@ export function formatDuration(seconds: number): string {
   }
   return parts.join("") || "0s";
 }
+
+export function isDuration(text: string): boolean {
+  try {
+    parseDuration(text);
+    return true;
+  } catch {
+    return false;
+  }
+}

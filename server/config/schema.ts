@@ -1,22 +1,12 @@
 import { z } from "zod";
-import { parseDuration } from "./duration.ts";
+import { isDuration, parseDuration } from "./duration.ts";
 
 /**
  * One configuration schema for both runtimes. On Node it is read from
  * `<data>/edgeid.json`; on Workers from vars. Durations are strings ("72h").
  */
 
-const duration = z
-  .string()
-  .refine((s) => {
-    try {
-      parseDuration(s);
-      return true;
-    } catch {
-      return false;
-    }
-  }, "a duration such as 72h, 30m or 7d")
-  .transform(parseDuration);
+const duration = z.string().refine(isDuration, "a duration such as 72h, 30m or 7d").transform(parseDuration);
 
 export const KEY_TYPES = ["P-256", "P-384", "Ed25519", "RSA"] as const;
 

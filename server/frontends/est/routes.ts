@@ -3,9 +3,9 @@ import type { Authority } from "../../authority/authority.ts";
 import { AuthorityError } from "../../authority/errors.ts";
 import type { TokenCredentials } from "../../authority/provisioners/token.ts";
 import { Base64Error, decodeBase64, encodeBase64 } from "../../pki/base64.ts";
-import { concat } from "../../pki/der.ts";
 import { certsOnly } from "../../pki/pkcs7.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
+import { readBody } from "../body.ts";
 import type { AppEnv } from "../env.ts";
 import { estErrorResponse } from "./errors.ts";
 import { CSRATTRS, essence, PKCS7, PKCS7_CERTS_ONLY, PKCS10 } from "./media.ts";
@@ -69,16 +69,7 @@ export function estRoutes(deps: EstDeps): Hono<AppEnv> {
         `Content-Type must be ${PKCS10} (got ${type.replace(/[^\x21-\x7e]/g, "?").slice(0, 64) || "none"})`,
       );
     }
-    const length = c.req.header("content-length");
-    let body: Uint8Array;
-    if (length !== undefined && /^\d{1,10}$/.test(length)) {
-      // A declared length frames the body exactly (HTTP/1.1), so it can be read whole:
-      // the runtime's fast path, without a web stream.
-      if (Number(length) > deps.maxBodyBytes) throw tooLarge(deps.maxBodyBytes);
-      body = new Uint8Array(await c.req.arrayBuffer());
-    } else {
-      body = await readLimited(c.req.raw, deps.maxBodyBytes);
-    }
+    const body = await readBody(c, deps.maxBodyBytes);
     let der: Uint8Array;
     try {
       der = decodeBase64(new TextDecoder("latin1").decode(body));
@@ -177,27 +168,4 @@ export function estRoutes(deps: EstDeps): Hono<AppEnv> {
     );
   });
   return app;
-}
-
-function tooLarge(limit: number): AuthorityError {
-  return err("payload_too_large", "payload_too_large", `body exceeds ${limit} bytes`);
-}
-
-/** Reads at most `limit` bytes; refuses (without buffering the rest) beyond that. */
-async function readLimited(request: Request, limit: number): Promise<Uint8Array> {
-  if (!request.body) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > limit) {
-      await reader.cancel();
-      throw tooLarge(limit);
-    }
-    chunks.push(value);
-  }
-  return concat(chunks);
 }

@@ -22,7 +22,7 @@ import {
 import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
 import { REVOCATION_REASONS, reinstateDevice, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
 import { batchDeviceIds } from "../../authority/tokens.ts";
-import { parseDuration } from "../../config/duration.ts";
+import { isDuration, parseDuration } from "../../config/duration.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
 import { STATUS } from "../est/errors.ts";
 import {
@@ -57,14 +57,7 @@ const MAX_BATCH = 10_000;
 const durationString = z
   .string()
   .max(32)
-  .refine((s) => {
-    try {
-      parseDuration(s);
-      return true;
-    } catch {
-      return false;
-    }
-  }, "a duration such as 30d, 72h or 15m")
+  .refine(isDuration, "a duration such as 30d, 72h or 15m")
   .openapi({ example: "7d" });
 
 const limit = z.coerce.number().int().min(1).max(1000).optional().openapi({ example: 100 });

@@ -5,6 +5,7 @@ import type { RevocationResponders } from "../../authority/responders.ts";
 import { Base64Error, decodeBase64 } from "../../pki/base64.ts";
 import { ocspErrorResponse } from "../../pki/ocsp.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
+import { readBody } from "../body.ts";
 import type { AppEnv } from "../env.ts";
 import { estErrorResponse } from "../est/errors.ts";
 
@@ -75,29 +76,12 @@ export function pkiRoutes(deps: PkiDeps): Hono<AppEnv> {
         ),
       );
     }
-    const length = Number(c.req.header("content-length") ?? "0");
-    if (length > MAX_OCSP_REQUEST) {
-      return refuse(
-        c,
-        "pki.ocsp",
-        new AuthorityError(
-          "payload_too_large",
-          `OCSP requests are at most ${MAX_OCSP_REQUEST} bytes`,
-          "payload_too_large",
-        ),
-      );
-    }
-    const body = new Uint8Array(await c.req.arrayBuffer());
-    if (body.length > MAX_OCSP_REQUEST) {
-      return refuse(
-        c,
-        "pki.ocsp",
-        new AuthorityError(
-          "payload_too_large",
-          `OCSP requests are at most ${MAX_OCSP_REQUEST} bytes`,
-          "payload_too_large",
-        ),
-      );
+    let body: Uint8Array;
+    try {
+      body = await readBody(c, MAX_OCSP_REQUEST);
+    } catch (e) {
+      if (e instanceof AuthorityError) return refuse(c, "pki.ocsp", e);
+      throw e;
     }
     return answer(c, body);
   });
