@@ -131,6 +131,10 @@ export class RevocationResponders {
     let found = 0;
     const run = async () => {
       const now = this.deps.clock.now();
+      // Read before the rows: the feed's seq follows commit order, so every row up to
+      // this seq that the query below skips is one it skips for expiry, and every
+      // later row is either read below or still ahead of lastSeq.
+      const seenUpTo = await this.deps.storage.lastRevocationSeq();
       for (;;) {
         const rows = await this.deps.storage.revocationsSince(this.lastSeq, now, FEED_PAGE);
         for (const r of rows) this.add(r);
@@ -140,7 +144,7 @@ export class RevocationResponders {
         if (rows.length < FEED_PAGE) break;
       }
       // Expired certificates are skipped by the query; the seq still moves past them.
-      this.lastSeq = Math.max(this.lastSeq, await this.deps.storage.lastRevocationSeq());
+      this.lastSeq = Math.max(this.lastSeq, seenUpTo);
     };
     this.feedReading = run();
     try {
