@@ -1,0 +1,190 @@
+import { existsSync, readFileSync } from "node:fs";
+import { connect, type MqttClient } from "mqtt";
+import { isRevocationMessage } from "./est.ts";
+
+export type AgentStateName = "online" | "offline" | "rotating" | "degraded" | "revoked" | "lost";
+
+/** The retained status document of the MQTT contract (shared/architecture.md). */
+export interface StatusDocument {
+  v: 1;
+  state: AgentStateName;
+  session: number;
+  ts: string;
+  cert: { serial: string; notAfter: string; keyAlg: string };
+  nextRenewAt: string | null;
+  lastRenew: { at: string; ok: boolean; error?: string } | null;
+  agent: { version: string };
+}
+
+export interface AgentEvent {
+  id: string;
+  type: string;
+  at: string;
+  [field: string]: unknown;
+}
+
+export type Command = "rotate" | "revoked" | "ca-update";
+
+export interface ReporterOptions {
+  url: string;
+  deviceId: string;
+  /** The device's TLS identity and the trust bundle, read at each (re)connection. */
+  tls: () => { key: string; cert: string; ca: string[] };
+  /** Where queued events survive a restart. */
+  queueFile: string;
+  maxQueue?: number;
+  writeFile: (file: string, data: string) => void;
+  onCommand: (command: Command, body: Record<string, unknown>) => Promise<{ ok: boolean; error?: string }>;
+  /** The broker's TLS layer said this certificate is revoked. */
+  onRevoked: (message: string) => void;
+  log: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/**
+ * Status over MQTT with the device certificate. Never in the way of renewal: every call
+ * returns at once, and what cannot be sent waits — the latest status in memory, events
+ * in a bounded queue on disk, delivered in order once the broker is back.
+ */
+export class MqttReporter {
+  private client: MqttClient | undefined;
+  private latest: StatusDocument | undefined;
+  private queue: AgentEvent[] = [];
+  private flushing = false;
+  private readonly base: string;
+
+  constructor(private readonly o: ReporterOptions) {
+    this.base = `edgeid/v1/devices/${o.deviceId}`;
+    if (existsSync(o.queueFile)) {
+      this.queue = readFileSync(o.queueFile, "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .flatMap((line) => {
+          try {
+            return [JSON.parse(line) as AgentEvent];
+          } catch {
+            return [];
+          }
+        });
+    }
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  start(initial: StatusDocument): void {
+    this.latest = initial;
+    this.connect();
+  }
+
+  private connect(): void {
+    const tls = this.o.tls();
+    const lost: StatusDocument | undefined = this.latest && { ...this.latest, state: "lost" };
+    const client = connect(this.o.url, {
+      clientId: this.o.deviceId,
+      key: tls.key,
+      cert: tls.cert,
+      ca: tls.ca,
+      clean: true,
+      reconnectPeriod: 5_000,
+      connectTimeout: 15_000,
+      keepalive: 60,
+      ...(lost
+        ? { will: { topic: `${this.base}/status`, payload: Buffer.from(JSON.stringify(lost)), qos: 1, retain: true } }
+        : {}),
+    });
+    this.client = client;
+    client.on("connect", () => {
+      if (this.client !== client) return;
+      this.o.log("mqtt connected", { url: this.o.url });
+      client.subscribe(`${this.base}/cmd/+`, { qos: 1 });
+      if (this.latest) this.publish(`${this.base}/status`, this.latest, true);
+      void this.flush();
+    });
+    client.on("message", (topic, payload) => void this.command(topic, payload));
+    client.on("error", (err) => {
+      this.o.log("mqtt error", { error: err.message });
+      if (isRevocationMessage(err.message)) this.o.onRevoked(err.message);
+    });
+  }
+
+  status(doc: StatusDocument): void {
+    this.latest = doc;
+    if (this.client?.connected) this.publish(`${this.base}/status`, doc, true);
+  }
+
+  event(e: AgentEvent): void {
+    this.queue.push(e);
+    const max = this.o.maxQueue ?? 500;
+    if (this.queue.length > max) this.queue.splice(0, this.queue.length - max);
+    this.save();
+    void this.flush();
+  }
+
+  /** After a rotation: a new session with the new certificate. */
+  reconnect(): void {
+    const old = this.client;
+    this.client = undefined;
+    old?.end(true);
+    this.connect();
+  }
+
+  /** An explicit `offline`, then a clean disconnect (the last will is not sent). */
+  async stop(offline?: StatusDocument): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (!client) return;
+    if (offline && client.connected) {
+      await new Promise<void>((resolve) => {
+        client.publish(`${this.base}/status`, JSON.stringify(offline), { qos: 1, retain: true }, () => resolve());
+        setTimeout(resolve, 3_000).unref();
+      });
+    }
+    await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+  }
+
+  private publish(topic: string, body: unknown, retain = false): void {
+    this.client?.publish(topic, JSON.stringify(body), { qos: 1, retain });
+  }
+
+  private async flush(): Promise<void> {
+    const client = this.client;
+    if (this.flushing || !client?.connected) return;
+    this.flushing = true;
+    try {
+      while (this.queue.length > 0 && client.connected && this.client === client) {
+        const e = this.queue[0] as AgentEvent;
+        const ok = await new Promise<boolean>((resolve) =>
+          client.publish(`${this.base}/events`, JSON.stringify(e), { qos: 1 }, (err) => resolve(!err)),
+        );
+        if (!ok) break;
+        this.queue.shift();
+        this.save();
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private save(): void {
+    this.o.writeFile(this.o.queueFile, this.queue.map((e) => `${JSON.stringify(e)}\n`).join(""));
+  }
+
+  private async command(topic: string, payload: Buffer): Promise<void> {
+    const name = topic.slice(`${this.base}/cmd/`.length);
+    let body: Record<string, unknown> = {};
+    try {
+      body = JSON.parse(payload.toString("utf8")) as Record<string, unknown>;
+    } catch {
+      // a command without a body is still a command
+    }
+    const opId = typeof body.opId === "string" ? body.opId.slice(0, 64) : undefined;
+    const known = name === "rotate" || name === "revoked" || name === "ca-update";
+    const result = known
+      ? await this.o.onCommand(name, body).catch((e: Error) => ({ ok: false, error: e.message }))
+      : { ok: false, error: `unknown command ${name.slice(0, 32)}` };
+    if (opId && /^[\w.-]+$/.test(opId)) {
+      this.publish(`${this.base}/cmd-result/${opId}`, { opId, command: name, ...result, at: new Date().toISOString() });
+    }
+  }
+}
