@@ -125,6 +125,8 @@ export class MqttReporter {
   reconnect(): void {
     const old = this.client;
     this.client = undefined;
+    // A flush on the old connection may never hear back; the new one flushes afresh.
+    this.flushing = false;
     old?.end(true);
     this.connect();
   }
@@ -152,14 +154,17 @@ export class MqttReporter {
     if (this.flushing || !client?.connected) return;
     this.flushing = true;
     try {
-      while (this.queue.length > 0 && client.connected && this.client === client) {
+      while (this.queue.length > 0 && client.connected && this.client === client && this.flushing) {
         const e = this.queue[0] as AgentEvent;
         const ok = await new Promise<boolean>((resolve) =>
           client.publish(`${this.base}/events`, JSON.stringify(e), { qos: 1 }, (err) => resolve(!err)),
         );
         if (!ok) break;
-        this.queue.shift();
-        this.save();
+        // Only if still at the head: a newer flush may have delivered it meanwhile.
+        if (this.queue[0]?.id === e.id) {
+          this.queue.shift();
+          this.save();
+        }
       }
     } finally {
       this.flushing = false;

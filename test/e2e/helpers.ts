@@ -21,6 +21,8 @@ export interface RunResult {
   code: number;
   stdout: string;
   stderr: string;
+  /** The signal that ended the process, if one did (code is then -1). */
+  signal?: string;
 }
 
 export interface RunOptions {
@@ -44,6 +46,10 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
         encoding: "utf8",
       },
       (err, stdout, stderr) => {
+        if (err?.signal && !err.killed) {
+          resolvePromise({ code: -1, stdout, stderr, signal: err.signal });
+          return;
+        }
         if (err && typeof err.code !== "number") {
           reject(new Error(`${cmd} ${args.join(" ")} failed to run: ${err.message}\n${stderr}`));
           return;
@@ -132,8 +138,8 @@ export interface TestServer {
 }
 
 /** Starts `edgeid serve --listen 127.0.0.1:0` and waits for its "listening" line. */
-export async function startServer(dataDir: string, work: string): Promise<TestServer> {
-  const child = spawn(process.execPath, [EDGEID_BIN, "serve", "--data", dataDir, "--listen", "127.0.0.1:0"], {
+export async function startServer(dataDir: string, work: string, port = 0): Promise<TestServer> {
+  const child = spawn(process.execPath, [EDGEID_BIN, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -1,0 +1,384 @@
+/**
+ * The device agent (device-client/) against a real `edgeid serve` process and a real
+ * MQTT broker (aedes over TLS, in the test until the server embeds one): first boot
+ * with a token and with an IDevID, repeated rotation with a short lifetime reported
+ * over MQTT, SIGKILL at every step of a rotation, the server down for a while, the
+ * broker down (events queued, then delivered), and revocation.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { connect, type MqttClient } from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AgentStore } from "../../device-client/src/store.ts";
+import { startBroker, type TestBroker } from "../support/broker.ts";
+import {
+  addProfiles,
+  createToken,
+  edgeid,
+  initDataDir,
+  issueClientCert,
+  makeCa,
+  makeWorkDir,
+  removeDir,
+  run,
+  sleep,
+  startServer,
+  type TestServer,
+} from "./helpers.ts";
+
+const AGENT_BIN = join(import.meta.dirname, "../../device-client/bin/edgeid-agent.mjs");
+const AGENT_ENV = { ...process.env, EDGEID_AGENT_FROM_SOURCE: "1" };
+
+let work: string;
+let dataDir: string;
+let server: TestServer;
+let port: number;
+let broker: TestBroker;
+let rootPem: string;
+let fingerprint: string;
+let observer: MqttClient;
+const messages: { topic: string; body: Record<string, unknown> }[] = [];
+
+const agent = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  run(process.execPath, [AGENT_BIN, ...args], { env: { ...AGENT_ENV, ...env }, timeoutMs: 60_000 });
+
+interface RunningAgent {
+  child: ChildProcess;
+  log(): string;
+  count(msg: string): number;
+  stop(): Promise<void>;
+}
+
+function startAgent(dir: string, extra: string[] = []): RunningAgent {
+  const child = spawn(process.execPath, [AGENT_BIN, "run", "--dir", dir, ...extra], {
+    env: AGENT_ENV,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stderr?.setEncoding("utf8").on("data", (c: string) => {
+    out += c;
+  });
+  child.stdout?.setEncoding("utf8").on("data", (c: string) => {
+    out += c;
+  });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  return {
+    child,
+    log: () => out,
+    count: (msg) => out.split("\n").filter((l) => l.includes(`"msg":"${msg}"`)).length,
+    stop: async () => {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+async function enrollAgent(deviceId: string, extra: string[] = []): Promise<string> {
+  const dir = join(work, `agent-${deviceId}`);
+  const { token } = await createToken(dataDir, deviceId);
+  const r = await agent([
+    "enroll",
+    "--server",
+    server.url,
+    "--ca-fingerprint",
+    `sha256:${fingerprint}`,
+    "--device",
+    deviceId,
+    "--token",
+    token,
+    "--dir",
+    dir,
+    ...extra,
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+  return dir;
+}
+
+/** The agent directory holds a key and certificate that match, from our CA. */
+function expectValidPair(dir: string): X509Certificate {
+  const identity = new AgentStore(dir).loadIdentity(); // throws if the key does not match
+  const leaf = identity.chain[0] as X509Certificate;
+  const issuing = new AgentStore(dir).loadTrust().find((c) => leaf.checkIssued(c));
+  expect(issuing && leaf.verify(issuing.publicKey)).toBe(true);
+  return leaf;
+}
+
+async function startTestBroker(at?: number): Promise<TestBroker> {
+  const tls = join(dataDir, "tls");
+  return startBroker({
+    key: readFileSync(join(tls, "server.key"), "utf8"),
+    passphrase: readFileSync(join(dataDir, "secrets", "ca-passphrase"), "utf8").trim(),
+    cert: readFileSync(join(tls, "server.pem"), "utf8"),
+    ca: [rootPem],
+    port: at,
+  });
+}
+
+function watch(b: TestBroker): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const c = connect(`mqtts://127.0.0.1:${b.port}`, {
+      username: "observer",
+      password: b.observerPassword,
+      ca: rootPem,
+      reconnectPeriod: 500,
+    });
+    c.on("message", (topic, payload) => {
+      try {
+        messages.push({ topic, body: JSON.parse(payload.toString()) as Record<string, unknown> });
+      } catch {
+        // not JSON
+      }
+    });
+    c.once("connect", () => c.subscribe("edgeid/v1/devices/#", { qos: 1 }, (err) => (err ? reject(err) : resolve(c))));
+    c.once("error", reject);
+  });
+}
+
+const statusOf = (deviceId: string) =>
+  messages.filter((m) => m.topic === `edgeid/v1/devices/${deviceId}/status`).map((m) => m.body);
+const eventsOf = (deviceId: string, type: string) =>
+  messages.filter((m) => m.topic === `edgeid/v1/devices/${deviceId}/events` && m.body.type === type).map((m) => m.body);
+
+beforeAll(async () => {
+  work = await makeWorkDir("edgeid-agent-");
+  const init = await initDataDir(work, "example.org");
+  dataDir = init.dataDir;
+  const mfg = await makeCa(work, "mfg", "/O=Acme/CN=Acme Manufacturing CA");
+  await run("cp", [mfg.certFile, join(dataDir, "acme.pem")]);
+  await addProfiles(dataDir, {
+    device: { validity: "12s", backdate: "0s" },
+    slow: { validity: "40s", backdate: "0s" },
+    factory: { idevid: { trustBundle: "acme.pem" }, validity: "12s", backdate: "0s" },
+  });
+  // A fixed port, so that the server can be restarted where the agents expect it.
+  const probe = await startServer(dataDir, work);
+  port = Number(new URL(probe.url).port);
+  await probe.stop();
+  server = await startServer(dataDir, work, port);
+  rootPem = readFileSync(server.rootPemFile, "utf8");
+  fingerprint = new X509Certificate(rootPem).fingerprint256.replace(/:/g, "").toLowerCase();
+  broker = await startTestBroker();
+  observer = await watch(broker);
+  // The IDevID of one gateway, made by the "manufacturer" with openssl.
+  await issueClientCert(work, mfg, "idevid-sn77", "/O=Acme/CN=Acme Gateway/serialNumber=SN-77");
+}, 90_000);
+
+afterAll(async () => {
+  observer?.end(true);
+  await broker?.close();
+  await server?.stop();
+  await removeDir(work);
+});
+
+describe("edgeid-agent", () => {
+  it("refuses a server whose CA does not match the pinned fingerprint, and sends no token", async () => {
+    const { token } = await createToken(dataDir, "gw-pin");
+    const r = await agent([
+      "enroll",
+      "--server",
+      server.url,
+      "--ca-fingerprint",
+      `sha256:${"ab".repeat(32)}`,
+      "--device",
+      "gw-pin",
+      "--token",
+      token,
+      "--dir",
+      join(work, "agent-pin"),
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("do not match the pinned fingerprint");
+    const shown = JSON.parse((await edgeid(["devices", "show", "gw-pin", "--data", dataDir, "--json"])).stdout);
+    expect(shown.tokens[0].usedAt).toBeNull();
+  });
+
+  it("enrolls with a token, rotates with a new key again and again, and reports over MQTT", async () => {
+    const dir = await enrollAgent("gw-rot", ["--mqtt", `mqtts://127.0.0.1:${broker.port}`, "--renew-fraction", "0.5"]);
+    expect(statSync(join(dir, "identity.pem")).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, "key.pem")).mode & 0o777).toBe(0o600);
+    const first = expectValidPair(dir);
+    const a = startAgent(dir);
+    try {
+      await until("three rotations", () => a.count("renewed") >= 3, 45_000);
+      const now = expectValidPair(dir);
+      expect(now.serialNumber).not.toBe(first.serialNumber);
+      expect(now.publicKey.export({ format: "pem", type: "spki" })).not.toBe(
+        first.publicKey.export({ format: "pem", type: "spki" }),
+      );
+      await until("the status of the latest certificate", () =>
+        statusOf("gw-rot").some((s) => (s.cert as { serial: string }).serial === now.serialNumber.toLowerCase()),
+      );
+      const status = statusOf("gw-rot").at(-1) as Record<string, unknown>;
+      expect(status).toMatchObject({ v: 1, state: "online", agent: { version: "0.1.0" } });
+      expect(status).toHaveProperty("cert.keyAlg", "P-256");
+      expect(status).toHaveProperty("lastRenew.ok", true);
+      expect(typeof status.nextRenewAt).toBe("string");
+      const rotated = eventsOf("gw-rot", "rotated");
+      expect(rotated.length).toBeGreaterThanOrEqual(3);
+      expect(new Set(rotated.map((e) => e.serial)).size).toBe(rotated.length);
+      // Sessions increase, and the broker saw the agent come back with each new certificate.
+      const sessions = rotated.map((e) => e.session as number);
+      expect([...sessions].sort((x, y) => x - y)).toEqual(sessions);
+      expect(new Set(broker.certificates.get("gw-rot")).size).toBeGreaterThanOrEqual(3);
+    } finally {
+      await a.stop();
+    }
+    await until("offline", () => statusOf("gw-rot").at(-1)?.state === "offline");
+    const shown = JSON.parse((await edgeid(["devices", "show", "gw-rot", "--data", dataDir, "--json"])).stdout);
+    expect(shown.certificates.filter((c: { method: string }) => c.method === "reenroll").length).toBeGreaterThanOrEqual(
+      3,
+    );
+  }, 90_000);
+
+  it("enrolls with a manufacturer certificate (IDevID) instead of a token", async () => {
+    const dir = join(work, "agent-sn77");
+    const r = await agent([
+      "enroll",
+      "--server",
+      server.url,
+      "--ca-file",
+      server.rootPemFile,
+      "--device",
+      "SN-77",
+      "--label",
+      "factory",
+      "--idevid-cert",
+      join(work, "idevid-sn77.pem"),
+      "--idevid-key",
+      join(work, "idevid-sn77.key"),
+      "--key-type",
+      "P-384",
+      "--dir",
+      dir,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const leaf = expectValidPair(dir);
+    expect(leaf.subject).toBe("CN=SN-77");
+    const status = JSON.parse((await agent(["status", "--dir", dir, "--json"])).stdout);
+    expect(status).toMatchObject({ deviceId: "SN-77", keyAlg: "P-384", state: "online" });
+    const renewed = await agent(["renew", "--now", "--dir", dir]);
+    expect(renewed.stdout, renewed.stderr).toMatch(/^renewed: /);
+  });
+
+  it("always holds a valid matching pair when killed at any step of a rotation, and finishes it on restart", async () => {
+    const dir = await enrollAgent("gw-crash");
+    let before = expectValidPair(dir);
+    for (const step of [
+      "key-generated",
+      "response-received",
+      "identity-staged",
+      "identity-renamed",
+      "identity-synced",
+      "exported",
+    ]) {
+      const killed = await agent(["renew", "--now", "--dir", dir], { EDGEID_AGENT_CRASH_AT: step });
+      expect([step, killed.signal]).toEqual([step, "SIGKILL"]);
+      const held = expectValidPair(dir);
+      const switched = held.serialNumber !== before.serialNumber;
+      // Up to the rename the old pair stands; from it on, the new one.
+      expect([step, switched]).toEqual([step, ["identity-renamed", "identity-synced", "exported"].includes(step)]);
+      const again = await agent(["renew", "--now", "--dir", dir]);
+      expect(again.code, `${step}: ${again.stderr}`).toBe(0);
+      const after = expectValidPair(dir);
+      expect(after.serialNumber).not.toBe(held.serialNumber);
+      // The exported copies match the identity again.
+      expect(new X509Certificate(readFileSync(join(dir, "cert.pem"))).serialNumber).toBe(after.serialNumber);
+      before = after;
+    }
+  }, 120_000);
+
+  it("backs off while the server is down and renews when it is back", async () => {
+    const dir = join(work, "agent-gw-down");
+    const { token } = await createToken(dataDir, "gw-down", { profile: "slow" });
+    const enrolled = await agent([
+      "enroll",
+      "--server",
+      server.url,
+      "--ca-fingerprint",
+      `sha256:${fingerprint}`,
+      "--device",
+      "gw-down",
+      "--token",
+      token,
+      "--label",
+      "slow",
+      "--renew-fraction",
+      "0.15",
+      "--dir",
+      dir,
+    ]);
+    expect(enrolled.code, enrolled.stderr).toBe(0);
+    const a = startAgent(dir);
+    try {
+      await server.stop();
+      await until("two failed attempts", () => a.count("renewal failed; backing off") >= 2, 30_000);
+      expect(a.count("renewed")).toBe(0);
+      server = await startServer(dataDir, work, port);
+      await until("the renewal", () => a.count("renewed") >= 1, 30_000);
+      const waits = a
+        .log()
+        .split("\n")
+        .filter((l) => l.includes("backing off"))
+        .map((l) => (JSON.parse(l) as { waitMs: number }).waitMs);
+      // Full jitter under a cap of 1/8 of the ~34 s left: never longer than that.
+      for (const w of waits) expect(w).toBeLessThanOrEqual(40_000 / 8);
+    } finally {
+      await a.stop();
+    }
+    expectValidPair(dir);
+  }, 90_000);
+
+  it("queues events while the broker is away and delivers them when it comes back", async () => {
+    const spare = await startTestBroker();
+    const brokerPort = spare.port;
+    await spare.close();
+    const dir = await enrollAgent("gw-queue", ["--mqtt", `mqtts://127.0.0.1:${brokerPort}`]);
+    const a = startAgent(dir);
+    let late: TestBroker | undefined;
+    let lateObserver: MqttClient | undefined;
+    try {
+      await sleep(500);
+      a.child.kill("SIGUSR1"); // renew now, whatever the broker does
+      await until("a renewal without a broker", () => a.count("renewed") >= 1, 20_000);
+      const queued = readFileSync(join(dir, "events.jsonl"), "utf8");
+      expect(queued).toContain('"type":"rotated"');
+      late = await startTestBroker(brokerPort);
+      lateObserver = await watch(late);
+      await until("the queued event", () => eventsOf("gw-queue", "rotated").length >= 1, 20_000);
+      await until("an empty queue", () => readFileSync(join(dir, "events.jsonl"), "utf8") === "");
+    } finally {
+      await a.stop();
+      lateObserver?.end(true);
+      await late?.close();
+    }
+  }, 60_000);
+
+  it("stops renewing once revoked, says so in its status, and over MQTT", async () => {
+    const dir = await enrollAgent("gw-rev", ["--mqtt", `mqtts://127.0.0.1:${broker.port}`, "--renew-fraction", "0.3"]);
+    const a = startAgent(dir);
+    try {
+      await until("online", () => statusOf("gw-rev").some((s) => s.state === "online"));
+      await edgeid(["devices", "revoke", "gw-rev", "--reason", "keyCompromise", "--data", dataDir]);
+      await until("the revoked state", () => statusOf("gw-rev").at(-1)?.state === "revoked", 20_000);
+      expect(eventsOf("gw-rev", "revoked")).toHaveLength(1);
+      const renewedAtRevocation = a.count("renewed");
+      await sleep(5_000); // longer than the time to the next renewal
+      expect(a.count("renewed")).toBe(renewedAtRevocation);
+    } finally {
+      await a.stop();
+    }
+    const status = JSON.parse((await agent(["status", "--dir", dir, "--json"])).stdout);
+    expect(status.state).toBe("revoked");
+    expect(status.lastError).toMatch(/revoked/);
+  }, 60_000);
+});
