@@ -141,7 +141,8 @@ export async function enroll(o: EnrollOptions, deps: AgentDeps): Promise<Identit
     throw new Error("give --ca-fingerprint sha256:… or --ca-file: the server's CA must be pinned");
   }
   const trust = acceptCaBundle(offered, anchors);
-  const est = new EstClient(o.server, o.label ?? "", trust);
+  let floor = Math.max(deps.buildTime ?? BUILD_TIME, bootstrap.date ?? 0);
+  const est = new EstClient(o.server, o.label ?? "", trust, () => Math.max(deps.now(), floor));
   const keyType = o.keyType ?? "P-256";
   const key = generateKey(keyType);
   const csr = makeCsr(key, o.deviceId);
@@ -153,7 +154,6 @@ export async function enroll(o: EnrollOptions, deps: AgentDeps): Promise<Identit
     auth = { client: { key: idKey, chain: idChain } };
   } else throw new Error("give --token (or --token-file) or --idevid-cert with --idevid-key");
 
-  let floor = Math.max(deps.buildTime ?? BUILD_TIME, bootstrap.date ?? 0);
   const deadline = deps.now() + (o.timeoutMs ?? 24 * HOUR);
   for (let attempt = 0; ; attempt++) {
     const outcome = await est.simpleenroll(csr, auth);
@@ -238,6 +238,7 @@ export class Agent {
   private trust!: X509Certificate[];
   private reporter: MqttReporter | undefined;
   private running = false;
+  private stopping = false;
   private wake: (() => void) | undefined;
   private forced = false;
   private sleepHandle: unknown;
@@ -334,6 +335,9 @@ export class Agent {
       this.reporter.start(this.statusDocument());
     }
     this.running = true;
+    // The bundle was current at enrollment or at the last run; the next refresh is due
+    // one interval from now (an MQTT ca-update asks for one at once).
+    this.lastCaRefresh = this.now();
     this.loopDone = this.loop();
   }
 
@@ -346,6 +350,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping = true;
     this.wake?.();
     await this.loopDone;
     this.saveState();
@@ -422,12 +427,12 @@ export class Agent {
    * other 4xx → stop and report (revoked → revoked state).
    */
   async renewOnce(probe: boolean): Promise<RenewResult> {
-    const est = new EstClient(this.config.server, this.config.label, this.trust);
+    const est = new EstClient(this.config.server, this.config.label, this.trust, () => this.now());
     const key = generateKey(this.config.keyType as KeyType);
     const csr = makeCsr(key, this.config.deviceId);
     this.deps.crash?.("key-generated");
     this.report("rotating");
-    for (let attempt = 0; this.running || probe; attempt++) {
+    for (let attempt = 0; !this.stopping; attempt++) {
       const client: ClientTls = this.identity;
       const outcome = await est.simplereenroll(csr, client);
       this.raiseFloor(outcome.date);
@@ -523,7 +528,9 @@ export class Agent {
   async refreshCa(): Promise<{ added: number }> {
     this.lastCaRefresh = this.now();
     try {
-      const { certs } = await new EstClient(this.config.server, this.config.label, this.trust).cacerts();
+      const { certs } = await new EstClient(this.config.server, this.config.label, this.trust, () =>
+        this.now(),
+      ).cacerts();
       const now = this.now();
       const fresh = certs.map((d) => new X509Certificate(d));
       const merged = [...this.trust, ...fresh].filter(

@@ -1,5 +1,7 @@
-import type { KeyObject, X509Certificate } from "node:crypto";
+import { type KeyObject, X509Certificate } from "node:crypto";
 import { request } from "node:https";
+import { isIP } from "node:net";
+import { connect, type PeerCertificate, type TLSSocket } from "node:tls";
 import { certsFromPkcs7 } from "./keys.ts";
 
 /** What an EST call came to, in the terms the retry policy decides on. */
@@ -36,6 +38,12 @@ export class EstClient {
     private readonly label: string,
     /** Trust anchors for the server's certificate; "bootstrap" only for the first /cacerts. */
     private readonly trust: X509Certificate[] | "bootstrap",
+    /**
+     * The time to check the server's certificate at: the agent's clock, which never goes
+     * behind its floor. OpenSSL would use the system clock, which on a gateway without a
+     * real-time clock may be a year (or fifty) behind.
+     */
+    private readonly verifyAt: () => number = () => Date.now(),
   ) {}
 
   private url(op: string): URL {
@@ -107,45 +115,110 @@ export class EstClient {
     }
     const client = auth && "client" in auth ? auth.client : undefined;
     return new Promise((resolve) => {
-      const req = request(
-        url,
-        {
-          method,
-          headers,
-          agent: false,
-          timeout: TIMEOUT_MS,
-          ...(this.trust === "bootstrap" ? { rejectUnauthorized: false } : { ca: this.trust.map((c) => c.toString()) }),
-          ...(client
-            ? {
-                key: client.key.export({ type: "pkcs8", format: "pem" }) as string,
-                cert: client.chain.map((c) => c.toString()).join(""),
-              }
-            : {}),
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on("data", (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_RESPONSE) req.destroy(new Error("response too large"));
-            else chunks.push(c);
-          });
-          res.on("end", () => {
-            const date = res.headers.date ? Date.parse(res.headers.date) : Number.NaN;
-            resolve({
-              status: res.statusCode ?? 0,
-              body: Buffer.concat(chunks).toString("latin1"),
-              ...(Number.isFinite(date) ? { date } : {}),
-              ...(typeof res.headers["retry-after"] === "string" ? { retryAfter: res.headers["retry-after"] } : {}),
-            });
-          });
-          res.on("error", (e) => resolve({ error: e.message }));
-        },
+      let socket: TLSSocket;
+      try {
+        socket = this.connect(url, client);
+      } catch (e) {
+        resolve({ error: (e as Error).message });
+        return;
+      }
+      socket.once("error", (e) => resolve({ error: e.message }));
+      socket.setTimeout(TIMEOUT_MS, () =>
+        socket.destroy(new Error(`no answer from ${url.host} within ${TIMEOUT_MS / 1000} s`)),
       );
-      req.on("timeout", () => req.destroy(new Error(`no answer from ${url.host} within ${TIMEOUT_MS / 1000} s`)));
-      req.on("error", (e) => resolve({ error: e.message }));
-      req.end(body);
+      socket.once("secureConnect", () => {
+        const problem = this.trust === "bootstrap" ? undefined : this.checkPeer(socket, url.hostname);
+        if (problem) {
+          socket.destroy();
+          resolve({ error: problem });
+          return;
+        }
+        // Only now, over a verified connection, does the request (and any token) go out.
+        this.exchange(url, method, headers, body, socket, resolve);
+      });
     });
+  }
+
+  private connect(url: URL, client: ClientTls | undefined): TLSSocket {
+    return connect({
+      host: url.hostname,
+      port: Number(url.port || 443),
+      servername: isIP(url.hostname) ? undefined : url.hostname,
+      // Verified below against the trust bundle at the agent's time, not OpenSSL's clock.
+      rejectUnauthorized: false,
+      ...(client
+        ? {
+            key: client.key.export({ type: "pkcs8", format: "pem" }) as string,
+            cert: client.chain.map((c) => c.toString()).join(""),
+          }
+        : {}),
+    });
+  }
+
+  /** Why the server's certificate is not acceptable, or undefined when it is. */
+  private checkPeer(socket: TLSSocket, host: string): string | undefined {
+    const trust = this.trust as X509Certificate[];
+    const chain: X509Certificate[] = [];
+    let peer: PeerCertificate | undefined = socket.getPeerCertificate(true);
+    const seen = new Set<string>();
+    while (peer?.raw && !seen.has(peer.fingerprint256)) {
+      seen.add(peer.fingerprint256);
+      chain.push(new X509Certificate(peer.raw));
+      peer = (peer as { issuerCertificate?: PeerCertificate }).issuerCertificate;
+    }
+    const leaf = chain[0];
+    if (!leaf) return "the server sent no certificate";
+    const at = this.verifyAt();
+    let current = leaf;
+    for (let depth = 0; depth < 6; depth++) {
+      if (Date.parse(current.validFrom) > at || Date.parse(current.validTo) < at) {
+        return `server certificate ${current.subject.replace(/\n/g, ", ")} is not valid at ${new Date(at).toISOString()}`;
+      }
+      const anchor = trust.find((t) => current.checkIssued(t) && current.verify(t.publicKey));
+      if (anchor) {
+        const hostOk = isIP(host) ? leaf.checkIP(host) : leaf.checkHost(host);
+        return hostOk ? undefined : `server certificate is not for ${host}`;
+      }
+      const next = chain.find((c) => c !== current && current.checkIssued(c) && current.verify(c.publicKey));
+      if (!next) break;
+      current = next;
+    }
+    return "server certificate does not chain to the trusted CA";
+  }
+
+  private exchange(
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    body: string | undefined,
+    socket: TLSSocket,
+    resolve: (r: { status: number; body: string; date?: number; retryAfter?: string } | { error: string }) => void,
+  ): void {
+    const req = request(
+      url,
+      { method, headers: { ...headers, connection: "close" }, createConnection: () => socket },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on("data", (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_RESPONSE) req.destroy(new Error("response too large"));
+          else chunks.push(c);
+        });
+        res.on("end", () => {
+          const date = res.headers.date ? Date.parse(res.headers.date) : Number.NaN;
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString("latin1"),
+            ...(Number.isFinite(date) ? { date } : {}),
+            ...(typeof res.headers["retry-after"] === "string" ? { retryAfter: res.headers["retry-after"] } : {}),
+          });
+        });
+        res.on("error", (e) => resolve({ error: e.message }));
+      },
+    );
+    req.on("error", (e) => resolve({ error: e.message }));
+    req.end(body);
   }
 }
 

@@ -1,0 +1,199 @@
+import { webcrypto } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as x509 from "@peculiar/x509";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Agent, type AgentDeps } from "../../device-client/src/agent.ts";
+import { backoffDelay } from "../../device-client/src/backoff.ts";
+import { retryAfter } from "../../device-client/src/est.ts";
+import { AgentStore, INITIAL_STATE } from "../../device-client/src/store.ts";
+
+const crypto = webcrypto as Crypto;
+x509.cryptoProvider.set(crypto);
+const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+const DAY = 86_400_000;
+
+async function keyPair() {
+  return (await crypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
+}
+async function pkcs8Pem(key: CryptoKey) {
+  const der = Buffer.from(await crypto.subtle.exportKey("pkcs8", key));
+  return `-----BEGIN PRIVATE KEY-----\n${der.toString("base64")}\n-----END PRIVATE KEY-----\n`;
+}
+
+/** A CA, a server certificate for 127.0.0.1 and a device certificate valid [now-1h, now+23h]. */
+async function pki(now: number) {
+  const caKeys = await keyPair();
+  const ca = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: "01",
+    name: "CN=Agent Test CA",
+    notBefore: new Date(now - DAY),
+    notAfter: new Date(now + 30 * DAY),
+    keys: caKeys,
+    signingAlgorithm: ALG,
+    extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+  });
+  const issue = async (subject: string, extensions: x509.Extension[], from: number, to: number) => {
+    const keys = await keyPair();
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: Buffer.from(crypto.getRandomValues(new Uint8Array(8)))
+        .toString("hex")
+        .replace(/^./, "4"),
+      subject,
+      issuer: ca.subject,
+      notBefore: new Date(from),
+      notAfter: new Date(to),
+      publicKey: keys.publicKey,
+      signingKey: caKeys.privateKey,
+      signingAlgorithm: ALG,
+      extensions,
+    });
+    return { cert: cert.toString("pem"), key: await pkcs8Pem(keys.privateKey) };
+  };
+  const server = await issue(
+    "CN=127.0.0.1",
+    [new x509.SubjectAlternativeNameExtension([{ type: "ip", value: "127.0.0.1" }])],
+    now - DAY,
+    now + 30 * DAY,
+  );
+  const device = await issue("CN=gw-t", [], now - 3_600_000, now + 23 * 3_600_000);
+  return { ca: ca.toString("pem"), server, device };
+}
+
+interface Scripted {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+describe("device agent (in process, injected clock and timers)", () => {
+  let dir: string;
+  let server: Server;
+  let script: Scripted[];
+  let requests: { path: string; body: string }[];
+  let sleeps: number[];
+  const NOW = Date.UTC(2027, 0, 15, 12);
+
+  /** Timers that record the delay asked for and fire at once (or never). */
+  const timers = (fire: boolean): AgentDeps["timers"] => ({
+    setTimeout: (run, ms) => {
+      sleeps.push(ms);
+      if (fire) setImmediate(run);
+      return ms;
+    },
+    clearTimeout: () => undefined,
+  });
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), "edgeid-agent-unit-"));
+    requests = [];
+    sleeps = [];
+    script = [];
+    const p = await pki(NOW);
+    server = createServer(
+      { key: p.server.key, cert: p.server.cert, requestCert: true, rejectUnauthorized: false },
+      (req, res) => {
+        let body = "";
+        req.on("data", (c: Buffer) => {
+          body += c.toString();
+        });
+        req.on("end", () => {
+          requests.push({ path: req.url ?? "", body });
+          const next = script.shift() ?? { status: 500 };
+          res.writeHead(next.status, { "content-type": "text/plain", ...next.headers });
+          res.end(next.body ?? `status ${next.status}\n`);
+        });
+      },
+    );
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const port = (server.address() as { port: number }).port;
+    const store = new AgentStore(dir);
+    store.init();
+    const { createPrivateKey, X509Certificate } = await import("node:crypto");
+    store.saveTrust([new X509Certificate(p.ca)]);
+    store.saveIdentity({ key: createPrivateKey(p.device.key), chain: [new X509Certificate(p.device.cert)] });
+    store.saveConfig({
+      server: `https://127.0.0.1:${port}`,
+      deviceId: "gw-t",
+      label: "",
+      keyType: "P-256",
+      renewFraction: 2 / 3,
+      jitter: 0,
+      caRefreshMs: 365 * DAY,
+    });
+    store.saveState({ ...INITIAL_STATE, timeFloor: NOW, session: 1, identityReceivedAt: NOW - 3_600_000 });
+  });
+  afterEach(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const deps = (over: Partial<AgentDeps> = {}): AgentDeps => ({
+    now: () => NOW,
+    random: () => 0.5,
+    timers: timers(true),
+    log: (level, msg, f) => (process.env.DEBUG_AGENT ? console.log(level, msg, f) : undefined),
+    buildTime: NOW - 30 * DAY,
+    ...over,
+  });
+
+  it("backs off with growing, jittered delays on 500, waits Retry-After on 202, and stops on 400", async () => {
+    script = [
+      { status: 500 },
+      { status: 503 },
+      { status: 500 },
+      { status: 202, headers: { "retry-after": "7" } },
+      { status: 400, body: "CSR signature does not verify with its public key\n" },
+    ];
+    const agent = new Agent(dir, deps());
+    agent.load();
+    expect(await agent.renewOnce(false)).toBe("stopped");
+    // Full jitter with random() = 0.5: half of 2 s, 4 s, 8 s; then Retry-After; then nothing.
+    expect(sleeps).toEqual([1000, 2000, 4000, 7000]);
+    expect(requests.map((r) => r.path)).toEqual(Array(5).fill("/.well-known/est/simplereenroll"));
+    // RFC 7030 §4.2.3: the same request again after the 202.
+    expect(new Set(requests.map((r) => r.body)).size).toBe(1);
+    const state = agent.store.loadState();
+    expect(state.stopped).toBe("HTTP 400: CSR signature does not verify with its public key");
+    expect(state.lastRenew).toMatchObject({ ok: false });
+  });
+
+  it("draws every backoff between the floor and its exponential bound, capped by the lifetime left", () => {
+    const randoms = [0.9, 0.1, 0.7, 0.99, 0.3];
+    const delays = randoms.map((r, attempt) => backoffDelay(attempt, 23 * 3_600_000, () => r));
+    expect(delays).toEqual([1800, 500, 5600, 15840, 9600]);
+    // An hour left: no wait longer than 1/8 of it, whatever the attempt.
+    expect(backoffDelay(30, 3_600_000, () => 0.999)).toBeLessThanOrEqual(450_000);
+    expect(retryAfter("120", undefined)).toBe(120);
+    expect(retryAfter("Fri, 15 Jan 2027 12:01:00 GMT", NOW)).toBe(60);
+  });
+
+  it("treats a refusal that says revoked as revocation: state revoked, no more renewals", async () => {
+    script = [{ status: 403, body: "client certificate is revoked\n" }];
+    const agent = new Agent(dir, deps());
+    agent.load();
+    expect(await agent.renewOnce(false)).toBe("revoked");
+    expect(agent.store.loadState().revoked).toMatchObject({ by: "est" });
+    expect(agent.statusDocument().state).toBe("revoked");
+  });
+
+  it("with the clock set back a year, decides from the time floor: no renewal, no expiry", async () => {
+    const agent = new Agent(
+      dir,
+      deps({ now: () => NOW - 365 * DAY, timers: timers(false), buildTime: NOW - 400 * DAY }),
+    );
+    agent.start();
+    for (let i = 0; i < 100 && sleeps.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    // The certificate (valid from NOW-1h to NOW+23h) is neither "not yet valid" nor due.
+    expect(agent.now()).toBe(NOW);
+    expect(agent.statusDocument().state).toBe("online");
+    expect(agent.renewAt()).toBe(NOW - 3_600_000 + (2 / 3) * 24 * 3_600_000);
+    // It sleeps (at most an hour at a time) instead of renewing, and asked the server nothing.
+    expect(sleeps).toEqual([3_600_000]);
+    expect(requests).toEqual([]);
+    expect(agent.store.loadState().timeFloor).toBe(NOW);
+    await agent.stop();
+  });
+});
