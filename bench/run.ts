@@ -15,6 +15,7 @@ import { join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import Database from "better-sqlite3";
 import { Command, InvalidArgumentError } from "commander";
+import { agentBench } from "./agent.ts";
 import { inventoryBench } from "./inventory.ts";
 import { type Job, runLoad, windowRates } from "./load.ts";
 import { certificateFromResponse, certificatePem, type DeviceRequest, makeRequest } from "./requests.ts";
@@ -61,6 +62,7 @@ const opts = new Command("bench")
   .option("--ocsp-concurrency <n>", "concurrent keep-alive OCSP clients", positive, 64)
   .option("--inventory-devices <n>", "devices in the inventory benchmark (0 to skip it)", Number, 1_000_000)
   .option("--only-fleet", "skip the enrollment benchmark (run only the revocation and inventory benchmarks)")
+  .option("--agent-minutes <n>", "minutes of the device agent footprint run (0 to skip it)", Number, 10)
   .option("--keep", "keep the data directory")
   .option("--cpu-prof <dir>", "write a V8 CPU profile of the server process into this directory")
   .parse()
@@ -78,6 +80,7 @@ const opts = new Command("bench")
     ocspConcurrency: number;
     onlyFleet?: boolean;
     inventoryDevices: number;
+    agentMinutes: number;
     keep?: boolean;
     cpuProf?: string;
   }>();
@@ -301,6 +304,9 @@ if (opts.revoked > 0) {
     keep: Boolean(opts.keep),
   });
   say(`RESULT revocation ${summary}`);
+}
+if (opts.agentMinutes > 0) {
+  say(`RESULT agent ${await agentBench({ minutes: opts.agentMinutes, keep: Boolean(opts.keep) })}`);
 }
 if (opts.inventoryDevices > 0) {
   say(`RESULT inventory ${await inventoryBench({ devices: opts.inventoryDevices, keep: Boolean(opts.keep) })}`);
