@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { connect, type MqttClient } from "mqtt";
+import type { MqttClient } from "mqtt";
 import { isRevocationMessage } from "./est.ts";
 
 export type AgentStateName = "online" | "offline" | "rotating" | "degraded" | "revoked" | "lost";
@@ -50,6 +50,7 @@ export class MqttReporter {
   private latest: StatusDocument | undefined;
   private queue: AgentEvent[] = [];
   private flushing = false;
+  private stopped = false;
   private readonly base: string;
 
   constructor(private readonly o: ReporterOptions) {
@@ -77,7 +78,13 @@ export class MqttReporter {
     this.connect();
   }
 
+  /** mqtt is loaded on first use: an agent without a broker does not carry it (~13 MB). */
   private connect(): void {
+    void import("mqtt").then(({ connect }) => this.open(connect));
+  }
+
+  private open(connect: typeof import("mqtt").connect): void {
+    if (this.stopped) return;
     const tls = this.o.tls();
     const lost: StatusDocument | undefined = this.latest && { ...this.latest, state: "lost" };
     const client = connect(this.o.url, {
@@ -133,6 +140,7 @@ export class MqttReporter {
 
   /** An explicit `offline`, then a clean disconnect (the last will is not sent). */
   async stop(offline?: StatusDocument): Promise<void> {
+    this.stopped = true;
     const client = this.client;
     this.client = undefined;
     if (!client) return;

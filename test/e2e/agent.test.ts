@@ -203,7 +203,15 @@ describe("edgeid-agent", () => {
   });
 
   it("enrolls with a token, rotates with a new key again and again, and reports over MQTT", async () => {
-    const dir = await enrollAgent("gw-rot", ["--mqtt", `mqtts://127.0.0.1:${broker.port}`, "--renew-fraction", "0.5"]);
+    const hookLog = join(work, "gw-rot-hook.log");
+    const dir = await enrollAgent("gw-rot", [
+      "--mqtt",
+      `mqtts://127.0.0.1:${broker.port}`,
+      "--renew-fraction",
+      "0.5",
+      "--hook",
+      `echo "$EDGEID_DEVICE $EDGEID_CERT" >> ${hookLog}`,
+    ]);
     expect(statSync(join(dir, "identity.pem")).mode & 0o777).toBe(0o600);
     expect(statSync(join(dir, "key.pem")).mode & 0o777).toBe(0o600);
     const first = expectValidPair(dir);
@@ -230,6 +238,10 @@ describe("edgeid-agent", () => {
       const sessions = rotated.map((e) => e.session as number);
       expect([...sessions].sort((x, y) => x - y)).toEqual(sessions);
       expect(new Set(broker.certificates.get("gw-rot")).size).toBeGreaterThanOrEqual(3);
+      // The hook ran after each rotation, with the paths of the new files.
+      const hooked = readFileSync(hookLog, "utf8").trim().split("\n");
+      expect(hooked.length).toBeGreaterThanOrEqual(3);
+      expect(hooked[0]).toBe(`gw-rot ${join(dir, "cert.pem")}`);
     } finally {
       await a.stop();
     }
@@ -239,6 +251,37 @@ describe("edgeid-agent", () => {
       3,
     );
   }, 90_000);
+
+  it("answers MQTT commands: rotate renews at once, ca-update refreshes the bundle, others are refused", async () => {
+    const dir = await enrollAgent("gw-cmd", ["--mqtt", `mqtts://127.0.0.1:${broker.port}`, "--renew-fraction", "0.9"]);
+    const a = startAgent(dir);
+    try {
+      await until("online", () => statusOf("gw-cmd").some((s) => s.state === "online"));
+      await until("the command subscription", () => a.log().includes("mqtt connected"));
+      await sleep(300);
+      const send = (cmd: string, opId: string) =>
+        observer.publish(
+          `edgeid/v1/devices/gw-cmd/cmd/${cmd}`,
+          JSON.stringify({ opId, issuedAt: new Date().toISOString() }),
+          {
+            qos: 1,
+          },
+        );
+      const result = (opId: string) => messages.find((m) => m.topic === `edgeid/v1/devices/gw-cmd/cmd-result/${opId}`);
+      send("rotate", "op-rotate-1");
+      await until("the rotate result", () => result("op-rotate-1") !== undefined);
+      expect(result("op-rotate-1")?.body).toMatchObject({ opId: "op-rotate-1", ok: true });
+      await until("the rotation", () => a.count("renewed") >= 1, 15_000);
+      send("ca-update", "op-ca-1");
+      await until("the ca-update result", () => result("op-ca-1") !== undefined);
+      expect(result("op-ca-1")?.body).toMatchObject({ ok: true });
+      send("selfdestruct", "op-x");
+      await until("the refusal", () => result("op-x") !== undefined);
+      expect(result("op-x")?.body).toMatchObject({ ok: false, error: "unknown command selfdestruct" });
+    } finally {
+      await a.stop();
+    }
+  }, 60_000);
 
   it("enrolls with a manufacturer certificate (IDevID) instead of a token", async () => {
     const dir = join(work, "agent-sn77");
