@@ -9,6 +9,7 @@ import { Agent, type AgentDeps } from "../../device-client/src/agent.ts";
 import { backoffDelay } from "../../device-client/src/backoff.ts";
 import { retryAfter } from "../../device-client/src/est.ts";
 import { AgentStore, INITIAL_STATE } from "../../device-client/src/store.ts";
+import { certsOnly } from "../../server/pki/pkcs7.ts";
 
 const crypto = webcrypto as Crypto;
 x509.cryptoProvider.set(crypto);
@@ -177,6 +178,26 @@ describe("device agent (in process, injected clock and timers)", () => {
     expect(await agent.renewOnce(false)).toBe("revoked");
     expect(agent.store.loadState().revoked).toMatchObject({ by: "est" });
     expect(agent.statusDocument().state).toBe("revoked");
+  });
+
+  it("refreshes /cacerts over verified TLS and trusts old and new CA during a rollover", async () => {
+    const next = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: "02",
+      name: "CN=Agent Test CA 2",
+      notBefore: new Date(NOW - DAY),
+      notAfter: new Date(NOW + 3650 * DAY),
+      keys: await keyPair(),
+      signingAlgorithm: ALG,
+      extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+    });
+    const body = Buffer.from(certsOnly([new Uint8Array(next.rawData)])).toString("base64");
+    script = [{ status: 200, headers: { "content-type": "application/pkcs7-mime" }, body }];
+    const agent = new Agent(dir, deps());
+    agent.load();
+    const before = agent.store.loadTrust().map((c) => c.subject);
+    expect(await agent.refreshCa()).toEqual({ added: 1 });
+    expect(requests.map((r) => r.path)).toEqual(["/.well-known/est/cacerts"]);
+    expect(agent.store.loadTrust().map((c) => c.subject)).toEqual([...before, "CN=Agent Test CA 2"]);
   });
 
   it("with the clock set back a year, decides from the time floor: no renewal, no expiry", async () => {
