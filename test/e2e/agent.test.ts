@@ -159,6 +159,7 @@ beforeAll(async () => {
     device: { validity: "12s", backdate: "0s" },
     slow: { validity: "40s", backdate: "0s" },
     factory: { idevid: { trustBundle: "acme.pem" }, validity: "12s", backdate: "0s" },
+    vetted: { approval: "manual", retryAfter: "1s" },
   });
   // A fixed port, so that the server can be restarted where the agents expect it.
   const probe = await startServer(dataDir, work);
@@ -281,6 +282,42 @@ describe("edgeid-agent", () => {
     } finally {
       await a.stop();
     }
+  }, 60_000);
+
+  it("waits out 202 Retry-After at first boot until an operator approves", async () => {
+    const { token } = await createToken(dataDir, "gw-vet", { profile: "vetted" });
+    const dir = join(work, "agent-gw-vet");
+    const enrolling = agent([
+      "enroll",
+      "--server",
+      server.url,
+      "--ca-fingerprint",
+      `sha256:${fingerprint}`,
+      "--device",
+      "gw-vet",
+      "--token",
+      token,
+      "--label",
+      "vetted",
+      "--dir",
+      dir,
+    ]);
+    let requestId: string | undefined;
+    await until("the pending request", async () => {
+      const listed = (await edgeid(["enrollments", "list", "--data", dataDir, "--json"])).stdout;
+      requestId = listed
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { id: string; deviceId: string })
+        .find((p) => p.deviceId === "gw-vet")?.id;
+      return requestId !== undefined;
+    });
+    await sleep(1500); // at least one more 202 while it waits
+    await edgeid(["enrollments", "approve", requestId as string, "--data", dataDir]);
+    const r = await enrolling;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("enrollment pending approval");
+    expect(expectValidPair(dir).subject).toBe("CN=gw-vet");
   }, 60_000);
 
   it("enrolls with a manufacturer certificate (IDevID) instead of a token", async () => {
