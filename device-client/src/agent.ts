@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { type KeyObject, randomUUID, X509Certificate } from "node:crypto";
+import { createPrivateKey, type KeyObject, randomUUID, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type BackoffOptions, backoffDelay } from "./backoff.ts";
 import { type ClientTls, type EnrollAuth, EstClient, type EstOutcome } from "./est.ts";
@@ -149,7 +149,7 @@ export async function enroll(o: EnrollOptions, deps: AgentDeps): Promise<Identit
   let auth: EnrollAuth;
   if (o.token) auth = { basic: { user: o.deviceId, password: o.token } };
   else if (o.idevid) {
-    const idKey = (await import("node:crypto")).createPrivateKey(readFileSync(o.idevid.key));
+    const idKey = createPrivateKey(readFileSync(o.idevid.key));
     const idChain = pemBlocks(readFileSync(o.idevid.cert, "utf8"), "CERTIFICATE").map((d) => new X509Certificate(d));
     auth = { client: { key: idKey, chain: idChain } };
   } else throw new Error("give --token (or --token-file) or --idevid-cert with --idevid-key");

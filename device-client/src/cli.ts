@@ -136,7 +136,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         serial: doc.cert.serial,
         notAfter: doc.cert.notAfter,
         keyAlg: doc.cert.keyAlg,
-        nextRenewAt: new Date(agent.renewAt()).toISOString(),
+        nextRenewAt: new Date(store.nextRenewAt ?? agent.renewAt()).toISOString(),
         lastRenew: store.lastRenew,
         lastError: store.lastError,
         revoked: store.revoked,
