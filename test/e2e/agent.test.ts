@@ -83,10 +83,10 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
   }
 }
 
-async function enrollAgent(deviceId: string, extra: string[] = []): Promise<string> {
+/** `edgeid-agent enroll` for a device with a token, into `<work>/agent-<id>`. */
+function enrollArgs(deviceId: string, token: string, extra: string[] = []): string[] {
   const dir = join(work, `agent-${deviceId}`);
-  const { token } = await createToken(dataDir, deviceId);
-  const r = await agent([
+  return [
     "enroll",
     "--server",
     server.url,
@@ -99,9 +99,14 @@ async function enrollAgent(deviceId: string, extra: string[] = []): Promise<stri
     "--dir",
     dir,
     ...extra,
-  ]);
+  ];
+}
+
+async function enrollAgent(deviceId: string, extra: string[] = [], profile?: string): Promise<string> {
+  const { token } = await createToken(dataDir, deviceId, profile ? { profile } : {});
+  const r = await agent(enrollArgs(deviceId, token, extra));
   expect(r.code, r.stderr).toBe(0);
-  return dir;
+  return join(work, `agent-${deviceId}`);
 }
 
 /** The agent directory holds a key and certificate that match, from our CA. */
@@ -287,21 +292,7 @@ describe("edgeid-agent", () => {
   it("waits out 202 Retry-After at first boot until an operator approves", async () => {
     const { token } = await createToken(dataDir, "gw-vet", { profile: "vetted" });
     const dir = join(work, "agent-gw-vet");
-    const enrolling = agent([
-      "enroll",
-      "--server",
-      server.url,
-      "--ca-fingerprint",
-      `sha256:${fingerprint}`,
-      "--device",
-      "gw-vet",
-      "--token",
-      token,
-      "--label",
-      "vetted",
-      "--dir",
-      dir,
-    ]);
+    const enrolling = agent(enrollArgs("gw-vet", token, ["--label", "vetted"]));
     let requestId: string | undefined;
     await until("the pending request", async () => {
       const listed = (await edgeid(["enrollments", "list", "--data", dataDir, "--json"])).stdout;
@@ -378,26 +369,7 @@ describe("edgeid-agent", () => {
   }, 120_000);
 
   it("backs off while the server is down and renews when it is back", async () => {
-    const dir = join(work, "agent-gw-down");
-    const { token } = await createToken(dataDir, "gw-down", { profile: "slow" });
-    const enrolled = await agent([
-      "enroll",
-      "--server",
-      server.url,
-      "--ca-fingerprint",
-      `sha256:${fingerprint}`,
-      "--device",
-      "gw-down",
-      "--token",
-      token,
-      "--label",
-      "slow",
-      "--renew-fraction",
-      "0.15",
-      "--dir",
-      dir,
-    ]);
-    expect(enrolled.code, enrolled.stderr).toBe(0);
+    const dir = await enrollAgent("gw-down", ["--label", "slow", "--renew-fraction", "0.15"], "slow");
     const a = startAgent(dir);
     try {
       await server.stop();
