@@ -324,8 +324,9 @@ export class Agent {
         tls: () => ({
           key: this.identity.key.export({ type: "pkcs8", format: "pem" }) as string,
           cert: this.identity.chain.map((c) => c.toString()).join(""),
-          ca: this.trust.map((c) => c.toString()),
+          trust: this.trust,
         }),
+        now: () => this.now(),
         queueFile: this.store.paths.events,
         writeFile: (file, data) => this.store.writeAtomic(file, data, 0o600),
         onCommand: (command, body) => this.command(command, body),

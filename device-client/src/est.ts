@@ -1,8 +1,9 @@
-import { type KeyObject, X509Certificate } from "node:crypto";
+import type { KeyObject, X509Certificate } from "node:crypto";
 import { request } from "node:https";
 import { isIP } from "node:net";
-import { connect, type PeerCertificate, type TLSSocket } from "node:tls";
+import { connect, type TLSSocket } from "node:tls";
 import { certsFromPkcs7 } from "./keys.ts";
+import { peerProblem } from "./tls-check.ts";
 
 /** What an EST call came to, in the terms the retry policy decides on. */
 export type EstOutcome =
@@ -127,7 +128,8 @@ export class EstClient {
         socket.destroy(new Error(`no answer from ${url.host} within ${TIMEOUT_MS / 1000} s`)),
       );
       socket.once("secureConnect", () => {
-        const problem = this.trust === "bootstrap" ? undefined : this.checkPeer(socket, url.hostname);
+        const problem =
+          this.trust === "bootstrap" ? undefined : peerProblem(socket, url.hostname, this.trust, this.verifyAt());
         if (problem) {
           socket.destroy();
           resolve({ error: problem });
@@ -153,37 +155,6 @@ export class EstClient {
           }
         : {}),
     });
-  }
-
-  /** Why the server's certificate is not acceptable, or undefined when it is. */
-  private checkPeer(socket: TLSSocket, host: string): string | undefined {
-    const trust = this.trust as X509Certificate[];
-    const chain: X509Certificate[] = [];
-    let peer: PeerCertificate | undefined = socket.getPeerCertificate(true);
-    const seen = new Set<string>();
-    while (peer?.raw && !seen.has(peer.fingerprint256)) {
-      seen.add(peer.fingerprint256);
-      chain.push(new X509Certificate(peer.raw));
-      peer = (peer as { issuerCertificate?: PeerCertificate }).issuerCertificate;
-    }
-    const leaf = chain[0];
-    if (!leaf) return "the server sent no certificate";
-    const at = this.verifyAt();
-    let current = leaf;
-    for (let depth = 0; depth < 6; depth++) {
-      if (Date.parse(current.validFrom) > at || Date.parse(current.validTo) < at) {
-        return `server certificate ${current.subject.replace(/\n/g, ", ")} is not valid at ${new Date(at).toISOString()}`;
-      }
-      const anchor = trust.find((t) => current.checkIssued(t) && current.verify(t.publicKey));
-      if (anchor) {
-        const hostOk = isIP(host) ? leaf.checkIP(host) : leaf.checkHost(host);
-        return hostOk ? undefined : `server certificate is not for ${host}`;
-      }
-      const next = chain.find((c) => c !== current && current.checkIssued(c) && current.verify(c.publicKey));
-      if (!next) break;
-      current = next;
-    }
-    return "server certificate does not chain to the trusted CA";
   }
 
   private exchange(

@@ -1,6 +1,9 @@
+import type { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
+import type { TLSSocket } from "node:tls";
 import type { MqttClient } from "mqtt";
 import { isRevocationMessage } from "./est.ts";
+import { peerProblem } from "./tls-check.ts";
 
 export type AgentStateName = "online" | "offline" | "rotating" | "degraded" | "revoked" | "lost";
 
@@ -29,7 +32,9 @@ export interface ReporterOptions {
   url: string;
   deviceId: string;
   /** The device's TLS identity and the trust bundle, read at each (re)connection. */
-  tls: () => { key: string; cert: string; ca: string[] };
+  tls: () => { key: string; cert: string; trust: X509Certificate[] };
+  /** The agent's time, for checking the broker's certificate (see tls-check.ts). */
+  now: () => number;
   /** Where queued events survive a restart. */
   queueFile: string;
   maxQueue?: number;
@@ -91,7 +96,8 @@ export class MqttReporter {
       clientId: this.o.deviceId,
       key: tls.key,
       cert: tls.cert,
-      ca: tls.ca,
+      // Checked on connect against the trust bundle at the agent's time, not OpenSSL's clock.
+      rejectUnauthorized: false,
       clean: true,
       reconnectPeriod: 5_000,
       connectTimeout: 15_000,
@@ -103,6 +109,14 @@ export class MqttReporter {
     this.client = client;
     client.on("connect", () => {
       if (this.client !== client) return;
+      // Nothing is published and no command is taken before the broker is verified.
+      const problem = peerProblem(client.stream as TLSSocket, new URL(this.o.url).hostname, tls.trust, this.o.now());
+      if (problem) {
+        this.o.log("mqtt broker refused", { error: problem });
+        // mqtt.js reconnects after reconnectPeriod and the check runs again then.
+        client.stream.destroy();
+        return;
+      }
       this.o.log("mqtt connected", { url: this.o.url });
       client.subscribe(`${this.base}/cmd/+`, { qos: 1 });
       if (this.latest) this.publish(`${this.base}/status`, this.latest, true);
