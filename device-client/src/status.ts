@@ -98,7 +98,9 @@ export class MqttReporter {
       cert: tls.cert,
       // Checked on connect against the trust bundle at the agent's time, not OpenSSL's clock.
       rejectUnauthorized: false,
-      clean: true,
+      // A persistent session: commands (QoS 1) sent while the agent reconnects — after a
+      // rotation, or through a short outage — wait at the broker instead of being dropped.
+      clean: false,
       reconnectPeriod: 5_000,
       connectTimeout: 15_000,
       keepalive: 60,

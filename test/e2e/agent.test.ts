@@ -278,6 +278,8 @@ describe("edgeid-agent", () => {
       await until("the rotate result", () => result("op-rotate-1") !== undefined);
       expect(result("op-rotate-1")?.body).toMatchObject({ opId: "op-rotate-1", ok: true });
       await until("the rotation", () => a.count("renewed") >= 1, 15_000);
+      // Sent while the agent may be reconnecting with its new certificate: the persistent
+      // session keeps it for the agent.
       send("ca-update", "op-ca-1");
       await until("the ca-update result", () => result("op-ca-1") !== undefined);
       expect(result("op-ca-1")?.body).toMatchObject({ ok: true });
