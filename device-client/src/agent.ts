@@ -15,6 +15,7 @@ import {
   INITIAL_STATE,
   publicKeyMatches,
 } from "./store.ts";
+import { chainPath } from "./tls-check.ts";
 
 export const AGENT_VERSION = "0.1.0";
 /**
@@ -58,15 +59,9 @@ const HOUR = 3_600_000;
 
 /** The verifying chain of `leaf` up to one of `trust`, through `intermediates`; throws if there is none. */
 export function verifyChain(leaf: X509Certificate, intermediates: X509Certificate[], trust: X509Certificate[]): void {
-  let current = leaf;
-  for (let depth = 0; depth < 6; depth++) {
-    const anchor = trust.find((t) => current.checkIssued(t) && current.verify(t.publicKey));
-    if (anchor) return;
-    const next = intermediates.find((c) => c !== current && current.checkIssued(c) && current.verify(c.publicKey));
-    if (!next) break;
-    current = next;
+  if (!chainPath(leaf, intermediates, trust)) {
+    throw new Error(`certificate ${leaf.subject.replace(/\n/g, ", ")} does not chain to the trusted CA`);
   }
-  throw new Error(`certificate ${leaf.subject.replace(/\n/g, ", ")} does not chain to the trusted CA`);
 }
 
 /** The certificates of a /cacerts answer that are, or chain to, the pinned anchor. */

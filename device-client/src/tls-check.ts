@@ -3,6 +3,26 @@ import { isIP } from "node:net";
 import type { PeerCertificate, TLSSocket } from "node:tls";
 
 /**
+ * The certificates from `leaf` up to (not including) one of `trust`, each signed by the
+ * next, through `intermediates`; undefined when there is no such path.
+ */
+export function chainPath(
+  leaf: X509Certificate,
+  intermediates: X509Certificate[],
+  trust: X509Certificate[],
+): X509Certificate[] | undefined {
+  const path = [leaf];
+  for (let current = leaf; path.length <= 6; ) {
+    if (trust.some((t) => current.checkIssued(t) && current.verify(t.publicKey))) return path;
+    const next = intermediates.find((c) => c !== current && current.checkIssued(c) && current.verify(c.publicKey));
+    if (!next) return undefined;
+    path.push(next);
+    current = next;
+  }
+  return undefined;
+}
+
+/**
  * Why a TLS peer (the EST server, the MQTT broker) is not acceptable, or undefined when
  * it is: its chain must verify up to the agent's trust bundle, every certificate on the
  * way must be valid at `at` — the agent's time, never behind its floor, where OpenSSL
@@ -20,19 +40,13 @@ export function peerProblem(socket: TLSSocket, host: string, trust: X509Certific
   }
   const leaf = chain[0];
   if (!leaf) return "the peer sent no certificate";
-  let current = leaf;
-  for (let depth = 0; depth < 6; depth++) {
-    if (Date.parse(current.validFrom) > at || Date.parse(current.validTo) < at) {
-      return `peer certificate ${current.subject.replace(/\n/g, ", ")} is not valid at ${new Date(at).toISOString()}`;
+  const path = chainPath(leaf, chain.slice(1), trust);
+  if (!path) return "peer certificate does not chain to the trusted CA";
+  for (const c of path) {
+    if (Date.parse(c.validFrom) > at || Date.parse(c.validTo) < at) {
+      return `peer certificate ${c.subject.replace(/\n/g, ", ")} is not valid at ${new Date(at).toISOString()}`;
     }
-    const anchor = trust.find((t) => current.checkIssued(t) && current.verify(t.publicKey));
-    if (anchor) {
-      const hostOk = isIP(host) ? leaf.checkIP(host) : leaf.checkHost(host);
-      return hostOk ? undefined : `peer certificate is not for ${host}`;
-    }
-    const next = chain.find((c) => c !== current && current.checkIssued(c) && current.verify(c.publicKey));
-    if (!next) break;
-    current = next;
   }
-  return "peer certificate does not chain to the trusted CA";
+  const hostOk = isIP(host) ? leaf.checkIP(host) : leaf.checkHost(host);
+  return hostOk ? undefined : `peer certificate is not for ${host}`;
 }
