@@ -1,5 +1,10 @@
 import { type Context, Hono } from "hono";
+import type { Actor } from "./authority/actor.ts";
+import { recordDenial } from "./authority/audit.ts";
 import type { Authority } from "./authority/authority.ts";
+import { AuthorityError } from "./authority/errors.ts";
+import type { FleetAuditOptions, FleetAuditReport } from "./authority/fleet-audit.ts";
+import { authenticateOperator } from "./authority/operators.ts";
 import type { RevocationResponders } from "./authority/responders.ts";
 import type { AppEnv } from "./frontends/env.ts";
 import { estRoutes } from "./frontends/est/routes.ts";
@@ -27,6 +32,10 @@ export interface AppDeps {
   authority: Authority;
   /** CRL and OCSP, fed by the revocation feed. */
   responders: RevocationResponders;
+  /** The fleet loop (audits publish their findings through it). */
+  fleet?: { audit(actor: Actor, opts: FleetAuditOptions): Promise<FleetAuditReport> };
+  /** Prometheus metrics at /metrics (auditor token). */
+  metrics?: { render(): Promise<string> };
   /** How this runtime tells who is connected (Node TLS socket, Workers cf.tlsClientAuth). */
   peer: (c: Context) => PeerInfo;
   logger: AppLogger;
@@ -77,8 +86,34 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // The operator API carries its own base path (/api/v1), which its OpenAPI document names.
   app.route(
     "/",
-    operatorApi({ authority: deps.authority, peer, maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes }),
+    operatorApi({
+      authority: deps.authority,
+      peer,
+      maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes,
+      fleet: deps.fleet,
+    }),
   );
+
+  // Prometheus: an operator token of any role (Prometheus sends it with `authorization`).
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.get("/metrics", async (c) => {
+      const m = /^Bearer\s+(\S+)$/i.exec((c.req.header("authorization") ?? "").trim());
+      try {
+        await authenticateOperator(deps.authority.deps, m?.[1], peer(c).remoteAddress);
+      } catch (err) {
+        if (!(err instanceof AuthorityError)) throw err;
+        c.set("refusal", err.reason);
+        await recordDenial(
+          deps.authority.deps,
+          { action: "metrics.scrape", actor: "anonymous", remote: peer(c).remoteAddress },
+          err,
+        );
+        return c.text(`${err.publicMessage}\n`, 401, { "www-authenticate": 'Bearer realm="edgeid metrics"' });
+      }
+      return c.body(await metrics.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+    });
+  }
 
   app.get("/healthz", (c) => c.text("ok\n"));
   app.notFound((c) => c.text("not found\n", 404));

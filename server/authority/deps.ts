@@ -38,4 +38,6 @@ export interface AuthorityDeps {
   idevidAnchors: Map<string, CertificateSummary[]>;
   /** Called after a revocation is committed: the responders refresh at once. */
   onRevocation?: () => Promise<void>;
+  /** Called after commands were queued: the fleet loop publishes them at once. */
+  onCommands?: () => Promise<void>;
 }

@@ -1,9 +1,13 @@
 import { base64url, decodeBase64 } from "../pki/base64.ts";
 import type {
   CertificateRecord,
+  CommandRecord,
+  DeviceEventRecord,
   DeviceRecord,
   DeviceStatus,
+  DeviceStatusRecord,
   IdevidBinding,
+  MqttSessionRecord,
   PendingEnrollment,
   PendingStatus,
   StoredAuditEvent,
@@ -94,6 +98,14 @@ export interface DeviceDetail {
   certificates: CertificateRecord[];
   tokens: TokenRecord[];
   idevid: IdevidBinding | undefined;
+  /** What the device last reported over MQTT. */
+  reported: DeviceStatusRecord | undefined;
+  /** Its latest events, newest first. */
+  events: DeviceEventRecord[];
+  /** Its latest commands. */
+  commands: CommandRecord[];
+  /** Its latest MQTT connections (embedded broker). */
+  mqttSessions: MqttSessionRecord[];
   audit: StoredAuditEvent[];
 }
 
@@ -106,6 +118,12 @@ export async function showDevice(deps: ReadDeps, actor: Actor, id: string): Prom
     certificates: await deps.storage.listCertificates(id),
     tokens: await deps.storage.listTokens(id),
     idevid: await deps.storage.getIdevidBinding(id),
+    reported: await deps.storage.getDeviceStatus(id),
+    events: await deps.storage.listDeviceEvents(id, undefined, 20),
+    commands: (await deps.storage.listCommands({ deviceId: id, limit: 1000 }))
+      .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime())
+      .slice(0, 10),
+    mqttSessions: await deps.storage.listMqttSessions(id, 5),
     audit: await deps.storage.listAudit({ deviceId: id, limit: 20 }),
   };
 }
@@ -219,4 +237,19 @@ export async function readAudit(
   });
   const last = items[items.length - 1];
   return { items, nextCursor: items.length === limit && last ? encodeCursor({ before: last.id }) : null };
+}
+
+/** A device's events, newest first (`before`: a seq from the previous page). */
+export async function listDeviceEvents(
+  deps: ReadDeps,
+  actor: Actor,
+  deviceId: string,
+  req: { before?: number; limit?: number },
+): Promise<{ items: DeviceEventRecord[]; nextBefore: number | null }> {
+  requireRole(actor, "auditor");
+  const limit = checkLimit(req.limit);
+  if (!(await deps.storage.getDevice(deviceId))) throw notFound("unknown_device", `no device ${deviceId.slice(0, 64)}`);
+  const items = await deps.storage.listDeviceEvents(deviceId, req.before, limit);
+  const last = items[items.length - 1];
+  return { items, nextBefore: items.length === limit && last ? last.seq : null };
 }

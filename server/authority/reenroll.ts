@@ -61,7 +61,12 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
       deviceId: device.id,
       serial: record.serial,
       remote: req.peer.remoteAddress,
-      detail: { replaces: current.serial, keyType: record.keyType, notAfter: record.notAfter.toISOString() },
+      detail: {
+        profile: device.profile,
+        replaces: current.serial,
+        keyType: record.keyType,
+        notAfter: record.notAfter.toISOString(),
+      },
     }),
   ]);
   return { certificate: der, serial: record.serial, deviceId: device.id, notAfter: record.notAfter };

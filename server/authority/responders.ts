@@ -70,6 +70,8 @@ export class RevocationResponders {
   private timer: { cancel(): void } | undefined;
   private scheduler: Scheduler | undefined;
   private pendingRebuild: { cancel(): void } | undefined;
+  private readonly listeners: ((entries: RevocationEntry[]) => void)[] = [];
+  private started = false;
 
   constructor(
     private readonly deps: AuthorityDeps,
@@ -82,8 +84,17 @@ export class RevocationResponders {
     this.hashes = await issuerHashes(this.deps.ca.certificate, this.deps.digest);
     await this.readFeed();
     await this.rebuildCrl();
+    this.started = true;
     this.scheduler = scheduler;
     this.timer = scheduler?.every(this.deps.config.revocation.pollMs, () => void this.tick());
+  }
+
+  /**
+   * Told of every revocation found after start (in this process or another), once:
+   * the fleet loop carries them to the MQTT broker.
+   */
+  onRevocations(listener: (entries: RevocationEntry[]) => void): void {
+    this.listeners.push(listener);
   }
 
   stop(): void {
@@ -139,6 +150,7 @@ export class RevocationResponders {
         const rows = await this.deps.storage.revocationsSince(this.lastSeq, now, FEED_PAGE);
         for (const r of rows) this.add(r);
         found += rows.length;
+        if (this.started && rows.length > 0) for (const l of this.listeners) l(rows);
         const last = rows[rows.length - 1];
         if (last) this.lastSeq = last.seq;
         if (rows.length < FEED_PAGE) break;

@@ -8,6 +8,7 @@ import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { CLI_ACTOR } from "../authority/actor.ts";
 import { decideEnrollment } from "../authority/approvals.ts";
 import { type ChainReport, verifyAuditChain } from "../authority/audit-chain.ts";
+import { getCommand, issueCommands, listCommands, type OperatorCommand } from "../authority/commands.ts";
 import {
   getCertificate,
   issueTokens,
@@ -18,6 +19,7 @@ import {
   revokeToken,
   showDevice,
 } from "../authority/fleet.ts";
+import { runFleetAudit } from "../authority/fleet-audit.ts";
 import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
 import { type RevocationReason, reinstateDevice, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
 import { batchDeviceIds } from "../authority/tokens.ts";
@@ -27,20 +29,24 @@ import {
   type AuditEventSchema,
   auditView,
   type CertificateSchema,
+  type CommandSchema,
   certificateView,
+  commandView,
   type DeviceDetailSchema,
   type DeviceSchema,
   deviceDetailView,
   deviceView,
   type EnrollmentSchema,
   enrollmentView,
+  type FleetAuditSchema,
+  fleetAuditView,
   type OperatorSchema,
   operatorView,
   type TokenSchema,
   tokenView,
 } from "../frontends/operator-api/views.ts";
 import { systemClock } from "../ports/clock.ts";
-import type { DeviceStatus, OperatorRole, PendingStatus } from "../ports/storage.ts";
+import type { CommandState, DeviceStatus, OperatorRole, PendingStatus } from "../ports/storage.ts";
 
 export type DeviceView = z.infer<typeof DeviceSchema>;
 export type DeviceDetailView = z.infer<typeof DeviceDetailSchema>;
@@ -49,6 +55,26 @@ export type TokenView = z.infer<typeof TokenSchema>;
 export type EnrollmentView = z.infer<typeof EnrollmentSchema>;
 export type AuditView = z.infer<typeof AuditEventSchema>;
 export type OperatorView = z.infer<typeof OperatorSchema>;
+export type CommandView = z.infer<typeof CommandSchema>;
+export type FleetAuditView = z.infer<typeof FleetAuditSchema>;
+export type CommandBatchView = {
+  batchId: string;
+  command: string;
+  count: number;
+  opIds: string[];
+};
+export interface CommandTargetsInput {
+  deviceId?: string;
+  profile?: string;
+  expiringWithin?: string;
+  all?: boolean;
+}
+export interface FleetAuditInput {
+  expiringWithin?: string;
+  notSeenFor?: string;
+  cloneWindow?: string;
+  limit?: number;
+}
 export interface PageView<T> {
   items: T[];
   nextCursor: string | null;
@@ -107,6 +133,20 @@ export interface FleetClient {
   createOperator(o: { name: string; role: OperatorRole; ttl?: string }): Promise<OperatorView & { token: string }>;
   listOperators(): Promise<OperatorView[]>;
   revokeOperator(id: string): Promise<OperatorView>;
+  sendCommand(command: OperatorCommand, targets: CommandTargetsInput): Promise<CommandBatchView>;
+  listCommands(q: {
+    deviceId?: string;
+    batchId?: string;
+    state?: CommandState;
+    cursor?: string;
+    limit?: number;
+  }): Promise<PageView<CommandView>>;
+  showCommand(opId: string): Promise<CommandView>;
+  /**
+   * Runs the fleet audit. Through the server, findings are also published on MQTT; on
+   * a data directory they are only returned (no broker is reachable from here).
+   */
+  auditFleet(o: FleetAuditInput): Promise<FleetAuditView>;
   close(): Promise<void>;
 }
 
@@ -177,6 +217,21 @@ export function localFleet(dataDir: string): FleetClient {
     },
     listOperators: async () => (await listOperators(deps, CLI_ACTOR)).map(operatorView),
     revokeOperator: async (id) => operatorView(await revokeOperator(deps, id, CLI_ACTOR)),
+    // Queued in the database; the server's fleet loop publishes them (its poll finds them).
+    sendCommand: (command, t) =>
+      issueCommands(deps, CLI_ACTOR, command, { ...t, expiringWithin: seconds(t.expiringWithin) }),
+    listCommands: async (q) => page(await listCommands(deps, CLI_ACTOR, q), commandView),
+    showCommand: async (opId) => commandView(await getCommand(deps, CLI_ACTOR, opId)),
+    auditFleet: async (o) =>
+      fleetAuditView(
+        await runFleetAudit(deps, CLI_ACTOR, {
+          expiringWithin: seconds(o.expiringWithin),
+          notSeenFor: seconds(o.notSeenFor) ?? config.fleet.notSeenFor,
+          cloneWindow: seconds(o.cloneWindow) ?? config.fleet.cloneWindow,
+          cloneTakeovers: config.fleet.cloneTakeovers,
+          limit: o.limit,
+        }),
+      ),
     close: () => storage.close(),
   };
 }
@@ -283,6 +338,10 @@ export function remoteFleet(o: RemoteOptions): FleetClient {
     createOperator: (op) => call("POST", "operators", op),
     listOperators: async () => (await call<{ items: OperatorView[] }>("GET", "operators")).items,
     revokeOperator: (op) => call("POST", `operators/${id(op)}/revoke`, {}),
+    sendCommand: (command, t) => call("POST", "commands", { command, ...t }),
+    listCommands: (q) => call("GET", `commands${query(q)}`),
+    showCommand: (opId) => call("GET", `commands/${id(opId)}`),
+    auditFleet: (o) => call("POST", "fleet/audit", o),
     close: async () => undefined,
   };
 }

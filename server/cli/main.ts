@@ -2,25 +2,28 @@ import { nodeDigest } from "../adapters/node/node-digest.ts";
 import "reflect-metadata";
 import { webcrypto } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Argument, Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { dataPaths, initDataDir, isInitialised } from "../adapters/node/data-dir.ts";
+import { writeMosquittoConfig } from "../adapters/node/mosquitto.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { AuthorityError } from "../authority/errors.ts";
 import { createOperator } from "../authority/operators.ts";
 import { REVOCATION_REASONS, type RevocationReason } from "../authority/revoke.ts";
 import { parseDuration } from "../config/duration.ts";
-import { startServer } from "../entry/node.ts";
+import { parseListen, startServer } from "../entry/node.ts";
 import { systemClock } from "../ports/clock.ts";
 import type { DeviceStatus } from "../ports/storage.ts";
 import { type FleetClient, fleetFor, type TokenBatch } from "./fleet-client.ts";
 import {
   AUDIT_COLUMNS,
+  COMMAND_COLUMNS,
   DEVICE_COLUMNS,
   ENROLLMENT_COLUMNS,
   OPERATOR_COLUMNS,
   printChainReport,
   printDevice,
+  printFleetAudit,
   printList,
   printNextCursor,
   printObject,
@@ -114,17 +117,14 @@ program
   .option("--listen <host:port>", "listener (default from the configuration: 127.0.0.1:8443)")
   .option("--trust-domain <td>", "trust domain when initialising on first start", "edgeid.local")
   .option("--hostname <name>", "hostname when initialising on first start (repeatable)", collect, [])
-  .addOption(
-    new Option(
-      "--mqtt-listen <host:port|off>",
-      "embedded MQTT broker (not part of this release; only 'off' is accepted)",
-    ).default("off"),
+  .option(
+    "--mqtt-listen <host:port|off>",
+    "embedded MQTT broker (default from the configuration: 127.0.0.1:8883; off when an external broker is configured)",
   )
+  .option("--mqtt-url <url>", "external broker (mqtts://…) set up by `edgeid mqtt mosquitto-config`")
   .action(async (opts) => {
     const logger = pino({ base: undefined, redact: ["req.headers.authorization", "token", "passphrase"] });
-    if (opts.mqttListen !== "off") {
-      throw new Error("the embedded MQTT broker is not part of this release; use --mqtt-listen off");
-    }
+    if (opts.mqttListen !== undefined && opts.mqttListen !== "off") parseListen(opts.mqttListen);
     if (!isInitialised(opts.data)) {
       const r = await initialise(opts.data, opts);
       if (r.passphrase.development) warnDevPassphrase(r.passphrase.origin);
@@ -132,7 +132,13 @@ program
         `initialised ${r.paths.root}\nadmin operator token (shown once, store it now): ${r.admin.token}\n`,
       );
     }
-    const running = await startServer({ dataDir: opts.data, listen: opts.listen, logger });
+    const running = await startServer({
+      dataDir: opts.data,
+      listen: opts.listen,
+      mqttListen: opts.mqttListen,
+      mqttUrl: opts.mqttUrl,
+      logger,
+    });
     const stop = async (signal: string) => {
       logger.info({ signal }, "shutting down");
       await running.close();
@@ -296,6 +302,74 @@ fleetCommand(devices, "reinstate")
     withFleet(opts, async (fleet) => printObject(await fleet.reinstateDevice(id, opts.note), Boolean(opts.json))),
   );
 
+fleetCommand(devices, "rotate")
+  .description("ask devices over MQTT to renew now with a new key: one device, a filtered set, or --all")
+  .argument("[id]", "one device")
+  .option("--profile <name>", "every active device of this profile")
+  .option("--expiring-within <duration>", "every active device whose certificate expires within this", durationText)
+  .option("--all", "every active device")
+  .option("--json", "one JSON object")
+  .action((id: string | undefined, opts) =>
+    withFleet(opts, async (fleet) => {
+      const r = await fleet.sendCommand("rotate", {
+        deviceId: id,
+        profile: opts.profile,
+        expiringWithin: opts.expiringWithin,
+        all: opts.all,
+      });
+      if (opts.json) printObject(r, true);
+      else process.stdout.write(`rotate queued for ${r.count} device(s), batch ${r.batchId}\n`);
+    }),
+  );
+
+const commands = program.command("commands").description("commands to devices over MQTT and their results");
+fleetCommand(commands, "send")
+  .description("queue a command (rotate, ca-update) for one device, a filtered set, or --all")
+  .addArgument(new Argument("<command>").choices(["rotate", "ca-update"]))
+  .option("--device <id>", "one device")
+  .option("--profile <name>", "every active device of this profile")
+  .option("--expiring-within <duration>", "every active device whose certificate expires within this", durationText)
+  .option("--all", "every active device")
+  .option("--json", "one JSON object")
+  .action((command: "rotate" | "ca-update", opts) =>
+    withFleet(opts, async (fleet) => {
+      const r = await fleet.sendCommand(command, {
+        deviceId: opts.device,
+        profile: opts.profile,
+        expiringWithin: opts.expiringWithin,
+        all: opts.all,
+      });
+      if (opts.json) printObject(r, true);
+      else process.stdout.write(`${command} queued for ${r.count} device(s), batch ${r.batchId}\n`);
+    }),
+  );
+fleetCommand(commands, "list")
+  .option("--device <id>")
+  .option("--batch <id>")
+  .addOption(new Option("--state <state>").choices(["queued", "sent", "succeeded", "failed", "expired"]))
+  .option("--cursor <cursor>")
+  .option("--limit <n>", "at most this many (1-1000)", positiveInt, 100)
+  .option("--json", "one JSON object per command and line")
+  .action((opts) =>
+    withFleet(opts, async (fleet) => {
+      const page = await fleet.listCommands({
+        deviceId: opts.device,
+        batchId: opts.batch,
+        state: opts.state,
+        cursor: opts.cursor,
+        limit: opts.limit,
+      });
+      printList(page.items, Boolean(opts.json), COMMAND_COLUMNS);
+      printNextCursor(page.nextCursor);
+    }),
+  );
+fleetCommand(commands, "show")
+  .argument("<op-id>")
+  .option("--json", "one JSON object")
+  .action((opId: string, opts) =>
+    withFleet(opts, async (fleet) => printObject(await fleet.showCommand(opId), Boolean(opts.json))),
+  );
+
 const certs = program.command("certs").description("issued certificates");
 fleetCommand(certs, "show")
   .argument("<serial>", "hex serial number")
@@ -373,6 +447,57 @@ fleetCommand(audit, "verify")
       if (!report.ok) process.exitCode = 1;
     }),
   );
+
+fleetCommand(audit, "fleet")
+  .description(
+    "fleet audit: expiring certificates, silent devices, revoked-but-connected, clones, unknown certificates, weak keys",
+  )
+  .option("--expiring-within <duration>", "default per profile: 30d or a quarter of its validity", durationText)
+  .option("--not-seen-for <duration>", "default from the configuration (24h)", durationText)
+  .option("--clone-window <duration>", "default from the configuration (1h)", durationText)
+  .option("--limit <n>", "findings per check", positiveInt)
+  .option("--fail-on-findings", "exit 2 when there is any finding")
+  .option("--json", "one JSON object")
+  .action((opts) =>
+    withFleet(opts, async (fleet) => {
+      const report = await fleet.auditFleet({
+        expiringWithin: opts.expiringWithin,
+        notSeenFor: opts.notSeenFor,
+        cloneWindow: opts.cloneWindow,
+        limit: opts.limit,
+      });
+      printFleetAudit(report, Boolean(opts.json));
+      if (opts.failOnFindings && report.findings.length > 0) process.exitCode = 2;
+    }),
+  );
+
+const mqtt = program.command("mqtt").description("the fleet loop's MQTT broker");
+mqtt
+  .command("mosquitto-config")
+  .description(
+    "write a Mosquitto configuration (TLS with our CA, identity = certificate CN, per-device ACL, our CRL) and point the server at it",
+  )
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .requiredOption("--out <dir>", "where the broker's files go")
+  .option("--listen <host:port>", "the broker's listener", "127.0.0.1:8883")
+  .option("--user <name>", "the user Mosquitto runs as (it reads the key files; default: you)")
+  .option("--json", "one JSON object")
+  .action(async (opts) => {
+    const r = await writeMosquittoConfig({
+      dataDir: opts.data,
+      out: opts.out,
+      listen: parseListen(opts.listen),
+      user: opts.user,
+      env: process.env,
+    });
+    if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else {
+      process.stdout.write(
+        `wrote ${r.files.config}\nstart the broker:  mosquitto -c ${r.files.config}\n` +
+          `the server now uses ${r.url} (edgeid serve; its embedded broker is off unless --mqtt-listen is given)\n`,
+      );
+    }
+  });
 
 const operators = program.command("operators").description("operator API tokens and their roles");
 fleetCommand(operators, "create")

@@ -2,9 +2,11 @@ import type { z } from "@hono/zod-openapi";
 import type { ChainReport } from "../authority/audit-chain.ts";
 import type {
   AuditEventSchema,
+  CommandSchema,
   DeviceDetailSchema,
   DeviceSchema,
   EnrollmentSchema,
+  FleetAuditSchema,
   OperatorSchema,
   TokenSchema,
 } from "../frontends/operator-api/views.ts";
@@ -94,9 +96,38 @@ export function printDevice(d: z.infer<typeof DeviceDetailSchema>, json: boolean
       `current   ${dash(d.currentSerial)} (expires ${dash(d.currentNotAfter)})\nenrolled  ${dash(d.lastEnrolledAt)}\n`,
   );
   if (d.idevid) out(`idevid    ${d.idevid.subject}${d.idevid.revokedAt ? " (revoked)" : ""}\n`);
+  const r = d.reported;
+  if (r) {
+    out(
+      `\nreported (MQTT, ${r.source === "server" ? "written by the server" : "by the device"}):\n` +
+        `  state      ${r.state} (session ${r.session}, at ${dash(r.reportedAt)})\n` +
+        `  last seen  ${dash(r.lastSeenAt)}\n` +
+        `  cert       ${dash(r.certSerial)} (expires ${dash(r.certNotAfter)}, ${dash(r.keyAlg)})\n` +
+        `  next renew ${dash(r.nextRenewAt)}\n  agent      ${dash(r.agentVersion)}\n`,
+    );
+    if (r.lastRenew)
+      out(`  last renew ${r.lastRenew.at} ${r.lastRenew.ok ? "ok" : `failed: ${dash(r.lastRenew.error)}`}\n`);
+  } else out("\nreported   nothing over MQTT yet\n");
   out("\ncertificates:\n");
   for (const c of d.certificates) {
     out(`  ${c.serial}  ${c.status.padEnd(7)} ${c.keyType.padEnd(8)} ${c.notBefore} .. ${c.notAfter}  ${c.method}\n`);
+  }
+  if (d.events.length) {
+    out("\nrecent events:\n");
+    for (const e of d.events) out(`  ${e.at}  ${e.type}  ${e.id}\n`);
+  }
+  if (d.commands.length) {
+    out("\nrecent commands:\n");
+    for (const c of d.commands)
+      out(`  ${c.createdAt}  ${c.command.padEnd(9)} ${c.state.padEnd(9)} ${c.opId}${c.error ? ` ${c.error}` : ""}\n`);
+  }
+  if (d.mqttSessions.length) {
+    out("\nmqtt connections:\n");
+    for (const m of d.mqttSessions) {
+      out(
+        `  ${m.connectedAt} .. ${dash(m.disconnectedAt)}  ${dash(m.remote)}  ${dash(m.closeReason)}${m.tookOver ? " (took over)" : ""}\n`,
+      );
+    }
   }
   out("\nrecent audit:\n");
   for (const a of d.audit) out(`  ${a.at}  ${a.action}  ${a.outcome}  ${a.actor}\n`);
@@ -109,4 +140,28 @@ export function printChainReport(r: ChainReport, json: boolean): void {
   }
   if (r.ok) out(`audit chain intact: ${r.records} records, head ${dash(r.head)} (record ${dash(r.lastId)})\n`);
   else out(`audit chain BROKEN at record ${r.broken?.id}: ${r.broken?.problem}\n(${r.records} records read)\n`);
+}
+
+export const COMMAND_COLUMNS: [string, keyof z.infer<typeof CommandSchema>, number][] = [
+  ["OP", "opId", 20],
+  ["DEVICE", "deviceId", 24],
+  ["COMMAND", "command", 9],
+  ["STATE", "state", 9],
+  ["CREATED", "createdAt", 24],
+  ["RESULT", "resultAt", 24],
+];
+
+export function printFleetAudit(r: z.infer<typeof FleetAuditSchema>, json: boolean): void {
+  if (json) {
+    out(`${JSON.stringify(r)}\n`);
+    return;
+  }
+  const total = r.findings.length;
+  out(`fleet audit at ${r.at}: ${total === 0 ? "no findings" : `${total} finding${total === 1 ? "" : "s"}`}\n`);
+  for (const [check, n] of Object.entries(r.counts)) if (n > 0) out(`  ${check.padEnd(28)} ${n}\n`);
+  if (r.truncated.length) out(`  (more than the limit: ${r.truncated.join(", ")})\n`);
+  if (total) out("\n");
+  for (const f of r.findings) {
+    out(`${f.severity.padEnd(9)} ${f.check.padEnd(27)} ${f.deviceId.padEnd(24)} ${f.message}\n`);
+  }
 }

@@ -91,6 +91,52 @@ export const configSchema = z.object({
       pollMs: z.number().int().min(50).max(60_000).default(500),
     })
     .prefault({}),
+  /** The fleet loop's MQTT broker: embedded (aedes) by default, or an external one. */
+  mqtt: z
+    .object({
+      /** HOST:PORT of the embedded broker, or "off". */
+      listen: z.string().default("127.0.0.1:8883"),
+      /** Largest message accepted from a device. */
+      maxMessageBytes: z
+        .number()
+        .int()
+        .min(512)
+        .max(256 * 1024)
+        .default(16 * 1024),
+      /**
+       * An external broker (Mosquitto), written by `edgeid mqtt mosquitto-config`: the
+       * server connects with its own service certificate, keeps the broker's CRL file
+       * current and signals the broker to reload it.
+       */
+      external: z
+        .object({
+          url: z.string().regex(/^mqtts:\/\//, "an mqtts:// URL"),
+          /** PEM files, relative to the data directory or absolute. */
+          clientCert: z.string().min(1),
+          clientKey: z.string().min(1),
+          ca: z.string().min(1),
+          /** Rewritten (PEM) on every CRL the server publishes. */
+          crlFile: z.string().min(1).optional(),
+          /** The broker's pid file: SIGHUP after each CRL rewrite makes Mosquitto reload it. */
+          pidFile: z.string().min(1).optional(),
+        })
+        .optional(),
+    })
+    .prefault({}),
+  /** Fleet audits (`edgeid audit fleet`, scheduled in the server). */
+  fleet: z
+    .object({
+      /** How often the server runs the fleet audit and publishes its findings; "0s" turns it off. */
+      auditInterval: z
+        .string()
+        .refine((s) => s === "0s" || isDuration(s), "a duration or 0s")
+        .transform((s) => (s === "0s" ? 0 : parseDuration(s)))
+        .default(3600),
+      notSeenFor: duration.default(24 * 3600),
+      cloneWindow: duration.default(3600),
+      cloneTakeovers: z.number().int().min(1).default(2),
+    })
+    .prefault({}),
   profiles: z
     .record(profileName, profileSchema)
     .default(() => ({ device: profileSchema.parse({ description: "Short-lived device identity" }) }))

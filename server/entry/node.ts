@@ -14,6 +14,9 @@ import {
   resolveInDataDir,
   resolvePassphrase,
 } from "../adapters/node/data-dir.ts";
+import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embedded-broker.ts";
+import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
+import { crlFileSink, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
 import { nodeDigest } from "../adapters/node/node-digest.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
@@ -21,16 +24,23 @@ import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
 import type { AuthorityDeps } from "../authority/deps.ts";
-import { RevocationResponders, type Scheduler } from "../authority/responders.ts";
+import { type PublishedCrl, RevocationResponders, type Scheduler } from "../authority/responders.ts";
 import { type Config, profilesOf } from "../config/schema.ts";
+import { FleetMetrics } from "../frontends/metrics/fleet-metrics.ts";
+import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
 import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
 import { pemCertificates } from "../pki/pem.ts";
 import { systemClock } from "../ports/clock.ts";
+import type { FleetLink } from "../ports/fleet-link.ts";
 
 export interface ServeOptions {
   dataDir: string;
   /** HOST:PORT; overrides the configuration. Port 0 picks a free port. */
   listen?: string;
+  /** HOST:PORT of the embedded MQTT broker, or "off"; overrides the configuration. */
+  mqttListen?: string;
+  /** mqtts:// URL of an external broker; overrides mqtt.external.url (which must be configured). */
+  mqttUrl?: string;
   logger: Logger;
   env?: NodeJS.ProcessEnv;
 }
@@ -41,6 +51,10 @@ export interface RunningServer {
   server: Server;
   storage: SqliteStorage;
   responders: RevocationResponders;
+  /** The embedded broker's URL, when it runs. */
+  mqttUrl?: string;
+  fleet: FleetLoop;
+  metrics: FleetMetrics;
   close(): Promise<void>;
 }
 
@@ -79,6 +93,15 @@ function manufacturerAnchors(dataDir: string, config: Config): Map<string, Certi
     out.set(name, anchors.map(readCertificate));
   }
   return out;
+}
+
+/** The external broker from the configuration, with `--mqtt-url` applied. */
+function externalBroker(opts: ServeOptions, config: Config) {
+  const external = config.mqtt.external;
+  if (opts.mqttUrl && !external) {
+    throw new Error("--mqtt-url needs the broker's files: run `edgeid mqtt mosquitto-config --out DIR` first");
+  }
+  return external && { ...external, url: opts.mqttUrl ?? external.url };
 }
 
 /**
@@ -122,6 +145,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       .then((renewed) => {
         if (!renewed) return;
         server.setSecureContext(tlsFiles());
+        broker?.setTls(brokerTls());
         opts.logger.info("renewed the listener TLS certificate");
       })
       .catch((err: unknown) => opts.logger.error({ err }, "listener TLS certificate renewal failed"));
@@ -157,23 +181,130 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     idevidAnchors,
   };
   const log = opts.logger;
-  const responders = new RevocationResponders(deps, (crl) =>
-    log.info(
-      {
-        ca: ca.name,
-        crlNumber: crl.number.toString(),
-        entries: crl.entries,
-        bytes: crl.der.length,
-        buildMs: Math.round(crl.buildMs * 10) / 10,
-      },
-      "published CRL",
-    ),
-  );
+  const logAt = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) =>
+    log[level](fields ?? {}, msg);
+  const external = externalBroker(opts, config);
+  const crlSinks: ((crl: PublishedCrl) => void)[] = [
+    (crl) =>
+      log.info(
+        {
+          ca: ca.name,
+          crlNumber: crl.number.toString(),
+          entries: crl.entries,
+          bytes: crl.der.length,
+          buildMs: Math.round(crl.buildMs * 10) / 10,
+        },
+        "published CRL",
+      ),
+  ];
+  if (external?.crlFile) {
+    crlSinks.push(
+      crlFileSink({
+        crlFile: resolveInDataDir(opts.dataDir, external.crlFile),
+        pidFile: external.pidFile && resolveInDataDir(opts.dataDir, external.pidFile),
+        log: logAt,
+      }),
+    );
+  }
+  const responders = new RevocationResponders(deps, (crl) => {
+    for (const sink of crlSinks) sink(crl);
+  });
   deps.onRevocation = () => responders.revoked();
   await responders.start(nodeScheduler);
+
+  // The fleet loop: the embedded broker and/or an external one behind one link.
+  const links: FleetLink[] = [];
+  const link: FleetLink = {
+    publish: async (topic, payload, o) => {
+      await Promise.all(links.map((l) => l.publish(topic, payload, o)));
+    },
+    disconnect: async (serial, reason) => {
+      let n = 0;
+      for (const l of links) n += await l.disconnect(serial, reason);
+      return n;
+    },
+    connectedDevices: () => links.map((l) => l.connectedDevices()).find((n) => n !== undefined),
+  };
+  const metrics = new FleetMetrics({
+    storage,
+    clock: systemClock,
+    profiles: Object.keys(config.profiles),
+    connectedDevices: () => link.connectedDevices(),
+  });
+  storage.observe((writes) => {
+    for (const w of writes) if (w.kind === "audit") metrics.observe(w.event);
+  });
+  const fleet = new FleetLoop({
+    deps,
+    link,
+    scheduler: nodeScheduler,
+    maxMessageBytes: config.mqtt.maxMessageBytes,
+    onMessage: (kind, outcome) => metrics.mqttMessage(kind, outcome),
+    log: logAt,
+    auditEveryMs: config.fleet.auditInterval * 1000,
+    revokeGraceMs: 250,
+  });
+  const receive = (m: Parameters<FleetLoop["receive"]>[0]) => void fleet.receive(m);
+  const mqttListen = opts.mqttListen ?? (external ? "off" : config.mqtt.listen);
+  let broker: EmbeddedBroker | undefined;
+  let externalClient: ExternalBroker | undefined;
+  const brokerTls = () => ({
+    key: readFileSync(paths.tlsKey),
+    passphrase: passphrase.passphrase,
+    cert: readFileSync(paths.tlsCert),
+    ca: [ca.certificate, ...readTrustAnchors(opts.dataDir)].map((d) => Buffer.from(d)),
+  });
+  try {
+    if (mqttListen !== "off") {
+      const at = parseListen(mqttListen);
+      broker = await startEmbeddedBroker({
+        host: at.host,
+        port: at.port,
+        tls: brokerTls(),
+        deps,
+        maxMessageBytes: config.mqtt.maxMessageBytes,
+        onMessage: receive,
+        onRefused: (reason) => metrics.mqttRefusal(reason),
+        log: logAt,
+      });
+      links.push(broker);
+    }
+    if (external) {
+      externalClient = connectExternalBroker({
+        url: external.url,
+        clientCert: resolveInDataDir(opts.dataDir, external.clientCert),
+        clientKey: resolveInDataDir(opts.dataDir, external.clientKey),
+        ca: resolveInDataDir(opts.dataDir, external.ca),
+        clientId: `service:${SERVER_SERVICE}`,
+        onMessage: receive,
+        log: logAt,
+      });
+      links.push(externalClient);
+    }
+  } catch (err) {
+    responders.stop();
+    server.close();
+    await Promise.allSettled([storage.close(), verifier.close(), broker?.close()]);
+    throw err;
+  }
+  if (links.length > 0) {
+    responders.onRevocations(
+      (entries) =>
+        void fleet
+          .revoked(entries)
+          .catch((err: unknown) => logAt("error", "revocation did not reach the broker", { err })),
+    );
+    deps.onCommands = async () => {
+      await fleet.dispatch();
+    };
+    fleet.start();
+    void fleet.dispatch().catch(() => undefined);
+  }
   const app = createApp({
     authority: new Authority(deps),
     responders,
+    fleet,
+    metrics,
     peer: nodePeer,
     logger: {
       request: (entry) => log.info(entry, "request"),
@@ -181,17 +312,26 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     },
   });
   server.on("request", getRequestListener(app.fetch));
-  log.info({ url, dataDir: paths.root, trustDomain: config.trustDomain }, "listening");
+  log.info(
+    { url, mqtt: broker?.url, mqttExternal: external?.url, dataDir: paths.root, trustDomain: config.trustDomain },
+    "listening",
+  );
   return {
     url,
     config,
     server,
     storage,
     responders,
+    mqttUrl: broker?.url,
+    fleet,
+    metrics,
     close: () =>
       new Promise<void>((resolve) => {
         clearInterval(renewal);
         responders.stop();
+        fleet.stop();
+        void broker?.close();
+        void externalClient?.close();
         server.close(() => {
           void Promise.allSettled([storage.close(), verifier.close()]).then(() => resolve());
         });

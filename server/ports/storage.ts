@@ -10,7 +10,7 @@
 
 export type DeviceStatus = "pending" | "active" | "revoked" | "decommissioned";
 export type CertificateStatus = "valid" | "revoked";
-export type IssuanceMethod = "token" | "reenroll" | "idevid";
+export type IssuanceMethod = "token" | "reenroll" | "idevid" | "operator";
 export type OperatorRole = "admin" | "operator" | "auditor";
 
 export interface DeviceRecord {
@@ -160,6 +160,88 @@ export interface AuditChainRow {
   hash: string | null;
 }
 
+/** What a device last reported over MQTT (the status contract), accepted by the session rule. */
+export interface DeviceStatusRecord {
+  deviceId: string;
+  state: string;
+  session: number;
+  reportedAt: Date;
+  lastSeenAt: Date;
+  certSerial: string | null;
+  certNotAfter: Date | null;
+  keyAlg: string | null;
+  nextRenewAt: Date | null;
+  agentVersion: string | null;
+  lastRenew: { at: string; ok: boolean; error?: string } | null;
+  source: "device" | "server";
+}
+
+export interface DeviceEventRecord {
+  seq: number;
+  deviceId: string;
+  eventId: string;
+  type: string;
+  at: Date;
+  receivedAt: Date;
+  body: Record<string, unknown>;
+}
+
+export type CommandName = "rotate" | "ca-update" | "revoked";
+export type CommandState = "queued" | "sent" | "succeeded" | "failed" | "expired";
+
+export interface CommandRecord {
+  opId: string;
+  batchId: string;
+  deviceId: string;
+  command: CommandName;
+  state: CommandState;
+  createdAt: Date;
+  createdBy: string;
+  expiresAt: Date;
+  sentAt: Date | null;
+  resultAt: Date | null;
+  error: string | null;
+}
+
+export interface CommandQuery {
+  deviceId?: string;
+  batchId?: string;
+  state?: CommandState;
+  /** Keyset pagination by op id. */
+  after?: string;
+  limit: number;
+}
+
+export interface MqttSessionRecord {
+  id: string;
+  deviceId: string;
+  serial: string;
+  remote: string | null;
+  connectedAt: Date;
+  disconnectedAt: Date | null;
+  closeReason: string | null;
+  tookOver: string | null;
+}
+
+/** Rows for the fleet audit checks (each bounded by `limit`). */
+export interface FleetAuditReads {
+  /** Active devices whose last message is older than `before` (oldest first). */
+  staleDevices(before: Date, limit: number): Promise<DeviceStatusRecord[]>;
+  /** Open MQTT sessions whose certificate is revoked or whose device is no longer active. */
+  revokedButConnected(limit: number): Promise<MqttSessionRecord[]>;
+  /** Revoked or decommissioned devices that sent a message after they were revoked. */
+  heardAfterRevocation(limit: number): Promise<(DeviceStatusRecord & { revokedAt: Date })[]>;
+  /** Sessions since `since` that took over a still-open session with the same certificate. */
+  takeovers(since: Date, limit: number): Promise<MqttSessionRecord[]>;
+  /** Active devices reporting a certificate that is unknown, another device's, or revoked. */
+  reportedCertificateProblems(
+    limit: number,
+  ): Promise<{ deviceId: string; serial: string; issuedTo: string | null; status: CertificateStatus | null }[]>;
+  /** Unexpired valid certificates per (profile, key type). */
+  keyTypeCounts(now: Date): Promise<{ profile: string; keyType: string; count: number }[]>;
+  certificatesWithKeyType(profile: string, keyType: string, now: Date, limit: number): Promise<CertificateRecord[]>;
+}
+
 export type Write =
   | { kind: "upsertDevice"; device: DeviceRecord }
   | { kind: "insertCertificate"; certificate: CertificateRecord }
@@ -188,7 +270,35 @@ export type Write =
       reason: string | null;
       serial: string | null;
     }
-  | { kind: "audit"; event: AuditEvent };
+  | { kind: "audit"; event: AuditEvent }
+  /**
+   * A device's status report, applied only if it is newer by the session rule: a higher
+   * session, or the same session and a report at least as new (or `force`, for a last
+   * will of the current connection). Reports never replace a server-written status of
+   * the same session.
+   */
+  | { kind: "recordStatus"; status: DeviceStatusRecord; force: boolean }
+  /** The server's own status for a device (revocation): state `revoked`, source server. */
+  | { kind: "overwriteStatus"; deviceId: string; state: string; at: Date }
+  /** Raises last-seen (an event, a command result, a connection). */
+  | { kind: "touchDevice"; deviceId: string; at: Date }
+  /** Appends an event unless the device already sent one with this id. */
+  | { kind: "insertEvent"; event: Omit<DeviceEventRecord, "seq"> }
+  | { kind: "insertCommand"; command: CommandRecord }
+  | { kind: "markCommandSent"; opId: string; at: Date }
+  | {
+      kind: "commandResult";
+      opId: string;
+      deviceId: string;
+      state: "succeeded" | "failed";
+      at: Date;
+      error: string | null;
+    }
+  | { kind: "expireCommands"; at: Date }
+  | { kind: "openMqttSession"; session: MqttSessionRecord }
+  | { kind: "closeMqttSession"; id: string; at: Date; reason: string }
+  /** At broker start: every session left open by a previous run is closed. */
+  | { kind: "closeAllMqttSessions"; at: Date; reason: string };
 
 /** Thrown by `apply` when a uniqueness constraint refused the write set. */
 export class StorageConflictError extends Error {
@@ -233,7 +343,7 @@ export interface AuditQuery {
   limit: number;
 }
 
-export interface Storage {
+export interface Storage extends FleetAuditReads {
   getDevice(id: string): Promise<DeviceRecord | undefined>;
   listDevices(query: DeviceQuery): Promise<DeviceRecord[]>;
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;
@@ -266,6 +376,20 @@ export interface Storage {
   listAudit(query: AuditQuery): Promise<StoredAuditEvent[]>;
   /** Raw audit rows in id order after `afterId`, for verifying the hash chain. */
   auditChain(afterId: number, limit: number): Promise<AuditChainRow[]>;
+  getDeviceStatus(deviceId: string): Promise<DeviceStatusRecord | undefined>;
+  /** A device's events, newest first, only seqs strictly below `before`. */
+  listDeviceEvents(deviceId: string, before: number | undefined, limit: number): Promise<DeviceEventRecord[]>;
+  getCommand(opId: string): Promise<CommandRecord | undefined>;
+  listCommands(query: CommandQuery): Promise<CommandRecord[]>;
+  /** Commands waiting to be published, oldest first. */
+  queuedCommands(limit: number): Promise<CommandRecord[]>;
+  /**
+   * Active devices by time left on their current certificate: for each bound (seconds
+   * from `now`), how many expire at or before it; with the total and the sum of seconds left.
+   */
+  expiryHistogram(now: Date, bounds: readonly number[]): Promise<{ counts: number[]; total: number; sum: number }>;
+  /** A device's MQTT sessions, newest first. */
+  listMqttSessions(deviceId: string, limit: number): Promise<MqttSessionRecord[]>;
   /** Applies every write or none. */
   apply(writes: readonly Write[]): Promise<void>;
 }

@@ -125,6 +125,8 @@ export async function addProfiles(dataDir: string, profiles: Record<string, unkn
 
 export interface TestServer {
   url: string;
+  /** The embedded broker, mqtts://127.0.0.1:PORT (unless started with mqtt: "off"). */
+  mqttUrl?: string;
   /** https://127.0.0.1:PORT/.well-known/est */
   est: string;
   dataDir: string;
@@ -137,9 +139,20 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** Starts `edgeid serve --listen 127.0.0.1:0` and waits for its "listening" line. */
-export async function startServer(dataDir: string, work: string, port = 0): Promise<TestServer> {
-  const child = spawn(process.execPath, [EDGEID_BIN, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`], {
+/**
+ * Starts `edgeid serve --listen 127.0.0.1:0` and waits for its "listening" line. The
+ * embedded broker listens on a free port too (`mqtt`: a HOST:PORT, or "off"); extra
+ * arguments go after.
+ */
+export async function startServer(
+  dataDir: string,
+  work: string,
+  port = 0,
+  opts: { mqtt?: string; args?: string[] } = {},
+): Promise<TestServer> {
+  const args = ["serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`];
+  if (opts.mqtt !== "external") args.push("--mqtt-listen", opts.mqtt ?? "127.0.0.1:0");
+  const child = spawn(process.execPath, [EDGEID_BIN, ...args, ...(opts.args ?? [])], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -147,6 +160,7 @@ export async function startServer(dataDir: string, work: string, port = 0): Prom
   child.on("exit", () => {
     exited = true;
   });
+  let mqttUrl: string | undefined;
   const url = await new Promise<string>((resolveUrl, reject) => {
     let pending = "";
     const timer = setTimeout(() => {
@@ -166,9 +180,10 @@ export async function startServer(dataDir: string, work: string, port = 0): Prom
         pending = pending.slice(nl + 1);
         nl = pending.indexOf("\n");
         try {
-          const entry = JSON.parse(line) as { msg?: string; url?: string };
+          const entry = JSON.parse(line) as { msg?: string; url?: string; mqtt?: string };
           if (entry.msg === "listening" && entry.url) {
             clearTimeout(timer);
+            mqttUrl = entry.mqtt;
             resolveUrl(entry.url);
           }
         } catch {
@@ -186,6 +201,7 @@ export async function startServer(dataDir: string, work: string, port = 0): Prom
   await writeFile(rootPemFile, (await edgeid(["ca", "export", "--data", dataDir])).stdout);
   return {
     url,
+    mqttUrl,
     est: `${url}/.well-known/est`,
     dataDir,
     rootPemFile,

@@ -102,7 +102,7 @@ async function signerFor(key: KeyObject): Promise<Signer> {
   return new NodeEcdsaSigner(key);
 }
 
-function spkiOf(privateKey: KeyObject): Uint8Array {
+export function spkiOf(privateKey: KeyObject): Uint8Array {
   return new Uint8Array(createPublicKey(privateKey).export({ type: "spki", format: "der" }));
 }
 
@@ -201,16 +201,15 @@ export function readTrustAnchors(dir: string): Uint8Array[] {
 }
 
 /**
- * The listener's certificate: issued by the same CA, serverAuth, covering the
- * configured hostnames plus localhost, 127.0.0.1 and ::1.
+ * A TLS server certificate from the issuing CA: serverAuth, covering the hostnames
+ * plus localhost, 127.0.0.1 and ::1. Used by the HTTPS listener, the embedded broker
+ * (the same certificate) and an external broker (its own).
  */
-export async function issueTlsCertificate(
-  paths: DataPaths,
+export async function issueServerCertificate(
   ca: IssuingCa,
   hostnames: string[],
-  passphrase: string,
   now = new Date(),
-): Promise<void> {
+): Promise<{ der: Uint8Array; privateKey: KeyObject }> {
   const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const spki = spkiOf(privateKey);
   const dns = [...new Set([...hostnames.filter((h) => !isIp(h)), "localhost"])];
@@ -219,7 +218,7 @@ export async function issueTlsCertificate(
     ...dns.map((value) => ({ type: "dns" as const, value })),
     ...ips.map((value) => ({ type: "ip" as const, value })),
   ];
-  const cert = await buildCertificate(
+  const der = await buildCertificate(
     {
       serial: serial(),
       issuer: ca.subject,
@@ -238,9 +237,21 @@ export async function issueTlsCertificate(
     },
     ca.signer,
   );
+  return { der, privateKey };
+}
+
+/** The listener's certificate (key encrypted at rest), with the issuing CA after it. */
+export async function issueTlsCertificate(
+  paths: DataPaths,
+  ca: IssuingCa,
+  hostnames: string[],
+  passphrase: string,
+  now = new Date(),
+): Promise<void> {
+  const { der, privateKey } = await issueServerCertificate(ca, hostnames, now);
   writeFileAtomic(paths.tlsKey, encryptPrivateKey(privateKey, passphrase));
   // The chain a TLS client needs besides its trust anchor: leaf, then the issuing CA.
-  writeFileAtomic(paths.tlsCert, toPem("CERTIFICATE", cert) + toPem("CERTIFICATE", ca.certificate), 0o644);
+  writeFileAtomic(paths.tlsCert, toPem("CERTIFICATE", der) + toPem("CERTIFICATE", ca.certificate), 0o644);
 }
 
 /** Renews the listener certificate when less than a third of its 90 days is left. */

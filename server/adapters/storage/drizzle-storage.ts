@@ -24,11 +24,17 @@ import type {
   AuditChainRow,
   AuditQuery,
   CertificateRecord,
+  CertificateStatus,
   CertificateStatusRecord,
+  CommandQuery,
+  CommandRecord,
+  DeviceEventRecord,
   DeviceQuery,
   DeviceRecord,
   DeviceStatus,
+  DeviceStatusRecord,
   IdevidBinding,
+  MqttSessionRecord,
   OperatorRecord,
   PendingEnrollment,
   PendingStatus,
@@ -43,9 +49,13 @@ import {
   auditEvents,
   bootstrapTokens,
   certificates,
+  commands,
   crlNumbers,
+  deviceEvents,
+  deviceStatus,
   devices,
   idevidBindings,
+  mqttSessions,
   operators,
   pendingEnrollments,
   revocations,
@@ -345,6 +355,196 @@ export class DrizzleReaders {
     return (await q.all({ afterId, limit })) as AuditChainRow[];
   }
 
+  async getDeviceStatus(deviceId: string): Promise<DeviceStatusRecord | undefined> {
+    return this.findOne(deviceStatus, deviceStatus.deviceId, deviceId);
+  }
+
+  async listDeviceEvents(deviceId: string, before: number | undefined, limit: number): Promise<DeviceEventRecord[]> {
+    return this.db
+      .select()
+      .from(deviceEvents)
+      .where(and(eq(deviceEvents.deviceId, deviceId), before === undefined ? undefined : lt(deviceEvents.seq, before)))
+      .orderBy(desc(deviceEvents.seq))
+      .limit(limit)
+      .all();
+  }
+
+  async getCommand(opId: string): Promise<CommandRecord | undefined> {
+    return this.findOne(commands, commands.opId, opId);
+  }
+
+  async listCommands(q: CommandQuery): Promise<CommandRecord[]> {
+    const conds: (SQL | undefined)[] = [];
+    if (q.deviceId) conds.push(eq(commands.deviceId, q.deviceId));
+    if (q.batchId) conds.push(eq(commands.batchId, q.batchId));
+    if (q.state) conds.push(eq(commands.state, q.state));
+    if (q.after) conds.push(gt(commands.opId, q.after));
+    return this.db
+      .select()
+      .from(commands)
+      .where(conds.length ? and(...conds) : undefined)
+      .orderBy(asc(commands.opId))
+      .limit(q.limit)
+      .all();
+  }
+
+  async queuedCommands(limit: number): Promise<CommandRecord[]> {
+    const q = this.prepared("queuedCommands", () =>
+      this.db
+        .select()
+        .from(commands)
+        .where(eq(commands.state, "queued"))
+        .orderBy(asc(commands.createdAt))
+        .limit(sql.placeholder("limit")),
+    );
+    return (await q.all({ limit })) as CommandRecord[];
+  }
+
+  async expiryHistogram(
+    now: Date,
+    bounds: readonly number[],
+  ): Promise<{ counts: number[]; total: number; sum: number }> {
+    const at = now.getTime();
+    const left = sql`(${devices.currentNotAfter} - ${at})`;
+    const row = (await this.db
+      .select({
+        total: count(),
+        sum: sql<number | null>`sum(${left}) / 1000.0`,
+        ...Object.fromEntries(bounds.map((b, i) => [`b${i}`, sql<number | null>`sum(${left} <= ${b * 1000})`])),
+      })
+      .from(devices)
+      .where(and(eq(devices.status, "active"), isNotNull(devices.currentNotAfter)))
+      .get()) as Record<string, number | null>;
+    return {
+      counts: bounds.map((_, i) => Number(row[`b${i}`] ?? 0)),
+      total: Number(row.total ?? 0),
+      sum: Number(row.sum ?? 0),
+    };
+  }
+
+  async listMqttSessions(deviceId: string, limit: number): Promise<MqttSessionRecord[]> {
+    return this.db
+      .select()
+      .from(mqttSessions)
+      .where(eq(mqttSessions.deviceId, deviceId))
+      .orderBy(desc(mqttSessions.connectedAt))
+      .limit(limit)
+      .all();
+  }
+
+  async staleDevices(before: Date, limit: number): Promise<DeviceStatusRecord[]> {
+    return this.db
+      .select(getTableColumns(deviceStatus))
+      .from(deviceStatus)
+      .innerJoin(devices, eq(devices.id, deviceStatus.deviceId))
+      .where(and(lt(deviceStatus.lastSeenAt, before), eq(devices.status, "active")))
+      .orderBy(asc(deviceStatus.lastSeenAt), asc(deviceStatus.deviceId))
+      .limit(limit)
+      .all();
+  }
+
+  async revokedButConnected(limit: number): Promise<MqttSessionRecord[]> {
+    return this.db
+      .select(getTableColumns(mqttSessions))
+      .from(mqttSessions)
+      .leftJoin(certificates, eq(certificates.serial, mqttSessions.serial))
+      .leftJoin(devices, eq(devices.id, mqttSessions.deviceId))
+      .where(
+        and(
+          isNull(mqttSessions.disconnectedAt),
+          or(eq(certificates.status, "revoked"), sql`${devices.status} in ('revoked', 'decommissioned')`),
+        ),
+      )
+      .orderBy(asc(mqttSessions.connectedAt))
+      .limit(limit)
+      .all();
+  }
+
+  async heardAfterRevocation(limit: number): Promise<(DeviceStatusRecord & { revokedAt: Date })[]> {
+    const rows = await this.db
+      .select({ status: getTableColumns(deviceStatus), revokedAt: devices.updatedAt })
+      .from(deviceStatus)
+      .innerJoin(devices, eq(devices.id, deviceStatus.deviceId))
+      .where(
+        and(sql`${devices.status} in ('revoked', 'decommissioned')`, gt(deviceStatus.lastSeenAt, devices.updatedAt)),
+      )
+      .limit(limit)
+      .all();
+    return rows.map((r: { status: DeviceStatusRecord; revokedAt: Date }) => ({ ...r.status, revokedAt: r.revokedAt }));
+  }
+
+  async takeovers(since: Date, limit: number): Promise<MqttSessionRecord[]> {
+    return this.db
+      .select()
+      .from(mqttSessions)
+      .where(and(isNotNull(mqttSessions.tookOver), gt(mqttSessions.connectedAt, since)))
+      .orderBy(asc(mqttSessions.deviceId), asc(mqttSessions.connectedAt))
+      .limit(limit)
+      .all();
+  }
+
+  async reportedCertificateProblems(
+    limit: number,
+  ): Promise<{ deviceId: string; serial: string; issuedTo: string | null; status: CertificateStatus | null }[]> {
+    const rows = await this.db
+      .select({
+        deviceId: deviceStatus.deviceId,
+        serial: deviceStatus.certSerial,
+        issuedTo: certificates.deviceId,
+        status: certificates.status,
+      })
+      .from(deviceStatus)
+      .innerJoin(devices, eq(devices.id, deviceStatus.deviceId))
+      .leftJoin(certificates, eq(certificates.serial, deviceStatus.certSerial))
+      .where(
+        and(
+          eq(devices.status, "active"),
+          isNotNull(deviceStatus.certSerial),
+          or(
+            isNull(certificates.serial),
+            sql`${certificates.deviceId} != ${deviceStatus.deviceId}`,
+            eq(certificates.status, "revoked"),
+          ),
+        ),
+      )
+      .orderBy(asc(deviceStatus.deviceId))
+      .limit(limit)
+      .all();
+    return rows as { deviceId: string; serial: string; issuedTo: string | null; status: CertificateStatus | null }[];
+  }
+
+  async keyTypeCounts(now: Date): Promise<{ profile: string; keyType: string; count: number }[]> {
+    return this.db
+      .select({ profile: certificates.profile, keyType: certificates.keyType, count: count() })
+      .from(certificates)
+      .where(and(eq(certificates.status, "valid"), gt(certificates.notAfter, now)))
+      .groupBy(certificates.profile, certificates.keyType)
+      .all();
+  }
+
+  async certificatesWithKeyType(
+    profile: string,
+    keyType: string,
+    now: Date,
+    limit: number,
+  ): Promise<CertificateRecord[]> {
+    const rows = await this.db
+      .select()
+      .from(certificates)
+      .where(
+        and(
+          eq(certificates.profile, profile),
+          eq(certificates.keyType, keyType),
+          eq(certificates.status, "valid"),
+          gt(certificates.notAfter, now),
+        ),
+      )
+      .orderBy(asc(certificates.notAfter))
+      .limit(limit)
+      .all();
+    return rows.map((r: CertificateRow) => toCertificate(r));
+  }
+
   /**
    * One write as SQL statements with positional parameters, executed by the adapter
    * inside its atomic unit (a better-sqlite3 transaction; a D1 batch takes the same
@@ -394,6 +594,10 @@ export class DrizzleReaders {
         return this.db.insert(operators).values(placeholders(operators));
       case "insertPending":
         return this.db.insert(pendingEnrollments).values(placeholders(pendingEnrollments));
+      case "insertCommand":
+        return this.db.insert(commands).values(placeholders(commands));
+      case "openMqttSession":
+        return this.db.insert(mqttSessions).values(placeholders(mqttSessions));
       default:
         throw new Error(`no SQL for write ${kind}`);
     }
@@ -548,6 +752,87 @@ const RAW: Partial<Record<Write["kind"], Template[]>> = {
       "from",
     ),
   ],
+  // The session rule (ports/storage.ts recordStatus), decided inside the upsert.
+  recordStatus: [
+    raw(
+      `INSERT INTO device_status (device_id, state, session, reported_at, last_seen_at, cert_serial, cert_not_after,
+         key_alg, next_renew_at, agent_version, last_renew, source)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'device')
+       ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, session = excluded.session,
+         reported_at = excluded.reported_at, last_seen_at = max(device_status.last_seen_at, excluded.last_seen_at),
+         cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after, key_alg = excluded.key_alg,
+         next_renew_at = excluded.next_renew_at, agent_version = excluded.agent_version,
+         last_renew = excluded.last_renew, source = 'device'
+       WHERE excluded.session > device_status.session
+         OR (excluded.session = device_status.session AND device_status.source = 'device'
+             AND (excluded.reported_at >= device_status.reported_at OR ? = 1))`,
+      "deviceId",
+      "state",
+      "session",
+      "reportedAt",
+      "lastSeenAt",
+      "certSerial",
+      "certNotAfter",
+      "keyAlg",
+      "nextRenewAt",
+      "agentVersion",
+      "lastRenew",
+      "force",
+    ),
+  ],
+  overwriteStatus: [
+    raw(
+      `INSERT INTO device_status (device_id, state, session, reported_at, last_seen_at, source)
+       VALUES (?, ?, 0, ?, 0, 'server')
+       ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, reported_at = excluded.reported_at, source = 'server'`,
+      "deviceId",
+      "state",
+      "at",
+    ),
+  ],
+  touchDevice: [
+    raw("UPDATE device_status SET last_seen_at = max(last_seen_at, ?) WHERE device_id = ?", "at", "deviceId"),
+  ],
+  insertEvent: [
+    raw(
+      `INSERT INTO device_events (device_id, event_id, type, at, received_at, body) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (device_id, event_id) DO NOTHING`,
+      "deviceId",
+      "eventId",
+      "type",
+      "at",
+      "receivedAt",
+      "body",
+    ),
+  ],
+  markCommandSent: [
+    raw("UPDATE commands SET state = 'sent', sent_at = ? WHERE op_id = ? AND state = 'queued'", "at", "opId"),
+  ],
+  commandResult: [
+    raw(
+      `UPDATE commands SET state = ?, result_at = ?, error = ?
+       WHERE op_id = ? AND device_id = ? AND state IN ('queued', 'sent', 'expired')`,
+      "state",
+      "at",
+      "error",
+      "opId",
+      "deviceId",
+    ),
+  ],
+  expireCommands: [
+    raw("UPDATE commands SET state = 'expired' WHERE state IN ('queued', 'sent') AND expires_at <= ?", "at"),
+  ],
+  closeMqttSession: [
+    raw(
+      "UPDATE mqtt_sessions SET disconnected_at = ?, close_reason = ? WHERE id = ? AND disconnected_at IS NULL",
+      "at",
+      "reason",
+      "id",
+    ),
+  ],
+  closeAllMqttSessions: [
+    raw("UPDATE mqtt_sessions SET disconnected_at = ?, close_reason = ? WHERE disconnected_at IS NULL", "at", "reason"),
+  ],
   // The hash chain: the previous record's hash is read inside the same transaction
   // that appends, so concurrent writers (server, CLI) chain in commit order.
   // edgeid_audit_hash is registered on every connection (sqlite-batch.mjs).
@@ -601,6 +886,28 @@ function writeValues(w: Write): Record<string, unknown> {
       };
     case "audit":
       return toDriver(auditEvents, w.event);
+    case "recordStatus":
+      return { ...toDriver(deviceStatus, w.status), force: w.force ? 1 : 0 };
+    case "overwriteStatus":
+      return { deviceId: w.deviceId, state: w.state, at: w.at.getTime() };
+    case "touchDevice":
+      return { deviceId: w.deviceId, at: w.at.getTime() };
+    case "insertEvent":
+      return toDriver(deviceEvents, w.event);
+    case "insertCommand":
+      return toDriver(commands, w.command);
+    case "markCommandSent":
+      return { opId: w.opId, at: w.at.getTime() };
+    case "commandResult":
+      return { opId: w.opId, deviceId: w.deviceId, state: w.state, at: w.at.getTime(), error: w.error };
+    case "expireCommands":
+      return { at: w.at.getTime() };
+    case "openMqttSession":
+      return toDriver(mqttSessions, w.session);
+    case "closeMqttSession":
+      return { id: w.id, at: w.at.getTime(), reason: w.reason };
+    case "closeAllMqttSessions":
+      return { at: w.at.getTime(), reason: w.reason };
   }
 }
 

@@ -41,7 +41,7 @@ export const certificates = sqliteTable(
     revocationReason: integer("revocation_reason"),
     der: blob("der", { mode: "buffer" }).notNull(),
     issuedAt: ms("issued_at").notNull(),
-    method: text("method", { enum: ["token", "reenroll", "idevid"] }).notNull(),
+    method: text("method", { enum: ["token", "reenroll", "idevid", "operator"] }).notNull(),
     replacesSerial: text("replaces_serial"),
     bootstrapTokenId: text("bootstrap_token_id"),
   },
@@ -175,6 +175,102 @@ export const auditEvents = sqliteTable(
   (t) => [index("audit_events_device").on(t.deviceId, t.id), index("audit_events_at").on(t.at)],
 );
 
+/**
+ * What each device last said about itself over MQTT (the status contract), kept apart
+ * from `devices` (what the server decided). `session` orders reports: a report from an
+ * older session — such as a late last will — never replaces a newer one.
+ */
+export const deviceStatus = sqliteTable(
+  "device_status",
+  {
+    deviceId: text("device_id").primaryKey(),
+    state: text("state").notNull(),
+    session: integer("session").notNull(),
+    /** The device's own timestamp of the accepted report. */
+    reportedAt: ms("reported_at").notNull(),
+    /** When the server last heard from the device (any accepted message, or a connect). */
+    lastSeenAt: ms("last_seen_at").notNull(),
+    certSerial: text("cert_serial"),
+    certNotAfter: ms("cert_not_after"),
+    keyAlg: text("key_alg"),
+    nextRenewAt: ms("next_renew_at"),
+    agentVersion: text("agent_version"),
+    lastRenew: text("last_renew", { mode: "json" }).$type<{ at: string; ok: boolean; error?: string }>(),
+    /** Set when the server overwrote the status (revocation). */
+    source: text("source", { enum: ["device", "server"] }).notNull(),
+  },
+  (t) => [index("device_status_last_seen").on(t.lastSeenAt, t.deviceId)],
+);
+
+/** Device events (rotation, errors), append-only and deduplicated by the device's event id. */
+export const deviceEvents = sqliteTable(
+  "device_events",
+  {
+    seq: integer("seq").primaryKey({ autoIncrement: true }),
+    deviceId: text("device_id").notNull(),
+    eventId: text("event_id").notNull(),
+    type: text("type").notNull(),
+    at: ms("at").notNull(),
+    receivedAt: ms("received_at").notNull(),
+    body: text("body", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
+  },
+  (t) => [
+    uniqueIndex("device_events_id").on(t.deviceId, t.eventId),
+    index("device_events_device").on(t.deviceId, t.seq),
+  ],
+);
+
+/**
+ * Commands to devices (the outbox): written by the API or the CLI in state `queued`,
+ * published by the server's fleet loop (`sent`), closed by the device's cmd-result.
+ */
+export const commands = sqliteTable(
+  "commands",
+  {
+    opId: text("op_id").primaryKey(),
+    batchId: text("batch_id").notNull(),
+    deviceId: text("device_id").notNull(),
+    command: text("command", { enum: ["rotate", "ca-update", "revoked"] }).notNull(),
+    state: text("state", { enum: ["queued", "sent", "succeeded", "failed", "expired"] }).notNull(),
+    createdAt: ms("created_at").notNull(),
+    createdBy: text("created_by").notNull(),
+    expiresAt: ms("expires_at").notNull(),
+    sentAt: ms("sent_at"),
+    resultAt: ms("result_at"),
+    error: text("error"),
+  },
+  (t) => [
+    index("commands_state").on(t.state, t.createdAt),
+    index("commands_device").on(t.deviceId, t.createdAt),
+    index("commands_batch").on(t.batchId, t.opId),
+  ],
+);
+
+/**
+ * MQTT connections as the embedded broker saw them: who (certificate), from where,
+ * when, and whether the connection took over one that was still open with the same
+ * certificate. Fleet audits read it (revoked yet connected, cloned identities).
+ */
+export const mqttSessions = sqliteTable(
+  "mqtt_sessions",
+  {
+    id: text("id").primaryKey(),
+    deviceId: text("device_id").notNull(),
+    serial: text("serial").notNull(),
+    remote: text("remote"),
+    connectedAt: ms("connected_at").notNull(),
+    disconnectedAt: ms("disconnected_at"),
+    closeReason: text("close_reason"),
+    /** The id of a still-open session with the same certificate that this one took over. */
+    tookOver: text("took_over"),
+  },
+  (t) => [
+    index("mqtt_sessions_device").on(t.deviceId, t.connectedAt),
+    index("mqtt_sessions_open").on(t.disconnectedAt),
+    index("mqtt_sessions_takeover").on(t.tookOver),
+  ],
+);
+
 export const schema = {
   devices,
   certificates,
@@ -185,6 +281,10 @@ export const schema = {
   crlNumbers,
   operators,
   auditEvents,
+  deviceStatus,
+  deviceEvents,
+  commands,
+  mqttSessions,
 };
 
 export { sql };

@@ -34,6 +34,7 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
   private closing: Promise<void> | undefined;
   private broken: Error | undefined;
   private writerGone = false;
+  private readonly observers: ((writes: readonly Write[]) => void)[] = [];
   /** Ids of the SQL texts already sent to the writer thread. */
   private readonly sqlIds = new Map<string, number>();
 
@@ -73,10 +74,16 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     if (this.closing) throw new Error("storage is closed");
     if (this.broken) throw this.broken;
     const statements = writes.flatMap((w) => this.compile(w));
-    return new Promise<void>((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       this.pending.push({ statements, resolve, reject });
       if (this.pending.length === 1 && !this.inFlight) setImmediate(this.flush);
     });
+    for (const observe of this.observers) observe(writes);
+  }
+
+  /** Told of every write set after it committed (the metrics follow the audit records). */
+  observe(listener: (writes: readonly Write[]) => void): void {
+    this.observers.push(listener);
   }
 
   private readonly flush = (): void => {

@@ -7,11 +7,13 @@ import { decideEnrollment } from "../../authority/approvals.ts";
 import { recordDenial } from "../../authority/audit.ts";
 import { verifyAuditChain } from "../../authority/audit-chain.ts";
 import type { Authority } from "../../authority/authority.ts";
+import { getCommand, issueCommands, listCommands, OPERATOR_COMMANDS } from "../../authority/commands.ts";
 import { AuthorityError, badRequest } from "../../authority/errors.ts";
 import {
   fleetCounts,
   getCertificate,
   issueTokens,
+  listDeviceEvents,
   listDevices,
   listEnrollments,
   listTokens,
@@ -19,6 +21,7 @@ import {
   revokeToken,
   showDevice,
 } from "../../authority/fleet.ts";
+import { type FleetAuditOptions, type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
 import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
 import { REVOCATION_REASONS, reinstateDevice, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
 import { batchDeviceIds } from "../../authority/tokens.ts";
@@ -29,14 +32,20 @@ import {
   AuditEventSchema,
   auditView,
   CertificateSchema,
+  CommandSchema,
   certificateView,
+  commandView,
   DeviceDetailSchema,
+  DeviceEventSchema,
   DeviceSchema,
   deviceDetailView,
+  deviceEventView,
   deviceView,
   EnrollmentSchema,
   ErrorSchema,
   enrollmentView,
+  FleetAuditSchema,
+  fleetAuditView,
   OperatorSchema,
   operatorView,
   TokenSchema,
@@ -47,6 +56,8 @@ export interface OperatorApiDeps {
   authority: Authority;
   peer: (c: Context) => PeerInfo;
   maxBodyBytes: number;
+  /** The fleet loop, where one runs: audits also publish their findings on MQTT. */
+  fleet?: { audit(actor: Actor, opts: FleetAuditOptions): Promise<FleetAuditReport> };
 }
 
 type Env = { Variables: { actor: Actor; refusal: string; peer: PeerInfo; action: string } };
@@ -344,6 +355,144 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         actor: actorOf(c),
       });
       return c.json(deviceView(d, trustDomain), 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/devices/{id}/events",
+      operationId: "device.events",
+      summary: "Events the device reported over MQTT, newest first",
+      request: {
+        params: IdParam,
+        query: z.strictObject({
+          before: z.coerce.number().int().min(1).optional().openapi({ description: "nextBefore of the previous page" }),
+          limit,
+        }),
+      },
+      responses: {
+        200: json(
+          z.object({ items: z.array(DeviceEventSchema), nextBefore: z.number().nullable() }).openapi("DeviceEventPage"),
+          "a page of events",
+        ),
+        404: json(ErrorSchema, "no such device"),
+      },
+    }),
+    async (c) => {
+      const p = await listDeviceEvents(core, actorOf(c), c.req.valid("param").id, c.req.valid("query"));
+      return c.json({ items: p.items.map(deviceEventView), nextBefore: p.nextBefore }, 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/commands",
+      operationId: "command.create",
+      summary: "Send a command (rotate, ca-update) to one device or a filtered set of active devices",
+      description:
+        "The commands are queued and published over MQTT (edgeid/v1/devices/<id>/cmd/<command>); each device's cmd-result closes its command. Name one device, a filter (profile, expiringWithin), or all: true.",
+      request: {
+        ...body(
+          z.strictObject({
+            command: z.enum(OPERATOR_COMMANDS),
+            deviceId: z.string().max(64).optional(),
+            profile: z.string().max(32).optional(),
+            expiringWithin: durationString.optional(),
+            all: z.boolean().optional(),
+          }),
+        ),
+      },
+      responses: {
+        202: json(
+          z
+            .object({ batchId: z.string(), command: z.string(), count: z.number(), opIds: z.array(z.string()) })
+            .openapi("CommandBatch"),
+          "queued",
+        ),
+        404: json(ErrorSchema, "no such device"),
+      },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      const r = await issueCommands(core, actorOf(c), b.command, {
+        deviceId: b.deviceId,
+        profile: b.profile,
+        expiringWithin: b.expiringWithin === undefined ? undefined : parseDuration(b.expiringWithin),
+        all: b.all,
+      });
+      return c.json(r, 202);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/commands",
+      operationId: "command.list",
+      summary: "Commands and their results",
+      request: {
+        query: z.strictObject({
+          deviceId: z.string().max(64).optional(),
+          batchId: z.string().max(64).optional(),
+          state: z.enum(["queued", "sent", "succeeded", "failed", "expired"]).optional(),
+          cursor,
+          limit,
+        }),
+      },
+      responses: { 200: json(page(CommandSchema, "CommandPage"), "a page of commands") },
+    }),
+    async (c) => {
+      const p = await listCommands(core, actorOf(c), c.req.valid("query"));
+      return c.json({ items: p.items.map(commandView), nextCursor: p.nextCursor }, 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/commands/{id}",
+      operationId: "command.show",
+      summary: "One command by op id",
+      request: { params: IdParam },
+      responses: { 200: json(CommandSchema, "the command"), 404: json(ErrorSchema, "no such command") },
+    }),
+    async (c) => c.json(commandView(await getCommand(core, actorOf(c), c.req.valid("param").id)), 200),
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/fleet/audit",
+      operationId: "fleet.audit",
+      summary: "Run the fleet audit now (findings are also published on edgeid/v1/fleet/events)",
+      description:
+        "Checks: certificates expiring (default per profile: 30 days or a quarter of its validity), devices not seen, revoked devices still connected, cloned identities (takeovers of a live connection with the same certificate), reported certificates that are unknown, another device's or revoked, and weak keys.",
+      request: {
+        ...body(
+          z.strictObject({
+            expiringWithin: durationString.optional(),
+            notSeenFor: durationString.optional(),
+            cloneWindow: durationString.optional(),
+            limit: z.number().int().min(1).max(10_000).optional(),
+          }),
+        ),
+      },
+      responses: { 200: json(FleetAuditSchema, "the report") },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      const opts: FleetAuditOptions = {
+        expiringWithin: b.expiringWithin === undefined ? undefined : parseDuration(b.expiringWithin),
+        notSeenFor: b.notSeenFor === undefined ? undefined : parseDuration(b.notSeenFor),
+        cloneWindow: b.cloneWindow === undefined ? undefined : parseDuration(b.cloneWindow),
+        limit: b.limit,
+      };
+      const report = deps.fleet
+        ? await deps.fleet.audit(actorOf(c), opts)
+        : await runFleetAudit(core, actorOf(c), opts);
+      return c.json(fleetAuditView(report), 200);
     },
   );
 

@@ -1,11 +1,17 @@
 import { z } from "@hono/zod-openapi";
 import type { DeviceDetail } from "../../authority/fleet.ts";
+import type { FleetAuditReport } from "../../authority/fleet-audit.ts";
+import { FLEET_CHECKS } from "../../authority/fleet-audit.ts";
 import { spiffeId } from "../../authority/identity.ts";
 import { REASON_NAMES } from "../../authority/revoke.ts";
 import type {
   CertificateRecord,
+  CommandRecord,
+  DeviceEventRecord,
   DeviceRecord,
+  DeviceStatusRecord,
   IdevidBinding,
+  MqttSessionRecord,
   OperatorRecord,
   PendingEnrollment,
   StoredAuditEvent,
@@ -59,7 +65,7 @@ export const CertificateSchema = z
     notBefore: time,
     notAfter: time,
     fingerprint: z.string(),
-    method: z.enum(["token", "reenroll", "idevid"]),
+    method: z.enum(["token", "reenroll", "idevid", "operator"]),
     replacesSerial: z.string().nullable(),
     issuedAt: time,
     revokedAt: time,
@@ -232,10 +238,139 @@ export const ErrorSchema = z
   })
   .openapi("Error");
 
+export const ReportedStatusSchema = z
+  .object({
+    state: z.string(),
+    session: z.number(),
+    reportedAt: time,
+    lastSeenAt: time,
+    certSerial: z.string().nullable(),
+    certNotAfter: time,
+    keyAlg: z.string().nullable(),
+    nextRenewAt: time,
+    agentVersion: z.string().nullable(),
+    lastRenew: z.object({ at: z.string(), ok: z.boolean(), error: z.string().optional() }).nullable(),
+    source: z.enum(["device", "server"]),
+  })
+  .openapi("ReportedStatus", { description: "What the device last said over MQTT (the session rule applied)." });
+
+export function reportedStatusView(s: DeviceStatusRecord): z.infer<typeof ReportedStatusSchema> {
+  return {
+    state: s.state,
+    session: s.session,
+    reportedAt: iso(s.reportedAt),
+    // 0: never heard from (a status the server wrote before the device ever reported).
+    lastSeenAt: s.lastSeenAt.getTime() > 0 ? iso(s.lastSeenAt) : null,
+    certSerial: s.certSerial,
+    certNotAfter: iso(s.certNotAfter),
+    keyAlg: s.keyAlg,
+    nextRenewAt: iso(s.nextRenewAt),
+    agentVersion: s.agentVersion,
+    lastRenew: s.lastRenew,
+    source: s.source,
+  };
+}
+
+export const DeviceEventSchema = z
+  .object({
+    seq: z.number(),
+    id: z.string(),
+    type: z.string(),
+    at: time,
+    receivedAt: time,
+    body: z.record(z.string(), z.unknown()),
+  })
+  .openapi("DeviceEvent");
+
+export function deviceEventView(e: DeviceEventRecord): z.infer<typeof DeviceEventSchema> {
+  return { seq: e.seq, id: e.eventId, type: e.type, at: iso(e.at), receivedAt: iso(e.receivedAt), body: e.body };
+}
+
+export const CommandSchema = z
+  .object({
+    opId: z.string(),
+    batchId: z.string(),
+    deviceId: z.string(),
+    command: z.string(),
+    state: z.enum(["queued", "sent", "succeeded", "failed", "expired"]),
+    createdAt: time,
+    createdBy: z.string(),
+    expiresAt: time,
+    sentAt: time,
+    resultAt: time,
+    error: z.string().nullable(),
+  })
+  .openapi("Command");
+
+export function commandView(c: CommandRecord): z.infer<typeof CommandSchema> {
+  return {
+    ...c,
+    createdAt: iso(c.createdAt),
+    expiresAt: iso(c.expiresAt),
+    sentAt: iso(c.sentAt),
+    resultAt: iso(c.resultAt),
+  };
+}
+
+export const MqttSessionSchema = z
+  .object({
+    serial: z.string(),
+    remote: z.string().nullable(),
+    connectedAt: time,
+    disconnectedAt: time,
+    closeReason: z.string().nullable(),
+    tookOver: z.boolean(),
+  })
+  .openapi("MqttSession");
+
+export function mqttSessionView(s: MqttSessionRecord): z.infer<typeof MqttSessionSchema> {
+  return {
+    serial: s.serial,
+    remote: s.remote,
+    connectedAt: iso(s.connectedAt),
+    disconnectedAt: iso(s.disconnectedAt),
+    closeReason: s.closeReason,
+    tookOver: s.tookOver !== null,
+  };
+}
+
+export const FindingSchema = z
+  .object({
+    check: z.enum(FLEET_CHECKS),
+    severity: z.enum(["critical", "high", "medium", "low"]),
+    deviceId: z.string(),
+    serial: z.string().nullable(),
+    message: z.string(),
+  })
+  .openapi("Finding");
+
+export const FleetAuditSchema = z
+  .object({
+    at: time,
+    parameters: z.object({
+      notSeenFor: z.number(),
+      cloneWindow: z.number(),
+      cloneTakeovers: z.number(),
+      expiringWithin: z.number().nullable(),
+    }),
+    counts: z.record(z.string(), z.number()),
+    truncated: z.array(z.string()),
+    findings: z.array(FindingSchema),
+  })
+  .openapi("FleetAudit");
+
+export function fleetAuditView(r: FleetAuditReport): z.infer<typeof FleetAuditSchema> {
+  return { ...r, at: iso(r.at) };
+}
+
 export const DeviceDetailSchema = DeviceSchema.extend({
   certificates: z.array(CertificateSchema),
   tokens: z.array(TokenSchema),
   idevid: IdevidSchema.nullable(),
+  reported: ReportedStatusSchema.nullable(),
+  events: z.array(DeviceEventSchema),
+  commands: z.array(CommandSchema),
+  mqttSessions: z.array(MqttSessionSchema),
   audit: z.array(AuditEventSchema),
 }).openapi("DeviceDetail");
 
@@ -245,6 +380,10 @@ export function deviceDetailView(d: DeviceDetail, trustDomain: string, now: Date
     certificates: d.certificates.map(certificateView),
     tokens: d.tokens.map((t) => tokenView(t, now)),
     idevid: d.idevid ? idevidView(d.idevid) : null,
+    reported: d.reported ? reportedStatusView(d.reported) : null,
+    events: d.events.map(deviceEventView),
+    commands: d.commands.map(commandView),
+    mqttSessions: d.mqttSessions.map(mqttSessionView),
     audit: d.audit.map(auditView),
   };
 }

@@ -1,0 +1,263 @@
+import { randomUUID } from "node:crypto";
+import { createServer, type Server, type TLSSocket } from "node:tls";
+import { Aedes, type Client } from "aedes";
+import type { AuthorityDeps } from "../../authority/deps.ts";
+import {
+  admitMqttClient,
+  type MqttIdentity,
+  mqttSessionClosed,
+  mqttSessionOpened,
+} from "../../authority/device-reports.ts";
+import { AuthorityError } from "../../authority/errors.ts";
+import { mayPublish, maySubscribe } from "../../frontends/mqtt/topics.ts";
+import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
+
+/**
+ * The embedded MQTT broker (aedes) behind TLS with a client certificate from our CA.
+ * Who a connection is comes from the live database at CONNECT (admitMqttClient);
+ * topics are authorized per identity (frontends/mqtt/topics.ts); revocation closes
+ * the connections that use the revoked certificate.
+ */
+
+export interface BrokerTls {
+  key: Buffer;
+  passphrase?: string;
+  cert: Buffer;
+  /** Our CA certificates: client certificates must chain to them. */
+  ca: Buffer[];
+}
+
+export type RefusalReason =
+  | "tls"
+  | "unknown_certificate"
+  | "certificate_revoked"
+  | "certificate_expired"
+  | "certificate_not_yet_valid"
+  | "device_not_active"
+  | "client_id_mismatch"
+  | "publish_denied"
+  | "subscribe_denied"
+  | "internal";
+
+export interface EmbeddedBrokerOptions {
+  host: string;
+  port: number;
+  tls: BrokerTls;
+  deps: Pick<AuthorityDeps, "storage" | "clock" | "digest">;
+  maxMessageBytes: number;
+  onMessage: (m: InboundMessage) => void;
+  onRefused: (reason: RefusalReason) => void;
+  log: (level: "info" | "warn", msg: string, fields?: Record<string, unknown>) => void;
+}
+
+interface Connection {
+  identity: MqttIdentity;
+  sessionId: string;
+  /** Replaced by a newer connection with the same client id: its last will is not current. */
+  replaced: boolean;
+  /** Its certificate was revoked: nothing more from it is accepted, not even its last will. */
+  revoked: boolean;
+  /** The first refused publish or subscribe is logged; the rest are only counted. */
+  warned: boolean;
+}
+
+export interface EmbeddedBroker extends FleetLink {
+  port: number;
+  url: string;
+  /** Swaps the listener certificate (renewal) for new connections. */
+  setTls(tls: BrokerTls): void;
+  close(): Promise<void>;
+}
+
+/** aedes keeps its connected clients by id; its types do not say so. */
+function clientsOf(aedes: Aedes): Record<string, Client> {
+  return (aedes as unknown as { clients: Record<string, Client> }).clients;
+}
+
+function remoteOf(socket: TLSSocket | undefined): string | null {
+  if (!socket?.remoteAddress) return null;
+  return `${socket.remoteAddress}:${socket.remotePort}`;
+}
+
+export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+  const aedes = await Aedes.createBroker({
+    // Device ids are up to 64 characters; MQTT 3.1 caps client ids at 23 by default.
+    maxClientsIdLength: 128,
+    connectTimeout: 10_000,
+    heartbeatInterval: 60_000,
+    drainTimeout: 30_000,
+  });
+  const connections = new WeakMap<Client, Connection>();
+
+  const refuse = (reason: RefusalReason) => o.onRefused(reason);
+
+  aedes.authenticate = (client, _username, _password, done) => {
+    const socket = client.conn as unknown as TLSSocket;
+    const der = socket.getPeerCertificate?.(false)?.raw;
+    if (!socket.authorized || !der) {
+      refuse("tls");
+      const err = Object.assign(new Error("a client certificate from this CA is required"), { returnCode: 5 as const });
+      done(err, false);
+      return;
+    }
+    admitMqttClient(o.deps, { certificate: new Uint8Array(der), clientId: client.id, remote: remoteOf(socket) }).then(
+      (identity) => {
+        // A connection with the same client id that is still open is taken over
+        // (MQTT-3.1.4-2). With the same certificate that is either a reconnect the
+        // broker has not noticed yet, or two holders of one identity.
+        const previous = clientsOf(aedes)[client.id];
+        const before = previous ? connections.get(previous) : undefined;
+        if (before) before.replaced = true;
+        const conn: Connection = {
+          identity,
+          sessionId: randomUUID(),
+          replaced: false,
+          revoked: false,
+          warned: false,
+        };
+        connections.set(client, conn);
+        const tookOver =
+          before && !previous?.closed && before.identity.serial === identity.serial ? before.sessionId : null;
+        mqttSessionOpened(o.deps, {
+          id: conn.sessionId,
+          deviceId: identity.kind === "device" ? identity.deviceId : `service:${identity.name}`,
+          serial: identity.serial,
+          remote: remoteOf(socket),
+          connectedAt: o.deps.clock.now(),
+          disconnectedAt: null,
+          closeReason: null,
+          tookOver,
+        }).then(
+          () => done(null, true),
+          (err: unknown) => {
+            refuse("internal");
+            done(Object.assign(new Error(String(err)), { returnCode: 3 as const }), false);
+          },
+        );
+      },
+      (err: unknown) => {
+        const reason = (err instanceof AuthorityError ? err.reason : "internal") as RefusalReason;
+        refuse(reason);
+        o.log("info", "mqtt connection refused", {
+          reason,
+          clientId: client.id?.slice(0, 64),
+          remote: remoteOf(socket),
+        });
+        done(
+          Object.assign(new Error(reason), { returnCode: reason === "internal" ? (3 as const) : (5 as const) }),
+          false,
+        );
+      },
+    );
+  };
+
+  const denied = (client: Client, conn: Connection | undefined, reason: RefusalReason, topic: string) => {
+    refuse(reason);
+    if (conn && !conn.warned) {
+      conn.warned = true;
+      o.log("warn", "mqtt topic refused", { reason, clientId: client.id, topic: topic.slice(0, 200) });
+    }
+  };
+
+  aedes.authorizePublish = (client, packet, done) => {
+    if (!client) return done(null); // a will of a broker that is gone: nobody to check
+    const conn = connections.get(client);
+    const ok =
+      conn !== undefined &&
+      !conn.revoked &&
+      mayPublish(conn.identity, packet.topic) &&
+      packet.payload.length <= o.maxMessageBytes &&
+      // Only a device's status is retained (the contract): nothing else may be.
+      (!packet.retain || packet.topic.endsWith("/status"));
+    if (!ok) {
+      if (!conn?.revoked) denied(client, conn, "publish_denied", packet.topic);
+      return done(new Error("not authorized"));
+    }
+    done(null);
+  };
+
+  aedes.authorizeSubscribe = (client, sub, done) => {
+    const conn = connections.get(client);
+    if (!conn || conn.revoked || !maySubscribe(conn.identity, sub.topic)) {
+      denied(client, conn, "subscribe_denied", sub.topic);
+      return done(null, null); // SUBACK 0x80 for this filter
+    }
+    done(null, sub);
+  };
+
+  aedes.on("publish", (packet, client) => {
+    if (!client) return;
+    const conn = connections.get(client);
+    if (conn?.identity.kind !== "device") return;
+    o.onMessage({
+      deviceId: conn.identity.deviceId,
+      topic: packet.topic,
+      payload: packet.payload as Buffer,
+      currentConnection: !conn.replaced,
+    });
+  });
+
+  const server: Server = createServer(
+    {
+      ...o.tls,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: "TLSv1.2",
+    },
+    (socket) => aedes.handle(socket as never),
+  );
+  server.on("tlsClientError", () => refuse("tls"));
+  // Every registered client ends here, however its connection ended.
+  aedes.on("clientDisconnect", (client) => {
+    const conn = connections.get(client);
+    if (!conn) return;
+    const reason = conn.revoked ? "revoked" : conn.replaced ? "taken over" : "closed";
+    void mqttSessionClosed(o.deps, conn.sessionId, reason).catch(() => undefined);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  const host = o.host.includes(":") ? `[${o.host}]` : o.host;
+  // Sessions a previous run left open ended with it.
+  await o.deps.storage.apply([{ kind: "closeAllMqttSessions", at: o.deps.clock.now(), reason: "broker restarted" }]);
+  o.log("info", "mqtt broker listening", { url: `mqtts://${host}:${port}` });
+
+  return {
+    port,
+    url: `mqtts://${host}:${port}`,
+    publish: (topic, payload, opts) =>
+      new Promise<void>((resolve, reject) =>
+        aedes.publish(
+          { cmd: "publish", topic, payload: Buffer.from(payload), qos: 1, retain: opts.retain, dup: false },
+          (err?: Error | null) => (err ? reject(err) : resolve()),
+        ),
+      ),
+    disconnect: async (serial) => {
+      let closed = 0;
+      for (const client of Object.values(clientsOf(aedes))) {
+        const conn = connections.get(client);
+        if (!conn || conn.identity.serial !== serial) continue;
+        conn.revoked = true;
+        closed++;
+        await new Promise<void>((resolve) => client.close(() => resolve()));
+      }
+      return closed;
+    },
+    connectedDevices: () => {
+      let n = 0;
+      for (const client of Object.values(clientsOf(aedes))) {
+        if (connections.get(client)?.identity.kind === "device" && client.connected) n++;
+      }
+      return n;
+    },
+    setTls: (tls) => server.setSecureContext({ ...tls }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close();
+        aedes.close(() => resolve());
+      }),
+  };
+}

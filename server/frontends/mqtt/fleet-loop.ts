@@ -1,0 +1,284 @@
+import { z } from "zod";
+import { type Actor, CLI_ACTOR } from "../../authority/actor.ts";
+import { commandMessage } from "../../authority/commands.ts";
+import type { AuthorityDeps } from "../../authority/deps.ts";
+import { markRevokedStatus, recordCommandResult, recordEvent, recordStatus } from "../../authority/device-reports.ts";
+import { type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
+import type { Scheduler } from "../../authority/responders.ts";
+import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
+import type { RevocationEntry } from "../../ports/storage.ts";
+import { commandTopic, FLEET_EVENTS, parseDeviceTopic, statusTopic } from "./topics.ts";
+
+/**
+ * The MQTT frontend: decodes what devices publish and calls one authority verb per
+ * message; publishes queued commands; carries revocations to the broker. It works the
+ * same over the embedded broker and over an external one (FleetLink).
+ */
+
+const iso = z.iso.datetime({ offset: true });
+const serial = z.string().regex(/^[0-9a-fA-F]{1,40}$/);
+
+const StatusMessage = z.object({
+  v: z.literal(1),
+  state: z.enum(["online", "offline", "rotating", "degraded", "revoked", "lost"]),
+  session: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  ts: iso,
+  cert: z.object({ serial, notAfter: iso.optional(), keyAlg: z.string().max(32).optional() }).optional(),
+  nextRenewAt: iso.nullable().optional(),
+  lastRenew: z
+    .object({ at: iso, ok: z.boolean(), error: z.string().max(500).optional() })
+    .nullable()
+    .optional(),
+  agent: z.object({ version: z.string().max(64) }).optional(),
+  /** Set on statuses the server itself wrote (revocation); never ingested as the device's. */
+  by: z.string().max(16).optional(),
+});
+
+const EventMessage = z.looseObject({
+  id: z.string().regex(/^[\w.:-]{1,64}$/),
+  type: z.string().regex(/^[\w.-]{1,64}$/),
+  at: iso,
+});
+
+const CommandResultMessage = z.looseObject({
+  opId: z.string().max(64),
+  ok: z.boolean(),
+  error: z.string().max(500).optional(),
+});
+
+export type MessageOutcome = "accepted" | "ignored" | "malformed" | "oversized";
+
+export interface FleetLoopOptions {
+  deps: AuthorityDeps;
+  link: FleetLink;
+  scheduler?: Scheduler;
+  maxMessageBytes: number;
+  /** Told of every inbound message's outcome (metrics). */
+  onMessage?: (kind: string, outcome: MessageOutcome) => void;
+  log: (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
+  /** Milliseconds between scheduled fleet audits; 0 turns them off. */
+  auditEveryMs: number;
+  /** How long the revoked device gets to receive cmd/revoked before its connection is closed. */
+  revokeGraceMs?: number;
+}
+
+const DISPATCH_PAGE = 500;
+
+export class FleetLoop {
+  private dispatching: Promise<number> | undefined;
+  private dispatchAgain = false;
+  private timers: { cancel(): void }[] = [];
+  private lastAudit: FleetAuditReport | undefined;
+
+  constructor(private readonly o: FleetLoopOptions) {}
+
+  start(): void {
+    const s = this.o.scheduler;
+    if (!s) return;
+    // Commands queued by other processes (the CLI) are found by this poll.
+    this.timers.push(s.every(this.o.deps.config.revocation.pollMs, () => void this.dispatch().catch(() => undefined)));
+    this.timers.push(s.every(60_000, () => void this.expireCommands().catch(() => undefined)));
+    if (this.o.auditEveryMs > 0) {
+      this.timers.push(
+        s.every(
+          this.o.auditEveryMs,
+          () => void this.audit(CLI_ACTOR).catch((err: unknown) => this.o.log("error", "fleet audit failed", { err })),
+        ),
+      );
+    }
+  }
+
+  stop(): void {
+    for (const t of this.timers.splice(0)) t.cancel();
+  }
+
+  get latestAudit(): FleetAuditReport | undefined {
+    return this.lastAudit;
+  }
+
+  /** One inbound message. Never throws: a bad message is counted and dropped. */
+  async receive(m: InboundMessage): Promise<MessageOutcome> {
+    const topic = parseDeviceTopic(m.topic);
+    const kind = topic?.kind ?? "other";
+    const outcome = await this.handle(m, topic).catch((err: unknown) => {
+      this.o.log("error", "mqtt message failed", { err, topic: m.topic.slice(0, 200) });
+      return "ignored" as const;
+    });
+    this.o.onMessage?.(kind, outcome);
+    return outcome;
+  }
+
+  private async handle(m: InboundMessage, topic: ReturnType<typeof parseDeviceTopic>): Promise<MessageOutcome> {
+    if (!topic || topic.deviceId !== m.deviceId || topic.kind === "cmd") return "ignored";
+    if (m.payload.byteLength > this.o.maxMessageBytes) return "oversized";
+    let json: unknown;
+    try {
+      json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(m.payload));
+    } catch {
+      return "malformed";
+    }
+    const { deps } = this.o;
+    switch (topic.kind) {
+      case "status": {
+        const doc = StatusMessage.safeParse(json);
+        if (!doc.success) return "malformed";
+        if (doc.data.by === "edgeid") return "ignored";
+        const d = doc.data;
+        const applied = await recordStatus(
+          deps,
+          m.deviceId,
+          {
+            state: d.state,
+            session: d.session,
+            ts: new Date(d.ts),
+            cert: d.cert
+              ? {
+                  serial: d.cert.serial.toLowerCase(),
+                  notAfter: d.cert.notAfter ? new Date(d.cert.notAfter) : null,
+                  keyAlg: d.cert.keyAlg ?? null,
+                }
+              : null,
+            nextRenewAt: d.nextRenewAt ? new Date(d.nextRenewAt) : null,
+            lastRenew: d.lastRenew ?? null,
+            agentVersion: d.agent?.version ?? null,
+          },
+          { currentConnection: m.currentConnection },
+        );
+        return applied ? "accepted" : "ignored";
+      }
+      case "events": {
+        const e = EventMessage.safeParse(json);
+        if (!e.success) return "malformed";
+        await recordEvent(deps, m.deviceId, {
+          id: e.data.id,
+          type: e.data.type,
+          at: new Date(e.data.at),
+          body: e.data as Record<string, unknown>,
+        });
+        return "accepted";
+      }
+      case "cmd-result": {
+        const r = CommandResultMessage.safeParse(json);
+        if (!r.success || r.data.opId !== topic.name) return "malformed";
+        await recordCommandResult(deps, m.deviceId, { opId: r.data.opId, ok: r.data.ok, error: r.data.error ?? null });
+        return "accepted";
+      }
+    }
+    return "ignored";
+  }
+
+  /** Publishes queued commands (single flight; a call during a run makes one more run). */
+  dispatch(): Promise<number> {
+    if (this.dispatching) {
+      this.dispatchAgain = true;
+      return this.dispatching;
+    }
+    this.dispatching = (async () => {
+      let sent = 0;
+      try {
+        do {
+          this.dispatchAgain = false;
+          for (;;) {
+            const queued = await this.o.deps.storage.queuedCommands(DISPATCH_PAGE);
+            for (const c of queued) {
+              await this.o.link.publish(commandTopic(c.deviceId, c.command), JSON.stringify(commandMessage(c)), {
+                retain: false,
+              });
+              await this.o.deps.storage.apply([{ kind: "markCommandSent", opId: c.opId, at: this.o.deps.clock.now() }]);
+              sent++;
+            }
+            if (queued.length < DISPATCH_PAGE) break;
+          }
+        } while (this.dispatchAgain);
+      } finally {
+        this.dispatching = undefined;
+      }
+      return sent;
+    })();
+    return this.dispatching;
+  }
+
+  async expireCommands(): Promise<void> {
+    await this.o.deps.storage.apply([{ kind: "expireCommands", at: this.o.deps.clock.now() }]);
+  }
+
+  /**
+   * Revocations reach the broker: the device is told (`cmd/revoked`), its live
+   * connections with that certificate are closed without their last will, and, when
+   * the certificate was its current identity, its retained status becomes `revoked`.
+   */
+  async revoked(entries: RevocationEntry[]): Promise<void> {
+    const { deps, link } = this.o;
+    const now = deps.clock.now();
+    await Promise.all(
+      entries.map(async (e) => {
+        const device = e.deviceId.startsWith("service:") ? undefined : await deps.storage.getDevice(e.deviceId);
+        const identityGone =
+          device !== undefined &&
+          (device.currentSerial === e.serial || device.status === "revoked" || device.status === "decommissioned");
+        if (device) {
+          const body = { opId: `revoked-${e.serial.slice(0, 16)}`, issuedAt: now.toISOString(), serial: e.serial };
+          await link.publish(commandTopic(device.id, "revoked"), JSON.stringify(body), { retain: false });
+          await new Promise<void>((resolve) => {
+            if (!this.o.scheduler || !this.o.revokeGraceMs) return resolve();
+            this.o.scheduler.after(this.o.revokeGraceMs, resolve);
+          });
+        }
+        const closed = await link.disconnect(e.serial, "revoked");
+        if (device && identityGone) {
+          const previous = await deps.storage.getDeviceStatus(device.id);
+          await link.publish(
+            statusTopic(device.id),
+            JSON.stringify({
+              v: 1,
+              state: "revoked",
+              session: previous?.session ?? 0,
+              ts: now.toISOString(),
+              cert: { serial: e.serial },
+              by: "edgeid",
+            }),
+            { retain: true },
+          );
+          await markRevokedStatus(deps, device.id);
+        }
+        this.o.log("info", "revocation carried to the broker", {
+          device: e.deviceId,
+          serial: e.serial,
+          closedConnections: closed,
+        });
+      }),
+    );
+  }
+
+  /** Runs the fleet audit and publishes its findings on the fleet events topic. */
+  async audit(actor: Actor, opts: Parameters<typeof runFleetAudit>[2] = {}): Promise<FleetAuditReport> {
+    const { fleet } = this.o.deps.config;
+    const report = await runFleetAudit(this.o.deps, actor, {
+      notSeenFor: fleet.notSeenFor,
+      cloneWindow: fleet.cloneWindow,
+      cloneTakeovers: fleet.cloneTakeovers,
+      ...opts,
+    });
+    this.lastAudit = report;
+    await publishAudit(this.o.link, report).catch((err: unknown) =>
+      this.o.log("warn", "could not publish audit findings", { err }),
+    );
+    return report;
+  }
+}
+
+/** Findings as events on the fleet topic (one message each, then a summary). */
+export async function publishAudit(link: FleetLink, report: FleetAuditReport): Promise<void> {
+  const at = report.at.toISOString();
+  const runId = `audit-${report.at.getTime()}`;
+  for (const [i, f] of report.findings.entries()) {
+    await link.publish(FLEET_EVENTS, JSON.stringify({ v: 1, id: `${runId}-${i}`, type: "audit-finding", at, ...f }), {
+      retain: false,
+    });
+  }
+  await link.publish(
+    FLEET_EVENTS,
+    JSON.stringify({ v: 1, id: runId, type: "audit-summary", at, counts: report.counts, truncated: report.truncated }),
+    { retain: false },
+  );
+}
