@@ -29,7 +29,7 @@ import { type Config, profilesOf } from "../config/schema.ts";
 import { FleetMetrics } from "../frontends/metrics/fleet-metrics.ts";
 import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
 import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
-import { pemCertificates } from "../pki/pem.ts";
+import { pemCertificates, toPem } from "../pki/pem.ts";
 import { systemClock } from "../ports/clock.ts";
 import type { FleetLink } from "../ports/fleet-link.ts";
 
@@ -252,7 +252,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     key: readFileSync(paths.tlsKey),
     passphrase: passphrase.passphrase,
     cert: readFileSync(paths.tlsCert),
-    ca: [ca.certificate, ...readTrustAnchors(opts.dataDir)].map((d) => Buffer.from(d)),
+    // PEM: OpenSSL's verification of the client certificate needs the anchors as PEM.
+    ca: [ca.certificate, ...readTrustAnchors(opts.dataDir)].map((d) => Buffer.from(toPem("CERTIFICATE", d))),
   });
   try {
     if (mqttListen !== "off") {

@@ -229,7 +229,7 @@ export interface FleetAuditReads {
   staleDevices(before: Date, limit: number): Promise<DeviceStatusRecord[]>;
   /** Open MQTT sessions whose certificate is revoked or whose device is no longer active. */
   revokedButConnected(limit: number): Promise<MqttSessionRecord[]>;
-  /** Revoked or decommissioned devices that sent a message after they were revoked. */
+  /** Revoked or decommissioned devices that sent a message more than a minute after they were revoked. */
   heardAfterRevocation(limit: number): Promise<(DeviceStatusRecord & { revokedAt: Date })[]>;
   /** Sessions since `since` that took over a still-open session with the same certificate. */
   takeovers(since: Date, limit: number): Promise<MqttSessionRecord[]>;

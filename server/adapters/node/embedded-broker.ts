@@ -206,7 +206,16 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
     },
     (socket) => aedes.handle(socket as never),
   );
-  server.on("tlsClientError", () => refuse("tls"));
+  server.on("tlsClientError", (err, socket) => {
+    refuse("tls");
+    o.log("info", "mqtt TLS handshake refused", { error: err.message, remote: remoteOf(socket) });
+  });
+  aedes.on("connectionError", (client, err) =>
+    o.log("info", "mqtt connection error", { clientId: client.id?.slice(0, 64), error: err.message }),
+  );
+  aedes.on("clientError", (client, err) =>
+    o.log("info", "mqtt client error", { clientId: client.id?.slice(0, 64), error: err.message }),
+  );
   // Every registered client ends here, however its connection ended.
   aedes.on("clientDisconnect", (client) => {
     const conn = connections.get(client);

@@ -209,22 +209,28 @@ export class FleetLoop {
    */
   async revoked(entries: RevocationEntry[]): Promise<void> {
     const { deps, link } = this.o;
-    const now = deps.clock.now();
+    const byDevice = new Map<string, RevocationEntry[]>();
+    for (const e of entries) byDevice.set(e.deviceId, [...(byDevice.get(e.deviceId) ?? []), e]);
     await Promise.all(
-      entries.map(async (e) => {
-        const device = e.deviceId.startsWith("service:") ? undefined : await deps.storage.getDevice(e.deviceId);
+      [...byDevice].map(async ([deviceId, revoked]) => {
+        const now = deps.clock.now();
+        const serials = revoked.map((e) => e.serial);
+        const device = deviceId.startsWith("service:") ? undefined : await deps.storage.getDevice(deviceId);
         const identityGone =
           device !== undefined &&
-          (device.currentSerial === e.serial || device.status === "revoked" || device.status === "decommissioned");
-        if (device) {
-          const body = { opId: `revoked-${e.serial.slice(0, 16)}`, issuedAt: now.toISOString(), serial: e.serial };
+          (device.status === "revoked" ||
+            device.status === "decommissioned" ||
+            serials.includes(device.currentSerial ?? ""));
+        if (device && identityGone) {
+          const body = { opId: `revoked-${now.getTime()}`, issuedAt: now.toISOString(), serials };
           await link.publish(commandTopic(device.id, "revoked"), JSON.stringify(body), { retain: false });
           await new Promise<void>((resolve) => {
             if (!this.o.scheduler || !this.o.revokeGraceMs) return resolve();
             this.o.scheduler.after(this.o.revokeGraceMs, resolve);
           });
         }
-        const closed = await link.disconnect(e.serial, "revoked");
+        let closed = 0;
+        for (const serial of serials) closed += await link.disconnect(serial, "revoked");
         if (device && identityGone) {
           const previous = await deps.storage.getDeviceStatus(device.id);
           await link.publish(
@@ -233,19 +239,15 @@ export class FleetLoop {
               v: 1,
               state: "revoked",
               session: previous?.session ?? 0,
-              ts: now.toISOString(),
-              cert: { serial: e.serial },
+              ts: deps.clock.now().toISOString(),
+              cert: { serial: device.currentSerial ?? serials[0] },
               by: "edgeid",
             }),
             { retain: true },
           );
           await markRevokedStatus(deps, device.id);
         }
-        this.o.log("info", "revocation carried to the broker", {
-          device: e.deviceId,
-          serial: e.serial,
-          closedConnections: closed,
-        });
+        this.o.log("info", "revocation carried to the broker", { device: deviceId, serials, closedConnections: closed });
       }),
     );
   }
