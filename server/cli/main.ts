@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { Argument, Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { dataPaths, initDataDir, isInitialised } from "../adapters/node/data-dir.ts";
-import { writeMosquittoConfig } from "../adapters/node/mosquitto.ts";
+import { writeMosquittoConfig, writeServiceIdentity } from "../adapters/node/mosquitto.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { AuthorityError } from "../authority/errors.ts";
 import { createOperator } from "../authority/operators.ts";
@@ -495,6 +495,26 @@ mqtt
       process.stdout.write(
         `wrote ${r.files.config}\nstart the broker:  mosquitto -c ${r.files.config}\n` +
           `the server now uses ${r.url} (edgeid serve; its embedded broker is off unless --mqtt-listen is given)\n`,
+      );
+    }
+  });
+
+mqtt
+  .command("service-cert")
+  .description(
+    "a client certificate for a service (spiffe://<td>/service/<name>): reads every edgeid/v1 topic and may send commands, on the embedded or an external broker",
+  )
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .requiredOption("--name <name>", "service name: 1-32 lowercase letters, digits or '-'")
+  .requiredOption("--out <dir>", "where <name>.pem, <name>.key and ca.pem go")
+  .option("--json", "one JSON object")
+  .action(async (opts) => {
+    const r = await writeServiceIdentity({ dataDir: opts.data, name: opts.name, out: opts.out, env: process.env });
+    if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else {
+      process.stdout.write(
+        `${r.identity}: ${r.cert} (key ${r.key}, serial ${r.serial}, until ${r.notAfter})\n` +
+          `MQTT client id: service:${opts.name} (or starting with it)\n`,
       );
     }
   });

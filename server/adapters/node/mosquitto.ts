@@ -94,12 +94,90 @@ export function mosquittoConf(o: { dir: string; host: string; port: number; user
   ].join("\n");
 }
 
+/** The core's dependencies with the issuing CA, for a CLI command that issues; closed after `run`. */
+async function withIssuer<T>(
+  dataDir: string,
+  env: NodeJS.ProcessEnv,
+  run: (deps: AuthorityDeps) => Promise<T>,
+): Promise<T> {
+  const paths = dataPaths(dataDir);
+  const config = readConfig(dataDir);
+  const ca = await loadIssuingCa(dataDir, resolvePassphrase(dataDir, env, false).passphrase);
+  const storage = SqliteStorage.open(paths.database);
+  try {
+    return await run({
+      config,
+      profiles: profilesOf(config),
+      storage,
+      ca,
+      clock: systemClock,
+      crypto: webcrypto as Crypto,
+      digest: nodeDigest,
+      // Nothing here checks a CSR or a manufacturer chain.
+      verifier: undefined as unknown as SignatureVerifier,
+      publicUrl: config.publicUrl ?? `https://${config.listen}`,
+      idevidAnchors: new Map(),
+    });
+  } finally {
+    await storage.close();
+  }
+}
+
+/** A service identity's key (P-256, generated here) and certificate (with the issuing CA) as PEM files. */
+async function writeServiceFiles(
+  deps: AuthorityDeps,
+  name: string,
+  certFile: string,
+  keyFile: string,
+): Promise<{ serial: string; notAfter: Date }> {
+  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const service = await issueServiceCertificate(deps, CLI_ACTOR, { name, spki: spkiOf(privateKey) });
+  writeFileAtomic(keyFile, privateKey.export({ type: "pkcs8", format: "pem" }) as string);
+  writeFileAtomic(certFile, toPem("CERTIFICATE", service.der) + toPem("CERTIFICATE", deps.ca.certificate));
+  return { serial: service.record.serial, notAfter: service.record.notAfter };
+}
+
+/**
+ * `edgeid mqtt service-cert`: a client certificate for a service (an integration
+ * that reads fleet topics, a dashboard) on the embedded or an external broker.
+ */
+export async function writeServiceIdentity(o: {
+  dataDir: string;
+  name: string;
+  out: string;
+  env: NodeJS.ProcessEnv;
+}): Promise<{ cert: string; key: string; ca: string; serial: string; notAfter: string; identity: string }> {
+  return withIssuer(o.dataDir, o.env, async (deps) => {
+    const dir = resolve(o.out);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const cert = join(dir, `${o.name}.pem`);
+    const key = join(dir, `${o.name}.key`);
+    const ca = join(dir, "ca.pem");
+    const r = await writeServiceFiles(deps, o.name, cert, key);
+    writeFileAtomic(ca, trustBundle(o.dataDir, deps), 0o644);
+    return {
+      cert,
+      key,
+      ca,
+      serial: r.serial,
+      notAfter: r.notAfter.toISOString(),
+      identity: `spiffe://${deps.config.trustDomain}/service/${o.name}`,
+    };
+  });
+}
+
+function trustBundle(dataDir: string, deps: AuthorityDeps): string {
+  return [deps.ca.certificate, ...readTrustAnchors(dataDir)].map((d) => toPem("CERTIFICATE", d)).join("");
+}
+
 /** Writes the broker's files and records the external broker in edgeid.json. */
 export async function writeMosquittoConfig(o: MosquittoConfigOptions): Promise<MosquittoConfigResult> {
+  return withIssuer(o.dataDir, o.env, (deps) => mosquittoFiles(o, deps));
+}
+
+async function mosquittoFiles(o: MosquittoConfigOptions, deps: AuthorityDeps): Promise<MosquittoConfigResult> {
   const paths = dataPaths(o.dataDir);
-  const config = readConfig(o.dataDir);
-  const passphrase = resolvePassphrase(o.dataDir, o.env, false).passphrase;
-  const ca = await loadIssuingCa(o.dataDir, passphrase);
+  const { ca } = deps;
   const dir = resolve(o.out);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = (name: string) => join(dir, name);
@@ -116,61 +194,40 @@ export async function writeMosquittoConfig(o: MosquittoConfigOptions): Promise<M
   };
   const hostPart = o.listen.host.includes(":") ? `[${o.listen.host}]` : o.listen.host;
   const url = `mqtts://${hostPart}:${o.listen.port}`;
-  const storage = SqliteStorage.open(paths.database);
-  try {
-    const deps: AuthorityDeps = {
-      config,
-      profiles: profilesOf(config),
-      storage,
-      ca,
-      clock: systemClock,
-      crypto: webcrypto as Crypto,
-      digest: nodeDigest,
-      verifier: undefined as unknown as SignatureVerifier,
-      publicUrl: config.publicUrl ?? `https://${config.listen}`,
-      idevidAnchors: new Map(),
-    };
-    const anchors = [ca.certificate, ...readTrustAnchors(o.dataDir)];
-    writeFileAtomic(files.ca, anchors.map((d) => toPem("CERTIFICATE", d)).join(""), 0o644);
-    const broker = await issueServerCertificate(ca, [o.listen.host, ...config.hostnames]);
-    writeFileAtomic(files.cert, toPem("CERTIFICATE", broker.der) + toPem("CERTIFICATE", ca.certificate), 0o644);
-    writeFileAtomic(files.key, broker.privateKey.export({ type: "pkcs8", format: "pem" }) as string);
-    const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-    const service = await issueServiceCertificate(deps, CLI_ACTOR, { name: SERVER_SERVICE, spki: spkiOf(privateKey) });
-    writeFileAtomic(files.clientCert, toPem("CERTIFICATE", service.der) + toPem("CERTIFICATE", ca.certificate));
-    writeFileAtomic(files.clientKey, privateKey.export({ type: "pkcs8", format: "pem" }) as string);
-    // The current CRL, so the broker starts with it; the server keeps it current.
-    const responders = new RevocationResponders(deps);
-    await responders.start();
-    const crl = responders.currentCrl(ca.name);
-    if (!crl) throw new Error("no CRL was published");
-    writeCrlPem(files.crl, crl);
-    writeFileAtomic(files.acl, mosquittoAcl(), 0o644);
-    writeFileAtomic(
-      files.config,
-      mosquittoConf({ dir, host: o.listen.host, port: o.listen.port, user: o.user ?? userInfo().username }),
-      0o644,
-    );
-    // Point the server at the broker (other settings in edgeid.json are kept as written).
-    const raw = JSON.parse(readFileSync(paths.config, "utf8")) as Record<string, unknown>;
-    const mqtt = (raw.mqtt ?? {}) as Record<string, unknown>;
-    raw.mqtt = {
-      ...mqtt,
-      external: {
-        url,
-        clientCert: files.clientCert,
-        clientKey: files.clientKey,
-        ca: files.ca,
-        crlFile: files.crl,
-        pidFile: files.pidFile,
-      },
-    };
-    writeFileAtomic(paths.config, `${JSON.stringify(raw, null, 2)}\n`);
-    readConfig(o.dataDir);
-    return { url, files, serviceSerial: service.record.serial };
-  } finally {
-    await storage.close();
-  }
+  writeFileAtomic(files.ca, trustBundle(o.dataDir, deps), 0o644);
+  const broker = await issueServerCertificate(ca, [o.listen.host, ...deps.config.hostnames]);
+  writeFileAtomic(files.cert, toPem("CERTIFICATE", broker.der) + toPem("CERTIFICATE", ca.certificate), 0o644);
+  writeFileAtomic(files.key, broker.privateKey.export({ type: "pkcs8", format: "pem" }) as string);
+  const service = await writeServiceFiles(deps, SERVER_SERVICE, files.clientCert, files.clientKey);
+  // The current CRL, so the broker starts with it; the server keeps it current.
+  const responders = new RevocationResponders(deps);
+  await responders.start();
+  const crl = responders.currentCrl(ca.name);
+  if (!crl) throw new Error("no CRL was published");
+  writeCrlPem(files.crl, crl);
+  writeFileAtomic(files.acl, mosquittoAcl(), 0o644);
+  writeFileAtomic(
+    files.config,
+    mosquittoConf({ dir, host: o.listen.host, port: o.listen.port, user: o.user ?? userInfo().username }),
+    0o644,
+  );
+  // Point the server at the broker (other settings in edgeid.json are kept as written).
+  const raw = JSON.parse(readFileSync(paths.config, "utf8")) as Record<string, unknown>;
+  const mqtt = (raw.mqtt ?? {}) as Record<string, unknown>;
+  raw.mqtt = {
+    ...mqtt,
+    external: {
+      url,
+      clientCert: files.clientCert,
+      clientKey: files.clientKey,
+      ca: files.ca,
+      crlFile: files.crl,
+      pidFile: files.pidFile,
+    },
+  };
+  writeFileAtomic(paths.config, `${JSON.stringify(raw, null, 2)}\n`);
+  readConfig(o.dataDir);
+  return { url, files, serviceSerial: service.serial };
 }
 
 function writeCrlPem(file: string, crl: PublishedCrl): void {
