@@ -247,7 +247,11 @@ export class FleetLoop {
           );
           await markRevokedStatus(deps, device.id);
         }
-        this.o.log("info", "revocation carried to the broker", { device: deviceId, serials, closedConnections: closed });
+        this.o.log("info", "revocation carried to the broker", {
+          device: deviceId,
+          serials,
+          closedConnections: closed,
+        });
       }),
     );
   }
