@@ -662,3 +662,18 @@ export async function issueClientCert(
   ]);
   return { certFile, keyFile: csr.keyFile };
 }
+
+/** Token enrollment with openssl and curl: the device's certificate and key files. */
+export async function enrollDevice(
+  server: TestServer,
+  work: string,
+  deviceId: string,
+): Promise<{ cert: string; key: string; token: string; serial: string }> {
+  const { token } = await createToken(server.dataDir, deviceId);
+  const csr = await makeCsrNewKeyP256(work, deviceId);
+  const r = await estPost(server, work, "simpleenroll", csr.base64, { basic: { user: deviceId, password: token } });
+  expect(r.status, `body: ${r.text}`).toBe(200);
+  const [pem] = await pkcs7ToPem(work, r.body);
+  const cert = await writePem(work, `${deviceId}.pem`, pem as string);
+  return { cert, key: csr.keyFile, token, serial: await x509Serial(cert) };
+}

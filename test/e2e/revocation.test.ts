@@ -14,6 +14,7 @@ import {
   createToken,
   curl,
   edgeid,
+  enrollDevice,
   estGet,
   estPost,
   type HttpResponse,
@@ -47,12 +48,7 @@ async function issuedCert(r: HttpResponse, name: string): Promise<string> {
   return writePem(work, `${name}.pem`, pem as string);
 }
 
-async function enroll(deviceId: string): Promise<{ cert: string; key: string; token: string }> {
-  const { token } = await createToken(dataDir, deviceId);
-  const csr = await makeCsrNewKeyP256(work, deviceId);
-  const r = await estPost(server, work, "simpleenroll", csr.base64, { basic: { user: deviceId, password: token } });
-  return { cert: await issuedCert(r, deviceId), key: csr.keyFile, token };
-}
+const enroll = (deviceId: string) => enrollDevice(server, work, deviceId);
 
 /** `openssl ocsp` against the URL in the certificate: its status line and the whole output. */
 async function ocsp(target: { cert?: string; serial?: string }, nonce = true) {

@@ -101,6 +101,8 @@ export class FleetMetrics {
       return;
     }
     if (e.outcome !== "success") return;
+    // The inventory changed: the next scrape reads it again instead of the cached counts.
+    if (/^(est|device|certificate)\./.test(e.action)) this.cache = { at: -Infinity };
     switch (e.action) {
       case "est.simpleenroll":
         this.enrollments({ profile, method: boundedLabel(String(d.method ?? ""), METHODS) });
