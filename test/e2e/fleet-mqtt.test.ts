@@ -144,7 +144,9 @@ describe("embedded broker", () => {
     expect(await b.subscribe("edgeid/v1/devices/dev-b/status")).toEqual([128]);
     expect(await b.subscribe("edgeid/v1/devices/dev-b/cmd/+")).toEqual([1]);
     // Publishing as another device: the broker drops the message and the connection.
-    void b.publish("edgeid/v1/devices/dev-a/status", statusDoc(99, { state: "offline" }), { retain: true });
+    b.publish("edgeid/v1/devices/dev-a/status", statusDoc(99, { state: "offline" }), { retain: true }).catch(
+      () => undefined,
+    );
     await b.closed;
     const a = await showDevice(server.dataDir, "dev-a");
     expect((a as unknown as { reported: { state: string; session: number } }).reported).toMatchObject({
@@ -153,7 +155,7 @@ describe("embedded broker", () => {
     });
     // A device may not send a command, not even to itself.
     const b2 = await connected("dev-b");
-    void b2.publish("edgeid/v1/devices/dev-b/cmd/rotate", { opId: "op_self" });
+    b2.publish("edgeid/v1/devices/dev-b/cmd/rotate", { opId: "op_self" }).catch(() => undefined);
     await b2.closed;
 
     const metrics = await curl(work, `${server.url}/metrics`, { bearer: adminToken, cacert: server.rootPemFile });
