@@ -1,8 +1,8 @@
 /**
  * The agent's footprint (part of `npm run bench`): the compiled agent (device-client/dist,
  * what a gateway runs) enrolled against the real server with a 2-minute certificate
- * lifetime, running for --agent-minutes (default 10: ~7 rotations) with MQTT status to a
- * TLS broker. It samples the agent's RSS every 10 s and measures its CPU time.
+ * lifetime, running for --agent-minutes (default 10: ~7 rotations) with MQTT status to the
+ * server's embedded broker. It samples the agent's RSS every 10 s and measures its CPU time.
  */
 import { spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
@@ -10,7 +10,6 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startBroker } from "../test/support/broker.ts";
 import { percentile } from "./load.ts";
 import { cpuSeconds, createTokens, EDGEID, ROOT, run, say, startServerProcess } from "./server.ts";
 
@@ -40,12 +39,6 @@ export async function agentBench(o: { minutes: number; keep: boolean; nodeFlags?
   config.profiles = { device: { validity: "2m", backdate: "0s" } };
   writeFileSync(configFile, JSON.stringify(config));
   const server = await startServerProcess(dataDir);
-  const broker = await startBroker({
-    key: readFileSync(join(dataDir, "tls", "server.key"), "utf8"),
-    passphrase: readFileSync(join(dataDir, "secrets", "ca-passphrase"), "utf8").trim(),
-    cert: readFileSync(join(dataDir, "tls", "server.pem"), "utf8"),
-    ca: [server.ca],
-  });
   const [token] = await createTokens(dataDir, 1, "gw-");
   const dir = join(work, "agent");
   const fp = new X509Certificate(server.ca).fingerprint256.replace(/:/g, "");
@@ -63,7 +56,7 @@ export async function agentBench(o: { minutes: number; keep: boolean; nodeFlags?
     "--dir",
     dir,
     "--mqtt",
-    `mqtts://127.0.0.1:${broker.port}`,
+    server.mqttUrl,
   ]);
   say(`agent node flags: ${flags.join(" ") || "(none)"}`);
   const child = spawn(process.execPath, [...flags, AGENT, "run", "--dir", dir], {
@@ -88,7 +81,6 @@ export async function agentBench(o: { minutes: number; keep: boolean; nodeFlags?
   const failures = log.split("\n").filter((l) => /"level":"(warn|error)"/.test(l)).length;
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
-  await broker.close();
   await server.stop();
   const rss = Float64Array.from(samples.map((s) => s.rss)).sort();
   const steady = Float64Array.from(samples.filter((s) => s.at >= 120).map((s) => s.rss)).sort();

@@ -16,6 +16,7 @@ import { createSecureContext } from "node:tls";
 import Database from "better-sqlite3";
 import { Command, InvalidArgumentError } from "commander";
 import { agentBench } from "./agent.ts";
+import { fleetBench } from "./fleet.ts";
 import { inventoryBench } from "./inventory.ts";
 import { type Job, runLoad, windowRates } from "./load.ts";
 import { certificateFromResponse, certificatePem, type DeviceRequest, makeRequest } from "./requests.ts";
@@ -62,6 +63,13 @@ const opts = new Command("bench")
   .option("--ocsp-concurrency <n>", "concurrent keep-alive OCSP clients", positive, 64)
   .option("--inventory-devices <n>", "devices in the inventory benchmark (0 to skip it)", Number, 1_000_000)
   .option("--only-fleet", "skip the enrollment benchmark (run only the revocation and inventory benchmarks)")
+  .option(
+    "--fleet-devices <n>",
+    "devices on the embedded broker in the fleet-loop benchmark (0 to skip it)",
+    Number,
+    500,
+  )
+  .option("--fleet-messages <n>", "status reports per device in the fleet-loop benchmark", positive, 20)
   .option("--agent-minutes <n>", "minutes of the device agent footprint run (0 to skip it)", Number, 10)
   .option("--keep", "keep the data directory")
   .option("--cpu-prof <dir>", "write a V8 CPU profile of the server process into this directory")
@@ -81,6 +89,8 @@ const opts = new Command("bench")
     onlyFleet?: boolean;
     inventoryDevices: number;
     agentMinutes: number;
+    fleetDevices: number;
+    fleetMessages: number;
     keep?: boolean;
     cpuProf?: string;
   }>();
@@ -304,6 +314,15 @@ if (opts.revoked > 0) {
     keep: Boolean(opts.keep),
   });
   say(`RESULT revocation ${summary}`);
+}
+if (opts.fleetDevices > 0) {
+  const summary = await fleetBench({
+    devices: opts.fleetDevices,
+    messages: opts.fleetMessages,
+    revocations: Math.min(20, opts.fleetDevices),
+    keep: Boolean(opts.keep),
+  });
+  say(`RESULT fleet ${summary}`);
 }
 if (opts.agentMinutes > 0) {
   say(`RESULT agent ${await agentBench({ minutes: opts.agentMinutes, keep: Boolean(opts.keep) })}`);

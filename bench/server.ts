@@ -110,6 +110,8 @@ export function summarize(name: string, r: LoadResult): { rate: number; ok: numb
 
 export interface ServerProcess {
   url: string;
+  /** The embedded MQTT broker, on a free port. */
+  mqttUrl: string;
   /** The root CA PEM, the trust anchor for TLS. */
   ca: string;
   pid: number;
@@ -122,10 +124,21 @@ export interface ServerProcess {
 export async function startServerProcess(dataDir: string, extraNodeArgs: string[] = []): Promise<ServerProcess> {
   const { spawn } = await import("node:child_process");
   const port = await freePort();
+  const mqttPort = await freePort();
   const url = `https://127.0.0.1:${port}`;
   const child = spawn(
     process.execPath,
-    [...extraNodeArgs, EDGEID, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`],
+    [
+      ...extraNodeArgs,
+      EDGEID,
+      "serve",
+      "--data",
+      dataDir,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--mqtt-listen",
+      `127.0.0.1:${mqttPort}`,
+    ],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },
@@ -142,6 +155,7 @@ export async function startServerProcess(dataDir: string, extraNodeArgs: string[
   await waitReady(`${url}/healthz`, ca, () => child.exitCode !== null);
   return {
     url,
+    mqttUrl: `mqtts://127.0.0.1:${mqttPort}`,
     ca,
     pid: child.pid as number,
     log: () => output,
