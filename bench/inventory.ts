@@ -3,6 +3,8 @@
  * over N devices (default 1,000,000), seeded straight into the SQLite file. It times
  * first pages, deep pages (a cursor near the end), filtered pages and a walk of
  * consecutive pages by nextCursor: keyset pagination should make them all cost the same.
+ * Then, over the same fleet (a certificate and an MQTT status per enrolled device), one
+ * full fleet audit and the /metrics scrape.
  */
 import { randomInt } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -20,31 +22,96 @@ export interface InventoryBenchOptions {
 
 const STATUSES = ["active", "active", "active", "active", "active", "active", "active", "active", "pending", "revoked"];
 
+/**
+ * Devices; for each enrolled one a certificate row (placeholder DER: nothing here parses
+ * it) and an MQTT status row. A few are made findings on purpose: silent for two days,
+ * reporting a serial never issued.
+ */
 function seedDevices(file: string, count: number, now: number): void {
   const db = new Database(file);
   try {
     const insert = db.prepare(
       "INSERT INTO devices (id, profile, status, created_at, updated_at, last_enrolled_at, current_serial, current_not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
+    const cert = db.prepare(
+      `INSERT INTO certificates (serial, device_id, profile, issuer, not_before, not_after, fingerprint, key_fingerprint,
+        key_type, status, der, issued_at, method) VALUES (?, ?, ?, 'issuing-p256', ?, ?, ?, ?, 'P-256', ?, x'00', ?, 'token')`,
+    );
+    const status = db.prepare(
+      `INSERT INTO device_status (device_id, state, session, reported_at, last_seen_at, cert_serial, source)
+       VALUES (?, 'online', 1, ?, ?, ?, 'device')`,
+    );
     db.transaction(() => {
       for (let i = 0; i < count; i++) {
-        const status = STATUSES[i % STATUSES.length] as string;
-        const enrolled = status === "pending" ? null : now - randomInt(72 * 3600) * 1000;
+        const state = STATUSES[i % STATUSES.length] as string;
+        const enrolled = state === "pending" ? null : now - randomInt(72 * 3600) * 1000;
+        const id = `inv-${String(i).padStart(7, "0")}`;
+        const profile = i % 20 === 0 ? "legacy" : "device";
+        const serial = i.toString(16).padStart(32, "0");
         insert.run(
-          `inv-${String(i).padStart(7, "0")}`,
-          i % 20 === 0 ? "legacy" : "device",
-          status,
+          id,
+          profile,
+          state,
           now - 86400_000,
           now,
           enrolled,
-          enrolled === null ? null : i.toString(16).padStart(32, "0"),
+          enrolled === null ? null : serial,
           enrolled === null ? null : enrolled + 72 * 3600_000,
         );
+        if (enrolled === null) continue;
+        cert.run(
+          serial,
+          id,
+          profile,
+          enrolled - 300_000,
+          enrolled + 72 * 3600_000,
+          `f${serial}`,
+          `k${serial}`,
+          state === "revoked" ? "revoked" : "valid",
+          enrolled,
+        );
+        const seen = i % 1000 === 1 ? now - 2 * 86400_000 : now - randomInt(600) * 1000;
+        status.run(id, seen, seen, i % 1000 === 3 ? "0badc0ffee" : serial);
       }
     })();
   } finally {
     db.close();
   }
+}
+
+/** One request with the operator token; the body text. */
+function call(
+  server: ServerProcess,
+  agent: Agent,
+  token: string,
+  method: "GET" | "POST",
+  path: string,
+  body?: string,
+): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const req = request(
+      `${server.url}${path}`,
+      {
+        method,
+        agent,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body ? { "content-type": "application/json", "content-length": String(body.length) } : {}),
+        },
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (c: string) => {
+          text += c;
+        });
+        res.on("end", () =>
+          res.statusCode === 200 ? resolve(text) : reject(new Error(`${path}: ${res.statusCode} ${text}`)),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
 }
 
 /** The cursor the API hands out for "after this device id" (bench shortcut to a deep page). */
@@ -121,9 +188,57 @@ export async function inventoryBench(o: InventoryBenchOptions): Promise<string> 
   say(
     `  walking ${walk.length} pages by nextCursor: p50 ${percentile(w, 50).toFixed(1)} ms · p99 ${percentile(w, 99).toFixed(1)} ms per page`,
   );
+  // The fleet audit over the whole fleet (each check one bounded query), then /metrics.
+  const audits: number[] = [];
+  let counts: Record<string, number> = {};
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    const report = JSON.parse(await call(server, agent, init.adminToken, "POST", "/api/v1/fleet/audit", "{}")) as {
+      counts: Record<string, number>;
+    };
+    audits.push(performance.now() - t);
+    counts = report.counts;
+  }
+  const a = Float64Array.from(audits).sort();
+  // The server keeps answering while an audit runs (its full-table checks yield between chunks).
+  const during: number[] = [];
+  let auditDone = false;
+  const running = call(
+    server,
+    new Agent({ keepAlive: true, ca: server.ca, maxSockets: 1 }),
+    init.adminToken,
+    "POST",
+    "/api/v1/fleet/audit",
+    "{}",
+  ).then(() => {
+    auditDone = true;
+  });
+  while (!auditDone) during.push((await get(server, agent, init.adminToken, "/devices?limit=100")).ms);
+  await running;
+  const d = Float64Array.from(during).sort();
+  say(
+    `  fleet audit over ${o.devices} devices: p50 ${percentile(a, 50).toFixed(0)} ms (3 runs) · findings ${Object.entries(
+      counts,
+    )
+      .filter(([, n]) => n > 0)
+      .map(([c, n]) => `${c} ${n}`)
+      .join(", ")}`,
+  );
+  say(
+    `  device pages during an audit: ${during.length} pages · p50 ${percentile(d, 50).toFixed(1)} ms · max ${(d.at(-1) ?? 0).toFixed(1)} ms`,
+  );
+  const t = performance.now();
+  const text = await call(server, agent, init.adminToken, "GET", "/metrics");
+  const scrape = performance.now() - t;
+  const t2 = performance.now();
+  await call(server, agent, init.adminToken, "GET", "/metrics");
+  const cached = performance.now() - t2;
+  say(
+    `  /metrics: ${(text.length / 1024).toFixed(1)} KiB, first scrape ${scrape.toFixed(0)} ms (device counts and the expiry histogram over the table), cached ${cached.toFixed(1)} ms`,
+  );
   say(`  server peak RSS: ${peakRssMiB(server.pid).toFixed(0)} MiB`);
   agent.destroy();
   await server.stop();
   if (!o.keep) await rm(work, { recursive: true, force: true });
-  return `${o.devices} devices: ${summary.join(" · ")} · walk p50 ${percentile(w, 50).toFixed(1)} ms`;
+  return `${o.devices} devices: ${summary.join(" · ")} · walk p50 ${percentile(w, 50).toFixed(1)} ms · fleet audit ${percentile(a, 50).toFixed(0)} ms · /metrics ${scrape.toFixed(0)} ms`;
 }

@@ -42,7 +42,17 @@ export interface FleetAuditOptions {
   cloneTakeovers?: number;
   /** Findings per check (default 1000). */
   limit?: number;
+  /**
+   * Called between chunks of the checks that scan whole tables (reported certificates,
+   * key types), so that a server answers other requests meanwhile.
+   */
+  afterChunk?: () => Promise<void>;
+  /** Rows per chunk of those checks (default AUDIT_SCAN_CHUNK). */
+  scanChunk?: number;
 }
+
+/** Rows per chunk of a full-table check. */
+export const AUDIT_SCAN_CHUNK = 5000;
 
 export interface FleetAuditReport {
   at: Date;
@@ -98,9 +108,13 @@ export async function runFleetAudit(
 ): Promise<FleetAuditReport> {
   requireRole(actor, "auditor");
   for (const [k, v] of Object.entries(opts)) {
-    if (v !== undefined && (!Number.isInteger(v) || (v as number) < 0))
+    if (k === "afterChunk") continue;
+    if (v !== undefined && (!Number.isInteger(v) || (v as number) < 0)) {
       throw badRequest("bad_parameter", `${k} must be a whole number ≥ 0`);
+    }
   }
+  const afterChunk = opts.afterChunk ?? (async () => undefined);
+  const scanChunk = Math.max(1, opts.scanChunk ?? AUDIT_SCAN_CHUNK);
   const now = deps.clock.now();
   const limit = Math.min(opts.limit ?? 1000, 10_000);
   const notSeenFor = opts.notSeenFor ?? DAY;
@@ -162,7 +176,14 @@ export async function runFleetAudit(
     });
   }
   // Through an external broker the server sees no connections, only messages.
-  for (const s of await storage.heardAfterRevocation(limit + 1)) {
+  const heard: Awaited<ReturnType<typeof storage.heardAfterRevocation>>["rows"] = [];
+  for (let after: string | null = ""; after !== null; ) {
+    const chunk = await storage.heardAfterRevocation(after, scanChunk);
+    heard.push(...chunk.rows);
+    after = chunk.next;
+    if (after !== null) await afterChunk();
+  }
+  for (const s of heard) {
     if (connected.has(s.deviceId)) continue;
     add({
       check: "revoked-still-connected",
@@ -191,7 +212,14 @@ export async function runFleetAudit(
     });
   }
 
-  for (const p of await storage.reportedCertificateProblems(limit + 1)) {
+  const reported: Awaited<ReturnType<typeof storage.reportedCertificateProblems>>["problems"] = [];
+  for (let after: string | null = ""; after !== null; ) {
+    const chunk = await storage.reportedCertificateProblems(after, scanChunk);
+    reported.push(...chunk.problems);
+    after = chunk.next;
+    if (after !== null) await afterChunk();
+  }
+  for (const p of reported) {
     if (!p.issuedTo) {
       add({
         check: "unknown-certificate",
@@ -219,7 +247,14 @@ export async function runFleetAudit(
     }
   }
 
-  for (const { profile, keyType } of await storage.keyTypeCounts(now)) {
+  const keyTypes = new Map<string, { profile: string; keyType: string }>();
+  for (let after: string | null = ""; after !== null; ) {
+    const chunk = await storage.keyTypeCounts(now, after, scanChunk);
+    for (const c of chunk.counts) keyTypes.set(`${c.profile}\u0000${c.keyType}`, c);
+    after = chunk.next;
+    if (after !== null) await afterChunk();
+  }
+  for (const { profile, keyType } of keyTypes.values()) {
     const reason = weakKeyReason(keyType, deps.profiles.get(profile));
     if (!reason) continue;
     for (const c of await storage.certificatesWithKeyType(profile, keyType, now, limit + 1)) {

@@ -223,22 +223,40 @@ export interface MqttSessionRecord {
   tookOver: string | null;
 }
 
-/** Rows for the fleet audit checks (each bounded by `limit`). */
+/** Rows for the fleet audit checks (each bounded by `limit`, or scanned in chunks). */
 export interface FleetAuditReads {
   /** Active devices whose last message is older than `before` (oldest first). */
   staleDevices(before: Date, limit: number): Promise<DeviceStatusRecord[]>;
   /** Open MQTT sessions whose certificate is revoked or whose device is no longer active. */
   revokedButConnected(limit: number): Promise<MqttSessionRecord[]>;
-  /** Revoked or decommissioned devices that sent a message more than a minute after they were revoked. */
-  heardAfterRevocation(limit: number): Promise<(DeviceStatusRecord & { revokedAt: Date })[]>;
+  /**
+   * Revoked or decommissioned devices that sent a message more than a minute after they
+   * were revoked, among the next `scan` such devices after id `after` (chunked like below).
+   */
+  heardAfterRevocation(
+    after: string,
+    scan: number,
+  ): Promise<{ rows: (DeviceStatusRecord & { revokedAt: Date })[]; next: string | null }>;
   /** Sessions since `since` that took over a still-open session with the same certificate. */
   takeovers(since: Date, limit: number): Promise<MqttSessionRecord[]>;
-  /** Active devices reporting a certificate that is unknown, another device's, or revoked. */
+  /**
+   * Active devices reporting a certificate that is unknown, another device's, or revoked,
+   * among the next `scan` status rows after device id `after` (a chunk of a full scan;
+   * `next` continues it, null at the end).
+   */
   reportedCertificateProblems(
-    limit: number,
-  ): Promise<{ deviceId: string; serial: string; issuedTo: string | null; status: CertificateStatus | null }[]>;
-  /** Unexpired valid certificates per (profile, key type). */
-  keyTypeCounts(now: Date): Promise<{ profile: string; keyType: string; count: number }[]>;
+    after: string,
+    scan: number,
+  ): Promise<{
+    problems: { deviceId: string; serial: string; issuedTo: string | null; status: CertificateStatus | null }[];
+    next: string | null;
+  }>;
+  /** Unexpired valid certificates per (profile, key type), over the next `scan` serials after `after`. */
+  keyTypeCounts(
+    now: Date,
+    after: string,
+    scan: number,
+  ): Promise<{ counts: { profile: string; keyType: string; count: number }[]; next: string | null }>;
   certificatesWithKeyType(profile: string, keyType: string, now: Date, limit: number): Promise<CertificateRecord[]>;
 }
 
@@ -385,9 +403,15 @@ export interface Storage extends FleetAuditReads {
   queuedCommands(limit: number): Promise<CommandRecord[]>;
   /**
    * Active devices by time left on their current certificate: for each bound (seconds
-   * from `now`), how many expire at or before it; with the total and the sum of seconds left.
+   * from `now`), how many expire at or before it; with the total and the sum of seconds
+   * left. Over the next `scan` active devices after id `after` (`next` continues).
    */
-  expiryHistogram(now: Date, bounds: readonly number[]): Promise<{ counts: number[]; total: number; sum: number }>;
+  expiryHistogram(
+    now: Date,
+    bounds: readonly number[],
+    after: string,
+    scan: number,
+  ): Promise<{ counts: number[]; total: number; sum: number; next: string | null }>;
   /** A device's MQTT sessions, newest first. */
   listMqttSessions(deviceId: string, limit: number): Promise<MqttSessionRecord[]>;
   /** Applies every write or none. */

@@ -495,6 +495,19 @@ describe("fleet loop", () => {
         ["weak-key", "rsa-weak"],
       ];
       expect(await findings(CLI_ACTOR, deps)).toEqual(expected.map(([c, d]) => `${c} ${d}`).sort());
+      // The same when the full-table checks scan two rows at a time, yielding between chunks.
+      let chunks = 0;
+      const chunked = await runFleetAudit(deps, CLI_ACTOR, {
+        notSeenFor: 3600,
+        scanChunk: 2,
+        afterChunk: async () => {
+          chunks++;
+        },
+      });
+      expect(chunked.findings.map((f) => `${f.check} ${f.deviceId}`).sort()).toEqual(
+        expected.map(([c, d]) => `${c} ${d}`).sort(),
+      );
+      expect(chunks).toBeGreaterThan(5);
       const report = await runFleetAudit(deps, CLI_ACTOR, { notSeenFor: 3600 });
       expect(report.findings.find((f) => f.check === "weak-key")?.message).toMatch(/3072/);
       expect(report.findings.find((f) => f.check === "cloned-identity")?.message).toMatch(

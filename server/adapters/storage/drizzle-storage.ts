@@ -92,8 +92,11 @@ export class DrizzleReaders {
 
   async listDevices(q: DeviceQuery): Promise<DeviceRecord[]> {
     const conds: (SQL | undefined)[] = [];
-    if (q.status) conds.push(eq(devices.status, q.status));
-    if (q.profile) conds.push(eq(devices.profile, q.profile));
+    // By expiry, the (expiry, id) index must drive the query: `+column` keeps SQLite from
+    // choosing the status or profile index and sorting the whole match instead.
+    const byExpiry = q.expiringBefore !== undefined;
+    if (q.status) conds.push(byExpiry ? sql`+${devices.status} = ${q.status}` : eq(devices.status, q.status));
+    if (q.profile) conds.push(byExpiry ? sql`+${devices.profile} = ${q.profile}` : eq(devices.profile, q.profile));
     if (q.expiringBefore) {
       // Ordered by (expiry, id) on devices_not_after_id: a keyset page is one index range.
       conds.push(isNotNull(devices.currentNotAfter), lt(devices.currentNotAfter, q.expiringBefore));
@@ -403,23 +406,30 @@ export class DrizzleReaders {
   async expiryHistogram(
     now: Date,
     bounds: readonly number[],
-  ): Promise<{ counts: number[]; total: number; sum: number }> {
-    const at = now.getTime();
-    const left = sql`(${devices.currentNotAfter} - ${at})`;
-    const row = (await this.db
-      .select({
-        total: count(),
-        sum: sql<number | null>`sum(${left}) / 1000.0`,
-        ...Object.fromEntries(bounds.map((b, i) => [`b${i}`, sql<number | null>`sum(${left} <= ${b * 1000})`])),
-      })
+    after: string,
+    scan: number,
+  ): Promise<{ counts: number[]; total: number; sum: number; next: string | null }> {
+    const rows = (await this.db
+      .select({ id: devices.id, notAfter: sql<number | null>`${devices.currentNotAfter}` })
       .from(devices)
-      .where(and(eq(devices.status, "active"), isNotNull(devices.currentNotAfter)))
-      .get()) as Record<string, number | null>;
-    return {
-      counts: bounds.map((_, i) => Number(row[`b${i}`] ?? 0)),
-      total: Number(row.total ?? 0),
-      sum: Number(row.sum ?? 0),
-    };
+      .where(and(eq(devices.status, "active"), gt(devices.id, after)))
+      .orderBy(asc(devices.id))
+      .limit(scan)
+      .all()) as { id: string; notAfter: number | null }[];
+    const at = now.getTime();
+    const counts = bounds.map(() => 0);
+    let total = 0;
+    let sum = 0;
+    for (const r of rows) {
+      if (r.notAfter === null) continue;
+      const left = (r.notAfter - at) / 1000;
+      total++;
+      sum += left;
+      bounds.forEach((b, i) => {
+        if (left <= b) counts[i] = (counts[i] as number) + 1;
+      });
+    }
+    return { counts, total, sum, next: rows.length === scan ? (rows.at(-1)?.id ?? null) : null };
   }
 
   async listMqttSessions(deviceId: string, limit: number): Promise<MqttSessionRecord[]> {
@@ -433,14 +443,17 @@ export class DrizzleReaders {
   }
 
   async staleDevices(before: Date, limit: number): Promise<DeviceStatusRecord[]> {
-    return this.db
-      .select(getTableColumns(deviceStatus))
-      .from(deviceStatus)
-      .innerJoin(devices, eq(devices.id, deviceStatus.deviceId))
-      .where(and(lt(deviceStatus.lastSeenAt, before), eq(devices.status, "active")))
-      .orderBy(asc(deviceStatus.lastSeenAt), asc(deviceStatus.deviceId))
-      .limit(limit)
-      .all();
+    return (
+      this.db
+        .select(getTableColumns(deviceStatus))
+        .from(deviceStatus)
+        .innerJoin(devices, eq(devices.id, deviceStatus.deviceId))
+        // Driven by the last-seen index (`+` keeps the status index out of it).
+        .where(and(lt(deviceStatus.lastSeenAt, before), sql`+${devices.status} = 'active'`))
+        .orderBy(asc(deviceStatus.lastSeenAt), asc(deviceStatus.deviceId))
+        .limit(limit)
+        .all()
+    );
   }
 
   async revokedButConnected(limit: number): Promise<MqttSessionRecord[]> {
@@ -460,17 +473,31 @@ export class DrizzleReaders {
       .all();
   }
 
-  async heardAfterRevocation(limit: number): Promise<(DeviceStatusRecord & { revokedAt: Date })[]> {
-    const rows = await this.db
-      .select({ status: getTableColumns(deviceStatus), revokedAt: devices.updatedAt })
-      .from(deviceStatus)
-      .innerJoin(devices, eq(devices.id, deviceStatus.deviceId))
-      .where(
-        and(sql`${devices.status} in ('revoked', 'decommissioned')`, gt(deviceStatus.lastSeenAt, devices.updatedAt)),
-      )
-      .limit(limit)
-      .all();
-    return rows.map((r: { status: DeviceStatusRecord; revokedAt: Date }) => ({ ...r.status, revokedAt: r.revokedAt }));
+  async heardAfterRevocation(
+    after: string,
+    scan: number,
+  ): Promise<{ rows: (DeviceStatusRecord & { revokedAt: Date })[]; next: string | null }> {
+    // A chunk of revoked devices in (status, id) index order, then their status rows.
+    const chunk = this.db
+      .select({ id: devices.id, updatedAt: devices.updatedAt })
+      .from(devices)
+      .where(and(sql`${devices.status} in ('revoked', 'decommissioned')`, gt(devices.id, after)))
+      .orderBy(asc(devices.id))
+      .limit(scan)
+      .as("chunk");
+    const rows = (await this.db
+      .select({ id: chunk.id, status: getTableColumns(deviceStatus), revokedAt: chunk.updatedAt })
+      .from(chunk)
+      .leftJoin(deviceStatus, eq(deviceStatus.deviceId, chunk.id))
+      .orderBy(asc(chunk.id))
+      .all()) as { id: string; status: DeviceStatusRecord | null; revokedAt: Date }[];
+    return {
+      rows: rows
+        // A minute's grace: what the device sent while it was being told and cut off.
+        .filter((r) => r.status?.deviceId && r.status.lastSeenAt.getTime() > r.revokedAt.getTime() + 60_000)
+        .map((r) => ({ ...(r.status as DeviceStatusRecord), revokedAt: r.revokedAt })),
+      next: rows.length === scan ? (rows.at(-1)?.id ?? null) : null,
+    };
   }
 
   async takeovers(since: Date, limit: number): Promise<MqttSessionRecord[]> {
@@ -484,42 +511,73 @@ export class DrizzleReaders {
   }
 
   async reportedCertificateProblems(
-    limit: number,
-  ): Promise<{ deviceId: string; serial: string; issuedTo: string | null; status: CertificateStatus | null }[]> {
-    const rows = await this.db
+    after: string,
+    scan: number,
+  ): Promise<{
+    problems: { deviceId: string; serial: string; issuedTo: string | null; status: CertificateStatus | null }[];
+    next: string | null;
+  }> {
+    // One chunk of device_status in key order; every row costs two primary-key lookups.
+    const chunk = this.db
+      .select({ deviceId: deviceStatus.deviceId, serial: deviceStatus.certSerial })
+      .from(deviceStatus)
+      .where(gt(deviceStatus.deviceId, after))
+      .orderBy(asc(deviceStatus.deviceId))
+      .limit(scan)
+      .as("chunk");
+    const rows = (await this.db
       .select({
-        deviceId: deviceStatus.deviceId,
-        serial: deviceStatus.certSerial,
+        deviceId: chunk.deviceId,
+        serial: chunk.serial,
+        active: sql<number>`${devices.status} = 'active'`,
         issuedTo: certificates.deviceId,
         status: certificates.status,
       })
-      .from(deviceStatus)
-      .innerJoin(devices, eq(devices.id, deviceStatus.deviceId))
-      .leftJoin(certificates, eq(certificates.serial, deviceStatus.certSerial))
-      .where(
-        and(
-          eq(devices.status, "active"),
-          isNotNull(deviceStatus.certSerial),
-          or(
-            isNull(certificates.serial),
-            sql`${certificates.deviceId} != ${deviceStatus.deviceId}`,
-            eq(certificates.status, "revoked"),
-          ),
-        ),
+      .from(chunk)
+      .leftJoin(devices, eq(devices.id, chunk.deviceId))
+      .leftJoin(certificates, eq(certificates.serial, chunk.serial))
+      .orderBy(asc(chunk.deviceId))
+      .all()) as {
+      deviceId: string;
+      serial: string | null;
+      active: number | null;
+      issuedTo: string | null;
+      status: CertificateStatus | null;
+    }[];
+    const problems = rows
+      .filter(
+        (r) =>
+          r.active === 1 &&
+          r.serial !== null &&
+          (r.issuedTo === null || r.issuedTo !== r.deviceId || r.status === "revoked"),
       )
-      .orderBy(asc(deviceStatus.deviceId))
-      .limit(limit)
-      .all();
-    return rows as { deviceId: string; serial: string; issuedTo: string | null; status: CertificateStatus | null }[];
+      .map((r) => ({ deviceId: r.deviceId, serial: r.serial as string, issuedTo: r.issuedTo, status: r.status }));
+    return { problems, next: rows.length === scan ? (rows.at(-1)?.deviceId ?? null) : null };
   }
 
-  async keyTypeCounts(now: Date): Promise<{ profile: string; keyType: string; count: number }[]> {
-    return this.db
-      .select({ profile: certificates.profile, keyType: certificates.keyType, count: count() })
+  async keyTypeCounts(
+    now: Date,
+    after: string,
+    scan: number,
+  ): Promise<{ counts: { profile: string; keyType: string; count: number }[]; next: string | null }> {
+    const chunk = this.db
+      .select({ serial: certificates.serial, profile: certificates.profile, keyType: certificates.keyType })
       .from(certificates)
-      .where(and(eq(certificates.status, "valid"), gt(certificates.notAfter, now)))
-      .groupBy(certificates.profile, certificates.keyType)
-      .all();
+      .where(and(gt(certificates.serial, after), eq(certificates.status, "valid"), gt(certificates.notAfter, now)))
+      .orderBy(asc(certificates.serial))
+      .limit(scan)
+      .as("chunk");
+    const rows = (await this.db
+      .select({ profile: chunk.profile, keyType: chunk.keyType, count: count(), last: max(chunk.serial) })
+      .from(chunk)
+      .groupBy(chunk.profile, chunk.keyType)
+      .all()) as { profile: string; keyType: string; count: number; last: string }[];
+    const scanned = rows.reduce((n, r) => n + r.count, 0);
+    const last = rows.reduce((m, r) => (r.last > m ? r.last : m), "");
+    return {
+      counts: rows.map(({ profile, keyType, count: n }) => ({ profile, keyType, count: n })),
+      next: scanned === scan ? last : null,
+    };
   }
 
   async certificatesWithKeyType(

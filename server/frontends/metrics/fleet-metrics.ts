@@ -11,6 +11,7 @@ import { boundedLabel, Metrics } from "./registry.ts";
 /** Histogram bounds, seconds left on the current certificate (≤ 0: expired). */
 export const EXPIRY_BUCKETS = [0, 3600, 6 * 3600, 24 * 3600, 3 * 86400, 7 * 86400, 30 * 86400, 90 * 86400, 365 * 86400];
 const SCRAPE_CACHE_MS = 10_000;
+const SCAN_CHUNK = 5000;
 
 const METHODS = ["token", "idevid", "reenroll", "operator"];
 const MQTT_KINDS = ["status", "events", "cmd-result", "cmd", "other"];
@@ -51,7 +52,7 @@ export class FleetMetrics {
   private cache: {
     at: number;
     counts?: Record<string, number>;
-    histogram?: Awaited<ReturnType<FleetMetricsSource["storage"]["expiryHistogram"]>>;
+    histogram?: { counts: number[]; total: number; sum: number };
   } = {
     at: -Infinity,
   };
@@ -87,9 +88,25 @@ export class FleetMetrics {
     this.cache = {
       at: now.getTime(),
       counts: await this.source.storage.countDevicesByStatus(),
-      histogram: await this.source.storage.expiryHistogram(now, EXPIRY_BUCKETS),
+      histogram: await this.histogram(now),
     };
     return this.cache;
+  }
+
+  /** Over the active devices in chunks, yielding between them: a scrape never stalls the server. */
+  private async histogram(now: Date) {
+    const h = { counts: EXPIRY_BUCKETS.map(() => 0), total: 0, sum: 0 };
+    for (let after: string | null = ""; after !== null; ) {
+      const chunk = await this.source.storage.expiryHistogram(now, EXPIRY_BUCKETS, after, SCAN_CHUNK);
+      chunk.counts.forEach((n, i) => {
+        h.counts[i] = (h.counts[i] as number) + n;
+      });
+      h.total += chunk.total;
+      h.sum += chunk.sum;
+      after = chunk.next;
+      if (after !== null) await new Promise((r) => setTimeout(r, 0));
+    }
+    return h;
   }
 
   /** Called with each committed audit record. */

@@ -260,6 +260,8 @@ export class FleetLoop {
   async audit(actor: Actor, opts: Parameters<typeof runFleetAudit>[2] = {}): Promise<FleetAuditReport> {
     const { fleet } = this.o.deps.config;
     const report = await runFleetAudit(this.o.deps, actor, {
+      // Between chunks of the full-table checks the server answers other requests.
+      afterChunk: () => new Promise((r) => setTimeout(r, 0)),
       notSeenFor: fleet.notSeenFor,
       cloneWindow: fleet.cloneWindow,
       cloneTakeovers: fleet.cloneTakeovers,

@@ -491,7 +491,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       };
       const report = deps.fleet
         ? await deps.fleet.audit(actorOf(c), opts)
-        : await runFleetAudit(core, actorOf(c), opts);
+        : await runFleetAudit(core, actorOf(c), { ...opts, afterChunk: () => new Promise((r) => setTimeout(r, 0)) });
       return c.json(fleetAuditView(report), 200);
     },
   );
