@@ -50,9 +50,13 @@ export async function admitMqttClient(deps: ReportDeps, req: MqttConnect): Promi
     if (cert.notBefore.getTime() > now)
       throw forbidden("certificate_not_yet_valid", "the certificate is not valid yet");
     if (cert.deviceId.startsWith(SERVICE_PREFIX)) {
-      // A service may run several clients: its client ids start with its identity.
-      if (!req.clientId.startsWith(cert.deviceId)) {
-        throw forbidden("client_id_mismatch", `a ${cert.deviceId} client id must start with "${cert.deviceId}"`);
+      // A service may run several clients: "service:<name>" or "service:<name>.<anything>"
+      // ('.' is not in service names, so one service can never take another's client id).
+      if (req.clientId !== cert.deviceId && !req.clientId.startsWith(`${cert.deviceId}.`)) {
+        throw forbidden(
+          "client_id_mismatch",
+          `a ${cert.deviceId} client id is "${cert.deviceId}" or starts with "${cert.deviceId}."`,
+        );
       }
       return {
         kind: "service",

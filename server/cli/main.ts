@@ -481,6 +481,7 @@ mqtt
   .requiredOption("--out <dir>", "where the broker's files go")
   .option("--listen <host:port>", "the broker's listener", "127.0.0.1:8883")
   .option("--user <name>", "the user Mosquitto runs as (it reads the key files; default: you)")
+  .option("--reader <service>", "a service identity that may read every edgeid/v1 topic (repeatable)", collect, [])
   .option("--json", "one JSON object")
   .action(async (opts) => {
     const r = await writeMosquittoConfig({
@@ -488,6 +489,7 @@ mqtt
       out: opts.out,
       listen: parseListen(opts.listen),
       user: opts.user,
+      readers: opts.reader,
       env: process.env,
     });
     if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -514,7 +516,7 @@ mqtt
     else {
       process.stdout.write(
         `${r.identity}: ${r.cert} (key ${r.key}, serial ${r.serial}, until ${r.notAfter})\n` +
-          `MQTT client id: service:${opts.name} (or starting with it)\n`,
+          `MQTT client id: service:${opts.name} (or service:${opts.name}.<suffix>)\n`,
       );
     }
   });

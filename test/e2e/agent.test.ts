@@ -3,8 +3,8 @@
  * embedded MQTT broker: first boot with a token and with an IDevID, repeated rotation
  * with a short lifetime reported over MQTT, SIGKILL at every step of a rotation, the
  * server down for a while, the broker away (events queued, then delivered), and
- * revocation. The test watches the broker with a service certificate (`edgeid mqtt
- * service-cert`), as an integration would.
+ * revocation. The test watches the broker with the server's own service identity
+ * (`edgeid mqtt service-cert --name edgeid`), which may also send commands.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
@@ -124,7 +124,7 @@ function expectValidPair(dir: string): X509Certificate {
 function watch(url: string): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const c = connect(url, {
-      clientId: `service:observer-${Math.random().toString(36).slice(2, 8)}`,
+      clientId: `service:edgeid.observer-${Math.random().toString(36).slice(2, 8)}`,
       cert: readFileSync(observerFiles.cert),
       key: readFileSync(observerFiles.key),
       ca: rootPem,
@@ -173,11 +173,12 @@ beforeAll(async () => {
   mqttUrl = server.mqttUrl as string;
   rootPem = readFileSync(server.rootPemFile, "utf8");
   fingerprint = new X509Certificate(rootPem).fingerprint256.replace(/:/g, "").toLowerCase();
+  // The server's own service identity: it reads every device topic and may send any command.
   const svc = await edgeid([
     "mqtt",
     "service-cert",
     "--name",
-    "observer",
+    "edgeid",
     "--out",
     join(work, "svc"),
     "--data",
@@ -276,25 +277,30 @@ describe("edgeid-agent", () => {
       await until("online", () => statusOf("gw-cmd").some((s) => s.state === "online"));
       await until("the command subscription", () => a.log().includes("mqtt connected"));
       await sleep(300);
-      const send = (cmd: string, opId: string) =>
-        observer.publish(
-          `edgeid/v1/devices/gw-cmd/cmd/${cmd}`,
-          JSON.stringify({ opId, issuedAt: new Date().toISOString() }),
-          {
-            qos: 1,
-          },
-        );
+      // Through the server's command outbox, as an operator sends them.
+      const queue = async (cmd: "rotate" | "ca-update") => {
+        const r = await edgeid(["commands", "send", cmd, "--device", "gw-cmd", "--data", dataDir, "--json"]);
+        return (JSON.parse(r.stdout) as { opIds: string[] }).opIds[0] as string;
+      };
+      const recorded = async (opId: string) =>
+        JSON.parse((await edgeid(["commands", "show", opId, "--data", dataDir, "--json"])).stdout).state as string;
       const result = (opId: string) => messages.find((m) => m.topic === `edgeid/v1/devices/gw-cmd/cmd-result/${opId}`);
-      send("rotate", "op-rotate-1");
-      await until("the rotate result", () => result("op-rotate-1") !== undefined);
-      expect(result("op-rotate-1")?.body).toMatchObject({ opId: "op-rotate-1", ok: true });
+      const rotate = await queue("rotate");
+      await until("the rotate result", () => result(rotate) !== undefined);
+      expect(result(rotate)?.body).toMatchObject({ opId: rotate, ok: true });
       await until("the rotation", () => a.count("renewed") >= 1, 15_000);
+      await until("the result recorded", async () => (await recorded(rotate)) === "succeeded");
       // Sent while the agent may be reconnecting with its new certificate: the persistent
       // session keeps it for the agent.
-      send("ca-update", "op-ca-1");
-      await until("the ca-update result", () => result("op-ca-1") !== undefined);
-      expect(result("op-ca-1")?.body).toMatchObject({ ok: true });
-      send("selfdestruct", "op-x");
+      const caUpdate = await queue("ca-update");
+      await until("the ca-update result", () => result(caUpdate) !== undefined);
+      expect(result(caUpdate)?.body).toMatchObject({ ok: true });
+      // A command the server never sends, published with the server's identity.
+      observer.publish(
+        "edgeid/v1/devices/gw-cmd/cmd/selfdestruct",
+        JSON.stringify({ opId: "op-x", issuedAt: new Date().toISOString() }),
+        { qos: 1 },
+      );
       await until("the refusal", () => result("op-x") !== undefined);
       expect(result("op-x")?.body).toMatchObject({ ok: false, error: "unknown command selfdestruct" });
     } finally {

@@ -276,7 +276,7 @@ describe("embedded broker", () => {
   it("the fleet audit runs over the API and publishes its findings", async () => {
     const svcDir = join(work, "observer");
     const r0 = await mqttConnect(mqttUrl, {
-      clientId: "service:observer-audit",
+      clientId: "service:observer.audit",
       cert: join(svcDir, "observer.pem"),
       key: join(svcDir, "observer.key"),
       ca: server.rootPemFile,
@@ -307,6 +307,16 @@ describe("embedded broker", () => {
     expect(JSON.parse(cli.stdout).findings).toContainEqual(
       expect.objectContaining({ check: "unknown-certificate", deviceId: "dev-d" }),
     );
+  });
+
+  it("--mqtt-listen off runs no broker", async () => {
+    const quiet = await startServer(server.dataDir, work, 0, { mqtt: "off" });
+    try {
+      expect(quiet.mqttUrl).toBeUndefined();
+      expect(quiet.log()).not.toContain("mqtt broker listening");
+    } finally {
+      await quiet.stop();
+    }
   });
 
   it("serves Prometheus metrics to operators only", async () => {

@@ -79,6 +79,8 @@ beforeAll(async () => {
     join(work, "broker"),
     "--listen",
     `127.0.0.1:${port}`,
+    "--reader",
+    "observer",
     "--json",
   ]);
   ({ url, files } = JSON.parse(out.stdout) as { url: string; files: Record<string, string> });
@@ -142,6 +144,7 @@ describe("Mosquitto as the external broker", () => {
     const acl = await readFile(join(work, "broker", "acl"), "utf8");
     expect(acl).toContain("pattern write edgeid/v1/devices/%u/status");
     expect(acl).toContain("pattern read edgeid/v1/devices/%u/cmd/+");
+    expect(acl).toContain("user service:observer\ntopic read edgeid/v1/#");
     // The CRL is our issuing CA's, valid now, and verifies with openssl.
     const crl = await openssl(["crl", "-in", files.crl as string, "-CAfile", files.ca as string, "-noout"]);
     expect(crl.stderr + crl.stdout).toContain("verify OK");
@@ -242,7 +245,23 @@ describe("Mosquitto as the external broker", () => {
     const still = await connect("m-1");
     expect(still.ok).toBe(true);
 
-    // The retained status now says revoked, written by the server (read with mosquitto_sub).
+    // The retained status now says revoked, written by the server; read with mosquitto_sub
+    // as a reader service (--reader observer in the generated ACL).
+    const svc = JSON.parse(
+      (
+        await edgeid([
+          "mqtt",
+          "service-cert",
+          "--name",
+          "observer",
+          "--out",
+          join(work, "svc"),
+          "--data",
+          server.dataDir,
+          "--json",
+        ])
+      ).stdout,
+    ) as { cert: string; key: string };
     const sub = await run("mosquitto_sub", [
       "-h",
       "127.0.0.1",
@@ -251,11 +270,11 @@ describe("Mosquitto as the external broker", () => {
       "--cafile",
       files.ca as string,
       "--cert",
-      files.clientCert as string,
+      svc.cert,
       "--key",
-      files.clientKey as string,
+      svc.key,
       "-i",
-      "service:edgeid-probe",
+      "service:observer",
       "-t",
       "edgeid/v1/devices/m-2/status",
       "-C",

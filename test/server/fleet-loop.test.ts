@@ -386,8 +386,12 @@ describe("fleet loop", () => {
       expect(maySubscribe(dev, "#")).toBe(false);
       expect(maySubscribe(svc, "edgeid/v1/#")).toBe(true);
       expect(maySubscribe(svc, "#")).toBe(false);
+      // Only the server's own service identity sends commands; no service writes statuses.
       expect(mayPublish(svc, "edgeid/v1/devices/dev-1/cmd/rotate")).toBe(true);
       expect(mayPublish(svc, "edgeid/v1/devices/dev-1/status")).toBe(false);
+      const observer = { ...svc, name: "observer" };
+      expect(maySubscribe(observer, "edgeid/v1/#")).toBe(true);
+      expect(mayPublish(observer, "edgeid/v1/devices/dev-1/cmd/rotate")).toBe(false);
     });
   });
 
@@ -556,12 +560,19 @@ describe("fleet loop", () => {
           peer: peer(),
         })
         .catch(() => undefined);
+      // A renewal over mutual TLS with dev-1's certificate.
+      const dev1 = (await h.storage.getDevice("dev-1"))?.currentSerial as string;
+      await h.authority.reenroll({
+        csr: await makeCsr(await generateKeys("P-256")),
+        peer: peer([(await h.storage.getCertificate(dev1))?.der as Uint8Array]),
+      });
       await revokeDevice(h.deps, { deviceId: "dev-2", reason: "keyCompromise", actor: OPERATOR });
       metrics.mqttRefusal("certificate_revoked");
       metrics.mqttMessage("status", "accepted");
       const text = await metrics.render();
       expect(text).toContain('edgeid_enrollments_total{profile="device",method="token"} 2');
       expect(text).toContain('edgeid_enrollments_total{profile="rsa",method="token"} 1');
+      expect(text).toContain('edgeid_renewals_total{profile="device"} 1');
       expect(text).toMatch(/edgeid_denials_total\{action="est.simpleenroll",reason="[a-z_]+"\} 1/);
       expect(text).toContain('edgeid_revocations_total{kind="revoke",reason="keyCompromise"} 1');
       expect(text).toContain('edgeid_mqtt_refused_total{reason="certificate_revoked"} 1');

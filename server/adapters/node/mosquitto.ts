@@ -4,9 +4,11 @@ import { userInfo } from "node:os";
 import { join, resolve } from "node:path";
 import { CLI_ACTOR } from "../../authority/actor.ts";
 import type { AuthorityDeps } from "../../authority/deps.ts";
+import { isValidServiceName } from "../../authority/device-reports.ts";
 import { type PublishedCrl, RevocationResponders } from "../../authority/responders.ts";
 import { issueServiceCertificate } from "../../authority/service-identity.ts";
 import { profilesOf } from "../../config/schema.ts";
+import { SERVER_SERVICE_NAME } from "../../frontends/mqtt/topics.ts";
 import { toPem } from "../../pki/pem.ts";
 import { systemClock } from "../../ports/clock.ts";
 import type { SignatureVerifier } from "../../ports/verifier.ts";
@@ -30,7 +32,7 @@ import { nodeDigest } from "./node-digest.ts";
  * CRL — and points the server at it.
  */
 
-export const SERVER_SERVICE = "edgeid";
+export const SERVER_SERVICE = SERVER_SERVICE_NAME;
 
 export interface MosquittoConfigOptions {
   dataDir: string;
@@ -39,6 +41,8 @@ export interface MosquittoConfigOptions {
   listen: { host: string; port: number };
   /** The user Mosquitto runs as (it reads the key files): default, whoever runs this. */
   user?: string;
+  /** Service identities (`edgeid mqtt service-cert`) that may read every edgeid/v1 topic. */
+  readers?: string[];
   env: NodeJS.ProcessEnv;
 }
 
@@ -49,7 +53,7 @@ export interface MosquittoConfigResult {
 }
 
 /** The ACL: devices on their own topics only; the edgeid server everywhere under edgeid/v1. */
-export function mosquittoAcl(): string {
+export function mosquittoAcl(readers: readonly string[] = []): string {
   return [
     "# Written by edgeid (edgeid mqtt mosquitto-config). The user name is the client",
     "# certificate's CN, which is the device id (use_identity_as_username).",
@@ -62,6 +66,8 @@ export function mosquittoAcl(): string {
     `user service:${SERVER_SERVICE}`,
     "topic readwrite edgeid/v1/#",
     "",
+    ...(readers.length ? ["# Services that read the fleet topics (edgeid mqtt service-cert)."] : []),
+    ...readers.flatMap((name) => [`user service:${name}`, "topic read edgeid/v1/#", ""]),
   ].join("\n");
 }
 
@@ -205,7 +211,11 @@ async function mosquittoFiles(o: MosquittoConfigOptions, deps: AuthorityDeps): P
   const crl = responders.currentCrl(ca.name);
   if (!crl) throw new Error("no CRL was published");
   writeCrlPem(files.crl, crl);
-  writeFileAtomic(files.acl, mosquittoAcl(), 0o644);
+  for (const name of o.readers ?? []) {
+    if (!isValidServiceName(name))
+      throw new Error(`--reader ${name}: service names are 1-32 lowercase letters, digits or '-'`);
+  }
+  writeFileAtomic(files.acl, mosquittoAcl(o.readers), 0o644);
   writeFileAtomic(
     files.config,
     mosquittoConf({ dir, host: o.listen.host, port: o.listen.port, user: o.user ?? userInfo().username }),

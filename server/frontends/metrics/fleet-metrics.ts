@@ -15,7 +15,7 @@ const SCAN_CHUNK = 5000;
 
 const METHODS = ["token", "idevid", "reenroll", "operator"];
 const MQTT_KINDS = ["status", "events", "cmd-result", "cmd", "other"];
-const MQTT_OUTCOMES = ["accepted", "ignored", "malformed", "oversized"];
+const MQTT_OUTCOMES = ["accepted", "ignored", "malformed", "oversized", "dropped"];
 
 export interface FleetMetricsSource {
   storage: Pick<Storage, "countDevicesByStatus" | "expiryHistogram">;

@@ -46,7 +46,14 @@ const CommandResultMessage = z.looseObject({
   error: z.string().max(500).optional(),
 });
 
-export type MessageOutcome = "accepted" | "ignored" | "malformed" | "oversized";
+export type MessageOutcome = "accepted" | "ignored" | "malformed" | "oversized" | "dropped";
+
+/**
+ * Messages being recorded at once. Beyond this the broker is delivering faster than the
+ * database takes them: further messages are dropped and counted rather than queued
+ * without bound (devices republish their status at every connection).
+ */
+export const MAX_IN_FLIGHT = 5000;
 
 export interface FleetLoopOptions {
   deps: AuthorityDeps;
@@ -69,6 +76,7 @@ export class FleetLoop {
   private dispatchAgain = false;
   private timers: { cancel(): void }[] = [];
   private lastAudit: FleetAuditReport | undefined;
+  private inFlight = 0;
 
   constructor(private readonly o: FleetLoopOptions) {}
 
@@ -100,12 +108,21 @@ export class FleetLoop {
   async receive(m: InboundMessage): Promise<MessageOutcome> {
     const topic = parseDeviceTopic(m.topic);
     const kind = topic?.kind ?? "other";
-    const outcome = await this.handle(m, topic).catch((err: unknown) => {
-      this.o.log("error", "mqtt message failed", { err, topic: m.topic.slice(0, 200) });
-      return "ignored" as const;
-    });
-    this.o.onMessage?.(kind, outcome);
-    return outcome;
+    if (this.inFlight >= MAX_IN_FLIGHT) {
+      this.o.onMessage?.(kind, "dropped");
+      return "dropped";
+    }
+    this.inFlight++;
+    try {
+      const outcome = await this.handle(m, topic).catch((err: unknown) => {
+        this.o.log("error", "mqtt message failed", { err, topic: m.topic.slice(0, 200) });
+        return "ignored" as const;
+      });
+      this.o.onMessage?.(kind, outcome);
+      return outcome;
+    } finally {
+      this.inFlight--;
+    }
   }
 
   private async handle(m: InboundMessage, topic: ReturnType<typeof parseDeviceTopic>): Promise<MessageOutcome> {
@@ -133,7 +150,7 @@ export class FleetLoop {
             ts: new Date(d.ts),
             cert: d.cert
               ? {
-                  serial: d.cert.serial.toLowerCase(),
+                  serial: normalSerial(d.cert.serial),
                   notAfter: d.cert.notAfter ? new Date(d.cert.notAfter) : null,
                   keyAlg: d.cert.keyAlg ?? null,
                 }
@@ -273,6 +290,12 @@ export class FleetLoop {
     );
     return report;
   }
+}
+
+/** Serials as the inventory writes them: lowercase hex, whole octets. */
+function normalSerial(hex: string): string {
+  const h = hex.toLowerCase();
+  return h.length % 2 === 1 ? `0${h}` : h;
 }
 
 /** Findings as events on the fleet topic (one message each, then a summary). */

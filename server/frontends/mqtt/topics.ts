@@ -27,14 +27,18 @@ export function parseDeviceTopic(topic: string): DeviceTopic | undefined {
   return undefined;
 }
 
+/** The server's own service identity (its client of an external broker): the only one that sends commands. */
+export const SERVER_SERVICE_NAME = "edgeid";
+
 /**
  * Topic authorization. A device publishes its status, events and command results under
- * its own prefix, and nothing else (never a command, never another device's topic). A
- * service identity reads everything and publishes only commands.
+ * its own prefix, and nothing else (never a command, never another device's topic).
+ * Service identities read everything; only the server's own may publish, and only
+ * commands — other services cannot bypass the audited command outbox.
  */
 export function mayPublish(who: MqttIdentity, topic: string): boolean {
   const t = parseDeviceTopic(topic);
-  if (who.kind === "service") return t?.kind === "cmd";
+  if (who.kind === "service") return who.name === SERVER_SERVICE_NAME && t?.kind === "cmd";
   return t !== undefined && t.deviceId === who.deviceId && t.kind !== "cmd";
 }
 
