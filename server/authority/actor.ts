@@ -12,6 +12,9 @@ export interface Actor {
 /** The local command line acts with the data directory's own authority. */
 export const CLI_ACTOR: Actor = { id: "cli", role: "admin" };
 
+/** The server's own scheduled work (the hourly fleet audit): it only reads. */
+export const SERVER_ACTOR: Actor = { id: "server", role: "auditor" };
+
 const RANK: Record<OperatorRole, number> = { auditor: 0, operator: 1, admin: 2 };
 
 /**

@@ -326,17 +326,17 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     mqttUrl: broker?.url,
     fleet,
     metrics,
-    close: () =>
-      new Promise<void>((resolve) => {
-        clearInterval(renewal);
-        responders.stop();
-        fleet.stop();
-        void broker?.close();
-        void externalClient?.close();
-        server.close(() => {
-          void Promise.allSettled([storage.close(), verifier.close()]).then(() => resolve());
-        });
+    close: async () => {
+      clearInterval(renewal);
+      responders.stop();
+      fleet.stop();
+      // The brokers first: their sessions are closed in the database before it closes.
+      await Promise.allSettled([broker?.close(), externalClient?.close()]);
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+      await Promise.allSettled([storage.close(), verifier.close()]);
+    },
   };
 }

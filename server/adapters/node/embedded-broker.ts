@@ -217,11 +217,14 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
     o.log("info", "mqtt client error", { clientId: client.id?.slice(0, 64), error: err.message }),
   );
   // Every registered client ends here, however its connection ended.
+  const closing = new Set<Promise<void>>();
   aedes.on("clientDisconnect", (client) => {
     const conn = connections.get(client);
     if (!conn) return;
     const reason = conn.revoked ? "revoked" : conn.replaced ? "taken over" : "closed";
-    void mqttSessionClosed(o.deps, conn.sessionId, reason).catch(() => undefined);
+    const write = mqttSessionClosed(o.deps, conn.sessionId, reason).catch(() => undefined);
+    closing.add(write);
+    void write.then(() => closing.delete(write));
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -263,10 +266,11 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
       return n;
     },
     setTls: (tls) => server.setSecureContext({ ...tls }),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close();
-        aedes.close(() => resolve());
-      }),
+    close: async () => {
+      server.close();
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      // Their session rows are closed before the database is.
+      await Promise.all([...closing]);
+    },
   };
 }

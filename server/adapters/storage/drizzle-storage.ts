@@ -573,7 +573,11 @@ export class DrizzleReaders {
       .groupBy(chunk.profile, chunk.keyType)
       .all()) as { profile: string; keyType: string; count: number; last: string }[];
     const scanned = rows.reduce((n, r) => n + r.count, 0);
-    const last = rows.map((r) => r.last).sort().at(-1) ?? "";
+    const last =
+      rows
+        .map((r) => r.last)
+        .sort()
+        .at(-1) ?? "";
     return {
       counts: rows.map(({ profile, keyType, count: n }) => ({ profile, keyType, count: n })),
       next: scanned === scan ? last : null,

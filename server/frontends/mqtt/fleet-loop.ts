@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { type Actor, CLI_ACTOR } from "../../authority/actor.ts";
+import { type Actor, SERVER_ACTOR } from "../../authority/actor.ts";
 import { commandMessage } from "../../authority/commands.ts";
 import type { AuthorityDeps } from "../../authority/deps.ts";
 import { markRevokedStatus, recordCommandResult, recordEvent, recordStatus } from "../../authority/device-reports.ts";
@@ -90,7 +90,8 @@ export class FleetLoop {
       this.timers.push(
         s.every(
           this.o.auditEveryMs,
-          () => void this.audit(CLI_ACTOR).catch((err: unknown) => this.o.log("error", "fleet audit failed", { err })),
+          () =>
+            void this.audit(SERVER_ACTOR).catch((err: unknown) => this.o.log("error", "fleet audit failed", { err })),
         ),
       );
     }
