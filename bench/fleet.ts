@@ -7,14 +7,24 @@
  * live MQTT session.
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { Agent, request } from "node:https";
+import { Agent } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { connect, type MqttClient } from "mqtt";
 import { percentile, runLoad } from "./load.ts";
 import { certificateFromResponse, certificatePem, makeRequest } from "./requests.ts";
-import { basic, cpuSeconds, createTokens, EDGEID, peakRssMiB, run, say, startServerProcess } from "./server.ts";
+import {
+  basic,
+  cpuSeconds,
+  createTokens,
+  EDGEID,
+  peakRssMiB,
+  revokeOverApi,
+  run,
+  say,
+  startServerProcess,
+} from "./server.ts";
 
 export interface FleetBenchOptions {
   devices: number;
@@ -127,27 +137,7 @@ export async function fleetBench(o: FleetBenchOptions): Promise<string> {
     const c = clients.get(v.deviceId) as MqttClient;
     const closed = new Promise<number>((r) => c.once("close", () => r(performance.now())));
     const t0 = performance.now();
-    const body = JSON.stringify({ reason: "keyCompromise" });
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = request(
-        `${server.url}/api/v1/devices/${v.deviceId}/revoke`,
-        {
-          method: "POST",
-          agent,
-          headers: {
-            authorization: `Bearer ${init.adminToken}`,
-            "content-type": "application/json",
-            "content-length": String(body.length),
-          },
-        },
-        (res) => {
-          res.resume();
-          res.on("end", () => resolve(res.statusCode ?? 0));
-        },
-      );
-      req.on("error", reject);
-      req.end(body);
-    });
+    const status = await revokeOverApi(server, agent, init.adminToken, v.deviceId);
     if (status !== 200) throw new Error(`revoking ${v.deviceId}: ${status}`);
     kicks.push((await closed) - t0);
   }

@@ -29,6 +29,7 @@ import {
   EDGEID,
   logEntries,
   peakRssMiB,
+  revokeOverApi,
   run,
   type ServerProcess,
   say,
@@ -74,28 +75,8 @@ async function revokeEach(server: ServerProcess, token: string, ids: string[]): 
   const agent = new Agent({ keepAlive: true, ca: server.ca, maxSockets: 1 });
   const times: number[] = [];
   for (const id of ids) {
-    const body = JSON.stringify({ reason: "keyCompromise" });
     const t0 = performance.now();
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = request(
-        `${server.url}/api/v1/devices/${id}/revoke`,
-        {
-          method: "POST",
-          agent,
-          headers: {
-            authorization: `Bearer ${token}`,
-            "content-type": "application/json",
-            "content-length": String(body.length),
-          },
-        },
-        (res) => {
-          res.resume();
-          res.on("end", () => resolve(res.statusCode ?? 0));
-        },
-      );
-      req.on("error", reject);
-      req.end(body);
-    });
+    const status = await revokeOverApi(server, agent, token, id);
     times.push(performance.now() - t0);
     if (status !== 200) throw new Error(`revoking ${id} answered ${status}`);
   }

@@ -1,7 +1,8 @@
 /** Shared by the benchmarks: the server as a child process, its CPU and memory, tokens. */
+
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
-import { get } from "node:https";
+import { type Agent, get, request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -178,4 +179,29 @@ export function logEntries<T>(log: string, msg: string): T[] {
     }
   }
   return out;
+}
+
+/** POST /api/v1/devices/{id}/revoke with an operator token; the HTTP status. */
+export function revokeOverApi(server: ServerProcess, agent: Agent, token: string, id: string) {
+  const body = JSON.stringify({ reason: "keyCompromise" });
+  return new Promise<number>((resolve, reject) => {
+    const req = httpsRequest(
+      `${server.url}/api/v1/devices/${id}/revoke`,
+      {
+        method: "POST",
+        agent,
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          "content-length": String(body.length),
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
 }

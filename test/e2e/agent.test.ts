@@ -23,6 +23,7 @@ import {
   makeWorkDir,
   removeDir,
   run,
+  serviceCert,
   sleep,
   startServer,
   type TestServer,
@@ -174,18 +175,7 @@ beforeAll(async () => {
   rootPem = readFileSync(server.rootPemFile, "utf8");
   fingerprint = new X509Certificate(rootPem).fingerprint256.replace(/:/g, "").toLowerCase();
   // The server's own service identity: it reads every device topic and may send any command.
-  const svc = await edgeid([
-    "mqtt",
-    "service-cert",
-    "--name",
-    "edgeid",
-    "--out",
-    join(work, "svc"),
-    "--data",
-    dataDir,
-    "--json",
-  ]);
-  observerFiles = JSON.parse(svc.stdout) as { cert: string; key: string };
+  observerFiles = await serviceCert(dataDir, "edgeid", join(work, "svc"));
   observer = await watch(mqttUrl);
   // The IDevID of one gateway, made by the "manufacturer" with openssl.
   await issueClientCert(work, mfg, "idevid-sn77", "/O=Acme/CN=Acme Gateway/serialNumber=SN-77");

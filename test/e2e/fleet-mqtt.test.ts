@@ -12,6 +12,7 @@ import {
   curl,
   edgeid,
   enrollDevice,
+  eventually,
   expectDeniedAudit,
   initDataDir,
   issueClientCert,
@@ -19,6 +20,7 @@ import {
   makeWorkDir,
   normalizeSerial,
   removeDir,
+  serviceCert,
   showDevice,
   startServer,
   type TestServer,
@@ -56,17 +58,6 @@ async function connected(id: string): Promise<TestClient> {
   const r = await device(id);
   if (!r.ok) throw new Error(`${id} could not connect: ${r.error}`);
   return r.c;
-}
-
-/** Polls `edgeid devices show` (the CLI on the server's database) until `check` holds. */
-async function eventually<T>(read: () => Promise<T>, check: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await read();
-    if (check(v)) return v;
-    if (Date.now() > until) throw new Error(`condition not met within ${ms} ms: ${JSON.stringify(v).slice(0, 600)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const statusDoc = (session: number, extra: Record<string, unknown> = {}) => ({
@@ -212,21 +203,7 @@ describe("embedded broker", () => {
 
   it("revocation closes the live session within 5 s, refuses reconnection and overwrites the retained status", async () => {
     const svcDir = join(work, "observer");
-    const svc = JSON.parse(
-      (
-        await edgeid([
-          "mqtt",
-          "service-cert",
-          "--name",
-          "observer",
-          "--out",
-          svcDir,
-          "--data",
-          server.dataDir,
-          "--json",
-        ])
-      ).stdout,
-    ) as { cert: string; key: string; identity: string };
+    const svc = await serviceCert(server.dataDir, "observer", svcDir);
     expect(svc.identity).toBe("spiffe://fleet.example/service/observer");
     const observe = async () => {
       const r = await mqttConnect(mqttUrl, {

@@ -677,3 +677,24 @@ export async function enrollDevice(
   const cert = await writePem(work, `${deviceId}.pem`, pem as string);
   return { cert, key: csr.keyFile, token, serial: await x509Serial(cert) };
 }
+
+/** Reads until `check` holds (polling every 100 ms); fails with the last value after `ms`. */
+export async function eventually<T>(read: () => Promise<T>, check: (v: T) => boolean, ms = 15_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await read();
+    if (check(v)) return v;
+    if (Date.now() > until) throw new Error(`condition not met within ${ms} ms: ${JSON.stringify(v).slice(0, 600)}`);
+    await sleep(100);
+  }
+}
+
+/** `edgeid mqtt service-cert`: a service identity's certificate and key files. */
+export async function serviceCert(
+  dataDir: string,
+  name: string,
+  out: string,
+): Promise<{ cert: string; key: string; identity: string }> {
+  const r = await edgeid(["mqtt", "service-cert", "--name", name, "--out", out, "--data", dataDir, "--json"]);
+  return JSON.parse(r.stdout) as { cert: string; key: string; identity: string };
+}

@@ -15,12 +15,14 @@ import {
   curl,
   edgeid,
   enrollDevice,
+  eventually,
   initDataDir,
   makeWorkDir,
   normalizeSerial,
   openssl,
   removeDir,
   run,
+  serviceCert,
   startServer,
   type TestServer,
 } from "./helpers.ts";
@@ -41,16 +43,6 @@ async function freePort(): Promise<number> {
   const port = (srv.address() as { port: number }).port;
   await new Promise<void>((r) => srv.close(() => r()));
   return port;
-}
-
-async function eventually<T>(read: () => Promise<T>, check: (v: T) => boolean, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await read();
-    if (check(v)) return v;
-    if (Date.now() > until) throw new Error(`condition not met within ${ms} ms: ${JSON.stringify(v).slice(0, 600)}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
 }
 
 const show = async (id: string) =>
@@ -247,21 +239,7 @@ describe("Mosquitto as the external broker", () => {
 
     // The retained status now says revoked, written by the server; read with mosquitto_sub
     // as a reader service (--reader observer in the generated ACL).
-    const svc = JSON.parse(
-      (
-        await edgeid([
-          "mqtt",
-          "service-cert",
-          "--name",
-          "observer",
-          "--out",
-          join(work, "svc"),
-          "--data",
-          server.dataDir,
-          "--json",
-        ])
-      ).stdout,
-    ) as { cert: string; key: string };
+    const svc = await serviceCert(server.dataDir, "observer", join(work, "svc"));
     const sub = await run("mosquitto_sub", [
       "-h",
       "127.0.0.1",
