@@ -13,10 +13,12 @@ import { join } from "node:path";
 import { connect, type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentStore } from "../../device-client/src/store.ts";
+import { mqttConnect } from "../support/mqtt-client.ts";
 import {
   addProfiles,
   createToken,
   edgeid,
+  enrollDevice,
   initDataDir,
   issueClientCert,
   makeCa,
@@ -425,6 +427,24 @@ describe("edgeid-agent", () => {
       await late?.stop();
     }
   }, 60_000);
+
+  it("the broker closes a connection whose certificate expires (a device that did not rotate)", async () => {
+    const d = await enrollDevice(server, work, "gw-expire");
+    const r = await mqttConnect(mqttUrl, { clientId: "gw-expire", cert: d.cert, key: d.key, ca: server.rootPemFile });
+    if (!r.ok) throw new Error(r.error);
+    const notAfter = new X509Certificate(readFileSync(d.cert)).validTo;
+    const closedAt = await r.c.closed;
+    // Closed at the certificate's expiry (12 s lifetime here), not before.
+    expect(closedAt).toBeGreaterThanOrEqual(Date.parse(notAfter) - 1000);
+    expect((await mqttSessions("gw-expire"))[0]?.closeReason).toBe("expired");
+    const again = await mqttConnect(mqttUrl, {
+      clientId: "gw-expire",
+      cert: d.cert,
+      key: d.key,
+      ca: server.rootPemFile,
+    });
+    expect(again.ok).toBe(false);
+  }, 30_000);
 
   it("stops renewing once revoked, says so in its status, and over MQTT", async () => {
     const dir = await enrollAgent("gw-rev", ["--mqtt", mqttUrl, "--renew-fraction", "0.3"]);

@@ -59,7 +59,14 @@ interface Connection {
   revoked: boolean;
   /** The first refused publish or subscribe is logged; the rest are only counted. */
   warned: boolean;
+  /** Its certificate expired while it was connected: the broker closed it. */
+  expired: boolean;
+  /** Closes the connection when its certificate expires. */
+  expiry?: ReturnType<typeof setTimeout>;
 }
+
+/** setTimeout's longest delay; longer waits are taken in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface EmbeddedBroker extends FleetLink {
   port: number;
@@ -114,8 +121,22 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
           replaced: false,
           revoked: false,
           warned: false,
+          expired: false,
         };
         connections.set(client, conn);
+        // A connection lives no longer than its certificate: a device that rotated
+        // reconnects with the new one; one that did not is closed at expiry.
+        const watchExpiry = () => {
+          const left = identity.notAfter.getTime() - o.deps.clock.now().getTime();
+          if (left > 0) {
+            conn.expiry = setTimeout(watchExpiry, Math.min(left, MAX_TIMER_MS));
+            conn.expiry.unref();
+            return;
+          }
+          conn.expired = true;
+          client.close();
+        };
+        watchExpiry();
         const tookOver =
           before && !previous?.closed && before.identity.serial === identity.serial ? before.sessionId : null;
         mqttSessionOpened(o.deps, {
@@ -130,6 +151,7 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
         }).then(
           () => done(null, true),
           (err: unknown) => {
+            clearTimeout(conn.expiry);
             refuse("internal");
             done(Object.assign(new Error(String(err)), { returnCode: 3 as const }), false);
           },
@@ -221,7 +243,8 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
   aedes.on("clientDisconnect", (client) => {
     const conn = connections.get(client);
     if (!conn) return;
-    const reason = conn.revoked ? "revoked" : conn.replaced ? "taken over" : "closed";
+    clearTimeout(conn.expiry);
+    const reason = conn.revoked ? "revoked" : conn.expired ? "expired" : conn.replaced ? "taken over" : "closed";
     const write = mqttSessionClosed(o.deps, conn.sessionId, reason).catch(() => undefined);
     closing.add(write);
     void write.then(() => closing.delete(write));
