@@ -119,6 +119,13 @@ export const configSchema = z.object({
           crlFile: z.string().min(1).optional(),
           /** The broker's pid file: SIGHUP after each CRL rewrite makes Mosquitto reload it. */
           pidFile: z.string().min(1).optional(),
+          /**
+           * The broker's own listener certificate and key (PEM), and the names it covers:
+           * the server renews it, like its own client certificate, before it expires.
+           */
+          brokerCert: z.string().min(1).optional(),
+          brokerKey: z.string().min(1).optional(),
+          brokerHostnames: z.array(z.string().min(1)).optional(),
         })
         .optional(),
     })

@@ -16,7 +16,7 @@ import {
 } from "../adapters/node/data-dir.ts";
 import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embedded-broker.ts";
 import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
-import { crlFileSink, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
+import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
 import { nodeDigest } from "../adapters/node/node-digest.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
@@ -248,6 +248,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const mqttListen = opts.mqttListen ?? (external ? "off" : config.mqtt.listen);
   let broker: EmbeddedBroker | undefined;
   let externalClient: ExternalBroker | undefined;
+  let externalRenewal: ReturnType<typeof setInterval> | undefined;
   const brokerTls = () => ({
     key: readFileSync(paths.tlsKey),
     passphrase: passphrase.passphrase,
@@ -271,6 +272,20 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       links.push(broker);
     }
     if (external) {
+      // Its client certificate (and the broker's) renewed before they expire, at start and every 12 h.
+      const configured = config.mqtt.external as NonNullable<Config["mqtt"]["external"]>;
+      const renew = () =>
+        renewExternalCredentials({ dataDir: opts.dataDir, external: configured, deps }).then((r) => {
+          if (r.client || r.broker) logAt("info", "renewed external broker credentials", r);
+          if (r.client) externalClient?.reloadCredentials();
+        });
+      await renew();
+      externalRenewal = setInterval(
+        () =>
+          void renew().catch((err: unknown) => logAt("error", "external broker credential renewal failed", { err })),
+        TLS_RENEWAL_CHECK_MS,
+      );
+      externalRenewal.unref();
       externalClient = connectExternalBroker({
         url: external.url,
         clientCert: resolveInDataDir(opts.dataDir, external.clientCert),
@@ -328,6 +343,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     metrics,
     close: async () => {
       clearInterval(renewal);
+      clearInterval(externalRenewal);
       responders.stop();
       fleet.stop();
       // The brokers first: their sessions are closed in the database before it closes.

@@ -24,13 +24,14 @@ export interface ExternalBrokerOptions {
 
 export interface ExternalBroker extends FleetLink {
   readonly connected: boolean;
+  /** Reads the certificate and key files again and reconnects with them (after a renewal). */
+  reloadCredentials(): void;
   close(): Promise<void>;
 }
 
 export function connectExternalBroker(o: ExternalBrokerOptions): ExternalBroker {
   const client: MqttClient = connect(o.url, {
     clientId: o.clientId,
-    // Files are read at every reconnect: a renewed service certificate is picked up.
     key: readFileSync(o.clientKey),
     cert: readFileSync(o.clientCert),
     ca: readFileSync(o.ca),
@@ -67,6 +68,15 @@ export function connectExternalBroker(o: ExternalBrokerOptions): ExternalBroker 
     // certificate at the next connection once it has reloaded the CRL.
     disconnect: async () => 0,
     connectedDevices: () => undefined,
+    reloadCredentials: () => {
+      // mqtt.js builds each reconnection's TLS from its options.
+      Object.assign(client.options, {
+        key: readFileSync(o.clientKey),
+        cert: readFileSync(o.clientCert),
+        ca: readFileSync(o.ca),
+      });
+      client.stream?.destroy();
+    },
     close: () => new Promise<void>((resolve) => client.end(false, {}, () => resolve())),
   };
 }

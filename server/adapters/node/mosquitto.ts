@@ -2,14 +2,15 @@ import { generateKeyPairSync, webcrypto } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join, resolve } from "node:path";
-import { CLI_ACTOR } from "../../authority/actor.ts";
+import { type Actor, CLI_ACTOR } from "../../authority/actor.ts";
 import type { AuthorityDeps } from "../../authority/deps.ts";
 import { isValidServiceName } from "../../authority/device-reports.ts";
 import { type PublishedCrl, RevocationResponders } from "../../authority/responders.ts";
 import { issueServiceCertificate } from "../../authority/service-identity.ts";
-import { profilesOf } from "../../config/schema.ts";
+import { type Config, profilesOf } from "../../config/schema.ts";
 import { SERVER_SERVICE_NAME } from "../../frontends/mqtt/topics.ts";
-import { toPem } from "../../pki/pem.ts";
+import { readCertificate } from "../../pki/certificate.ts";
+import { pemCertificates, toPem } from "../../pki/pem.ts";
 import { systemClock } from "../../ports/clock.ts";
 import type { SignatureVerifier } from "../../ports/verifier.ts";
 import { SqliteStorage } from "../storage/sqlite-storage.ts";
@@ -19,6 +20,7 @@ import {
   loadIssuingCa,
   readConfig,
   readTrustAnchors,
+  resolveInDataDir,
   resolvePassphrase,
   spkiOf,
 } from "./data-dir.ts";
@@ -101,7 +103,7 @@ export function mosquittoConf(o: { dir: string; host: string; port: number; user
 }
 
 /** The core's dependencies with the issuing CA, for a CLI command that issues; closed after `run`. */
-async function withIssuer<T>(
+export async function withIssuer<T>(
   dataDir: string,
   env: NodeJS.ProcessEnv,
   run: (deps: AuthorityDeps) => Promise<T>,
@@ -135,9 +137,10 @@ async function writeServiceFiles(
   name: string,
   certFile: string,
   keyFile: string,
+  actor: Actor = CLI_ACTOR,
 ): Promise<{ serial: string; notAfter: Date }> {
   const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const service = await issueServiceCertificate(deps, CLI_ACTOR, { name, spki: spkiOf(privateKey) });
+  const service = await issueServiceCertificate(deps, actor, { name, spki: spkiOf(privateKey) });
   writeFileAtomic(keyFile, privateKey.export({ type: "pkcs8", format: "pem" }) as string);
   writeFileAtomic(certFile, toPem("CERTIFICATE", service.der) + toPem("CERTIFICATE", deps.ca.certificate));
   return { serial: service.record.serial, notAfter: service.record.notAfter };
@@ -201,9 +204,8 @@ async function mosquittoFiles(o: MosquittoConfigOptions, deps: AuthorityDeps): P
   const hostPart = o.listen.host.includes(":") ? `[${o.listen.host}]` : o.listen.host;
   const url = `mqtts://${hostPart}:${o.listen.port}`;
   writeFileAtomic(files.ca, trustBundle(o.dataDir, deps), 0o644);
-  const broker = await issueServerCertificate(ca, [o.listen.host, ...deps.config.hostnames]);
-  writeFileAtomic(files.cert, toPem("CERTIFICATE", broker.der) + toPem("CERTIFICATE", ca.certificate), 0o644);
-  writeFileAtomic(files.key, broker.privateKey.export({ type: "pkcs8", format: "pem" }) as string);
+  const brokerHostnames = [o.listen.host, ...deps.config.hostnames];
+  await writeBrokerFiles(deps, brokerHostnames, files.cert, files.key);
   const service = await writeServiceFiles(deps, SERVER_SERVICE, files.clientCert, files.clientKey);
   // The current CRL, so the broker starts with it; the server keeps it current.
   const responders = new RevocationResponders(deps);
@@ -233,11 +235,75 @@ async function mosquittoFiles(o: MosquittoConfigOptions, deps: AuthorityDeps): P
       ca: files.ca,
       crlFile: files.crl,
       pidFile: files.pidFile,
+      brokerCert: files.cert,
+      brokerKey: files.key,
+      brokerHostnames,
     },
   };
   writeFileAtomic(paths.config, `${JSON.stringify(raw, null, 2)}\n`);
   readConfig(o.dataDir);
   return { url, files, serviceSerial: service.serial };
+}
+
+/** The broker's listener certificate (with the issuing CA after it) and its key. */
+async function writeBrokerFiles(deps: AuthorityDeps, hostnames: string[], certFile: string, keyFile: string) {
+  const broker = await issueServerCertificate(deps.ca, hostnames);
+  writeFileAtomic(keyFile, broker.privateKey.export({ type: "pkcs8", format: "pem" }) as string);
+  writeFileAtomic(certFile, toPem("CERTIFICATE", broker.der) + toPem("CERTIFICATE", deps.ca.certificate), 0o644);
+}
+
+/** Renewed when less than this is left (a third of the 90 days they are issued for). */
+export const RENEW_WITHIN_MS = 30 * 86400_000;
+
+function expiresSoon(certFile: string, now: Date): boolean {
+  const [leaf] = existsSync(certFile) ? pemCertificates(readFileSync(certFile, "utf8")) : [];
+  return !leaf || readCertificate(leaf).notAfter.getTime() - now.getTime() < RENEW_WITHIN_MS;
+}
+
+/** The server renewing its own credentials is an admin act of the server's. */
+const SERVER_ADMIN: Actor = { id: "server", role: "admin" };
+
+/**
+ * Keeps an external broker's credentials current (the server runs it at start and every
+ * 12 hours): the server's client certificate, and — when the configuration names them —
+ * the broker's listener certificate, followed by SIGHUP (Mosquitto reloads its
+ * certificates on it). Returns what was renewed.
+ */
+export async function renewExternalCredentials(o: {
+  dataDir: string;
+  external: NonNullable<Config["mqtt"]["external"]>;
+  deps: AuthorityDeps;
+  now?: Date;
+}): Promise<{ client: boolean; broker: boolean }> {
+  const now = o.now ?? o.deps.clock.now();
+  const file = (f: string) => resolveInDataDir(o.dataDir, f);
+  const out = { client: false, broker: false };
+  if (expiresSoon(file(o.external.clientCert), now)) {
+    await writeServiceFiles(
+      o.deps,
+      SERVER_SERVICE,
+      file(o.external.clientCert),
+      file(o.external.clientKey),
+      SERVER_ADMIN,
+    );
+    out.client = true;
+  }
+  const { brokerCert, brokerKey, brokerHostnames } = o.external;
+  if (brokerCert && brokerKey && brokerHostnames && expiresSoon(file(brokerCert), now)) {
+    await writeBrokerFiles(o.deps, brokerHostnames, file(brokerCert), file(brokerKey));
+    if (o.external.pidFile) signalBroker(file(o.external.pidFile));
+    out.broker = true;
+  }
+  return out;
+}
+
+/** SIGHUP to the broker in the pid file; false when there is none to signal. */
+function signalBroker(pidFile: string): boolean {
+  if (!existsSync(pidFile)) return false;
+  const pid = Number(readFileSync(pidFile, "utf8").trim());
+  if (!Number.isInteger(pid) || pid <= 1) return false;
+  process.kill(pid, "SIGHUP");
+  return true;
 }
 
 function writeCrlPem(file: string, crl: PublishedCrl): void {
@@ -261,14 +327,13 @@ export function crlFileSink(o: {
       o.log("warn", "could not write the broker's CRL file", { file: o.crlFile, error: (err as Error).message });
       return;
     }
-    if (!o.pidFile || !existsSync(o.pidFile)) return;
-    const pid = Number(readFileSync(o.pidFile, "utf8").trim());
-    if (!Number.isInteger(pid) || pid <= 1) return;
+    if (!o.pidFile) return;
     try {
-      process.kill(pid, "SIGHUP");
-      o.log("info", "told the mqtt broker to reload its CRL", { pid, crlNumber: crl.number.toString() });
+      if (signalBroker(o.pidFile)) {
+        o.log("info", "told the mqtt broker to reload its CRL", { crlNumber: crl.number.toString() });
+      }
     } catch (err) {
-      o.log("warn", "could not signal the mqtt broker", { pid, error: (err as Error).message });
+      o.log("warn", "could not signal the mqtt broker", { pidFile: o.pidFile, error: (err as Error).message });
     }
   };
 }
