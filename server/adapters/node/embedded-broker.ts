@@ -278,6 +278,10 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
         conn.revoked = true;
         closed++;
         await new Promise<void>((resolve) => client.close(() => resolve()));
+        // Its persistent session (clean: false) goes too: nothing is kept for a revoked identity.
+        const persistence = (aedes as unknown as { persistence: { cleanSubscriptions(c: Client): Promise<void> } })
+          .persistence;
+        await persistence.cleanSubscriptions(client).catch(() => undefined);
       }
       return closed;
     },
