@@ -3,6 +3,7 @@ import type {
   CertificateRecord,
   CommandRecord,
   DeviceEventRecord,
+  DeviceMetadata,
   DeviceRecord,
   DeviceStatus,
   DeviceStatusRecord,
@@ -98,6 +99,8 @@ export interface DeviceDetail {
   certificates: CertificateRecord[];
   tokens: TokenRecord[];
   idevid: IdevidBinding | undefined;
+  /** Owner and location, as operators declared them. */
+  metadata: DeviceMetadata | undefined;
   /** What the device last reported over MQTT. */
   reported: DeviceStatusRecord | undefined;
   /** Its latest events, newest first. */
@@ -118,6 +121,7 @@ export async function showDevice(deps: ReadDeps, actor: Actor, id: string): Prom
     certificates: await deps.storage.listCertificates(id),
     tokens: await deps.storage.listTokens(id),
     idevid: await deps.storage.getIdevidBinding(id),
+    metadata: await deps.storage.getDeviceMetadata(id),
     reported: await deps.storage.getDeviceStatus(id),
     events: await deps.storage.listDeviceEvents(id, undefined, 20),
     commands: (await deps.storage.listCommands({ deviceId: id, limit: 1000 }))

@@ -20,6 +20,7 @@ import {
   showDevice,
 } from "../authority/fleet.ts";
 import { runFleetAudit } from "../authority/fleet-audit.ts";
+import { expiringReport, setDeviceMetadata } from "../authority/lifecycle.ts";
 import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
 import { type RevocationReason, reinstateDevice, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
 import { batchDeviceIds } from "../authority/tokens.ts";
@@ -37,9 +38,13 @@ import {
   deviceDetailView,
   deviceView,
   type EnrollmentSchema,
+  type ExpiringSchema,
   enrollmentView,
+  expiringView,
   type FleetAuditSchema,
   fleetAuditView,
+  type MetadataSchema,
+  metadataView,
   type OperatorSchema,
   operatorView,
   type TokenSchema,
@@ -56,6 +61,8 @@ export type EnrollmentView = z.infer<typeof EnrollmentSchema>;
 export type AuditView = z.infer<typeof AuditEventSchema>;
 export type OperatorView = z.infer<typeof OperatorSchema>;
 export type CommandView = z.infer<typeof CommandSchema>;
+export type MetadataView = z.infer<typeof MetadataSchema>;
+export type ExpiringView = z.infer<typeof ExpiringSchema>;
 export type FleetAuditView = z.infer<typeof FleetAuditSchema>;
 export type CommandBatchView = {
   batchId: string;
@@ -147,6 +154,9 @@ export interface FleetClient {
    * a data directory they are only returned (no broker is reachable from here).
    */
   auditFleet(o: FleetAuditInput): Promise<FleetAuditView>;
+  setMetadata(id: string, change: { owner?: string | null; location?: string | null }): Promise<MetadataView>;
+  /** One page of the expiring-certificates report (`within`: a duration such as 30d). */
+  expiring(q: { within: string; cursor?: string; limit?: number }): Promise<PageView<ExpiringView>>;
   close(): Promise<void>;
 }
 
@@ -231,6 +241,12 @@ export function localFleet(dataDir: string): FleetClient {
           cloneTakeovers: config.fleet.cloneTakeovers,
           limit: o.limit,
         }),
+      ),
+    setMetadata: async (id, change) => metadataView(await setDeviceMetadata(deps, CLI_ACTOR, id, change)),
+    expiring: async (q) =>
+      page(
+        await expiringReport(deps, CLI_ACTOR, { within: parseDuration(q.within), cursor: q.cursor, limit: q.limit }),
+        expiringView,
       ),
     close: () => storage.close(),
   };
@@ -342,6 +358,8 @@ export function remoteFleet(o: RemoteOptions): FleetClient {
     listCommands: (q) => call("GET", `commands${query(q)}`),
     showCommand: (opId) => call("GET", `commands/${id(opId)}`),
     auditFleet: (o) => call("POST", "fleet/audit", o),
+    setMetadata: (d, change) => call("POST", `devices/${id(d)}/metadata`, change),
+    expiring: (q) => call("GET", `reports/expiring${query(q)}`),
     close: async () => undefined,
   };
 }

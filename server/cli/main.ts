@@ -20,8 +20,10 @@ import {
   COMMAND_COLUMNS,
   DEVICE_COLUMNS,
   ENROLLMENT_COLUMNS,
+  EXPIRING_COLUMNS,
   OPERATOR_COLUMNS,
   printChainReport,
+  printCsv,
   printDevice,
   printFleetAudit,
   printList,
@@ -319,6 +321,62 @@ fleetCommand(devices, "rotate")
       });
       if (opts.json) printObject(r, true);
       else process.stdout.write(`rotate queued for ${r.count} device(s), batch ${r.batchId}\n`);
+    }),
+  );
+
+fleetCommand(devices, "label")
+  .description("set who owns a device and where it is (shown by devices show and the expiring report)")
+  .argument("<id>")
+  .option("--owner <text>", "owner (team, person, ticket queue)")
+  .option("--no-owner", "clear the owner")
+  .option("--location <text>", "site, rack, room")
+  .option("--no-location", "clear the location")
+  .option("--json", "one JSON object")
+  .action((id: string, opts) =>
+    withFleet(opts, async (fleet) => {
+      const change: { owner?: string | null; location?: string | null } = {};
+      // commander: the value, false for --no-…, true (the default of a negatable option) when absent.
+      if (opts.owner !== true) change.owner = opts.owner === false ? null : opts.owner;
+      if (opts.location !== true) change.location = opts.location === false ? null : opts.location;
+      printObject(await fleet.setMetadata(id, change), Boolean(opts.json));
+    }),
+  );
+
+const report = program.command("report").description("reports over the inventory");
+fleetCommand(report, "expiring")
+  .description("active devices whose certificate expires within a window, soonest first, with owner and location")
+  .requiredOption("--within <duration>", "e.g. 30d", durationText)
+  .option("--json", "one JSON object per device and line")
+  .option("--csv", "CSV with a header line (RFC 4180)")
+  .action((opts) =>
+    withFleet(opts, async (fleet) => {
+      if (opts.json && opts.csv) throw new Error("choose --json or --csv");
+      let cursor: string | undefined;
+      let first = true;
+      do {
+        const page = await fleet.expiring({ within: opts.within, cursor, limit: 1000 });
+        if (opts.csv) {
+          printCsv(
+            page.items,
+            [
+              "deviceId",
+              "profile",
+              "serial",
+              "notAfter",
+              "daysLeft",
+              "owner",
+              "location",
+              "lastSeenAt",
+              "reportedState",
+            ],
+            first,
+          );
+        } else if (opts.json || first || page.items.length > 0) {
+          printList(page.items, Boolean(opts.json), EXPIRING_COLUMNS, !first);
+        }
+        first = false;
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
     }),
   );
 

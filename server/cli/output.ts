@@ -6,6 +6,7 @@ import type {
   DeviceDetailSchema,
   DeviceSchema,
   EnrollmentSchema,
+  ExpiringSchema,
   FleetAuditSchema,
   OperatorSchema,
   TokenSchema,
@@ -20,12 +21,17 @@ type Row = Record<string, unknown>;
 const out = (s: string) => process.stdout.write(s);
 const dash = (v: unknown) => (v === null || v === undefined ? "-" : String(v));
 
-export function printList<T extends Row>(items: T[], json: boolean, columns: [string, keyof T, number][]): void {
+export function printList<T extends Row>(
+  items: T[],
+  json: boolean,
+  columns: [string, keyof T, number][],
+  continued = false,
+): void {
   if (json) {
     for (const item of items) out(`${JSON.stringify(item)}\n`);
     return;
   }
-  out(`${columns.map(([title, , width]) => title.padEnd(width)).join(" ")}\n`);
+  if (!continued) out(`${columns.map(([title, , width]) => title.padEnd(width)).join(" ")}\n`);
   for (const item of items) out(`${columns.map(([, key, width]) => dash(item[key]).padEnd(width)).join(" ")}\n`);
 }
 
@@ -93,7 +99,8 @@ export function printDevice(d: z.infer<typeof DeviceDetailSchema>, json: boolean
   }
   out(
     `device    ${d.id}\nidentity  ${d.identity}\nstatus    ${d.status}\nprofile   ${d.profile}\n` +
-      `current   ${dash(d.currentSerial)} (expires ${dash(d.currentNotAfter)})\nenrolled  ${dash(d.lastEnrolledAt)}\n`,
+      `current   ${dash(d.currentSerial)} (expires ${dash(d.currentNotAfter)})\nenrolled  ${dash(d.lastEnrolledAt)}\n` +
+      `owner     ${dash(d.owner)}\nlocation  ${dash(d.location)}\n`,
   );
   if (d.idevid) out(`idevid    ${d.idevid.subject}${d.idevid.revokedAt ? " (revoked)" : ""}\n`);
   const r = d.reported;
@@ -164,4 +171,25 @@ export function printFleetAudit(r: z.infer<typeof FleetAuditSchema>, json: boole
   for (const f of r.findings) {
     out(`${f.severity.padEnd(9)} ${f.check.padEnd(27)} ${f.deviceId.padEnd(24)} ${f.message}\n`);
   }
+}
+
+export const EXPIRING_COLUMNS: [string, keyof z.infer<typeof ExpiringSchema>, number][] = [
+  ["DEVICE", "deviceId", 24],
+  ["PROFILE", "profile", 10],
+  ["EXPIRES", "notAfter", 24],
+  ["DAYS", "daysLeft", 6],
+  ["OWNER", "owner", 20],
+  ["LOCATION", "location", 20],
+  ["LAST SEEN", "lastSeenAt", 24],
+];
+
+/** RFC 4180: fields with a comma, quote or line break are quoted, quotes doubled. */
+function csvField(v: unknown): string {
+  const s = v === null || v === undefined ? "" : String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function printCsv<T extends Row>(items: T[], columns: (keyof T & string)[], header: boolean): void {
+  if (header) out(`${columns.join(",")}\r\n`);
+  for (const item of items) out(`${columns.map((c) => csvField(item[c])).join(",")}\r\n`);
 }

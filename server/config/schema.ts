@@ -40,6 +40,15 @@ export const profileSchema = z
     approval: z.enum(["auto", "manual"]).default("auto"),
     /** Retry-After while an enrollment waits for approval. */
     retryAfter: duration.default(60),
+    /**
+     * Points before a certificate's expiry at which an alert is sent (fleet events topic,
+     * and the webhook if one is configured), e.g. ["30d", "7d", "1d"]: for long-lived
+     * certificates that nothing renews on its own. Empty: no alerts.
+     */
+    expiryAlerts: z
+      .array(duration.refine((s) => s > 0 && s % 86400 === 0, "whole days, such as 30d"))
+      .max(8)
+      .default([]),
     /** Zero-touch first boot with a manufacturer certificate (IDevID). */
     idevid: z
       .object({
@@ -126,6 +135,21 @@ export const configSchema = z.object({
           brokerCert: z.string().min(1).optional(),
           brokerKey: z.string().min(1).optional(),
           brokerHostnames: z.array(z.string().min(1)).optional(),
+        })
+        .optional(),
+    })
+    .prefault({}),
+  /** Where expiry alerts go besides the MQTT fleet events topic. */
+  alerts: z
+    .object({
+      /** How often the server looks for certificates that crossed an alert point. */
+      scanInterval: duration.default(3600),
+      webhook: z
+        .object({
+          url: z.url(),
+          /** A file holding the HMAC-SHA256 key for the X-Edgeid-Signature header (relative to the data directory). */
+          secretFile: z.string().min(1).optional(),
+          timeoutMs: z.number().int().min(100).max(60_000).default(5000),
         })
         .optional(),
     })

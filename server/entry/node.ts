@@ -20,6 +20,7 @@ import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapte
 import { nodeDigest } from "../adapters/node/node-digest.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
+import { webhookNotifier } from "../adapters/node/webhook.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
@@ -225,6 +226,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     },
     connectedDevices: () => links.map((l) => l.connectedDevices()).find((n) => n !== undefined),
   };
+  const mqttListen = opts.mqttListen ?? (external ? "off" : config.mqtt.listen);
   const metrics = new FleetMetrics({
     storage,
     clock: systemClock,
@@ -243,9 +245,19 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     log: logAt,
     auditEveryMs: config.fleet.auditInterval * 1000,
     revokeGraceMs: 250,
+    alertEveryMs: config.alerts.scanInterval * 1000,
+    notify: config.alerts.webhook
+      ? webhookNotifier({
+          url: config.alerts.webhook.url,
+          secret: config.alerts.webhook.secretFile
+            ? readFileSync(resolveInDataDir(opts.dataDir, config.alerts.webhook.secretFile), "utf8").trim()
+            : undefined,
+          timeoutMs: config.alerts.webhook.timeoutMs,
+        })
+      : undefined,
+    dispatchCommands: mqttListen !== "off" || external !== undefined,
   });
   const receive = (m: Parameters<FleetLoop["receive"]>[0]) => void fleet.receive(m);
-  const mqttListen = opts.mqttListen ?? (external ? "off" : config.mqtt.listen);
   let broker: EmbeddedBroker | undefined;
   let externalClient: ExternalBroker | undefined;
   let externalRenewal: ReturnType<typeof setInterval> | undefined;
@@ -313,9 +325,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     deps.onCommands = async () => {
       await fleet.dispatch();
     };
-    fleet.start();
     void fleet.dispatch().catch(() => undefined);
   }
+  // Expiry alerts and the hourly audit run with or without a broker.
+  fleet.start();
   const app = createApp({
     authority: new Authority(deps),
     responders,

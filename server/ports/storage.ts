@@ -223,6 +223,15 @@ export interface MqttSessionRecord {
   tookOver: string | null;
 }
 
+/** Operator-declared facts about a device (lifecycle controls). */
+export interface DeviceMetadata {
+  deviceId: string;
+  owner: string | null;
+  location: string | null;
+  updatedAt: Date;
+  updatedBy: string;
+}
+
 /** Rows for the fleet audit checks (each bounded by `limit`, or scanned in chunks). */
 export interface FleetAuditReads {
   /** Active devices whose last message is older than `before` (oldest first). */
@@ -316,7 +325,10 @@ export type Write =
   | { kind: "openMqttSession"; session: MqttSessionRecord }
   | { kind: "closeMqttSession"; id: string; at: Date; reason: string }
   /** At broker start: every session left open by a previous run is closed. */
-  | { kind: "closeAllMqttSessions"; at: Date; reason: string };
+  | { kind: "closeAllMqttSessions"; at: Date; reason: string }
+  | { kind: "setDeviceMetadata"; metadata: DeviceMetadata }
+  /** An expiry alert was sent for this certificate and threshold (a repeat is ignored). */
+  | { kind: "recordExpiryAlert"; serial: string; thresholdDays: number; deviceId: string; at: Date };
 
 /** Thrown by `apply` when a uniqueness constraint refused the write set. */
 export class StorageConflictError extends Error {
@@ -412,6 +424,9 @@ export interface Storage extends FleetAuditReads {
     after: string,
     scan: number,
   ): Promise<{ counts: number[]; total: number; sum: number; next: string | null }>;
+  getDeviceMetadata(deviceId: string): Promise<DeviceMetadata | undefined>;
+  /** Whether the expiry alert for this certificate and threshold was sent. */
+  expiryAlertSent(serial: string, thresholdDays: number): Promise<boolean>;
   /** A device's MQTT sessions, newest first. */
   listMqttSessions(deviceId: string, limit: number): Promise<MqttSessionRecord[]>;
   /** Applies every write or none. */

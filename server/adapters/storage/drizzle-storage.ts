@@ -29,6 +29,7 @@ import type {
   CommandQuery,
   CommandRecord,
   DeviceEventRecord,
+  DeviceMetadata,
   DeviceQuery,
   DeviceRecord,
   DeviceStatus,
@@ -52,8 +53,10 @@ import {
   commands,
   crlNumbers,
   deviceEvents,
+  deviceMetadata,
   deviceStatus,
   devices,
+  expiryAlerts,
   idevidBindings,
   mqttSessions,
   operators,
@@ -432,6 +435,25 @@ export class DrizzleReaders {
     return { counts, total, sum, next: rows.length === scan ? (rows.at(-1)?.id ?? null) : null };
   }
 
+  async getDeviceMetadata(deviceId: string): Promise<DeviceMetadata | undefined> {
+    return this.findOne(deviceMetadata, deviceMetadata.deviceId, deviceId);
+  }
+
+  async expiryAlertSent(serial: string, thresholdDays: number): Promise<boolean> {
+    const q = this.prepared("expiryAlertSent", () =>
+      this.db
+        .select({ serial: expiryAlerts.serial })
+        .from(expiryAlerts)
+        .where(
+          and(
+            eq(expiryAlerts.serial, sql.placeholder("serial")),
+            eq(expiryAlerts.thresholdDays, sql.placeholder("thresholdDays")),
+          ),
+        ),
+    );
+    return (await q.get({ serial, thresholdDays })) !== undefined;
+  }
+
   async listMqttSessions(deviceId: string, limit: number): Promise<MqttSessionRecord[]> {
     return this.db
       .select()
@@ -660,6 +682,16 @@ export class DrizzleReaders {
         return this.db.insert(commands).values(placeholders(commands));
       case "openMqttSession":
         return this.db.insert(mqttSessions).values(placeholders(mqttSessions));
+      case "setDeviceMetadata": {
+        const set: Record<string, SQL> = {};
+        for (const [key, column] of Object.entries(getTableColumns(deviceMetadata))) {
+          if (key !== "deviceId") set[key] = sql.raw(`excluded."${column.name}"`);
+        }
+        return this.db
+          .insert(deviceMetadata)
+          .values(placeholders(deviceMetadata))
+          .onConflictDoUpdate({ target: deviceMetadata.deviceId, set });
+      }
       default:
         throw new Error(`no SQL for write ${kind}`);
     }
@@ -895,6 +927,16 @@ const RAW: Partial<Record<Write["kind"], Template[]>> = {
   closeAllMqttSessions: [
     raw("UPDATE mqtt_sessions SET disconnected_at = ?, close_reason = ? WHERE disconnected_at IS NULL", "at", "reason"),
   ],
+  recordExpiryAlert: [
+    raw(
+      `INSERT INTO expiry_alerts (serial, threshold_days, device_id, sent_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (serial, threshold_days) DO NOTHING`,
+      "serial",
+      "thresholdDays",
+      "deviceId",
+      "at",
+    ),
+  ],
   // The hash chain: the previous record's hash is read inside the same transaction
   // that appends, so concurrent writers (server, CLI) chain in commit order.
   // edgeid_audit_hash is registered on every connection (sqlite-batch.mjs).
@@ -970,6 +1012,10 @@ function writeValues(w: Write): Record<string, unknown> {
       return { id: w.id, at: w.at.getTime(), reason: w.reason };
     case "closeAllMqttSessions":
       return { at: w.at.getTime(), reason: w.reason };
+    case "setDeviceMetadata":
+      return toDriver(deviceMetadata, w.metadata);
+    case "recordExpiryAlert":
+      return { serial: w.serial, thresholdDays: w.thresholdDays, deviceId: w.deviceId, at: w.at.getTime() };
   }
 }
 

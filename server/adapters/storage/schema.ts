@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { blob, index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 /** Times are integer milliseconds since the epoch (UTC). */
 const ms = (name: string) => integer(name, { mode: "timestamp_ms" });
@@ -271,6 +271,27 @@ export const mqttSessions = sqliteTable(
   ],
 );
 
+/** What operators declare about a device (lifecycle controls): who owns it, where it is. */
+export const deviceMetadata = sqliteTable("device_metadata", {
+  deviceId: text("device_id").primaryKey(),
+  owner: text("owner"),
+  location: text("location"),
+  updatedAt: ms("updated_at").notNull(),
+  updatedBy: text("updated_by").notNull(),
+});
+
+/** Expiry alerts sent, once per certificate and threshold (days before its notAfter). */
+export const expiryAlerts = sqliteTable(
+  "expiry_alerts",
+  {
+    serial: text("serial").notNull(),
+    thresholdDays: integer("threshold_days").notNull(),
+    deviceId: text("device_id").notNull(),
+    sentAt: ms("sent_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.serial, t.thresholdDays] })],
+);
+
 export const schema = {
   devices,
   certificates,
@@ -285,6 +306,8 @@ export const schema = {
   deviceEvents,
   commands,
   mqttSessions,
+  deviceMetadata,
+  expiryAlerts,
 };
 
 export { sql };

@@ -4,6 +4,7 @@ import { commandMessage } from "../../authority/commands.ts";
 import type { AuthorityDeps } from "../../authority/deps.ts";
 import { markRevokedStatus, recordCommandResult, recordEvent, recordStatus } from "../../authority/device-reports.ts";
 import { type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
+import { dueExpiryAlerts, type ExpiryAlert, markExpiryAlertSent } from "../../authority/lifecycle.ts";
 import type { Scheduler } from "../../authority/responders.ts";
 import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
 import type { RevocationEntry } from "../../ports/storage.ts";
@@ -67,6 +68,12 @@ export interface FleetLoopOptions {
   auditEveryMs: number;
   /** How long the revoked device gets to receive cmd/revoked before its connection is closed. */
   revokeGraceMs?: number;
+  /** Milliseconds between scans for expiry alerts; 0 turns them off. */
+  alertEveryMs?: number;
+  /** Delivers an expiry alert elsewhere too (the webhook); a failure leaves it for the next scan. */
+  notify?: (alert: Record<string, unknown>) => Promise<void>;
+  /** False when no broker is reachable: queued commands then wait for a server that has one. */
+  dispatchCommands?: boolean;
 }
 
 const DISPATCH_PAGE = 500;
@@ -83,9 +90,18 @@ export class FleetLoop {
   start(): void {
     const s = this.o.scheduler;
     if (!s) return;
-    // Commands queued by other processes (the CLI) are found by this poll.
-    this.timers.push(s.every(this.o.deps.config.revocation.pollMs, () => void this.dispatch().catch(() => undefined)));
-    this.timers.push(s.every(60_000, () => void this.expireCommands().catch(() => undefined)));
+    if (this.o.dispatchCommands !== false) {
+      // Commands queued by other processes (the CLI) are found by this poll.
+      this.timers.push(
+        s.every(this.o.deps.config.revocation.pollMs, () => void this.dispatch().catch(() => undefined)),
+        s.every(60_000, () => void this.expireCommands().catch(() => undefined)),
+      );
+    }
+    if (this.o.alertEveryMs) {
+      const scan = () =>
+        void this.alerts().catch((err: unknown) => this.o.log("error", "expiry alert scan failed", { err }));
+      this.timers.push(s.after(0, scan), s.every(this.o.alertEveryMs, scan));
+    }
     if (this.o.auditEveryMs > 0) {
       this.timers.push(
         s.every(
@@ -187,6 +203,7 @@ export class FleetLoop {
 
   /** Publishes queued commands (single flight; a call during a run makes one more run). */
   dispatch(): Promise<number> {
+    if (this.o.dispatchCommands === false) return Promise.resolve(0);
     if (this.dispatching) {
       this.dispatchAgain = true;
       return this.dispatching;
@@ -272,6 +289,50 @@ export class FleetLoop {
         });
       }),
     );
+  }
+
+  /**
+   * Sends the expiry alerts that are due: an event on the fleet topic (its id is stable
+   * per certificate and point, so a repeat can be dropped) and the webhook, if any. An
+   * alert is recorded as sent once every channel took it; otherwise the next scan retries.
+   */
+  async alerts(): Promise<ExpiryAlert[]> {
+    const { deps, link } = this.o;
+    const due = await dueExpiryAlerts(deps, { afterPage: () => new Promise((r) => setTimeout(r, 0)) });
+    const sent: ExpiryAlert[] = [];
+    for (const a of due) {
+      const event = {
+        v: 1,
+        id: a.id,
+        type: "certificate-expiring",
+        at: deps.clock.now().toISOString(),
+        deviceId: a.deviceId,
+        profile: a.profile,
+        serial: a.serial,
+        notAfter: a.notAfter.toISOString(),
+        thresholdDays: a.thresholdDays,
+        secondsLeft: a.secondsLeft,
+        owner: a.owner,
+        location: a.location,
+      };
+      const channels = ["mqtt"];
+      try {
+        await link.publish(FLEET_EVENTS, JSON.stringify(event), { retain: false });
+        if (this.o.notify) {
+          await this.o.notify(event);
+          channels.push("webhook");
+        }
+      } catch (err) {
+        this.o.log("warn", "expiry alert not delivered; retried at the next scan", {
+          device: a.deviceId,
+          error: (err as Error).message,
+        });
+        continue;
+      }
+      await markExpiryAlertSent(deps, a, channels);
+      sent.push(a);
+    }
+    return sent;
   }
 
   /** Runs the fleet audit and publishes its findings on the fleet events topic. */

@@ -22,6 +22,7 @@ import {
   showDevice,
 } from "../../authority/fleet.ts";
 import { type FleetAuditOptions, type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
+import { expiringReport, setDeviceMetadata } from "../../authority/lifecycle.ts";
 import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
 import { REVOCATION_REASONS, reinstateDevice, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
 import { batchDeviceIds } from "../../authority/tokens.ts";
@@ -43,9 +44,13 @@ import {
   deviceView,
   EnrollmentSchema,
   ErrorSchema,
+  ExpiringSchema,
   enrollmentView,
+  expiringView,
   FleetAuditSchema,
   fleetAuditView,
+  MetadataSchema,
+  metadataView,
   OperatorSchema,
   operatorView,
   TokenSchema,
@@ -382,6 +387,51 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
     async (c) => {
       const p = await listDeviceEvents(core, actorOf(c), c.req.valid("param").id, c.req.valid("query"));
       return c.json({ items: p.items.map(deviceEventView), nextBefore: p.nextBefore }, 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/devices/{id}/metadata",
+      operationId: "device.metadata",
+      summary: "Set a device's owner and location (a string sets, null clears, absent keeps)",
+      request: {
+        params: IdParam,
+        ...body(
+          z.strictObject({
+            owner: z.string().max(200).nullable().optional(),
+            location: z.string().max(200).nullable().optional(),
+          }),
+        ),
+      },
+      responses: { 200: json(MetadataSchema, "the device's metadata"), 404: json(ErrorSchema, "no such device") },
+    }),
+    async (c) => {
+      const m = await setDeviceMetadata(core, actorOf(c), c.req.valid("param").id, c.req.valid("json"));
+      return c.json(metadataView(m), 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "get",
+      path: "/reports/expiring",
+      operationId: "report.expiring",
+      summary: "Active devices whose certificate expires within a window, soonest first, with owner and location",
+      request: {
+        query: z.strictObject({ within: durationString, cursor, limit }),
+      },
+      responses: { 200: json(page(ExpiringSchema, "ExpiringPage"), "a page of the report") },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const p = await expiringReport(core, actorOf(c), {
+        within: parseDuration(q.within),
+        cursor: q.cursor,
+        limit: q.limit,
+      });
+      return c.json({ items: p.items.map(expiringView), nextCursor: p.nextCursor }, 200);
     },
   );
 

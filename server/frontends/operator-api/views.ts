@@ -3,11 +3,13 @@ import type { DeviceDetail } from "../../authority/fleet.ts";
 import type { FleetAuditReport } from "../../authority/fleet-audit.ts";
 import { FLEET_CHECKS } from "../../authority/fleet-audit.ts";
 import { spiffeId } from "../../authority/identity.ts";
+import type { ExpiringRow } from "../../authority/lifecycle.ts";
 import { REASON_NAMES } from "../../authority/revoke.ts";
 import type {
   CertificateRecord,
   CommandRecord,
   DeviceEventRecord,
+  DeviceMetadata,
   DeviceRecord,
   DeviceStatusRecord,
   IdevidBinding,
@@ -363,7 +365,45 @@ export function fleetAuditView(r: FleetAuditReport): z.infer<typeof FleetAuditSc
   return { ...r, at: iso(r.at) };
 }
 
+export const MetadataSchema = z
+  .object({ owner: z.string().nullable(), location: z.string().nullable(), updatedAt: time, updatedBy: z.string() })
+  .openapi("DeviceMetadata");
+
+export function metadataView(m: DeviceMetadata): z.infer<typeof MetadataSchema> {
+  return { owner: m.owner, location: m.location, updatedAt: iso(m.updatedAt), updatedBy: m.updatedBy };
+}
+
+export const ExpiringSchema = z
+  .object({
+    deviceId: z.string(),
+    profile: z.string(),
+    serial: z.string().nullable(),
+    notAfter: time,
+    daysLeft: z.number(),
+    owner: z.string().nullable(),
+    location: z.string().nullable(),
+    lastSeenAt: time,
+    reportedState: z.string().nullable(),
+  })
+  .openapi("ExpiringCertificate");
+
+export function expiringView(r: ExpiringRow): z.infer<typeof ExpiringSchema> {
+  return {
+    deviceId: r.device.id,
+    profile: r.device.profile,
+    serial: r.device.currentSerial,
+    notAfter: iso(r.device.currentNotAfter),
+    daysLeft: Math.round((r.secondsLeft / 86400) * 10) / 10,
+    owner: r.metadata?.owner ?? null,
+    location: r.metadata?.location ?? null,
+    lastSeenAt: r.reported && r.reported.lastSeenAt.getTime() > 0 ? iso(r.reported.lastSeenAt) : null,
+    reportedState: r.reported?.state ?? null,
+  };
+}
+
 export const DeviceDetailSchema = DeviceSchema.extend({
+  owner: z.string().nullable(),
+  location: z.string().nullable(),
   certificates: z.array(CertificateSchema),
   tokens: z.array(TokenSchema),
   idevid: IdevidSchema.nullable(),
@@ -377,6 +417,8 @@ export const DeviceDetailSchema = DeviceSchema.extend({
 export function deviceDetailView(d: DeviceDetail, trustDomain: string, now: Date): z.infer<typeof DeviceDetailSchema> {
   return {
     ...deviceView(d.device, trustDomain),
+    owner: d.metadata?.owner ?? null,
+    location: d.metadata?.location ?? null,
     certificates: d.certificates.map(certificateView),
     tokens: d.tokens.map((t) => tokenView(t, now)),
     idevid: d.idevid ? idevidView(d.idevid) : null,

@@ -1,0 +1,191 @@
+import type { DeviceMetadata, DeviceRecord, DeviceStatusRecord } from "../ports/storage.ts";
+import { type Actor, requireRole } from "./actor.ts";
+import { auditWrite } from "./audit.ts";
+import type { AuthorityDeps } from "./deps.ts";
+import { badRequest, notFound } from "./errors.ts";
+import { listDevices, MAX_PAGE, type Page } from "./fleet.ts";
+
+/**
+ * Lifecycle controls for certificates that nothing renews on its own (long-lived ones on
+ * appliances): who owns a device and where it is, a report of what expires soon, and
+ * alerts at configured points before expiry.
+ */
+
+type LifecycleDeps = Pick<AuthorityDeps, "storage" | "clock" | "profiles">;
+
+const MAX_TEXT = 200;
+
+export interface MetadataChange {
+  /** A string sets it, null clears it, absent leaves it. */
+  owner?: string | null;
+  location?: string | null;
+}
+
+function checkText(name: string, v: string | null | undefined): void {
+  if (v === undefined || v === null) return;
+  if (v.length === 0 || v.length > MAX_TEXT || /[\u0000-\u001f\u007f]/.test(v)) {
+    throw badRequest("bad_metadata", `${name} is 1-${MAX_TEXT} characters without control characters`);
+  }
+}
+
+/** Sets a device's owner and location (operator); audited with the old and new values. */
+export async function setDeviceMetadata(
+  deps: LifecycleDeps,
+  actor: Actor,
+  deviceId: string,
+  change: MetadataChange,
+): Promise<DeviceMetadata> {
+  requireRole(actor, "operator");
+  checkText("owner", change.owner);
+  checkText("location", change.location);
+  if (!(await deps.storage.getDevice(deviceId))) throw notFound("unknown_device", `no device ${deviceId.slice(0, 64)}`);
+  const before = await deps.storage.getDeviceMetadata(deviceId);
+  const now = deps.clock.now();
+  const metadata: DeviceMetadata = {
+    deviceId,
+    owner: change.owner === undefined ? (before?.owner ?? null) : change.owner,
+    location: change.location === undefined ? (before?.location ?? null) : change.location,
+    updatedAt: now,
+    updatedBy: actor.id,
+  };
+  await deps.storage.apply([
+    { kind: "setDeviceMetadata", metadata },
+    auditWrite({
+      at: now,
+      actor: actor.id,
+      action: "device.metadata",
+      outcome: "success",
+      deviceId,
+      remote: actor.remote ?? null,
+      detail: { owner: metadata.owner, location: metadata.location },
+    }),
+  ]);
+  return metadata;
+}
+
+export interface ExpiringRow {
+  device: DeviceRecord;
+  metadata: DeviceMetadata | undefined;
+  reported: DeviceStatusRecord | undefined;
+  /** Seconds left on the current certificate (negative: expired). */
+  secondsLeft: number;
+}
+
+/**
+ * Active devices whose current certificate expires within `within` seconds, soonest
+ * first (one index range per page), with their owner, location and last report.
+ */
+export async function expiringReport(
+  deps: LifecycleDeps,
+  actor: Actor,
+  req: { within: number; cursor?: string; limit?: number },
+): Promise<Page<ExpiringRow>> {
+  requireRole(actor, "auditor");
+  const page = await listDevices(deps, actor, {
+    status: "active",
+    expiringWithin: req.within,
+    cursor: req.cursor,
+    limit: req.limit ?? MAX_PAGE,
+  });
+  const now = deps.clock.now().getTime();
+  const items: ExpiringRow[] = [];
+  for (const device of page.items) {
+    items.push({
+      device,
+      metadata: await deps.storage.getDeviceMetadata(device.id),
+      reported: await deps.storage.getDeviceStatus(device.id),
+      secondsLeft: Math.round(((device.currentNotAfter?.getTime() ?? now) - now) / 1000),
+    });
+  }
+  return { items, nextCursor: page.nextCursor };
+}
+
+export interface ExpiryAlert {
+  /** Stable per certificate and threshold, so that a consumer can drop a repeat. */
+  id: string;
+  deviceId: string;
+  profile: string;
+  serial: string;
+  notAfter: Date;
+  /** The alert point crossed, in days before expiry. */
+  thresholdDays: number;
+  secondsLeft: number;
+  owner: string | null;
+  location: string | null;
+}
+
+/**
+ * The alerts due now: for every profile with alert points, each active device whose
+ * certificate has crossed one and has not been alerted for it. Only the tightest point
+ * crossed is due (a server that was down across 30 d and 7 d sends the 7 d alert).
+ */
+export async function dueExpiryAlerts(
+  deps: LifecycleDeps,
+  opts: { afterPage?: () => Promise<void> } = {},
+): Promise<ExpiryAlert[]> {
+  const now = deps.clock.now();
+  const due: ExpiryAlert[] = [];
+  for (const profile of deps.profiles.values()) {
+    if (profile.expiryAlerts.length === 0) continue;
+    const points = [...profile.expiryAlerts].sort((a, b) => a - b);
+    const widest = points[points.length - 1] as number;
+    const expiringBefore = new Date(now.getTime() + widest * 1000);
+    let after: { id: string; notAfter?: number } | undefined;
+    for (;;) {
+      const page = await deps.storage.listDevices({
+        status: "active",
+        profile: profile.name,
+        expiringBefore,
+        after,
+        limit: MAX_PAGE,
+      });
+      for (const d of page) {
+        if (!d.currentSerial || !d.currentNotAfter) continue;
+        const left = (d.currentNotAfter.getTime() - now.getTime()) / 1000;
+        if (left <= 0) continue; // expired: the fleet audit's concern, not an advance warning
+        const point = points.find((p) => left <= p);
+        if (point === undefined) continue;
+        const days = Math.round(point / 86400);
+        if (await deps.storage.expiryAlertSent(d.currentSerial, days)) continue;
+        const meta = await deps.storage.getDeviceMetadata(d.id);
+        due.push({
+          id: `expiry-${d.currentSerial}-${days}d`,
+          deviceId: d.id,
+          profile: profile.name,
+          serial: d.currentSerial,
+          notAfter: d.currentNotAfter,
+          thresholdDays: days,
+          secondsLeft: Math.round(left),
+          owner: meta?.owner ?? null,
+          location: meta?.location ?? null,
+        });
+      }
+      const last = page[page.length - 1];
+      if (!last || page.length < MAX_PAGE) break;
+      after = { id: last.id, notAfter: last.currentNotAfter?.getTime() };
+      await opts.afterPage?.();
+    }
+  }
+  return due;
+}
+
+/** Records that an alert went out (it is not sent again for that certificate and point). */
+export async function markExpiryAlertSent(
+  deps: Pick<AuthorityDeps, "storage" | "clock">,
+  a: ExpiryAlert,
+  channels: string[],
+): Promise<void> {
+  const now = deps.clock.now();
+  await deps.storage.apply([
+    { kind: "recordExpiryAlert", serial: a.serial, thresholdDays: a.thresholdDays, deviceId: a.deviceId, at: now },
+    auditWrite({
+      at: now,
+      actor: "server",
+      action: "alert.expiry",
+      outcome: "success",
+      deviceId: a.deviceId,
+      serial: a.serial,
+      detail: { thresholdDays: a.thresholdDays, notAfter: a.notAfter.toISOString(), channels: channels.join(",") },
+    }),
+  ]);
+}
