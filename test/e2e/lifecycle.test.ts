@@ -1,0 +1,149 @@
+/**
+ * Lifecycle controls against a real `edgeid serve`: an appliance profile with expiry
+ * alert points, a device enrolled over EST (openssl + curl), its owner and location set
+ * with the CLI, the expiry alert delivered to a signed webhook (a real HTTP receiver in
+ * the test) and on the MQTT fleet topic, and the expiring report as CSV.
+ */
+import { createHmac } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mqttConnect, type TestClient } from "../support/mqtt-client.ts";
+import {
+  addProfiles,
+  createToken,
+  edgeid,
+  estPost,
+  eventually,
+  initDataDir,
+  makeCsrNewKeyP256,
+  makeWorkDir,
+  pkcs7ToPem,
+  removeDir,
+  serviceCert,
+  startServer,
+  type TestServer,
+  writePem,
+  x509Serial,
+} from "./helpers.ts";
+
+let work: string;
+let dataDir: string;
+let server: TestServer;
+let hook: Server;
+let observer: TestClient;
+const SECRET = "webhook secret for the test";
+const received: { signature: string | undefined; body: string }[] = [];
+
+beforeAll(async () => {
+  work = await makeWorkDir("lifecycle");
+  ({ dataDir } = await initDataDir(work, "plant.example"));
+  hook = createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8").on("data", (c: string) => {
+      body += c;
+    });
+    req.on("end", () => {
+      received.push({ signature: req.headers["x-edgeid-signature"] as string | undefined, body });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => hook.listen(0, "127.0.0.1", () => r()));
+  await writeFile(join(dataDir, "webhook-secret"), `${SECRET}\n`, { mode: 0o600 });
+  // 20-day certificates with a 30-day alert point: due as soon as one is issued.
+  await addProfiles(dataDir, { appliance: { validity: "20d", expiryAlerts: ["30d", "7d"] } });
+  const configFile = join(dataDir, "edgeid.json");
+  const config = JSON.parse(await readFile(configFile, "utf8"));
+  config.alerts = {
+    scanInterval: "1s",
+    webhook: {
+      url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/edgeid`,
+      secretFile: "webhook-secret",
+    },
+  };
+  await writeFile(configFile, JSON.stringify(config));
+  server = await startServer(dataDir, work);
+  const svc = await serviceCert(dataDir, "observer", join(work, "svc"));
+  const r = await mqttConnect(server.mqttUrl as string, {
+    clientId: "service:observer",
+    cert: svc.cert,
+    key: svc.key,
+    ca: server.rootPemFile,
+  });
+  if (!r.ok) throw new Error(r.error);
+  observer = r.c;
+  await observer.subscribe("edgeid/v1/fleet/events");
+}, 60_000);
+
+afterAll(async () => {
+  await observer?.end();
+  await server?.stop();
+  await new Promise<void>((r) => (hook ? hook.close(() => r()) : r()));
+  await removeDir(work);
+});
+
+describe("lifecycle controls", () => {
+  it("labels an appliance, alerts before its certificate expires, and reports it", async () => {
+    const { token } = await createToken(dataDir, "plc-07", { profile: "appliance" });
+    const csr = await makeCsrNewKeyP256(work, "plc-07");
+    const res = await estPost(server, work, "simpleenroll", csr.base64, {
+      label: "appliance",
+      basic: { user: "plc-07", password: token },
+    });
+    expect(res.status, res.text).toBe(200);
+    const [pem] = await pkcs7ToPem(work, res.body);
+    const serial = await x509Serial(await writePem(work, "plc-07.pem", pem as string));
+    await edgeid([
+      "devices",
+      "label",
+      "plc-07",
+      "--owner",
+      'OT team "line 4"',
+      "--location",
+      "Plant 2, hall B",
+      "--data",
+      dataDir,
+    ]);
+
+    // The webhook: one POST, signed with the configured secret.
+    await eventually(
+      async () => received.length,
+      (n) => n >= 1,
+    );
+    const [hit] = received;
+    const body = JSON.parse(hit?.body ?? "{}") as Record<string, unknown>;
+    expect(body).toMatchObject({
+      type: "certificate-expiring",
+      deviceId: "plc-07",
+      profile: "appliance",
+      thresholdDays: 30,
+    });
+    expect(String(body.serial).replace(/^0+/, "")).toBe(serial);
+    expect(hit?.signature).toBe(
+      `sha256=${createHmac("sha256", SECRET)
+        .update(hit?.body ?? "")
+        .digest("hex")}`,
+    );
+    // And on the fleet topic, with the same id.
+    const event = await observer.next((m) => m.body.type === "certificate-expiring");
+    expect(event.body.id).toBe(body.id);
+    // Once: later scans (every second here) do not send it again.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(received).toHaveLength(1);
+
+    const csv = (await edgeid(["report", "expiring", "--within", "30d", "--csv", "--data", dataDir])).stdout;
+    const lines = csv.trimEnd().split("\r\n");
+    expect(lines[0]).toBe("deviceId,profile,serial,notAfter,daysLeft,owner,location,lastSeenAt,reportedState");
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/^plc-07,appliance,[0-9a-f]+,[^,]+,(19\.9|20),"OT team ""line 4""","Plant 2, hall B",,$/);
+    const json = (await edgeid(["report", "expiring", "--within", "30d", "--json", "--data", dataDir])).stdout;
+    expect(JSON.parse(json.trim())).toMatchObject({
+      deviceId: "plc-07",
+      owner: 'OT team "line 4"',
+      location: "Plant 2, hall B",
+    });
+    const shown = JSON.parse((await edgeid(["devices", "show", "plc-07", "--data", dataDir, "--json"])).stdout);
+    expect(shown).toMatchObject({ owner: 'OT team "line 4"', location: "Plant 2, hall B" });
+  });
+});
