@@ -23,7 +23,7 @@ export interface MetadataChange {
 
 function checkText(name: string, v: string | null | undefined): void {
   if (v === undefined || v === null) return;
-  if (v.length === 0 || v.length > MAX_TEXT || /[\u0000-\u001f\u007f]/.test(v)) {
+  if (v.length === 0 || v.length > MAX_TEXT || /\p{Cc}/u.test(v)) {
     throw badRequest("bad_metadata", `${name} is 1-${MAX_TEXT} characters without control characters`);
   }
 }
