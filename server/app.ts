@@ -10,6 +10,7 @@ import type { AppEnv } from "./frontends/env.ts";
 import { estRoutes } from "./frontends/est/routes.ts";
 import { operatorApi } from "./frontends/operator-api/routes.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
+import { base64url } from "./pki/base64.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
 export interface RequestLog {
@@ -79,6 +80,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       authority: deps.authority,
       peer,
       maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes,
+      // base64 has no '-', so a "--est-…" delimiter line cannot occur inside a part.
+      boundary: () =>
+        `est-${base64url(deps.authority.deps.crypto.getRandomValues(new Uint8Array(12))).replace(/[-_]/g, "x")}`,
     }),
   );
 

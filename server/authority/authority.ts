@@ -40,6 +40,14 @@ export class Authority {
     return this.audited("est.simpleenroll", req.peer.remoteAddress, trail, () => enroll(this.deps, req, trail));
   }
 
+  /** RFC 7030 §4.4: like simpleenroll, but the server makes the key pair. */
+  async serverkeygen(req: EnrollRequest): Promise<Issued> {
+    const trail: RequestTrail = { actor: "anonymous" };
+    return this.audited("est.serverkeygen", req.peer.remoteAddress, trail, () =>
+      enroll(this.deps, { ...req, serverKeygen: true }, trail),
+    );
+  }
+
   async reenroll(req: ReenrollRequest): Promise<Issued> {
     const trail: RequestTrail = { actor: "anonymous" };
     return this.audited("est.simplereenroll", req.peer.remoteAddress, trail, () => reenroll(this.deps, req, trail));

@@ -22,6 +22,11 @@ export async function checkCsr(
   der: Uint8Array,
   deviceId: string,
   profile: Profile,
+  /**
+   * False for /serverkeygen: the CSR's key only signs the request and is not certified,
+   * so the key policy and the one-key-one-identity check do not apply to it.
+   */
+  certifiesKey = true,
 ): Promise<CheckedCsr> {
   let csr: ParsedCsr;
   try {
@@ -29,7 +34,7 @@ export async function checkCsr(
   } catch (err) {
     throw badRequest("csr_malformed", "body is not a DER PKCS#10 certification request", err);
   }
-  checkKeyAllowed(profile, csr.key);
+  if (certifiesKey) checkKeyAllowed(profile, csr.key);
   let ok: boolean;
   try {
     ok = await verifyCsrSignature(csr, deps.verifier);
@@ -40,6 +45,7 @@ export async function checkCsr(
   if (!ok) throw badRequest("csr_signature_invalid", "CSR signature does not verify with its public key");
   checkRequestedNames(csr, deviceId, spiffeId(deps.config.trustDomain, deviceId), deps.config.limits);
   const keyFingerprint = await sha256Hex(deps.digest, csr.spki);
+  if (!certifiesKey) return { ...csr, keyFingerprint };
   // One key, one identity: a key already certified for another device is a cloned or
   // shared key (or a factory that flashed the same key twice).
   const holders = await deps.storage.listKeyHolders(keyFingerprint, 10);

@@ -1,5 +1,6 @@
 import type { Profile } from "../config/schema.ts";
 import { base64url } from "../pki/base64.ts";
+import { describeKey } from "../pki/keys.ts";
 import type { ClientIdentity, PeerInfo } from "../ports/client-identity.ts";
 import {
   type DeviceRecord,
@@ -11,8 +12,10 @@ import {
 import { auditWrite } from "./audit.ts";
 import { type CheckedCsr, checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
+import { sha256Hex } from "./digest.ts";
 import { forbidden, notFound, pending, unauthenticated } from "./errors.ts";
 import { issueDeviceCertificate } from "./issue.ts";
+import { generateDeviceKey } from "./keygen.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
 import { authenticateToken, type TokenCredentials } from "./provisioners/token.ts";
 import { findOwnCertificate, noteCertificate, type RequestTrail } from "./trail.ts";
@@ -23,6 +26,8 @@ export interface EnrollRequest {
   csr: Uint8Array;
   credentials?: TokenCredentials;
   peer: PeerInfo;
+  /** /serverkeygen: the server makes the key pair; the CSR only asks (its key is not certified). */
+  serverKeygen?: boolean;
 }
 
 export interface Issued {
@@ -30,6 +35,8 @@ export interface Issued {
   serial: string;
   deviceId: string;
   notAfter: Date;
+  /** /serverkeygen only: the new private key, PKCS#8 DER. Never stored. */
+  privateKey?: Uint8Array;
 }
 
 /** A certificate we issued renews at simplereenroll; say so instead of "untrusted". */
@@ -112,14 +119,29 @@ async function authorize(deps: AuthorityDeps, req: EnrollRequest, trail: Request
 export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: RequestTrail): Promise<Issued> {
   const authorized = await authorize(deps, req, trail);
   const { profile, deviceId, existing, token, idevid, bindIdevid } = authorized;
-  const csr = await checkCsr(deps, req.csr, deviceId, profile);
+  if (req.serverKeygen && !profile.serverKeygen) {
+    throw forbidden(
+      "serverkeygen_not_allowed",
+      `profile ${profile.name} does not allow server-side key generation; generate the key and use simpleenroll`,
+    );
+  }
+  const csr = await checkCsr(deps, req.csr, deviceId, profile, !req.serverKeygen);
   const approved = profile.approval === "manual" ? await awaitApproval(deps, req, trail, authorized, csr) : undefined;
+  // Server-side key generation: a new key pair replaces the CSR's key in the certificate.
+  const generated = req.serverKeygen ? await generateDeviceKey(deps.crypto, profile) : undefined;
+  const key = generated
+    ? {
+        spki: generated.spki,
+        key: describeKey(generated.spki),
+        keyFingerprint: await sha256Hex(deps.digest, generated.spki),
+      }
+    : { spki: csr.spki, key: csr.key, keyFingerprint: csr.keyFingerprint };
   const { der, record } = await issueDeviceCertificate(deps, {
     deviceId,
     profile,
-    spki: csr.spki,
-    key: csr.key,
-    keyFingerprint: csr.keyFingerprint,
+    spki: key.spki,
+    key: key.key,
+    keyFingerprint: key.keyFingerprint,
     method: token ? "token" : "idevid",
     bootstrapTokenId: token?.id ?? null,
   });
@@ -163,7 +185,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     auditWrite({
       at: now,
       actor: trail.actor,
-      action: "est.simpleenroll",
+      action: req.serverKeygen ? "est.serverkeygen" : "est.simpleenroll",
       outcome: "success",
       deviceId,
       serial: record.serial,
@@ -172,6 +194,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
         profile: profile.name,
         keyType: record.keyType,
         method: record.method,
+        ...(generated ? { keyGeneratedByServer: true } : {}),
         notAfter: record.notAfter.toISOString(),
         ...(approved ? { requestId: approved.id, approvedBy: approved.decidedBy } : {}),
       },
@@ -188,7 +211,13 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     }
     throw err;
   }
-  return { certificate: der, serial: record.serial, deviceId, notAfter: record.notAfter };
+  return {
+    certificate: der,
+    serial: record.serial,
+    deviceId,
+    notAfter: record.notAfter,
+    ...(generated ? { privateKey: generated.pkcs8 } : {}),
+  };
 }
 
 /**

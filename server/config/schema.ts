@@ -49,6 +49,12 @@ export const profileSchema = z
       .array(duration.refine((s) => s > 0 && s % 86400 === 0, "whole days, such as 30d"))
       .max(8)
       .default([]),
+    /**
+     * /serverkeygen (RFC 7030 §4.4): the server makes the key (the profile's first key
+     * type) and returns it with the certificate, for devices that cannot generate one.
+     * The server never stores the key.
+     */
+    serverKeygen: z.boolean().default(false),
     /** Zero-touch first boot with a manufacturer certificate (IDevID). */
     idevid: z
       .object({

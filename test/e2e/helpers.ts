@@ -491,7 +491,7 @@ export interface EstPostOptions extends Omit<CurlOptions, "method" | "cacert"> {
 export function estPost(
   server: TestServer,
   work: string,
-  op: "simpleenroll" | "simplereenroll",
+  op: "simpleenroll" | "simplereenroll" | "serverkeygen",
   body: string | Buffer,
   opts: EstPostOptions = {},
 ): Promise<HttpResponse> {

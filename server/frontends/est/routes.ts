@@ -8,12 +8,14 @@ import type { PeerInfo } from "../../ports/client-identity.ts";
 import { readBody } from "../body.ts";
 import type { AppEnv } from "../env.ts";
 import { estErrorResponse } from "./errors.ts";
-import { CSRATTRS, essence, PKCS7, PKCS7_CERTS_ONLY, PKCS10 } from "./media.ts";
+import { CSRATTRS, essence, PKCS7, PKCS7_CERTS_ONLY, PKCS8, PKCS10 } from "./media.ts";
 
 export interface EstDeps {
   authority: Authority;
   peer: (c: Context<AppEnv>) => PeerInfo;
   maxBodyBytes: number;
+  /** A fresh multipart boundary (random: it must not occur in the parts). */
+  boundary: () => string;
 }
 
 const err = (code: AuthorityError["code"], reason: string, message: string) =>
@@ -24,6 +26,20 @@ function base64Body(der: Uint8Array, contentType: string): Response {
   return new Response(`${encodeBase64(der, 76)}\r\n`, {
     status: 200,
     headers: { "content-type": contentType, "content-transfer-encoding": "base64", "cache-control": "no-store" },
+  });
+}
+
+/**
+ * RFC 7030 §4.4.2: multipart/mixed with the private key (application/pkcs8, unencrypted:
+ * it travels inside the TLS session only) and the certificate (PKCS#7 certs-only).
+ */
+function serverKeygenBody(pkcs8: Uint8Array, certs: Uint8Array, boundary: string): Response {
+  const part = (type: string, der: Uint8Array) =>
+    `--${boundary}\r\nContent-Type: ${type}\r\nContent-Transfer-Encoding: base64\r\n\r\n${encodeBase64(der, 76)}\r\n`;
+  const body = `${part(PKCS8, pkcs8)}${part(PKCS7_CERTS_ONLY, certs)}--${boundary}--\r\n`;
+  return new Response(body, {
+    status: 200,
+    headers: { "content-type": `multipart/mixed; boundary=${boundary}`, "cache-control": "no-store" },
   });
 }
 
@@ -137,6 +153,22 @@ export function estRoutes(deps: EstDeps): Hono<AppEnv> {
         return fail(c, e);
       }
     });
+    app.post(`${prefix}/serverkeygen`, async (c) => {
+      let creds: TokenCredentials | undefined;
+      let csr: Uint8Array;
+      try {
+        creds = credentials(c);
+        csr = await readCsr(c);
+      } catch (e) {
+        return reject(c, "est.serverkeygen", e, creds);
+      }
+      try {
+        const issued = await authority.serverkeygen({ label: labelOf(c), csr, credentials: creds, peer: deps.peer(c) });
+        return serverKeygenBody(issued.privateKey as Uint8Array, certsOnly([issued.certificate]), deps.boundary());
+      } catch (e) {
+        return fail(c, e);
+      }
+    });
     app.post(`${prefix}/simplereenroll`, async (c) => {
       let csr: Uint8Array;
       try {
@@ -156,14 +188,14 @@ export function estRoutes(deps: EstDeps): Hono<AppEnv> {
   mount("/.well-known/est/:label", (c) => c.req.param("label"));
 
   app.all("/.well-known/est/*", (c) => {
-    const known = /\/(cacerts|csrattrs|simpleenroll|simplereenroll)$/.test(c.req.path);
+    const known = /\/(cacerts|csrattrs|simpleenroll|simplereenroll|serverkeygen)$/.test(c.req.path);
     return estErrorResponse(
       known
         ? err("method_not_allowed", "method_not_allowed", `${c.req.method} is not allowed for this EST operation`)
         : err(
             "not_found",
             "unknown_operation",
-            "unknown EST operation; this server offers cacerts, csrattrs, simpleenroll, simplereenroll",
+            "unknown EST operation; this server offers cacerts, csrattrs, simpleenroll, simplereenroll, serverkeygen",
           ),
     );
   });

@@ -122,6 +122,7 @@ export class FleetMetrics {
     if (/^(est|device|certificate)\./.test(e.action)) this.cache = { at: -Infinity };
     switch (e.action) {
       case "est.simpleenroll":
+      case "est.serverkeygen":
         this.enrollments({ profile, method: boundedLabel(String(d.method ?? ""), METHODS) });
         break;
       case "est.simplereenroll":
