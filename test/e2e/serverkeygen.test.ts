@@ -79,21 +79,22 @@ describe("serverkeygen", () => {
     expect(r.headers["content-type"]).toMatch(/^multipart\/mixed; boundary=/);
     expect(r.headers["cache-control"]).toBe("no-store");
     const [key, certs] = parts(r);
-    expect(key?.type).toBe("application/pkcs8");
-    expect(certs?.type).toBe("application/pkcs7-mime; smime-type=certs-only");
+    if (!key || !certs) throw new Error("expected two parts");
+    expect(key.type).toBe("application/pkcs8");
+    expect(certs.type).toBe("application/pkcs7-mime; smime-type=certs-only");
     const keyDer = join(work, "kl-01.key.der");
-    await writeFile(keyDer, key?.der as Buffer, { mode: 0o600 });
+    await writeFile(keyDer, key.der, { mode: 0o600 });
     const keyPem = join(work, "kl-01.key.pem");
     await openssl(["pkey", "-inform", "DER", "-in", keyDer, "-out", keyPem]);
     expect((await openssl(["pkey", "-in", keyPem, "-noout", "-text"])).stdout).toContain("prime256v1");
-    const [pem] = await pkcs7ToPem(work, (certs?.der as Buffer).toString("base64"));
+    const [pem] = await pkcs7ToPem(work, certs.der.toString("base64"));
     const cert = await writePem(work, "kl-01.pem", pem as string);
     // The certificate is for the server-made key, not for the key that signed the CSR.
     expect(await x509PublicKey(cert)).toBe(await keyPublicKey(keyPem));
     expect(await x509PublicKey(cert)).not.toBe(await keyPublicKey(csr.keyFile));
     // Nowhere in the database file or its WAL.
     for (const f of (await readdir(dataDir)).filter((n) => n.startsWith("edgeid.db"))) {
-      expect((await readFile(join(dataDir, f))).includes(key?.der as Buffer), f).toBe(false);
+      expect((await readFile(join(dataDir, f))).includes(key.der), f).toBe(false);
     }
     const device = await showDevice(dataDir, "kl-01");
     const audit = device.audit.find((a) => a.action === "est.serverkeygen");
