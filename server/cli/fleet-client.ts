@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import type { z } from "@hono/zod-openapi";
 import { dataPaths, isInitialised, readConfig } from "../adapters/node/data-dir.ts";
+import { withIssuer } from "../adapters/node/mosquitto.ts";
 import { nodeDigest } from "../adapters/node/node-digest.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { CLI_ACTOR } from "../authority/actor.ts";
@@ -21,6 +22,7 @@ import {
 } from "../authority/fleet.ts";
 import { runFleetAudit } from "../authority/fleet-audit.ts";
 import { expiringReport, setDeviceMetadata } from "../authority/lifecycle.ts";
+import { decodeCsrText, signForDevice } from "../authority/operator-issue.ts";
 import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
 import { type RevocationReason, reinstateDevice, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
 import { batchDeviceIds } from "../authority/tokens.ts";
@@ -50,6 +52,7 @@ import {
   type TokenSchema,
   tokenView,
 } from "../frontends/operator-api/views.ts";
+import { toPem } from "../pki/pem.ts";
 import { systemClock } from "../ports/clock.ts";
 import type { CommandState, DeviceStatus, OperatorRole, PendingStatus } from "../ports/storage.ts";
 
@@ -62,6 +65,7 @@ export type AuditView = z.infer<typeof AuditEventSchema>;
 export type OperatorView = z.infer<typeof OperatorSchema>;
 export type CommandView = z.infer<typeof CommandSchema>;
 export type MetadataView = z.infer<typeof MetadataSchema>;
+export type SignedView = { deviceId: string; serial: string; notAfter: string; certificate: string; chain: string };
 export type ExpiringView = z.infer<typeof ExpiringSchema>;
 export type FleetAuditView = z.infer<typeof FleetAuditSchema>;
 export type CommandBatchView = {
@@ -155,6 +159,8 @@ export interface FleetClient {
    */
   auditFleet(o: FleetAuditInput): Promise<FleetAuditView>;
   setMetadata(id: string, change: { owner?: string | null; location?: string | null }): Promise<MetadataView>;
+  /** An operator signs an appliance's CSR (PEM or base64 DER). */
+  signCsr(deviceId: string, profile: string, csr: string): Promise<SignedView>;
   /** One page of the expiring-certificates report (`within`: a duration such as 30d). */
   expiring(q: { within: string; cursor?: string; limit?: number }): Promise<PageView<ExpiringView>>;
   close(): Promise<void>;
@@ -243,6 +249,18 @@ export function localFleet(dataDir: string): FleetClient {
         }),
       ),
     setMetadata: async (id, change) => metadataView(await setDeviceMetadata(deps, CLI_ACTOR, id, change)),
+    // Signing needs the CA key: opened for this command only (the passphrase as for serve).
+    signCsr: (deviceId, profile, csr) =>
+      withIssuer(dataDir, process.env, async (issuer) => {
+        const issued = await signForDevice(issuer, CLI_ACTOR, { deviceId, profile, csr: decodeCsrText(csr) });
+        return {
+          deviceId: issued.deviceId,
+          serial: issued.serial,
+          notAfter: issued.notAfter.toISOString(),
+          certificate: toPem("CERTIFICATE", issued.certificate),
+          chain: issuer.ca.chain.map((d) => toPem("CERTIFICATE", d)).join(""),
+        };
+      }),
     expiring: async (q) =>
       page(
         await expiringReport(deps, CLI_ACTOR, { within: parseDuration(q.within), cursor: q.cursor, limit: q.limit }),
@@ -359,6 +377,7 @@ export function remoteFleet(o: RemoteOptions): FleetClient {
     showCommand: (opId) => call("GET", `commands/${id(opId)}`),
     auditFleet: (o) => call("POST", "fleet/audit", o),
     setMetadata: (d, change) => call("POST", `devices/${id(d)}/metadata`, change),
+    signCsr: (d, profile, csr) => call("POST", `devices/${id(d)}/certificates`, { profile, csr }),
     expiring: (q) => call("GET", `reports/expiring${query(q)}`),
     close: async () => undefined,
   };

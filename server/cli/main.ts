@@ -1,7 +1,7 @@
 import { nodeDigest } from "../adapters/node/node-digest.ts";
 import "reflect-metadata";
 import { webcrypto } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Argument, Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { dataPaths, initDataDir, isInitialised } from "../adapters/node/data-dir.ts";
@@ -377,6 +377,24 @@ fleetCommand(report, "expiring")
         first = false;
         cursor = page.nextCursor ?? undefined;
       } while (cursor);
+    }),
+  );
+
+const legacy = program.command("legacy").description("appliances with no EST client (the hybrid path)");
+fleetCommand(legacy, "sign")
+  .description("sign an appliance's CSR for a device: the same checks as enrollment, the operator's authority")
+  .requiredOption("--device <id>", "device id (created if new)")
+  .requiredOption("--csr <file>", "the CSR, PEM or base64 DER")
+  .requiredOption("--profile <name>", "profile to issue under")
+  .option("--out <file>", "write the certificate and its chain (PEM) here instead of stdout")
+  .option("--json", "one JSON object")
+  .action((opts) =>
+    withFleet(opts, async (fleet) => {
+      const r = await fleet.signCsr(opts.device, opts.profile, readFileSync(opts.csr, "latin1"));
+      if (opts.out) writeFileSync(opts.out, r.certificate + r.chain, { mode: 0o644 });
+      if (opts.json) printObject(r, true);
+      else if (opts.out) process.stdout.write(`${r.deviceId}: serial ${r.serial} until ${r.notAfter} → ${opts.out}\n`);
+      else process.stdout.write(r.certificate + r.chain);
     }),
   );
 

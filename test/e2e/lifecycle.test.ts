@@ -13,23 +13,34 @@ import { mqttConnect, type TestClient } from "../support/mqtt-client.ts";
 import {
   addProfiles,
   createToken,
+  EDGEID_BIN,
   edgeid,
   estPost,
   eventually,
   initDataDir,
+  keyPublicKey,
+  makeCsr,
   makeCsrNewKeyP256,
   makeWorkDir,
+  openssl,
+  opensslVerify,
   pkcs7ToPem,
   removeDir,
+  run,
   serviceCert,
+  splitPem,
   startServer,
   type TestServer,
   writePem,
+  x509PublicKey,
   x509Serial,
+  x509Subject,
+  x509Text,
 } from "./helpers.ts";
 
 let work: string;
 let dataDir: string;
+let adminToken: string;
 let server: TestServer;
 let hook: Server;
 let observer: TestClient;
@@ -38,7 +49,7 @@ const received: { signature: string | undefined; body: string }[] = [];
 
 beforeAll(async () => {
   work = await makeWorkDir("lifecycle");
-  ({ dataDir } = await initDataDir(work, "plant.example"));
+  ({ dataDir, adminToken } = await initDataDir(work, "plant.example"));
   hook = createServer((req, res) => {
     let body = "";
     req.setEncoding("utf8").on("data", (c: string) => {
@@ -145,5 +156,99 @@ describe("lifecycle controls", () => {
     });
     const shown = JSON.parse((await edgeid(["devices", "show", "plc-07", "--data", dataDir, "--json"])).stdout);
     expect(shown).toMatchObject({ owner: 'OT team "line 4"', location: "Plant 2, hall B" });
+  });
+
+  it("an operator signs an appliance's CSR, on the data directory or through the API", async () => {
+    // The appliance made its own key and CSR (PEM), and has no EST client.
+    const csr = await makeCsr(work, "plc-09", { alg: "P-256" });
+    const pemCsr = join(work, "plc-09.csr.pem");
+    await openssl(["req", "-inform", "DER", "-in", csr.derFile, "-out", pemCsr]);
+    const out = join(work, "plc-09.chain.pem");
+    await edgeid([
+      "legacy",
+      "sign",
+      "--device",
+      "plc-09",
+      "--csr",
+      pemCsr,
+      "--profile",
+      "appliance",
+      "--out",
+      out,
+      "--data",
+      dataDir,
+    ]);
+    const [leaf, ...chain] = splitPem(await readFile(out, "utf8"));
+    const leafFile = await writePem(work, "plc-09.leaf.pem", leaf as string);
+    const chainFile = await writePem(work, "plc-09.issuing.pem", chain);
+    const verified = await opensslVerify(server.rootPemFile, leafFile, ["-untrusted", chainFile]);
+    expect(verified.stdout).toContain("OK");
+    expect(await x509Subject(leafFile)).toMatch(/CN ?= ?plc-09$/);
+    expect(await x509PublicKey(leafFile)).toBe(await keyPublicKey(csr.keyFile));
+    expect(await x509Text(leafFile)).toContain("URI:spiffe://plant.example/device/plc-09");
+    const shown = JSON.parse((await edgeid(["devices", "show", "plc-09", "--data", dataDir, "--json"])).stdout);
+    expect(shown).toMatchObject({ status: "active", profile: "appliance" });
+    expect(shown.certificates[0]).toMatchObject({ method: "operator" });
+    expect(shown.audit.map((a: { action: string }) => a.action)).toContain("certificate.sign");
+
+    // Through the API with an operator token (remote CLI); an RSA key is not in this profile.
+    const tokenFile = join(work, "admin-token");
+    await writeFile(tokenFile, adminToken, { mode: 0o600 });
+    const remote = ["--server", server.url, "--token-file", tokenFile, "--cacert", server.rootPemFile];
+    const other = await makeCsr(work, "plc-10", { alg: "P-256" });
+    const viaApi = JSON.parse(
+      (
+        await edgeid([
+          "legacy",
+          "sign",
+          "--device",
+          "plc-10",
+          "--csr",
+          other.derFile.replace(/\.der$/, ".b64"),
+          "--profile",
+          "appliance",
+          "--json",
+          ...remote,
+        ])
+      ).stdout,
+    );
+    expect(viaApi).toMatchObject({ deviceId: "plc-10", certificate: expect.stringContaining("BEGIN CERTIFICATE") });
+    const rsa = await makeCsr(work, "plc-11", { alg: "RSA-2048" });
+    const refused = await run(process.execPath, [
+      EDGEID_BIN,
+      "legacy",
+      "sign",
+      "--device",
+      "plc-11",
+      "--csr",
+      rsa.derFile.replace(/\.der$/, ".b64"),
+      "--profile",
+      "appliance",
+      ...remote,
+    ]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/key type RSA-2048 is not allowed/);
+    const named = await makeCsr(work, "plc-12", { alg: "P-256", addext: ["subjectAltName=DNS:evil.example"] });
+    const refusedNames = await run(process.execPath, [
+      EDGEID_BIN,
+      "legacy",
+      "sign",
+      "--device",
+      "plc-12",
+      "--csr",
+      named.derFile.replace(/\.der$/, ".b64"),
+      "--profile",
+      "appliance",
+      ...remote,
+    ]);
+    expect(refusedNames.code).toBe(1);
+    const denied = (
+      await edgeid(["audit", "list", "--action", "certificate.sign", "--device", "plc-11", "--json", "--data", dataDir])
+    ).stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { outcome: string; detail: { reason: string } });
+    expect(denied.map((d) => [d.outcome, d.detail.reason])).toEqual([["denied", "key_not_allowed"]]);
+    expect((await edgeid(["devices", "list", "--data", dataDir, "--json"])).stdout).not.toContain("plc-11");
   });
 });

@@ -11,8 +11,8 @@ import { type Config, profilesOf } from "../../config/schema.ts";
 import { SERVER_SERVICE_NAME } from "../../frontends/mqtt/topics.ts";
 import { readCertificate } from "../../pki/certificate.ts";
 import { pemCertificates, toPem } from "../../pki/pem.ts";
+import { webCryptoVerifier } from "../../pki/verify.ts";
 import { systemClock } from "../../ports/clock.ts";
-import type { SignatureVerifier } from "../../ports/verifier.ts";
 import { SqliteStorage } from "../storage/sqlite-storage.ts";
 import {
   dataPaths,
@@ -102,7 +102,10 @@ export function mosquittoConf(o: { dir: string; host: string; port: number; user
   ].join("\n");
 }
 
-/** The core's dependencies with the issuing CA, for a CLI command that issues; closed after `run`. */
+/**
+ * The core's dependencies with the issuing CA, for a CLI command that issues (service
+ * certificates, Mosquitto files, `legacy sign`); the database is closed after `run`.
+ */
 export async function withIssuer<T>(
   dataDir: string,
   env: NodeJS.ProcessEnv,
@@ -121,8 +124,8 @@ export async function withIssuer<T>(
       clock: systemClock,
       crypto: webcrypto as Crypto,
       digest: nodeDigest,
-      // Nothing here checks a CSR or a manufacturer chain.
-      verifier: undefined as unknown as SignatureVerifier,
+      // CSR proof of possession (legacy sign); no manufacturer chains here.
+      verifier: webCryptoVerifier(webcrypto.subtle as SubtleCrypto),
       publicUrl: config.publicUrl ?? `https://${config.listen}`,
       idevidAnchors: new Map(),
     });

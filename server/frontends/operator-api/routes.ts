@@ -23,10 +23,12 @@ import {
 } from "../../authority/fleet.ts";
 import { type FleetAuditOptions, type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
 import { expiringReport, setDeviceMetadata } from "../../authority/lifecycle.ts";
+import { decodeCsrText, signForDevice } from "../../authority/operator-issue.ts";
 import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
 import { REVOCATION_REASONS, reinstateDevice, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
 import { batchDeviceIds } from "../../authority/tokens.ts";
 import { isDuration, parseDuration } from "../../config/duration.ts";
+import { toPem } from "../../pki/pem.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
 import { STATUS } from "../est/errors.ts";
 import {
@@ -140,7 +142,10 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         action,
         actor: actor?.id ?? "anonymous",
         remote: deps.peer(c).remoteAddress,
-        deviceId: c.req.param("id") && action.startsWith("device.") ? c.req.param("id") : null,
+        deviceId:
+          c.req.param("id") && (action.startsWith("device.") || action === "certificate.sign")
+            ? c.req.param("id")
+            : null,
       },
       e,
     );
@@ -410,6 +415,54 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
     async (c) => {
       const m = await setDeviceMetadata(core, actorOf(c), c.req.valid("param").id, c.req.valid("json"));
       return c.json(metadataView(m), 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/devices/{id}/certificates",
+      operationId: "certificate.sign",
+      summary: "Sign an appliance's CSR (operator): for devices with no EST client",
+      description:
+        "The CSR (PEM or base64 DER) is checked as at enrollment: the profile's key policy, names decided by the server (CN = device id, the SPIFFE URI), a key no other device holds. The device is created if new.",
+      request: {
+        params: IdParam,
+        ...body(z.strictObject({ profile: z.string().min(1).max(32), csr: z.string().min(1).max(16_384) })),
+      },
+      responses: {
+        201: json(
+          z
+            .object({
+              deviceId: z.string(),
+              serial: z.string(),
+              notAfter: z.string(),
+              certificate: z.string(),
+              chain: z.string(),
+            })
+            .openapi("SignedCertificate"),
+          "issued: the certificate and the chain up to the root, PEM",
+        ),
+        409: json(ErrorSchema, "the device holds a certificate of another profile"),
+      },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      const issued = await signForDevice(core, actorOf(c), {
+        deviceId: c.req.valid("param").id,
+        profile: b.profile,
+        csr: decodeCsrText(b.csr),
+      });
+      return c.json(
+        {
+          deviceId: issued.deviceId,
+          serial: issued.serial,
+          notAfter: issued.notAfter.toISOString(),
+          certificate: toPem("CERTIFICATE", issued.certificate),
+          chain: core.ca.chain.map((d) => toPem("CERTIFICATE", d)).join(""),
+        },
+        201,
+      );
     },
   );
 
