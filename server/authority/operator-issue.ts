@@ -1,12 +1,16 @@
-import type { Write } from "../ports/storage.ts";
+import type { Profile } from "../config/schema.ts";
+import { describeKey, type KeyDescription } from "../pki/keys.ts";
+import type { DeviceRecord, Write } from "../ports/storage.ts";
 import { type Actor, requireRole } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import { checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
+import { sha256Hex } from "./digest.ts";
 import { type Issued, resolveProfile } from "./enroll.ts";
 import { badRequest, conflict, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
 import { issueDeviceCertificate } from "./issue.ts";
+import { generateDeviceKey } from "./keygen.ts";
 
 /**
  * An operator signs an appliance's CSR (appliances with no EST client: `edgeid legacy
@@ -19,24 +23,73 @@ export async function signForDevice(
   actor: Actor,
   req: { deviceId: string; profile: string; csr: Uint8Array },
 ): Promise<Issued> {
+  const target = await checkTarget(deps, actor, req.deviceId, req.profile);
+  const csr = await checkCsr(deps, req.csr, req.deviceId, target.profile);
+  return issueFor(deps, actor, target, csr, "certificate.sign", {});
+}
+
+/**
+ * An operator issues a certificate with a key the server makes (`edgeid legacy issue`,
+ * for appliances that can make neither a key nor a CSR); only on profiles that allow
+ * server-side key generation. The private key is returned, never stored.
+ */
+export async function issueWithGeneratedKey(
+  deps: AuthorityDeps,
+  actor: Actor,
+  req: { deviceId: string; profile: string },
+): Promise<Issued & { privateKey: Uint8Array }> {
+  const target = await checkTarget(deps, actor, req.deviceId, req.profile);
+  if (!target.profile.serverKeygen) {
+    throw forbidden(
+      "serverkeygen_not_allowed",
+      `profile ${target.profile.name} does not allow server-side key generation ("serverKeygen": true)`,
+    );
+  }
+  const generated = await generateDeviceKey(deps.crypto, target.profile);
+  const key = {
+    spki: generated.spki,
+    key: describeKey(generated.spki),
+    keyFingerprint: await sha256Hex(deps.digest, generated.spki),
+  };
+  const issued = await issueFor(deps, actor, target, key, "certificate.issue", { keyGeneratedByServer: true });
+  return { ...issued, privateKey: generated.pkcs8 };
+}
+
+interface Target {
+  profile: Profile;
+  existing: DeviceRecord | undefined;
+  deviceId: string;
+}
+
+async function checkTarget(deps: AuthorityDeps, actor: Actor, deviceId: string, profileName: string): Promise<Target> {
   requireRole(actor, "operator");
-  if (!isValidDeviceId(req.deviceId)) throw badRequest("bad_device_id", `device ids are ${DEVICE_ID_RULE}`);
-  if (!deps.profiles.has(req.profile)) throw badRequest("unknown_profile", `no profile "${req.profile.slice(0, 32)}"`);
-  const profile = resolveProfile(deps, req.profile);
-  const existing = await deps.storage.getDevice(req.deviceId);
+  if (!isValidDeviceId(deviceId)) throw badRequest("bad_device_id", `device ids are ${DEVICE_ID_RULE}`);
+  if (!deps.profiles.has(profileName)) throw badRequest("unknown_profile", `no profile "${profileName.slice(0, 32)}"`);
+  const profile = resolveProfile(deps, profileName);
+  const existing = await deps.storage.getDevice(deviceId);
   if (existing && (existing.status === "revoked" || existing.status === "decommissioned")) {
-    throw forbidden("device_not_enrollable", `device ${req.deviceId} is ${existing.status}; reinstate it first`);
+    throw forbidden("device_not_enrollable", `device ${deviceId} is ${existing.status}; reinstate it first`);
   }
   if (existing && existing.status === "active" && existing.profile !== profile.name) {
-    throw conflict("wrong_profile", `device ${req.deviceId} holds a ${existing.profile} certificate`);
+    throw conflict("wrong_profile", `device ${deviceId} holds a ${existing.profile} certificate`);
   }
-  const csr = await checkCsr(deps, req.csr, req.deviceId, profile);
+  return { profile, existing, deviceId };
+}
+
+async function issueFor(
+  deps: AuthorityDeps,
+  actor: Actor,
+  { profile, existing, deviceId }: Target,
+  key: { spki: Uint8Array; key: KeyDescription; keyFingerprint: string },
+  action: string,
+  detail: Record<string, boolean>,
+): Promise<Issued> {
   const { der, record } = await issueDeviceCertificate(deps, {
-    deviceId: req.deviceId,
+    deviceId,
     profile,
-    spki: csr.spki,
-    key: csr.key,
-    keyFingerprint: csr.keyFingerprint,
+    spki: key.spki,
+    key: key.key,
+    keyFingerprint: key.keyFingerprint,
     method: "operator",
     replacesSerial: existing?.currentSerial ?? null,
   });
@@ -46,7 +99,7 @@ export async function signForDevice(
     {
       kind: "upsertDevice",
       device: {
-        id: req.deviceId,
+        id: deviceId,
         profile: profile.name,
         status: "active",
         createdAt: existing?.createdAt ?? now,
@@ -59,16 +112,16 @@ export async function signForDevice(
     auditWrite({
       at: now,
       actor: actor.id,
-      action: "certificate.sign",
+      action,
       outcome: "success",
-      deviceId: req.deviceId,
+      deviceId,
       serial: record.serial,
       remote: actor.remote ?? null,
-      detail: { profile: profile.name, keyType: record.keyType, notAfter: record.notAfter.toISOString() },
+      detail: { profile: profile.name, keyType: record.keyType, notAfter: record.notAfter.toISOString(), ...detail },
     }),
   ];
   await deps.storage.apply(writes);
-  return { certificate: der, serial: record.serial, deviceId: req.deviceId, notAfter: record.notAfter };
+  return { certificate: der, serial: record.serial, deviceId, notAfter: record.notAfter };
 }
 
 /** A CSR as operators hand it over: PEM (CERTIFICATE REQUEST) or base64 DER. */

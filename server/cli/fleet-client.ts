@@ -10,6 +10,8 @@ import { CLI_ACTOR } from "../authority/actor.ts";
 import { decideEnrollment } from "../authority/approvals.ts";
 import { type ChainReport, verifyAuditChain } from "../authority/audit-chain.ts";
 import { getCommand, issueCommands, listCommands, type OperatorCommand } from "../authority/commands.ts";
+import type { AuthorityDeps } from "../authority/deps.ts";
+import type { Issued } from "../authority/enroll.ts";
 import {
   getCertificate,
   issueTokens,
@@ -22,7 +24,7 @@ import {
 } from "../authority/fleet.ts";
 import { runFleetAudit } from "../authority/fleet-audit.ts";
 import { expiringReport, setDeviceMetadata } from "../authority/lifecycle.ts";
-import { decodeCsrText, signForDevice } from "../authority/operator-issue.ts";
+import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../authority/operator-issue.ts";
 import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
 import { type RevocationReason, reinstateDevice, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
 import { batchDeviceIds } from "../authority/tokens.ts";
@@ -161,9 +163,21 @@ export interface FleetClient {
   setMetadata(id: string, change: { owner?: string | null; location?: string | null }): Promise<MetadataView>;
   /** An operator signs an appliance's CSR (PEM or base64 DER). */
   signCsr(deviceId: string, profile: string, csr: string): Promise<SignedView>;
+  /** An operator has the server make the appliance's key: the certificate and the key (PKCS#8 PEM). */
+  issueWithKey(deviceId: string, profile: string): Promise<SignedView & { privateKey: string }>;
   /** One page of the expiring-certificates report (`within`: a duration such as 30d). */
   expiring(q: { within: string; cursor?: string; limit?: number }): Promise<PageView<ExpiringView>>;
   close(): Promise<void>;
+}
+
+function signedView(issuer: AuthorityDeps, issued: Issued): SignedView {
+  return {
+    deviceId: issued.deviceId,
+    serial: issued.serial,
+    notAfter: issued.notAfter.toISOString(),
+    certificate: toPem("CERTIFICATE", issued.certificate),
+    chain: issuer.ca.chain.map((d) => toPem("CERTIFICATE", d)).join(""),
+  };
 }
 
 const seconds = (d: string | undefined) => (d === undefined ? undefined : parseDuration(d));
@@ -251,15 +265,13 @@ export function localFleet(dataDir: string): FleetClient {
     setMetadata: async (id, change) => metadataView(await setDeviceMetadata(deps, CLI_ACTOR, id, change)),
     // Signing needs the CA key: opened for this command only (the passphrase as for serve).
     signCsr: (deviceId, profile, csr) =>
+      withIssuer(dataDir, process.env, async (issuer) =>
+        signedView(issuer, await signForDevice(issuer, CLI_ACTOR, { deviceId, profile, csr: decodeCsrText(csr) })),
+      ),
+    issueWithKey: (deviceId, profile) =>
       withIssuer(dataDir, process.env, async (issuer) => {
-        const issued = await signForDevice(issuer, CLI_ACTOR, { deviceId, profile, csr: decodeCsrText(csr) });
-        return {
-          deviceId: issued.deviceId,
-          serial: issued.serial,
-          notAfter: issued.notAfter.toISOString(),
-          certificate: toPem("CERTIFICATE", issued.certificate),
-          chain: issuer.ca.chain.map((d) => toPem("CERTIFICATE", d)).join(""),
-        };
+        const issued = await issueWithGeneratedKey(issuer, CLI_ACTOR, { deviceId, profile });
+        return { ...signedView(issuer, issued), privateKey: toPem("PRIVATE KEY", issued.privateKey) };
       }),
     expiring: async (q) =>
       page(
@@ -378,6 +390,7 @@ export function remoteFleet(o: RemoteOptions): FleetClient {
     auditFleet: (o) => call("POST", "fleet/audit", o),
     setMetadata: (d, change) => call("POST", `devices/${id(d)}/metadata`, change),
     signCsr: (d, profile, csr) => call("POST", `devices/${id(d)}/certificates`, { profile, csr }),
+    issueWithKey: (d, profile) => call("POST", `devices/${id(d)}/certificates`, { profile, generateKey: true }),
     expiring: (q) => call("GET", `reports/expiring${query(q)}`),
     close: async () => undefined,
   };

@@ -6,12 +6,14 @@ import { Argument, Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { dataPaths, initDataDir, isInitialised } from "../adapters/node/data-dir.ts";
 import { writeMosquittoConfig, writeServiceIdentity } from "../adapters/node/mosquitto.ts";
+import { buildPkcs12 } from "../adapters/node/pkcs12.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { AuthorityError } from "../authority/errors.ts";
 import { createOperator } from "../authority/operators.ts";
 import { REVOCATION_REASONS, type RevocationReason } from "../authority/revoke.ts";
 import { parseDuration } from "../config/duration.ts";
 import { parseListen, startServer } from "../entry/node.ts";
+import { parsePem } from "../pki/pem.ts";
 import { systemClock } from "../ports/clock.ts";
 import type { DeviceStatus } from "../ports/storage.ts";
 import { type FleetClient, fleetFor, type TokenBatch } from "./fleet-client.ts";
@@ -49,6 +51,47 @@ function durationText(value: string): string {
     throw new InvalidArgumentError((err as Error).message);
   }
   return value;
+}
+
+/** The DER of every PEM block with this label. */
+function pemBlocks(text: string, label: string): Uint8Array[] {
+  return parsePem(text)
+    .filter((b) => b.label === label)
+    .map((b) => b.der);
+}
+
+/** A password from the terminal, not echoed. */
+async function askPassword(prompt: string): Promise<string> {
+  if (!process.stdin.isTTY) throw new Error("no terminal to ask for the password: use --password-file");
+  process.stderr.write(prompt);
+  process.stdin.setRawMode(true);
+  process.stdin.resume();
+  let text = "";
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      for (const ch of chunk.toString("utf8")) {
+        if (ch === "\r" || ch === "\n") {
+          done();
+          resolve(text);
+          return;
+        }
+        if (ch === "\u0003") {
+          done();
+          reject(new Error("cancelled"));
+          return;
+        }
+        if (ch === "\u007f") text = text.slice(0, -1);
+        else text += ch;
+      }
+    };
+    const done = () => {
+      process.stdin.off("data", onData);
+      process.stdin.setRawMode(false);
+      process.stdin.pause();
+      process.stderr.write("\n");
+    };
+    process.stdin.on("data", onData);
+  });
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -395,6 +438,40 @@ fleetCommand(legacy, "sign")
       if (opts.json) printObject(r, true);
       else if (opts.out) process.stdout.write(`${r.deviceId}: serial ${r.serial} until ${r.notAfter} → ${opts.out}\n`);
       else process.stdout.write(r.certificate + r.chain);
+    }),
+  );
+
+fleetCommand(legacy, "issue")
+  .description(
+    "make an appliance's key and certificate and write them as a PKCS#12 file (built here: the password never leaves this machine)",
+  )
+  .requiredOption("--device <id>", "device id (created if new)")
+  .requiredOption("--profile <name>", "profile to issue under (it must allow serverKeygen)")
+  .requiredOption("--out <file>", "the .p12 file to write (mode 0600)")
+  .option("--password-file <file>", "the PKCS#12 password (else asked for on the terminal)")
+  .option(
+    "--legacy-encryption",
+    "3DES and a SHA-1 MAC for old appliances that cannot read AES (weaker: use only when needed)",
+  )
+  .option("--json", "one JSON object (without the key)")
+  .action((opts) =>
+    withFleet(opts, async (fleet) => {
+      const password = opts.passwordFile
+        ? readFileSync(opts.passwordFile, "utf8").replace(/\r?\n$/, "")
+        : await askPassword("PKCS#12 password: ");
+      if (password.length < 8) throw new Error("the PKCS#12 password must be at least 8 characters");
+      const r = await fleet.issueWithKey(opts.device, opts.profile);
+      const p12 = buildPkcs12({
+        pkcs8: pemBlocks(r.privateKey, "PRIVATE KEY")[0] as Uint8Array,
+        certificates: [...pemBlocks(r.certificate, "CERTIFICATE"), ...pemBlocks(r.chain, "CERTIFICATE")],
+        password,
+        friendlyName: r.deviceId,
+        encryption: opts.legacyEncryption ? "legacy" : "modern",
+      });
+      writeFileSync(opts.out, p12, { mode: 0o600 });
+      const { privateKey: _key, ...shown } = r;
+      if (opts.json) printObject({ ...shown, out: opts.out }, true);
+      else process.stdout.write(`${r.deviceId}: serial ${r.serial} until ${r.notAfter} → ${opts.out}\n`);
     }),
   );
 

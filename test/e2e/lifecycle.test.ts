@@ -41,6 +41,8 @@ import {
 let work: string;
 let dataDir: string;
 let adminToken: string;
+/** The admin operator token, for the CLI against the server's API (--server). */
+let tokenFile: string;
 let server: TestServer;
 let hook: Server;
 let observer: TestClient;
@@ -63,7 +65,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => hook.listen(0, "127.0.0.1", () => r()));
   await writeFile(join(dataDir, "webhook-secret"), `${SECRET}\n`, { mode: 0o600 });
   // 20-day certificates with a 30-day alert point: due as soon as one is issued.
-  await addProfiles(dataDir, { appliance: { validity: "20d", expiryAlerts: ["30d", "7d"] } });
+  await addProfiles(dataDir, { appliance: { validity: "20d", expiryAlerts: ["30d", "7d"], serverKeygen: true } });
   const configFile = join(dataDir, "edgeid.json");
   const config = JSON.parse(await readFile(configFile, "utf8"));
   config.alerts = {
@@ -75,6 +77,8 @@ beforeAll(async () => {
   };
   await writeFile(configFile, JSON.stringify(config));
   server = await startServer(dataDir, work);
+  tokenFile = join(work, "admin-token");
+  await writeFile(tokenFile, adminToken, { mode: 0o600 });
   const svc = await serviceCert(dataDir, "observer", join(work, "svc"));
   const r = await mqttConnect(server.mqttUrl as string, {
     clientId: "service:observer",
@@ -192,8 +196,6 @@ describe("lifecycle controls", () => {
     expect(shown.audit.map((a: { action: string }) => a.action)).toContain("certificate.sign");
 
     // Through the API with an operator token (remote CLI); an RSA key is not in this profile.
-    const tokenFile = join(work, "admin-token");
-    await writeFile(tokenFile, adminToken, { mode: 0o600 });
     const remote = ["--server", server.url, "--token-file", tokenFile, "--cacert", server.rootPemFile];
     const other = await makeCsr(work, "plc-10", { alg: "P-256" });
     const viaApi = JSON.parse(
@@ -250,5 +252,110 @@ describe("lifecycle controls", () => {
       .map((l) => JSON.parse(l) as { outcome: string; detail: { reason: string } });
     expect(denied.map((d) => [d.outcome, d.detail.reason])).toEqual([["denied", "key_not_allowed"]]);
     expect((await edgeid(["devices", "list", "--data", dataDir, "--json"])).stdout).not.toContain("plc-11");
+  });
+
+  it("issues a PKCS#12 file that openssl imports: AES by default, 3DES when asked", async () => {
+    const pw = join(work, "p12-password");
+    await writeFile(pw, "correct horse battery\n", { mode: 0o600 });
+    const remote = ["--server", server.url, "--token-file", tokenFile, "--cacert", server.rootPemFile];
+    const cases = [
+      {
+        device: "plc-20",
+        where: ["--data", dataDir],
+        extra: [],
+        mac: "MAC: sha256",
+        cipher: "PBES2, PBKDF2, AES-256-CBC",
+      },
+      {
+        device: "plc-21",
+        where: remote,
+        extra: ["--legacy-encryption"],
+        mac: "MAC: sha1",
+        cipher: "pbeWithSHA1And3-KeyTripleDES-CBC",
+      },
+    ];
+    for (const c of cases) {
+      const out = join(work, `${c.device}.p12`);
+      const r = JSON.parse(
+        (
+          await edgeid([
+            "legacy",
+            "issue",
+            "--device",
+            c.device,
+            "--profile",
+            "appliance",
+            "--out",
+            out,
+            "--password-file",
+            pw,
+            "--json",
+            ...c.extra,
+            ...c.where,
+          ])
+        ).stdout,
+      ) as Record<string, unknown>;
+      expect(r).not.toHaveProperty("privateKey");
+      const info = await openssl([
+        "pkcs12",
+        "-in",
+        out,
+        "-passin",
+        `file:${pw}`,
+        "-info",
+        "-nodes",
+        "-out",
+        join(work, `${c.device}.all.pem`),
+      ]);
+      expect(info.stderr + info.stdout).toContain(c.mac);
+      expect(info.stderr + info.stdout).toContain(c.cipher);
+      const all = await readFile(join(work, `${c.device}.all.pem`), "utf8");
+      const keyFile = await writePem(
+        work,
+        `${c.device}.key.pem`,
+        all.slice(all.indexOf("-----BEGIN PRIVATE KEY-----")),
+      );
+      const [leaf] = splitPem(all.slice(all.indexOf("-----BEGIN CERTIFICATE-----")));
+      const leafFile = await writePem(work, `${c.device}.cert.pem`, leaf as string);
+      expect(await x509Subject(leafFile)).toMatch(new RegExp(`CN ?= ?${c.device}$`));
+      expect(await x509PublicKey(leafFile)).toBe(await keyPublicKey(keyFile));
+      expect((await readFile(out)).length).toBeGreaterThan(500);
+    }
+    // A profile that does not allow server-side keys, and a short password, are refused.
+    const refused = await run(process.execPath, [
+      EDGEID_BIN,
+      "legacy",
+      "issue",
+      "--device",
+      "x-1",
+      "--profile",
+      "device",
+      "--out",
+      join(work, "x.p12"),
+      "--password-file",
+      pw,
+      "--data",
+      dataDir,
+    ]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/does not allow server-side key generation/);
+    await writeFile(join(work, "short"), "short");
+    const short = await run(process.execPath, [
+      EDGEID_BIN,
+      "legacy",
+      "issue",
+      "--device",
+      "x-2",
+      "--profile",
+      "appliance",
+      "--out",
+      join(work, "y.p12"),
+      "--password-file",
+      join(work, "short"),
+      "--data",
+      dataDir,
+    ]);
+    expect(short.code).toBe(1);
+    expect(short.stderr).toMatch(/at least 8 characters/);
   });
 });

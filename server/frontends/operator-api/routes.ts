@@ -23,7 +23,7 @@ import {
 } from "../../authority/fleet.ts";
 import { type FleetAuditOptions, type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
 import { expiringReport, setDeviceMetadata } from "../../authority/lifecycle.ts";
-import { decodeCsrText, signForDevice } from "../../authority/operator-issue.ts";
+import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../../authority/operator-issue.ts";
 import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
 import { REVOCATION_REASONS, reinstateDevice, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
 import { batchDeviceIds } from "../../authority/tokens.ts";
@@ -423,12 +423,20 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       method: "post",
       path: "/devices/{id}/certificates",
       operationId: "certificate.sign",
-      summary: "Sign an appliance's CSR (operator): for devices with no EST client",
+      summary: "Issue for an appliance with no EST client: sign its CSR, or make its key (operator)",
       description:
-        "The CSR (PEM or base64 DER) is checked as at enrollment: the profile's key policy, names decided by the server (CN = device id, the SPIFFE URI), a key no other device holds. The device is created if new.",
+        "With csr (PEM or base64 DER) the request is checked as at enrollment: the profile's key policy, names decided by the server (CN = device id, the SPIFFE URI), a key no other device holds. With generateKey: true the server makes the key (profiles with serverKeygen only) and returns it once, PKCS#8 PEM; it is not stored. The device is created if new.",
       request: {
         params: IdParam,
-        ...body(z.strictObject({ profile: z.string().min(1).max(32), csr: z.string().min(1).max(16_384) })),
+        ...body(
+          z
+            .strictObject({
+              profile: z.string().min(1).max(32),
+              csr: z.string().min(1).max(16_384).optional(),
+              generateKey: z.literal(true).optional(),
+            })
+            .refine((b) => (b.csr === undefined) !== (b.generateKey === undefined), "give csr or generateKey: true"),
+        ),
       },
       responses: {
         201: json(
@@ -439,20 +447,21 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
               notAfter: z.string(),
               certificate: z.string(),
               chain: z.string(),
+              privateKey: z.string().optional(),
             })
             .openapi("SignedCertificate"),
-          "issued: the certificate and the chain up to the root, PEM",
+          "issued: the certificate and the chain up to the root, PEM (and the key, when the server made it)",
         ),
         409: json(ErrorSchema, "the device holds a certificate of another profile"),
       },
     }),
     async (c) => {
       const b = c.req.valid("json");
-      const issued = await signForDevice(core, actorOf(c), {
-        deviceId: c.req.valid("param").id,
-        profile: b.profile,
-        csr: decodeCsrText(b.csr),
-      });
+      const deviceId = c.req.valid("param").id;
+      const issued = b.generateKey
+        ? await issueWithGeneratedKey(core, actorOf(c), { deviceId, profile: b.profile })
+        : await signForDevice(core, actorOf(c), { deviceId, profile: b.profile, csr: decodeCsrText(b.csr ?? "") });
+      const privateKey = "privateKey" in issued ? toPem("PRIVATE KEY", issued.privateKey as Uint8Array) : undefined;
       return c.json(
         {
           deviceId: issued.deviceId,
@@ -460,8 +469,10 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
           notAfter: issued.notAfter.toISOString(),
           certificate: toPem("CERTIFICATE", issued.certificate),
           chain: core.ca.chain.map((d) => toPem("CERTIFICATE", d)).join(""),
+          ...(privateKey ? { privateKey } : {}),
         },
         201,
+        { "cache-control": "no-store" },
       );
     },
   );
