@@ -14,7 +14,7 @@ import { type CheckedCsr, checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { forbidden, notFound, pending, unauthenticated } from "./errors.ts";
-import { issueDeviceCertificate } from "./issue.ts";
+import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
 import { authenticateToken, type TokenCredentials } from "./provisioners/token.ts";
@@ -146,22 +146,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     bootstrapTokenId: token?.id ?? null,
   });
   const now = record.issuedAt;
-  const writes: Write[] = [
-    { kind: "insertCertificate", certificate: record },
-    {
-      kind: "upsertDevice",
-      device: {
-        id: deviceId,
-        profile: profile.name,
-        status: "active",
-        createdAt: existing?.createdAt ?? now,
-        updatedAt: now,
-        lastEnrolledAt: now,
-        currentSerial: record.serial,
-        currentNotAfter: record.notAfter,
-      },
-    },
-  ];
+  const writes: Write[] = [...issuanceWrites(record, deviceId, profile.name, existing)];
   if (approved) {
     writes.push({
       kind: "decidePending",

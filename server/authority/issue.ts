@@ -17,7 +17,7 @@ import { CertificateTemplate } from "../pki/certificate-template.ts";
 import { toHex } from "../pki/der.ts";
 import type { KeyDescription } from "../pki/keys.ts";
 import { id_at_commonName, id_kp_clientAuth, id_kp_serverAuth } from "../pki/oids.ts";
-import type { CertificateRecord, IssuanceMethod } from "../ports/storage.ts";
+import type { CertificateRecord, DeviceRecord, IssuanceMethod, Write } from "../ports/storage.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { spiffeId } from "./identity.ts";
@@ -169,4 +169,33 @@ export async function issueDeviceCertificate(
     bootstrapTokenId: input.bootstrapTokenId ?? null,
   };
   return { der, record };
+}
+
+/**
+ * The certificate row and the device, now active with it as its current certificate:
+ * the writes every first issuance for a device shares (enrollment, operator issuance).
+ */
+export function issuanceWrites(
+  record: CertificateRecord,
+  deviceId: string,
+  profile: string,
+  existing: DeviceRecord | undefined,
+): Write[] {
+  const now = record.issuedAt;
+  return [
+    { kind: "insertCertificate", certificate: record },
+    {
+      kind: "upsertDevice",
+      device: {
+        id: deviceId,
+        profile,
+        status: "active",
+        createdAt: existing?.createdAt ?? now,
+        updatedAt: now,
+        lastEnrolledAt: now,
+        currentSerial: record.serial,
+        currentNotAfter: record.notAfter,
+      },
+    },
+  ];
 }

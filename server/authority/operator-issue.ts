@@ -9,7 +9,7 @@ import { sha256Hex } from "./digest.ts";
 import { type Issued, resolveProfile } from "./enroll.ts";
 import { badRequest, conflict, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
-import { issueDeviceCertificate } from "./issue.ts";
+import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
 
 /**
@@ -95,20 +95,7 @@ async function issueFor(
   });
   const now = record.issuedAt;
   const writes: Write[] = [
-    { kind: "insertCertificate", certificate: record },
-    {
-      kind: "upsertDevice",
-      device: {
-        id: deviceId,
-        profile: profile.name,
-        status: "active",
-        createdAt: existing?.createdAt ?? now,
-        updatedAt: now,
-        lastEnrolledAt: now,
-        currentSerial: record.serial,
-        currentNotAfter: record.notAfter,
-      },
-    },
+    ...issuanceWrites(record, deviceId, profile.name, existing),
     auditWrite({
       at: now,
       actor: actor.id,

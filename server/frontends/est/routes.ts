@@ -137,38 +137,32 @@ export function estRoutes(deps: EstDeps): Hono<AppEnv> {
         return reject(c, "est.csrattrs", e);
       }
     });
-    app.post(`${prefix}/simpleenroll`, async (c) => {
-      let creds: TokenCredentials | undefined;
-      let csr: Uint8Array;
-      try {
-        creds = credentials(c);
-        csr = await readCsr(c);
-      } catch (e) {
-        return reject(c, "est.simpleenroll", e, creds);
-      }
-      try {
-        const issued = await authority.enroll({ label: labelOf(c), csr, credentials: creds, peer: deps.peer(c) });
-        return base64Body(certsOnly([issued.certificate]), PKCS7_CERTS_ONLY);
-      } catch (e) {
-        return fail(c, e);
-      }
-    });
-    app.post(`${prefix}/serverkeygen`, async (c) => {
-      let creds: TokenCredentials | undefined;
-      let csr: Uint8Array;
-      try {
-        creds = credentials(c);
-        csr = await readCsr(c);
-      } catch (e) {
-        return reject(c, "est.serverkeygen", e, creds);
-      }
-      try {
-        const issued = await authority.serverkeygen({ label: labelOf(c), csr, credentials: creds, peer: deps.peer(c) });
-        return serverKeygenBody(issued.privateKey as Uint8Array, certsOnly([issued.certificate]), deps.boundary());
-      } catch (e) {
-        return fail(c, e);
-      }
-    });
+    // First issuance, with a token or an IDevID: simpleenroll, and serverkeygen where the
+    // server makes the key. Same decoding and refusals; only the verb and the answer differ.
+    const firstIssuance = (op: "simpleenroll" | "serverkeygen") =>
+      app.post(`${prefix}/${op}`, async (c) => {
+        let creds: TokenCredentials | undefined;
+        let csr: Uint8Array;
+        try {
+          creds = credentials(c);
+          csr = await readCsr(c);
+        } catch (e) {
+          return reject(c, `est.${op}`, e, creds);
+        }
+        try {
+          const req = { label: labelOf(c), csr, credentials: creds, peer: deps.peer(c) };
+          if (op === "simpleenroll") {
+            const issued = await authority.enroll(req);
+            return base64Body(certsOnly([issued.certificate]), PKCS7_CERTS_ONLY);
+          }
+          const issued = await authority.serverkeygen(req);
+          return serverKeygenBody(issued.privateKey as Uint8Array, certsOnly([issued.certificate]), deps.boundary());
+        } catch (e) {
+          return fail(c, e);
+        }
+      });
+    firstIssuance("simpleenroll");
+    firstIssuance("serverkeygen");
     app.post(`${prefix}/simplereenroll`, async (c) => {
       let csr: Uint8Array;
       try {
