@@ -23,7 +23,6 @@ export interface ExternalBrokerOptions {
 }
 
 export interface ExternalBroker extends FleetLink {
-  readonly connected: boolean;
   /** Reads the certificate and key files again and reconnects with them (after a renewal). */
   reloadCredentials(): void;
   close(): Promise<void>;
@@ -57,9 +56,6 @@ export function connectExternalBroker(o: ExternalBrokerOptions): ExternalBroker 
     o.onMessage({ deviceId: t.deviceId, topic, payload, currentConnection: true });
   });
   return {
-    get connected() {
-      return client.connected;
-    },
     publish: (topic, payload, opts) =>
       new Promise<void>((resolve, reject) =>
         client.publish(topic, payload, { qos: 1, retain: opts.retain }, (err) => (err ? reject(err) : resolve())),

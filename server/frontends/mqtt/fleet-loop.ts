@@ -82,7 +82,6 @@ export class FleetLoop {
   private dispatching: Promise<number> | undefined;
   private dispatchAgain = false;
   private timers: { cancel(): void }[] = [];
-  private lastAudit: FleetAuditReport | undefined;
   private inFlight = 0;
 
   constructor(private readonly o: FleetLoopOptions) {}
@@ -115,10 +114,6 @@ export class FleetLoop {
 
   stop(): void {
     for (const t of this.timers.splice(0)) t.cancel();
-  }
-
-  get latestAudit(): FleetAuditReport | undefined {
-    return this.lastAudit;
   }
 
   /** One inbound message. Never throws: a bad message is counted and dropped. */
@@ -346,7 +341,6 @@ export class FleetLoop {
       cloneTakeovers: fleet.cloneTakeovers,
       ...opts,
     });
-    this.lastAudit = report;
     await publishAudit(this.o.link, report).catch((err: unknown) =>
       this.o.log("warn", "could not publish audit findings", { err }),
     );
