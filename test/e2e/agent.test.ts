@@ -455,9 +455,12 @@ describe("edgeid-agent", () => {
       // The server tells the agent (cmd/revoked), closes its connection and overwrites its status.
       await until("the revoked state", () => statusOf("gw-rev").at(-1)?.state === "revoked", 20_000);
       await until("the agent in state revoked", () => a.log().includes("renewal stopped"), 20_000);
-      // Its own "revoked" event went out before the broker cut it off, or waits on disk.
-      const queued = readFileSync(join(dir, "events.jsonl"), "utf8");
-      expect(eventsOf("gw-rev", "revoked").length + (queued.includes('"revoked"') ? 1 : 0)).toBe(1);
+      // Its own "revoked" event went out before the broker cut it off, or waits on disk (or
+      // both for a moment: the queue file is rewritten once the broker acknowledged it).
+      const delivered = eventsOf("gw-rev", "revoked").length;
+      const queued = readFileSync(join(dir, "events.jsonl"), "utf8").includes('"revoked"');
+      expect(delivered).toBeLessThanOrEqual(1);
+      expect(delivered === 1 || queued).toBe(true);
       expect((await mqttSessions("gw-rev"))[0]?.closeReason).toBe("revoked");
       const renewedAtRevocation = a.count("renewed");
       await sleep(5_000); // longer than the time to the next renewal
