@@ -1,10 +1,10 @@
 import "reflect-metadata";
-import { webcrypto } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import type { Logger } from "pino";
+import { nodeCoreDeps } from "../adapters/node/core-deps.ts";
 import {
   dataPaths,
   ensureTlsCertificate,
@@ -17,16 +17,14 @@ import {
 import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embedded-broker.ts";
 import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
-import { nodeDigest } from "../adapters/node/node-digest.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
 import { webhookNotifier } from "../adapters/node/webhook.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
-import type { AuthorityDeps } from "../authority/deps.ts";
 import { type PublishedCrl, RevocationResponders, type Scheduler } from "../authority/responders.ts";
-import { type Config, profilesOf } from "../config/schema.ts";
+import { type Config } from "../config/schema.ts";
 import { FleetMetrics } from "../frontends/metrics/fleet-metrics.ts";
 import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
 import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
@@ -169,18 +167,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // One worker: with the event loop on one core, the other is left to OpenSSL
   // (signature checks, CA signatures on libuv's pool, TLS) and to whatever else runs.
   const verifier = new WorkerVerifier(1);
-  const deps: AuthorityDeps = {
-    config,
-    profiles: profilesOf(config),
-    storage,
-    ca,
-    clock: systemClock,
-    crypto: webcrypto as Crypto,
-    digest: nodeDigest,
-    verifier,
-    publicUrl: config.publicUrl ?? url,
-    idevidAnchors,
-  };
+  const deps = nodeCoreDeps({ config, storage, ca, verifier, publicUrl: config.publicUrl ?? url, idevidAnchors });
   const log = opts.logger;
   const logAt = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) =>
     log[level](fields ?? {}, msg);

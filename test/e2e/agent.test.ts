@@ -8,7 +8,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -413,8 +413,11 @@ describe("edgeid-agent", () => {
       await sleep(500);
       a.child.kill("SIGUSR1"); // renew now, whatever the broker does
       await until("a renewal without a broker", () => a.count("renewed") >= 1, 20_000);
-      const queued = readFileSync(join(dir, "events.jsonl"), "utf8");
-      expect(queued).toContain('"type":"rotated"');
+      // The "renewed" log line comes just before the event is written to the queue file.
+      const queueFile = join(dir, "events.jsonl");
+      await until("the rotated event queued on disk", () =>
+        existsSync(queueFile) ? readFileSync(queueFile, "utf8").includes('"type":"rotated"') : false,
+      );
       late = await startServer(dataDir, work, 0, { mqtt: `127.0.0.1:${brokerPort}` });
       await until("an empty queue", () => readFileSync(join(dir, "events.jsonl"), "utf8") === "", 20_000);
       // Ingested into the inventory by the broker's server.

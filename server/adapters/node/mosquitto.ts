@@ -7,13 +7,13 @@ import type { AuthorityDeps } from "../../authority/deps.ts";
 import { isValidServiceName } from "../../authority/device-reports.ts";
 import { type PublishedCrl, RevocationResponders } from "../../authority/responders.ts";
 import { issueServiceCertificate } from "../../authority/service-identity.ts";
-import { type Config, profilesOf } from "../../config/schema.ts";
+import { type Config } from "../../config/schema.ts";
 import { SERVER_SERVICE_NAME } from "../../frontends/mqtt/topics.ts";
 import { readCertificate } from "../../pki/certificate.ts";
 import { pemCertificates, toPem } from "../../pki/pem.ts";
 import { webCryptoVerifier } from "../../pki/verify.ts";
-import { systemClock } from "../../ports/clock.ts";
 import { SqliteStorage } from "../storage/sqlite-storage.ts";
+import { nodeCoreDeps } from "./core-deps.ts";
 import {
   dataPaths,
   issueServerCertificate,
@@ -25,7 +25,6 @@ import {
   spkiOf,
 } from "./data-dir.ts";
 import { writeFileAtomic } from "./files.ts";
-import { nodeDigest } from "./node-digest.ts";
 
 /**
  * An external broker: `edgeid mqtt mosquitto-config` writes a Mosquitto configuration
@@ -116,19 +115,16 @@ export async function withIssuer<T>(
   const ca = await loadIssuingCa(dataDir, resolvePassphrase(dataDir, env, false).passphrase);
   const storage = SqliteStorage.open(paths.database);
   try {
-    return await run({
-      config,
-      profiles: profilesOf(config),
-      storage,
-      ca,
-      clock: systemClock,
-      crypto: webcrypto as Crypto,
-      digest: nodeDigest,
-      // CSR proof of possession (legacy sign); no manufacturer chains here.
-      verifier: webCryptoVerifier(webcrypto.subtle as SubtleCrypto),
-      publicUrl: config.publicUrl ?? `https://${config.listen}`,
-      idevidAnchors: new Map(),
-    });
+    return await run(
+      nodeCoreDeps({
+        config,
+        storage,
+        ca,
+        // CSR proof of possession (legacy sign); no manufacturer chains here.
+        verifier: webCryptoVerifier(webcrypto.subtle as SubtleCrypto),
+        publicUrl: config.publicUrl ?? `https://${config.listen}`,
+      }),
+    );
   } finally {
     await storage.close();
   }
