@@ -1,7 +1,7 @@
 import { encodeCsrAttrs } from "../pki/csrattrs.ts";
 import type { PeerInfo } from "../ports/client-identity.ts";
 import { asAuthorityError, recordDenial } from "./audit.ts";
-import type { AuthorityDeps } from "./deps.ts";
+import { type AuthorityDeps, caFor } from "./deps.ts";
 import { type EnrollRequest, enroll, type Issued, resolveProfile } from "./enroll.ts";
 import type { AuthorityError } from "./errors.ts";
 import type { TokenCredentials } from "./provisioners/token.ts";
@@ -24,10 +24,9 @@ export interface RejectedRequest {
 export class Authority {
   constructor(readonly deps: AuthorityDeps) {}
 
-  /** RFC 7030 §4.1: the issuing CA and the chain up to the root. */
+  /** RFC 7030 §4.1: the label's issuing CA and the chain up to its root. */
   cacerts(label?: string): Uint8Array[] {
-    if (label !== undefined) resolveProfile(this.deps, label);
-    return this.deps.ca.chain;
+    return caFor(this.deps, resolveProfile(this.deps, label ?? "device")).chain;
   }
 
   /** RFC 7030 §4.5: what the profile wants in a CSR. */

@@ -24,7 +24,10 @@ export interface AuthorityDeps {
   config: Config;
   profiles: Map<string, Profile>;
   storage: Storage;
+  /** The default issuing CA (P-256): service identities, and every profile without an issuer of its own. */
   ca: IssuingCa;
+  /** Every issuing CA by name, the default one included; a profile names its issuer. */
+  cas: Map<string, IssuingCa>;
   clock: Clock;
   /** WebCrypto: randomness, signature checks. */
   crypto: Crypto;
@@ -40,4 +43,22 @@ export interface AuthorityDeps {
   onRevocation?: () => Promise<void>;
   /** Called after commands were queued: the fleet loop publishes them at once. */
   onCommands?: () => Promise<void>;
+}
+
+/** The CA that issues a profile's certificates. */
+export function caFor(deps: Pick<AuthorityDeps, "cas">, profile: Profile): IssuingCa {
+  const ca = deps.cas.get(profile.issuer);
+  if (!ca) throw new Error(`profile ${profile.name}: issuing CA ${profile.issuer} is not loaded`);
+  return ca;
+}
+
+/** Refuses a configuration whose profiles name an issuing CA that is not there, before anything is served. */
+export function checkIssuers(config: Config, cas: Map<string, IssuingCa>): void {
+  for (const [name, profile] of Object.entries(config.profiles)) {
+    if (cas.has(profile.issuer)) continue;
+    const hint = profile.issuer === "issuing-rsa" ? "; create it with `edgeid ca add-rsa`" : "";
+    throw new Error(
+      `profile ${name} is issued by ${profile.issuer}, which this data directory does not have (it has ${[...cas.keys()].join(", ")})${hint}`,
+    );
+  }
 }

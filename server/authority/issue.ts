@@ -18,7 +18,7 @@ import { toHex } from "../pki/der.ts";
 import type { KeyDescription } from "../pki/keys.ts";
 import { id_at_commonName, id_kp_clientAuth, id_kp_serverAuth } from "../pki/oids.ts";
 import type { CertificateRecord, DeviceRecord, IssuanceMethod, Write } from "../ports/storage.ts";
-import type { AuthorityDeps } from "./deps.ts";
+import { type AuthorityDeps, caFor } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { spiffeId } from "./identity.ts";
 
@@ -76,10 +76,11 @@ export interface CertificateContent {
  */
 function fixedExtensions(deps: AuthorityDeps, profile: Profile, key: KeyDescription) {
   const ekus = profile.extendedKeyUsage.map((e) => (e === "clientAuth" ? id_kp_clientAuth : id_kp_serverAuth));
+  const ca = caFor(deps, profile);
   return {
     before: [basicConstraints(false), keyUsage(keyUsageFor(key)), extendedKeyUsage(ekus)],
-    between: [authorityKeyIdentifier(deps.ca.keyId)],
-    after: [crlDistributionPoint(crlUrl(deps.publicUrl, deps.ca.name)), ocspAccess(ocspUrl(deps.publicUrl))],
+    between: [authorityKeyIdentifier(ca.keyId)],
+    after: [crlDistributionPoint(crlUrl(deps.publicUrl, ca.name)), ocspAccess(ocspUrl(deps.publicUrl))],
   };
 }
 
@@ -88,7 +89,7 @@ export function referenceFields(deps: AuthorityDeps, c: CertificateContent): Cer
   const { before, between, after } = fixedExtensions(deps, c.profile, c.key);
   return {
     serial: c.serial,
-    issuer: deps.ca.subject,
+    issuer: caFor(deps, c.profile).subject,
     subject: encodeName([{ type: id_at_commonName, value: c.deviceId }]),
     notBefore: c.notBefore,
     notAfter: c.notAfter,
@@ -116,9 +117,10 @@ export function templateFor(deps: AuthorityDeps, profile: Profile, key: KeyDescr
   let template = byProfile.get(name);
   if (!template) {
     const fixed = fixedExtensions(deps, profile, key);
+    const ca = caFor(deps, profile);
     template = new CertificateTemplate({
-      issuer: deps.ca.subject,
-      signatureAlgorithm: deps.ca.signer.signatureAlgorithm,
+      issuer: ca.subject,
+      signatureAlgorithm: ca.signer.signatureAlgorithm,
       ...fixed,
     });
     byProfile.set(name, template);
@@ -137,6 +139,7 @@ export async function issueDeviceCertificate(
   const notBefore = new Date(second - profile.backdate * 1000);
   const notAfter = new Date(second + profile.validity * 1000);
   const serial = randomSerial(deps.crypto);
+  const ca = caFor(deps, profile);
   const der = await templateFor(deps, profile, input.key).build(
     {
       serial,
@@ -147,13 +150,13 @@ export async function issueDeviceCertificate(
       subjectKeyId: await keyIdentifier(input.spki, deps.digest),
       uris: [spiffeId(deps.config.trustDomain, input.deviceId)],
     },
-    deps.ca.signer,
+    ca.signer,
   );
   const record: CertificateRecord = {
     serial: toHex(serial),
     deviceId: input.deviceId,
     profile: profile.name,
-    issuer: deps.ca.name,
+    issuer: ca.name,
     notBefore,
     notAfter,
     fingerprint: await sha256Hex(deps.digest, der),

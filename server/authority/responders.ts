@@ -11,7 +11,7 @@ import {
   parseOcspRequest,
 } from "../pki/ocsp.ts";
 import type { RevocationEntry } from "../ports/storage.ts";
-import type { AuthorityDeps } from "./deps.ts";
+import type { AuthorityDeps, IssuingCa } from "./deps.ts";
 
 /** Timers are a parameter of the core, like the clock: tests step them. */
 export interface Scheduler {
@@ -27,6 +27,8 @@ export interface Scheduler {
 export const CRL_COALESCE_MS = 100;
 
 export interface PublishedCrl {
+  /** The issuing CA's name. */
+  ca: string;
   der: Uint8Array;
   number: bigint;
   thisUpdate: Date;
@@ -46,10 +48,22 @@ interface CachedResponse {
   freshUntil: number;
 }
 
+/** One issuing CA's CRL: its entries and its current signed list. */
+class CaCrl {
+  readonly entries = new Map<string, { der: Uint8Array; notAfter: number }>();
+  crl: PublishedCrl | undefined;
+  building: Promise<void> | undefined;
+  rebuildAgain = false;
+  hashes: IssuerHashes | undefined;
+
+  constructor(readonly ca: IssuingCa) {}
+}
+
 /**
- * The CRL and OCSP responders of the issuing CA, both fed by the revocation feed
+ * The CRL and OCSP responders of the issuing CAs (one CRL per CA; OCSP answers for
+ * any of them, signed by the certificate's issuer), all fed by the revocation feed
  * (`revocations` by seq). State kept in memory: one pre-encoded CRL entry per revoked,
- * unexpired certificate, the current signed CRL, and signed OCSP responses per serial.
+ * unexpired certificate, the current signed CRLs, and signed OCSP responses per serial.
  *
  * - A revocation in this process calls `revoked()`: the new feed rows are read (cost:
  *   the new rows only), their cached OCSP answers dropped, and a CRL rebuild scheduled.
@@ -59,14 +73,10 @@ interface CachedResponse {
  *   leave it then. It is always served from memory.
  */
 export class RevocationResponders {
-  private readonly entries = new Map<string, { der: Uint8Array; notAfter: number }>();
+  private readonly crls: Map<string, CaCrl>;
   private lastSeq = 0;
-  private crl: PublishedCrl | undefined;
-  private building: Promise<void> | undefined;
-  private rebuildAgain = false;
   private feedReading: Promise<void> | undefined;
   private readonly ocspCache = new Map<string, CachedResponse[]>();
-  private hashes: IssuerHashes | undefined;
   private timer: { cancel(): void } | undefined;
   private scheduler: Scheduler | undefined;
   private pendingRebuild: { cancel(): void } | undefined;
@@ -77,13 +87,15 @@ export class RevocationResponders {
     private readonly deps: AuthorityDeps,
     /** Told of every CRL published (the Node entry logs it: number, entries, size, build time). */
     private readonly onPublished?: (crl: PublishedCrl) => void,
-  ) {}
+  ) {
+    this.crls = new Map([...deps.cas.values()].map((ca) => [ca.name, new CaCrl(ca)]));
+  }
 
-  /** Loads the feed, publishes the first CRL and starts watching. */
+  /** Loads the feed, publishes the first CRLs and starts watching. */
   async start(scheduler?: Scheduler): Promise<void> {
-    this.hashes = await issuerHashes(this.deps.ca.certificate, this.deps.digest);
+    for (const c of this.crls.values()) c.hashes = await issuerHashes(c.ca.certificate, this.deps.digest);
     await this.readFeed();
-    await this.rebuildCrl();
+    await this.rebuildCrls();
     this.started = true;
     this.scheduler = scheduler;
     this.timer = scheduler?.every(this.deps.config.revocation.pollMs, () => void this.tick());
@@ -111,12 +123,12 @@ export class RevocationResponders {
     const found = await this.readFeed();
     if (found === 0) return;
     if (!this.scheduler) {
-      void this.rebuildCrl();
+      void this.rebuildCrls();
       return;
     }
     this.pendingRebuild ??= this.scheduler.after(CRL_COALESCE_MS, () => {
       this.pendingRebuild = undefined;
-      void this.rebuildCrl().catch(() => undefined);
+      void this.rebuildCrls().catch(() => undefined);
     });
   }
 
@@ -124,16 +136,18 @@ export class RevocationResponders {
   async tick(): Promise<void> {
     try {
       if ((await this.deps.storage.lastRevocationSeq()) > this.lastSeq) return await this.revoked();
-      const crl = this.crl;
       const half = (this.deps.config.revocation.crlValidity * 1000) / 2;
-      if (!crl || this.deps.clock.now().getTime() >= crl.thisUpdate.getTime() + half) await this.rebuildCrl();
+      for (const c of this.crls.values()) {
+        const crl = c.crl;
+        if (!crl || this.deps.clock.now().getTime() >= crl.thisUpdate.getTime() + half) await this.rebuildCrl(c);
+      }
     } catch {
       // The next tick tries again; the current CRL stays valid until its nextUpdate.
     }
   }
 
   currentCrl(caName: string): PublishedCrl | undefined {
-    return caName === this.deps.ca.name ? this.crl : undefined;
+    return this.crls.get(caName)?.crl;
   }
 
   /** Reads the feed after lastSeq (single flight); returns how many entries were new. */
@@ -169,39 +183,44 @@ export class RevocationResponders {
 
   private add(r: RevocationEntry): void {
     this.ocspCache.delete(r.serial);
-    if (r.issuer !== this.deps.ca.name) return;
-    this.entries.set(r.serial, {
+    this.crls.get(r.issuer)?.entries.set(r.serial, {
       der: encodeCrlEntry({ serial: r.serial, revokedAt: r.revokedAt, reason: r.reason }),
       notAfter: r.notAfter.getTime(),
     });
   }
 
-  /** Builds and signs a new CRL (single flight: a request during a build runs one more build after it). */
-  rebuildCrl(): Promise<void> {
-    if (this.building) {
-      this.rebuildAgain = true;
-      return this.building;
-    }
-    this.building = (async () => {
-      try {
-        do {
-          this.rebuildAgain = false;
-          await this.buildOnce();
-        } while (this.rebuildAgain);
-      } finally {
-        this.building = undefined;
-      }
-    })();
-    return this.building;
+  /** Builds and signs a new CRL of every CA. */
+  async rebuildCrls(): Promise<void> {
+    await Promise.all([...this.crls.values()].map((c) => this.rebuildCrl(c)));
   }
 
-  private async buildOnce(): Promise<void> {
+  /** Builds and signs a new CRL (single flight: a request during a build runs one more build after it). */
+  private rebuildCrl(c: CaCrl): Promise<void> {
+    if (c.building) {
+      c.rebuildAgain = true;
+      return c.building;
+    }
+    c.building = (async () => {
+      try {
+        do {
+          c.rebuildAgain = false;
+          await this.buildOnce(c);
+        } while (c.rebuildAgain);
+      } finally {
+        c.building = undefined;
+      }
+    })();
+    return c.building;
+  }
+
+  private async buildOnce(c: CaCrl): Promise<void> {
     const started = performance.now();
-    const { ca, config, clock, storage } = this.deps;
+    const { config, clock, storage } = this.deps;
+    const ca = c.ca;
     const now = clock.now();
     const parts: Uint8Array[] = [];
-    for (const [serial, e] of this.entries) {
-      if (e.notAfter <= now.getTime()) this.entries.delete(serial);
+    for (const [serial, e] of c.entries) {
+      if (e.notAfter <= now.getTime()) c.entries.delete(serial);
       else parts.push(e.der);
     }
     const thisUpdate = new Date(Math.floor(now.getTime() / 1000) * 1000);
@@ -219,8 +238,16 @@ export class RevocationResponders {
       },
       ca.signer,
     );
-    this.crl = { der, number, thisUpdate, nextUpdate, entries: parts.length, buildMs: performance.now() - started };
-    this.onPublished?.(this.crl);
+    c.crl = {
+      ca: ca.name,
+      der,
+      number,
+      thisUpdate,
+      nextUpdate,
+      entries: parts.length,
+      buildMs: performance.now() - started,
+    };
+    this.onPublished?.(c.crl);
   }
 
   /**
@@ -236,14 +263,16 @@ export class RevocationResponders {
       if (err instanceof OcspError) return { der: ocspErrorResponse(1), status: "malformedRequest" };
       throw err;
     }
-    this.hashes ??= await issuerHashes(this.deps.ca.certificate, this.deps.digest);
-    const hashes = this.hashes;
+    // Every certificate asked about must be of one of our CAs, and (the response has
+    // one signer) all of the same one.
+    let issuer: CaCrl | undefined;
     for (const id of request.certIds) {
-      const h = hashes[id.hashAlgorithm];
-      if (!bytesEqual(h.name, id.issuerNameHash) || !bytesEqual(h.key, id.issuerKeyHash)) {
-        return { der: ocspErrorResponse(6), status: "unauthorized" };
-      }
+      const match = await this.issuerOf(id);
+      if (!match || (issuer && match !== issuer)) return { der: ocspErrorResponse(6), status: "unauthorized" };
+      issuer = match;
     }
+    if (!issuer?.hashes) return { der: ocspErrorResponse(6), status: "unauthorized" };
+    const hashes = issuer.hashes;
     const now = this.deps.clock.now();
     const single = request.certIds.length === 1 && !request.nonce ? request.certIds[0] : undefined;
     const certIdHex = single ? toHex(single.raw) : "";
@@ -257,7 +286,7 @@ export class RevocationResponders {
     const responses: Uint8Array[] = [];
     let cacheable = true;
     for (const id of request.certIds) {
-      const status = await this.status(id.serial);
+      const status = await this.status(id.serial, issuer.ca.name);
       if (status.type === "unknown") cacheable = false;
       responses.push(encodeSingleResponse({ certId: id.raw, status, thisUpdate, nextUpdate }));
     }
@@ -267,19 +296,29 @@ export class RevocationResponders {
         producedAt: thisUpdate,
         responses,
         nonce: request.nonce,
-        signatureAlgorithm: this.deps.ca.signer.signatureAlgorithm,
+        signatureAlgorithm: issuer.ca.signer.signatureAlgorithm,
       },
-      this.deps.ca.signer,
+      issuer.ca.signer,
     );
     // Unknown serials are not cached: the answer changes once the serial is issued.
     if (single?.serial && cacheable) this.remember(single.serial, certIdHex, der, thisUpdate.getTime() + validity / 2);
     return { der, status: "successful" };
   }
 
-  private async status(serial: string | null): Promise<OcspStatus> {
+  /** The CA whose name and key hashes a CertID carries. */
+  private async issuerOf(id: ReturnType<typeof parseOcspRequest>["certIds"][number]): Promise<CaCrl | undefined> {
+    for (const c of this.crls.values()) {
+      c.hashes ??= await issuerHashes(c.ca.certificate, this.deps.digest);
+      const h = c.hashes[id.hashAlgorithm];
+      if (bytesEqual(h.name, id.issuerNameHash) && bytesEqual(h.key, id.issuerKeyHash)) return c;
+    }
+    return undefined;
+  }
+
+  private async status(serial: string | null, issuer: string): Promise<OcspStatus> {
     if (!serial) return { type: "unknown" };
     const record = await this.deps.storage.getCertificateStatus(serial);
-    if (!record || record.issuer !== this.deps.ca.name) return { type: "unknown" };
+    if (!record || record.issuer !== issuer) return { type: "unknown" };
     if (record.status === "revoked" && record.revokedAt) {
       return { type: "revoked", revokedAt: record.revokedAt, reason: record.revocationReason };
     }

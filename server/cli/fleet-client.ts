@@ -10,8 +10,8 @@ import { CLI_ACTOR } from "../authority/actor.ts";
 import { decideEnrollment } from "../authority/approvals.ts";
 import { type ChainReport, verifyAuditChain } from "../authority/audit-chain.ts";
 import { getCommand, issueCommands, listCommands, type OperatorCommand } from "../authority/commands.ts";
-import type { AuthorityDeps } from "../authority/deps.ts";
-import type { Issued } from "../authority/enroll.ts";
+import { type AuthorityDeps, caFor } from "../authority/deps.ts";
+import { type Issued, resolveProfile } from "../authority/enroll.ts";
 import {
   getCertificate,
   issueTokens,
@@ -170,13 +170,15 @@ export interface FleetClient {
   close(): Promise<void>;
 }
 
-function signedView(issuer: AuthorityDeps, issued: Issued): SignedView {
+function signedView(issuer: AuthorityDeps, issued: Issued, profile: string): SignedView {
   return {
     deviceId: issued.deviceId,
     serial: issued.serial,
     notAfter: issued.notAfter.toISOString(),
     certificate: toPem("CERTIFICATE", issued.certificate),
-    chain: issuer.ca.chain.map((d) => toPem("CERTIFICATE", d)).join(""),
+    chain: caFor(issuer, resolveProfile(issuer, profile))
+      .chain.map((d) => toPem("CERTIFICATE", d))
+      .join(""),
   };
 }
 
@@ -266,12 +268,16 @@ export function localFleet(dataDir: string): FleetClient {
     // Signing needs the CA key: opened for this command only (the passphrase as for serve).
     signCsr: (deviceId, profile, csr) =>
       withIssuer(dataDir, process.env, async (issuer) =>
-        signedView(issuer, await signForDevice(issuer, CLI_ACTOR, { deviceId, profile, csr: decodeCsrText(csr) })),
+        signedView(
+          issuer,
+          await signForDevice(issuer, CLI_ACTOR, { deviceId, profile, csr: decodeCsrText(csr) }),
+          profile,
+        ),
       ),
     issueWithKey: (deviceId, profile) =>
       withIssuer(dataDir, process.env, async (issuer) => {
         const issued = await issueWithGeneratedKey(issuer, CLI_ACTOR, { deviceId, profile });
-        return { ...signedView(issuer, issued), privateKey: toPem("PRIVATE KEY", issued.privateKey) };
+        return { ...signedView(issuer, issued, profile), privateKey: toPem("PRIVATE KEY", issued.privateKey) };
       }),
     expiring: async (q) =>
       page(

@@ -1,10 +1,19 @@
 import { nodeDigest } from "../adapters/node/node-digest.ts";
 import "reflect-metadata";
 import { webcrypto } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Argument, Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
-import { dataPaths, initDataDir, isInitialised } from "../adapters/node/data-dir.ts";
+import {
+  createRsaHierarchy,
+  dataPaths,
+  ensureTlsCertificates,
+  initDataDir,
+  isInitialised,
+  loadIssuingCas,
+  readConfig,
+  resolvePassphrase,
+} from "../adapters/node/data-dir.ts";
 import { writeMosquittoConfig, writeServiceIdentity } from "../adapters/node/mosquitto.ts";
 import { buildPkcs12 } from "../adapters/node/pkcs12.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
@@ -197,8 +206,26 @@ const ca = program.command("ca").description("certificate authority");
 ca.command("export")
   .description("print the trust anchor (root CA certificate) as PEM")
   .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .option("--rsa", "the RSA hierarchy's root (the legacy path's trust anchor)")
+  .option("--all", "both roots, P-256 then RSA")
   .action((opts) => {
-    process.stdout.write(readFileSync(dataPaths(opts.data).rootCert, "utf8"));
+    const paths = dataPaths(opts.data);
+    const files = opts.all ? [paths.rootCert, paths.rsaRootCert] : [opts.rsa ? paths.rsaRootCert : paths.rootCert];
+    for (const f of files) {
+      if (!existsSync(f)) throw new Error(`${f} does not exist; run \`edgeid ca add-rsa\``);
+      process.stdout.write(readFileSync(f, "utf8"));
+    }
+  });
+ca.command("add-rsa")
+  .description("create the RSA hierarchy (root and issuing CA) in a data directory made before it existed")
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .action(async (opts) => {
+    const config = readConfig(opts.data);
+    const passphrase = resolvePassphrase(opts.data, process.env, false).passphrase;
+    await createRsaHierarchy(opts.data, config.trustDomain, passphrase);
+    const cas = await loadIssuingCas(opts.data, passphrase);
+    await ensureTlsCertificates(opts.data, cas, config, passphrase);
+    process.stdout.write(`created ${dataPaths(opts.data).rsaIssuingCert}; restart the server to load it\n`);
   });
 
 /**

@@ -20,6 +20,11 @@ export const profileName = z
 export const profileSchema = z
   .object({
     description: z.string().default(""),
+    /**
+     * The issuing CA: "issuing-p256" (default), or "issuing-rsa", the RSA hierarchy for
+     * appliances whose TLS stacks cannot validate an ECDSA chain.
+     */
+    issuer: z.enum(["issuing-p256", "issuing-rsa"]).default("issuing-p256"),
     /** Accepted key types, the preferred one first (it is what csrattrs advertises first). */
     keyTypes: z.array(z.enum(KEY_TYPES)).min(1).default(["P-256", "P-384", "Ed25519"]),
     rsaMinBits: z.number().int().min(2048).default(2048),
@@ -55,6 +60,18 @@ export const profileSchema = z
      * The server never stores the key.
      */
     serverKeygen: z.boolean().default(false),
+    /**
+     * A gateway profile: its devices may enroll the appliances behind them, over EST with
+     * their own client certificate, as spiffe://<td>/gateway/<gateway id>/appliance/<name>.
+     */
+    gateway: z
+      .object({
+        /** The profile (EST label) the appliances are enrolled in. */
+        applianceProfile: profileName,
+        /** Appliances one gateway may hold at once (active or suspended; revoked ones do not count). */
+        maxAppliances: z.number().int().min(1).max(100_000).default(100),
+      })
+      .optional(),
     /** Zero-touch first boot with a manufacturer certificate (IDevID). */
     idevid: z
       .object({
@@ -177,8 +194,53 @@ export const configSchema = z.object({
   profiles: z
     .record(profileName, profileSchema)
     .default(() => ({ device: profileSchema.parse({ description: "Short-lived device identity" }) }))
-    .refine((p) => "device" in p, "the device profile must exist"),
+    .refine((p) => "device" in p, "the device profile must exist")
+    .superRefine((profiles, ctx) => {
+      for (const [name, p] of Object.entries(profiles)) {
+        if (!p.gateway) continue;
+        const target = profiles[p.gateway.applianceProfile];
+        if (!target || target.gateway || p.gateway.applianceProfile === "device") {
+          ctx.addIssue({
+            code: "custom",
+            path: [name, "gateway", "applianceProfile"],
+            message: "must name another profile that is not a gateway profile, nor the device profile",
+          });
+        }
+      }
+    }),
 });
+
+/**
+ * The profiles `edgeid init` writes: short-lived device identities; the legacy path
+ * (RSA hierarchy, a year, serverAuth+clientAuth, server-side keys allowed, expiry
+ * alerts); gateways and the appliances they enroll.
+ */
+export const INIT_PROFILES = {
+  device: { description: "Short-lived device identity, renewed by the agent" },
+  legacy: {
+    description: "Legacy appliances: RSA chain, long-lived certificates watched for expiry",
+    issuer: "issuing-rsa",
+    keyTypes: ["RSA", "P-256"],
+    rsaMinBits: 2048,
+    rsaMaxBits: 4096,
+    validity: "365d",
+    extendedKeyUsage: ["serverAuth", "clientAuth"],
+    serverKeygen: true,
+    expiryAlerts: ["30d", "7d", "1d"],
+  },
+  gateway: {
+    description: "Gateways that enroll the appliances behind them",
+    gateway: { applianceProfile: "appliance", maxAppliances: 100 },
+  },
+  appliance: {
+    description: "Appliances enrolled by their gateway",
+    issuer: "issuing-rsa",
+    keyTypes: ["RSA", "P-256"],
+    validity: "90d",
+    extendedKeyUsage: ["serverAuth", "clientAuth"],
+    expiryAlerts: ["14d", "3d"],
+  },
+} satisfies NonNullable<ConfigInput["profiles"]>;
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

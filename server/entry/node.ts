@@ -7,12 +7,13 @@ import type { Logger } from "pino";
 import { nodeCoreDeps } from "../adapters/node/core-deps.ts";
 import {
   dataPaths,
-  ensureTlsCertificate,
-  loadIssuingCa,
+  ensureTlsCertificates,
+  loadIssuingCas,
   readConfig,
   readTrustAnchors,
   resolveInDataDir,
   resolvePassphrase,
+  tlsFilesOf,
 } from "../adapters/node/data-dir.ts";
 import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embedded-broker.ts";
 import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
@@ -23,6 +24,7 @@ import { webhookNotifier } from "../adapters/node/webhook.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
+import { checkIssuers } from "../authority/deps.ts";
 import { type PublishedCrl, RevocationResponders, type Scheduler } from "../authority/responders.ts";
 import { type Config } from "../config/schema.ts";
 import { FleetMetrics } from "../frontends/metrics/fleet-metrics.ts";
@@ -118,18 +120,26 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       "DEVELOPMENT MODE: the CA key passphrase is stored next to the keys; set EDGEID_CA_PASSPHRASE_FILE for production",
     );
   }
-  const ca = await loadIssuingCa(opts.dataDir, passphrase.passphrase);
-  if (await ensureTlsCertificate(opts.dataDir, ca, config, passphrase.passphrase)) {
-    opts.logger.info("issued a new TLS certificate for the listener");
+  const cas = await loadIssuingCas(opts.dataDir, passphrase.passphrase);
+  checkIssuers(config, cas);
+  for (const name of await ensureTlsCertificates(opts.dataDir, cas, config, passphrase.passphrase)) {
+    opts.logger.info({ ca: name }, "issued a new TLS certificate for the listener");
   }
+  // One certificate per issuing CA (P-256, and RSA where it exists): OpenSSL picks the
+  // one the client can verify, so an RSA-only appliance gets an RSA chain.
+  const listenerIdentities = () => {
+    const files = [...cas.keys()].map((name) => tlsFilesOf(paths, name));
+    return {
+      key: files.map((f) => ({ pem: readFileSync(f.key), passphrase: passphrase.passphrase })),
+      cert: files.map((f) => readFileSync(f.cert)),
+    };
+  };
   const idevidAnchors = manufacturerAnchors(opts.dataDir, config);
   const storage = SqliteStorage.open(paths.database, { writer: "thread" });
   const { host, port } = parseListen(opts.listen ?? config.listen);
 
   const tlsFiles = () => ({
-    key: readFileSync(paths.tlsKey),
-    passphrase: passphrase.passphrase,
-    cert: readFileSync(paths.tlsCert),
+    ...listenerIdentities(),
     // Ask for a client certificate, naming our roots and the manufacturer roots as
     // acceptable issuers; never require one (simpleenroll with a token has none).
     ca: [...readTrustAnchors(opts.dataDir), ...[...idevidAnchors.values()].flat().map((a) => a.der)].map((d) =>
@@ -140,9 +150,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // A long-running server renews its own listener certificate and swaps it in
   // without dropping connections.
   const renewal = setInterval(() => {
-    ensureTlsCertificate(opts.dataDir, ca, config, passphrase.passphrase)
+    ensureTlsCertificates(opts.dataDir, cas, config, passphrase.passphrase)
       .then((renewed) => {
-        if (!renewed) return;
+        if (renewed.length === 0) return;
         server.setSecureContext(tlsFiles());
         broker?.setTls(brokerTls());
         opts.logger.info("renewed the listener TLS certificate");
@@ -167,7 +177,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // One worker: with the event loop on one core, the other is left to OpenSSL
   // (signature checks, CA signatures on libuv's pool, TLS) and to whatever else runs.
   const verifier = new WorkerVerifier(1);
-  const deps = nodeCoreDeps({ config, storage, ca, verifier, publicUrl: config.publicUrl ?? url, idevidAnchors });
+  const deps = nodeCoreDeps({ config, storage, cas, verifier, publicUrl: config.publicUrl ?? url, idevidAnchors });
   const log = opts.logger;
   const logAt = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) =>
     log[level](fields ?? {}, msg);
@@ -176,7 +186,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     (crl) =>
       log.info(
         {
-          ca: ca.name,
+          ca: crl.ca,
           crlNumber: crl.number.toString(),
           entries: crl.entries,
           bytes: crl.der.length,
@@ -249,11 +259,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   let externalClient: ExternalBroker | undefined;
   let externalRenewal: ReturnType<typeof setInterval> | undefined;
   const brokerTls = () => ({
-    key: readFileSync(paths.tlsKey),
-    passphrase: passphrase.passphrase,
-    cert: readFileSync(paths.tlsCert),
+    ...listenerIdentities(),
     // PEM: OpenSSL's verification of the client certificate needs the anchors as PEM.
-    ca: [ca.certificate, ...readTrustAnchors(opts.dataDir)].map((d) => Buffer.from(toPem("CERTIFICATE", d))),
+    ca: [...[...cas.values()].map((c) => c.certificate), ...readTrustAnchors(opts.dataDir)].map((d) =>
+      Buffer.from(toPem("CERTIFICATE", d)),
+    ),
   });
   try {
     if (mqttListen !== "off") {

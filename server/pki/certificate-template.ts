@@ -14,7 +14,7 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
 import type { Extension } from "@peculiar/asn1-x509";
 import type { CertificateSigner } from "./certificate.ts";
-import { concat, encodeLength, encodeOid, sequence, TAG, tlv } from "./der.ts";
+import { concat, encodeLength, encodeOid, sequence, signatureAlgorithmIdentifier, TAG, tlv } from "./der.ts";
 import { id_at_commonName, id_ce_subjectAltName, id_ce_subjectKeyIdentifier } from "./oids.ts";
 
 export interface TemplateFixed {
@@ -88,7 +88,7 @@ export class CertificateTemplate {
 
   constructor(fixed: TemplateFixed) {
     const encode = (exts: Extension[]) => concat(exts.map((e) => new Uint8Array(AsnConvert.serialize(e))));
-    this.algorithm = sequence(encodeOid(fixed.signatureAlgorithm));
+    this.algorithm = signatureAlgorithmIdentifier(fixed.signatureAlgorithm);
     this.head = VERSION_V3;
     this.issuer = fixed.issuer;
     this.before = encode(fixed.before);

@@ -40,6 +40,7 @@ import {
   id_ce_subjectAltName,
   id_ce_subjectKeyIdentifier,
   id_pe_authorityInfoAccess,
+  RSA_PKCS1_SIGNATURES,
 } from "./oids.ts";
 
 /** Something that signs with a CA key; see ports/signer.ts for the port itself. */
@@ -88,7 +89,11 @@ export interface CertificateFields {
  * The reference (library) way of producing a certificate.
  */
 export async function buildCertificate(fields: CertificateFields, signer: CertificateSigner): Promise<Uint8Array> {
-  const signatureAlgorithm = new AlgorithmIdentifier({ algorithm: signer.signatureAlgorithm });
+  const signatureAlgorithm = new AlgorithmIdentifier({
+    algorithm: signer.signatureAlgorithm,
+    // RFC 4055 §5: NULL parameters for RSA PKCS #1 v1.5; none for ECDSA and EdDSA.
+    ...(RSA_PKCS1_SIGNATURES.has(signer.signatureAlgorithm) ? { parameters: null } : {}),
+  });
   const serial = fields.serial;
   const serialWithSign = (serial[0] ?? 0) & 0x80 ? Uint8Array.of(0, ...serial) : serial;
   const tbs = new TBSCertificate({

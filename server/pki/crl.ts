@@ -25,7 +25,16 @@
  */
 import type { CertificateSigner } from "./certificate.ts";
 import { encodeTime } from "./certificate-template.ts";
-import { concat, encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "./der.ts";
+import {
+  concat,
+  encodeOid,
+  fromHex,
+  sequence,
+  signatureAlgorithmIdentifier,
+  TAG,
+  tlv,
+  unsignedInteger,
+} from "./der.ts";
 import { id_ce_authorityKeyIdentifier, id_ce_cRLNumber, id_ce_cRLReasons } from "./oids.ts";
 
 export interface CrlEntry {
@@ -172,8 +181,7 @@ export async function buildCrl(input: CrlInput, signer: CertificateSigner): Prom
       `signature algorithm ${input.signatureAlgorithm} is not the signer's (${signer.signatureAlgorithm})`,
     );
   }
-  // As the certificates (certificate-template.ts): SEQUENCE { OID }, no parameters.
-  const algorithm = sequence(encodeOid(input.signatureAlgorithm));
+  const algorithm = signatureAlgorithmIdentifier(input.signatureAlgorithm);
   const head = concat([
     VERSION_V2,
     algorithm,

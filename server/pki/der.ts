@@ -1,3 +1,4 @@
+import { RSA_PKCS1_SIGNATURES } from "./oids.ts";
 /**
  * Minimal DER (ITU-T X.690) encoding and reading helpers.
  *
@@ -171,4 +172,14 @@ export function fromHex(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
   return out;
+}
+
+/**
+ * The signature AlgorithmIdentifier of a CA signer, DER: ECDSA and EdDSA take no
+ * parameters (RFC 5758 §3.2, RFC 8410 §3), RSA PKCS #1 v1.5 takes NULL (RFC 4055 §5).
+ */
+export function signatureAlgorithmIdentifier(oid: string): Uint8Array {
+  return RSA_PKCS1_SIGNATURES.has(oid)
+    ? sequence(encodeOid(oid), Uint8Array.of(TAG.NULL, 0))
+    : sequence(encodeOid(oid));
 }

@@ -52,7 +52,19 @@
 import type { Digest } from "../ports/digest.ts";
 import { type CertificateSigner, readCertificate } from "./certificate.ts";
 import { isCrlReason } from "./crl.ts";
-import { DerError, decodeOid, encodeOid, readChildren, readTlv, sequence, TAG, type Tlv, tlv, toHex } from "./der.ts";
+import {
+  DerError,
+  decodeOid,
+  encodeOid,
+  readChildren,
+  readTlv,
+  sequence,
+  signatureAlgorithmIdentifier,
+  TAG,
+  type Tlv,
+  tlv,
+  toHex,
+} from "./der.ts";
 import { subjectPublicKeyBits } from "./keys.ts";
 import { id_pkix_ocsp_basic, id_pkix_ocsp_nonce, id_sha1, id_sha256 } from "./oids.ts";
 
@@ -278,10 +290,9 @@ export async function buildOcspResponse(input: OcspResponseInput, signer: Certif
   if (input.nonce) data.push(tlv(CONTEXT_1, sequence(sequence(NONCE_OID, tlv(TAG.OCTET_STRING, input.nonce)))));
   const responseData = sequence(...data);
   const signature = await signer.sign(responseData);
-  // As the certificates (certificate-template.ts): SEQUENCE { OID }, no parameters.
   const basic = [
     responseData,
-    sequence(encodeOid(input.signatureAlgorithm)),
+    signatureAlgorithmIdentifier(input.signatureAlgorithm),
     tlv(TAG.BIT_STRING, Uint8Array.of(0), signature),
   ];
   if (input.certs) basic.push(tlv(CONTEXT_0, tlv(TAG.SEQUENCE, ...input.certs)));

@@ -57,3 +57,10 @@ export const id_kp_OCSPSigning = "1.3.6.1.5.5.7.3.9";
 // RFC 3279 / RFC 5754 hash algorithms (OCSP CertID)
 export const id_sha1 = "1.3.14.3.2.26";
 export const id_sha256 = "2.16.840.1.101.3.4.2.1";
+
+/** RSA PKCS #1 v1.5 signature algorithms: their AlgorithmIdentifier carries NULL parameters (RFC 4055 §5). */
+export const RSA_PKCS1_SIGNATURES: ReadonlySet<string> = new Set([
+  sha256WithRSAEncryption,
+  sha384WithRSAEncryption,
+  sha512WithRSAEncryption,
+]);

@@ -3,7 +3,9 @@
  * ASN.1 object library through buildCertificate): same inputs, same bytes. Ed25519
  * signatures are deterministic, so with an Ed25519 signer whole certificates are
  * compared; with the P-256 CA the to-be-signed parts are compared and OpenSSL
- * verifies both certificates.
+ * verifies both certificates. RSA PKCS #1 v1.5 signatures are deterministic too, so
+ * certificates of the RSA issuing CA (the legacy profile) are compared whole with the
+ * real CA key.
  */
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -21,7 +23,20 @@ import { describeKey } from "../../server/pki/keys.ts";
 import { id_Ed25519 } from "../../server/pki/oids.ts";
 import { pemCertificates } from "../../server/pki/pem.ts";
 import { webCryptoDigest } from "../../server/ports/digest.ts";
-import { crypto, type Harness, harness, T0 } from "../support/fixtures.ts";
+import { crypto, type Harness, harness, T0, TEST_CONFIG } from "../support/fixtures.ts";
+
+/** The test profiles plus one issued by the RSA hierarchy. */
+const CONFIG = {
+  ...TEST_CONFIG,
+  profiles: {
+    ...TEST_CONFIG.profiles,
+    legacy: {
+      issuer: "issuing-rsa" as const,
+      keyTypes: ["RSA" as const, "P-256" as const],
+      extendedKeyUsage: ["serverAuth" as const, "clientAuth" as const],
+    },
+  },
+};
 
 const digest = webCryptoDigest(crypto.subtle);
 
@@ -92,6 +107,30 @@ const CASES: Case[] = [
     notAfter: new Date("2026-01-31T00:00:00Z"),
   },
   {
+    name: "RSA key, legacy profile: RSA issuing CA, serverAuth+clientAuth",
+    deviceId: "plc-17",
+    profile: "legacy",
+    key: () =>
+      spkiOf({
+        name: "RSASSA-PKCS1-v1_5",
+        modulusLength: 3072,
+        publicExponent: Uint8Array.of(1, 0, 1),
+        hash: "SHA-256",
+      }),
+    serial: Uint8Array.of(0x80, 0x01),
+    notBefore: new Date("2026-01-01T00:00:00Z"),
+    notAfter: new Date("2027-01-01T00:00:00Z"),
+  },
+  {
+    name: "P-256 key, legacy profile (RSA issuing CA)",
+    deviceId: "hmi-3",
+    profile: "legacy",
+    key: () => spkiOf({ name: "ECDSA", namedCurve: "P-256" }),
+    serial: Uint8Array.of(0x31, 0x02),
+    notBefore: new Date("2026-01-01T00:00:00Z"),
+    notAfter: new Date("2027-01-01T00:00:00Z"),
+  },
+  {
     name: "Ed25519 key",
     deviceId: "sensor_42",
     profile: "device",
@@ -132,21 +171,26 @@ function fastVariables(hh: Harness, c: CertificateContent) {
 
 describe("fast issuance path", () => {
   it.each(CASES)("builds the same DER as the library: $name", async (c) => {
-    h = await harness();
+    h = await harness({ config: CONFIG });
     const ed = (await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"])) as CryptoKeyPair;
     const content = await contentOf(h, c);
+    const issuer = h.deps.cas.get(content.profile.issuer);
+    if (!issuer) throw new Error(`no CA ${content.profile.issuer}`);
 
-    // With the deterministic signer: whole certificates, byte for byte.
-    const edDeps = { ...h.deps, ca: { ...h.deps.ca, signer: new Ed25519Signer(ed.privateKey) } };
-    const signer = edDeps.ca.signer;
+    // With a deterministic signer (Ed25519 in place of the P-256 CA, or the real RSA
+    // CA): whole certificates, byte for byte.
+    const edCa = { ...h.deps.ca, signer: new Ed25519Signer(ed.privateKey) };
+    const edDeps = { ...h.deps, ca: edCa, cas: new Map([...h.deps.cas, [edCa.name, edCa]]) };
+    const signer = (edDeps.cas.get(issuer.name) ?? issuer).signer;
     const reference = await buildCertificate(referenceFields(edDeps, content), signer);
     const fast = await templateFor(edDeps, content.profile, content.key).build(fastVariables(h, content), signer);
     expect(Buffer.from(fast).toString("hex")).toBe(Buffer.from(reference).toString("hex"));
+    expect(readCertificate(fast).issuer).toEqual(issuer.subject);
 
-    // With the real P-256 CA (randomised ECDSA): the signed parts are identical.
-    const p256Reference = await buildCertificate(referenceFields(h.deps, content), h.deps.ca.signer);
-    const p256Fast = templateFor(h.deps, content.profile, content.key).tbs(fastVariables(h, content));
-    expect(Buffer.from(p256Fast).toString("hex")).toBe(Buffer.from(readCertificate(p256Reference).tbs).toString("hex"));
+    // With the real CA (randomised ECDSA for P-256): the signed parts are identical.
+    const realReference = await buildCertificate(referenceFields(h.deps, content), issuer.signer);
+    const realFast = templateFor(h.deps, content.profile, content.key).tbs(fastVariables(h, content));
+    expect(Buffer.from(realFast).toString("hex")).toBe(Buffer.from(readCertificate(realReference).tbs).toString("hex"));
   });
 
   it("reuses one template per CA, profile and key usage", async () => {
@@ -169,21 +213,27 @@ describe("fast issuance path", () => {
     expect(templateFor(h.deps, device, p256)).not.toBe(templateFor(h.deps, rsaProfile, p256));
   });
 
-  it("issues certificates that OpenSSL verifies, from both paths", async () => {
-    h = await harness();
+  it("issues certificates that OpenSSL verifies, from both paths, each against its own CA's chain", async () => {
+    h = await harness({ config: CONFIG });
     const dir = h.dir;
+    const rsaCa = h.rsaCa;
+    if (!rsaCa) throw new Error("the harness made no RSA CA");
     writeFileSync(join(dir, "root.pem"), toPem(h.ca.root));
     writeFileSync(join(dir, "issuing.pem"), toPem(h.deps.ca.certificate));
+    writeFileSync(join(dir, "root-rsa.pem"), toPem(rsaCa.root));
+    writeFileSync(join(dir, "issuing-rsa.pem"), toPem(rsaCa.issuing.certificate));
     for (const c of CASES.filter((x) => x.notAfter.getTime() < Date.UTC(2049, 0))) {
       const content = await contentOf(h, {
         ...c,
         notBefore: new Date(Date.now() - 60_000),
         notAfter: new Date(Date.now() + 3600_000),
       });
-      const viaLibrary = await buildCertificate(referenceFields(h.deps, content), h.deps.ca.signer);
+      const rsa = content.profile.issuer === "issuing-rsa";
+      const signer = rsa ? rsaCa.issuing.signer : h.deps.ca.signer;
+      const viaLibrary = await buildCertificate(referenceFields(h.deps, content), signer);
       const viaTemplate = await templateFor(h.deps, content.profile, content.key).build(
         fastVariables(h, content),
-        h.deps.ca.signer,
+        signer,
       );
       for (const [label, der] of [
         ["library", viaLibrary],
@@ -197,9 +247,9 @@ describe("fast issuance path", () => {
           "-purpose",
           "sslclient",
           "-CAfile",
-          join(dir, "root.pem"),
+          join(dir, rsa ? "root-rsa.pem" : "root.pem"),
           "-untrusted",
-          join(dir, "issuing.pem"),
+          join(dir, rsa ? "issuing-rsa.pem" : "issuing.pem"),
           file,
         ]).toString();
         expect(out.trim(), `${c.name} via ${label}`).toBe(`${file}: OK`);

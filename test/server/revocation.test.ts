@@ -98,7 +98,7 @@ describe("revocation reaches every check", () => {
     expect(tag).toBe(1);
     expect(single?.certStatus.valueBlock.value.length).toBe(2);
     // The CRL is rebuilt just after the verb returns.
-    await h.responders.rebuildCrl();
+    await h.responders.rebuildCrls();
     const after = crlSerials();
     expect(after.serials.sort()).toEqual([first.serial, second.serial].sort());
     expect(after.number).toBeGreaterThan(before.number);
@@ -144,7 +144,7 @@ describe("revocation reaches every check", () => {
     const old = await enroll("dev-old");
     h.clock.advance(4 * 86400); // past the 72 h validity
     await revokeDevice(h.deps, { deviceId: "dev-old", reason: "superseded", actor: OPERATOR });
-    await h.responders.rebuildCrl();
+    await h.responders.rebuildCrls();
     expect(crlSerials().serials).toEqual([]);
     expect((await h.storage.getCertificate(old.serial))?.status).toBe("valid");
     expect((await ocspStatus("0badc0de")).tag).toBe(2);
@@ -177,7 +177,7 @@ describe("revocation reaches every check", () => {
   it("publishes a new CRL at half its validity, with a higher number, and drops expired entries", async () => {
     const a = await enroll("dev-t1");
     await revokeDevice(h.deps, { deviceId: "dev-t1", reason: "keyCompromise", actor: OPERATOR });
-    await h.responders.rebuildCrl();
+    await h.responders.rebuildCrls();
     const first = h.responders.currentCrl("issuing-p256");
     expect(crlSerials().serials).toEqual([a.serial]);
     // A tick before half the validity (12 h of 24 h) leaves the CRL alone.
@@ -219,7 +219,7 @@ describe("revocation reaches every check", () => {
     expect(published).toHaveLength(1); // only the one from start()
     expect(timers).toHaveLength(1); // one rebuild scheduled for the whole burst
     timers[0]?.();
-    await responders.rebuildCrl();
+    await responders.rebuildCrls();
     const crl = responders.currentCrl("issuing-p256");
     const parsed = pkijs.CertificateRevocationList.fromBER(crl?.der as Uint8Array<ArrayBuffer>);
     expect(parsed.revokedCertificates?.length).toBe(4);
@@ -249,7 +249,7 @@ describe("revocation reaches every check", () => {
     await revokeDevice(other, { deviceId: "dev-p", reason: "keyCompromise", actor: CLI_ACTOR });
     expect((await ocspStatus(a.serial)).tag).toBe(0); // the cached answer, until the poll
     await h.responders.tick();
-    await h.responders.rebuildCrl();
+    await h.responders.rebuildCrls();
     expect((await ocspStatus(a.serial)).tag).toBe(1);
     expect(crlSerials().serials).toEqual([a.serial]);
   });

@@ -4,9 +4,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   dataPaths,
-  ensureTlsCertificate,
+  ensureTlsCertificates,
   initDataDir,
-  loadIssuingCa,
+  loadIssuingCas,
   readConfig,
 } from "../../server/adapters/node/data-dir.ts";
 import { pemCertificates } from "../../server/pki/pem.ts";
@@ -17,6 +17,7 @@ describe("the listener's TLS certificate", () => {
   const env = { EDGEID_CA_PASSPHRASE: "a test passphrase of some length" };
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const leaf = () => parseCert(pemCertificates(readFileSync(dataPaths(dir).tlsCert, "utf8"))[0] as Uint8Array);
+  const rsaLeaf = () => parseCert(pemCertificates(readFileSync(dataPaths(dir).tlsRsaCert, "utf8"))[0] as Uint8Array);
 
   it("covers the hostnames plus localhost, 127.0.0.1 and ::1, for serverAuth, from the issuing CA", async () => {
     const t0 = new Date("2026-01-01T00:00:00Z");
@@ -26,19 +27,27 @@ describe("the listener's TLS certificate", () => {
     expect(cert.notAfter.getTime() - t0.getTime()).toBe(90 * 86400_000);
     const text = JSON.stringify(cert.getExtension("2.5.29.17"));
     for (const name of ["est.example.org", "localhost", "10.1.2.3", "127.0.0.1", "::1"]) expect(text).toContain(name);
+    // The second listener certificate, for clients that verify RSA only: an RSA key, from the RSA CA.
+    const rsa = rsaLeaf();
+    expect(rsa.issuer).toBe("O=example.org, CN=edgeid Issuing CA RSA");
+    expect(rsa.publicKey.algorithm.name).toBe("RSASSA-PKCS1-v1_5");
+    expect(rsa.signatureAlgorithm.name).toBe("RSASSA-PKCS1-v1_5");
+    expect(JSON.stringify(rsa.getExtension("2.5.29.17"))).toContain("est.example.org");
   });
 
   it("is renewed once less than 30 days are left, and not before", async () => {
-    const ca = await loadIssuingCa(dir, env.EDGEID_CA_PASSPHRASE);
+    const cas = await loadIssuingCas(dir, env.EDGEID_CA_PASSPHRASE);
     const config = readConfig(dir);
     const serial = leaf().serialNumber;
+    const rsaSerial = rsaLeaf().serialNumber;
     expect(
-      await ensureTlsCertificate(dir, ca, config, env.EDGEID_CA_PASSPHRASE, new Date("2026-03-01T23:59:59Z")),
-    ).toBe(false);
+      await ensureTlsCertificates(dir, cas, config, env.EDGEID_CA_PASSPHRASE, new Date("2026-03-01T23:59:59Z")),
+    ).toEqual([]);
     expect(leaf().serialNumber).toBe(serial);
     expect(
-      await ensureTlsCertificate(dir, ca, config, env.EDGEID_CA_PASSPHRASE, new Date("2026-03-02T00:00:01Z")),
-    ).toBe(true);
+      await ensureTlsCertificates(dir, cas, config, env.EDGEID_CA_PASSPHRASE, new Date("2026-03-02T00:00:01Z")),
+    ).toEqual(["issuing-p256", "issuing-rsa"]);
+    expect(rsaLeaf().serialNumber).not.toBe(rsaSerial);
     expect(leaf().serialNumber).not.toBe(serial);
     expect(leaf().notBefore.getTime()).toBe(new Date("2026-03-02T00:00:01Z").getTime() - 300_000);
   });

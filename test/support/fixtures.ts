@@ -5,7 +5,7 @@ import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { expect } from "vitest";
 import { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
-import { WebCryptoEcdsaSigner } from "../../server/adapters/webcrypto-signer.ts";
+import { WebCryptoEcdsaSigner, WebCryptoRsaSigner } from "../../server/adapters/webcrypto-signer.ts";
 import { Authority } from "../../server/authority/authority.ts";
 import type { AuthorityDeps, IssuingCa } from "../../server/authority/deps.ts";
 import { AuthorityError } from "../../server/authority/errors.ts";
@@ -44,9 +44,17 @@ export interface TestCa {
   rootKeys: CryptoKeyPair;
 }
 
-/** A root and an issuing CA made with WebCrypto keys, as `edgeid init` makes them. */
-export async function makeTestCa(now = T0, label = "Test"): Promise<TestCa> {
-  const alg = { name: "ECDSA", namedCurve: "P-256" };
+/**
+ * A root and an issuing CA made with WebCrypto keys, as `edgeid init` makes them: P-256,
+ * or (rsa) the RSA hierarchy, with 2048-bit keys to keep tests quick.
+ */
+export async function makeTestCa(now = T0, label = "Test", kind: "p256" | "rsa" = "p256"): Promise<TestCa> {
+  const alg =
+    kind === "rsa"
+      ? { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: Uint8Array.of(1, 0, 1), hash: "SHA-256" }
+      : { name: "ECDSA", namedCurve: "P-256" };
+  const signer = (k: CryptoKey) =>
+    kind === "rsa" ? new WebCryptoRsaSigner(k, crypto.subtle) : new WebCryptoEcdsaSigner(k, crypto.subtle);
   const rootKeys = (await crypto.subtle.generateKey(alg, false, ["sign", "verify"])) as CryptoKeyPair;
   const issuingKeys = (await crypto.subtle.generateKey(alg, false, ["sign", "verify"])) as CryptoKeyPair;
   const issuingName = encodeName([{ type: id_at_commonName, value: `${label} Issuing` }]);
@@ -58,7 +66,7 @@ export async function makeTestCa(now = T0, label = "Test"): Promise<TestCa> {
       serial: Uint8Array.of(1),
     },
     { name: issuingName, spki: await spkiOf(issuingKeys.publicKey), serial: Uint8Array.of(2) },
-    new WebCryptoEcdsaSigner(rootKeys.privateKey, crypto.subtle),
+    signer(rootKeys.privateKey),
     new Date(now.getTime() - 365 * 86400_000),
     crypto.subtle,
   );
@@ -66,11 +74,11 @@ export async function makeTestCa(now = T0, label = "Test"): Promise<TestCa> {
     root,
     rootKeys,
     issuing: {
-      name: "issuing-p256",
+      name: kind === "rsa" ? "issuing-rsa" : "issuing-p256",
       certificate: issuing,
       subject: issuingName,
       keyId: issuingKeyId,
-      signer: new WebCryptoEcdsaSigner(issuingKeys.privateKey, crypto.subtle),
+      signer: signer(issuingKeys.privateKey),
       chain: [issuing, root],
     },
   };
@@ -83,6 +91,8 @@ export interface Harness {
   storage: SqliteStorage;
   clock: ManualClock;
   ca: TestCa;
+  /** The RSA hierarchy, when a profile is issued by it. */
+  rsaCa?: TestCa;
   dir: string;
   close(): Promise<void>;
 }
@@ -97,18 +107,24 @@ export const TEST_CONFIG: ConfigInput = {
 
 /** A real authority over a real SQLite file in a temporary directory. */
 export async function harness(
-  opts: { config?: ConfigInput; ca?: TestCa; idevidAnchors?: Map<string, Uint8Array[]> } = {},
+  opts: { config?: ConfigInput; ca?: TestCa; rsaCa?: TestCa; idevidAnchors?: Map<string, Uint8Array[]> } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), "edgeid-test-"));
   const storage = SqliteStorage.open(join(dir, "edgeid.db"));
   const clock = new ManualClock(T0);
   const ca = opts.ca ?? (await makeTestCa());
   const config = parseConfig(opts.config ?? TEST_CONFIG);
+  // The RSA hierarchy only where a profile is issued by it (RSA keys take a while to make).
+  const usesRsa = Object.values(config.profiles).some((p) => p.issuer === "issuing-rsa");
+  const rsaCa = opts.rsaCa ?? (usesRsa ? await makeTestCa(T0, "Test RSA", "rsa") : undefined);
+  const cas = new Map([[ca.issuing.name, ca.issuing]]);
+  if (rsaCa) cas.set(rsaCa.issuing.name, rsaCa.issuing);
   const deps: AuthorityDeps = {
     config,
     profiles: profilesOf(config),
     storage,
     ca: ca.issuing,
+    cas,
     clock,
     crypto,
     // The portable WebCrypto digest here; the Node server runs node:crypto behind the same port.
@@ -129,6 +145,7 @@ export async function harness(
     storage,
     clock,
     ca,
+    ...(rsaCa ? { rsaCa } : {}),
     dir,
     async close() {
       await storage.close();

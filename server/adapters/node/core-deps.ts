@@ -5,13 +5,21 @@ import type { CertificateSummary } from "../../pki/certificate.ts";
 import { systemClock } from "../../ports/clock.ts";
 import type { Storage } from "../../ports/storage.ts";
 import type { SignatureVerifier } from "../../ports/verifier.ts";
+import { ISSUING_CA_NAME } from "./data-dir.ts";
 import { nodeDigest } from "./node-digest.ts";
+
+function defaultCa(cas: Map<string, IssuingCa>): IssuingCa {
+  const ca = cas.get(ISSUING_CA_NAME);
+  if (!ca) throw new Error(`the default issuing CA ${ISSUING_CA_NAME} is missing`);
+  return ca;
+}
 
 /** The core's dependencies on Node: system clock, WebCrypto, node:crypto hashing. */
 export function nodeCoreDeps(o: {
   config: Config;
   storage: Storage;
-  ca: IssuingCa;
+  /** Every issuing CA by name; "issuing-p256" is the default one. */
+  cas: Map<string, IssuingCa>;
   verifier: SignatureVerifier;
   publicUrl: string;
   idevidAnchors?: Map<string, CertificateSummary[]>;
@@ -20,7 +28,8 @@ export function nodeCoreDeps(o: {
     config: o.config,
     profiles: profilesOf(o.config),
     storage: o.storage,
-    ca: o.ca,
+    ca: defaultCa(o.cas),
+    cas: o.cas,
     clock: systemClock,
     crypto: webcrypto as Crypto,
     digest: nodeDigest,

@@ -1,8 +1,16 @@
-import { createPublicKey, generateKeyPairSync, type KeyObject, randomBytes, webcrypto } from "node:crypto";
+import {
+  createPublicKey,
+  generateKeyPair,
+  generateKeyPairSync,
+  type KeyObject,
+  randomBytes,
+  webcrypto,
+} from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+import { promisify } from "node:util";
 import type { IssuingCa } from "../../authority/deps.ts";
-import { type Config, type ConfigInput, parseConfig } from "../../config/schema.ts";
+import { type Config, type ConfigInput, INIT_PROFILES, parseConfig } from "../../config/schema.ts";
 import { buildCaHierarchy } from "../../pki/ca-hierarchy.ts";
 import {
   authorityKeyIdentifier,
@@ -17,13 +25,13 @@ import {
   subjectAltName,
   subjectKeyIdentifier,
 } from "../../pki/certificate.ts";
-import { id_at_commonName, id_at_organizationName, id_kp_serverAuth } from "../../pki/oids.ts";
+import { id_at_commonName, id_at_organizationName, id_kp_serverAuth, sha256WithRSAEncryption } from "../../pki/oids.ts";
 import { pemCertificates, toPem } from "../../pki/pem.ts";
 import type { Signer } from "../../ports/signer.ts";
 import { decryptPrivateKey, encryptPrivateKey } from "./encrypted-key.ts";
 import { writeFileAtomic } from "./files.ts";
 import { nodeDigest } from "./node-digest.ts";
-import { NodeEcdsaSigner } from "./node-signer.ts";
+import { nodeSigner } from "./node-signer.ts";
 
 const subtle = webcrypto.subtle as SubtleCrypto;
 
@@ -38,8 +46,14 @@ export function dataPaths(dir: string) {
     rootKey: join(root, "ca", "root-ca.key"),
     issuingCert: join(root, "ca", "issuing-p256.pem"),
     issuingKey: join(root, "ca", "issuing-p256.key"),
+    rsaRootCert: join(root, "ca", "root-ca-rsa.pem"),
+    rsaRootKey: join(root, "ca", "root-ca-rsa.key"),
+    rsaIssuingCert: join(root, "ca", "issuing-rsa.pem"),
+    rsaIssuingKey: join(root, "ca", "issuing-rsa.key"),
     tlsCert: join(root, "tls", "server.pem"),
     tlsKey: join(root, "tls", "server.key"),
+    tlsRsaCert: join(root, "tls", "server-rsa.pem"),
+    tlsRsaKey: join(root, "tls", "server-rsa.key"),
     devPassphrase: join(root, "secrets", "ca-passphrase"),
   };
 }
@@ -47,6 +61,8 @@ export function dataPaths(dir: string) {
 export type DataPaths = ReturnType<typeof dataPaths>;
 
 export const ISSUING_CA_NAME = "issuing-p256";
+/** The RSA hierarchy's issuing CA: the legacy path's issuer (see createRsaHierarchy). */
+export const RSA_ISSUING_CA_NAME = "issuing-rsa";
 
 export function isInitialised(dir: string): boolean {
   return existsSync(dataPaths(dir).config);
@@ -99,7 +115,7 @@ export function resolvePassphrase(dir: string, env: NodeJS.ProcessEnv, create: b
 }
 
 async function signerFor(key: KeyObject): Promise<Signer> {
-  return new NodeEcdsaSigner(key);
+  return nodeSigner(key);
 }
 
 export function spkiOf(privateKey: KeyObject): Uint8Array {
@@ -136,6 +152,7 @@ export async function initDataDir(dir: string, opts: InitOptions, env: NodeJS.Pr
     trustDomain: opts.trustDomain,
     hostnames: opts.hostnames,
     ...(opts.listen ? { listen: opts.listen } : {}),
+    profiles: INIT_PROFILES,
   };
   parseConfig(config);
   const passphrase = resolvePassphrase(dir, env, true);
@@ -167,37 +184,99 @@ export async function initDataDir(dir: string, opts: InitOptions, env: NodeJS.Pr
   writeFileAtomic(paths.issuingKey, encryptPrivateKey(issuingKey, passphrase.passphrase));
   writeFileAtomic(paths.rootCert, toPem("CERTIFICATE", rootCert), 0o644);
   writeFileAtomic(paths.issuingCert, toPem("CERTIFICATE", issuingCert), 0o644);
-  await issueTlsCertificate(
-    paths,
-    await loadIssuingCa(dir, passphrase.passphrase),
-    opts.hostnames,
-    passphrase.passphrase,
-    now,
-  );
+  await createRsaHierarchy(dir, opts.trustDomain, passphrase.passphrase, now);
+  for (const ca of (await loadIssuingCas(dir, passphrase.passphrase)).values()) {
+    await issueTlsCertificate(paths, ca, opts.hostnames, passphrase.passphrase, now);
+  }
   writeFileAtomic(paths.config, `${JSON.stringify(config, null, 2)}\n`, 0o644);
   return { paths, passphrase };
 }
 
-/** Reads the issuing CA and decrypts its key into a non-extractable WebCrypto key. */
-export async function loadIssuingCa(dir: string, passphrase: string): Promise<IssuingCa> {
+/**
+ * The RSA hierarchy for appliances that cannot validate ECDSA: its own self-signed
+ * RSA-4096 root (20 years) and an RSA-3072 issuing CA (10 years), all signatures
+ * sha256WithRSAEncryption. A separate root, not an RSA issuing CA under the P-256
+ * root: the issuing CA's certificate would then carry an ECDSA signature, and a stack
+ * that cannot verify ECDSA could not build the chain. 3072 bits for the issuing CA
+ * because it signs past 2030 (NIST SP 800-57: 2048-bit RSA until 2030). Used by `init`,
+ * and by `edgeid ca add-rsa` for a data directory made before it existed.
+ */
+export async function createRsaHierarchy(dir: string, trustDomain: string, passphrase: string, now = new Date()) {
   const paths = dataPaths(dir);
-  const [certificate] = pemCertificates(readFileSync(paths.issuingCert, "utf8"));
-  const [root] = pemCertificates(readFileSync(paths.rootCert, "utf8"));
-  if (!certificate || !root) throw new Error(`missing CA certificates in ${paths.root}/ca`);
-  const key = decryptPrivateKey(readFileSync(paths.issuingKey, "utf8"), passphrase, "issuing CA");
+  if (existsSync(paths.rsaIssuingCert)) throw new Error(`${paths.rsaIssuingCert} already exists`);
+  const rsa = promisify(generateKeyPair);
+  const [{ privateKey: rootKey }, { privateKey: issuingKey }] = await Promise.all([
+    rsa("rsa", { modulusLength: 4096 }),
+    rsa("rsa", { modulusLength: 3072 }),
+  ]);
+  const { root, issuing } = await buildCaHierarchy(
+    {
+      name: encodeName([
+        { type: id_at_organizationName, value: trustDomain },
+        { type: id_at_commonName, value: "edgeid Root CA RSA" },
+      ]),
+      spki: spkiOf(rootKey),
+      serial: serial(),
+    },
+    {
+      name: encodeName([
+        { type: id_at_organizationName, value: trustDomain },
+        { type: id_at_commonName, value: "edgeid Issuing CA RSA" },
+      ]),
+      spki: spkiOf(issuingKey),
+      serial: serial(),
+    },
+    await signerFor(rootKey),
+    now,
+    subtle,
+  );
+  writeFileAtomic(paths.rsaRootKey, encryptPrivateKey(rootKey, passphrase));
+  writeFileAtomic(paths.rsaIssuingKey, encryptPrivateKey(issuingKey, passphrase));
+  writeFileAtomic(paths.rsaRootCert, toPem("CERTIFICATE", root), 0o644);
+  writeFileAtomic(paths.rsaIssuingCert, toPem("CERTIFICATE", issuing), 0o644);
+}
+
+async function loadCa(name: string, certFile: string, rootFile: string, keyFile: string, passphrase: string) {
+  const [certificate] = pemCertificates(readFileSync(certFile, "utf8"));
+  const [root] = pemCertificates(readFileSync(rootFile, "utf8"));
+  if (!certificate || !root) throw new Error(`missing CA certificates for ${name} (${certFile})`);
+  const key = decryptPrivateKey(readFileSync(keyFile, "utf8"), passphrase, `issuing CA ${name}`);
   const summary = readCertificate(certificate);
   return {
-    name: ISSUING_CA_NAME,
+    name,
     certificate,
     subject: summary.subject,
     keyId: await keyIdentifier(summary.spki, nodeDigest),
     signer: await signerFor(key),
     chain: [certificate, root],
-  };
+  } satisfies IssuingCa;
 }
 
+/** Reads the P-256 issuing CA (the default issuer) and decrypts its key. */
+export async function loadIssuingCa(dir: string, passphrase: string): Promise<IssuingCa> {
+  const paths = dataPaths(dir);
+  return loadCa(ISSUING_CA_NAME, paths.issuingCert, paths.rootCert, paths.issuingKey, passphrase);
+}
+
+/** Every issuing CA of the data directory by name: the P-256 one, and the RSA one where it exists. */
+export async function loadIssuingCas(dir: string, passphrase: string): Promise<Map<string, IssuingCa>> {
+  const paths = dataPaths(dir);
+  const cas = new Map<string, IssuingCa>([[ISSUING_CA_NAME, await loadIssuingCa(dir, passphrase)]]);
+  if (existsSync(paths.rsaIssuingCert)) {
+    cas.set(
+      RSA_ISSUING_CA_NAME,
+      await loadCa(RSA_ISSUING_CA_NAME, paths.rsaIssuingCert, paths.rsaRootCert, paths.rsaIssuingKey, passphrase),
+    );
+  }
+  return cas;
+}
+
+/** The roots that clients are verified against: the P-256 root, and the RSA root where it exists. */
 export function readTrustAnchors(dir: string): Uint8Array[] {
-  return pemCertificates(readFileSync(dataPaths(dir).rootCert, "utf8"));
+  const paths = dataPaths(dir);
+  const roots = pemCertificates(readFileSync(paths.rootCert, "utf8"));
+  if (existsSync(paths.rsaRootCert)) roots.push(...pemCertificates(readFileSync(paths.rsaRootCert, "utf8")));
+  return roots;
 }
 
 /**
@@ -210,7 +289,12 @@ export async function issueServerCertificate(
   hostnames: string[],
   now = new Date(),
 ): Promise<{ der: Uint8Array; privateKey: KeyObject }> {
-  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  // The RSA CA's listener certificate has an RSA key: a client that cannot verify
+  // ECDSA can neither verify an ECDSA handshake signature.
+  const { privateKey } =
+    ca.signer.signatureAlgorithm === sha256WithRSAEncryption
+      ? generateKeyPairSync("rsa", { modulusLength: 2048 })
+      : generateKeyPairSync("ec", { namedCurve: "P-256" });
   const spki = spkiOf(privateKey);
   const dns = [...new Set([...hostnames.filter((h) => !isIp(h)), "localhost"])];
   const ips = [...new Set([...hostnames.filter(isIp), "127.0.0.1", "::1"])];
@@ -249,24 +333,40 @@ export async function issueTlsCertificate(
   now = new Date(),
 ): Promise<void> {
   const { der, privateKey } = await issueServerCertificate(ca, hostnames, now);
-  writeFileAtomic(paths.tlsKey, encryptPrivateKey(privateKey, passphrase));
+  const files = tlsFilesOf(paths, ca.name);
+  writeFileAtomic(files.key, encryptPrivateKey(privateKey, passphrase));
   // The chain a TLS client needs besides its trust anchor: leaf, then the issuing CA.
-  writeFileAtomic(paths.tlsCert, toPem("CERTIFICATE", der) + toPem("CERTIFICATE", ca.certificate), 0o644);
+  writeFileAtomic(files.cert, toPem("CERTIFICATE", der) + toPem("CERTIFICATE", ca.certificate), 0o644);
 }
 
-/** Renews the listener certificate when less than a third of its 90 days is left. */
-export async function ensureTlsCertificate(
+/** The listener's certificate and key issued by this CA: one pair per issuing CA. */
+export function tlsFilesOf(paths: DataPaths, caName: string): { cert: string; key: string } {
+  return caName === RSA_ISSUING_CA_NAME
+    ? { cert: paths.tlsRsaCert, key: paths.tlsRsaKey }
+    : { cert: paths.tlsCert, key: paths.tlsKey };
+}
+
+/**
+ * Renews the listener certificates (one per issuing CA) when less than a third of
+ * their 90 days is left; returns the names of the CAs whose certificate was renewed.
+ */
+export async function ensureTlsCertificates(
   dir: string,
-  ca: IssuingCa,
+  cas: Map<string, IssuingCa>,
   config: Config,
   passphrase: string,
   now = new Date(),
-): Promise<boolean> {
+): Promise<string[]> {
   const paths = dataPaths(dir);
-  const [leaf] = existsSync(paths.tlsCert) ? pemCertificates(readFileSync(paths.tlsCert, "utf8")) : [];
-  if (leaf && readCertificate(leaf).notAfter.getTime() - now.getTime() > 30 * 86400_000) return false;
-  await issueTlsCertificate(paths, ca, config.hostnames, passphrase, now);
-  return true;
+  const renewed: string[] = [];
+  for (const ca of cas.values()) {
+    const file = tlsFilesOf(paths, ca.name).cert;
+    const [leaf] = existsSync(file) ? pemCertificates(readFileSync(file, "utf8")) : [];
+    if (leaf && readCertificate(leaf).notAfter.getTime() - now.getTime() > 30 * 86400_000) continue;
+    await issueTlsCertificate(paths, ca, config.hostnames, passphrase, now);
+    renewed.push(ca.name);
+  }
+  return renewed;
 }
 
 function isIp(h: string): boolean {

@@ -20,9 +20,10 @@ import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
  */
 
 export interface BrokerTls {
-  key: Buffer;
+  /** One key and certificate per issuing CA (OpenSSL picks one the client can verify), or one. */
+  key: Buffer | { pem: Buffer; passphrase?: string }[];
   passphrase?: string;
-  cert: Buffer;
+  cert: Buffer | Buffer[];
   /** Our CA certificates: client certificates must chain to them. */
   ca: Buffer[];
 }

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join, resolve } from "node:path";
 import { type Actor, CLI_ACTOR } from "../../authority/actor.ts";
-import type { AuthorityDeps } from "../../authority/deps.ts";
+import { type AuthorityDeps, checkIssuers } from "../../authority/deps.ts";
 import { isValidServiceName } from "../../authority/device-reports.ts";
 import { type PublishedCrl, RevocationResponders } from "../../authority/responders.ts";
 import { issueServiceCertificate } from "../../authority/service-identity.ts";
@@ -17,7 +17,7 @@ import { nodeCoreDeps } from "./core-deps.ts";
 import {
   dataPaths,
   issueServerCertificate,
-  loadIssuingCa,
+  loadIssuingCas,
   readConfig,
   readTrustAnchors,
   resolveInDataDir,
@@ -112,14 +112,15 @@ export async function withIssuer<T>(
 ): Promise<T> {
   const paths = dataPaths(dataDir);
   const config = readConfig(dataDir);
-  const ca = await loadIssuingCa(dataDir, resolvePassphrase(dataDir, env, false).passphrase);
+  const cas = await loadIssuingCas(dataDir, resolvePassphrase(dataDir, env, false).passphrase);
+  checkIssuers(config, cas);
   const storage = SqliteStorage.open(paths.database);
   try {
     return await run(
       nodeCoreDeps({
         config,
         storage,
-        ca,
+        cas,
         // CSR proof of possession (legacy sign); no manufacturer chains here.
         verifier: webCryptoVerifier(webcrypto.subtle as SubtleCrypto),
         publicUrl: config.publicUrl ?? `https://${config.listen}`,
@@ -175,7 +176,8 @@ export async function writeServiceIdentity(o: {
 }
 
 function trustBundle(dataDir: string, deps: AuthorityDeps): string {
-  return [deps.ca.certificate, ...readTrustAnchors(dataDir)].map((d) => toPem("CERTIFICATE", d)).join("");
+  const issuing = [...deps.cas.values()].map((c) => c.certificate);
+  return [...issuing, ...readTrustAnchors(dataDir)].map((d) => toPem("CERTIFICATE", d)).join("");
 }
 
 /** Writes the broker's files and records the external broker in edgeid.json. */
@@ -185,7 +187,6 @@ export async function writeMosquittoConfig(o: MosquittoConfigOptions): Promise<M
 
 async function mosquittoFiles(o: MosquittoConfigOptions, deps: AuthorityDeps): Promise<MosquittoConfigResult> {
   const paths = dataPaths(o.dataDir);
-  const { ca } = deps;
   const dir = resolve(o.out);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = (name: string) => join(dir, name);
@@ -209,9 +210,9 @@ async function mosquittoFiles(o: MosquittoConfigOptions, deps: AuthorityDeps): P
   // The current CRL, so the broker starts with it; the server keeps it current.
   const responders = new RevocationResponders(deps);
   await responders.start();
-  const crl = responders.currentCrl(ca.name);
-  if (!crl) throw new Error("no CRL was published");
-  writeCrlPem(files.crl, crl);
+  const crls = [...deps.cas.keys()].map((name) => responders.currentCrl(name));
+  if (crls.some((c) => !c)) throw new Error("no CRL was published");
+  writeCrlPem(files.crl, crls as PublishedCrl[]);
   for (const name of o.readers ?? []) {
     if (!isValidServiceName(name))
       throw new Error(`--reader ${name}: service names are 1-32 lowercase letters, digits or '-'`);
@@ -305,9 +306,13 @@ function signalBroker(pidFile: string): boolean {
   return true;
 }
 
-function writeCrlPem(file: string, crl: PublishedCrl): void {
+/**
+ * One CRL per issuing CA in one file: OpenSSL's CRL check (Mosquitto's crlfile) needs
+ * the CRL of every leaf's issuer, or it refuses the client.
+ */
+function writeCrlPem(file: string, crls: PublishedCrl[]): void {
   // Mosquitto reads it as its own user: world-readable, like any CRL.
-  writeFileAtomic(file, toPem("X509 CRL", crl.der), 0o644);
+  writeFileAtomic(file, crls.map((c) => toPem("X509 CRL", c.der)).join(""), 0o644);
 }
 
 /**
@@ -319,9 +324,11 @@ export function crlFileSink(o: {
   pidFile?: string;
   log: (level: "info" | "warn", msg: string, fields?: Record<string, unknown>) => void;
 }): (crl: PublishedCrl) => void {
+  const latest = new Map<string, PublishedCrl>();
   return (crl) => {
+    latest.set(crl.ca, crl);
     try {
-      writeCrlPem(o.crlFile, crl);
+      writeCrlPem(o.crlFile, [...latest.values()]);
     } catch (err) {
       o.log("warn", "could not write the broker's CRL file", { file: o.crlFile, error: (err as Error).message });
       return;
@@ -329,7 +336,7 @@ export function crlFileSink(o: {
     if (!o.pidFile) return;
     try {
       if (signalBroker(o.pidFile)) {
-        o.log("info", "told the mqtt broker to reload its CRL", { crlNumber: crl.number.toString() });
+        o.log("info", "told the mqtt broker to reload its CRL", { ca: crl.ca, crlNumber: crl.number.toString() });
       }
     } catch (err) {
       o.log("warn", "could not signal the mqtt broker", { pidFile: o.pidFile, error: (err as Error).message });

@@ -8,6 +8,8 @@ import { recordDenial } from "../../authority/audit.ts";
 import { verifyAuditChain } from "../../authority/audit-chain.ts";
 import type { Authority } from "../../authority/authority.ts";
 import { getCommand, issueCommands, listCommands, OPERATOR_COMMANDS } from "../../authority/commands.ts";
+import { caFor } from "../../authority/deps.ts";
+import { resolveProfile } from "../../authority/enroll.ts";
 import { AuthorityError, badRequest } from "../../authority/errors.ts";
 import {
   fleetCounts,
@@ -468,7 +470,9 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
           serial: issued.serial,
           notAfter: issued.notAfter.toISOString(),
           certificate: toPem("CERTIFICATE", issued.certificate),
-          chain: core.ca.chain.map((d) => toPem("CERTIFICATE", d)).join(""),
+          chain: caFor(core, resolveProfile(core, b.profile))
+            .chain.map((d) => toPem("CERTIFICATE", d))
+            .join(""),
           ...(privateKey ? { privateKey } : {}),
         },
         201,
