@@ -1,5 +1,6 @@
 import type { Profile } from "../config/schema.ts";
 import { CsrError, type ParsedCsr, parseCsr, verifyCsrSignature } from "../pki/csr.ts";
+import type { DeclaredNames } from "../ports/storage.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { badRequest, forbidden } from "./errors.ts";
@@ -27,6 +28,8 @@ export async function checkCsr(
    * so the key policy and the one-key-one-identity check do not apply to it.
    */
   certifiesKey = true,
+  /** DNS names and IP addresses an operator declared for the device: the CSR may ask for them. */
+  declared?: DeclaredNames | null,
 ): Promise<CheckedCsr> {
   let csr: ParsedCsr;
   try {
@@ -43,7 +46,7 @@ export async function checkCsr(
     throw err;
   }
   if (!ok) throw badRequest("csr_signature_invalid", "CSR signature does not verify with its public key");
-  checkRequestedNames(csr, deviceId, spiffeId(deps.config.trustDomain, deviceId), deps.config.limits);
+  checkRequestedNames(csr, deviceId, spiffeId(deps.config.trustDomain, deviceId), deps.config.limits, declared);
   const keyFingerprint = await sha256Hex(deps.digest, csr.spki);
   if (!certifiesKey) return { ...csr, keyFingerprint };
   // One key, one identity: a key already certified for another device is a cloned or

@@ -3,7 +3,7 @@ import { auditWrite } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { AuthorityError, forbidden, unauthenticated } from "./errors.ts";
-import { isValidDeviceId } from "./identity.ts";
+import { isValidInventoryId } from "./identity.ts";
 
 /**
  * The device side of the fleet loop (the MQTT contract in shared/architecture.md):
@@ -84,7 +84,7 @@ export async function admitMqttClient(deps: ReportDeps, req: MqttConnect): Promi
         actor: claimed ? `device:${claimed}` : "anonymous",
         action: "mqtt.connect",
         outcome: e.code === "internal" ? "error" : "denied",
-        deviceId: claimed && isValidDeviceId(claimed) ? claimed : null,
+        deviceId: claimed && isValidInventoryId(claimed) ? claimed : null,
         remote: req.remote,
         detail: { reason: e.reason, message: e.publicMessage, clientId: req.clientId.slice(0, 64) },
       }),

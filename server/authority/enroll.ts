@@ -16,6 +16,7 @@ import { sha256Hex } from "./digest.ts";
 import { forbidden, notFound, pending, unauthenticated } from "./errors.ts";
 import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
+import { authorizeAppliance, type BrokeringGateway, brokeringGateway } from "./provisioners/gateway.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
 import { authenticateToken, type TokenCredentials } from "./provisioners/token.ts";
 import { findOwnCertificate, noteCertificate, type RequestTrail } from "./trail.ts";
@@ -54,7 +55,7 @@ export function resolveProfile(deps: AuthorityDeps, name: string): Profile {
   return profile;
 }
 
-interface Authorized {
+export interface Authorized {
   profile: Profile;
   deviceId: string;
   existing: DeviceRecord | undefined;
@@ -62,6 +63,8 @@ interface Authorized {
   idevid?: IdevidIdentity;
   /** True when this enrollment binds the IDevID to the device for the first time. */
   bindIdevid: boolean;
+  /** A gateway enrolling an appliance behind it, with its own certificate. */
+  gateway?: BrokeringGateway;
 }
 
 /** Who is enrolling, as what: a bootstrap token, else a manufacturer certificate. */
@@ -82,6 +85,8 @@ async function authorize(deps: AuthorityDeps, req: EnrollRequest, trail: Request
     profile = resolveProfile(deps, token.profile);
   } else if (req.peer.client) {
     profile = labelled ?? resolveProfile(deps, "device");
+    const gateway = await brokeringGateway(deps, req.peer.client, trail);
+    if (gateway) return authorizeAppliance(deps, req, labelled, gateway);
     await refuseOwnCertificate(deps, req.peer.client, trail);
     idevid = await authenticateIdevid(deps, profile, req.peer.client);
     trail.actor = `idevid:${idevid.fingerprint.slice(0, 16)}`;
@@ -118,14 +123,16 @@ async function authorize(deps: AuthorityDeps, req: EnrollRequest, trail: Request
  */
 export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: RequestTrail): Promise<Issued> {
   const authorized = await authorize(deps, req, trail);
-  const { profile, deviceId, existing, token, idevid, bindIdevid } = authorized;
+  const { profile, deviceId, existing, token, idevid, bindIdevid, gateway } = authorized;
   if (req.serverKeygen && !profile.serverKeygen) {
     throw forbidden(
       "serverkeygen_not_allowed",
       `profile ${profile.name} does not allow server-side key generation; generate the key and use simpleenroll`,
     );
   }
-  const csr = await checkCsr(deps, req.csr, deviceId, profile, !req.serverKeygen);
+  // Declared names: the token's (an operator declared them when creating it), else the device's.
+  const names = token?.names ?? existing?.names ?? null;
+  const csr = await checkCsr(deps, req.csr, deviceId, profile, !req.serverKeygen, names);
   const approved = profile.approval === "manual" ? await awaitApproval(deps, req, trail, authorized, csr) : undefined;
   // Server-side key generation: a new key pair replaces the CSR's key in the certificate.
   const generated = req.serverKeygen ? await generateDeviceKey(deps.crypto, profile) : undefined;
@@ -142,11 +149,14 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     spki: key.spki,
     key: key.key,
     keyFingerprint: key.keyFingerprint,
-    method: token ? "token" : "idevid",
+    method: gateway ? "gateway" : token ? "token" : "idevid",
     bootstrapTokenId: token?.id ?? null,
+    // A gateway renewing an appliance: the new certificate follows the current one.
+    replacesSerial: gateway ? (existing?.currentSerial ?? null) : null,
+    names,
   });
   const now = record.issuedAt;
-  const writes: Write[] = [...issuanceWrites(record, deviceId, profile.name, existing)];
+  const writes: Write[] = [...issuanceWrites(record, deviceId, profile.name, existing, names)];
   if (approved) {
     writes.push({
       kind: "decidePending",
@@ -180,6 +190,8 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
         keyType: record.keyType,
         method: record.method,
         ...(generated ? { keyGeneratedByServer: true } : {}),
+        ...(names ? { names: [...names.dns, ...names.ip].join(",") } : {}),
+        ...(gateway ? { broker: gateway.device.id, brokerSerial: gateway.certificate.serial } : {}),
         notAfter: record.notAfter.toISOString(),
         ...(approved ? { requestId: approved.id, approvedBy: approved.decidedBy } : {}),
       },
@@ -243,7 +255,7 @@ async function awaitApproval(
         keyFingerprint: csr.keyFingerprint,
         keyType: csr.key.label,
         status: "pending",
-        method: a.token ? "token" : "idevid",
+        method: a.gateway ? "gateway" : a.token ? "token" : "idevid",
         requestedBy: trail.actor,
         tokenId: a.token?.id ?? null,
         remote: req.peer.remoteAddress,

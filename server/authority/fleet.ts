@@ -54,6 +54,8 @@ function checkLimit(limit: number | undefined, fallback = 100): number {
 export interface DeviceListRequest {
   status?: DeviceStatus;
   profile?: string;
+  /** Only the appliances this gateway enrolled. */
+  gateway?: string;
   /** Seconds: only devices whose current certificate expires within this long. */
   expiringWithin?: number;
   cursor?: string;
@@ -82,6 +84,7 @@ export async function listDevices(deps: ReadDeps, actor: Actor, req: DeviceListR
   const items = await deps.storage.listDevices({
     status: req.status,
     profile: req.profile,
+    ...(req.gateway ? { gateway: req.gateway } : {}),
     expiringBefore,
     after: after && { id: after.id, notAfter: after.na },
     limit,
@@ -174,7 +177,7 @@ export async function listTokens(deps: ReadDeps, actor: Actor, req: TokenListReq
 export async function issueTokens(
   deps: Parameters<typeof createTokens>[0],
   actor: Actor,
-  req: { deviceIds: string[]; profile?: string; ttl?: number },
+  req: { deviceIds: string[]; profile?: string; ttl?: number; names?: { dns?: string[]; ip?: string[] } },
 ): Promise<CreatedToken[]> {
   requireRole(actor, "operator");
   return createTokens(deps, { ...req, actor: actor.id });

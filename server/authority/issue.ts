@@ -16,8 +16,9 @@ import {
 import { CertificateTemplate } from "../pki/certificate-template.ts";
 import { toHex } from "../pki/der.ts";
 import type { KeyDescription } from "../pki/keys.ts";
+import { ipOctets } from "../pki/names.ts";
 import { id_at_commonName, id_kp_clientAuth, id_kp_serverAuth } from "../pki/oids.ts";
-import type { CertificateRecord, DeviceRecord, IssuanceMethod, Write } from "../ports/storage.ts";
+import type { CertificateRecord, DeclaredNames, DeviceRecord, IssuanceMethod, Write } from "../ports/storage.ts";
 import { type AuthorityDeps, caFor } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { spiffeId } from "./identity.ts";
@@ -31,6 +32,8 @@ export interface IssueInput {
   method: IssuanceMethod;
   replacesSerial?: string | null;
   bootstrapTokenId?: string | null;
+  /** DNS names and IP addresses an operator declared for the device. */
+  names?: DeclaredNames | null;
 }
 
 /**
@@ -67,6 +70,7 @@ export interface CertificateContent {
   notBefore: Date;
   notAfter: Date;
   subjectKeyId: Uint8Array;
+  names?: DeclaredNames | null;
 }
 
 /**
@@ -98,7 +102,11 @@ export function referenceFields(deps: AuthorityDeps, c: CertificateContent): Cer
       ...before,
       subjectKeyIdentifier(c.subjectKeyId),
       ...between,
-      subjectAltName([{ type: "uri", value: spiffeId(deps.config.trustDomain, c.deviceId) }]),
+      subjectAltName([
+        { type: "uri", value: spiffeId(deps.config.trustDomain, c.deviceId) },
+        ...(c.names?.dns ?? []).map((value) => ({ type: "dns" as const, value })),
+        ...(c.names?.ip ?? []).map((value) => ({ type: "ip" as const, value })),
+      ]),
       ...after,
     ],
   };
@@ -128,6 +136,18 @@ export function templateFor(deps: AuthorityDeps, profile: Profile, key: KeyDescr
   return template;
 }
 
+/** Declared names as the template's SAN variables. */
+export function sanNames(names: DeclaredNames): { dns: string[]; ips: Uint8Array[] } {
+  return {
+    dns: names.dns,
+    ips: names.ip.map((ip) => {
+      const octets = ipOctets(ip);
+      if (!octets) throw new Error(`declared IP address ${ip} does not parse`);
+      return octets;
+    }),
+  };
+}
+
 /** Builds (fast path) and signs a device certificate; returns it with the record to store. */
 export async function issueDeviceCertificate(
   deps: AuthorityDeps,
@@ -149,6 +169,7 @@ export async function issueDeviceCertificate(
       spki: input.spki,
       subjectKeyId: await keyIdentifier(input.spki, deps.digest),
       uris: [spiffeId(deps.config.trustDomain, input.deviceId)],
+      ...(input.names ? sanNames(input.names) : {}),
     },
     ca.signer,
   );
@@ -183,6 +204,7 @@ export function issuanceWrites(
   deviceId: string,
   profile: string,
   existing: DeviceRecord | undefined,
+  names: DeclaredNames | null | undefined,
 ): Write[] {
   const now = record.issuedAt;
   return [
@@ -198,6 +220,7 @@ export function issuanceWrites(
         lastEnrolledAt: now,
         currentSerial: record.serial,
         currentNotAfter: record.notAfter,
+        names: names ?? null,
       },
     },
   ];

@@ -1,6 +1,6 @@
 import type { Profile } from "../config/schema.ts";
 import { describeKey, type KeyDescription } from "../pki/keys.ts";
-import type { DeviceRecord, Write } from "../ports/storage.ts";
+import type { DeclaredNames, DeviceRecord, Write } from "../ports/storage.ts";
 import { type Actor, requireRole } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import { checkCsr } from "./csr-check.ts";
@@ -11,6 +11,7 @@ import { badRequest, conflict, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
 import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
+import { declareNames } from "./policy/names.ts";
 
 /**
  * An operator signs an appliance's CSR (appliances with no EST client: `edgeid legacy
@@ -21,10 +22,10 @@ import { generateDeviceKey } from "./keygen.ts";
 export async function signForDevice(
   deps: AuthorityDeps,
   actor: Actor,
-  req: { deviceId: string; profile: string; csr: Uint8Array },
+  req: { deviceId: string; profile: string; csr: Uint8Array; names?: NamesInput },
 ): Promise<Issued> {
-  const target = await checkTarget(deps, actor, req.deviceId, req.profile);
-  const csr = await checkCsr(deps, req.csr, req.deviceId, target.profile);
+  const target = await checkTarget(deps, actor, req.deviceId, req.profile, req.names);
+  const csr = await checkCsr(deps, req.csr, req.deviceId, target.profile, true, target.names);
   return issueFor(deps, actor, target, csr, "certificate.sign", {});
 }
 
@@ -36,9 +37,9 @@ export async function signForDevice(
 export async function issueWithGeneratedKey(
   deps: AuthorityDeps,
   actor: Actor,
-  req: { deviceId: string; profile: string },
+  req: { deviceId: string; profile: string; names?: NamesInput },
 ): Promise<Issued & { privateKey: Uint8Array }> {
-  const target = await checkTarget(deps, actor, req.deviceId, req.profile);
+  const target = await checkTarget(deps, actor, req.deviceId, req.profile, req.names);
   if (!target.profile.serverKeygen) {
     throw forbidden(
       "serverkeygen_not_allowed",
@@ -55,13 +56,26 @@ export async function issueWithGeneratedKey(
   return { ...issued, privateKey: generated.pkcs8 };
 }
 
+/** DNS names and IP addresses the operator declares with the issuance (they replace the device's). */
+export interface NamesInput {
+  dns?: string[];
+  ip?: string[];
+}
+
 interface Target {
   profile: Profile;
   existing: DeviceRecord | undefined;
   deviceId: string;
+  names: DeclaredNames | null;
 }
 
-async function checkTarget(deps: AuthorityDeps, actor: Actor, deviceId: string, profileName: string): Promise<Target> {
+async function checkTarget(
+  deps: AuthorityDeps,
+  actor: Actor,
+  deviceId: string,
+  profileName: string,
+  namesInput: NamesInput | undefined,
+): Promise<Target> {
   requireRole(actor, "operator");
   if (!isValidDeviceId(deviceId)) throw badRequest("bad_device_id", `device ids are ${DEVICE_ID_RULE}`);
   if (!deps.profiles.has(profileName)) throw badRequest("unknown_profile", `no profile "${profileName.slice(0, 32)}"`);
@@ -73,13 +87,14 @@ async function checkTarget(deps: AuthorityDeps, actor: Actor, deviceId: string, 
   if (existing && existing.status === "active" && existing.profile !== profile.name) {
     throw conflict("wrong_profile", `device ${deviceId} holds a ${existing.profile} certificate`);
   }
-  return { profile, existing, deviceId };
+  const declared = namesInput ? declareNames(namesInput, deps.config.limits.maxRequestedNames) : undefined;
+  return { profile, existing, deviceId, names: declared ?? existing?.names ?? null };
 }
 
 async function issueFor(
   deps: AuthorityDeps,
   actor: Actor,
-  { profile, existing, deviceId }: Target,
+  { profile, existing, deviceId, names }: Target,
   key: { spki: Uint8Array; key: KeyDescription; keyFingerprint: string },
   action: string,
   detail: Record<string, boolean>,
@@ -92,10 +107,11 @@ async function issueFor(
     keyFingerprint: key.keyFingerprint,
     method: "operator",
     replacesSerial: existing?.currentSerial ?? null,
+    names,
   });
   const now = record.issuedAt;
   const writes: Write[] = [
-    ...issuanceWrites(record, deviceId, profile.name, existing),
+    ...issuanceWrites(record, deviceId, profile.name, existing, names),
     auditWrite({
       at: now,
       actor: actor.id,
@@ -104,7 +120,13 @@ async function issueFor(
       deviceId,
       serial: record.serial,
       remote: actor.remote ?? null,
-      detail: { profile: profile.name, keyType: record.keyType, notAfter: record.notAfter.toISOString(), ...detail },
+      detail: {
+        profile: profile.name,
+        keyType: record.keyType,
+        notAfter: record.notAfter.toISOString(),
+        ...(names ? { names: [...names.dns, ...names.ip].join(",") } : {}),
+        ...detail,
+      },
     }),
   ];
   await deps.storage.apply(writes);

@@ -27,7 +27,7 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
   if (req.label !== undefined && resolveProfile(deps, req.label).name !== profile.name) {
     throw forbidden("wrong_profile", `certificate belongs to profile ${profile.name}; re-enroll under that label`);
   }
-  const csr = await checkCsr(deps, req.csr, device.id, profile);
+  const csr = await checkCsr(deps, req.csr, device.id, profile, true, device.names);
   if (profile.requireNewKeyOnReenroll && csr.keyFingerprint === current.keyFingerprint) {
     throw badRequest("key_reused", `profile ${profile.name} requires a new key at every re-enrollment`);
   }
@@ -39,6 +39,7 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
     keyFingerprint: csr.keyFingerprint,
     method: "reenroll",
     replacesSerial: current.serial,
+    names: device.names ?? null,
   });
   const now = record.issuedAt;
   await deps.storage.apply([

@@ -1,4 +1,4 @@
-import type { CertificateRecord, DeviceRecord } from "../ports/storage.ts";
+import type { CertificateRecord, DeviceRecord, Write } from "../ports/storage.ts";
 import { type Actor, requireRole } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
@@ -52,13 +52,23 @@ export interface RevokeDeviceRequest {
   actor: Actor;
   /** "decommissioned": retired rather than compromised; the record is kept either way. */
   status?: "revoked" | "decommissioned";
+  /**
+   * A gateway: also revoke (or decommission) every appliance it enrolled, in the same
+   * write set. Without it, its appliances keep their certificates.
+   */
+  cascade?: boolean;
 }
 
 export interface RevokedDevice {
   device: DeviceRecord;
-  /** The certificates this revocation revoked. */
+  /** The certificates this revocation revoked (the appliances' too, with cascade). */
   serials: string[];
+  /** With cascade: the appliances revoked with the gateway. */
+  appliances?: string[];
 }
+
+/** Most appliances one cascade revokes in its single write set. */
+export const MAX_CASCADE = 100_000;
 
 const unexpiredValid = (c: CertificateRecord, now: number) => c.status === "valid" && c.notAfter.getTime() > now;
 
@@ -78,24 +88,47 @@ export async function revokeDevice(deps: RevokeDeps, req: RevokeDeviceRequest): 
     throw conflict("already_revoked", `device ${device.id} is already ${device.status}`);
   }
   const now = deps.clock.now();
-  const serials = (await deps.storage.listCertificates(device.id))
-    .filter((c) => unexpiredValid(c, now.getTime()))
-    .map((c) => c.serial);
-  await deps.storage.apply([
-    { kind: "revokeDevice", deviceId: device.id, at: now, reason: reason || null, status },
-    auditWrite({
-      at: now,
-      actor: req.actor.id,
-      action: status === "revoked" ? "device.revoke" : "device.decommission",
-      outcome: "success",
-      deviceId: device.id,
-      remote: req.actor.remote ?? null,
-      detail: { reason: req.reason, certificates: serials.length, serials: serials.join(",").slice(0, 2000) },
-    }),
-  ]);
+  const action = status === "revoked" ? "device.revoke" : "device.decommission";
+  const targets = [device];
+  if (req.cascade) {
+    const appliances = await deps.storage.listDevices({ gateway: device.id, limit: MAX_CASCADE });
+    targets.push(...appliances.filter((a) => a.status !== "revoked" && a.status !== "decommissioned"));
+  }
+  const writes: Write[] = [];
+  const all: string[] = [];
+  for (const target of targets) {
+    const serials = (await deps.storage.listCertificates(target.id))
+      .filter((c) => unexpiredValid(c, now.getTime()))
+      .map((c) => c.serial);
+    all.push(...serials);
+    const cascaded = target !== device;
+    writes.push(
+      { kind: "revokeDevice", deviceId: target.id, at: now, reason: reason || null, status },
+      auditWrite({
+        at: now,
+        actor: req.actor.id,
+        action,
+        outcome: "success",
+        deviceId: target.id,
+        remote: req.actor.remote ?? null,
+        detail: {
+          reason: req.reason,
+          certificates: serials.length,
+          serials: serials.join(",").slice(0, 2000),
+          ...(cascaded ? { cascadeFrom: device.id } : {}),
+          ...(req.cascade && !cascaded ? { appliances: targets.length - 1 } : {}),
+        },
+      }),
+    );
+  }
+  await deps.storage.apply(writes);
   // OCSP answers and the CRL feed are current when this returns; the CRL is re-signed just after.
   await deps.onRevocation?.();
-  return { device: { ...device, status, updatedAt: now }, serials };
+  return {
+    device: { ...device, status, updatedAt: now },
+    serials: all,
+    ...(req.cascade ? { appliances: targets.slice(1).map((t) => t.id) } : {}),
+  };
 }
 
 export interface RevokeCertificateRequest {

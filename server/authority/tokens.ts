@@ -5,6 +5,7 @@ import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { badRequest, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
+import { declareNames } from "./policy/names.ts";
 import { newTokenId, newTokenSecret } from "./provisioners/token.ts";
 
 export interface CreateTokensRequest {
@@ -13,6 +14,11 @@ export interface CreateTokensRequest {
   /** Seconds; defaults to the configured token TTL. */
   ttl?: number;
   actor: string;
+  /**
+   * DNS names and IP addresses the operator declares for the device (one device per
+   * request): its certificates carry them from its enrollment with this token on.
+   */
+  names?: { dns?: string[]; ip?: string[] };
 }
 
 export interface CreatedToken {
@@ -54,6 +60,10 @@ export async function createTokens(
   }
   const unique = new Set(req.deviceIds);
   if (unique.size !== req.deviceIds.length) throw badRequest("duplicate_device", "device ids must be unique");
+  const names = req.names ? (declareNames(req.names, deps.config.limits.maxRequestedNames) ?? null) : null;
+  if (names && req.deviceIds.length !== 1) {
+    throw badRequest("names_need_one_device", "DNS and IP names are declared for one device at a time");
+  }
   const now = deps.clock.now();
   const expiresAt = new Date(now.getTime() + ttl * 1000);
   const writes: Write[] = [];
@@ -91,6 +101,7 @@ export async function createTokens(
         usedSerial: null,
         revokedAt: null,
         createdBy: req.actor,
+        names,
       },
     });
     writes.push(
@@ -100,7 +111,12 @@ export async function createTokens(
         action: "token.create",
         outcome: "success",
         deviceId,
-        detail: { tokenId, profile: profileName, expiresAt: expiresAt.toISOString() },
+        detail: {
+          tokenId,
+          profile: profileName,
+          expiresAt: expiresAt.toISOString(),
+          ...(names ? { names: [...names.dns, ...names.ip].join(",") } : {}),
+        },
       }),
     );
     created.push({ deviceId, profile: profileName, tokenId, token, expiresAt });

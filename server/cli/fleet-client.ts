@@ -24,6 +24,7 @@ import {
 } from "../authority/fleet.ts";
 import { runFleetAudit } from "../authority/fleet-audit.ts";
 import { expiringReport, setDeviceMetadata } from "../authority/lifecycle.ts";
+import type { NamesInput } from "../authority/operator-issue.ts";
 import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../authority/operator-issue.ts";
 import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
 import { type RevocationReason, reinstateDevice, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
@@ -111,21 +112,28 @@ export interface FleetClient {
   listDevices(q: {
     status?: DeviceStatus;
     profile?: string;
+    gateway?: string;
     expiringWithin?: string;
     after?: string;
     cursor?: string;
     limit?: number;
   }): Promise<PageView<DeviceView>>;
   showDevice(id: string): Promise<DeviceDetailView>;
+  /** cascade: a gateway's appliances too. */
   revokeDevice(
     id: string,
     reason: RevocationReason,
     decommission: boolean,
-  ): Promise<{ device: DeviceView; revokedSerials: string[] }>;
+    cascade?: boolean,
+  ): Promise<{ device: DeviceView; revokedSerials: string[]; appliances?: string[] }>;
   reinstateDevice(id: string, note?: string): Promise<DeviceView>;
   showCertificate(serial: string): Promise<CertificateView>;
   revokeCertificate(serial: string, reason: RevocationReason): Promise<CertificateView>;
-  createTokens(batch: TokenBatch, opts: { profile?: string; ttl?: string }): Promise<CreatedTokenView[]>;
+  /** `names`: DNS names and IP addresses declared for the (single) device. */
+  createTokens(
+    batch: TokenBatch,
+    opts: { profile?: string; ttl?: string; names?: NamesInput },
+  ): Promise<CreatedTokenView[]>;
   listTokens(q: {
     deviceId?: string;
     state?: TokenView["state"];
@@ -162,9 +170,9 @@ export interface FleetClient {
   auditFleet(o: FleetAuditInput): Promise<FleetAuditView>;
   setMetadata(id: string, change: { owner?: string | null; location?: string | null }): Promise<MetadataView>;
   /** An operator signs an appliance's CSR (PEM or base64 DER). */
-  signCsr(deviceId: string, profile: string, csr: string): Promise<SignedView>;
+  signCsr(deviceId: string, profile: string, csr: string, names?: NamesInput): Promise<SignedView>;
   /** An operator has the server make the appliance's key: the certificate and the key (PKCS#8 PEM). */
-  issueWithKey(deviceId: string, profile: string): Promise<SignedView & { privateKey: string }>;
+  issueWithKey(deviceId: string, profile: string, names?: NamesInput): Promise<SignedView & { privateKey: string }>;
   /** One page of the expiring-certificates report (`within`: a duration such as 30d). */
   expiring(q: { within: string; cursor?: string; limit?: number }): Promise<PageView<ExpiringView>>;
   close(): Promise<void>;
@@ -216,14 +224,19 @@ export function localFleet(dataDir: string): FleetClient {
         (d) => deviceView(d, td),
       ),
     showDevice: async (id) => deviceDetailView(await showDevice(deps, CLI_ACTOR, id), td, now()),
-    revokeDevice: async (id, reason, decommission) => {
+    revokeDevice: async (id, reason, decommission, cascade) => {
       const r = await revokeDevice(deps, {
         deviceId: id,
         reason,
         status: decommission ? "decommissioned" : "revoked",
+        cascade,
         actor: CLI_ACTOR,
       });
-      return { device: deviceView(r.device, td), revokedSerials: r.serials };
+      return {
+        device: deviceView(r.device, td),
+        revokedSerials: r.serials,
+        ...(r.appliances ? { appliances: r.appliances } : {}),
+      };
     },
     reinstateDevice: async (id, note) =>
       deviceView(await reinstateDevice(deps, { deviceId: id, note, actor: CLI_ACTOR }), td),
@@ -233,7 +246,12 @@ export function localFleet(dataDir: string): FleetClient {
     createTokens: async (batch, opts) => {
       const deviceIds =
         "deviceIds" in batch ? batch.deviceIds : batchDeviceIds(batch.devicePrefix, batch.start, batch.count);
-      const created = await issueTokens(deps, CLI_ACTOR, { deviceIds, profile: opts.profile, ttl: seconds(opts.ttl) });
+      const created = await issueTokens(deps, CLI_ACTOR, {
+        deviceIds,
+        profile: opts.profile,
+        ttl: seconds(opts.ttl),
+        names: opts.names,
+      });
       return created.map((t) => ({ ...t, expiresAt: t.expiresAt.toISOString() }));
     },
     listTokens: async (q) => page(await listTokens(deps, CLI_ACTOR, q), (t) => tokenView(t, now())),
@@ -266,17 +284,17 @@ export function localFleet(dataDir: string): FleetClient {
       ),
     setMetadata: async (id, change) => metadataView(await setDeviceMetadata(deps, CLI_ACTOR, id, change)),
     // Signing needs the CA key: opened for this command only (the passphrase as for serve).
-    signCsr: (deviceId, profile, csr) =>
+    signCsr: (deviceId, profile, csr, names) =>
       withIssuer(dataDir, process.env, async (issuer) =>
         signedView(
           issuer,
-          await signForDevice(issuer, CLI_ACTOR, { deviceId, profile, csr: decodeCsrText(csr) }),
+          await signForDevice(issuer, CLI_ACTOR, { deviceId, profile, csr: decodeCsrText(csr), names }),
           profile,
         ),
       ),
-    issueWithKey: (deviceId, profile) =>
+    issueWithKey: (deviceId, profile, names) =>
       withIssuer(dataDir, process.env, async (issuer) => {
-        const issued = await issueWithGeneratedKey(issuer, CLI_ACTOR, { deviceId, profile });
+        const issued = await issueWithGeneratedKey(issuer, CLI_ACTOR, { deviceId, profile, names });
         return { ...signedView(issuer, issued, profile), privateKey: toPem("PRIVATE KEY", issued.privateKey) };
       }),
     expiring: async (q) =>
@@ -367,8 +385,12 @@ export function remoteFleet(o: RemoteOptions): FleetClient {
   return {
     listDevices: (q) => call("GET", `devices${query(q)}`),
     showDevice: (d) => call("GET", `devices/${id(d)}`),
-    revokeDevice: (d, reason, decommission) =>
-      call("POST", `devices/${id(d)}/revoke`, { reason, ...(decommission ? { decommission } : {}) }),
+    revokeDevice: (d, reason, decommission, cascade) =>
+      call("POST", `devices/${id(d)}/revoke`, {
+        reason,
+        ...(decommission ? { decommission } : {}),
+        ...(cascade ? { cascade } : {}),
+      }),
     reinstateDevice: (d, note) => call("POST", `devices/${id(d)}/reinstate`, note ? { note } : {}),
     showCertificate: (s) => call("GET", `certificates/${id(s)}`),
     revokeCertificate: (s, reason) => call("POST", `certificates/${id(s)}/revoke`, { reason }),
@@ -378,6 +400,7 @@ export function remoteFleet(o: RemoteOptions): FleetClient {
           ...batch,
           ...(opts.profile ? { profile: opts.profile } : {}),
           ...(opts.ttl ? { ttl: opts.ttl } : {}),
+          ...(opts.names ? { names: opts.names } : {}),
         })
       ).tokens,
     listTokens: (q) => call("GET", `tokens${query(q)}`),
@@ -395,8 +418,10 @@ export function remoteFleet(o: RemoteOptions): FleetClient {
     showCommand: (opId) => call("GET", `commands/${id(opId)}`),
     auditFleet: (o) => call("POST", "fleet/audit", o),
     setMetadata: (d, change) => call("POST", `devices/${id(d)}/metadata`, change),
-    signCsr: (d, profile, csr) => call("POST", `devices/${id(d)}/certificates`, { profile, csr }),
-    issueWithKey: (d, profile) => call("POST", `devices/${id(d)}/certificates`, { profile, generateKey: true }),
+    signCsr: (d, profile, csr, names) =>
+      call("POST", `devices/${id(d)}/certificates`, { profile, csr, ...(names ? { names } : {}) }),
+    issueWithKey: (d, profile, names) =>
+      call("POST", `devices/${id(d)}/certificates`, { profile, generateKey: true, ...(names ? { names } : {}) }),
     expiring: (q) => call("GET", `reports/expiring${query(q)}`),
     close: async () => undefined,
   };

@@ -256,6 +256,11 @@ async function withFleet<T>(
 
 const REASONS = Object.keys(REVOCATION_REASONS);
 
+/** --dns/--ip as declared names, or undefined when neither was given. */
+function declaredNamesOf(opts: { dns: string[]; ip: string[] }): { dns: string[]; ip: string[] } | undefined {
+  return opts.dns.length + opts.ip.length > 0 ? { dns: opts.dns, ip: opts.ip } : undefined;
+}
+
 const token = program.command("token").description("one-time bootstrap tokens");
 fleetCommand(token, "create")
   .description("create a bootstrap token for a device, or --count tokens for a production batch")
@@ -265,6 +270,8 @@ fleetCommand(token, "create")
   .option("--start <n>", "first sequence number of a batch", positiveInt, 1)
   .option("--profile <name>", "profile the device enrolls under", "device")
   .option("--ttl <duration>", "token lifetime, e.g. 24h, 7d", durationText)
+  .option("--dns <name>", "a DNS name the device's certificates carry (repeatable; one device only)", collect, [])
+  .option("--ip <address>", "an IP address the device's certificates carry (repeatable; one device only)", collect, [])
   .option("--json", "one JSON object per token and line")
   .action((opts) =>
     withFleet(opts, async (fleet) => {
@@ -275,7 +282,8 @@ fleetCommand(token, "create")
       } else {
         throw new Error("give either --device ID, or --count N with --device-prefix PREFIX");
       }
-      for (const t of await fleet.createTokens(batch, { profile: opts.profile, ttl: opts.ttl })) {
+      const names = declaredNamesOf(opts);
+      for (const t of await fleet.createTokens(batch, { profile: opts.profile, ttl: opts.ttl, names })) {
         process.stdout.write(
           opts.json ? `${JSON.stringify(t)}\n` : `${t.deviceId}\t${t.token}\texpires ${t.expiresAt}\n`,
         );
@@ -313,6 +321,7 @@ fleetCommand(devices, "list")
   .description("list devices: by id, or by expiry with --expiring-within")
   .addOption(new Option("--status <status>").choices(["pending", "active", "revoked", "decommissioned"]))
   .option("--profile <name>")
+  .option("--gateway <id>", "only the appliances this gateway enrolled")
   .option("--expiring-within <duration>", "only devices whose certificate expires within this, e.g. 7d", durationText)
   .option("--after <id>", "continue after this device id")
   .option("--cursor <cursor>", "continue where the previous page ended")
@@ -323,6 +332,7 @@ fleetCommand(devices, "list")
       const page = await fleet.listDevices({
         status: opts.status as DeviceStatus | undefined,
         profile: opts.profile,
+        gateway: opts.gateway,
         expiringWithin: opts.expiringWithin,
         after: opts.after,
         cursor: opts.cursor,
@@ -352,15 +362,23 @@ for (const verb of ["revoke", "decommission"] as const) {
         .choices(REASONS)
         .default(verb === "revoke" ? "unspecified" : "cessationOfOperation"),
     )
+    .option("--cascade", "a gateway: its appliances too, in the same step")
     .option("--json", "one JSON object")
     .action((id: string, opts) =>
       withFleet(opts, async (fleet) => {
-        const r = await fleet.revokeDevice(id, opts.reason as RevocationReason, verb === "decommission");
+        const r = await fleet.revokeDevice(
+          id,
+          opts.reason as RevocationReason,
+          verb === "decommission",
+          Boolean(opts.cascade),
+        );
         if (opts.json) printObject(r, true);
         else {
           process.stdout.write(
             `${r.device.id} ${r.device.status}; certificates revoked: ${r.revokedSerials.join(", ") || "none"}\n`,
           );
+          if (r.appliances)
+            process.stdout.write(`appliances ${r.device.status}: ${r.appliances.join(", ") || "none"}\n`);
         }
       }),
     );
@@ -456,11 +474,13 @@ fleetCommand(legacy, "sign")
   .requiredOption("--device <id>", "device id (created if new)")
   .requiredOption("--csr <file>", "the CSR, PEM or base64 DER")
   .requiredOption("--profile <name>", "profile to issue under")
+  .option("--dns <name>", "declare a DNS name for the device (repeatable; replaces its declared names)", collect, [])
+  .option("--ip <address>", "declare an IP address for the device (repeatable)", collect, [])
   .option("--out <file>", "write the certificate and its chain (PEM) here instead of stdout")
   .option("--json", "one JSON object")
   .action((opts) =>
     withFleet(opts, async (fleet) => {
-      const r = await fleet.signCsr(opts.device, opts.profile, readFileSync(opts.csr, "latin1"));
+      const r = await fleet.signCsr(opts.device, opts.profile, readFileSync(opts.csr, "latin1"), declaredNamesOf(opts));
       if (opts.out) writeFileSync(opts.out, r.certificate + r.chain, { mode: 0o644 });
       if (opts.json) printObject(r, true);
       else if (opts.out) process.stdout.write(`${r.deviceId}: serial ${r.serial} until ${r.notAfter} → ${opts.out}\n`);
@@ -475,6 +495,8 @@ fleetCommand(legacy, "issue")
   .requiredOption("--device <id>", "device id (created if new)")
   .requiredOption("--profile <name>", "profile to issue under (it must allow serverKeygen)")
   .requiredOption("--out <file>", "the .p12 file to write (mode 0600)")
+  .option("--dns <name>", "declare a DNS name for the device (repeatable; replaces its declared names)", collect, [])
+  .option("--ip <address>", "declare an IP address for the device (repeatable)", collect, [])
   .option("--password-file <file>", "the PKCS#12 password (else asked for on the terminal)")
   .option(
     "--legacy-encryption",
@@ -487,7 +509,7 @@ fleetCommand(legacy, "issue")
         ? readFileSync(opts.passwordFile, "utf8").replace(/\r?\n$/, "")
         : await askPassword("PKCS#12 password: ");
       if (password.length < 8) throw new Error("the PKCS#12 password must be at least 8 characters");
-      const r = await fleet.issueWithKey(opts.device, opts.profile);
+      const r = await fleet.issueWithKey(opts.device, opts.profile, declaredNamesOf(opts));
       const p12 = buildPkcs12({
         pkcs8: pemBlocks(r.privateKey, "PRIVATE KEY")[0] as Uint8Array,
         certificates: [...pemBlocks(r.certificate, "CERTIFICATE"), ...pemBlocks(r.chain, "CERTIFICATE")],

@@ -6,7 +6,8 @@
  * authorityKeyIdentifier, CRL distribution point, OCSP access) is encoded once, with
  * the library helpers of certificate.ts, when the template is made. Per certificate
  * only the variable parts are encoded by hand and spliced in: serial, validity,
- * subject, subjectPublicKeyInfo, subjectKeyIdentifier and subjectAltName.
+ * subject, subjectPublicKeyInfo, subjectKeyIdentifier and subjectAltName (the SPIFFE
+ * URI, then any DNS names and IP addresses an operator declared for the device).
  *
  * `buildCertificate` in certificate.ts stays the reference: for the same inputs both
  * produce the same bytes (test/server/certificate-template.test.ts).
@@ -37,8 +38,12 @@ export interface TemplateVariables {
   commonName: string;
   spki: Uint8Array;
   subjectKeyId: Uint8Array;
-  /** uniformResourceIdentifier entries of subjectAltName (IA5String). */
+  /** uniformResourceIdentifier entries of subjectAltName (IA5String), first. */
   uris: readonly string[];
+  /** dNSName entries (IA5String), after the URIs: names an operator declared. */
+  dns?: readonly string[];
+  /** iPAddress entries (4 or 16 octets), last. */
+  ips?: readonly Uint8Array[];
 }
 
 const VERSION_V3 = Uint8Array.of(0xa0, 0x03, 0x02, 0x01, 0x02);
@@ -100,7 +105,10 @@ export class CertificateTemplate {
   tbs(v: TemplateVariables): Uint8Array {
     const subject = sequence(tlv(TAG.SET, sequence(CN_OID, tlv(TAG.UTF8_STRING, utf8.encode(v.commonName)))));
     const ski = sequence(SKI_OID, tlv(TAG.OCTET_STRING, tlv(TAG.OCTET_STRING, v.subjectKeyId)));
-    const san = sequence(SAN_OID, tlv(TAG.OCTET_STRING, sequence(...v.uris.map((u) => tlv(0x86, ascii(u))))));
+    const names = v.uris.map((u) => tlv(0x86, ascii(u)));
+    if (v.dns) for (const d of v.dns) names.push(tlv(0x82, ascii(d)));
+    if (v.ips) for (const ip of v.ips) names.push(tlv(0x87, ip));
+    const san = sequence(SAN_OID, tlv(TAG.OCTET_STRING, sequence(...names)));
     const extensions = tlv(0xa3, sequence(this.before, ski, this.between, san, this.after));
     return sequence(
       this.head,

@@ -10,8 +10,14 @@
 
 export type DeviceStatus = "pending" | "active" | "revoked" | "decommissioned";
 export type CertificateStatus = "valid" | "revoked";
-export type IssuanceMethod = "token" | "reenroll" | "idevid" | "operator";
+export type IssuanceMethod = "token" | "reenroll" | "idevid" | "operator" | "gateway";
 export type OperatorRole = "admin" | "operator" | "auditor";
+
+/** DNS names and IP addresses (canonical text) that an operator declared for a device. */
+export interface DeclaredNames {
+  dns: string[];
+  ip: string[];
+}
 
 export interface DeviceRecord {
   id: string;
@@ -23,6 +29,8 @@ export interface DeviceRecord {
   currentSerial: string | null;
   /** notAfter of the current certificate. */
   currentNotAfter: Date | null;
+  /** Names an operator declared; every certificate of the device carries them. */
+  names?: DeclaredNames | null;
 }
 
 export interface CertificateRecord {
@@ -59,6 +67,8 @@ export interface TokenRecord {
   usedSerial: string | null;
   revokedAt: Date | null;
   createdBy: string;
+  /** Names declared with the token, given to the device when it enrolls with it. */
+  names?: DeclaredNames | null;
 }
 
 export interface IdevidBinding {
@@ -92,7 +102,7 @@ export interface PendingEnrollment {
   keyFingerprint: string;
   keyType: string;
   status: PendingStatus;
-  method: "token" | "idevid";
+  method: "token" | "idevid" | "gateway";
   requestedBy: string;
   tokenId: string | null;
   remote: string | null;
@@ -344,6 +354,8 @@ export class StorageConflictError extends Error {
 export interface DeviceQuery {
   status?: DeviceStatus;
   profile?: string;
+  /** Only the appliances this gateway enrolled (ids `<gateway>~<name>`: one key range). */
+  gateway?: string;
   /**
    * Only devices whose current certificate expires before this time; the list is then
    * ordered by (expiry, id) instead of id.
@@ -391,6 +403,8 @@ export interface Storage extends FleetAuditReads {
   getToken(id: string): Promise<TokenRecord | undefined>;
   queryTokens(query: TokenQuery): Promise<TokenRecord[]>;
   countDevicesByStatus(): Promise<Record<DeviceStatus, number>>;
+  /** Appliances of a gateway that count against its quota: pending or active. */
+  countAppliances(gatewayId: string): Promise<number>;
   getPending(id: string): Promise<PendingEnrollment | undefined>;
   /** The latest request for this device and key that is not finished (pending, approved or rejected). */
   findPending(deviceId: string, keyFingerprint: string): Promise<PendingEnrollment | undefined>;

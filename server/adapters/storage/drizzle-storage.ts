@@ -98,6 +98,7 @@ export class DrizzleReaders {
     // By expiry, the (expiry, id) index must drive the query: `+column` keeps SQLite from
     // choosing the status or profile index and sorting the whole match instead.
     const byExpiry = q.expiringBefore !== undefined;
+    if (q.gateway) conds.push(...applianceRange(q.gateway));
     if (q.status) conds.push(byExpiry ? sql`+${devices.status} = ${q.status}` : eq(devices.status, q.status));
     if (q.profile) conds.push(byExpiry ? sql`+${devices.profile} = ${q.profile}` : eq(devices.profile, q.profile));
     if (q.expiringBefore) {
@@ -125,6 +126,15 @@ export class DrizzleReaders {
       .orderBy(asc(devices.id))
       .limit(q.limit)
       .all();
+  }
+
+  async countAppliances(gatewayId: string): Promise<number> {
+    const [row] = await this.db
+      .select({ n: count() })
+      .from(devices)
+      .where(and(...applianceRange(gatewayId), or(eq(devices.status, "active"), eq(devices.status, "pending"))))
+      .all();
+    return (row as { n: number } | undefined)?.n ?? 0;
   }
 
   async countDevicesByStatus(): Promise<Record<DeviceStatus, number>> {
@@ -734,6 +744,15 @@ function toDriver(table: Table, values: object): Record<string, unknown> {
     out[key] = v === null || v === undefined ? null : column.mapToDriverValue(v);
   }
   return out;
+}
+
+/**
+ * The ids `<gateway>~…`: '~' sorts after every other character of a device id and
+ * DEL after '~', so they are exactly the ids in (`<gateway>~`, `<gateway>~\x7f`), one
+ * range of the primary key.
+ */
+function applianceRange(gatewayId: string): SQL[] {
+  return [gt(devices.id, `${gatewayId}~`), lt(devices.id, `${gatewayId}~\x7f`)];
 }
 
 type CertificateRow = typeof certificates.$inferSelect;

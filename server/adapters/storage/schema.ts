@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import type { DeclaredNames } from "../../ports/storage.ts";
 
 /** Times are integer milliseconds since the epoch (UTC). */
 const ms = (name: string) => integer(name, { mode: "timestamp_ms" });
@@ -16,6 +17,8 @@ export const devices = sqliteTable(
     currentSerial: text("current_serial"),
     /** notAfter of the current certificate, kept with it: "expiring within" is one index range. */
     currentNotAfter: ms("current_not_after"),
+    /** DNS names and IP addresses an operator declared for the device (its certificates carry them). */
+    names: text("names", { mode: "json" }).$type<DeclaredNames>(),
   },
   (t) => [
     index("devices_status_id").on(t.status, t.id),
@@ -41,7 +44,7 @@ export const certificates = sqliteTable(
     revocationReason: integer("revocation_reason"),
     der: blob("der", { mode: "buffer" }).notNull(),
     issuedAt: ms("issued_at").notNull(),
-    method: text("method", { enum: ["token", "reenroll", "idevid", "operator"] }).notNull(),
+    method: text("method", { enum: ["token", "reenroll", "idevid", "operator", "gateway"] }).notNull(),
     replacesSerial: text("replaces_serial"),
     bootstrapTokenId: text("bootstrap_token_id"),
   },
@@ -70,6 +73,8 @@ export const bootstrapTokens = sqliteTable(
     usedSerial: text("used_serial"),
     revokedAt: ms("revoked_at"),
     createdBy: text("created_by").notNull(),
+    /** Names declared with the token; they become the device's at enrollment. */
+    names: text("names", { mode: "json" }).$type<DeclaredNames>(),
   },
   (t) => [uniqueIndex("bootstrap_tokens_hash").on(t.hash), index("bootstrap_tokens_device").on(t.deviceId)],
 );
@@ -98,7 +103,7 @@ export const pendingEnrollments = sqliteTable(
     keyFingerprint: text("key_fingerprint").notNull(),
     keyType: text("key_type").notNull(),
     status: text("status", { enum: ["pending", "approved", "rejected", "issued"] }).notNull(),
-    method: text("method", { enum: ["token", "idevid"] }).notNull(),
+    method: text("method", { enum: ["token", "idevid", "gateway"] }).notNull(),
     /** Who asked: "token:<id>" or "idevid:<fingerprint prefix>". */
     requestedBy: text("requested_by").notNull(),
     tokenId: text("token_id"),

@@ -1,17 +1,23 @@
 import type { ParsedCsr } from "../../pki/csr.ts";
+import { canonicalIp, isDnsName } from "../../pki/names.ts";
 import { id_at_commonName } from "../../pki/oids.ts";
+import type { DeclaredNames } from "../../ports/storage.ts";
 import { badRequest, forbidden } from "../errors.ts";
+import { applianceOf } from "../identity.ts";
 
 /**
  * The server decides the names in a certificate; a CSR may only ask for the names the
  * device would get anyway (architecture: "a CSR asks, policy answers"). The subject
- * may be empty or CN=<device id>; the SAN may be empty or the device's SPIFFE ID.
+ * may be empty or CN=<device id> (an appliance's name also); the SAN may be empty, the
+ * device's SPIFFE ID, or DNS names and IP addresses an operator declared for the
+ * device — never a name the CSR alone asks for.
  */
 export function checkRequestedNames(
   csr: ParsedCsr,
   deviceId: string,
   spiffe: string,
   limits: { maxRequestedNames: number },
+  declared?: DeclaredNames | null,
 ): void {
   if (csr.requestedNames.length > limits.maxRequestedNames) {
     throw badRequest(
@@ -19,9 +25,12 @@ export function checkRequestedNames(
       `CSR asks for ${csr.requestedNames.length} names; at most ${limits.maxRequestedNames}`,
     );
   }
+  const cns = new Set([deviceId]);
+  const appliance = applianceOf(deviceId);
+  if (appliance) cns.add(appliance.name);
   for (const attr of csr.subject) {
     if (attr.type !== id_at_commonName) continue;
-    if (attr.value !== deviceId) {
+    if (!cns.has(attr.value)) {
       throw forbidden(
         "name_not_allowed",
         `CSR subject CN=${printable(attr.value)} is not this device; use CN=${deviceId} or an empty subject`,
@@ -30,11 +39,46 @@ export function checkRequestedNames(
   }
   for (const n of csr.requestedNames) {
     if (n.type === "uri" && n.value === spiffe) continue;
+    if (n.type === "dns" && declared?.dns.includes(n.value.toLowerCase())) continue;
+    if (n.type === "ip" && declared?.ip.includes(canonicalIp(n.value) ?? "")) continue;
+    const extra =
+      n.type === "dns" || n.type === "ip" ? "; an operator declares DNS and IP names with the device's token" : "";
     throw forbidden(
       "name_not_allowed",
-      `CSR asks for ${n.type.toUpperCase()}:${printable(n.value)}, which is not this device's name (${spiffe})`,
+      `CSR asks for ${n.type.toUpperCase()}:${printable(n.value)}, which is not this device's name (${spiffe})${extra}`,
     );
   }
+}
+
+/**
+ * Operator-declared names, normalised (lowercase DNS, canonical IP text, no
+ * duplicates) and checked: host names without wildcards, IPv4 or IPv6 addresses, at
+ * most `max` in all. Undefined when none were given.
+ */
+export function declareNames(
+  input: { dns?: readonly string[]; ip?: readonly string[] },
+  max: number,
+): DeclaredNames | undefined {
+  const dns = [...new Set((input.dns ?? []).map((d) => d.trim().toLowerCase()))];
+  const ip: string[] = [];
+  for (const d of dns) {
+    if (!isDnsName(d)) {
+      throw badRequest(
+        "bad_dns_name",
+        `"${printable(d)}" is not a host name (lowercase letters, digits and '-' in dot-separated labels; no wildcards)`,
+      );
+    }
+  }
+  for (const raw of input.ip ?? []) {
+    const canonical = canonicalIp(raw.trim());
+    if (!canonical) throw badRequest("bad_ip_address", `"${printable(raw)}" is not an IPv4 or IPv6 address`);
+    if (!ip.includes(canonical)) ip.push(canonical);
+  }
+  if (dns.length + ip.length === 0) return undefined;
+  if (dns.length + ip.length > max) {
+    throw badRequest("too_many_names", `${dns.length + ip.length} names declared; at most ${max}`);
+  }
+  return { dns, ip };
 }
 
 /** Names come from an attacker: keep them short and printable in messages. */

@@ -13,7 +13,7 @@ export const EXPIRY_BUCKETS = [0, 3600, 6 * 3600, 24 * 3600, 3 * 86400, 7 * 8640
 const SCRAPE_CACHE_MS = 10_000;
 const SCAN_CHUNK = 5000;
 
-const METHODS = ["token", "idevid", "reenroll", "operator"];
+const METHODS = ["token", "idevid", "reenroll", "operator", "gateway"];
 const MQTT_KINDS = ["status", "events", "cmd-result", "cmd", "other"];
 const MQTT_OUTCOMES = ["accepted", "ignored", "malformed", "oversized", "dropped"];
 

@@ -1,5 +1,5 @@
 import type { MqttIdentity } from "../../authority/device-reports.ts";
-import { isValidDeviceId } from "../../authority/identity.ts";
+import { isValidInventoryId } from "../../authority/identity.ts";
 
 /** The MQTT contract's topics (shared/architecture.md). */
 export const DEVICE_TOPICS = "edgeid/v1/devices";
@@ -19,7 +19,7 @@ export function parseDeviceTopic(topic: string): DeviceTopic | undefined {
   if (!topic.startsWith(`${DEVICE_TOPICS}/`)) return undefined;
   const parts = topic.slice(DEVICE_TOPICS.length + 1).split("/");
   const [deviceId, kind, name, ...rest] = parts;
-  if (!deviceId || !isValidDeviceId(deviceId) || rest.length > 0) return undefined;
+  if (!deviceId || !isValidInventoryId(deviceId) || rest.length > 0) return undefined;
   if ((kind === "status" || kind === "events") && name === undefined) return { deviceId, kind };
   if ((kind === "cmd" || kind === "cmd-result") && name !== undefined && NAME.test(name)) {
     return { deviceId, kind, name };

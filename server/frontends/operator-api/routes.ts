@@ -119,8 +119,15 @@ const body = <T extends z.ZodType>(schema: T) => ({
   body: { content: { "application/json": { schema } }, required: true },
 });
 
-const pathId = z.string().min(1).max(128);
+const pathId = z.string().min(1).max(160);
 const IdParam = z.object({ id: pathId });
+/** DNS names and IP addresses an operator declares for a device. */
+const NamesSchema = z
+  .strictObject({
+    dns: z.array(z.string().min(1).max(253)).max(64).optional(),
+    ip: z.array(z.string().min(1).max(45)).max(64).optional(),
+  })
+  .openapi({ description: "DNS names and IP addresses declared for the device; its certificates carry them" });
 const SerialParam = z.object({ serial: pathId.openapi({ description: "hex serial number" }) });
 
 /**
@@ -272,8 +279,9 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         query: z.strictObject({
           status: z.enum(["pending", "active", "revoked", "decommissioned"]).optional(),
           profile: z.string().max(32).optional(),
+          gateway: z.string().max(64).optional().openapi({ description: "only the appliances this gateway enrolled" }),
           expiringWithin: durationString.optional(),
-          after: z.string().max(64).optional().openapi({ description: "continue after this device id (id order)" }),
+          after: z.string().max(129).optional().openapi({ description: "continue after this device id (id order)" }),
           cursor,
           limit,
         }),
@@ -285,6 +293,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       const p = await listDevices(core, actorOf(c), {
         status: q.status,
         profile: q.profile,
+        gateway: q.gateway,
         expiringWithin: q.expiringWithin === undefined ? undefined : parseDuration(q.expiringWithin),
         afterId: q.after,
         cursor: q.cursor,
@@ -319,14 +328,20 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       operationId: "device.revoke",
       summary: "Revoke a device in one step",
       description:
-        "Revokes every unexpired certificate (CRL and OCSP reflect it when this returns), voids unused bootstrap tokens and the IDevID binding, closes open enrollment requests. With decommission: true the device is retired rather than revoked (same effect, different status).",
+        "Revokes every unexpired certificate (CRL and OCSP reflect it when this returns), voids unused bootstrap tokens and the IDevID binding, closes open enrollment requests. With decommission: true the device is retired rather than revoked (same effect, different status). With cascade: true a gateway's appliances are revoked with it, in the same transaction.",
       request: {
         params: IdParam,
-        ...body(z.strictObject({ reason, decommission: z.boolean().optional() })),
+        ...body(z.strictObject({ reason, decommission: z.boolean().optional(), cascade: z.boolean().optional() })),
       },
       responses: {
         200: json(
-          z.object({ device: DeviceSchema, revokedSerials: z.array(z.string()) }).openapi("DeviceRevocation"),
+          z
+            .object({
+              device: DeviceSchema,
+              revokedSerials: z.array(z.string()),
+              appliances: z.array(z.string()).optional(),
+            })
+            .openapi("DeviceRevocation"),
           "revoked",
         ),
         404: json(ErrorSchema, "no such device"),
@@ -339,9 +354,17 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         deviceId: c.req.valid("param").id,
         reason: b.reason,
         status: b.decommission ? "decommissioned" : "revoked",
+        cascade: b.cascade,
         actor: actorOf(c),
       });
-      return c.json({ device: deviceView(r.device, trustDomain), revokedSerials: r.serials }, 200);
+      return c.json(
+        {
+          device: deviceView(r.device, trustDomain),
+          revokedSerials: r.serials,
+          ...(r.appliances ? { appliances: r.appliances } : {}),
+        },
+        200,
+      );
     },
   );
 
@@ -436,6 +459,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
               profile: z.string().min(1).max(32),
               csr: z.string().min(1).max(16_384).optional(),
               generateKey: z.literal(true).optional(),
+              names: NamesSchema.optional(),
             })
             .refine((b) => (b.csr === undefined) !== (b.generateKey === undefined), "give csr or generateKey: true"),
         ),
@@ -461,8 +485,13 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       const b = c.req.valid("json");
       const deviceId = c.req.valid("param").id;
       const issued = b.generateKey
-        ? await issueWithGeneratedKey(core, actorOf(c), { deviceId, profile: b.profile })
-        : await signForDevice(core, actorOf(c), { deviceId, profile: b.profile, csr: decodeCsrText(b.csr ?? "") });
+        ? await issueWithGeneratedKey(core, actorOf(c), { deviceId, profile: b.profile, names: b.names })
+        : await signForDevice(core, actorOf(c), {
+            deviceId,
+            profile: b.profile,
+            csr: decodeCsrText(b.csr ?? ""),
+            names: b.names,
+          });
       const privateKey = "privateKey" in issued ? toPem("PRIVATE KEY", issued.privateKey as Uint8Array) : undefined;
       return c.json(
         {
@@ -515,7 +544,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         ...body(
           z.strictObject({
             command: z.enum(OPERATOR_COMMANDS),
-            deviceId: z.string().max(64).optional(),
+            deviceId: z.string().max(129).optional(),
             profile: z.string().max(32).optional(),
             expiringWithin: durationString.optional(),
             all: z.boolean().optional(),
@@ -552,7 +581,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       summary: "Commands and their results",
       request: {
         query: z.strictObject({
-          deviceId: z.string().max(64).optional(),
+          deviceId: z.string().max(129).optional(),
           batchId: z.string().max(64).optional(),
           state: z.enum(["queued", "sent", "succeeded", "failed", "expired"]).optional(),
           cursor,
@@ -659,7 +688,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       summary: "List bootstrap tokens (never their secrets)",
       request: {
         query: z.strictObject({
-          deviceId: z.string().max(64).optional(),
+          deviceId: z.string().max(129).optional(),
           state: z.enum(["unused", "used", "revoked", "expired"]).optional(),
           cursor,
           limit,
@@ -694,13 +723,14 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         ...body(
           z
             .strictObject({
-              deviceId: z.string().max(64).optional(),
+              deviceId: z.string().max(129).optional(),
               deviceIds: z.array(z.string().max(64)).min(1).max(MAX_BATCH).optional(),
               count: z.number().int().min(1).max(MAX_BATCH).optional(),
               devicePrefix: z.string().min(1).max(48).optional(),
               start: z.number().int().min(0).max(1_000_000_000).optional(),
               profile: z.string().max(32).optional(),
               ttl: durationString.optional(),
+              names: NamesSchema.optional(),
             })
             .refine(
               (b) =>
@@ -722,6 +752,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         deviceIds,
         profile: b.profile,
         ttl: b.ttl === undefined ? undefined : parseDuration(b.ttl),
+        names: b.names,
       });
       return c.json({ tokens: created.map((t) => ({ ...t, expiresAt: t.expiresAt.toISOString() })) }, 201, {
         "cache-control": "no-store",
@@ -805,7 +836,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       summary: "The audit trail, newest first",
       request: {
         query: z.strictObject({
-          deviceId: z.string().max(64).optional(),
+          deviceId: z.string().max(129).optional(),
           actor: z.string().max(128).optional(),
           action: z.string().max(64).optional(),
           cursor,

@@ -2,7 +2,7 @@ import { z } from "@hono/zod-openapi";
 import type { DeviceDetail } from "../../authority/fleet.ts";
 import type { FleetAuditReport } from "../../authority/fleet-audit.ts";
 import { FLEET_CHECKS } from "../../authority/fleet-audit.ts";
-import { spiffeId } from "../../authority/identity.ts";
+import { applianceOf, spiffeId } from "../../authority/identity.ts";
 import type { ExpiringRow } from "../../authority/lifecycle.ts";
 import { REASON_NAMES } from "../../authority/revoke.ts";
 import type {
@@ -39,10 +39,15 @@ export const DeviceSchema = z
     lastEnrolledAt: time,
     createdAt: time,
     updatedAt: time,
+    /** Operator-declared names the device's certificates carry. */
+    names: z.object({ dns: z.array(z.string()), ip: z.array(z.string()) }).optional(),
+    /** An appliance: the gateway that enrolled it (its broker) and its name behind it. */
+    broker: z.object({ gateway: z.string(), name: z.string() }).optional(),
   })
   .openapi("Device");
 
 export function deviceView(d: DeviceRecord, trustDomain: string): z.infer<typeof DeviceSchema> {
+  const appliance = applianceOf(d.id);
   return {
     id: d.id,
     identity: spiffeId(trustDomain, d.id),
@@ -53,6 +58,8 @@ export function deviceView(d: DeviceRecord, trustDomain: string): z.infer<typeof
     lastEnrolledAt: iso(d.lastEnrolledAt),
     createdAt: iso(d.createdAt),
     updatedAt: iso(d.updatedAt),
+    ...(d.names ? { names: d.names } : {}),
+    ...(appliance ? { broker: appliance } : {}),
   };
 }
 
@@ -67,7 +74,7 @@ export const CertificateSchema = z
     notBefore: time,
     notAfter: time,
     fingerprint: z.string(),
-    method: z.enum(["token", "reenroll", "idevid", "operator"]),
+    method: z.enum(["token", "reenroll", "idevid", "operator", "gateway"]),
     replacesSerial: z.string().nullable(),
     issuedAt: time,
     revokedAt: time,
@@ -138,7 +145,7 @@ export const EnrollmentSchema = z
     deviceId: z.string(),
     profile: z.string(),
     status: z.enum(["pending", "approved", "rejected", "issued"]),
-    method: z.enum(["token", "idevid"]),
+    method: z.enum(["token", "idevid", "gateway"]),
     requestedBy: z.string(),
     keyType: z.string(),
     keyFingerprint: z.string(),
