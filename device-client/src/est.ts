@@ -3,7 +3,7 @@ import { request } from "node:https";
 import { isIP } from "node:net";
 import { connect, type TLSSocket } from "node:tls";
 import { certsFromPkcs7 } from "./keys.ts";
-import { peerProblem } from "./tls-check.ts";
+import { peerProblem, sigalgsFor } from "./tls-check.ts";
 
 /** What an EST call came to, in the terms the retry policy decides on. */
 export type EstOutcome =
@@ -45,7 +45,11 @@ export class EstClient {
      * real-time clock may be a year (or fifty) behind.
      */
     private readonly verifyAt: () => number = () => Date.now(),
-  ) {}
+  ) {
+    this.sigalgs = trust === "bootstrap" ? undefined : sigalgsFor(trust);
+  }
+
+  private readonly sigalgs: string | undefined;
 
   private url(op: string): URL {
     const path = this.label ? `/.well-known/est/${this.label}/${op}` : `/.well-known/est/${op}`;
@@ -148,6 +152,7 @@ export class EstClient {
       servername: isIP(url.hostname) ? undefined : url.hostname,
       // Verified below against the trust bundle at the agent's time, not OpenSSL's clock.
       rejectUnauthorized: false,
+      ...(this.sigalgs ? { sigalgs: this.sigalgs } : {}),
       ...(client
         ? {
             key: client.key.export({ type: "pkcs8", format: "pem" }) as string,

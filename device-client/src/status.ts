@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import type { TLSSocket } from "node:tls";
 import type { MqttClient } from "mqtt";
 import { isRevocationMessage } from "./est.ts";
-import { peerProblem } from "./tls-check.ts";
+import { peerProblem, sigalgsFor } from "./tls-check.ts";
 
 export type AgentStateName = "online" | "offline" | "rotating" | "degraded" | "revoked" | "lost";
 
@@ -98,6 +98,7 @@ export class MqttReporter {
       cert: tls.cert,
       // Checked on connect against the trust bundle at the agent's time, not OpenSSL's clock.
       rejectUnauthorized: false,
+      ...(sigalgsFor(tls.trust) ? { sigalgs: sigalgsFor(tls.trust) } : {}),
       // A persistent session: commands (QoS 1) sent while the agent reconnects — after a
       // rotation, or through a short outage — wait at the broker instead of being dropped.
       clean: false,

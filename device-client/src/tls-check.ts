@@ -50,3 +50,14 @@ export function peerProblem(socket: TLSSocket, host: string, trust: X509Certific
   const hostOk = isIP(host) ? leaf.checkIP(host) : leaf.checkHost(host);
   return hostOk ? undefined : `peer certificate is not for ${host}`;
 }
+
+/**
+ * With trust anchors that are all RSA (the legacy hierarchy), the agent offers only RSA
+ * signature algorithms, like the RSA-only appliances it stands in for: a server with an
+ * ECDSA and an RSA certificate then presents the RSA chain, the one the anchors verify.
+ * RSASSA-PSS is for TLS 1.3 handshakes; PKCS #1 v1.5 is what the certificates carry.
+ */
+export function sigalgsFor(trust: X509Certificate[]): string | undefined {
+  if (trust.length === 0 || !trust.every((t) => t.publicKey.asymmetricKeyType === "rsa")) return undefined;
+  return "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:rsa_pkcs1_sha256:rsa_pkcs1_sha384:rsa_pkcs1_sha512";
+}

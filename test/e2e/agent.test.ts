@@ -8,11 +8,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentStore } from "../../device-client/src/store.ts";
+import { INIT_PROFILES } from "../../server/config/schema.ts";
 import { mqttConnect } from "../support/mqtt-client.ts";
 import {
   addProfiles,
@@ -166,6 +167,8 @@ beforeAll(async () => {
     slow: { validity: "40s", backdate: "0s" },
     factory: { idevid: { trustBundle: "acme.pem" }, validity: "12s", backdate: "0s" },
     vetted: { approval: "manual", retryAfter: "1s" },
+    // The legacy profile as `init` writes it (RSA hierarchy), with a short life to rotate in the test.
+    legacy: { ...INIT_PROFILES.legacy, validity: "16s", backdate: "0s", expiryAlerts: [] },
   });
   // Fixed ports, so that the server (and its broker) can be restarted where the agents expect it.
   const probe = await startServer(dataDir, work);
@@ -209,6 +212,72 @@ describe("edgeid-agent", () => {
     expect(r.stderr).toContain("do not match the pinned fingerprint");
     const shown = JSON.parse((await edgeid(["devices", "show", "gw-pin", "--data", dataDir, "--json"])).stdout);
     expect(shown.tokens[0].usedAt).toBeNull();
+  });
+
+  it("runs in the legacy profile: an RSA key, the RSA chain (on TLS too), renewal at the same fraction", async () => {
+    // Pinned to the RSA root only, as an appliance that cannot verify ECDSA would be.
+    const rsaRoot = join(work, "rsa-root.pem");
+    writeFileSync(rsaRoot, (await edgeid(["ca", "export", "--rsa", "--data", dataDir])).stdout);
+    const { token } = await createToken(dataDir, "plc-agent", { profile: "legacy" });
+    const dir = join(work, "agent-plc-agent");
+    const r = await agent([
+      "enroll",
+      "--server",
+      server.url,
+      "--ca-file",
+      rsaRoot,
+      "--device",
+      "plc-agent",
+      "--token",
+      token,
+      "--dir",
+      dir,
+      "--label",
+      "legacy",
+      "--key-type",
+      "RSA-2048",
+      "--renew-fraction",
+      "0.5",
+      "--mqtt",
+      mqttUrl,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const first = expectValidPair(dir);
+    expect(first.publicKey.asymmetricKeyDetails?.modulusLength).toBe(2048);
+    expect(first.issuer).toContain("CN=edgeid Issuing CA RSA");
+    // Its trust is the RSA hierarchy alone: every TLS connection it made got the RSA chain.
+    const trust = new AgentStore(dir).loadTrust();
+    expect(trust.length).toBe(2);
+    expect(trust.every((c) => c.publicKey.asymmetricKeyType === "rsa")).toBe(true);
+    const a = startAgent(dir);
+    try {
+      await until("two rotations", () => a.count("renewed") >= 2, 45_000);
+      const now = expectValidPair(dir);
+      expect(now.serialNumber).not.toBe(first.serialNumber);
+      expect(now.issuer).toBe(first.issuer);
+      expect(now.publicKey.asymmetricKeyDetails?.modulusLength).toBe(2048);
+      await until("an RSA status over MQTT", () =>
+        statusOf("plc-agent").some((s) => (s.cert as { serial: string }).serial === now.serialNumber.toLowerCase()),
+      );
+      const status = statusOf("plc-agent").findLast(
+        (s) => (s.cert as { serial: string }).serial === now.serialNumber.toLowerCase(),
+      ) as { cert: { keyAlg: string }; nextRenewAt: string };
+      expect(status.cert.keyAlg).toBe("RSA-2048");
+      // Renewal at half the life (less up to 5 % jitter), as for any profile.
+      const start = Date.parse(now.validFrom);
+      const life = Date.parse(now.validTo) - start;
+      const next = Date.parse(status.nextRenewAt);
+      expect(next).toBeLessThanOrEqual(start + 0.5 * life);
+      expect(next).toBeGreaterThanOrEqual(start + 0.45 * life - 1000);
+    } finally {
+      await a.stop();
+    }
+    const shown = JSON.parse((await edgeid(["devices", "show", "plc-agent", "--data", dataDir, "--json"])).stdout);
+    expect(shown.profile).toBe("legacy");
+    expect(shown.certificates.every((c: { issuer: string }) => c.issuer === "issuing-rsa")).toBe(true);
+    expect(shown.certificates.filter((c: { method: string }) => c.method === "reenroll").length).toBeGreaterThanOrEqual(
+      2,
+    );
   });
 
   it("enrolls with a token, rotates with a new key again and again, and reports over MQTT", async () => {
