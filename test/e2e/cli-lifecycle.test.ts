@@ -76,7 +76,7 @@ describe("edgeid serve and the data directory", () => {
       env: { ...process.env, EDGEID_CA_PASSPHRASE: "definitely-not-the-passphrase" },
     });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("cannot decrypt the issuing CA key: wrong CA passphrase?");
+    expect(r.stderr).toContain("cannot decrypt the issuing CA issuing-p256 key: wrong CA passphrase?");
     expect(r.stderr).not.toContain("definitely-not-the-passphrase");
   });
 
