@@ -56,6 +56,12 @@ const opts = new Command("bench")
   )
   .option("--reenroll-duration <s>", "seconds of simplereenroll load (0 to skip)", Number, 10)
   .option("--reenroll-concurrency <n>", "concurrent mutual-TLS clients", positive, 16)
+  .option(
+    "--legacy-duration <s>",
+    "seconds of simpleenroll load at the legacy label (RSA-3072 issuing CA; 0 to skip)",
+    Number,
+    10,
+  )
   .option("--openssl-seconds <s>", "seconds per `openssl speed` measurement", positive, 3)
   .option("--revoked <n>", "certificates already revoked in the revocation benchmark (0 to skip it)", Number, 100_000)
   .option("--revocation-samples <n>", "revocations measured with none and with --revoked already revoked", positive, 50)
@@ -81,6 +87,7 @@ const opts = new Command("bench")
     maxRate: number;
     reenrollDuration: number;
     reenrollConcurrency: number;
+    legacyDuration: number;
     opensslSeconds: number;
     revoked: number;
     revocationSamples: number;
@@ -103,6 +110,14 @@ async function opensslSpeed(seconds: number): Promise<{ sign: number; verify: nu
   if (!m) throw new Error(`could not read openssl speed output:\n${stdout}`);
   const version = (await run("openssl", ["version"])).stdout.trim();
   return { sign: Number(m[1]), verify: Number(m[2]), version };
+}
+
+/** RSA-3072 private-key operations per second on one core (`openssl speed rsa3072`). */
+async function opensslRsaSign(seconds: number): Promise<number> {
+  const { stdout } = await run("openssl", ["speed", "-seconds", String(seconds), "rsa3072"], { maxBuffer: 1 << 20 });
+  const m = /rsa 3072 bits\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)/.exec(stdout);
+  if (!m) throw new Error(`could not read openssl speed output:\n${stdout}`);
+  return Number(m[1]);
 }
 
 async function main(): Promise<void> {
@@ -258,6 +273,28 @@ async function main(): Promise<void> {
         ` load generator ${((renewClient.user + renewClient.system) / 1e6 / renew.seconds).toFixed(2)} cores`,
     );
   }
+  // The legacy label: the same path, signed by the RSA-3072 issuing CA (P-256 device keys,
+  // so that the figure is the CA's signature, not the load generator's RSA key generation).
+  let legacy: { rate: number; ok: number; errors: number } | undefined;
+  if (opts.legacyDuration > 0) {
+    const n = Math.ceil(opts.legacyDuration * 1000);
+    const legacyTokens = await createTokens(dataDir, n, "legacy-", "legacy");
+    const legacyJobs: Job[] = legacyTokens.map((tk) => ({ headers: basic(tk), body: makeRequest(tk.deviceId).body }));
+    const rsaSign = await opensslRsaSign(opts.opensslSeconds);
+    const legacyCpu0 = cpuSeconds(server.pid as number);
+    const legacyRun = await runLoad(legacyJobs, {
+      url: `${url}/.well-known/est/legacy/simpleenroll`,
+      ca,
+      concurrency: opts.concurrency,
+      seconds: opts.legacyDuration,
+    });
+    legacy = summarize(`measured  simpleenroll at /legacy (RSA-3072 CA, concurrency ${opts.concurrency})`, legacyRun);
+    if (legacyRun.started >= legacyJobs.length) say("  ran out of prepared legacy requests: lower --legacy-duration");
+    say(
+      `  server ${((cpuSeconds(server.pid as number) - legacyCpu0) / legacyRun.seconds).toFixed(2)} cores;` +
+        ` openssl speed rsa3072 sign ${rsaSign.toFixed(0)}/s on one core (ratio ${(legacy.rate / rsaSign).toFixed(2)})`,
+    );
+  }
   const peakRss = peakRssMiB(server.pid as number);
   server.kill("SIGTERM");
   await exited;
@@ -282,7 +319,7 @@ async function main(): Promise<void> {
   for (const der of issued.values()) {
     if (!fingerprints.has(createHash("sha256").update(der).digest("hex"))) unrecorded++;
   }
-  const tokenOk = issued.size + raceOk;
+  const tokenOk = issued.size + raceOk + (legacy?.ok ?? 0);
   const checks = [
     [`serials unique (${distinctSerials} of ${certs})`, distinctSerials === certs],
     [`token enrollments answered 200 = certificates recorded (${tokenOk} = ${tokenCerts})`, tokenOk === tokenCerts],
@@ -297,7 +334,8 @@ async function main(): Promise<void> {
   say(`server peak RSS over the whole run: ${peakRss.toFixed(0)} MiB · log: ${opts.keep ? logFile : "(removed)"}`);
   say(
     `RESULT enroll ${enrolled.rate.toFixed(0)}/s errors ${enrolled.errors} ratio ${(enrolled.rate / pairRate).toFixed(3)}` +
-      (reenroll ? ` · reenroll ${reenroll.rate.toFixed(0)}/s errors ${reenroll.errors}` : ""),
+      (reenroll ? ` · reenroll ${reenroll.rate.toFixed(0)}/s errors ${reenroll.errors}` : "") +
+      (legacy ? ` · legacy ${legacy.rate.toFixed(0)}/s errors ${legacy.errors}` : ""),
   );
   if (!opts.keep) await rm(work, { recursive: true, force: true });
   else say(`data directory kept: ${dataDir}`);

@@ -45,7 +45,12 @@ export async function waitReady(url: string, ca: string, exited: () => boolean):
   throw new Error(`the server did not answer ${url} within 20 s`);
 }
 
-export async function createTokens(dataDir: string, count: number, prefix = "bench-"): Promise<Token[]> {
+export async function createTokens(
+  dataDir: string,
+  count: number,
+  prefix = "bench-",
+  profile = "device",
+): Promise<Token[]> {
   const out: Token[] = [];
   for (let start = 1; start <= count; start += 100_000) {
     const n = Math.min(100_000, count - start + 1);
@@ -56,6 +61,8 @@ export async function createTokens(dataDir: string, count: number, prefix = "ben
         prefix,
         "--ttl",
         "2h",
+        "--profile",
+        profile,
         "--json",
       ]),
       { maxBuffer: 256 << 20 },

@@ -34,6 +34,8 @@ export interface IssueInput {
   bootstrapTokenId?: string | null;
   /** DNS names and IP addresses an operator declared for the device. */
   names?: DeclaredNames | null;
+  /** Seconds, when an operator asked for less than the profile's validity (its maximum). */
+  validity?: number;
 }
 
 /**
@@ -157,7 +159,7 @@ export async function issueDeviceCertificate(
   const { profile } = input;
   const second = Math.floor(now.getTime() / 1000) * 1000;
   const notBefore = new Date(second - profile.backdate * 1000);
-  const notAfter = new Date(second + profile.validity * 1000);
+  const notAfter = new Date(second + Math.min(input.validity ?? profile.validity, profile.validity) * 1000);
   const serial = randomSerial(deps.crypto);
   const ca = caFor(deps, profile);
   const der = await templateFor(deps, profile, input.key).build(

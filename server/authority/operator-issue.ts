@@ -1,3 +1,4 @@
+import { formatDuration } from "../config/duration.ts";
 import type { Profile } from "../config/schema.ts";
 import { describeKey, type KeyDescription } from "../pki/keys.ts";
 import type { DeclaredNames, DeviceRecord, Write } from "../ports/storage.ts";
@@ -22,9 +23,9 @@ import { declareNames } from "./policy/names.ts";
 export async function signForDevice(
   deps: AuthorityDeps,
   actor: Actor,
-  req: { deviceId: string; profile: string; csr: Uint8Array; names?: NamesInput },
+  req: { deviceId: string; profile: string; csr: Uint8Array } & IssueOptions,
 ): Promise<Issued> {
-  const target = await checkTarget(deps, actor, req.deviceId, req.profile, req.names);
+  const target = await checkTarget(deps, actor, req.deviceId, req.profile, req);
   const csr = await checkCsr(deps, req.csr, req.deviceId, target.profile, true, target.names);
   return issueFor(deps, actor, target, csr, "certificate.sign", {});
 }
@@ -37,9 +38,9 @@ export async function signForDevice(
 export async function issueWithGeneratedKey(
   deps: AuthorityDeps,
   actor: Actor,
-  req: { deviceId: string; profile: string; names?: NamesInput },
+  req: { deviceId: string; profile: string } & IssueOptions,
 ): Promise<Issued & { privateKey: Uint8Array }> {
-  const target = await checkTarget(deps, actor, req.deviceId, req.profile, req.names);
+  const target = await checkTarget(deps, actor, req.deviceId, req.profile, req);
   if (!target.profile.serverKeygen) {
     throw forbidden(
       "serverkeygen_not_allowed",
@@ -62,11 +63,19 @@ export interface NamesInput {
   ip?: string[];
 }
 
+/** What an operator may set on an issuance besides the profile. */
+export interface IssueOptions {
+  names?: NamesInput;
+  /** Seconds: a shorter life than the profile's validity, which is the maximum. */
+  validity?: number;
+}
+
 interface Target {
   profile: Profile;
   existing: DeviceRecord | undefined;
   deviceId: string;
   names: DeclaredNames | null;
+  validity: number | undefined;
 }
 
 async function checkTarget(
@@ -74,7 +83,7 @@ async function checkTarget(
   actor: Actor,
   deviceId: string,
   profileName: string,
-  namesInput: NamesInput | undefined,
+  options: IssueOptions,
 ): Promise<Target> {
   requireRole(actor, "operator");
   if (!isValidDeviceId(deviceId)) throw badRequest("bad_device_id", `device ids are ${DEVICE_ID_RULE}`);
@@ -87,14 +96,20 @@ async function checkTarget(
   if (existing && existing.status === "active" && existing.profile !== profile.name) {
     throw conflict("wrong_profile", `device ${deviceId} holds a ${existing.profile} certificate`);
   }
-  const declared = namesInput ? declareNames(namesInput, deps.config.limits.maxRequestedNames) : undefined;
-  return { profile, existing, deviceId, names: declared ?? existing?.names ?? null };
+  if (options.validity !== undefined && !(options.validity >= 60 && options.validity <= profile.validity)) {
+    throw badRequest(
+      "validity_out_of_range",
+      `validity must be between 1m and the profile's ${formatDuration(profile.validity)}`,
+    );
+  }
+  const declared = options.names ? declareNames(options.names, deps.config.limits.maxRequestedNames) : undefined;
+  return { profile, existing, deviceId, names: declared ?? existing?.names ?? null, validity: options.validity };
 }
 
 async function issueFor(
   deps: AuthorityDeps,
   actor: Actor,
-  { profile, existing, deviceId, names }: Target,
+  { profile, existing, deviceId, names, validity }: Target,
   key: { spki: Uint8Array; key: KeyDescription; keyFingerprint: string },
   action: string,
   detail: Record<string, boolean>,
@@ -108,6 +123,7 @@ async function issueFor(
     method: "operator",
     replacesSerial: existing?.currentSerial ?? null,
     names,
+    ...(validity !== undefined ? { validity } : {}),
   });
   const now = record.issuedAt;
   const writes: Write[] = [

@@ -170,9 +170,19 @@ export interface FleetClient {
   auditFleet(o: FleetAuditInput): Promise<FleetAuditView>;
   setMetadata(id: string, change: { owner?: string | null; location?: string | null }): Promise<MetadataView>;
   /** An operator signs an appliance's CSR (PEM or base64 DER). */
-  signCsr(deviceId: string, profile: string, csr: string, names?: NamesInput): Promise<SignedView>;
+  /** `validity`: a duration such as 90d, at most the profile's. */
+  signCsr(
+    deviceId: string,
+    profile: string,
+    csr: string,
+    o?: { names?: NamesInput; validity?: string },
+  ): Promise<SignedView>;
   /** An operator has the server make the appliance's key: the certificate and the key (PKCS#8 PEM). */
-  issueWithKey(deviceId: string, profile: string, names?: NamesInput): Promise<SignedView & { privateKey: string }>;
+  issueWithKey(
+    deviceId: string,
+    profile: string,
+    o?: { names?: NamesInput; validity?: string },
+  ): Promise<SignedView & { privateKey: string }>;
   /** One page of the expiring-certificates report (`within`: a duration such as 30d). */
   expiring(q: { within: string; cursor?: string; limit?: number }): Promise<PageView<ExpiringView>>;
   close(): Promise<void>;
@@ -191,6 +201,11 @@ function signedView(issuer: AuthorityDeps, issued: Issued, profile: string): Sig
 }
 
 const seconds = (d: string | undefined) => (d === undefined ? undefined : parseDuration(d));
+
+/** The options that were given, for a JSON body. */
+function definedOf(o: Record<string, unknown> | undefined): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined));
+}
 
 /** The core's verbs on a data directory, acting as `cli` (an admin). */
 export function localFleet(dataDir: string): FleetClient {
@@ -284,17 +299,28 @@ export function localFleet(dataDir: string): FleetClient {
       ),
     setMetadata: async (id, change) => metadataView(await setDeviceMetadata(deps, CLI_ACTOR, id, change)),
     // Signing needs the CA key: opened for this command only (the passphrase as for serve).
-    signCsr: (deviceId, profile, csr, names) =>
+    signCsr: (deviceId, profile, csr, o) =>
       withIssuer(dataDir, process.env, async (issuer) =>
         signedView(
           issuer,
-          await signForDevice(issuer, CLI_ACTOR, { deviceId, profile, csr: decodeCsrText(csr), names }),
+          await signForDevice(issuer, CLI_ACTOR, {
+            deviceId,
+            profile,
+            csr: decodeCsrText(csr),
+            names: o?.names,
+            validity: seconds(o?.validity),
+          }),
           profile,
         ),
       ),
-    issueWithKey: (deviceId, profile, names) =>
+    issueWithKey: (deviceId, profile, o) =>
       withIssuer(dataDir, process.env, async (issuer) => {
-        const issued = await issueWithGeneratedKey(issuer, CLI_ACTOR, { deviceId, profile, names });
+        const issued = await issueWithGeneratedKey(issuer, CLI_ACTOR, {
+          deviceId,
+          profile,
+          names: o?.names,
+          validity: seconds(o?.validity),
+        });
         return { ...signedView(issuer, issued, profile), privateKey: toPem("PRIVATE KEY", issued.privateKey) };
       }),
     expiring: async (q) =>
@@ -418,10 +444,9 @@ export function remoteFleet(o: RemoteOptions): FleetClient {
     showCommand: (opId) => call("GET", `commands/${id(opId)}`),
     auditFleet: (o) => call("POST", "fleet/audit", o),
     setMetadata: (d, change) => call("POST", `devices/${id(d)}/metadata`, change),
-    signCsr: (d, profile, csr, names) =>
-      call("POST", `devices/${id(d)}/certificates`, { profile, csr, ...(names ? { names } : {}) }),
-    issueWithKey: (d, profile, names) =>
-      call("POST", `devices/${id(d)}/certificates`, { profile, generateKey: true, ...(names ? { names } : {}) }),
+    signCsr: (d, profile, csr, o) => call("POST", `devices/${id(d)}/certificates`, { profile, csr, ...definedOf(o) }),
+    issueWithKey: (d, profile, o) =>
+      call("POST", `devices/${id(d)}/certificates`, { profile, generateKey: true, ...definedOf(o) }),
     expiring: (q) => call("GET", `reports/expiring${query(q)}`),
     close: async () => undefined,
   };

@@ -476,11 +476,15 @@ fleetCommand(legacy, "sign")
   .requiredOption("--profile <name>", "profile to issue under")
   .option("--dns <name>", "declare a DNS name for the device (repeatable; replaces its declared names)", collect, [])
   .option("--ip <address>", "declare an IP address for the device (repeatable)", collect, [])
+  .option("--validity <duration>", "a shorter life than the profile's validity (its maximum), e.g. 90d", durationText)
   .option("--out <file>", "write the certificate and its chain (PEM) here instead of stdout")
   .option("--json", "one JSON object")
   .action((opts) =>
     withFleet(opts, async (fleet) => {
-      const r = await fleet.signCsr(opts.device, opts.profile, readFileSync(opts.csr, "latin1"), declaredNamesOf(opts));
+      const r = await fleet.signCsr(opts.device, opts.profile, readFileSync(opts.csr, "latin1"), {
+        names: declaredNamesOf(opts),
+        validity: opts.validity,
+      });
       if (opts.out) writeFileSync(opts.out, r.certificate + r.chain, { mode: 0o644 });
       if (opts.json) printObject(r, true);
       else if (opts.out) process.stdout.write(`${r.deviceId}: serial ${r.serial} until ${r.notAfter} → ${opts.out}\n`);
@@ -497,6 +501,7 @@ fleetCommand(legacy, "issue")
   .requiredOption("--out <file>", "the .p12 file to write (mode 0600)")
   .option("--dns <name>", "declare a DNS name for the device (repeatable; replaces its declared names)", collect, [])
   .option("--ip <address>", "declare an IP address for the device (repeatable)", collect, [])
+  .option("--validity <duration>", "a shorter life than the profile's validity (its maximum), e.g. 90d", durationText)
   .option("--password-file <file>", "the PKCS#12 password (else asked for on the terminal)")
   .option(
     "--legacy-encryption",
@@ -509,7 +514,10 @@ fleetCommand(legacy, "issue")
         ? readFileSync(opts.passwordFile, "utf8").replace(/\r?\n$/, "")
         : await askPassword("PKCS#12 password: ");
       if (password.length < 8) throw new Error("the PKCS#12 password must be at least 8 characters");
-      const r = await fleet.issueWithKey(opts.device, opts.profile, declaredNamesOf(opts));
+      const r = await fleet.issueWithKey(opts.device, opts.profile, {
+        names: declaredNamesOf(opts),
+        validity: opts.validity,
+      });
       const p12 = buildPkcs12({
         pkcs8: pemBlocks(r.privateKey, "PRIVATE KEY")[0] as Uint8Array,
         certificates: [...pemBlocks(r.certificate, "CERTIFICATE"), ...pemBlocks(r.chain, "CERTIFICATE")],

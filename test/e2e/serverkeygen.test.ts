@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   addProfiles,
   createToken,
+  curl,
+  edgeid,
   estPost,
   expectDeniedAudit,
   type HttpResponse,
@@ -20,6 +22,7 @@ import {
   openssl,
   pkcs7ToPem,
   removeDir,
+  run,
   showDevice,
   startServer,
   type TestServer,
@@ -111,6 +114,46 @@ describe("serverkeygen", () => {
       /Private-Key: \(2048 bit/,
     );
   });
+
+  it("at init's legacy label: an RSA key and a certificate of the RSA hierarchy, over RSA-only TLS", async () => {
+    const rsaRoot = join(work, "rsa-root.pem");
+    await writeFile(rsaRoot, (await edgeid(["ca", "export", "--rsa", "--data", dataDir])).stdout);
+    const { token } = await createToken(dataDir, "plc-keyless", { profile: "legacy" });
+    const csr = await makeCsrNewKeyP256(work, "plc-keyless");
+    const r = await curl(work, `${server.est}/legacy/serverkeygen`, {
+      method: "POST",
+      body: csr.base64,
+      contentType: "application/pkcs10",
+      basic: { user: "plc-keyless", password: token },
+      cacert: rsaRoot,
+      extraArgs: ["--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"],
+    });
+    expect(r.status, r.text).toBe(200);
+    const [key, certs] = parts(r);
+    const keyDer = join(work, "plc-keyless.key.der");
+    await writeFile(keyDer, key?.der as Buffer, { mode: 0o600 });
+    const keyPem = join(work, "plc-keyless.key.pem");
+    await openssl(["pkey", "-inform", "DER", "-in", keyDer, "-out", keyPem]);
+    expect((await openssl(["pkey", "-in", keyPem, "-noout", "-text"])).stdout).toMatch(/Private-Key: \(2048 bit/);
+    expect(certs?.type).toBe("application/pkcs7-mime; smime-type=certs-only");
+    // In 64-column lines, as `openssl base64 -d` wants them.
+    const [pem] = await pkcs7ToPem(work, (certs as { der: Buffer }).der.toString("base64").replace(/.{64}/g, "$&\n"));
+    const cert = await writePem(work, "plc-keyless.pem", pem as string);
+    expect(await x509PublicKey(cert)).toBe(await keyPublicKey(keyPem));
+    const chain = await estGetRsa(rsaRoot);
+    const v = await run("openssl", ["verify", "-CAfile", rsaRoot, "-untrusted", chain, cert]);
+    expect(v.stdout.trim(), v.stderr).toBe(`${cert}: OK`);
+  });
+
+  /** The legacy label's /cacerts (the RSA issuing CA first), fetched over RSA-only TLS. */
+  async function estGetRsa(rsaRoot: string): Promise<string> {
+    const r = await curl(work, `${server.est}/legacy/cacerts`, {
+      cacert: rsaRoot,
+      extraArgs: ["--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"],
+    });
+    expect(r.status).toBe(200);
+    return writePem(work, "rsa-chain.pem", await pkcs7ToPem(work, r.body));
+  }
 
   it("is refused where the profile does not allow it, and the token stays unused", async () => {
     const { token } = await createToken(dataDir, "plain-01");

@@ -9,6 +9,7 @@ import * as pkijs from "pkijs";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Actor } from "../../server/authority/actor.ts";
 import { checkIssuers } from "../../server/authority/deps.ts";
+import { signForDevice } from "../../server/authority/operator-issue.ts";
 import { revokeCertificate, revokeDevice } from "../../server/authority/revoke.ts";
 import { type ConfigInput, parseConfig } from "../../server/config/schema.ts";
 import { deviceView } from "../../server/frontends/operator-api/views.ts";
@@ -171,6 +172,28 @@ describe("the legacy profile and the RSA hierarchy", () => {
     // A serial asked about under the wrong issuer is not one of that CA's certificates.
     expect((await ocsp(h.ca.issuing.certificate, legacy.serial)).tag).toBe(2);
     expect((await ocsp(rsaCa.issuing.certificate, modern.serial)).tag).toBe(2);
+  });
+
+  it("lets an operator issue for less than the profile's validity, never more", async () => {
+    h = await harness({ config: CONFIG });
+    const csr = async () => makeCsr(await generateKeys("RSA-2048"));
+    const short = await signForDevice(h.deps, OPERATOR, {
+      deviceId: "ups-1",
+      profile: "legacy",
+      csr: await csr(),
+      validity: 30 * 86400,
+      names: { dns: ["ups-1.example.org"] },
+    });
+    const cert = parseCert(short.certificate);
+    expect(cert.notAfter.getTime() - cert.notBefore.getTime()).toBe((30 * 86400 + 300) * 1000);
+    expect(sanOf(short.certificate)).toEqual(["url:spiffe://example.org/device/ups-1", "dns:ups-1.example.org"]);
+    for (const validity of [366 * 86400, 10]) {
+      const r = await refusal(
+        signForDevice(h.deps, OPERATOR, { deviceId: "ups-2", profile: "legacy", csr: await csr(), validity }),
+      );
+      expect(r.reason).toBe("validity_out_of_range");
+    }
+    expect(await h.storage.getDevice("ups-2")).toBeUndefined();
   });
 
   it("refuses a configuration whose profile names a CA the data directory lacks", async () => {

@@ -460,6 +460,9 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
               csr: z.string().min(1).max(16_384).optional(),
               generateKey: z.literal(true).optional(),
               names: NamesSchema.optional(),
+              validity: durationString
+                .optional()
+                .openapi({ description: "shorter than the profile's validity, which is the maximum" }),
             })
             .refine((b) => (b.csr === undefined) !== (b.generateKey === undefined), "give csr or generateKey: true"),
         ),
@@ -484,13 +487,15 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
     async (c) => {
       const b = c.req.valid("json");
       const deviceId = c.req.valid("param").id;
+      const validity = b.validity === undefined ? undefined : parseDuration(b.validity);
       const issued = b.generateKey
-        ? await issueWithGeneratedKey(core, actorOf(c), { deviceId, profile: b.profile, names: b.names })
+        ? await issueWithGeneratedKey(core, actorOf(c), { deviceId, profile: b.profile, names: b.names, validity })
         : await signForDevice(core, actorOf(c), {
             deviceId,
             profile: b.profile,
             csr: decodeCsrText(b.csr ?? ""),
             names: b.names,
+            validity,
           });
       const privateKey = "privateKey" in issued ? toPem("PRIVATE KEY", issued.privateKey as Uint8Array) : undefined;
       return c.json(
