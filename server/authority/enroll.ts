@@ -170,6 +170,8 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     });
   }
   if (token) writes.push({ kind: "redeemToken", tokenId: token.id, at: now, serial: record.serial });
+  // The quota again, inside the transaction: concurrent enrollments cannot both take the last place.
+  if (gateway) writes.push({ kind: "guardApplianceQuota", gatewayId: gateway.device.id, max: gateway.maxAppliances });
   if (idevid && bindIdevid) {
     writes.push({
       kind: "bindIdevid",
@@ -202,6 +204,12 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
   } catch (err) {
     if (err instanceof StorageConflictError && err.constraint.includes("bootstrap_token")) {
       throw unauthenticated("token_used", "bootstrap token has already been used; ask an operator for a new one");
+    }
+    if (err instanceof StorageConflictError && err.constraint === "appliance_quota" && gateway) {
+      throw forbidden(
+        "appliance_quota_exceeded",
+        `gateway ${gateway.device.id} holds the most appliances its profile allows (${gateway.maxAppliances}); revoke one first`,
+      );
     }
     if (err instanceof StorageConflictError && err.constraint.includes("idevid")) {
       throw forbidden("idevid_mismatch", "manufacturer certificate is already bound to another device");

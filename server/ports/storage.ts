@@ -319,6 +319,12 @@ export type Write =
   | { kind: "overwriteStatus"; deviceId: string; state: string; at: Date }
   /** Raises last-seen (an event, a command result, a connection). */
   | { kind: "touchDevice"; deviceId: string; at: Date }
+  /**
+   * Aborts the write set (StorageConflictError, constraint "appliance_quota") when the
+   * gateway holds more than `max` pending or active appliances, counted with the
+   * set's own writes: it goes after the appliance's upsertDevice.
+   */
+  | { kind: "guardApplianceQuota"; gatewayId: string; max: number }
   /** Appends an event unless the device already sent one with this id. */
   | { kind: "insertEvent"; event: Omit<DeviceEventRecord, "seq"> }
   | { kind: "insertCommand"; command: CommandRecord }
@@ -340,7 +346,7 @@ export type Write =
   /** An expiry alert was sent for this certificate and threshold (a repeat is ignored). */
   | { kind: "recordExpiryAlert"; serial: string; thresholdDays: number; deviceId: string; at: Date };
 
-/** Thrown by `apply` when a uniqueness constraint refused the write set. */
+/** Thrown by `apply` when a uniqueness constraint or a write guard refused the write set. */
 export class StorageConflictError extends Error {
   override name = "StorageConflictError";
   constructor(

@@ -357,6 +357,26 @@ describe("gateway-brokered enrollment", () => {
     );
   });
 
+  it("keeps the quota under concurrent enrollments: the count is checked again inside the transaction", async () => {
+    h = await harness({ config: CONFIG });
+    const gw = await gateway();
+    const csrs = await Promise.all(
+      ["p", "q", "r", "s", "t"].map(async (name) =>
+        makeCsr(await generateKeys("P-256"), { sans: [{ type: "url", value: applianceUri("gw-1", name) }] }),
+      ),
+    );
+    // All five pass the first count (nothing is written yet); only two may commit.
+    const results = await Promise.allSettled(
+      csrs.map((csr) => h.authority.enroll({ label: "appliance", csr, peer: peer([gw.certificate]) })),
+    );
+    expect(results.filter((r) => r.status === "fulfilled").length).toBe(2);
+    for (const r of results.filter((x) => x.status === "rejected")) {
+      expect((r as PromiseRejectedResult).reason.reason).toBe("appliance_quota_exceeded");
+    }
+    expect(await h.storage.countAppliances("gw-1")).toBe(2);
+    expect((await h.storage.listDevices({ gateway: "gw-1", limit: 10 })).length).toBe(2);
+  });
+
   it("refuses a revoked gateway, and revokes its appliances with it when the operator cascades", async () => {
     h = await harness({ config: CONFIG });
     const gw1 = await gateway("gw-1");

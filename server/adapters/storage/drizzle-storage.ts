@@ -766,11 +766,11 @@ function toBuffer(bytes: Uint8Array): Buffer {
   return bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Maps a driver's UNIQUE/PRIMARY KEY violation to the port's conflict error. */
+/** Maps a driver's UNIQUE/PRIMARY KEY violation, or a write guard's CHECK, to the port's conflict error. */
 export function asConflict(err: unknown): StorageConflictError | undefined {
   for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
     const message = String((e as { message?: unknown }).message ?? "");
-    const m = /UNIQUE constraint failed: ([\w.]+)/.exec(message);
+    const m = /(?:UNIQUE|CHECK) constraint failed: ([\w.]+)/.exec(message);
     if (m) return new StorageConflictError(message, m[1] as string);
   }
   return undefined;
@@ -794,6 +794,17 @@ const REVOKED_CERTIFICATES_TO_FEED = `INSERT INTO revocations (serial, issuer, d
  * number of certificates already revoked.
  */
 const RAW: Partial<Record<Write["kind"], Template[]>> = {
+  // The CHECK on write_guards fails (and the transaction with it) when the count is over.
+  guardApplianceQuota: [
+    raw(
+      `INSERT INTO write_guards (name, ok) SELECT 'appliance_quota', count(*) <= ? FROM devices
+       WHERE id > ? AND id < ? AND status IN ('active', 'pending')`,
+      "max",
+      "from",
+      "to",
+    ),
+    raw("DELETE FROM write_guards"),
+  ],
   revokeDevice: [
     raw(
       `${REVOKED_CERTIFICATES_TO_FEED} WHERE device_id = ? AND status = 'valid' AND not_after > ?`,
@@ -1015,6 +1026,8 @@ function writeValues(w: Write): Record<string, unknown> {
       return { deviceId: w.deviceId, state: w.state, at: w.at.getTime() };
     case "touchDevice":
       return { deviceId: w.deviceId, at: w.at.getTime() };
+    case "guardApplianceQuota":
+      return { from: `${w.gatewayId}~`, to: `${w.gatewayId}~\x7f`, max: w.max };
     case "insertEvent":
       return toDriver(deviceEvents, w.event);
     case "insertCommand":

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { blob, check, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import type { DeclaredNames } from "../../ports/storage.ts";
 
 /** Times are integer milliseconds since the epoch (UTC). */
@@ -297,6 +297,22 @@ export const expiryAlerts = sqliteTable(
   (t) => [primaryKey({ columns: [t.serial, t.thresholdDays] })],
 );
 
+/**
+ * Conditions checked inside a write set: a guard row is inserted with ok = 1 only if
+ * its condition holds, and deleted again in the same transaction, so the table stays
+ * empty. A CHECK failure aborts the whole write set (e.g. a gateway's appliance quota,
+ * counted after the new appliance was written, so concurrent enrollments cannot both
+ * take the last place).
+ */
+export const writeGuards = sqliteTable(
+  "write_guards",
+  {
+    name: text("name").notNull(),
+    ok: integer("ok").notNull(),
+  },
+  (t) => [check("appliance_quota", sql`${t.name} <> 'appliance_quota' OR ${t.ok} = 1`)],
+);
+
 export const schema = {
   devices,
   certificates,
@@ -313,6 +329,7 @@ export const schema = {
   mqttSessions,
   deviceMetadata,
   expiryAlerts,
+  writeGuards,
 };
 
 export { sql };
