@@ -102,6 +102,9 @@ export function printDevice(d: z.infer<typeof DeviceDetailSchema>, json: boolean
       `current   ${dash(d.currentSerial)} (expires ${dash(d.currentNotAfter)})\nenrolled  ${dash(d.lastEnrolledAt)}\n` +
       `owner     ${dash(d.owner)}\nlocation  ${dash(d.location)}\n`,
   );
+  if (d.names)
+    out(`names     ${[...d.names.dns.map((n) => `DNS:${n}`), ...d.names.ip.map((n) => `IP:${n}`)].join(", ")}\n`);
+  if (d.broker) out(`broker    gateway ${d.broker.gateway} (appliance ${d.broker.name})\n`);
   if (d.idevid) out(`idevid    ${d.idevid.subject}${d.idevid.revokedAt ? " (revoked)" : ""}\n`);
   const r = d.reported;
   if (r) {

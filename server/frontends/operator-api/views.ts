@@ -114,6 +114,8 @@ export const TokenSchema = z
     usedAt: time,
     usedSerial: z.string().nullable(),
     revokedAt: time,
+    /** Names declared with the token; the device's certificates carry them once it enrolls with it. */
+    names: z.object({ dns: z.array(z.string()), ip: z.array(z.string()) }).optional(),
   })
   .openapi("Token", { description: "A bootstrap token without its secret (only a hash is stored)." });
 
@@ -136,6 +138,7 @@ export function tokenView(t: TokenRecord, now: Date): z.infer<typeof TokenSchema
     usedAt: iso(t.usedAt),
     usedSerial: t.usedSerial,
     revokedAt: iso(t.revokedAt),
+    ...(t.names ? { names: t.names } : {}),
   };
 }
 
