@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   addProfiles,
   curl,
+  EDGEID_BIN,
   edgeid,
   expectDeniedAudit,
   expectOneLineError,
@@ -349,5 +350,37 @@ describe("gateway-brokered enrollment (openssl + curl)", () => {
     // And the revoked gateway can enroll nothing more.
     const again = await brokered(await applianceCsr("cam-4", "spiffe://example.org/gateway/gw-9/appliance/cam-4"));
     expectOneLineError(again, 403);
+  });
+});
+
+describe("a data directory made before the RSA hierarchy existed", () => {
+  it("refuses to serve profiles of the RSA CA until `edgeid ca add-rsa` creates it", async () => {
+    const older = await makeWorkDir("edgeid-hybrid-upgrade-");
+    try {
+      const dir = (await initDataDir(older, "example.org")).dataDir;
+      // What an earlier release left: no RSA root, issuing CA or RSA listener certificate.
+      await run("sh", ["-c", `rm ${dir}/ca/*rsa* ${dir}/tls/server-rsa.*`]);
+      const refused = await run(process.execPath, [EDGEID_BIN, "serve", "--data", dir, "--listen", "127.0.0.1:0"]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain("profile legacy is issued by issuing-rsa");
+      expect(refused.stderr).toContain("edgeid ca add-rsa");
+      const added = await edgeid(["ca", "add-rsa", "--data", dir]);
+      expect(added.stdout).toContain("issuing-rsa.pem");
+      const root = join(older, "rsa-root.pem");
+      await writeFile(root, (await edgeid(["ca", "export", "--rsa", "--data", dir])).stdout);
+      expect(await x509Text(root)).toContain("Subject: O = example.org, CN = edgeid Root CA RSA");
+      expect((await run(process.execPath, [EDGEID_BIN, "ca", "add-rsa", "--data", dir])).stderr).toContain(
+        "already exists",
+      );
+      const s = await startServer(dir, older, 0, { mqtt: "off" });
+      try {
+        const r = await curl(older, `${s.est}/legacy/cacerts`, { cacert: root, extraArgs: RSA_ONLY });
+        expect(r.status).toBe(200);
+      } finally {
+        await s.stop();
+      }
+    } finally {
+      await removeDir(older);
+    }
   });
 });
