@@ -1,4 +1,4 @@
-import type { DeviceMetadata, DeviceRecord, DeviceStatusRecord } from "../ports/storage.ts";
+import type { DeviceMetadata, DeviceRecord, DeviceStatusRecord, Write } from "../ports/storage.ts";
 import { type Actor, requireRole } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
@@ -114,17 +114,19 @@ export interface ExpiryAlert {
   location: string | null;
 }
 
+/** Devices read per page when looking for due alerts: one page is a few milliseconds of reads. */
+const ALERT_PAGE = 250;
+
 /**
- * The alerts due now: for every profile with alert points, each active device whose
- * certificate has crossed one and has not been alerted for it. Only the tightest point
- * crossed is due (a server that was down across 30 d and 7 d sends the 7 d alert).
+ * The alerts due now, a page at a time: for every profile with alert points, each
+ * active device whose certificate has crossed one and has not been alerted for it.
+ * Only the tightest point crossed is due (a server that was down across 30 d and 7 d
+ * sends the 7 d alert). Pages let the caller send and record each batch and yield
+ * before reading on, so that alerts switched on over a large fleet do not hold the
+ * server up.
  */
-export async function dueExpiryAlerts(
-  deps: LifecycleDeps,
-  opts: { afterPage?: () => Promise<void> } = {},
-): Promise<ExpiryAlert[]> {
+export async function* dueExpiryAlertPages(deps: LifecycleDeps): AsyncGenerator<ExpiryAlert[]> {
   const now = deps.clock.now();
-  const due: ExpiryAlert[] = [];
   for (const profile of deps.profiles.values()) {
     if (profile.expiryAlerts.length === 0) continue;
     const points = [...profile.expiryAlerts].sort((a, b) => a - b);
@@ -137,8 +139,9 @@ export async function dueExpiryAlerts(
         profile: profile.name,
         expiringBefore,
         after,
-        limit: MAX_PAGE,
+        limit: ALERT_PAGE,
       });
+      const due: ExpiryAlert[] = [];
       for (const d of page) {
         if (!d.currentSerial || !d.currentNotAfter) continue;
         const left = (d.currentNotAfter.getTime() - now.getTime()) / 1000;
@@ -160,32 +163,43 @@ export async function dueExpiryAlerts(
           location: meta?.location ?? null,
         });
       }
+      if (due.length > 0) yield due;
       const last = page[page.length - 1];
-      if (!last || page.length < MAX_PAGE) break;
+      if (!last || page.length < ALERT_PAGE) break;
       after = { id: last.id, notAfter: last.currentNotAfter?.getTime() };
-      await opts.afterPage?.();
     }
   }
-  return due;
 }
 
-/** Records that an alert went out (it is not sent again for that certificate and point). */
-export async function markExpiryAlertSent(
+/** Every alert due now (see dueExpiryAlertPages). */
+export async function dueExpiryAlerts(deps: LifecycleDeps): Promise<ExpiryAlert[]> {
+  const all: ExpiryAlert[] = [];
+  for await (const page of dueExpiryAlertPages(deps)) all.push(...page);
+  return all;
+}
+
+/**
+ * Records that alerts went out (none is sent again for that certificate and point):
+ * one write set for a batch, each alert with its channels.
+ */
+export async function markExpiryAlertsSent(
   deps: Pick<AuthorityDeps, "storage" | "clock">,
-  a: ExpiryAlert,
-  channels: string[],
+  sent: { alert: ExpiryAlert; channels: string[] }[],
 ): Promise<void> {
+  if (sent.length === 0) return;
   const now = deps.clock.now();
-  await deps.storage.apply([
-    { kind: "recordExpiryAlert", serial: a.serial, thresholdDays: a.thresholdDays, deviceId: a.deviceId, at: now },
-    auditWrite({
-      at: now,
-      actor: "server",
-      action: "alert.expiry",
-      outcome: "success",
-      deviceId: a.deviceId,
-      serial: a.serial,
-      detail: { thresholdDays: a.thresholdDays, notAfter: a.notAfter.toISOString(), channels: channels.join(",") },
-    }),
-  ]);
+  await deps.storage.apply(
+    sent.flatMap(({ alert: a, channels }): Write[] => [
+      { kind: "recordExpiryAlert", serial: a.serial, thresholdDays: a.thresholdDays, deviceId: a.deviceId, at: now },
+      auditWrite({
+        at: now,
+        actor: "server",
+        action: "alert.expiry",
+        outcome: "success",
+        deviceId: a.deviceId,
+        serial: a.serial,
+        detail: { thresholdDays: a.thresholdDays, notAfter: a.notAfter.toISOString(), channels: channels.join(",") },
+      }),
+    ]),
+  );
 }

@@ -55,6 +55,8 @@ class CaCrl {
   building: Promise<void> | undefined;
   rebuildAgain = false;
   hashes: IssuerHashes | undefined;
+  /** New entries since the last build: a revocation re-signs this CA's CRL only. */
+  changed = false;
 
   constructor(readonly ca: IssuingCa) {}
 }
@@ -123,12 +125,13 @@ export class RevocationResponders {
     const found = await this.readFeed();
     if (found === 0) return;
     if (!this.scheduler) {
-      void this.rebuildCrls();
+      // Without timers (tests, one-shot tools) the CRL is rebuilt before this returns.
+      await this.rebuildChanged();
       return;
     }
     this.pendingRebuild ??= this.scheduler.after(CRL_COALESCE_MS, () => {
       this.pendingRebuild = undefined;
-      void this.rebuildCrls().catch(() => undefined);
+      void this.rebuildChanged().catch(() => undefined);
     });
   }
 
@@ -183,7 +186,10 @@ export class RevocationResponders {
 
   private add(r: RevocationEntry): void {
     this.ocspCache.delete(r.serial);
-    this.crls.get(r.issuer)?.entries.set(r.serial, {
+    const c = this.crls.get(r.issuer);
+    if (!c) return;
+    c.changed = true;
+    c.entries.set(r.serial, {
       der: encodeCrlEntry({ serial: r.serial, revokedAt: r.revokedAt, reason: r.reason }),
       notAfter: r.notAfter.getTime(),
     });
@@ -192,6 +198,11 @@ export class RevocationResponders {
   /** Builds and signs a new CRL of every CA. */
   async rebuildCrls(): Promise<void> {
     await Promise.all([...this.crls.values()].map((c) => this.rebuildCrl(c)));
+  }
+
+  /** Builds and signs the CRLs that gained entries since their last build. */
+  private async rebuildChanged(): Promise<void> {
+    await Promise.all([...this.crls.values()].filter((c) => c.changed).map((c) => this.rebuildCrl(c)));
   }
 
   /** Builds and signs a new CRL (single flight: a request during a build runs one more build after it). */
@@ -217,6 +228,7 @@ export class RevocationResponders {
     const started = performance.now();
     const { config, clock, storage } = this.deps;
     const ca = c.ca;
+    c.changed = false;
     const now = clock.now();
     const parts: Uint8Array[] = [];
     for (const [serial, e] of c.entries) {

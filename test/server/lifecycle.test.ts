@@ -176,6 +176,67 @@ describe("lifecycle controls", () => {
     ]);
   });
 
+  it("expiry alerts over many devices: all sent in one scan, a write set per page, none twice", async () => {
+    const link = new RecordingLink();
+    const loop = new FleetLoop({ deps: h.deps, link, maxMessageBytes: 4096, log: () => undefined, auditEveryMs: 0 });
+    // 600 appliances with certificates 20 days from expiry, written straight into storage.
+    const now = h.clock.now();
+    const notAfter = new Date(now.getTime() + 20 * DAY * 1000);
+    const writes = Array.from({ length: 600 }, (_, i) => {
+      const id = `bulk-${String(i).padStart(4, "0")}`;
+      const serial = (0x1000 + i).toString(16);
+      return [
+        {
+          kind: "upsertDevice" as const,
+          device: {
+            id,
+            profile: "appliance",
+            status: "active" as const,
+            createdAt: now,
+            updatedAt: now,
+            lastEnrolledAt: now,
+            currentSerial: serial,
+            currentNotAfter: notAfter,
+          },
+        },
+        {
+          kind: "insertCertificate" as const,
+          certificate: {
+            serial,
+            deviceId: id,
+            profile: "appliance",
+            issuer: "issuing-p256",
+            notBefore: now,
+            notAfter,
+            fingerprint: `f${serial}`,
+            keyFingerprint: `k${serial}`,
+            keyType: "P-256",
+            status: "valid" as const,
+            revokedAt: null,
+            revocationReason: null,
+            der: Uint8Array.of(0),
+            issuedAt: now,
+            method: "operator" as const,
+            replacesSerial: null,
+            bootstrapTokenId: null,
+          },
+        },
+      ];
+    });
+    await h.storage.apply(writes.flat());
+    const commits: number[] = [];
+    h.storage.observe((ws) => {
+      const recorded = ws.filter((w) => w.kind === "recordExpiryAlert").length;
+      if (recorded > 0) commits.push(recorded);
+    });
+    const sent = await loop.alerts();
+    expect(sent).toHaveLength(600);
+    expect(new Set(sent.map((a) => a.deviceId)).size).toBe(600);
+    expect(link.published).toHaveLength(600);
+    expect(commits).toEqual([250, 250, 100]);
+    expect(await loop.alerts()).toEqual([]);
+  });
+
   describe("webhook", () => {
     let server: Server;
     let url: string;

@@ -4,7 +4,7 @@ import { commandMessage } from "../../authority/commands.ts";
 import type { AuthorityDeps } from "../../authority/deps.ts";
 import { markRevokedStatus, recordCommandResult, recordEvent, recordStatus } from "../../authority/device-reports.ts";
 import { type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
-import { dueExpiryAlerts, type ExpiryAlert, markExpiryAlertSent } from "../../authority/lifecycle.ts";
+import { dueExpiryAlertPages, type ExpiryAlert, markExpiryAlertsSent } from "../../authority/lifecycle.ts";
 import type { Scheduler } from "../../authority/responders.ts";
 import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
 import type { RevocationEntry } from "../../ports/storage.ts";
@@ -293,39 +293,44 @@ export class FleetLoop {
    */
   async alerts(): Promise<ExpiryAlert[]> {
     const { deps, link } = this.o;
-    const due = await dueExpiryAlerts(deps, { afterPage: () => new Promise((r) => setTimeout(r, 0)) });
     const sent: ExpiryAlert[] = [];
-    for (const a of due) {
-      const event = {
-        v: 1,
-        id: a.id,
-        type: "certificate-expiring",
-        at: deps.clock.now().toISOString(),
-        deviceId: a.deviceId,
-        profile: a.profile,
-        serial: a.serial,
-        notAfter: a.notAfter.toISOString(),
-        thresholdDays: a.thresholdDays,
-        secondsLeft: a.secondsLeft,
-        owner: a.owner,
-        location: a.location,
-      };
-      const channels = ["mqtt"];
-      try {
-        await link.publish(FLEET_EVENTS, JSON.stringify(event), { retain: false });
-        if (this.o.notify) {
-          await this.o.notify(event);
-          channels.push("webhook");
+    for await (const page of dueExpiryAlertPages(deps)) {
+      const delivered: { alert: ExpiryAlert; channels: string[] }[] = [];
+      for (const a of page) {
+        const event = {
+          v: 1,
+          id: a.id,
+          type: "certificate-expiring",
+          at: deps.clock.now().toISOString(),
+          deviceId: a.deviceId,
+          profile: a.profile,
+          serial: a.serial,
+          notAfter: a.notAfter.toISOString(),
+          thresholdDays: a.thresholdDays,
+          secondsLeft: a.secondsLeft,
+          owner: a.owner,
+          location: a.location,
+        };
+        const channels = ["mqtt"];
+        try {
+          await link.publish(FLEET_EVENTS, JSON.stringify(event), { retain: false });
+          if (this.o.notify) {
+            await this.o.notify(event);
+            channels.push("webhook");
+          }
+        } catch (err) {
+          this.o.log("warn", "expiry alert not delivered; retried at the next scan", {
+            device: a.deviceId,
+            error: (err as Error).message,
+          });
+          continue;
         }
-      } catch (err) {
-        this.o.log("warn", "expiry alert not delivered; retried at the next scan", {
-          device: a.deviceId,
-          error: (err as Error).message,
-        });
-        continue;
+        delivered.push({ alert: a, channels });
       }
-      await markExpiryAlertSent(deps, a, channels);
-      sent.push(a);
+      // One write set per page; then the event loop serves others before the next page.
+      await markExpiryAlertsSent(deps, delivered);
+      sent.push(...delivered.map((d) => d.alert));
+      await new Promise((r) => setTimeout(r, 0));
     }
     return sent;
   }
