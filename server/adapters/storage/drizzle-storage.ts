@@ -95,12 +95,13 @@ export class DrizzleReaders {
 
   async listDevices(q: DeviceQuery): Promise<DeviceRecord[]> {
     const conds: (SQL | undefined)[] = [];
-    // By expiry, the (expiry, id) index must drive the query: `+column` keeps SQLite from
-    // choosing the status or profile index and sorting the whole match instead.
+    // By expiry, an index ending in (expiry, id) must drive the query: `+status` keeps
+    // SQLite from choosing the status index and sorting the whole match instead; with a
+    // profile, (profile, expiry, id) is that index.
     const byExpiry = q.expiringBefore !== undefined;
     if (q.gateway) conds.push(...applianceRange(q.gateway));
     if (q.status) conds.push(byExpiry ? sql`+${devices.status} = ${q.status}` : eq(devices.status, q.status));
-    if (q.profile) conds.push(byExpiry ? sql`+${devices.profile} = ${q.profile}` : eq(devices.profile, q.profile));
+    if (q.profile) conds.push(eq(devices.profile, q.profile));
     if (q.expiringBefore) {
       // Ordered by (expiry, id) on devices_not_after_id: a keyset page is one index range.
       conds.push(isNotNull(devices.currentNotAfter), lt(devices.currentNotAfter, q.expiringBefore));

@@ -24,6 +24,9 @@ export const devices = sqliteTable(
     index("devices_status_id").on(t.status, t.id),
     index("devices_profile_id").on(t.profile, t.id),
     index("devices_not_after_id").on(t.currentNotAfter, t.id),
+    // A profile's devices by expiry (fleet audit, expiry alerts): one range even for a
+    // profile with few or no devices, where the (expiry, id) index would be read whole.
+    index("devices_profile_not_after_id").on(t.profile, t.currentNotAfter, t.id),
   ],
 );
 

@@ -5,4 +5,5 @@ CREATE TABLE `write_guards` (
 );
 --> statement-breakpoint
 ALTER TABLE `bootstrap_tokens` ADD `names` text;--> statement-breakpoint
-ALTER TABLE `devices` ADD `names` text;
+ALTER TABLE `devices` ADD `names` text;--> statement-breakpoint
+CREATE INDEX `devices_profile_not_after_id` ON `devices` (`profile`,`current_not_after`,`id`);
