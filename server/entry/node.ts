@@ -1,5 +1,6 @@
 import "reflect-metadata";
 import { readFileSync } from "node:fs";
+import type { RequestListener } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
@@ -147,6 +148,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     ),
   });
   const server = createServer({ ...tlsFiles(), requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2" });
+  // The port is bound before the app exists (the URLs in certificates need it): until
+  // then a request gets 503 and Retry-After instead of waiting for an answer forever.
+  let handle: RequestListener | undefined;
+  server.on("request", (req, res) => {
+    if (handle) return handle(req, res);
+    res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "1", connection: "close" });
+    res.end("starting; retry in a second\n");
+  });
   // A long-running server renews its own listener certificate and swaps it in
   // without dropping connections.
   const renewal = setInterval(() => {
@@ -337,7 +346,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       error: (err, context) => log.error({ err, ...context }, "unhandled error"),
     },
   });
-  server.on("request", getRequestListener(app.fetch));
+  handle = getRequestListener(app.fetch);
   log.info(
     { url, mqtt: broker?.url, mqttExternal: external?.url, dataDir: paths.root, trustDomain: config.trustDomain },
     "listening",
