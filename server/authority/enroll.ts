@@ -16,6 +16,7 @@ import { sha256Hex } from "./digest.ts";
 import { forbidden, notFound, pending, unauthenticated } from "./errors.ts";
 import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
+import { namesDetail } from "./policy/names.ts";
 import { authorizeAppliance, type BrokeringGateway, brokeringGateway } from "./provisioners/gateway.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
 import { authenticateToken, type TokenCredentials } from "./provisioners/token.ts";
@@ -192,7 +193,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
         keyType: record.keyType,
         method: record.method,
         ...(generated ? { keyGeneratedByServer: true } : {}),
-        ...(names ? { names: [...names.dns, ...names.ip].join(",") } : {}),
+        ...namesDetail(names),
         ...(gateway ? { broker: gateway.device.id, brokerSerial: gateway.certificate.serial } : {}),
         notAfter: record.notAfter.toISOString(),
         ...(approved ? { requestId: approved.id, approvedBy: approved.decidedBy } : {}),

@@ -12,7 +12,7 @@ import { badRequest, conflict, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
 import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
-import { declareNames } from "./policy/names.ts";
+import { declareNames, namesDetail } from "./policy/names.ts";
 
 /**
  * An operator signs an appliance's CSR (appliances with no EST client: `edgeid legacy
@@ -140,7 +140,7 @@ async function issueFor(
         profile: profile.name,
         keyType: record.keyType,
         notAfter: record.notAfter.toISOString(),
-        ...(names ? { names: [...names.dns, ...names.ip].join(",") } : {}),
+        ...namesDetail(names),
         ...detail,
       },
     }),

@@ -5,7 +5,7 @@ import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { badRequest, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
-import { declareNames } from "./policy/names.ts";
+import { declareNames, namesDetail } from "./policy/names.ts";
 import { newTokenId, newTokenSecret } from "./provisioners/token.ts";
 
 export interface CreateTokensRequest {
@@ -115,7 +115,7 @@ export async function createTokens(
           tokenId,
           profile: profileName,
           expiresAt: expiresAt.toISOString(),
-          ...(names ? { names: [...names.dns, ...names.ip].join(",") } : {}),
+          ...namesDetail(names),
         },
       }),
     );

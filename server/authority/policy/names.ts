@@ -86,3 +86,8 @@ function printable(s: string): string {
   const clean = s.replace(/[^\x20-\x7e]/g, "?");
   return clean.length > 80 ? `${clean.slice(0, 77)}...` : clean;
 }
+
+/** Declared names as an audit detail field: `{ names: "a.example.org,10.0.0.1" }`, or nothing. */
+export function namesDetail(names: DeclaredNames | null | undefined): { names?: string } {
+  return names ? { names: [...names.dns, ...names.ip].join(",") } : {};
+}
