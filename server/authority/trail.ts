@@ -33,7 +33,8 @@ export async function findOwnCertificate(
   client: ClientIdentity | undefined,
 ): Promise<CertificateRecord | undefined> {
   const leaf = client?.chain[0];
-  return leaf ? deps.storage.getCertificateByFingerprint(await sha256Hex(deps.digest, leaf)) : undefined;
+  const fingerprint = leaf ? await sha256Hex(deps.digest, leaf) : client?.fingerprint;
+  return fingerprint ? deps.storage.getCertificateByFingerprint(fingerprint) : undefined;
 }
 
 export function noteToken(trail: RequestTrail, token: TokenRecord, creds: TokenCredentials): void {

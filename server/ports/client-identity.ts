@@ -5,8 +5,19 @@
  * CertificateVerify message); the chain is *not* trusted yet, the authority decides.
  */
 export interface ClientIdentity {
-  /** Leaf first, then any intermediates the client sent (DER). */
+  /** Leaf first, then any intermediates the client sent (DER); empty where the transport keeps them (Workers). */
   chain: Uint8Array[];
+  /**
+   * SHA-256 of the leaf, lowercase hex, where only that is known: Cloudflare terminates
+   * TLS and passes `request.cf.tlsClientAuth` (fingerprint, verification result), not
+   * the certificate. Our own certificates are found by it.
+   */
+  fingerprint?: string;
+  /**
+   * False when the transport saw a certificate but could not verify it against the
+   * CA configured for mutual TLS (Cloudflare's certVerified other than SUCCESS).
+   */
+  verified?: boolean;
 }
 
 export interface PeerInfo {

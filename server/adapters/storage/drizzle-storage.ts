@@ -653,6 +653,18 @@ export class DrizzleReaders {
     }));
   }
 
+  /**
+   * An audit record without its place in the hash chain, for a store that cannot
+   * compute SHA-256 in SQL (D1): its adapter seals the rows afterwards, in id order.
+   */
+  protected compileUnsealedAudit(w: Extract<Write, { kind: "audit" }>): CompiledWrite {
+    const values = writeValues(w);
+    return {
+      sql: "INSERT INTO audit_events (at, actor, action, outcome, device_id, serial, remote, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      params: AUDIT_FIELDS.map((f) => values[f]),
+    };
+  }
+
   private readonly templates = new Map<string, Template[]>();
 
   private writeTemplates(kind: Write["kind"]): Template[] {

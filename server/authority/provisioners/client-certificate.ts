@@ -16,10 +16,16 @@ export async function authenticateClientCertificate(
   client: ClientIdentity | undefined,
   trail: RequestTrail,
 ): Promise<{ certificate: CertificateRecord; device: DeviceRecord }> {
-  if (!client?.chain[0]) {
+  if (!client?.chain[0] && !client?.fingerprint) {
     throw forbidden(
       "client_certificate_missing",
       "simplereenroll needs the TLS client certificate that this CA issued",
+    );
+  }
+  if (client.verified === false) {
+    throw forbidden(
+      "client_certificate_unverified",
+      "the TLS terminator could not verify the client certificate against this CA",
     );
   }
   const certificate = await findOwnCertificate(deps, client);

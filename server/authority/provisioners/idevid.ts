@@ -39,6 +39,12 @@ export async function authenticateIdevid(
     );
   }
   const [leafDer, ...intermediates] = client.chain;
+  if (!leafDer && client.fingerprint) {
+    throw forbidden(
+      "idevid_unavailable",
+      "this deployment sees only client certificate fingerprints; enroll with a manufacturer certificate on a server that terminates TLS itself",
+    );
+  }
   if (!leafDer) throw unauthenticated("credentials_missing", "no client certificate");
   const now = deps.clock.now().getTime();
   let current: CertificateSummary;

@@ -1,0 +1,120 @@
+import type { Hono } from "hono";
+import { type D1Like, D1Storage } from "../adapters/storage/d1-storage.ts";
+import { WebCryptoEcdsaSigner } from "../adapters/webcrypto-signer.ts";
+import { workersPeer } from "../adapters/workers/peer.ts";
+import { createApp } from "../app.ts";
+import { Authority } from "../authority/authority.ts";
+import { type AuthorityDeps, checkIssuers, type IssuingCa } from "../authority/deps.ts";
+import { RevocationResponders } from "../authority/responders.ts";
+import { parseConfig, profilesOf } from "../config/schema.ts";
+import type { AppEnv } from "../frontends/env.ts";
+import { keyIdentifier, readCertificate } from "../pki/certificate.ts";
+import { parsePem, pemCertificates } from "../pki/pem.ts";
+import { webCryptoVerifier } from "../pki/verify.ts";
+import { systemClock } from "../ports/clock.ts";
+import { webCryptoDigest } from "../ports/digest.ts";
+
+/** The Worker's bindings (wrangler.toml): D1, vars and secrets. */
+export interface WorkerEnv {
+  DB: D1Like;
+  /** The configuration (edgeid.json's schema) as JSON text. */
+  EDGEID_CONFIG: string;
+  /** PEM: the P-256 issuing CA's certificate, then the chain up to the root. */
+  CA_CHAIN: string;
+  /** Secret (`wrangler secret put CA_KEY`): the issuing CA's PKCS#8 private key, PEM. */
+  CA_KEY: string;
+  /** Base of the CRL and OCSP URLs in certificates; default the request's origin. */
+  PUBLIC_URL?: string;
+}
+
+interface Built {
+  app: Hono<AppEnv>;
+  responders: RevocationResponders;
+}
+
+let built: { env: WorkerEnv; ready: Promise<Built> } | undefined;
+
+/** One JSON line per event: on Workers, console output is the log (Workers Logs, `wrangler tail`). */
+function log(entry: Record<string, unknown>): void {
+  // biome-ignore lint/suspicious/noConsole: console is the Workers runtime's log
+  console.log(JSON.stringify(entry));
+}
+
+/** The issuing CA from the bindings: its certificate chain (a var) and its key (a secret, imported non-extractable). */
+async function issuingCa(env: WorkerEnv): Promise<IssuingCa> {
+  const chain = pemCertificates(env.CA_CHAIN);
+  const certificate = chain[0];
+  if (!certificate) throw new Error("CA_CHAIN holds no certificate");
+  const keyDer = parsePem(env.CA_KEY).find((b) => b.label === "PRIVATE KEY")?.der;
+  if (!keyDer) throw new Error("CA_KEY holds no PKCS#8 private key");
+  const key = await crypto.subtle.importKey(
+    "pkcs8",
+    keyDer as BufferSource,
+    { name: "ECDSA", namedCurve: "P-256" },
+    false,
+    ["sign"],
+  );
+  const summary = readCertificate(certificate);
+  return {
+    name: "issuing-p256",
+    certificate,
+    subject: summary.subject,
+    keyId: await keyIdentifier(summary.spki, webCryptoDigest(crypto.subtle)),
+    signer: new WebCryptoEcdsaSigner(key, crypto.subtle),
+    chain,
+  };
+}
+
+async function build(env: WorkerEnv, origin: string): Promise<Built> {
+  const config = parseConfig(JSON.parse(env.EDGEID_CONFIG));
+  const ca = await issuingCa(env);
+  const cas = new Map([[ca.name, ca]]);
+  checkIssuers(config, cas);
+  const deps: AuthorityDeps = {
+    config,
+    profiles: profilesOf(config),
+    storage: new D1Storage(env.DB, crypto.subtle),
+    ca,
+    cas,
+    clock: systemClock,
+    crypto,
+    digest: webCryptoDigest(crypto.subtle),
+    verifier: webCryptoVerifier(crypto.subtle),
+    publicUrl: env.PUBLIC_URL ?? config.publicUrl ?? origin,
+    idevidAnchors: new Map(),
+  };
+  const responders = new RevocationResponders(deps);
+  deps.onRevocation = () => responders.revoked();
+  await responders.start();
+  const app = createApp({
+    authority: new Authority(deps),
+    responders,
+    peer: workersPeer,
+    logger: {
+      request: (entry) => log({ msg: "request", ...entry }),
+      error: (err, context) => log({ msg: "unhandled error", err: String(err), ...context }),
+    },
+  });
+  return { app, responders };
+}
+
+export default {
+  /**
+   * One app per isolate, built on the first request. Each request first looks for
+   * revocations committed by other isolates (one indexed read), so that OCSP and the CRL
+   * served here reflect them.
+   */
+  async fetch(request: Request, env: WorkerEnv, ctx: unknown): Promise<Response> {
+    if (built?.env !== env) built = { env, ready: build(env, new URL(request.url).origin) };
+    let b: Built;
+    try {
+      b = await built.ready;
+    } catch (err) {
+      built = undefined;
+      log({ msg: "start failed", err: String(err) });
+      return new Response("server misconfigured; see the Worker's log\n", { status: 500 });
+    }
+    await b.responders.tick();
+    return b.app.fetch(request, env, ctx as never);
+  },
+};

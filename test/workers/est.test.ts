@@ -1,0 +1,194 @@
+/**
+ * The Worker (server/entry/worker.ts) inside workerd with a local D1 database: EST
+ * enrollment with a token, re-enrollment with the identity Cloudflare passes in
+ * `request.cf.tlsClientAuth` (present, absent, unverified, unknown, revoked), a token
+ * used twice at once, OCSP and the CRL after a revocation, and the audit chain that the
+ * D1 adapter seals after each batch.
+ */
+import "reflect-metadata";
+import { applyD1Migrations, env, SELF } from "cloudflare:test";
+import * as x509 from "@peculiar/x509";
+import * as pkijs from "pkijs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { D1Storage } from "../../server/adapters/storage/d1-storage.ts";
+import { CLI_ACTOR } from "../../server/authority/actor.ts";
+import { verifyAuditChain } from "../../server/authority/audit-chain.ts";
+import { createTokens } from "../../server/authority/tokens.ts";
+import { parseConfig, profilesOf } from "../../server/config/schema.ts";
+import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
+import { issuerHashes } from "../../server/pki/ocsp.ts";
+import { id_sha1 } from "../../server/pki/oids.ts";
+import { pemCertificates } from "../../server/pki/pem.ts";
+import { systemClock } from "../../server/ports/clock.ts";
+import { webCryptoDigest } from "../../server/ports/digest.ts";
+
+const BASE = "https://edgeid.workers.example";
+const config = parseConfig(JSON.parse(env.EDGEID_CONFIG));
+const storage = new D1Storage(env.DB, crypto.subtle);
+const deps = {
+  storage,
+  clock: systemClock,
+  crypto,
+  digest: webCryptoDigest(crypto.subtle),
+  config,
+  profiles: profilesOf(config),
+};
+
+beforeAll(async () => {
+  await applyD1Migrations(env.DB, env.TEST_MIGRATIONS);
+});
+
+async function token(deviceId: string): Promise<string> {
+  const [t] = await createTokens(deps, { deviceIds: [deviceId], actor: "cli" });
+  return (t as { token: string }).token;
+}
+
+async function csr(cn: string): Promise<string> {
+  const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const keys = (await crypto.subtle.generateKey(alg, true, ["sign", "verify"])) as CryptoKeyPair;
+  const req = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${cn}`, keys, signingAlgorithm: alg });
+  return btoa(String.fromCharCode(...new Uint8Array(req.rawData)));
+}
+
+const basic = (user: string, password: string) => `Basic ${btoa(`${user}:${password}`)}`;
+
+async function enroll(deviceId: string, secret: string) {
+  return SELF.fetch(`${BASE}/.well-known/est/simpleenroll`, {
+    method: "POST",
+    headers: { "content-type": "application/pkcs10", authorization: basic(deviceId, secret) },
+    body: await csr(deviceId),
+  });
+}
+
+/** The certificate of a certs-only PKCS#7 EST answer (base64). */
+function certificateOf(body: string): x509.X509Certificate {
+  const der = Uint8Array.from(atob(body.replace(/\s+/g, "")), (c) => c.charCodeAt(0));
+  const content = pkijs.ContentInfo.fromBER(der);
+  const signed = new pkijs.SignedData({ schema: content.content });
+  const cert = signed.certificates?.[0] as pkijs.Certificate;
+  return new x509.X509Certificate(cert.toSchema().toBER(false));
+}
+
+const tlsClientAuth = (fingerprint: string, verified = "SUCCESS") => ({
+  tlsClientAuth: { certPresented: "1", certVerified: verified, certFingerprintSHA256: fingerprint },
+});
+
+async function reenroll(deviceId: string, cf?: Record<string, unknown>) {
+  return SELF.fetch(`${BASE}/.well-known/est/simplereenroll`, {
+    method: "POST",
+    headers: { "content-type": "application/pkcs10" },
+    body: await csr(deviceId),
+    ...(cf ? { cf } : {}),
+  });
+}
+
+async function fingerprintOf(cert: x509.X509Certificate): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", cert.rawData);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+describe("edgeid on Workers with D1", () => {
+  it("serves cacerts and enrolls with a token", async () => {
+    const cacerts = await SELF.fetch(`${BASE}/.well-known/est/cacerts`);
+    expect(cacerts.status).toBe(200);
+    expect(cacerts.headers.get("content-type")).toMatch(/^application\/pkcs7-mime/);
+    const r = await enroll("wk-1", await token("wk-1"));
+    expect(r.status, await r.clone().text()).toBe(200);
+    const cert = certificateOf(await r.text());
+    expect(cert.subject).toBe("CN=wk-1");
+    const san = cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON();
+    expect(san).toEqual([{ type: "url", value: "spiffe://workers.example/device/wk-1" }]);
+    const [issuing] = pemCertificates(env.CA_CHAIN);
+    expect(cert.issuer).toBe(new x509.X509Certificate(issuing as Uint8Array<ArrayBuffer>).subject);
+    expect((await storage.getDevice("wk-1"))?.status).toBe("active");
+    // The audit records of the batch were sealed into the hash chain.
+    const chain = await verifyAuditChain(deps, CLI_ACTOR);
+    expect(chain.ok).toBe(true);
+    expect(chain.records).toBeGreaterThanOrEqual(2);
+  });
+
+  it("accepts a token used twice at once exactly once", async () => {
+    const secret = await token("wk-race");
+    const answers = await Promise.all([
+      enroll("wk-race", secret),
+      enroll("wk-race", secret),
+      enroll("wk-race", secret),
+    ]);
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 401, 401]);
+    expect((await storage.listCertificates("wk-race")).length).toBe(1);
+  });
+
+  it("re-enrolls with the fingerprint Cloudflare passes, under the same rules as on Node", async () => {
+    const first = certificateOf(await (await enroll("wk-2", await token("wk-2"))).text());
+    const fp = await fingerprintOf(first);
+    const absent = await reenroll("wk-2");
+    expect(absent.status).toBe(403);
+    expect(await absent.text()).toMatch(/needs the TLS client certificate/);
+    const unverified = await reenroll("wk-2", tlsClientAuth(fp, "FAILED:self signed certificate"));
+    expect(unverified.status).toBe(403);
+    expect(await unverified.text()).toMatch(/could not verify the client certificate/);
+    const unknown = await reenroll("wk-2", tlsClientAuth("ab".repeat(32)));
+    expect(unknown.status).toBe(403);
+    expect(await unknown.text()).toMatch(/not issued by this CA/);
+    const renewed = await reenroll("wk-2", tlsClientAuth(fp));
+    expect(renewed.status, await renewed.clone().text()).toBe(200);
+    const second = certificateOf(await renewed.text());
+    expect(second.serialNumber).not.toBe(first.serialNumber);
+    // The replaced certificate may retry only while its successor stands; revoke the successor.
+    const revoke = await revokeCertificateDirect(second.serialNumber.toLowerCase().replace(/^00(?=[89a-f])/, ""));
+    expect(revoke).toBe(true);
+    const revoked = await reenroll("wk-2", tlsClientAuth(await fingerprintOf(second)));
+    expect(revoked.status).toBe(403);
+    expect(await revoked.text()).toMatch(/revoked/);
+  });
+
+  it("answers OCSP and serves the CRL with a revocation made elsewhere (another isolate, the CLI)", async () => {
+    const cert = certificateOf(await (await enroll("wk-3", await token("wk-3"))).text());
+    // The inventory's serial: the INTEGER's magnitude, without a sign byte.
+    const serial = cert.serialNumber.toLowerCase().replace(/^00(?=[89a-f])/, "");
+    expect(await ocspStatus(serial)).toBe(0);
+    await revokeCertificateDirect(serial);
+    expect(await ocspStatus(serial)).toBe(1);
+    const crl = await SELF.fetch(`${BASE}/pki/crl/issuing-p256.crl`);
+    expect(crl.status).toBe(200);
+    const parsed = new x509.X509Crl(await crl.arrayBuffer());
+    const [issuing] = pemCertificates(env.CA_CHAIN);
+    expect(
+      await parsed.verify({ publicKey: new x509.X509Certificate(issuing as Uint8Array<ArrayBuffer>).publicKey }),
+    ).toBe(true);
+    expect(parsed.entries.map((e) => e.serialNumber.toLowerCase().replace(/^00(?=[89a-f])/, ""))).toContain(serial);
+  });
+});
+
+/** A revocation committed straight to D1, as another isolate or the CLI would. */
+async function revokeCertificateDirect(serial: string): Promise<boolean> {
+  const { revokeCertificate } = await import("../../server/authority/revoke.ts");
+  const r = await revokeCertificate(deps as never, {
+    serial,
+    reason: "keyCompromise",
+    actor: { id: "operator:test", role: "operator" },
+  });
+  return r.status === "revoked";
+}
+
+/** certStatus tag of a one-CertID OCSP request over POST: 0 good, 1 revoked, 2 unknown. */
+async function ocspStatus(serialHex: string): Promise<number | undefined> {
+  const [issuing] = pemCertificates(env.CA_CHAIN);
+  const hashes = await issuerHashes(issuing as Uint8Array, webCryptoDigest(crypto.subtle));
+  const certId = sequence(
+    sequence(encodeOid(id_sha1), Uint8Array.of(TAG.NULL, 0)),
+    tlv(TAG.OCTET_STRING, hashes["SHA-1"].name),
+    tlv(TAG.OCTET_STRING, hashes["SHA-1"].key),
+    unsignedInteger(fromHex(serialHex)),
+  );
+  const r = await SELF.fetch(`${BASE}/pki/ocsp`, {
+    method: "POST",
+    headers: { "content-type": "application/ocsp-request" },
+    body: sequence(sequence(sequence(sequence(certId)))) as Uint8Array<ArrayBuffer>,
+  });
+  const outer = pkijs.OCSPResponse.fromBER(new Uint8Array(await r.arrayBuffer()));
+  const basicResponse = pkijs.BasicOCSPResponse.fromBER(
+    outer.responseBytes?.response.valueBlock.valueHexView as Uint8Array<ArrayBuffer>,
+  );
+  return basicResponse.tbsResponseData.responses[0]?.certStatus.idBlock.tagNumber;
+}
