@@ -16,6 +16,10 @@ import { toPem } from "../../server/pki/pem.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
+// Offline, always: no usage metrics, and the request.cf object is not fetched from Cloudflare.
+process.env.WRANGLER_SEND_METRICS ??= "false";
+process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
+
 async function testCa(): Promise<{ chain: string; key: string }> {
   const rootKey = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const issuingKey = generateKeyPairSync("ec", { namedCurve: "P-256" });
