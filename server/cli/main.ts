@@ -14,6 +14,7 @@ import {
   readConfig,
   resolvePassphrase,
 } from "../adapters/node/data-dir.ts";
+import { decryptPrivateKey } from "../adapters/node/encrypted-key.ts";
 import { writeMosquittoConfig, writeServiceIdentity } from "../adapters/node/mosquitto.ts";
 import { buildPkcs12 } from "../adapters/node/pkcs12.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
@@ -680,6 +681,39 @@ fleetCommand(audit, "fleet")
       if (opts.failOnFindings && report.findings.length > 0) process.exitCode = 2;
     }),
   );
+
+const worker = program.command("worker").description("the Cloudflare Workers deployment (wrangler.toml)");
+worker
+  .command("dev-vars")
+  .description(
+    "write the Worker's configuration and CA material for `npm run dev:worker` (.dev.vars): DEVELOPMENT ONLY, the CA keys are written decrypted",
+  )
+  .option("--data <dir>", "data directory", DEFAULT_DATA)
+  .option("--out <file>", "where to write them", ".dev.vars")
+  .action((opts) => {
+    const paths = dataPaths(opts.data);
+    const passphrase = resolvePassphrase(opts.data, process.env, false).passphrase;
+    const key = (file: string, what: string) =>
+      decryptPrivateKey(readFileSync(file, "utf8"), passphrase, what).export({
+        type: "pkcs8",
+        format: "pem",
+      }) as string;
+    const vars: Record<string, string> = {
+      EDGEID_CONFIG: JSON.stringify(readConfig(opts.data)),
+      CA_CHAIN: readFileSync(paths.issuingCert, "utf8") + readFileSync(paths.rootCert, "utf8"),
+      CA_KEY: key(paths.issuingKey, "issuing CA issuing-p256"),
+    };
+    if (existsSync(paths.rsaIssuingCert)) {
+      vars.CA_RSA_CHAIN = readFileSync(paths.rsaIssuingCert, "utf8") + readFileSync(paths.rsaRootCert, "utf8");
+      vars.CA_RSA_KEY = key(paths.rsaIssuingKey, "issuing CA issuing-rsa");
+    }
+    // dotenv: double-quoted values with \n escapes, which is what JSON string syntax gives.
+    const text = Object.entries(vars)
+      .map(([k, v]) => `${k}=${JSON.stringify(v)}\n`)
+      .join("");
+    writeFileSync(opts.out, text, { mode: 0o600 });
+    process.stderr.write(`wrote ${opts.out} (decrypted CA keys: development only; keep it out of version control)\n`);
+  });
 
 const mqtt = program.command("mqtt").description("the fleet loop's MQTT broker");
 mqtt

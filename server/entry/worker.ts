@@ -1,6 +1,6 @@
 import type { Hono } from "hono";
 import { type D1Like, D1Storage } from "../adapters/storage/d1-storage.ts";
-import { WebCryptoEcdsaSigner } from "../adapters/webcrypto-signer.ts";
+import { WebCryptoEcdsaSigner, WebCryptoRsaSigner } from "../adapters/webcrypto-signer.ts";
 import { workersPeer } from "../adapters/workers/peer.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
@@ -23,6 +23,9 @@ export interface WorkerEnv {
   CA_CHAIN: string;
   /** Secret (`wrangler secret put CA_KEY`): the issuing CA's PKCS#8 private key, PEM. */
   CA_KEY: string;
+  /** Optional, for profiles issued by the RSA hierarchy: its chain (PEM) and, as a secret, its key. */
+  CA_RSA_CHAIN?: string;
+  CA_RSA_KEY?: string;
   /** Base of the CRL and OCSP URLs in certificates; default the request's origin. */
   PUBLIC_URL?: string;
 }
@@ -40,35 +43,37 @@ function log(entry: Record<string, unknown>): void {
   console.log(JSON.stringify(entry));
 }
 
-/** The issuing CA from the bindings: its certificate chain (a var) and its key (a secret, imported non-extractable). */
-async function issuingCa(env: WorkerEnv): Promise<IssuingCa> {
-  const chain = pemCertificates(env.CA_CHAIN);
+/**
+ * An issuing CA from the bindings: its certificate chain (a var) and its key (a secret,
+ * imported non-extractable): P-256, or the RSA hierarchy's.
+ */
+async function issuingCa(name: "issuing-p256" | "issuing-rsa", chainPem: string, keyPem: string): Promise<IssuingCa> {
+  const chain = pemCertificates(chainPem);
   const certificate = chain[0];
-  if (!certificate) throw new Error("CA_CHAIN holds no certificate");
-  const keyDer = parsePem(env.CA_KEY).find((b) => b.label === "PRIVATE KEY")?.der;
-  if (!keyDer) throw new Error("CA_KEY holds no PKCS#8 private key");
-  const key = await crypto.subtle.importKey(
-    "pkcs8",
-    keyDer as BufferSource,
-    { name: "ECDSA", namedCurve: "P-256" },
-    false,
-    ["sign"],
-  );
+  if (!certificate) throw new Error(`the chain of ${name} holds no certificate`);
+  const keyDer = parsePem(keyPem).find((b) => b.label === "PRIVATE KEY")?.der;
+  if (!keyDer) throw new Error(`the key of ${name} is not a PKCS#8 private key (PEM)`);
+  const rsa = name === "issuing-rsa";
+  const algorithm = rsa ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } : { name: "ECDSA", namedCurve: "P-256" };
+  const key = await crypto.subtle.importKey("pkcs8", keyDer as BufferSource, algorithm, false, ["sign"]);
   const summary = readCertificate(certificate);
   return {
-    name: "issuing-p256",
+    name,
     certificate,
     subject: summary.subject,
     keyId: await keyIdentifier(summary.spki, webCryptoDigest(crypto.subtle)),
-    signer: new WebCryptoEcdsaSigner(key, crypto.subtle),
+    signer: rsa ? new WebCryptoRsaSigner(key, crypto.subtle) : new WebCryptoEcdsaSigner(key, crypto.subtle),
     chain,
   };
 }
 
 async function build(env: WorkerEnv, origin: string): Promise<Built> {
   const config = parseConfig(JSON.parse(env.EDGEID_CONFIG));
-  const ca = await issuingCa(env);
+  const ca = await issuingCa("issuing-p256", env.CA_CHAIN, env.CA_KEY);
   const cas = new Map([[ca.name, ca]]);
+  if (env.CA_RSA_CHAIN && env.CA_RSA_KEY) {
+    cas.set("issuing-rsa", await issuingCa("issuing-rsa", env.CA_RSA_CHAIN, env.CA_RSA_KEY));
+  }
   checkIssuers(config, cas);
   const deps: AuthorityDeps = {
     config,
