@@ -13,6 +13,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { D1Storage } from "../../server/adapters/storage/d1-storage.ts";
 import { CLI_ACTOR } from "../../server/authority/actor.ts";
 import { verifyAuditChain } from "../../server/authority/audit-chain.ts";
+import { createOperator } from "../../server/authority/operators.ts";
 import { createTokens } from "../../server/authority/tokens.ts";
 import { parseConfig, profilesOf } from "../../server/config/schema.ts";
 import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
@@ -105,6 +106,29 @@ describe("edgeid on Workers with D1", () => {
     const chain = await verifyAuditChain(deps, CLI_ACTOR);
     expect(chain.ok).toBe(true);
     expect(chain.records).toBeGreaterThanOrEqual(2);
+  });
+
+  it("serves csrattrs and the operator API (bearer token, roles)", async () => {
+    const attrs = await SELF.fetch(`${BASE}/.well-known/est/csrattrs`);
+    expect(attrs.status).toBe(200);
+    expect(attrs.headers.get("content-type")).toBe("application/csrattrs");
+    const { token: bearer } = await createOperator(deps, { name: "wk-auditor", role: "auditor", actor: CLI_ACTOR });
+    const anonymous = await SELF.fetch(`${BASE}/api/v1/devices`);
+    expect(anonymous.status).toBe(401);
+    await token("wk-listed");
+    const listed = await SELF.fetch(`${BASE}/api/v1/devices?limit=100`, {
+      headers: { authorization: `Bearer ${bearer}` },
+    });
+    expect(listed.status).toBe(200);
+    const page = (await listed.json()) as { items: { id: string; status: string }[] };
+    expect(page.items).toContainEqual(expect.objectContaining({ id: "wk-listed", status: "pending" }));
+    // An auditor may read but not revoke.
+    const refused = await SELF.fetch(`${BASE}/api/v1/devices/wk-listed/revoke`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+      body: JSON.stringify({ reason: "keyCompromise" }),
+    });
+    expect(refused.status).toBe(403);
   });
 
   it("accepts a token used twice at once exactly once", async () => {
