@@ -1,6 +1,6 @@
 import { nodeDigest } from "../adapters/node/node-digest.ts";
 import "reflect-metadata";
-import { webcrypto } from "node:crypto";
+import { createHash, webcrypto } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Argument, Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
@@ -19,10 +19,11 @@ import { writeMosquittoConfig, writeServiceIdentity } from "../adapters/node/mos
 import { buildPkcs12 } from "../adapters/node/pkcs12.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { AuthorityError } from "../authority/errors.ts";
-import { createOperator } from "../authority/operators.ts";
+import { createOperator, OPERATOR_TOKEN_PREFIX } from "../authority/operators.ts";
 import { REVOCATION_REASONS, type RevocationReason } from "../authority/revoke.ts";
 import { parseDuration } from "../config/duration.ts";
 import { parseListen, startServer } from "../entry/node.ts";
+import { base64url } from "../pki/base64.ts";
 import { parsePem } from "../pki/pem.ts";
 import { systemClock } from "../ports/clock.ts";
 import type { DeviceStatus } from "../ports/storage.ts";
@@ -699,7 +700,8 @@ worker
         format: "pem",
       }) as string;
     const vars: Record<string, string> = {
-      EDGEID_CONFIG: JSON.stringify(readConfig(opts.data)),
+      // As written (durations as text): the Worker validates it with the same schema.
+      EDGEID_CONFIG: JSON.stringify(JSON.parse(readFileSync(paths.config, "utf8"))),
       CA_CHAIN: readFileSync(paths.issuingCert, "utf8") + readFileSync(paths.rootCert, "utf8"),
       CA_KEY: key(paths.issuingKey, "issuing CA issuing-p256"),
     };
@@ -707,12 +709,44 @@ worker
       vars.CA_RSA_CHAIN = readFileSync(paths.rsaIssuingCert, "utf8") + readFileSync(paths.rsaRootCert, "utf8");
       vars.CA_RSA_KEY = key(paths.rsaIssuingKey, "issuing CA issuing-rsa");
     }
-    // dotenv: double-quoted values with \n escapes, which is what JSON string syntax gives.
+    // dotenv: PEM in double quotes with \n escapes (JSON string syntax gives exactly
+    // that); the configuration on one line in single quotes, taken literally.
+    if (vars.EDGEID_CONFIG?.includes("'"))
+      throw new Error("edgeid.json contains a single quote, which .dev.vars cannot hold");
     const text = Object.entries(vars)
-      .map(([k, v]) => `${k}=${JSON.stringify(v)}\n`)
+      .map(([k, v]) => (k === "EDGEID_CONFIG" ? `${k}='${v}'\n` : `${k}=${JSON.stringify(v)}\n`))
       .join("");
     writeFileSync(opts.out, text, { mode: 0o600 });
     process.stderr.write(`wrote ${opts.out} (decrypted CA keys: development only; keep it out of version control)\n`);
+  });
+
+worker
+  .command("admin")
+  .description(
+    "the first admin operator of a Workers deployment: SQL for `wrangler d1 execute edgeid --file F`; prints the token once",
+  )
+  .option("--name <name>", "operator name", "admin")
+  .requiredOption("--out <file>", "the SQL file to write")
+  .option("--json", "one JSON object")
+  .action((opts) => {
+    if (!/^[\w .@-]{1,64}$/.test(opts.name))
+      throw new Error("an operator name is 1-64 letters, digits, spaces or . _ @ -");
+    const id = `op_${base64url(webcrypto.getRandomValues(new Uint8Array(9)))}`;
+    const token = `${OPERATOR_TOKEN_PREFIX}${base64url(webcrypto.getRandomValues(new Uint8Array(32)))}`;
+    const hash = createHash("sha256").update(token).digest("hex");
+    const now = Date.now();
+    const q = (v: string) => `'${v.replace(/'/g, "''")}'`;
+    const detail = JSON.stringify({ operatorId: id, name: opts.name, role: "admin", expiresAt: null });
+    // The audit record goes in unsealed: the Worker's D1 adapter chains it with the next write.
+    const sql =
+      `INSERT INTO operators (id, name, role, token_hash, created_at, expires_at, revoked_at, created_by) VALUES (${q(id)}, ${q(opts.name)}, 'admin', ${q(hash)}, ${now}, NULL, NULL, 'cli');\n` +
+      `INSERT INTO audit_events (at, actor, action, outcome, device_id, serial, remote, detail) VALUES (${now}, 'cli', 'operator.create', 'success', NULL, NULL, NULL, ${q(detail)});\n`;
+    writeFileSync(opts.out, sql, { mode: 0o600 });
+    if (opts.json) printObject({ id, name: opts.name, role: "admin", token, sql: opts.out }, true);
+    else
+      process.stdout.write(
+        `admin operator token (shown once, store it now): ${token}\nthen: wrangler d1 execute edgeid --local|--remote --file ${opts.out}\n`,
+      );
   });
 
 const mqtt = program.command("mqtt").description("the fleet loop's MQTT broker");
