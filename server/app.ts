@@ -1,13 +1,12 @@
 import { type Context, Hono } from "hono";
-import type { Actor } from "./authority/actor.ts";
 import { recordDenial } from "./authority/audit.ts";
 import type { Authority } from "./authority/authority.ts";
 import { AuthorityError } from "./authority/errors.ts";
-import type { FleetAuditOptions, FleetAuditReport } from "./authority/fleet-audit.ts";
 import { authenticateOperator } from "./authority/operators.ts";
 import type { RevocationResponders } from "./authority/responders.ts";
 import type { AppEnv } from "./frontends/env.ts";
 import { estRoutes } from "./frontends/est/routes.ts";
+import type { FleetApi } from "./frontends/operator-api/routes.ts";
 import { operatorApi } from "./frontends/operator-api/routes.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
 import { base64url } from "./pki/base64.ts";
@@ -33,8 +32,8 @@ export interface AppDeps {
   authority: Authority;
   /** CRL and OCSP, fed by the revocation feed. */
   responders: RevocationResponders;
-  /** The fleet loop (audits publish their findings through it). */
-  fleet?: { audit(actor: Actor, opts: FleetAuditOptions): Promise<FleetAuditReport> };
+  /** The fleet loop (audits publish their findings through it; bridged MQTT messages are ingested by it). */
+  fleet?: FleetApi;
   /** Prometheus metrics at /metrics (auditor token). */
   metrics?: { render(): Promise<string> };
   /** How this runtime tells who is connected (Node TLS socket, Workers cf.tlsClientAuth). */

@@ -8,6 +8,7 @@ import { type AuthorityDeps, checkIssuers, type IssuingCa } from "../authority/d
 import { RevocationResponders } from "../authority/responders.ts";
 import { parseConfig, profilesOf } from "../config/schema.ts";
 import type { AppEnv } from "../frontends/env.ts";
+import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
 import { keyIdentifier, readCertificate } from "../pki/certificate.ts";
 import { parsePem, pemCertificates } from "../pki/pem.ts";
 import { webCryptoVerifier } from "../pki/verify.ts";
@@ -91,9 +92,20 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
   const responders = new RevocationResponders(deps);
   deps.onRevocation = () => responders.revoked();
   await responders.start();
+  // No broker reaches a Worker: device messages arrive from `edgeid bridge` through the
+  // operator API, and are ingested by a fleet loop whose link goes nowhere.
+  const fleet = new FleetLoop({
+    deps,
+    link: { publish: async () => undefined, disconnect: async () => 0, connectedDevices: () => undefined },
+    maxMessageBytes: config.mqtt.maxMessageBytes,
+    log: (level, msg, fields) => log({ level, msg, ...fields }),
+    auditEveryMs: 0,
+    dispatchCommands: false,
+  });
   const app = createApp({
     authority: new Authority(deps),
     responders,
+    fleet,
     peer: workersPeer,
     logger: {
       request: (entry) => log({ msg: "request", ...entry }),

@@ -2,7 +2,7 @@ import { createRoute, OpenAPIHono, type RouteConfig, z } from "@hono/zod-openapi
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
-import type { Actor } from "../../authority/actor.ts";
+import { type Actor, requireRole } from "../../authority/actor.ts";
 import { decideEnrollment } from "../../authority/approvals.ts";
 import { recordDenial } from "../../authority/audit.ts";
 import { verifyAuditChain } from "../../authority/audit-chain.ts";
@@ -32,7 +32,10 @@ import { batchDeviceIds } from "../../authority/tokens.ts";
 import { isDuration, parseDuration } from "../../config/duration.ts";
 import { toPem } from "../../pki/pem.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
+import type { InboundMessage } from "../../ports/fleet-link.ts";
 import { STATUS } from "../est/errors.ts";
+import type { MessageOutcome } from "../mqtt/fleet-loop.ts";
+import { parseDeviceTopic } from "../mqtt/topics.ts";
 import {
   AuditEventSchema,
   auditView,
@@ -66,8 +69,18 @@ export interface OperatorApiDeps {
   peer: (c: Context) => PeerInfo;
   maxBodyBytes: number;
   /** The fleet loop, where one runs: audits also publish their findings on MQTT. */
-  fleet?: { audit(actor: Actor, opts: FleetAuditOptions): Promise<FleetAuditReport> };
+  fleet?: FleetApi;
 }
+
+/** What the operator API needs of the fleet loop. */
+export interface FleetApi {
+  audit(actor: Actor, opts: FleetAuditOptions): Promise<FleetAuditReport>;
+  /** Ingests one device message as the broker would hand it over (status, events, command results). */
+  receive?(m: InboundMessage): Promise<MessageOutcome>;
+}
+
+/** Most messages one bridge POST may carry. */
+export const MAX_BRIDGED_MESSAGES = 500;
 
 type Env = { Variables: { actor: Actor; refusal: string; peer: PeerInfo; action: string } };
 
@@ -645,6 +658,56 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         ? await deps.fleet.audit(actorOf(c), opts)
         : await runFleetAudit(core, actorOf(c), { ...opts, afterChunk: () => new Promise((r) => setTimeout(r, 0)) });
       return c.json(fleetAuditView(report), 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/fleet/messages",
+      operationId: "fleet.messages",
+      summary:
+        "Device messages relayed from an MQTT broker (`edgeid bridge`), for a deployment with no broker of its own",
+      description:
+        "Each message is what the device published on edgeid/v1/devices/<id>/status, /events or /cmd-result/<opId>, as the broker delivered it (its topic ACL decided who may publish where). They are ingested exactly as the fleet loop ingests them from a broker: same validation, same session rule, same deduplication.",
+      request: {
+        ...body(
+          z.strictObject({
+            messages: z
+              .array(z.strictObject({ topic: z.string().min(1).max(256), payload: z.string().max(256 * 1024) }))
+              .min(1)
+              .max(MAX_BRIDGED_MESSAGES),
+          }),
+        ),
+      },
+      responses: {
+        200: json(
+          z.object({ outcomes: z.array(z.enum(["accepted", "ignored", "malformed", "oversized", "dropped"])) }),
+          "one outcome per message, in order",
+        ),
+        503: json(ErrorSchema, "this server does not ingest device messages"),
+      },
+    }),
+    async (c) => {
+      requireRole(actorOf(c), "operator");
+      const receive = deps.fleet?.receive?.bind(deps.fleet);
+      if (!receive) {
+        return c.json({ error: { code: "unavailable", message: "this server does not ingest device messages" } }, 503);
+      }
+      const outcomes: MessageOutcome[] = [];
+      for (const m of c.req.valid("json").messages) {
+        const deviceId = parseDeviceTopic(m.topic)?.deviceId ?? "";
+        outcomes.push(
+          await receive({
+            deviceId,
+            topic: m.topic,
+            payload: new TextEncoder().encode(m.payload),
+            // The broker (with its session state) is elsewhere: as for any external broker.
+            currentConnection: true,
+          }),
+        );
+      }
+      return c.json({ outcomes }, 200);
     },
   );
 
