@@ -131,6 +131,35 @@ describe("edgeid on Workers with D1", () => {
     expect(refused.status).toBe(403);
   });
 
+  it("ingests device messages relayed by `edgeid bridge` (no broker reaches a Worker)", async () => {
+    expect((await enroll("wk-br", await token("wk-br"))).status).toBe(200);
+    const { token: operator } = await createOperator(deps, { name: "wk-bridge", role: "operator", actor: CLI_ACTOR });
+    const { token: auditor } = await createOperator(deps, { name: "wk-reader", role: "auditor", actor: CLI_ACTOR });
+    const messages = [
+      {
+        topic: "edgeid/v1/devices/wk-br/status",
+        payload: JSON.stringify({ v: 1, state: "online", session: 3, ts: new Date().toISOString() }),
+      },
+      {
+        topic: "edgeid/v1/devices/wk-br/events",
+        payload: JSON.stringify({ id: "wk-ev-1", type: "rotated", at: new Date().toISOString() }),
+      },
+      { topic: "edgeid/v1/devices/wk-br/status", payload: "not json" },
+    ];
+    const post = (bearer: string) =>
+      SELF.fetch(`${BASE}/api/v1/fleet/messages`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+        body: JSON.stringify({ messages }),
+      });
+    expect((await post(auditor)).status).toBe(403);
+    const r = await post(operator);
+    expect(r.status, await r.clone().text()).toBe(200);
+    expect(await r.json()).toEqual({ outcomes: ["accepted", "accepted", "malformed"] });
+    expect((await storage.getDeviceStatus("wk-br"))?.session).toBe(3);
+    expect((await storage.listDeviceEvents("wk-br", undefined, 10)).map((e) => e.eventId)).toEqual(["wk-ev-1"]);
+  });
+
   it("accepts a token used twice at once exactly once", async () => {
     const secret = await token("wk-race");
     const answers = await Promise.all([
