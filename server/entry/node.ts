@@ -21,8 +21,8 @@ import { connectExternalBroker, type ExternalBroker } from "../adapters/node/ext
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
-import { webhookNotifier } from "../adapters/node/webhook.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
+import { webhookNotifier } from "../adapters/webhook.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
 import { checkIssuers } from "../authority/deps.ts";

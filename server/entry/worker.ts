@@ -1,13 +1,16 @@
 import type { Hono } from "hono";
 import { type D1Like, D1Storage } from "../adapters/storage/d1-storage.ts";
 import { WebCryptoEcdsaSigner, WebCryptoRsaSigner } from "../adapters/webcrypto-signer.ts";
+import { webhookNotifier } from "../adapters/webhook.ts";
 import { workersPeer } from "../adapters/workers/peer.ts";
 import { createApp } from "../app.ts";
+import { SERVER_ACTOR } from "../authority/actor.ts";
 import { Authority } from "../authority/authority.ts";
 import { type AuthorityDeps, checkIssuers, type IssuingCa } from "../authority/deps.ts";
 import { RevocationResponders } from "../authority/responders.ts";
-import { parseConfig, profilesOf } from "../config/schema.ts";
+import { type Config, parseConfig, profilesOf } from "../config/schema.ts";
 import type { AppEnv } from "../frontends/env.ts";
+import { FleetMetrics } from "../frontends/metrics/fleet-metrics.ts";
 import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
 import { keyIdentifier, readCertificate } from "../pki/certificate.ts";
 import { parsePem, pemCertificates } from "../pki/pem.ts";
@@ -29,11 +32,15 @@ export interface WorkerEnv {
   CA_RSA_KEY?: string;
   /** Base of the CRL and OCSP URLs in certificates; default the request's origin. */
   PUBLIC_URL?: string;
+  /** Secret: the HMAC key for the expiry-alert webhook's X-Edgeid-Signature (config alerts.webhook). */
+  ALERTS_WEBHOOK_SECRET?: string;
 }
 
 interface Built {
   app: Hono<AppEnv>;
   responders: RevocationResponders;
+  fleet: FleetLoop;
+  config: Config;
 }
 
 let built: { env: WorkerEnv; ready: Promise<Built> } | undefined;
@@ -76,10 +83,11 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
     cas.set("issuing-rsa", await issuingCa("issuing-rsa", env.CA_RSA_CHAIN, env.CA_RSA_KEY));
   }
   checkIssuers(config, cas);
+  const storage = new D1Storage(env.DB, crypto.subtle);
   const deps: AuthorityDeps = {
     config,
     profiles: profilesOf(config),
-    storage: new D1Storage(env.DB, crypto.subtle),
+    storage,
     ca,
     cas,
     clock: systemClock,
@@ -94,6 +102,8 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
   await responders.start();
   // No broker reaches a Worker: device messages arrive from `edgeid bridge` through the
   // operator API, and are ingested by a fleet loop whose link goes nowhere.
+  // Expiry alerts go to the webhook only (no broker to publish them on).
+  const webhook = config.alerts.webhook;
   const fleet = new FleetLoop({
     deps,
     link: { publish: async () => undefined, disconnect: async () => 0, connectedDevices: () => undefined },
@@ -101,18 +111,49 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
     log: (level, msg, fields) => log({ level, msg, ...fields }),
     auditEveryMs: 0,
     dispatchCommands: false,
+    ...(webhook
+      ? {
+          notify: webhookNotifier({
+            url: webhook.url,
+            secret: env.ALERTS_WEBHOOK_SECRET,
+            timeoutMs: webhook.timeoutMs,
+          }),
+        }
+      : {}),
+  });
+  // Counters count what this isolate committed; gauges and the expiry histogram are read from D1.
+  const metrics = new FleetMetrics({
+    storage,
+    clock: systemClock,
+    profiles: Object.keys(config.profiles),
+    connectedDevices: () => undefined,
+  });
+  storage.observe((writes) => {
+    for (const w of writes) if (w.kind === "audit") metrics.observe(w.event);
   });
   const app = createApp({
     authority: new Authority(deps),
     responders,
     fleet,
+    metrics,
     peer: workersPeer,
     logger: {
       request: (entry) => log({ msg: "request", ...entry }),
       error: (err, context) => log({ msg: "unhandled error", err: String(err), ...context }),
     },
   });
-  return { app, responders };
+  return { app, responders, fleet, config };
+}
+
+/** The isolate's app, built on first use (a request, or a Cron Trigger). */
+async function ready(env: WorkerEnv, origin: string): Promise<Built> {
+  if (built?.env !== env) built = { env, ready: build(env, origin) };
+  try {
+    return await built.ready;
+  } catch (err) {
+    built = undefined;
+    throw err;
+  }
 }
 
 export default {
@@ -122,16 +163,26 @@ export default {
    * served here reflect them.
    */
   async fetch(request: Request, env: WorkerEnv, ctx: unknown): Promise<Response> {
-    if (built?.env !== env) built = { env, ready: build(env, new URL(request.url).origin) };
     let b: Built;
     try {
-      b = await built.ready;
+      b = await ready(env, new URL(request.url).origin);
     } catch (err) {
-      built = undefined;
       log({ msg: "start failed", err: String(err) });
       return new Response("server misconfigured; see the Worker's log\n", { status: 500 });
     }
     await b.responders.tick();
     return b.app.fetch(request, env, ctx as never);
+  },
+
+  /**
+   * The Cron Trigger (wrangler.toml `[triggers]`): what the Node server runs on timers —
+   * expiry alerts (to the webhook) and the fleet audit.
+   */
+  async scheduled(_controller: unknown, env: WorkerEnv): Promise<void> {
+    const b = await ready(env, env.PUBLIC_URL ?? "https://edgeid.invalid");
+    await b.responders.tick();
+    const alerts = await b.fleet.alerts();
+    const report = b.config.fleet.auditInterval > 0 ? await b.fleet.audit(SERVER_ACTOR) : undefined;
+    log({ msg: "scheduled run", alerts: alerts.length, findings: report?.findings.length ?? null });
   },
 };

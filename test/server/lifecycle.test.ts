@@ -6,7 +6,7 @@
 import { createHmac } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { webhookNotifier } from "../../server/adapters/node/webhook.ts";
+import { webhookNotifier } from "../../server/adapters/webhook.ts";
 import type { Actor } from "../../server/authority/actor.ts";
 import { expiringReport, setDeviceMetadata } from "../../server/authority/lifecycle.ts";
 import { FleetLoop } from "../../server/frontends/mqtt/fleet-loop.ts";

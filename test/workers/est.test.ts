@@ -16,6 +16,7 @@ import { verifyAuditChain } from "../../server/authority/audit-chain.ts";
 import { createOperator } from "../../server/authority/operators.ts";
 import { createTokens } from "../../server/authority/tokens.ts";
 import { parseConfig, profilesOf } from "../../server/config/schema.ts";
+import worker from "../../server/entry/worker.ts";
 import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
 import { issuerHashes } from "../../server/pki/ocsp.ts";
 import { id_sha1 } from "../../server/pki/oids.ts";
@@ -158,6 +159,27 @@ describe("edgeid on Workers with D1", () => {
     expect(await r.json()).toEqual({ outcomes: ["accepted", "accepted", "malformed"] });
     expect((await storage.getDeviceStatus("wk-br"))?.session).toBe(3);
     expect((await storage.listDeviceEvents("wk-br", undefined, 10)).map((e) => e.eventId)).toEqual(["wk-ev-1"]);
+  });
+
+  it("runs expiry alerts and the fleet audit from the Cron Trigger, and serves /metrics", async () => {
+    const [t] = await createTokens(deps, { deviceIds: ["wk-app"], profile: "appliance", actor: "cli" });
+    const r = await SELF.fetch(`${BASE}/.well-known/est/appliance/simpleenroll`, {
+      method: "POST",
+      headers: { "content-type": "application/pkcs10", authorization: basic("wk-app", (t as { token: string }).token) },
+      body: await csr("wk-app"),
+    });
+    expect(r.status).toBe(200);
+    const serial = (await storage.getDevice("wk-app"))?.currentSerial as string;
+    expect(await storage.expiryAlertSent(serial, 30)).toBe(false);
+    await worker.scheduled({}, env as never);
+    // 20 days left, under the 30-day point: alerted once, and audited as such.
+    expect(await storage.expiryAlertSent(serial, 30)).toBe(true);
+    const audit = await storage.listAudit({ action: "fleet.audit", limit: 1 });
+    expect(audit[0]?.actor).toBe("server");
+    const { token: reader } = await createOperator(deps, { name: "wk-metrics", role: "auditor", actor: CLI_ACTOR });
+    const metrics = await SELF.fetch(`${BASE}/metrics`, { headers: { authorization: `Bearer ${reader}` } });
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/^edgeid_devices\{status="active"\} \d+$/m);
   });
 
   it("accepts a token used twice at once exactly once", async () => {

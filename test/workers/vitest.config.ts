@@ -60,7 +60,11 @@ export default defineConfig(async () => {
             CA_KEY: ca.key,
             EDGEID_CONFIG: JSON.stringify({
               trustDomain: "workers.example",
-              profiles: { device: {}, legacy: { keyTypes: ["RSA", "P-256"], validity: "30d" } },
+              profiles: {
+                device: {},
+                legacy: { keyTypes: ["RSA", "P-256"], validity: "30d" },
+                appliance: { validity: "20d", expiryAlerts: ["30d"] },
+              },
             }),
           },
         },
