@@ -182,6 +182,21 @@ describe("edgeid on Workers with D1", () => {
     expect(await metrics.text()).toMatch(/^edgeid_devices\{status="active"\} \d+$/m);
   });
 
+  it("makes the key at serverkeygen (multipart: PKCS#8 key and certificate)", async () => {
+    const [t] = await createTokens(deps, { deviceIds: ["wk-kg"], profile: "keyless", actor: "cli" });
+    const r = await SELF.fetch(`${BASE}/.well-known/est/keyless/serverkeygen`, {
+      method: "POST",
+      headers: { "content-type": "application/pkcs10", authorization: basic("wk-kg", (t as { token: string }).token) },
+      body: await csr("wk-kg"),
+    });
+    expect(r.status, await r.clone().text()).toBe(200);
+    expect(r.headers.get("content-type")).toMatch(/^multipart\/mixed; boundary=/);
+    const text = await r.text();
+    expect(text).toContain("application/pkcs8");
+    expect(text).toContain("application/pkcs7-mime; smime-type=certs-only");
+    expect((await storage.getDevice("wk-kg"))?.status).toBe("active");
+  });
+
   it("accepts a token used twice at once exactly once", async () => {
     const secret = await token("wk-race");
     const answers = await Promise.all([

@@ -64,6 +64,7 @@ export default defineConfig(async () => {
                 device: {},
                 legacy: { keyTypes: ["RSA", "P-256"], validity: "30d" },
                 appliance: { validity: "20d", expiryAlerts: ["30d"] },
+                keyless: { serverKeygen: true, keyTypes: ["P-256"] },
               },
             }),
           },
