@@ -8,7 +8,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
-import { connect as connectTcp, createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mqttConnect, type TestClient } from "../support/mqtt-client.ts";
@@ -19,30 +18,23 @@ import {
   eventually,
   initDataDir,
   makeWorkDir,
+  type RunningMosquitto,
   removeDir,
   serviceCert,
+  startMosquitto,
   startServer,
   type TestServer,
 } from "./helpers.ts";
 
 let work: string;
 let server: TestServer;
-let broker: ChildProcess;
-let brokerLog = "";
+let broker: RunningMosquitto | undefined;
 let url: string;
 let files: Record<string, string>;
 let bridgeArgs: string[];
 let bridge: { child: ChildProcess; log: () => string } | undefined;
 let device: { cert: string; key: string; serial: string };
 let client: TestClient | undefined;
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 function startBridgeProcess(): { child: ChildProcess; log: () => string } {
   const child = spawn(process.execPath, [EDGEID_BIN, "bridge", ...bridgeArgs], { stdio: ["ignore", "pipe", "pipe"] });
@@ -74,47 +66,13 @@ const show = async (id: string) =>
 beforeAll(async () => {
   work = await makeWorkDir("bridge");
   const { adminToken, dataDir } = await initDataDir(work, "bridge.example");
-  const port = await freePort();
-  const out = await edgeid([
-    "mqtt",
-    "mosquitto-config",
-    "--data",
-    dataDir,
-    "--out",
-    join(work, "broker"),
-    "--listen",
-    `127.0.0.1:${port}`,
-    "--reader",
-    "bridge",
-    "--json",
-  ]);
-  ({ url, files } = JSON.parse(out.stdout) as { url: string; files: Record<string, string> });
+  broker = await startMosquitto(dataDir, work, ["bridge"]);
+  ({ url, files } = broker);
   // The deployment itself has no broker (as a Worker has none): only the bridge carries messages.
   const configFile = join(dataDir, "edgeid.json");
   const config = JSON.parse(await readFile(configFile, "utf8")) as { mqtt?: Record<string, unknown> };
   delete config.mqtt;
   await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
-
-  broker = spawn("mosquitto", ["-c", files.config as string], { stdio: ["ignore", "pipe", "pipe"] });
-  broker.stdout?.on("data", (c: Buffer) => {
-    brokerLog += c.toString();
-  });
-  broker.stderr?.on("data", (c: Buffer) => {
-    brokerLog += c.toString();
-  });
-  await eventually(
-    () =>
-      new Promise<boolean>((resolve) => {
-        const socket = connectTcp(port, "127.0.0.1");
-        socket.once("connect", () => {
-          socket.destroy();
-          resolve(true);
-        });
-        socket.once("error", () => resolve(broker.exitCode !== null));
-      }),
-    (ready) => ready,
-  );
-  expect(broker.exitCode, brokerLog).toBeNull();
 
   server = await startServer(dataDir, work, 0, { mqtt: "off" });
   device = await enrollDevice(server, work, "br-1");
@@ -151,7 +109,7 @@ beforeAll(async () => {
     ca: files.ca as string,
     timeoutMs: 5000,
   });
-  if (!r.ok) throw new Error(`${r.error}\n${brokerLog}`);
+  if (!r.ok) throw new Error(`${r.error}\n${broker?.log()}`);
   client = r.c;
 }, 90_000);
 
@@ -159,11 +117,7 @@ afterAll(async () => {
   await client?.end();
   await stopBridge();
   await server?.stop();
-  if (broker && broker.exitCode === null) {
-    const exited = new Promise((r) => broker.once("exit", r));
-    broker.kill("SIGTERM");
-    await exited;
-  }
+  await broker?.stop();
   await removeDir(work);
 });
 

@@ -5,9 +5,7 @@
  * topics; commands go out through it; a revocation rewrites the CRL file, Mosquitto is
  * told to reload it, and the revoked certificate is refused at its next connection.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { connect as connectTcp, createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mqttConnect, type TestClient } from "../support/mqtt-client.ts";
@@ -20,9 +18,11 @@ import {
   makeWorkDir,
   normalizeSerial,
   openssl,
+  type RunningMosquitto,
   removeDir,
   run,
   serviceCert,
+  startMosquitto,
   startServer,
   type TestServer,
 } from "./helpers.ts";
@@ -30,20 +30,11 @@ import {
 let work: string;
 let adminToken: string;
 let server: TestServer;
-let broker: ChildProcess;
-let brokerLog = "";
+let broker: RunningMosquitto | undefined;
 let url: string;
 let files: Record<string, string>;
 const devices: Record<string, { cert: string; key: string; serial: string }> = {};
 const clients: TestClient[] = [];
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 const show = async (id: string) =>
   JSON.parse((await edgeid(["devices", "show", id, "--data", server.dataDir, "--json"])).stdout) as {
@@ -61,44 +52,10 @@ beforeAll(async () => {
   work = await makeWorkDir("mosquitto");
   ({ adminToken } = await initDataDir(work, "mosq.example"));
   const dataDir = join(work, "data");
-  const port = await freePort();
-  const out = await edgeid([
-    "mqtt",
-    "mosquitto-config",
-    "--data",
-    dataDir,
-    "--out",
-    join(work, "broker"),
-    "--listen",
-    `127.0.0.1:${port}`,
-    "--reader",
-    "observer",
-    "--json",
-  ]);
-  ({ url, files } = JSON.parse(out.stdout) as { url: string; files: Record<string, string> });
-  expect(url).toBe(`mqtts://127.0.0.1:${port}`);
-
-  broker = spawn("mosquitto", ["-c", files.config as string], { stdio: ["ignore", "pipe", "pipe"] });
-  broker.stdout?.on("data", (c: Buffer) => {
-    brokerLog += c.toString();
-  });
-  broker.stderr?.on("data", (c: Buffer) => {
-    brokerLog += c.toString();
-  });
-  // Ready when its TLS port accepts connections.
-  await eventually(
-    () =>
-      new Promise<boolean>((resolve) => {
-        const socket = connectTcp(port, "127.0.0.1");
-        socket.once("connect", () => {
-          socket.destroy();
-          resolve(true);
-        });
-        socket.once("error", () => resolve(broker.exitCode !== null));
-      }),
-    (ready) => ready,
-  );
-  expect(broker.exitCode, brokerLog).toBeNull();
+  const mosquitto = await startMosquitto(dataDir, work, ["observer"]);
+  ({ url, files } = mosquitto);
+  broker = mosquitto;
+  expect(url).toMatch(/^mqtts:\/\/127\.0\.0\.1:\d+$/);
 
   // No --mqtt-listen: with an external broker configured, the embedded one stays off.
   server = await startServer(dataDir, work, 0, { mqtt: "external" });
@@ -113,11 +70,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.allSettled(clients.map((c) => c.client.end(true)));
   await server?.stop();
-  if (broker && broker.exitCode === null) {
-    const exited = new Promise((r) => broker.once("exit", r));
-    broker.kill("SIGTERM");
-    await exited;
-  }
+  await broker?.stop();
   await removeDir(work);
 });
 
@@ -144,7 +97,7 @@ describe("Mosquitto as the external broker", () => {
 
   it("status flows through Mosquitto into the database; the ACL keeps devices on their own topics", async () => {
     const r = await connect("m-1");
-    if (!r.ok) throw new Error(`${r.error}\n${brokerLog}`);
+    if (!r.ok) throw new Error(`${r.error}\n${broker?.log()}`);
     const m1 = r.c;
     // Another device's topic: Mosquitto drops it (MQTT 3.1.1 has no refusal to send).
     await m1.publish(

@@ -9,12 +9,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   curl,
   edgeid,
+  freePort,
   initDataDir,
   makeCsrNewKeyP256,
   makeWorkDir,
@@ -45,15 +45,6 @@ interface Target {
 
 let work: string;
 const targets: Target[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function nodeTarget(): Promise<Target> {
   const dir = join(work, "node");

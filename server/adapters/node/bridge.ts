@@ -1,7 +1,6 @@
-import { readFileSync } from "node:fs";
 import { request } from "node:https";
-import { connect, type IClientOptions, type MqttClient } from "mqtt";
-import { DEVICE_TOPICS } from "../../frontends/mqtt/topics.ts";
+import { connect, type MqttClient } from "mqtt";
+import { DEVICE_SUBSCRIPTIONS, serviceClientOptions } from "./external-broker.ts";
 
 /**
  * The bridge from an MQTT broker to a deployment with no broker of its own (Cloudflare
@@ -116,19 +115,7 @@ export function startBridge(o: BridgeOptions): Bridge {
     if (queue.length > 0) schedule(failures === 0 ? 0 : Math.min(30_000, 500 * 2 ** Math.min(failures, 6)));
   };
 
-  const options: IClientOptions = {
-    clientId: o.clientId,
-    key: readFileSync(o.clientKey),
-    cert: readFileSync(o.clientCert),
-    ca: readFileSync(o.ca),
-    rejectUnauthorized: true,
-    // A persistent session: what devices publish while the bridge is away waits at the broker.
-    clean: false,
-    reconnectPeriod: 2_000,
-    connectTimeout: 10_000,
-    keepalive: 30,
-  };
-  const client: MqttClient = connect(o.mqttUrl, options);
+  const client: MqttClient = connect(o.mqttUrl, serviceClientOptions(o));
   // The PUBACK of a message goes out when its batch was taken, not on receipt.
   client.handleMessage = (packet, done) => {
     const topic = packet.topic;
@@ -140,7 +127,7 @@ export function startBridge(o: BridgeOptions): Bridge {
   client.on("connect", (ack) => {
     o.log("info", "bridge connected to the mqtt broker", { url: o.mqttUrl, sessionPresent: ack.sessionPresent });
     client.subscribe(
-      [`${DEVICE_TOPICS}/+/status`, `${DEVICE_TOPICS}/+/events`, `${DEVICE_TOPICS}/+/cmd-result/+`],
+      DEVICE_SUBSCRIPTIONS,
       { qos: 1 },
       (err) => err && o.log("warn", "bridge: subscribe failed", { error: err.message }),
     );

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { connect, type MqttClient } from "mqtt";
+import { connect, type IClientOptions, type MqttClient } from "mqtt";
 import { DEVICE_TOPICS, parseDeviceTopic } from "../../frontends/mqtt/topics.ts";
 import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
 
@@ -28,23 +28,43 @@ export interface ExternalBroker extends FleetLink {
   close(): Promise<void>;
 }
 
-export function connectExternalBroker(o: ExternalBrokerOptions): ExternalBroker {
-  const client: MqttClient = connect(o.url, {
+/**
+ * How a service identity connects to an external broker (the server, the bridge): its
+ * certificate, the broker verified against our CA, and a persistent session, so that
+ * what devices publish while the service restarts waits at the broker.
+ */
+export function serviceClientOptions(o: {
+  clientId: string;
+  clientCert: string;
+  clientKey: string;
+  ca: string;
+}): IClientOptions {
+  return {
     clientId: o.clientId,
     key: readFileSync(o.clientKey),
     cert: readFileSync(o.clientCert),
     ca: readFileSync(o.ca),
     rejectUnauthorized: true,
-    // A persistent session: what devices publish while the server restarts waits at the broker.
     clean: false,
     reconnectPeriod: 2_000,
     connectTimeout: 10_000,
     keepalive: 30,
-  });
+  };
+}
+
+/** Every device's status, events and command results. */
+export const DEVICE_SUBSCRIPTIONS = [
+  `${DEVICE_TOPICS}/+/status`,
+  `${DEVICE_TOPICS}/+/events`,
+  `${DEVICE_TOPICS}/+/cmd-result/+`,
+];
+
+export function connectExternalBroker(o: ExternalBrokerOptions): ExternalBroker {
+  const client: MqttClient = connect(o.url, serviceClientOptions(o));
   client.on("connect", (ack) => {
     o.log("info", "connected to the external mqtt broker", { url: o.url, sessionPresent: ack.sessionPresent });
     client.subscribe(
-      [`${DEVICE_TOPICS}/+/status`, `${DEVICE_TOPICS}/+/events`, `${DEVICE_TOPICS}/+/cmd-result/+`],
+      DEVICE_SUBSCRIPTIONS,
       { qos: 1 },
       (err) => err && o.log("warn", "mqtt subscribe failed", { error: err.message }),
     );
