@@ -22,7 +22,12 @@ const RANK: Record<OperatorRole, number> = { auditor: 0, operator: 1, admin: 2 }
  * and approvals, `admin` also manages operators.
  */
 export function requireRole(actor: Actor, role: OperatorRole): void {
-  if (RANK[actor.role] < RANK[role]) {
+  if (!hasRole(actor, role)) {
     throw new AuthorityError("forbidden", `this needs the ${role} role (token has ${actor.role})`, "role_forbidden");
   }
+}
+
+/** Whether the actor's role includes `role` (for showing only the actions it may take). */
+export function hasRole(actor: Actor, role: OperatorRole): boolean {
+  return RANK[actor.role] >= RANK[role];
 }

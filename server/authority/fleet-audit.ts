@@ -51,6 +51,11 @@ export interface FleetAuditOptions {
   scanChunk?: number;
 }
 
+/** Findings kept with each stored run (the most severe); the counts have the totals. */
+export const STORED_FINDINGS = 200;
+/** Runs kept for the dashboard. */
+export const STORED_AUDIT_RUNS = 20;
+
 /** Rows per chunk of a full-table check. */
 export const AUDIT_SCAN_CHUNK = 5000;
 
@@ -269,7 +274,20 @@ export async function runFleetAudit(
     truncated: [...truncated],
     findings,
   };
+  const rank: Record<Severity, number> = { critical: 0, high: 1, medium: 2, low: 3 };
   await storage.apply([
+    {
+      kind: "recordFleetAudit",
+      run: {
+        at: now,
+        actor: actor.id,
+        counts,
+        truncated: report.truncated,
+        // The most severe first (a stable sort keeps each check's own order).
+        findings: [...findings].sort((a, b) => rank[a.severity] - rank[b.severity]).slice(0, STORED_FINDINGS),
+      },
+      keep: STORED_AUDIT_RUNS,
+    },
     auditWrite({
       at: now,
       actor: actor.id,

@@ -58,6 +58,8 @@ export interface DeviceListRequest {
   gateway?: string;
   /** Seconds: only devices whose current certificate expires within this long. */
   expiringWithin?: number;
+  /** Only devices whose id starts with this (a search by id). */
+  idPrefix?: string;
   cursor?: string;
   /** For id-ordered lists, the same as a cursor: continue after this device id. */
   afterId?: string;
@@ -78,6 +80,9 @@ const isDeviceCursor = (v: unknown): v is DeviceCursor =>
 export async function listDevices(deps: ReadDeps, actor: Actor, req: DeviceListRequest): Promise<Page<DeviceRecord>> {
   requireRole(actor, "auditor");
   const limit = checkLimit(req.limit);
+  if (req.idPrefix !== undefined && !/^[\x21-\x7e]{1,128}$/.test(req.idPrefix)) {
+    throw badRequest("bad_search", "a device id search is 1-128 printable characters without spaces");
+  }
   const after = decodeCursor(req.cursor, isDeviceCursor) ?? (req.afterId ? { id: req.afterId } : undefined);
   const expiringBefore =
     req.expiringWithin === undefined ? undefined : new Date(deps.clock.now().getTime() + req.expiringWithin * 1000);
@@ -85,6 +90,7 @@ export async function listDevices(deps: ReadDeps, actor: Actor, req: DeviceListR
     status: req.status,
     profile: req.profile,
     ...(req.gateway ? { gateway: req.gateway } : {}),
+    ...(req.idPrefix ? { idPrefix: req.idPrefix } : {}),
     expiringBefore,
     after: after && { id: after.id, notAfter: after.na },
     limit,
@@ -213,12 +219,17 @@ export async function revokeToken(
 export async function listEnrollments(
   deps: ReadDeps,
   actor: Actor,
-  req: { status?: PendingStatus; cursor?: string; limit?: number },
+  req: { status?: PendingStatus; deviceId?: string; cursor?: string; limit?: number },
 ): Promise<Page<PendingEnrollment>> {
   requireRole(actor, "auditor");
   const limit = checkLimit(req.limit);
   const after = decodeCursor(req.cursor, isIdCursor);
-  const items = await deps.storage.listPending({ status: req.status, after: after?.id, limit });
+  const items = await deps.storage.listPending({
+    status: req.status,
+    ...(req.deviceId ? { deviceId: req.deviceId } : {}),
+    after: after?.id,
+    limit,
+  });
   const last = items[items.length - 1];
   return { items, nextCursor: items.length === limit && last ? encodeCursor({ id: last.id }) : null };
 }

@@ -78,11 +78,12 @@ export interface ExpiringRow {
 export async function expiringReport(
   deps: LifecycleDeps,
   actor: Actor,
-  req: { within: number; cursor?: string; limit?: number },
+  req: { within: number; profile?: string; cursor?: string; limit?: number },
 ): Promise<Page<ExpiringRow>> {
   requireRole(actor, "auditor");
   const page = await listDevices(deps, actor, {
     status: "active",
+    ...(req.profile ? { profile: req.profile } : {}),
     expiringWithin: req.within,
     cursor: req.cursor,
     limit: req.limit ?? MAX_PAGE,

@@ -19,6 +19,38 @@ export interface DeclaredNames {
   ip: string[];
 }
 
+/** A fleet-audit finding as stored with its run. */
+export interface StoredFinding {
+  check: string;
+  severity: "critical" | "high" | "medium" | "low";
+  deviceId: string;
+  serial: string | null;
+  message: string;
+}
+
+/** A fleet audit's outcome, kept for the dashboard (the latest few runs). */
+export interface FleetAuditRun {
+  id: number;
+  at: Date;
+  actor: string;
+  counts: Record<string, number>;
+  truncated: string[];
+  /** The most severe findings, capped (counts has the totals). */
+  findings: StoredFinding[];
+}
+
+/** A dashboard login: the cookie's secret is stored as its SHA-256 only. */
+export interface DashboardSessionRecord {
+  idHash: string;
+  operatorId: string;
+  csrfToken: string;
+  createdAt: Date;
+  lastSeenAt: Date;
+  expiresAt: Date;
+  absoluteExpiresAt: Date;
+  remote: string | null;
+}
+
 export interface DeviceRecord {
   id: string;
   profile: string;
@@ -344,7 +376,15 @@ export type Write =
   | { kind: "closeAllMqttSessions"; at: Date; reason: string }
   | { kind: "setDeviceMetadata"; metadata: DeviceMetadata }
   /** An expiry alert was sent for this certificate and threshold (a repeat is ignored). */
-  | { kind: "recordExpiryAlert"; serial: string; thresholdDays: number; deviceId: string; at: Date };
+  | { kind: "recordExpiryAlert"; serial: string; thresholdDays: number; deviceId: string; at: Date }
+  | { kind: "insertDashboardSession"; session: DashboardSessionRecord }
+  /** Use of a session: last seen, and its idle expiry moved on. */
+  | { kind: "touchDashboardSession"; idHash: string; at: Date; expiresAt: Date }
+  | { kind: "deleteDashboardSession"; idHash: string }
+  /** Sessions past their expiry, and every session of operators whose token no longer works. */
+  | { kind: "purgeDashboardSessions"; at: Date }
+  /** A fleet audit's outcome; only the latest `keep` runs are kept. */
+  | { kind: "recordFleetAudit"; run: Omit<FleetAuditRun, "id">; keep: number };
 
 /** Thrown by `apply` when a uniqueness constraint or a write guard refused the write set. */
 export class StorageConflictError extends Error {
@@ -367,6 +407,8 @@ export interface DeviceQuery {
    * ordered by (expiry, id) instead of id.
    */
   expiringBefore?: Date;
+  /** Only ids that start with this (one range of the primary key). */
+  idPrefix?: string;
   /** Keyset pagination: strictly after this device (and, with expiringBefore, its expiry). */
   after?: { id: string; notAfter?: number };
   limit: number;
@@ -414,7 +456,19 @@ export interface Storage extends FleetAuditReads {
   getPending(id: string): Promise<PendingEnrollment | undefined>;
   /** The latest request for this device and key that is not finished (pending, approved or rejected). */
   findPending(deviceId: string, keyFingerprint: string): Promise<PendingEnrollment | undefined>;
-  listPending(query: { status?: PendingStatus; after?: string; limit: number }): Promise<PendingEnrollment[]>;
+  listPending(query: {
+    status?: PendingStatus;
+    deviceId?: string;
+    after?: string;
+    limit: number;
+  }): Promise<PendingEnrollment[]>;
+  getDashboardSession(idHash: string): Promise<DashboardSessionRecord | undefined>;
+  latestFleetAudit(): Promise<FleetAuditRun | undefined>;
+  /**
+   * Active devices whose current certificate expires in [from, until), counted per
+   * bucket of `bucketMs` from `from` (bucket 0 first; empty buckets left out).
+   */
+  expiryByBucket(from: Date, until: Date, bucketMs: number): Promise<{ bucket: number; count: number }[]>;
   /** What OCSP answers from: the status of one serial. */
   getCertificateStatus(serial: string): Promise<CertificateStatusRecord | undefined>;
   /** The revocation feed after `seq`, oldest first, at most `limit`, certificates expiring after `notAfter` only. */

@@ -10,6 +10,7 @@ import {
   is,
   isNotNull,
   isNull,
+  gte,
   lt,
   lte,
   max,
@@ -28,12 +29,14 @@ import type {
   CertificateStatusRecord,
   CommandQuery,
   CommandRecord,
+  DashboardSessionRecord,
   DeviceEventRecord,
   DeviceMetadata,
   DeviceQuery,
   DeviceRecord,
   DeviceStatus,
   DeviceStatusRecord,
+  FleetAuditRun,
   IdevidBinding,
   MqttSessionRecord,
   OperatorRecord,
@@ -52,11 +55,13 @@ import {
   certificates,
   commands,
   crlNumbers,
+  dashboardSessions,
   deviceEvents,
   deviceMetadata,
   deviceStatus,
   devices,
   expiryAlerts,
+  fleetAuditRuns,
   idevidBindings,
   mqttSessions,
   operators,
@@ -100,6 +105,8 @@ export class DrizzleReaders {
     // profile, (profile, expiry, id) is that index.
     const byExpiry = q.expiringBefore !== undefined;
     if (q.gateway) conds.push(...applianceRange(q.gateway));
+    // Device ids are printable ASCII, so DEL sorts after every id with the prefix.
+    if (q.idPrefix) conds.push(gte(devices.id, q.idPrefix), lt(devices.id, `${q.idPrefix}\x7f`));
     if (q.status) conds.push(byExpiry ? sql`+${devices.status} = ${q.status}` : eq(devices.status, q.status));
     if (q.profile) conds.push(eq(devices.profile, q.profile));
     if (q.expiringBefore) {
@@ -270,9 +277,15 @@ export class DrizzleReaders {
     return row && toPending(row as PendingRow);
   }
 
-  async listPending(q: { status?: PendingStatus; after?: string; limit: number }): Promise<PendingEnrollment[]> {
+  async listPending(q: {
+    status?: PendingStatus;
+    deviceId?: string;
+    after?: string;
+    limit: number;
+  }): Promise<PendingEnrollment[]> {
     const conds: (SQL | undefined)[] = [];
     if (q.status) conds.push(eq(pendingEnrollments.status, q.status));
+    if (q.deviceId) conds.push(eq(pendingEnrollments.deviceId, q.deviceId));
     if (q.after) conds.push(gt(pendingEnrollments.id, q.after));
     const rows = await this.db
       .select()
@@ -443,6 +456,33 @@ export class DrizzleReaders {
       });
     }
     return { counts, total, sum, next: rows.length === scan ? (rows.at(-1)?.id ?? null) : null };
+  }
+
+  async getDashboardSession(idHash: string): Promise<DashboardSessionRecord | undefined> {
+    return this.findOne(dashboardSessions, dashboardSessions.idHash, idHash);
+  }
+
+  async latestFleetAudit(): Promise<FleetAuditRun | undefined> {
+    const [row] = await this.db.select().from(fleetAuditRuns).orderBy(desc(fleetAuditRuns.id)).limit(1).all();
+    return row as FleetAuditRun | undefined;
+  }
+
+  async expiryByBucket(from: Date, until: Date, bucketMs: number): Promise<{ bucket: number; count: number }[]> {
+    // One range of (status, expiry): counted from the index, the table is not read.
+    const bucket = sql<number>`(${devices.currentNotAfter} - ${from.getTime()}) / ${Math.max(1, Math.floor(bucketMs))}`;
+    return (await this.db
+      .select({ bucket, count: count() })
+      .from(devices)
+      .where(
+        and(
+          eq(devices.status, "active"),
+          gte(devices.currentNotAfter, from),
+          lt(devices.currentNotAfter, until),
+        ),
+      )
+      .groupBy(bucket)
+      .orderBy(bucket)
+      .all()) as { bucket: number; count: number }[];
   }
 
   async getDeviceMetadata(deviceId: string): Promise<DeviceMetadata | undefined> {
@@ -704,6 +744,8 @@ export class DrizzleReaders {
         return this.db.insert(commands).values(placeholders(commands));
       case "openMqttSession":
         return this.db.insert(mqttSessions).values(placeholders(mqttSessions));
+      case "insertDashboardSession":
+        return this.db.insert(dashboardSessions).values(placeholders(dashboardSessions));
       case "setDeviceMetadata": {
         const set: Record<string, SQL> = {};
         for (const [key, column] of Object.entries(getTableColumns(deviceMetadata))) {
@@ -979,6 +1021,34 @@ const RAW: Partial<Record<Write["kind"], Template[]>> = {
       "at",
     ),
   ],
+  touchDashboardSession: [
+    raw(
+      "UPDATE dashboard_sessions SET last_seen_at = ?, expires_at = ? WHERE id_hash = ?",
+      "at",
+      "expiresAt",
+      "idHash",
+    ),
+  ],
+  deleteDashboardSession: [raw("DELETE FROM dashboard_sessions WHERE id_hash = ?", "idHash")],
+  purgeDashboardSessions: [
+    raw(
+      `DELETE FROM dashboard_sessions WHERE expires_at <= ? OR operator_id IN
+       (SELECT id FROM operators WHERE revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?))`,
+      "at",
+      "at",
+    ),
+  ],
+  recordFleetAudit: [
+    raw(
+      "INSERT INTO fleet_audit_runs (at, actor, counts, truncated, findings) VALUES (?, ?, ?, ?, ?)",
+      "at",
+      "actor",
+      "counts",
+      "truncated",
+      "findings",
+    ),
+    raw("DELETE FROM fleet_audit_runs WHERE id <= (SELECT max(id) FROM fleet_audit_runs) - ?", "keep"),
+  ],
   // The hash chain: the previous record's hash is read inside the same transaction
   // that appends, so concurrent writers (server, CLI) chain in commit order.
   // edgeid_audit_hash is registered on every connection (sqlite-batch.mjs).
@@ -1060,6 +1130,16 @@ function writeValues(w: Write): Record<string, unknown> {
       return toDriver(deviceMetadata, w.metadata);
     case "recordExpiryAlert":
       return { serial: w.serial, thresholdDays: w.thresholdDays, deviceId: w.deviceId, at: w.at.getTime() };
+    case "insertDashboardSession":
+      return toDriver(dashboardSessions, w.session);
+    case "touchDashboardSession":
+      return { idHash: w.idHash, at: w.at.getTime(), expiresAt: w.expiresAt.getTime() };
+    case "deleteDashboardSession":
+      return { idHash: w.idHash };
+    case "purgeDashboardSessions":
+      return { at: w.at.getTime() };
+    case "recordFleetAudit":
+      return { ...toDriver(fleetAuditRuns, { ...w.run, id: null }), keep: w.keep };
   }
 }
 

@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { blob, check, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
-import type { DeclaredNames } from "../../ports/storage.ts";
+import type { DeclaredNames, StoredFinding } from "../../ports/storage.ts";
 
 /** Times are integer milliseconds since the epoch (UTC). */
 const ms = (name: string) => integer(name, { mode: "timestamp_ms" });
@@ -27,6 +27,8 @@ export const devices = sqliteTable(
     // A profile's devices by expiry (fleet audit, expiry alerts): one range even for a
     // profile with few or no devices, where the (expiry, id) index would be read whole.
     index("devices_profile_not_after_id").on(t.profile, t.currentNotAfter, t.id),
+    // The dashboard's expiry chart: active devices by expiry, read from the index alone.
+    index("devices_status_not_after").on(t.status, t.currentNotAfter),
   ],
 );
 
@@ -316,6 +318,37 @@ export const writeGuards = sqliteTable(
   (t) => [check("appliance_quota", sql`${t.name} <> 'appliance_quota' OR ${t.ok} = 1`)],
 );
 
+/**
+ * Dashboard sessions: the cookie holds a random secret, this table its SHA-256. A
+ * session acts as its operator, whose token is checked again on every request.
+ */
+export const dashboardSessions = sqliteTable(
+  "dashboard_sessions",
+  {
+    idHash: text("id_hash").primaryKey(),
+    operatorId: text("operator_id").notNull(),
+    /** The synchronizer token every state-changing form of this session carries. */
+    csrfToken: text("csrf_token").notNull(),
+    createdAt: ms("created_at").notNull(),
+    lastSeenAt: ms("last_seen_at").notNull(),
+    /** Idle expiry; moved on by use, never past absoluteExpiresAt. */
+    expiresAt: ms("expires_at").notNull(),
+    absoluteExpiresAt: ms("absolute_expires_at").notNull(),
+    remote: text("remote"),
+  },
+  (t) => [index("dashboard_sessions_expires").on(t.expiresAt), index("dashboard_sessions_operator").on(t.operatorId)],
+);
+
+/** The latest fleet audits (their findings, capped), for the dashboard's overview. */
+export const fleetAuditRuns = sqliteTable("fleet_audit_runs", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  at: ms("at").notNull(),
+  actor: text("actor").notNull(),
+  counts: text("counts", { mode: "json" }).$type<Record<string, number>>().notNull(),
+  truncated: text("truncated", { mode: "json" }).$type<string[]>().notNull(),
+  findings: text("findings", { mode: "json" }).$type<StoredFinding[]>().notNull(),
+});
+
 export const schema = {
   devices,
   certificates,
@@ -333,6 +366,8 @@ export const schema = {
   deviceMetadata,
   expiryAlerts,
   writeGuards,
+  dashboardSessions,
+  fleetAuditRuns,
 };
 
 export { sql };
