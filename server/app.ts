@@ -4,6 +4,7 @@ import type { Authority } from "./authority/authority.ts";
 import { AuthorityError } from "./authority/errors.ts";
 import { authenticateOperator } from "./authority/operators.ts";
 import type { RevocationResponders } from "./authority/responders.ts";
+import { dashboardRoutes } from "./frontends/dashboard/routes.tsx";
 import type { AppEnv } from "./frontends/env.ts";
 import { estRoutes } from "./frontends/est/routes.ts";
 import type { FleetApi } from "./frontends/operator-api/routes.ts";
@@ -90,6 +91,17 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route(
     "/",
     operatorApi({
+      authority: deps.authority,
+      peer,
+      maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes,
+      fleet: deps.fleet,
+    }),
+  );
+
+  // The operator dashboard (server-rendered pages under /dashboard, session cookie + CSRF).
+  app.route(
+    "/",
+    dashboardRoutes({
       authority: deps.authority,
       peer,
       maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes,

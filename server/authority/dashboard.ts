@@ -157,7 +157,10 @@ export function checkCsrfToken(session: DashboardSession, presented: unknown): v
   let diff = given.length ^ expected.length;
   for (let i = 0; i < expected.length; i++) diff |= expected.charCodeAt(i) ^ given.charCodeAt(i % (given.length || 1));
   if (diff !== 0) {
-    throw forbidden("csrf_token_invalid", "the form is missing its CSRF token or it is not this session's; reload the page");
+    throw forbidden(
+      "csrf_token_invalid",
+      "the form is missing its CSRF token or it is not this session's; reload the page",
+    );
   }
 }
 
