@@ -7,10 +7,10 @@ import {
   getTableColumns,
   getTableName,
   gt,
+  gte,
   is,
   isNotNull,
   isNull,
-  gte,
   lt,
   lte,
   max,
@@ -469,17 +469,12 @@ export class DrizzleReaders {
 
   async expiryByBucket(from: Date, until: Date, bucketMs: number): Promise<{ bucket: number; count: number }[]> {
     // One range of (status, expiry): counted from the index, the table is not read.
-    const bucket = sql<number>`(${devices.currentNotAfter} - ${from.getTime()}) / ${Math.max(1, Math.floor(bucketMs))}`;
+    // Integer division (drivers may bind a JS number as REAL).
+    const bucket = sql<number>`CAST((${devices.currentNotAfter} - ${from.getTime()}) / ${Math.max(1, Math.floor(bucketMs))} AS INTEGER)`;
     return (await this.db
       .select({ bucket, count: count() })
       .from(devices)
-      .where(
-        and(
-          eq(devices.status, "active"),
-          gte(devices.currentNotAfter, from),
-          lt(devices.currentNotAfter, until),
-        ),
-      )
+      .where(and(eq(devices.status, "active"), gte(devices.currentNotAfter, from), lt(devices.currentNotAfter, until)))
       .groupBy(bucket)
       .orderBy(bucket)
       .all()) as { bucket: number; count: number }[];
