@@ -27,7 +27,8 @@ export const ExpiryChart: FC<{ byDay: number[]; now: Date }> = ({ byDay, now }) 
   const barW = Math.max(1, step * 0.75);
   const total = byDay.reduce((a, b) => a + b, 0);
   const labelEvery = byDay.length <= 14 ? 1 : byDay.length <= 31 ? 5 : byDay.length <= 92 ? 10 : 30;
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => Math.round(max * f));
+  // Five intervals of a 1-2-5 maximum: whole numbers.
+  const ticks = [0, 1, 2, 3, 4, 5].map((i) => (max / 5) * i);
   const dayLabel = (i: number) => new Date(now.getTime() + i * 86_400_000).toISOString().slice(5, 10);
   return (
     <svg

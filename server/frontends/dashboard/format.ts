@@ -19,13 +19,14 @@ export function relative(value: Date | string | null | undefined, now: Date): st
 export function span(seconds: number): string {
   if (seconds < 90) return `${seconds} s`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
-  if (seconds < 2 * 86400) {
-    const h = Math.floor(seconds / 3600);
-    const m = Math.round((seconds % 3600) / 60);
+  const hours = Math.round(seconds / 3600);
+  if (hours < 48) {
+    const m = Math.round(seconds / 60) % 60;
+    const h = Math.floor(Math.round(seconds / 60) / 60);
     return m ? `${h} h ${m} min` : `${h} h`;
   }
-  const d = Math.floor(seconds / 86400);
-  const h = Math.round((seconds % 86400) / 3600);
+  const d = Math.floor(hours / 24);
+  const h = hours % 24;
   return h ? `${d} d ${h} h` : `${d} d`;
 }
 

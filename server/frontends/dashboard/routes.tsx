@@ -68,14 +68,15 @@ export const SESSION_COOKIE = "__Host-edgeid_session";
 
 /**
  * Every dashboard response: no script at all, styles only from our stylesheet, forms
- * only to ourselves, never framed, never cached, no referrer (URLs hold cursors).
+ * only to ourselves, never framed, never cached, no referrer to other sites.
  */
 const SECURITY_HEADERS: Record<string, string> = {
   "content-security-policy":
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   "x-frame-options": "DENY",
   "x-content-type-options": "nosniff",
-  "referrer-policy": "no-referrer",
+  // Not "no-referrer": with it Chromium sends "Origin: null" on our own forms.
+  "referrer-policy": "same-origin",
   "cache-control": "no-store",
 };
 
@@ -169,19 +170,22 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
     return res;
   });
 
-  /** A browser's POST must come from this origin (login CSRF included); other clients rely on the token. */
+  /**
+   * A browser's POST must come from this origin (login CSRF included): Sec-Fetch-Site,
+   * which page content cannot set, decides where a browser sends it; otherwise Origin.
+   * Clients that send neither are not browsers, and the CSRF token decides.
+   */
   const checkOrigin = (c: Context<Env>) => {
-    const origin = c.req.header("origin");
     const site = c.req.header("sec-fetch-site");
+    const origin = c.req.header("origin");
     let ok = true;
-    if (origin !== undefined) {
+    if (site !== undefined) ok = site === "same-origin";
+    else if (origin !== undefined) {
       try {
-        ok = origin !== "null" && new URL(origin).host === c.req.header("host");
+        ok = origin !== "null" && new URL(origin).host === (c.req.header("host") ?? new URL(c.req.url).host);
       } catch {
         ok = false;
       }
-    } else if (site !== undefined) {
-      ok = site === "same-origin" || site === "none";
     }
     if (!ok) throw new AuthorityError("forbidden", "the form was not sent from this dashboard", "cross_origin_post");
   };

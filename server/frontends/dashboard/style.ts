@@ -18,6 +18,7 @@ h1 { font-size: 22px; margin: 0 0 12px; }
 h2 { font-size: 16px; margin: 24px 0 8px; }
 a { color: var(--accent); }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 14px 16px; margin-bottom: 16px; }
+.card > h2:first-child { margin-top: 0; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; margin-bottom: 16px; }
 .cards .count { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 10px 16px; min-width: 150px; }
 .count .n { font-size: 26px; font-weight: 700; display: block; }
