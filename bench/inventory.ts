@@ -12,6 +12,7 @@ import { Agent, request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { dashboardBench } from "./dashboard.ts";
 import { percentile } from "./load.ts";
 import { EDGEID, peakRssMiB, run, type ServerProcess, say, startServerProcess } from "./server.ts";
 
@@ -188,6 +189,10 @@ export async function inventoryBench(o: InventoryBenchOptions): Promise<string> 
   say(
     `  walking ${walk.length} pages by nextCursor: p50 ${percentile(w, 50).toFixed(1)} ms · p99 ${percentile(w, 99).toFixed(1)} ms per page`,
   );
+  const dashboard = await dashboardBench(server, agent, init.adminToken, {
+    deep,
+    sample: `inv-${String(Math.floor(o.devices / 3)).padStart(7, "0")}`,
+  });
   // The fleet audit over the whole fleet (each check one bounded query), then /metrics.
   const audits: number[] = [];
   let counts: Record<string, number> = {};
@@ -240,5 +245,5 @@ export async function inventoryBench(o: InventoryBenchOptions): Promise<string> 
   agent.destroy();
   await server.stop();
   if (!o.keep) await rm(work, { recursive: true, force: true });
-  return `${o.devices} devices: ${summary.join(" · ")} · walk p50 ${percentile(w, 50).toFixed(1)} ms · fleet audit ${percentile(a, 50).toFixed(0)} ms · /metrics ${scrape.toFixed(0)} ms`;
+  return `${o.devices} devices: ${summary.join(" · ")} · walk p50 ${percentile(w, 50).toFixed(1)} ms · fleet audit ${percentile(a, 50).toFixed(0)} ms · /metrics ${scrape.toFixed(0)} ms · dashboard: ${dashboard}`;
 }

@@ -4,6 +4,8 @@ import { CLI_ACTOR } from "../../server/authority/actor.ts";
 import { SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS } from "../../server/authority/dashboard.ts";
 import { setDeviceMetadata } from "../../server/authority/lifecycle.ts";
 import { createOperator, revokeOperator } from "../../server/authority/operators.ts";
+import { niceMax } from "../../server/frontends/dashboard/chart.tsx";
+import { csvField, span } from "../../server/frontends/dashboard/format.ts";
 import { encodeBase64 } from "../../server/pki/base64.ts";
 import { generateKeys, type Harness, harness, makeCsr, TEST_CONFIG } from "../support/fixtures.ts";
 
@@ -532,5 +534,29 @@ describe("dashboard", () => {
     const r = await post(browser, "/dashboard/tokens", { mode: "bulk", deviceIds: big });
     expect(r.status).toBe(413);
     expect((await request("/dashboard", { browser })).status).toBe(200);
+  });
+});
+
+describe("dashboard formatting", () => {
+  it("writes spans in whole units, CSV fields per RFC 4180 without formulas, and round chart maxima", () => {
+    expect([45, 5399, 5400, 86_400, 2 * 86_400 + 86_399, 10 * 86_400].map(span)).toEqual([
+      "45 s",
+      "90 min",
+      "1 h 30 min",
+      "24 h",
+      "3 d",
+      "10 d",
+    ]);
+    expect(["plain", "a,b", 'say "hi"', "=1+1", "-2", "@SUM(A1)", "line\nbreak", null].map(csvField)).toEqual([
+      "plain",
+      '"a,b"',
+      '"say ""hi"""',
+      "'=1+1",
+      "'-2",
+      "'@SUM(A1)",
+      '"line\nbreak"',
+      "",
+    ]);
+    expect([0, 3, 6, 11, 20, 21, 99, 101, 4999].map(niceMax)).toEqual([5, 5, 10, 20, 20, 50, 100, 200, 5000]);
   });
 });

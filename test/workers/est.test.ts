@@ -182,6 +182,46 @@ describe("edgeid on Workers with D1", () => {
     expect(await metrics.text()).toMatch(/^edgeid_devices\{status="active"\} \d+$/m);
   });
 
+  it("serves the dashboard from D1: sign-in, a session, the overview, a revoke through the form", async () => {
+    const { token: bearer } = await createOperator(deps, { name: "wk-dash", role: "operator", actor: CLI_ACTOR });
+    const enrolled = await enroll("wk-dash-dev", await token("wk-dash-dev"));
+    expect(enrolled.status).toBe(200);
+    const form = (fields: Record<string, string>, cookie?: string) => ({
+      method: "POST",
+      redirect: "manual" as const,
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        "sec-fetch-site": "same-origin",
+        ...(cookie ? { cookie } : {}),
+      },
+      body: new URLSearchParams(fields).toString(),
+    });
+    const login = await SELF.fetch(`${BASE}/dashboard/login`, form({ token: bearer }));
+    expect(login.status).toBe(303);
+    const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+    expect(cookie).toMatch(/^__Host-edgeid_session=eds_/);
+    const overview = await SELF.fetch(`${BASE}/dashboard`, { headers: { cookie } });
+    expect(overview.status).toBe(200);
+    const html = await overview.text();
+    expect(html).toContain("wk-dash (operator)");
+    expect(html).toContain('data-testid="expiry-chart"');
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(html)?.[1] ?? "";
+    const forged = await SELF.fetch(
+      `${BASE}/dashboard/devices/wk-dash-dev/revoke`,
+      form({ reason: "keyCompromise", confirm: "yes" }, cookie),
+    );
+    expect(forged.status).toBe(403);
+    const revoked = await SELF.fetch(
+      `${BASE}/dashboard/devices/wk-dash-dev/revoke`,
+      form({ _csrf: csrf, reason: "keyCompromise", confirm: "yes" }, cookie),
+    );
+    expect(revoked.status).toBe(303);
+    expect((await storage.getDevice("wk-dash-dev"))?.status).toBe("revoked");
+    const page = await (await SELF.fetch(`${BASE}/dashboard/devices/wk-dash-dev`, { headers: { cookie } })).text();
+    expect(page).toContain('data-testid="device-status">revoked<');
+    expect((await verifyAuditChain(deps, CLI_ACTOR)).ok).toBe(true);
+  });
+
   it("makes the key at serverkeygen (multipart: PKCS#8 key and certificate)", async () => {
     const [t] = await createTokens(deps, { deviceIds: ["wk-kg"], profile: "keyless", actor: "cli" });
     const r = await SELF.fetch(`${BASE}/.well-known/est/keyless/serverkeygen`, {
