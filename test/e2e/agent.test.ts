@@ -16,7 +16,10 @@ import { AgentStore } from "../../device-client/src/store.ts";
 import { INIT_PROFILES } from "../../server/config/schema.ts";
 import { mqttConnect } from "../support/mqtt-client.ts";
 import {
+  AGENT_BIN,
+  AGENT_ENV,
   addProfiles,
+  agentEnrollArgs,
   createToken,
   edgeid,
   enrollDevice,
@@ -31,9 +34,6 @@ import {
   startServer,
   type TestServer,
 } from "./helpers.ts";
-
-const AGENT_BIN = join(import.meta.dirname, "../../device-client/bin/edgeid-agent.mjs");
-const AGENT_ENV = { ...process.env, EDGEID_AGENT_FROM_SOURCE: "1" };
 
 let work: string;
 let dataDir: string;
@@ -91,21 +91,7 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 
 /** `edgeid-agent enroll` for a device with a token, into `<work>/agent-<id>`. */
 function enrollArgs(deviceId: string, token: string, extra: string[] = []): string[] {
-  const dir = join(work, `agent-${deviceId}`);
-  return [
-    "enroll",
-    "--server",
-    server.url,
-    "--ca-fingerprint",
-    `sha256:${fingerprint}`,
-    "--device",
-    deviceId,
-    "--token",
-    token,
-    "--dir",
-    dir,
-    ...extra,
-  ];
+  return agentEnrollArgs(server, fingerprint, deviceId, token, join(work, `agent-${deviceId}`), extra);
 }
 
 async function enrollAgent(deviceId: string, extra: string[] = [], profile?: string): Promise<string> {

@@ -7,27 +7,27 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "./browser.ts";
 import {
+  AGENT_BIN,
+  AGENT_ENV,
   addProfiles,
+  agentEnrollArgs,
+  caFiles,
   createToken,
   curl,
   edgeid,
   enrollDevice,
-  estGet,
   eventually,
   expectDeniedAudit,
   freePort,
   initDataDir,
   makeWorkDir,
   normalizeSerial,
-  pkcs7ToPem,
   ROOT,
   removeDir,
   run,
   showDevice,
   startServer,
   type TestServer,
-  writePem,
-  x509Subject,
 } from "./helpers.ts";
 
 /**
@@ -39,8 +39,6 @@ import {
  */
 
 const ARTIFACTS = join(ROOT, "test-artifacts", "dashboard");
-const AGENT_BIN = join(ROOT, "device-client/bin/edgeid-agent.mjs");
-const AGENT_ENV = { ...process.env, EDGEID_AGENT_FROM_SOURCE: "1" };
 
 let work: string;
 let dataDir: string;
@@ -74,18 +72,7 @@ async function ocsp(cert: string) {
 
 const agentArgs = (deviceId: string, token: string, extra: string[] = []) => [
   AGENT_BIN,
-  "enroll",
-  "--server",
-  server.url,
-  "--ca-fingerprint",
-  `sha256:${fingerprint}`,
-  "--device",
-  deviceId,
-  "--token",
-  token,
-  "--dir",
-  join(work, `agent-${deviceId}`),
-  ...extra,
+  ...agentEnrollArgs(server, fingerprint, deviceId, token, join(work, `agent-${deviceId}`), extra),
 ];
 
 async function signIn(token: string): Promise<{ context: BrowserContext; page: Page }> {
@@ -142,12 +129,7 @@ beforeAll(async () => {
     ) as { token: string }
   ).token;
   server = await startServer(dataDir, work);
-  const chain = await pkcs7ToPem(work, (await estGet(server, work, "cacerts")).body);
-  chainFile = await writePem(work, "chain.pem", chain);
-  for (const [i, pem] of chain.entries()) {
-    const file = await writePem(work, `ca-${i}.pem`, pem);
-    if ((await x509Subject(file)).includes("Issuing")) issuingFile = file;
-  }
+  ({ chainFile, issuingFile } = await caFiles(server, work));
   fingerprint = new X509Certificate(await readFile(server.rootPemFile, "utf8")).fingerprint256
     .replace(/:/g, "")
     .toLowerCase();

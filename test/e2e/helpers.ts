@@ -775,3 +775,48 @@ export async function startMosquitto(dataDir: string, work: string, readers: str
     },
   };
 }
+
+// ---------------------------------------------------------------------------------
+// The device agent and the CA files its tests use
+
+/** The agent's command line, run from its TypeScript sources. */
+export const AGENT_BIN = join(ROOT, "device-client/bin/edgeid-agent.mjs");
+export const AGENT_ENV = { ...process.env, EDGEID_AGENT_FROM_SOURCE: "1" };
+
+/** `edgeid-agent enroll` arguments: a device with a token, pinned to the root's SHA-256, into `dir`. */
+export function agentEnrollArgs(
+  server: TestServer,
+  rootFingerprint: string,
+  deviceId: string,
+  token: string,
+  dir: string,
+  extra: string[] = [],
+): string[] {
+  return [
+    "enroll",
+    "--server",
+    server.url,
+    "--ca-fingerprint",
+    `sha256:${rootFingerprint}`,
+    "--device",
+    deviceId,
+    "--token",
+    token,
+    "--dir",
+    dir,
+    ...extra,
+  ];
+}
+
+/** The chain from /cacerts as one PEM file, and the issuing CA (the one not self-issued) alone, for openssl ocsp. */
+export async function caFiles(server: TestServer, work: string): Promise<{ chainFile: string; issuingFile: string }> {
+  const chain = await pkcs7ToPem(work, (await estGet(server, work, "cacerts")).body);
+  const chainFile = await writePem(work, "chain.pem", chain);
+  let issuingFile: string | undefined;
+  for (const [i, pem] of chain.entries()) {
+    const file = await writePem(work, `ca-${i}.pem`, pem);
+    if ((await x509Subject(file)).includes("Issuing")) issuingFile = file;
+  }
+  expect(issuingFile).toBeTruthy();
+  return { chainFile, issuingFile: issuingFile as string };
+}

@@ -11,11 +11,11 @@ import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   addProfiles,
+  caFiles,
   createToken,
   curl,
   edgeid,
   enrollDevice,
-  estGet,
   estPost,
   type HttpResponse,
   initDataDir,
@@ -106,14 +106,7 @@ beforeAll(async () => {
   adminToken = init.adminToken;
   await addProfiles(dataDir, { vetted: { approval: "manual", retryAfter: "2s" } });
   server = await startServer(dataDir, work);
-  const chain = await pkcs7ToPem(work, (await estGet(server, work, "cacerts")).body);
-  chainFile = await writePem(work, "chain.pem", chain);
-  // The issuing CA is the one that is not self-issued.
-  for (const [i, pem] of chain.entries()) {
-    const file = await writePem(work, `ca-${i}.pem`, pem);
-    if ((await x509Subject(file)).includes("Issuing")) issuingFile = file;
-  }
-  expect(issuingFile).toBeTruthy();
+  ({ chainFile, issuingFile } = await caFiles(server, work));
 }, 60_000);
 
 afterAll(async () => {

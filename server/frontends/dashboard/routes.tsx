@@ -12,6 +12,8 @@ import {
   checkCsrfToken,
   closeDashboardSession,
   type DashboardSession,
+  type FleetAggregates,
+  fleetAggregates,
   fleetOverview,
   openDashboardSession,
   resumeDashboardSession,
@@ -39,6 +41,7 @@ import { csv } from "./format.ts";
 import { BASE, deviceHref } from "./layout.tsx";
 import {
   ConfirmRevokePage,
+  type CreatedTokenRow,
   DeviceListPage,
   DevicePage,
   EnrollmentsPage,
@@ -81,6 +84,8 @@ const SECURITY_HEADERS: Record<string, string> = {
 };
 
 const PAGE = 50;
+/** How long the overview's whole-table counts are kept. */
+const AGGREGATES_TTL_MS = 10_000;
 
 /** A redirect target from a form: only a dashboard path (no open redirect). */
 function safeBack(value: string | undefined): string {
@@ -126,6 +131,7 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
   const profiles = [...core.profiles.keys()];
   const app = new Hono<Env>().basePath(BASE);
   const remote = (c: Context<Env>) => deps.peer(c).remoteAddress;
+  const aggregateCache = new Map<number, FleetAggregates>();
 
   const page = async (
     c: Context<Env>,
@@ -273,6 +279,10 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
     if (c.req.method === "POST") {
       c.set("form", (await c.req.parseBody()) as Form);
       checkCsrfToken(c.get("session"), field(c, "_csrf"));
+      await next();
+      // A change made here shows on the next overview.
+      if (c.res.status < 400) aggregateCache.clear();
+      return;
     }
     return next();
   });
@@ -292,7 +302,14 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
     c.set("action", "dashboard.overview");
     const days = Number(c.req.query("days") ?? 30);
     if (![7, 30, 90].includes(days)) throw invalid("days is 7, 30 or 90");
-    const o = await fleetOverview(core, actor(c), { days, notSeenFor: core.config.fleet.notSeenFor });
+    // Whole-table counts are kept a few seconds (any change made here drops them): at a
+    // million devices they take ~200 ms, which would otherwise stall the server per view.
+    let aggregates = aggregateCache.get(days);
+    if (!aggregates || core.clock.now().getTime() - aggregates.at.getTime() >= AGGREGATES_TTL_MS) {
+      aggregates = await fleetAggregates(core, actor(c), days);
+      aggregateCache.set(days, aggregates);
+    }
+    const o = await fleetOverview(core, actor(c), { days, notSeenFor: core.config.fleet.notSeenFor, aggregates });
     return page(c, <OverviewPage session={session(c)} o={o} days={days} notice={c.req.query("notice")} />);
   });
 
@@ -447,7 +464,8 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
   });
 
   // --- Tokens -------------------------------------------------------------------
-  const tokenList = async (c: Context<Env>) => {
+  /** The tokens page: the list (by the query's filters), and the tokens just created, if any. */
+  const tokensPage = async (c: Context<Env>, created?: CreatedTokenRow[]) => {
     const state = c.req.query("state") || undefined;
     if (state && !["unused", "used", "revoked", "expired"].includes(state)) throw invalid("unknown token state");
     const deviceId = c.req.query("deviceId")?.trim() || undefined;
@@ -457,25 +475,26 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
       cursor: c.req.query("cursor") || undefined,
       limit: PAGE,
     });
-    return { state, deviceId, ...p };
-  };
-
-  app.get("/tokens", async (c) => {
-    c.set("action", "token.list");
-    const l = await tokenList(c);
     return page(
       c,
       <TokensPage
         session={session(c)}
         profiles={profiles}
-        items={l.items}
-        state={l.state}
-        deviceId={l.deviceId}
-        nextCursor={l.nextCursor}
+        items={p.items}
+        state={state}
+        deviceId={deviceId}
+        nextCursor={p.nextCursor}
         now={core.clock.now()}
+        created={created}
         notice={c.req.query("notice")}
       />,
+      created ? 201 : 200,
     );
+  };
+
+  app.get("/tokens", async (c) => {
+    c.set("action", "token.list");
+    return tokensPage(c);
   });
 
   app.post("/tokens", async (c) => {
@@ -534,21 +553,7 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
         },
       );
     }
-    const l = await tokenList(c);
-    return page(
-      c,
-      <TokensPage
-        session={session(c)}
-        profiles={profiles}
-        items={l.items}
-        state={l.state}
-        deviceId={l.deviceId}
-        nextCursor={l.nextCursor}
-        now={core.clock.now()}
-        created={created}
-      />,
-      201,
-    );
+    return tokensPage(c, created);
   });
 
   app.post("/tokens/:id/revoke", async (c) => {
