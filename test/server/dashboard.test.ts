@@ -516,9 +516,23 @@ describe("dashboard", () => {
     await enroll("plc-1", "legacy");
     await enroll("plc-2", "legacy");
     await enroll("modern-1");
-    await setDeviceMetadata(h.deps, CLI_ACTOR, "plc-2", { owner: "Plant ops, Line 2", location: "Hall B" });
+    // Owner and location from the device page's form (an operator's; an auditor's is refused).
+    const operator = await signIn("operator");
+    const saved = await post(operator, "/dashboard/devices/plc-2/metadata", {
+      owner: "Plant ops, Line 2",
+      location: " Hall B ",
+    });
+    expect(saved.headers.get("location")).toBe("/dashboard/devices/plc-2?notice=metadata-saved");
+    expect((await post(operator, "/dashboard/devices/plc-2/metadata", { owner: "x".repeat(201) })).status).toBe(400);
+    expect(await h.storage.getDeviceMetadata("plc-2")).toMatchObject({
+      owner: "Plant ops, Line 2",
+      location: "Hall B",
+      updatedBy: `operator:${operatorIds.operator}`,
+    });
     await setDeviceMetadata(h.deps, CLI_ACTOR, "plc-1", { owner: '=HYPERLINK("https://evil.test")', location: null });
     const browser = await signIn("auditor");
+    const refused = await post(browser, "/dashboard/devices/plc-1/metadata", { owner: "me" });
+    expect(refused.status).toBe(403);
     const html = await (await request("/dashboard/legacy?within=400d", { browser })).text();
     expect(html).toContain("plc-1");
     expect(html).toContain("Plant ops, Line 2");
@@ -533,6 +547,29 @@ describe("dashboard", () => {
     expect(rows[2]).toContain('"Plant ops, Line 2",Hall B');
     // A spreadsheet would run an owner that starts with "=": the field is defused.
     expect(rows[1]).toContain(`"'=HYPERLINK(""https://evil.test"")"`);
+  });
+
+  it("shows the audit trail with filters, and verifies its hash chain", async () => {
+    await request("/dashboard/login", { form: { token: "edo_guess" } });
+    await enroll("aud-dev");
+    const browser = await signIn("auditor");
+    const refusals = await (await request("/dashboard/audit?action=dashboard.login", { browser })).text();
+    expect(refusals).toContain("operator_token_unknown");
+    expect(refusals).not.toContain("est.simpleenroll");
+    const device = await (await request("/dashboard/audit?deviceId=aud-dev", { browser })).text();
+    expect(device).toContain("est.simpleenroll");
+    expect(device).not.toContain("dashboard.login");
+    const intact = await (await request("/dashboard/audit?verify=1", { browser })).text();
+    expect(intact).toMatch(/The chain is intact: \d+ records verified/);
+
+    const raw = (await import("better-sqlite3")).default;
+    const db = new raw(`${h.dir}/edgeid.db`);
+    db.exec("DROP TRIGGER audit_events_no_update");
+    db.prepare("UPDATE audit_events SET actor = 'someone-else' WHERE action = 'est.simpleenroll'").run();
+    db.close();
+    const broken = await (await request("/dashboard/audit?verify=1", { browser })).text();
+    expect(broken).toMatch(/The chain is broken at record \d+/);
+    expect((await request(`/dashboard/audit?actor=${"a".repeat(200)}`, { browser })).status).toBe(400);
   });
 
   it("refuses an oversized form with 413 and keeps the server up", async () => {

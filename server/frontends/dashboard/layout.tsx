@@ -17,6 +17,7 @@ export const NOTICES: Record<string, { text: string; kind?: "error" | "warn" }> 
   approved: { text: "The enrollment is approved; the device gets its certificate at its next retry." },
   rejected: { text: "The enrollment is rejected; the device's next retry is refused." },
   "token-revoked": { text: "The token is revoked." },
+  "metadata-saved": { text: "Owner and location are saved." },
   "audit-done": { text: "The fleet audit ran; its findings are below." },
   "signed-out": { text: "You are signed out." },
   "session-ended": { text: "Your session ended; sign in again.", kind: "warn" },
@@ -44,6 +45,7 @@ const NAV: [string, string][] = [
   ["enrollments", "Approvals"],
   ["tokens", "Tokens"],
   ["legacy", "Legacy certificates"],
+  ["audit", "Audit trail"],
 ];
 
 export const Layout: FC<{

@@ -1,9 +1,10 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
+import type { ChainReport } from "../../authority/audit-chain.ts";
 import type { DashboardSession, FleetOverview } from "../../authority/dashboard.ts";
 import type { DeviceDetail } from "../../authority/fleet.ts";
 import { REVOCATION_REASONS } from "../../authority/revoke.ts";
-import type { PendingEnrollment, TokenRecord } from "../../ports/storage.ts";
+import type { PendingEnrollment, StoredAuditEvent, TokenRecord } from "../../ports/storage.ts";
 import {
   auditView,
   certificateView,
@@ -520,6 +521,26 @@ export const DevicePage: FC<{
               <span class="muted">the device renews with a new key when it receives the command</span>
             </form>
           ) : null}
+          <form method="post" action={`${path}/metadata`} class="filters" data-testid="metadata-form">
+            <Csrf session={session} />
+            <div>
+              <label for="owner">Owner</label>
+              <input type="text" id="owner" name="owner" value={detail.metadata?.owner ?? ""} maxlength={200} />
+            </div>
+            <div>
+              <label for="location">Location</label>
+              <input
+                type="text"
+                id="location"
+                name="location"
+                value={detail.metadata?.location ?? ""}
+                maxlength={200}
+              />
+            </div>
+            <button type="submit" class="secondary">
+              Save owner and location
+            </button>
+          </form>
           {d.status === "revoked" || d.status === "decommissioned" ? (
             <form method="post" action={`${path}/reinstate`} class="inline">
               <Csrf session={session} />
@@ -1017,6 +1038,93 @@ export const LegacyPage: FC<{
     {nextCursor ? (
       <p class="pager">
         <a href={`${BASE}/legacy${query({ profile, within, cursor: nextCursor })}`}>Next page</a>
+      </p>
+    ) : null}
+  </Layout>
+);
+
+export interface AuditFilters {
+  actor?: string | undefined;
+  action?: string | undefined;
+  deviceId?: string | undefined;
+}
+
+export const AuditPage: FC<{
+  session: DashboardSession;
+  filters: AuditFilters;
+  items: StoredAuditEvent[];
+  nextCursor: string | null;
+  chain?: ChainReport | undefined;
+}> = ({ session, filters, items, nextCursor, chain }) => (
+  <Layout title="Audit trail" session={session} nav="audit">
+    <h1>Audit trail</h1>
+    <p class="muted">
+      Every issuance, change and refusal, newest first. Each record carries the hash of the one before it; verifying the
+      chain proves that none was edited or removed.
+    </p>
+    {chain ? (
+      <div class={`notice ${chain.ok ? "" : "error"}`} data-testid="chain">
+        {chain.ok
+          ? `The chain is intact: ${plural(chain.records, "record")} verified, up to record ${chain.lastId ?? "—"}.`
+          : `The chain is broken at record ${chain.broken?.id}: ${chain.broken?.problem}.`}
+      </div>
+    ) : null}
+    <form method="get" action={`${BASE}/audit`} class="filters">
+      <div>
+        <label for="audit-actor">Actor</label>
+        <input type="text" id="audit-actor" name="actor" value={filters.actor ?? ""} maxlength={128} />
+      </div>
+      <div>
+        <label for="audit-action">Action</label>
+        <input type="text" id="audit-action" name="action" value={filters.action ?? ""} maxlength={64} />
+      </div>
+      <div>
+        <label for="audit-device">Device</label>
+        <input type="text" id="audit-device" name="deviceId" value={filters.deviceId ?? ""} maxlength={129} />
+      </div>
+      <button type="submit">Filter</button>
+      <a href={`${BASE}/audit?verify=1`}>Verify the chain</a>
+    </form>
+    <table data-testid="audit-log">
+      <thead>
+        <tr>
+          <th class="num">#</th>
+          <th>At</th>
+          <th>Actor</th>
+          <th>Action</th>
+          <th>Outcome</th>
+          <th>Device</th>
+          <th>From</th>
+          <th>Detail</th>
+        </tr>
+      </thead>
+      <tbody>
+        {items.map((a) => {
+          const v = auditView(a);
+          return (
+            <tr>
+              <td class="num">{v.id}</td>
+              <td>{when(v.at)}</td>
+              <td>
+                <code>{v.actor}</code>
+              </td>
+              <td>{v.action}</td>
+              <td>
+                <Badge value={v.outcome} />
+              </td>
+              <td>{v.deviceId ? <a href={deviceHref(v.deviceId)}>{v.deviceId}</a> : ""}</td>
+              <td>{v.remote ?? ""}</td>
+              <td>
+                <code>{v.detail ? JSON.stringify(v.detail).slice(0, 300) : ""}</code>
+              </td>
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
+    {nextCursor ? (
+      <p class="pager">
+        <a href={`${BASE}/audit${query({ ...filters, cursor: nextCursor })}`}>Older records</a>
       </p>
     ) : null}
   </Layout>

@@ -6,6 +6,7 @@ import type { JSX } from "hono/jsx/jsx-runtime";
 import { requireRole } from "../../authority/actor.ts";
 import { decideEnrollment } from "../../authority/approvals.ts";
 import { recordDenial } from "../../authority/audit.ts";
+import { verifyAuditChain } from "../../authority/audit-chain.ts";
 import type { Authority } from "../../authority/authority.ts";
 import { issueCommands } from "../../authority/commands.ts";
 import {
@@ -24,11 +25,12 @@ import {
   listDevices,
   listEnrollments,
   listTokens,
+  readAudit,
   revokeToken,
   showDevice,
 } from "../../authority/fleet.ts";
 import { runFleetAudit } from "../../authority/fleet-audit.ts";
-import { expiringReport } from "../../authority/lifecycle.ts";
+import { expiringReport, setDeviceMetadata } from "../../authority/lifecycle.ts";
 import { REVOCATION_REASONS, type RevocationReason, reinstateDevice, revokeDevice } from "../../authority/revoke.ts";
 import { batchDeviceIds } from "../../authority/tokens.ts";
 import { isDuration, parseDuration } from "../../config/duration.ts";
@@ -40,6 +42,7 @@ import { deviceView, expiringView } from "../operator-api/views.ts";
 import { csv } from "./format.ts";
 import { BASE, deviceHref } from "./layout.tsx";
 import {
+  AuditPage,
   ConfirmRevokePage,
   type CreatedTokenRow,
   DeviceListPage,
@@ -99,7 +102,7 @@ function postAction(path: string): string {
   if (p === "/login" || p === "/logout") return `dashboard${p.replace("/", ".")}`;
   if (p === "/audit/run") return "fleet.audit";
   if (p === "/tokens") return "token.create";
-  let m = /^\/devices\/[^/]+\/(revoke|reinstate|rotate)$/.exec(p);
+  let m = /^\/devices\/[^/]+\/(revoke|reinstate|rotate|metadata)$/.exec(p);
   if (m) return m[1] === "rotate" ? "command.create" : `device.${m[1]}`;
   m = /^\/(tokens|enrollments)\/[^/]+\/(revoke|decide)$/.exec(p);
   if (m) return m[1] === "tokens" ? "token.revoke" : "enrollment.decide";
@@ -421,6 +424,15 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
     return c.redirect(withNotice(deviceHref(id), "reinstated"), 303);
   });
 
+  app.post("/devices/:id/metadata", async (c) => {
+    c.set("action", "device.metadata");
+    const id = c.req.param("id");
+    // An emptied field clears the value.
+    const text = (name: string) => field(c, name)?.trim() || null;
+    await setDeviceMetadata(core, actor(c), id, { owner: text("owner"), location: text("location") });
+    return c.redirect(withNotice(deviceHref(id), "metadata-saved"), 303);
+  });
+
   app.post("/devices/:id/rotate", async (c) => {
     c.set("action", "command.create");
     const id = c.req.param("id");
@@ -617,6 +629,32 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
       "content-type": "text/csv; charset=utf-8",
       "content-disposition": `attachment; filename="edgeid-expiring-${profile}-${within}.csv"`,
     });
+  });
+
+  // --- Audit trail -----------------------------------------------------------------
+  app.get("/audit", async (c) => {
+    c.set("action", "audit.list");
+    const q = c.req.query();
+    const filters = {
+      actor: q.actor?.trim() || undefined,
+      action: q.action?.trim() || undefined,
+      deviceId: q.deviceId?.trim() || undefined,
+    };
+    if (
+      (filters.actor?.length ?? 0) > 128 ||
+      (filters.action?.length ?? 0) > 64 ||
+      (filters.deviceId?.length ?? 0) > 129
+    ) {
+      throw invalid("a filter is too long");
+    }
+    const p = await readAudit(core, actor(c), { ...filters, cursor: q.cursor || undefined, limit: PAGE });
+    // Reading the whole chain yields to other requests between its pages.
+    const chain =
+      q.verify === "1" ? await verifyAuditChain(core, actor(c), () => new Promise((r) => setTimeout(r, 0))) : undefined;
+    return page(
+      c,
+      <AuditPage session={session(c)} filters={filters} items={p.items} nextCursor={p.nextCursor} chain={chain} />,
+    );
   });
 
   app.all("*", (c) => {
