@@ -572,6 +572,36 @@ describe("dashboard", () => {
     expect((await request(`/dashboard/audit?actor=${"a".repeat(200)}`, { browser })).status).toBe(400);
   });
 
+  it("lets an admin create and revoke operators; a revoked operator's session ends at once", async () => {
+    const operator = await signIn("operator");
+    expect(await (await request("/dashboard", { browser: operator })).text()).not.toContain("/dashboard/operators");
+    expect((await request("/dashboard/operators", { browser: operator })).status).toBe(403);
+    expect((await post(operator, "/dashboard/operators", { name: "eve", role: "admin" })).status).toBe(403);
+
+    const admin = await signIn("admin");
+    expect(await (await request("/dashboard", { browser: admin })).text()).toContain('href="/dashboard/operators"');
+    const created = await post(admin, "/dashboard/operators", { name: "night shift", role: "auditor", ttl: "30d" });
+    expect(created.status).toBe(201);
+    const token = /class="secret">(edo_[^<]+)</.exec(await created.text())?.[1] ?? "";
+    tokens.night = token;
+    const night = await signIn("night");
+    expect(await (await request("/dashboard", { browser: night })).text()).toContain("night shift (auditor)");
+
+    const listed = await (await request("/dashboard/operators", { browser: admin })).text();
+    expect(listed).not.toContain(token);
+    const id = (await h.storage.listOperators()).find((o) => o.name === "night shift")?.id ?? "";
+    const revoked = await post(admin, `/dashboard/operators/${id}/revoke`, {});
+    expect(revoked.headers.get("location")).toBe("/dashboard/operators?notice=operator-revoked");
+    expect((await request("/dashboard", { browser: night })).status).toBe(303);
+
+    // The last admin cannot revoke itself, even by a crafted form.
+    const self = await post(admin, `/dashboard/operators/${operatorIds.admin}/revoke`, {});
+    expect(self.status).toBe(409);
+    expect(await self.text()).toContain("last_admin");
+    expect((await post(admin, "/dashboard/operators", { name: "x", role: "root" })).status).toBe(400);
+    expect((await post(admin, "/dashboard/operators", { name: "bad/name", role: "auditor" })).status).toBe(400);
+  });
+
   it("refuses an oversized form with 413 and keeps the server up", async () => {
     const browser = await signIn("operator");
     const big = "x".repeat(h.deps.config.limits.maxBodyBytes + 10);

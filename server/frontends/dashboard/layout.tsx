@@ -18,6 +18,7 @@ export const NOTICES: Record<string, { text: string; kind?: "error" | "warn" }> 
   rejected: { text: "The enrollment is rejected; the device's next retry is refused." },
   "token-revoked": { text: "The token is revoked." },
   "metadata-saved": { text: "Owner and location are saved." },
+  "operator-revoked": { text: "The operator is revoked; its sessions have ended." },
   "audit-done": { text: "The fleet audit ran; its findings are below." },
   "signed-out": { text: "You are signed out." },
   "session-ended": { text: "Your session ended; sign in again.", kind: "warn" },
@@ -70,11 +71,13 @@ export const Layout: FC<{
         <span class="brand">edgeid</span>
         {session ? (
           <nav>
-            {NAV.map(([key, label]) => (
-              <a href={key === "overview" ? BASE : `${BASE}/${key}`} class={nav === key ? "current" : ""}>
-                {label}
-              </a>
-            ))}
+            {[...NAV, ...(hasRole(session.actor, "admin") ? [["operators", "Operators"] as [string, string]] : [])].map(
+              ([key, label]) => (
+                <a href={key === "overview" ? BASE : `${BASE}/${key}`} class={nav === key ? "current" : ""}>
+                  {label}
+                </a>
+              ),
+            )}
           </nav>
         ) : null}
         {session ? (

@@ -31,6 +31,7 @@ import {
 } from "../../authority/fleet.ts";
 import { runFleetAudit } from "../../authority/fleet-audit.ts";
 import { expiringReport, setDeviceMetadata } from "../../authority/lifecycle.ts";
+import { createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
 import { REVOCATION_REASONS, type RevocationReason, reinstateDevice, revokeDevice } from "../../authority/revoke.ts";
 import { batchDeviceIds } from "../../authority/tokens.ts";
 import { isDuration, parseDuration } from "../../config/duration.ts";
@@ -52,6 +53,7 @@ import {
   EXPIRING_CHOICES,
   LegacyPage,
   LoginPage,
+  OperatorsPage,
   OverviewPage,
   TokensPage,
 } from "./pages.tsx";
@@ -102,10 +104,11 @@ function postAction(path: string): string {
   if (p === "/login" || p === "/logout") return `dashboard${p.replace("/", ".")}`;
   if (p === "/audit/run") return "fleet.audit";
   if (p === "/tokens") return "token.create";
+  if (p === "/operators") return "operator.create";
   let m = /^\/devices\/[^/]+\/(revoke|reinstate|rotate|metadata)$/.exec(p);
   if (m) return m[1] === "rotate" ? "command.create" : `device.${m[1]}`;
-  m = /^\/(tokens|enrollments)\/[^/]+\/(revoke|decide)$/.exec(p);
-  if (m) return m[1] === "tokens" ? "token.revoke" : "enrollment.decide";
+  m = /^\/(tokens|enrollments|operators)\/[^/]+\/(revoke|decide)$/.exec(p);
+  if (m) return m[1] === "tokens" ? "token.revoke" : m[1] === "operators" ? "operator.revoke" : "enrollment.decide";
   return "dashboard.request";
 }
 
@@ -629,6 +632,49 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
       "content-type": "text/csv; charset=utf-8",
       "content-disposition": `attachment; filename="edgeid-expiring-${profile}-${within}.csv"`,
     });
+  });
+
+  // --- Operators (admin) -------------------------------------------------------------
+  const operatorsPage = async (c: Context<Env>, created?: { name: string; role: string; token: string }) => {
+    const items = await listOperators(core, actor(c));
+    return page(
+      c,
+      <OperatorsPage
+        session={session(c)}
+        items={items}
+        now={core.clock.now()}
+        created={created}
+        notice={c.req.query("notice")}
+      />,
+      created ? 201 : 200,
+    );
+  };
+
+  app.get("/operators", async (c) => {
+    c.set("action", "operator.list");
+    return operatorsPage(c);
+  });
+
+  app.post("/operators", async (c) => {
+    c.set("action", "operator.create");
+    const role = field(c, "role");
+    if (role !== "admin" && role !== "operator" && role !== "auditor")
+      throw invalid("role is admin, operator or auditor");
+    const ttl = field(c, "ttl")?.trim() || undefined;
+    if (ttl && !isDuration(ttl)) throw invalid("valid for: a duration such as 90d");
+    const r = await createOperator(core, {
+      name: field(c, "name")?.trim() ?? "",
+      role,
+      ttl: ttl ? parseDuration(ttl) : undefined,
+      actor: actor(c),
+    });
+    return operatorsPage(c, { name: r.operator.name, role: r.operator.role, token: r.token });
+  });
+
+  app.post("/operators/:id/revoke", async (c) => {
+    c.set("action", "operator.revoke");
+    await revokeOperator(core, c.req.param("id"), actor(c));
+    return c.redirect(`${BASE}/operators?notice=operator-revoked`, 303);
   });
 
   // --- Audit trail -----------------------------------------------------------------
