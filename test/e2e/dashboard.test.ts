@@ -302,6 +302,15 @@ describe("operator dashboard in Chromium", { timeout: 90_000 }, () => {
       (n) => n === 1,
       30_000,
     );
+    // The overview lists it too; with a fleet audit run from there, it makes the second screenshot.
+    await page.goto(`${server.url}/dashboard`);
+    expect(await page.locator('[data-testid="pending"]').textContent()).toContain("plant7-vet-01");
+    await page.click("button:has-text('Run the fleet audit now')");
+    await page.waitForURL(/notice=audit-done/);
+    expect(await page.locator('[data-testid="audit"]').textContent()).toContain("by operator:");
+    await page.screenshot({ path: join(ARTIFACTS, "overview-pending-approval.png"), fullPage: true });
+    await page.goto(`${server.url}/dashboard/enrollments`);
+
     // The device page follows the device meanwhile (it reloads itself while enrollment is open).
     const watcher = await context.newPage();
     await watcher.goto(`${server.url}/dashboard/devices/plant7-vet-01`);

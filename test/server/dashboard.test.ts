@@ -5,7 +5,7 @@ import { SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS } from "../../server/authorit
 import { setDeviceMetadata } from "../../server/authority/lifecycle.ts";
 import { createOperator, revokeOperator } from "../../server/authority/operators.ts";
 import { niceMax } from "../../server/frontends/dashboard/chart.tsx";
-import { csvField, span } from "../../server/frontends/dashboard/format.ts";
+import { csvField, relative, span } from "../../server/frontends/dashboard/format.ts";
 import { encodeBase64 } from "../../server/pki/base64.ts";
 import { generateKeys, type Harness, harness, makeCsr, TEST_CONFIG } from "../support/fixtures.ts";
 
@@ -631,6 +631,10 @@ describe("dashboard formatting", () => {
       '"line\nbreak"',
       "",
     ]);
+    const now = new Date("2026-11-24T09:00:00Z");
+    expect(
+      ["2026-11-24T09:00:03Z", "2026-11-24T08:58:00Z", "2026-11-26T09:00:00Z", null].map((t) => relative(t, now)),
+    ).toEqual(["just now", "2 min ago", "in 2 d", ""]);
     expect([0, 3, 6, 11, 20, 21, 99, 101, 4999].map(niceMax)).toEqual([5, 5, 10, 20, 20, 50, 100, 200, 5000]);
   });
 });

@@ -12,6 +12,7 @@ export function relative(value: Date | string | null | undefined, now: Date): st
   if (!value) return "";
   const d = typeof value === "string" ? new Date(value) : value;
   const s = Math.round((d.getTime() - now.getTime()) / 1000);
+  if (Math.abs(s) < 5) return "just now";
   const text = span(Math.abs(s));
   return s >= 0 ? `in ${text}` : `${text} ago`;
 }
