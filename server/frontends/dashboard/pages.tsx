@@ -379,6 +379,51 @@ export const DeviceListPage: FC<{
   </Layout>
 );
 
+/** A record's detail as compact JSON, cut at 300 characters. */
+const JsonDetail: FC<{ value: unknown }> = ({ value }) =>
+  value ? <code>{JSON.stringify(value).slice(0, 300)}</code> : null;
+
+/** Audit records, newest first; `full` adds the record number, the device and the client address. */
+const AuditTable: FC<{ items: StoredAuditEvent[]; testId: string; full?: boolean }> = ({ items, testId, full }) => (
+  <table data-testid={testId}>
+    <thead>
+      <tr>
+        {full ? <th class="num">#</th> : null}
+        <th>At</th>
+        <th>Actor</th>
+        <th>Action</th>
+        <th>Outcome</th>
+        {full ? <th>Device</th> : null}
+        {full ? <th>From</th> : null}
+        <th>Detail</th>
+      </tr>
+    </thead>
+    <tbody>
+      {items.map((a) => {
+        const v = auditView(a);
+        return (
+          <tr>
+            {full ? <td class="num">{v.id}</td> : null}
+            <td>{when(v.at)}</td>
+            <td>
+              <code>{v.actor}</code>
+            </td>
+            <td>{v.action}</td>
+            <td>
+              <Badge value={v.outcome} />
+            </td>
+            {full ? <td>{v.deviceId ? <a href={deviceHref(v.deviceId)}>{v.deviceId}</a> : ""}</td> : null}
+            {full ? <td>{v.remote ?? ""}</td> : null}
+            <td>
+              <JsonDetail value={v.detail} />
+            </td>
+          </tr>
+        );
+      })}
+    </tbody>
+  </table>
+);
+
 const Facts: FC<{ rows: [string, unknown][] }> = ({ rows }) => (
   <dl class="facts">
     {rows.map(([k, v]) => (
@@ -616,7 +661,7 @@ export const DevicePage: FC<{
                 <td>{when(e.at)}</td>
                 <td>{e.type}</td>
                 <td>
-                  <code>{JSON.stringify(e.body).slice(0, 300)}</code>
+                  <JsonDetail value={e.body} />
                 </td>
               </tr>
             ))}
@@ -656,37 +701,7 @@ export const DevicePage: FC<{
       ) : null}
 
       <h2>Audit records</h2>
-      <table data-testid="device-audit">
-        <thead>
-          <tr>
-            <th>At</th>
-            <th>Action</th>
-            <th>Outcome</th>
-            <th>Actor</th>
-            <th>Detail</th>
-          </tr>
-        </thead>
-        <tbody>
-          {detail.audit.map((a) => {
-            const v = auditView(a);
-            return (
-              <tr>
-                <td>{when(v.at)}</td>
-                <td>{v.action}</td>
-                <td>
-                  <Badge value={v.outcome} />
-                </td>
-                <td>
-                  <code>{v.actor}</code>
-                </td>
-                <td>
-                  <code>{v.detail ? JSON.stringify(v.detail).slice(0, 300) : ""}</code>
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
+      <AuditTable items={detail.audit} testId="device-audit" />
     </Layout>
   );
 };
@@ -1085,43 +1100,7 @@ export const AuditPage: FC<{
       <button type="submit">Filter</button>
       <a href={`${BASE}/audit?verify=1`}>Verify the chain</a>
     </form>
-    <table data-testid="audit-log">
-      <thead>
-        <tr>
-          <th class="num">#</th>
-          <th>At</th>
-          <th>Actor</th>
-          <th>Action</th>
-          <th>Outcome</th>
-          <th>Device</th>
-          <th>From</th>
-          <th>Detail</th>
-        </tr>
-      </thead>
-      <tbody>
-        {items.map((a) => {
-          const v = auditView(a);
-          return (
-            <tr>
-              <td class="num">{v.id}</td>
-              <td>{when(v.at)}</td>
-              <td>
-                <code>{v.actor}</code>
-              </td>
-              <td>{v.action}</td>
-              <td>
-                <Badge value={v.outcome} />
-              </td>
-              <td>{v.deviceId ? <a href={deviceHref(v.deviceId)}>{v.deviceId}</a> : ""}</td>
-              <td>{v.remote ?? ""}</td>
-              <td>
-                <code>{v.detail ? JSON.stringify(v.detail).slice(0, 300) : ""}</code>
-              </td>
-            </tr>
-          );
-        })}
-      </tbody>
-    </table>
+    <AuditTable items={items} testId="audit-log" full />
     {nextCursor ? (
       <p class="pager">
         <a href={`${BASE}/audit${query({ ...filters, cursor: nextCursor })}`}>Older records</a>
