@@ -21,6 +21,27 @@ import { BASE, Badge, Csrf, canAct, deviceHref, Layout } from "./layout.tsx";
 type Device = ReturnType<typeof deviceView>;
 type Expiring = ReturnType<typeof expiringView>;
 
+type Column = string | { label: string; num: true } | false | undefined;
+
+/** A table's header row; a false or undefined column is left out (one only some roles see). */
+const Head: FC<{ cols: Column[] }> = ({ cols }) => (
+  <thead>
+    <tr>
+      {cols.map((c) =>
+        c === false || c === undefined ? null : typeof c === "string" ? (
+          c ? (
+            <th>{c}</th>
+          ) : (
+            <th />
+          )
+        ) : (
+          <th class="num">{c.label}</th>
+        ),
+      )}
+    </tr>
+  </thead>
+);
+
 export const LoginPage: FC<{ error?: string | undefined; notice?: string | undefined; next?: string }> = ({
   error,
   notice,
@@ -73,18 +94,7 @@ const PendingTable: FC<{ session: DashboardSession; items: PendingEnrollment[]; 
   const act = canAct(session);
   return (
     <table data-testid="pending">
-      <thead>
-        <tr>
-          <th>Device</th>
-          <th>Profile</th>
-          <th>Method</th>
-          <th>Key</th>
-          <th>From</th>
-          <th>Asked</th>
-          <th>Status</th>
-          {act ? <th>Decision</th> : null}
-        </tr>
-      </thead>
+      <Head cols={["Device", "Profile", "Method", "Key", "From", "Asked", "Status", act && "Decision"]} />
       <tbody>
         {items.map((p) => {
           const v = enrollmentView(p);
@@ -169,13 +179,7 @@ export const OverviewPage: FC<{ session: DashboardSession; o: FleetOverview; day
             <p class="muted">Every active device that reports over MQTT has been heard from.</p>
           ) : (
             <table data-testid="not-seen">
-              <thead>
-                <tr>
-                  <th>Device</th>
-                  <th>Last seen</th>
-                  <th>Last state</th>
-                </tr>
-              </thead>
+              <Head cols={["Device", "Last seen", "Last state"]} />
               <tbody>
                 {o.notSeen.map((s) => (
                   <tr>
@@ -224,14 +228,7 @@ export const OverviewPage: FC<{ session: DashboardSession; o: FleetOverview; day
             </p>
             {audit.findings.length ? (
               <table>
-                <thead>
-                  <tr>
-                    <th>Severity</th>
-                    <th>Check</th>
-                    <th>Device</th>
-                    <th>Finding</th>
-                  </tr>
-                </thead>
+                <Head cols={["Severity", "Check", "Device", "Finding"]} />
                 <tbody>
                   {audit.findings.slice(0, 25).map((f) => (
                     <tr>
@@ -336,16 +333,7 @@ export const DeviceListPage: FC<{
       </p>
     ) : (
       <table data-testid="devices">
-        <thead>
-          <tr>
-            <th>Device</th>
-            <th>State</th>
-            <th>Profile</th>
-            <th>Current certificate</th>
-            <th>Expires</th>
-            <th>Last enrolled</th>
-          </tr>
-        </thead>
+        <Head cols={["Device", "State", "Profile", "Current certificate", "Expires", "Last enrolled"]} />
         <tbody>
           {items.map((d) => (
             <tr data-device={d.id}>
@@ -386,18 +374,18 @@ const JsonDetail: FC<{ value: unknown }> = ({ value }) =>
 /** Audit records, newest first; `full` adds the record number, the device and the client address. */
 const AuditTable: FC<{ items: StoredAuditEvent[]; testId: string; full?: boolean }> = ({ items, testId, full }) => (
   <table data-testid={testId}>
-    <thead>
-      <tr>
-        {full ? <th class="num">#</th> : null}
-        <th>At</th>
-        <th>Actor</th>
-        <th>Action</th>
-        <th>Outcome</th>
-        {full ? <th>Device</th> : null}
-        {full ? <th>From</th> : null}
-        <th>Detail</th>
-      </tr>
-    </thead>
+    <Head
+      cols={[
+        full && { label: "#", num: true },
+        "At",
+        "Actor",
+        "Action",
+        "Outcome",
+        full && "Device",
+        full && "From",
+        "Detail",
+      ]}
+    />
     <tbody>
       {items.map((a) => {
         const v = auditView(a);
@@ -602,17 +590,7 @@ export const DevicePage: FC<{
         <p class="muted">None issued.</p>
       ) : (
         <table data-testid="certificates">
-          <thead>
-            <tr>
-              <th>Serial</th>
-              <th>Status</th>
-              <th>Valid from</th>
-              <th>Valid until</th>
-              <th>Key</th>
-              <th>How</th>
-              <th>Issuer</th>
-            </tr>
-          </thead>
+          <Head cols={["Serial", "Status", "Valid from", "Valid until", "Key", "How", "Issuer"]} />
           <tbody>
             {detail.certificates.map((c) => {
               const v = certificateView(c);
@@ -648,13 +626,7 @@ export const DevicePage: FC<{
         <p class="muted">No events.</p>
       ) : (
         <table>
-          <thead>
-            <tr>
-              <th>At</th>
-              <th>Type</th>
-              <th>Detail</th>
-            </tr>
-          </thead>
+          <Head cols={["At", "Type", "Detail"]} />
           <tbody>
             {detail.events.map((e) => (
               <tr>
@@ -673,14 +645,7 @@ export const DevicePage: FC<{
         <>
           <h2>Commands</h2>
           <table>
-            <thead>
-              <tr>
-                <th>Command</th>
-                <th>State</th>
-                <th>Queued</th>
-                <th>By</th>
-              </tr>
-            </thead>
+            <Head cols={["Command", "State", "Queued", "By"]} />
             <tbody>
               {detail.commands.map((c) => (
                 <tr>
@@ -814,14 +779,7 @@ export const TokensPage: FC<{
             and stored only as a hash.
           </p>
           <table>
-            <thead>
-              <tr>
-                <th>Device</th>
-                <th>Profile</th>
-                <th>Token</th>
-                <th>Expires</th>
-              </tr>
-            </thead>
+            <Head cols={["Device", "Profile", "Token", "Expires"]} />
             <tbody>
               {created.map((t) => (
                 <tr>
@@ -916,18 +874,7 @@ export const TokensPage: FC<{
         <button type="submit">Filter</button>
       </form>
       <table data-testid="tokens">
-        <thead>
-          <tr>
-            <th>Token id</th>
-            <th>Device</th>
-            <th>Profile</th>
-            <th>State</th>
-            <th>Created</th>
-            <th>Expires</th>
-            <th>Certificate</th>
-            {act ? <th /> : null}
-          </tr>
-        </thead>
+        <Head cols={["Token id", "Device", "Profile", "State", "Created", "Expires", "Certificate", act && ""]} />
         <tbody>
           {items.map((t) => {
             const v = tokenView(t, now);
@@ -1016,17 +963,9 @@ export const LegacyPage: FC<{
       <p class="muted">No certificate of this profile expires within {within}.</p>
     ) : (
       <table data-testid="legacy">
-        <thead>
-          <tr>
-            <th>Device</th>
-            <th>Serial</th>
-            <th>Expires</th>
-            <th class="num">Days left</th>
-            <th>Owner</th>
-            <th>Location</th>
-            <th>Last seen</th>
-          </tr>
-        </thead>
+        <Head
+          cols={["Device", "Serial", "Expires", { label: "Days left", num: true }, "Owner", "Location", "Last seen"]}
+        />
         <tbody>
           {items.map((r) => (
             <tr>
@@ -1150,16 +1089,7 @@ export const OperatorsPage: FC<{
       <button type="submit">Create operator</button>
     </form>
     <table data-testid="operators">
-      <thead>
-        <tr>
-          <th>Name</th>
-          <th>Role</th>
-          <th>State</th>
-          <th>Created</th>
-          <th>Expires</th>
-          <th />
-        </tr>
-      </thead>
+      <Head cols={["Name", "Role", "State", "Created", "Expires", ""]} />
       <tbody>
         {items.map((o) => {
           const state = o.revokedAt
