@@ -3,9 +3,13 @@
  *
  * D1 has no interactive transactions, so there is no `tx` callback: a change is a
  * list of writes applied all-or-nothing (a better-sqlite3 transaction on Node, a D1
- * `batch` on Workers). Conditions that must hold at write time are expressed as
- * constraints, e.g. a bootstrap token's single use is the UNIQUE
- * `certificates.bootstrap_token_id`.
+ * `batch` on Workers). What a decision rested on when it was read can have changed by
+ * the time its writes commit (a revocation lands while a CSR is being verified), so a
+ * write set carries those facts as `require` writes (see {@link Precondition}): each is
+ * evaluated inside the same atomic unit, in order, and one that no longer holds aborts
+ * the whole set with a StorageConflictError naming it. Uniqueness rules are constraints
+ * as well: a bootstrap token's single use is the UNIQUE `certificates.bootstrap_token_id`,
+ * one key, one identity is the primary key of `device_keys`.
  */
 
 export type DeviceStatus = "pending" | "active" | "revoked" | "decommissioned";
@@ -63,6 +67,12 @@ export interface DeviceRecord {
   currentNotAfter: Date | null;
   /** Names an operator declared; every certificate of the device carries them. */
   names?: DeclaredNames | null;
+  /**
+   * Raised by the store at every change of the device row (issuance, revocation,
+   * reinstatement); what a write set names in a `device_unchanged` precondition.
+   * Ignored on write.
+   */
+  revision?: number;
 }
 
 export interface CertificateRecord {
@@ -85,6 +95,11 @@ export interface CertificateRecord {
   method: IssuanceMethod;
   replacesSerial: string | null;
   bootstrapTokenId: string | null;
+  /**
+   * When the certificate was first seen in use (a mutual-TLS request, an MQTT
+   * connection, a status report naming it); null while it never was. Set by the store.
+   */
+  firstUsedAt?: Date | null;
 }
 
 export interface TokenRecord {
@@ -311,9 +326,68 @@ export interface FleetAuditReads {
   certificatesWithKeyType(profile: string, keyType: string, now: Date, limit: number): Promise<CertificateRecord[]>;
 }
 
+/**
+ * A fact a write set rests on, re-checked inside the set: if it no longer holds, the
+ * set is not applied and `apply` throws StorageConflictError with `constraint` equal to
+ * the precondition's `name`. Put them first in the set: they see the state before the
+ * set's own writes.
+ */
+export type Precondition =
+  /** The device row is the one that was read (its revision), or still absent (`revision: null`). */
+  | { name: "device_unchanged"; deviceId: string; revision: number | null }
+  /** The device exists and is active (a gateway brokering an enrollment). */
+  | { name: "device_active"; deviceId: string }
+  /** The device exists and is neither revoked nor decommissioned. */
+  | { name: "device_not_revoked"; deviceId: string }
+  /** The certificate is valid (not revoked) and unexpired at `at`. */
+  | { name: "certificate_valid"; serial: string; at: Date }
+  /** The certificate has never been used (see CertificateRecord.firstUsedAt). */
+  | { name: "certificate_unused"; serial: string }
+  /** The bootstrap token is neither used nor revoked, and unexpired at `at`. */
+  | { name: "token_usable"; tokenId: string; at: Date }
+  /** The bootstrap token is neither used nor revoked (what revoking it needs). */
+  | { name: "token_unused"; tokenId: string }
+  /** The device's IDevID binding is this certificate and is not revoked. */
+  | { name: "idevid_bound"; deviceId: string; fingerprint: string }
+  /** The enrollment request is in this state. */
+  | { name: "pending_status"; id: string; status: PendingStatus }
+  /** The operator exists, is not revoked and its token has not expired at `at`. */
+  | { name: "operator_active"; operatorId: string; at: Date };
+
+export type PreconditionName = Precondition["name"];
+
+export const PRECONDITION_NAMES: readonly PreconditionName[] = [
+  "device_unchanged",
+  "device_active",
+  "device_not_revoked",
+  "certificate_valid",
+  "certificate_unused",
+  "token_usable",
+  "token_unused",
+  "idevid_bound",
+  "pending_status",
+  "operator_active",
+];
+
+/** Whether a write set failed because one of its preconditions no longer held. */
+export function failedPrecondition(err: unknown): PreconditionName | undefined {
+  if (!(err instanceof StorageConflictError)) return undefined;
+  return PRECONDITION_NAMES.find((n) => n === err.constraint);
+}
+
+/** The constraint a certificate whose key another device holds fails (one key, one identity). */
+export const KEY_HOLDER_CONSTRAINT = "device_keys.key_fingerprint";
+
 export type Write =
+  | { kind: "require"; precondition: Precondition }
   | { kind: "upsertDevice"; device: DeviceRecord }
+  /**
+   * Also claims the certificate's key for its device: a key another device holds fails
+   * the set (KEY_HOLDER_CONSTRAINT); the same device may certify its key again.
+   */
   | { kind: "insertCertificate"; certificate: CertificateRecord }
+  /** The certificate was used (see CertificateRecord.firstUsedAt); a later use changes nothing. */
+  | { kind: "markCertificateUsed"; serial: string; at: Date }
   | { kind: "redeemToken"; tokenId: string; at: Date; serial: string }
   | { kind: "insertToken"; token: TokenRecord }
   | { kind: "bindIdevid"; binding: IdevidBinding }

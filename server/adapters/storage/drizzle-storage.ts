@@ -42,6 +42,7 @@ import type {
   OperatorRecord,
   PendingEnrollment,
   PendingStatus,
+  Precondition,
   RevocationEntry,
   StoredAuditEvent,
   TokenQuery,
@@ -682,7 +683,7 @@ export class DrizzleReaders {
    */
   protected compile(w: Write): CompiledWrite[] {
     const values = writeValues(w);
-    return this.writeTemplates(w.kind).map((t) => ({
+    return this.writeTemplates(w).map((t) => ({
       sql: t.sql,
       params: t.params.map((p) => (is(p, Placeholder) ? values[p.name] : p)),
     }));
@@ -702,11 +703,15 @@ export class DrizzleReaders {
 
   private readonly templates = new Map<string, Template[]>();
 
-  private writeTemplates(kind: Write["kind"]): Template[] {
-    let t = this.templates.get(kind);
+  private writeTemplates(w: Write): Template[] {
+    const key = w.kind === "require" ? `require:${w.precondition.name}` : w.kind;
+    let t = this.templates.get(key);
     if (!t) {
-      t = RAW[kind] ?? [this.writeQuery(kind).toSQL()];
-      this.templates.set(kind, t);
+      t =
+        w.kind === "require"
+          ? [PRECONDITIONS[w.precondition.name]]
+          : [...(RAW[w.kind] ?? [this.writeQuery(w.kind).toSQL()]), ...(ALSO[w.kind] ?? [])];
+      this.templates.set(key, t);
     }
     return t;
   }
@@ -718,6 +723,8 @@ export class DrizzleReaders {
         for (const [key, column] of Object.entries(getTableColumns(devices))) {
           if (key !== "id") set[key] = sql.raw(`excluded."${column.name}"`);
         }
+        // Every change of the row raises its revision (the device_unchanged precondition).
+        set.revision = sql.raw(`"devices"."revision" + 1`);
         return this.db.insert(devices).values(placeholders(devices)).onConflictDoUpdate({ target: devices.id, set });
       }
       case "insertCertificate":
@@ -834,6 +841,9 @@ function raw(text: string, ...names: string[]): Template {
 
 const AUDIT_FIELDS = ["at", "actor", "action", "outcome", "deviceId", "serial", "remote", "detail"];
 
+/** A certificate's first use (CertificateRecord.firstUsedAt); later uses change nothing. */
+const MARK_USED = "UPDATE certificates SET first_used_at = ? WHERE serial = ? AND first_used_at IS NULL";
+
 const REVOKED_CERTIFICATES_TO_FEED = `INSERT INTO revocations (serial, issuer, device_id, revoked_at, reason, not_after)
   SELECT serial, issuer, device_id, ?, ?, not_after FROM certificates`;
 
@@ -843,6 +853,7 @@ const REVOKED_CERTIFICATES_TO_FEED = `INSERT INTO revocations (serial, issuer, d
  * number of certificates already revoked.
  */
 const RAW: Partial<Record<Write["kind"], Template[]>> = {
+  markCertificateUsed: [raw(MARK_USED, "at", "serial")],
   // The CHECK on write_guards fails (and the transaction with it) when the count is over.
   guardApplianceQuota: [
     raw(
@@ -870,7 +881,12 @@ const RAW: Partial<Record<Write["kind"], Template[]>> = {
       "deviceId",
       "at",
     ),
-    raw("UPDATE devices SET status = ?, updated_at = ? WHERE id = ?", "status", "at", "deviceId"),
+    raw(
+      "UPDATE devices SET status = ?, updated_at = ?, revision = revision + 1 WHERE id = ?",
+      "status",
+      "at",
+      "deviceId",
+    ),
     raw(
       "UPDATE bootstrap_tokens SET revoked_at = ? WHERE device_id = ? AND used_at IS NULL AND revoked_at IS NULL",
       "at",
@@ -896,8 +912,8 @@ const RAW: Partial<Record<Write["kind"], Template[]>> = {
   ],
   reinstateDevice: [
     raw(
-      `UPDATE devices SET status = 'pending', updated_at = ?, current_serial = NULL, current_not_after = NULL
-       WHERE id = ? AND status IN ('revoked', 'decommissioned')`,
+      `UPDATE devices SET status = 'pending', updated_at = ?, current_serial = NULL, current_not_after = NULL,
+       revision = revision + 1 WHERE id = ? AND status IN ('revoked', 'decommissioned')`,
       "at",
       "deviceId",
     ),
@@ -1058,11 +1074,110 @@ const RAW: Partial<Record<Write["kind"], Template[]>> = {
   ],
 };
 
+/** A precondition's parameters as driver values (an absent device is revision -1). */
+function preconditionValues(p: Precondition): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(p)) out[k] = v instanceof Date ? v.getTime() : v;
+  if (p.name === "device_unchanged") out.revision = p.revision ?? -1;
+  return out;
+}
+
+/** A precondition: a row that fails its CHECK is inserted only when the condition fails (schema.ts write_guards). */
+function precondition(name: Precondition["name"], failsWhen: string, ...params: string[]): Template {
+  return raw(`INSERT INTO write_guards (name, ok) SELECT '${name}', 0 WHERE ${failsWhen}`, ...params);
+}
+
+/** One statement per precondition (ports/storage.ts Precondition); each reads one row by its key. */
+const PRECONDITIONS: Record<Precondition["name"], Template> = {
+  device_unchanged: precondition(
+    "device_unchanged",
+    "coalesce((SELECT revision FROM devices WHERE id = ?), -1) <> ?",
+    "deviceId",
+    "revision",
+  ),
+  device_active: precondition(
+    "device_active",
+    "coalesce((SELECT status FROM devices WHERE id = ?), '') <> 'active'",
+    "deviceId",
+  ),
+  device_not_revoked: precondition(
+    "device_not_revoked",
+    "coalesce((SELECT status FROM devices WHERE id = ?), '') NOT IN ('pending', 'active')",
+    "deviceId",
+  ),
+  certificate_valid: precondition(
+    "certificate_valid",
+    "NOT EXISTS (SELECT 1 FROM certificates WHERE serial = ? AND status = 'valid' AND not_after > ?)",
+    "serial",
+    "at",
+  ),
+  certificate_unused: precondition(
+    "certificate_unused",
+    "EXISTS (SELECT 1 FROM certificates WHERE serial = ? AND first_used_at IS NOT NULL)",
+    "serial",
+  ),
+  token_usable: precondition(
+    "token_usable",
+    `NOT EXISTS (SELECT 1 FROM bootstrap_tokens WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL
+     AND expires_at > ?)`,
+    "tokenId",
+    "at",
+  ),
+  token_unused: precondition(
+    "token_unused",
+    "NOT EXISTS (SELECT 1 FROM bootstrap_tokens WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL)",
+    "tokenId",
+  ),
+  idevid_bound: precondition(
+    "idevid_bound",
+    "NOT EXISTS (SELECT 1 FROM idevid_bindings WHERE device_id = ? AND fingerprint = ? AND revoked_at IS NULL)",
+    "deviceId",
+    "fingerprint",
+  ),
+  pending_status: precondition(
+    "pending_status",
+    "NOT EXISTS (SELECT 1 FROM pending_enrollments WHERE id = ? AND status = ?)",
+    "id",
+    "status",
+  ),
+  operator_active: precondition(
+    "operator_active",
+    `NOT EXISTS (SELECT 1 FROM operators WHERE id = ? AND revoked_at IS NULL
+     AND (expires_at IS NULL OR expires_at > ?))`,
+    "operatorId",
+    "at",
+  ),
+};
+
+/** Statements that follow a write's own (the same parameters). */
+const ALSO: Partial<Record<Write["kind"], Template[]>> = {
+  // One key, one identity: the key is claimed for the device unless the device holds it
+  // already; another device's claim fails the primary key (KEY_HOLDER_CONSTRAINT).
+  insertCertificate: [
+    raw(
+      `INSERT INTO device_keys (key_fingerprint, device_id) SELECT ?, ?
+       WHERE NOT EXISTS (SELECT 1 FROM device_keys WHERE key_fingerprint = ? AND device_id = ?)`,
+      "keyFingerprint",
+      "deviceId",
+      "keyFingerprint",
+      "deviceId",
+    ),
+  ],
+  // A connection or a status report with a certificate of the device is a use of it.
+  openMqttSession: [raw(`${MARK_USED} AND device_id = ?`, "connectedAt", "serial", "deviceId")],
+  recordStatus: [raw(`${MARK_USED} AND device_id = ?`, "lastSeenAt", "certSerial", "deviceId")],
+};
+
 /** The parameters of one write, as driver values. */
 function writeValues(w: Write): Record<string, unknown> {
   switch (w.kind) {
+    case "require":
+      return preconditionValues(w.precondition);
     case "upsertDevice":
-      return toDriver(devices, w.device);
+      // A new row starts at revision 0; an existing one is raised in SQL.
+      return { ...toDriver(devices, w.device), revision: 0 };
+    case "markCertificateUsed":
+      return { serial: w.serial, at: w.at.getTime() };
     case "insertCertificate":
       return toDriver(certificates, { ...w.certificate, der: toBuffer(w.certificate.der) });
     case "redeemToken":

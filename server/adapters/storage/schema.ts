@@ -19,6 +19,8 @@ export const devices = sqliteTable(
     currentNotAfter: ms("current_not_after"),
     /** DNS names and IP addresses an operator declared for the device (its certificates carry them). */
     names: text("names", { mode: "json" }).$type<DeclaredNames>(),
+    /** Raised at every change of the row: the `device_unchanged` precondition compares it. */
+    revision: integer("revision").notNull().default(0),
   },
   (t) => [
     index("devices_status_id").on(t.status, t.id),
@@ -52,6 +54,8 @@ export const certificates = sqliteTable(
     method: text("method", { enum: ["token", "reenroll", "idevid", "operator", "gateway"] }).notNull(),
     replacesSerial: text("replaces_serial"),
     bootstrapTokenId: text("bootstrap_token_id"),
+    /** First seen in use (mutual TLS, MQTT, a status report): a superseded predecessor may retry only before. */
+    firstUsedAt: ms("first_used_at"),
   },
   (t) => [
     uniqueIndex("certificates_fingerprint").on(t.fingerprint),
@@ -96,6 +100,16 @@ export const idevidBindings = sqliteTable(
   },
   (t) => [uniqueIndex("idevid_bindings_fingerprint").on(t.fingerprint)],
 );
+
+/**
+ * One key, one identity: every certified public key (SHA-256 of its canonical SPKI)
+ * and the one device it belongs to. The primary key is the rule; it is claimed in the
+ * same write set that inserts the certificate.
+ */
+export const deviceKeys = sqliteTable("device_keys", {
+  keyFingerprint: text("key_fingerprint").primaryKey(),
+  deviceId: text("device_id").notNull(),
+});
 
 /** Enrollments waiting for an operator (RFC 7030 §4.2.3 202 + Retry-After). */
 export const pendingEnrollments = sqliteTable(
@@ -303,11 +317,35 @@ export const expiryAlerts = sqliteTable(
 );
 
 /**
- * Conditions checked inside a write set: a guard row is inserted with ok = 1 only if
- * its condition holds, and deleted again in the same transaction, so the table stays
- * empty. A CHECK failure aborts the whole write set (e.g. a gateway's appliance quota,
- * counted after the new appliance was written, so concurrent enrollments cannot both
- * take the last place).
+ * The names of the conditions a write set can carry (ports/storage.ts Precondition),
+ * each a CHECK of its own so that the driver's error names the one that failed.
+ */
+const GUARD_NAMES = [
+  "appliance_quota",
+  "device_unchanged",
+  "device_active",
+  "device_not_revoked",
+  "certificate_valid",
+  "certificate_unused",
+  "token_usable",
+  "token_unused",
+  "idevid_bound",
+  "pending_status",
+  "operator_active",
+] as const;
+
+/**
+ * Conditions checked inside a write set. A D1 batch cannot branch (no interactive
+ * transaction, no IF), and a better-sqlite3 transaction should not call back into the
+ * core, so a condition is one statement whose failure aborts the set:
+ * `INSERT INTO write_guards SELECT '<name>', 0 WHERE NOT (<condition>)` inserts a row
+ * only when the condition fails, and that row fails the CHECK named after the
+ * condition, so the whole set rolls back (SQLite aborts the transaction; D1 the batch)
+ * and the driver's message names the condition. When it holds, nothing is written. A
+ * trigger with RAISE(ABORT) would do the same, but its message must be a literal, one
+ * trigger per condition; CHECKs keep the conditions in the statements that use them.
+ * The appliance quota is counted after the set's own writes and inserts its row with
+ * ok = 1 when it holds, deleted again in the same set, so the table stays empty.
  */
 export const writeGuards = sqliteTable(
   "write_guards",
@@ -315,7 +353,7 @@ export const writeGuards = sqliteTable(
     name: text("name").notNull(),
     ok: integer("ok").notNull(),
   },
-  (t) => [check("appliance_quota", sql`${t.name} <> 'appliance_quota' OR ${t.ok} = 1`)],
+  (t) => GUARD_NAMES.map((name) => check(name, sql`${t.name} <> ${sql.raw(`'${name}'`)} OR ${t.ok} = 1`)),
 );
 
 /**
@@ -354,6 +392,7 @@ export const schema = {
   certificates,
   bootstrapTokens,
   idevidBindings,
+  deviceKeys,
   pendingEnrollments,
   revocations,
   crlNumbers,
