@@ -3,6 +3,7 @@ import { type Actor, requireRole } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { badRequest, conflict, notFound } from "./errors.ts";
+import { applyGuarded, guard, operatorGuards } from "./preconditions.ts";
 
 /**
  * Operator decisions on enrollments that wait for approval (profile `approval:
@@ -23,26 +24,37 @@ export async function decideEnrollment(
   if (reason && reason.length > 500) throw badRequest("reason_too_long", "a reason is at most 500 characters");
   const now = deps.clock.now();
   const status = req.decision === "approve" ? "approved" : "rejected";
-  await deps.storage.apply([
-    {
-      kind: "decidePending",
-      id: pending.id,
-      from: "pending",
-      status,
-      at: now,
-      by: req.actor.id,
-      reason,
-      serial: null,
+  await applyGuarded(
+    deps,
+    [
+      guard({ name: "pending_status", id: pending.id, status: "pending" }),
+      ...operatorGuards(req.actor, now),
+      {
+        kind: "decidePending",
+        id: pending.id,
+        from: "pending",
+        status,
+        at: now,
+        by: req.actor.id,
+        reason,
+        serial: null,
+      },
+      auditWrite({
+        at: now,
+        actor: req.actor.id,
+        action: `enrollment.${req.decision}`,
+        outcome: "success",
+        deviceId: pending.deviceId,
+        remote: req.actor.remote ?? null,
+        detail: { requestId: pending.id, ...(reason ? { reason } : {}) },
+      }),
+    ],
+    async () => {
+      const again = await deps.storage.getPending(pending.id);
+      if (again && again.status !== "pending") {
+        throw conflict("already_decided", `enrollment request ${pending.id} is already ${again.status}`);
+      }
     },
-    auditWrite({
-      at: now,
-      actor: req.actor.id,
-      action: `enrollment.${req.decision}`,
-      outcome: "success",
-      deviceId: pending.deviceId,
-      remote: req.actor.remote ?? null,
-      detail: { requestId: pending.id, ...(reason ? { reason } : {}) },
-    }),
-  ]);
+  );
   return { ...pending, status, decidedAt: now, decidedBy: req.actor.id, decisionReason: reason, updatedAt: now };
 }

@@ -11,6 +11,8 @@ export interface DenialContext {
   actor: string;
   remote?: string | null;
   deviceId?: string | null;
+  /** The certificate the refused request authenticated with. */
+  serial?: string | null;
   /** A device id the client claimed that is not the one it was identified as. */
   claimed?: string | null;
 }
@@ -24,6 +26,7 @@ export async function recordDenial(deps: AuthorityDeps, ctx: DenialContext, err:
       action: ctx.action,
       outcome: err.code === "internal" ? "error" : "denied",
       deviceId: ctx.deviceId ?? null,
+      serial: ctx.serial ?? null,
       remote: ctx.remote ?? null,
       detail: {
         reason: err.reason,

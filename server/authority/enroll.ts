@@ -17,6 +17,7 @@ import { forbidden, notFound, pending, unauthenticated } from "./errors.ts";
 import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
 import { namesDetail } from "./policy/names.ts";
+import { applyGuarded, guard } from "./preconditions.ts";
 import { authorizeAppliance, type BrokeringGateway, brokeringGateway } from "./provisioners/gateway.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
 import { authenticateToken, type TokenCredentials } from "./provisioners/token.ts";
@@ -103,18 +104,46 @@ async function authorize(deps: AuthorityDeps, req: EnrollRequest, trail: Request
   if (existing && (existing.status === "revoked" || existing.status === "decommissioned")) {
     throw forbidden("device_not_enrollable", `device ${deviceId} is ${existing.status}; an operator must reinstate it`);
   }
-  let bindIdevid = false;
-  if (idevid) {
-    const bound = await deps.storage.getIdevidBinding(deviceId);
-    if (bound?.revokedAt) {
-      throw forbidden("idevid_revoked", `the manufacturer certificate of ${deviceId} was revoked with the device`);
-    }
-    if (bound && bound.fingerprint !== idevid.fingerprint) {
-      throw forbidden("idevid_mismatch", `device ${deviceId} is bound to a different manufacturer certificate`);
-    }
-    bindIdevid = !bound;
-  }
+  const bindIdevid = idevid ? await checkIdevidClaim(deps, profile, deviceId, existing, idevid) : false;
   return { profile, deviceId, existing, token, idevid, bindIdevid };
+}
+
+/**
+ * Whether an IDevID may enroll as the device it names; true when this enrollment binds
+ * it for the first time. A manufacturer certificate names a device id, but so can any
+ * certificate from a trusted manufacturer CA: it proves the id only for an id nobody
+ * holds yet (profile `idevid.binding: "first-use"`) or one an operator bound it to
+ * (`edgeid devices bind-idevid`). An id that exists without a binding (enrolled with a
+ * token, or by an operator) is never claimed by an IDevID on its say-so.
+ */
+async function checkIdevidClaim(
+  deps: AuthorityDeps,
+  profile: Profile,
+  deviceId: string,
+  existing: DeviceRecord | undefined,
+  idevid: IdevidIdentity,
+): Promise<boolean> {
+  const bound = await deps.storage.getIdevidBinding(deviceId);
+  if (bound?.revokedAt) {
+    throw forbidden("idevid_revoked", `the manufacturer certificate of ${deviceId} was revoked with the device`);
+  }
+  if (bound && bound.fingerprint !== idevid.fingerprint) {
+    throw forbidden("idevid_mismatch", `device ${deviceId} is bound to a different manufacturer certificate`);
+  }
+  if (bound) return false;
+  if (existing) {
+    throw forbidden(
+      "idevid_not_bound",
+      `device ${deviceId} exists and no manufacturer certificate is bound to it; an operator binds one first (edgeid devices bind-idevid)`,
+    );
+  }
+  if (profile.idevid?.binding === "pre-bound") {
+    throw forbidden(
+      "idevid_not_bound",
+      `profile ${profile.name} enrolls only manufacturer certificates an operator bound first (edgeid devices bind-idevid ${deviceId})`,
+    );
+  }
+  return true;
 }
 
 /**
@@ -157,7 +186,22 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     names,
   });
   const now = record.issuedAt;
-  const writes: Write[] = [...issuanceWrites(record, deviceId, profile.name, existing, names)];
+  // What the decision rested on, re-checked inside the write set (preconditions.ts).
+  const writes: Write[] = [guard({ name: "device_unchanged", deviceId, revision: existing?.revision ?? null })];
+  if (token) writes.push(guard({ name: "token_usable", tokenId: token.id, at: now }));
+  if (idevid && !bindIdevid) {
+    writes.push(guard({ name: "idevid_bound", deviceId, fingerprint: idevid.fingerprint }));
+  }
+  if (gateway) {
+    const serial = gateway.certificate.serial;
+    writes.push(
+      guard({ name: "device_active", deviceId: gateway.device.id }),
+      guard({ name: "certificate_valid", serial, at: now }),
+      { kind: "markCertificateUsed", serial, at: now },
+    );
+  }
+  if (approved) writes.push(guard({ name: "pending_status", id: approved.id, status: "approved" }));
+  writes.push(...issuanceWrites(record, deviceId, profile.name, existing, names));
   if (approved) {
     writes.push({
       kind: "decidePending",
@@ -201,7 +245,13 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
     }),
   );
   try {
-    await deps.storage.apply(writes);
+    await applyGuarded(deps, writes, async () => {
+      await authorize(deps, req, trail);
+      const decided = approved && (await deps.storage.getPending(approved.id));
+      if (decided && decided.status === "rejected") {
+        throw forbidden("enrollment_rejected", "an operator rejected this enrollment request");
+      }
+    });
   } catch (err) {
     if (err instanceof StorageConflictError && err.constraint.includes("bootstrap_token")) {
       throw unauthenticated("token_used", "bootstrap token has already been used; ask an operator for a new one");

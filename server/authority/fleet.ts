@@ -18,6 +18,7 @@ import { type Actor, requireRole } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { badRequest, conflict, notFound } from "./errors.ts";
+import { applyGuarded, guard, operatorGuards } from "./preconditions.ts";
 import { type CreatedToken, createTokens } from "./tokens.ts";
 
 type ReadDeps = Pick<AuthorityDeps, "storage" | "clock">;
@@ -201,18 +202,31 @@ export async function revokeToken(
     throw conflict("token_used", `token ${token.id} was already used (certificate ${token.usedSerial})`);
   if (token.revokedAt) throw conflict("already_revoked", `token ${token.id} is already revoked`);
   const now = deps.clock.now();
-  await deps.storage.apply([
-    { kind: "revokeToken", tokenId: token.id, at: now },
-    auditWrite({
-      at: now,
-      actor: actor.id,
-      action: "token.revoke",
-      outcome: "success",
-      deviceId: token.deviceId,
-      remote: actor.remote ?? null,
-      detail: { tokenId: token.id },
-    }),
-  ]);
+  // Guarded: a redemption that commits first wins, and this revocation then says so.
+  await applyGuarded(
+    deps,
+    [
+      guard({ name: "token_unused", tokenId: token.id }),
+      ...operatorGuards(actor, now),
+      { kind: "revokeToken", tokenId: token.id, at: now },
+      auditWrite({
+        at: now,
+        actor: actor.id,
+        action: "token.revoke",
+        outcome: "success",
+        deviceId: token.deviceId,
+        remote: actor.remote ?? null,
+        detail: { tokenId: token.id },
+      }),
+    ],
+    async () => {
+      const again = await deps.storage.getToken(token.id);
+      if (again?.usedAt) {
+        throw conflict("token_used", `token ${token.id} was already used (certificate ${again.usedSerial})`);
+      }
+      if (again?.revokedAt) throw conflict("already_revoked", `token ${token.id} is already revoked`);
+    },
+  );
   return { ...token, revokedAt: now };
 }
 

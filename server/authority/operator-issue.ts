@@ -13,6 +13,7 @@ import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
 import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
 import { declareNames, namesDetail } from "./policy/names.ts";
+import { applyGuarded, guard, operatorGuards } from "./preconditions.ts";
 
 /**
  * An operator signs an appliance's CSR (appliances with no EST client: `edgeid legacy
@@ -27,7 +28,9 @@ export async function signForDevice(
 ): Promise<Issued> {
   const target = await checkTarget(deps, actor, req.deviceId, req.profile, req);
   const csr = await checkCsr(deps, req.csr, req.deviceId, target.profile, true, target.names);
-  return issueFor(deps, actor, target, csr, "certificate.sign", {});
+  return issueFor(deps, actor, target, csr, "certificate.sign", {}, () =>
+    checkTarget(deps, actor, req.deviceId, req.profile, req),
+  );
 }
 
 /**
@@ -53,7 +56,9 @@ export async function issueWithGeneratedKey(
     key: describeKey(generated.spki),
     keyFingerprint: await sha256Hex(deps.digest, generated.spki),
   };
-  const issued = await issueFor(deps, actor, target, key, "certificate.issue", { keyGeneratedByServer: true });
+  const issued = await issueFor(deps, actor, target, key, "certificate.issue", { keyGeneratedByServer: true }, () =>
+    checkTarget(deps, actor, req.deviceId, req.profile, req),
+  );
   return { ...issued, privateKey: generated.pkcs8 };
 }
 
@@ -113,6 +118,8 @@ async function issueFor(
   key: { spki: Uint8Array; key: KeyDescription; keyFingerprint: string },
   action: string,
   detail: Record<string, boolean>,
+  /** The target's checks again, on fresh reads, when a precondition failed at write time. */
+  recheck: () => Promise<unknown>,
 ): Promise<Issued> {
   const { der, record } = await issueDeviceCertificate(deps, {
     deviceId,
@@ -127,6 +134,8 @@ async function issueFor(
   });
   const now = record.issuedAt;
   const writes: Write[] = [
+    guard({ name: "device_unchanged", deviceId, revision: existing?.revision ?? null }),
+    ...operatorGuards(actor, now),
     ...issuanceWrites(record, deviceId, profile.name, existing, names),
     auditWrite({
       at: now,
@@ -145,7 +154,9 @@ async function issueFor(
       },
     }),
   ];
-  await deps.storage.apply(writes);
+  await applyGuarded(deps, writes, async () => {
+    await recheck();
+  });
   return { certificate: der, serial: record.serial, deviceId, notAfter: record.notAfter };
 }
 

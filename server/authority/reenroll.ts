@@ -1,4 +1,5 @@
 import type { PeerInfo } from "../ports/client-identity.ts";
+import type { Write } from "../ports/storage.ts";
 import { auditWrite } from "./audit.ts";
 import { checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
@@ -6,7 +7,9 @@ import type { Issued } from "./enroll.ts";
 import { resolveProfile } from "./enroll.ts";
 import { badRequest, forbidden } from "./errors.ts";
 import { issueDeviceCertificate } from "./issue.ts";
+import { applyGuarded, guard } from "./preconditions.ts";
 import { authenticateClientCertificate } from "./provisioners/client-certificate.ts";
+import { REVOCATION_REASONS } from "./revoke.ts";
 import type { RequestTrail } from "./trail.ts";
 
 export interface ReenrollRequest {
@@ -19,18 +22,26 @@ export interface ReenrollRequest {
  * simplereenroll (RFC 7030 §4.2.2): authenticated by the current certificate over
  * mutual TLS. The new certificate has the same subject and SAN (the server decides
  * names from the device id, so they cannot drift) and, where the profile says so, a
- * new key.
+ * new key. The write set carries what authentication found (device unchanged, the
+ * presented certificate still valid, for a lost-response retry its successor still
+ * unused), so a revocation that commits while the CSR is verified and signed wins.
  */
 export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail: RequestTrail): Promise<Issued> {
-  const { certificate: current, device } = await authenticateClientCertificate(deps, req.peer.client, trail);
-  const profile = resolveProfile(deps, current.profile);
+  const {
+    certificate: presented,
+    device,
+    supersedes,
+  } = await authenticateClientCertificate(deps, req.peer.client, trail);
+  const profile = resolveProfile(deps, presented.profile);
   if (req.label !== undefined && resolveProfile(deps, req.label).name !== profile.name) {
     throw forbidden("wrong_profile", `certificate belongs to profile ${profile.name}; re-enroll under that label`);
   }
   const csr = await checkCsr(deps, req.csr, device.id, profile, true, device.names);
-  if (profile.requireNewKeyOnReenroll && csr.keyFingerprint === current.keyFingerprint) {
+  if (profile.requireNewKeyOnReenroll && csr.keyFingerprint === presented.keyFingerprint) {
     throw badRequest("key_reused", `profile ${profile.name} requires a new key at every re-enrollment`);
   }
+  // A retry replaces the unused successor it supersedes; the lineage stays a chain.
+  const replaced = supersedes ?? presented;
   const { der, record } = await issueDeviceCertificate(deps, {
     deviceId: device.id,
     profile,
@@ -38,11 +49,24 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
     key: csr.key,
     keyFingerprint: csr.keyFingerprint,
     method: "reenroll",
-    replacesSerial: current.serial,
+    replacesSerial: replaced.serial,
     names: device.names ?? null,
   });
   const now = record.issuedAt;
-  await deps.storage.apply([
+  const writes: Write[] = [
+    guard({ name: "device_unchanged", deviceId: device.id, revision: device.revision ?? 0 }),
+    guard({ name: "certificate_valid", serial: presented.serial, at: now }),
+    { kind: "markCertificateUsed", serial: presented.serial, at: now },
+  ];
+  if (supersedes) {
+    writes.push(
+      guard({ name: "certificate_valid", serial: supersedes.serial, at: now }),
+      guard({ name: "certificate_unused", serial: supersedes.serial }),
+      // Nobody ever used it, and nobody may: the device never received it.
+      { kind: "revokeCertificate", serial: supersedes.serial, at: now, reason: REVOCATION_REASONS.superseded },
+    );
+  }
+  writes.push(
     { kind: "insertCertificate", certificate: record },
     {
       kind: "upsertDevice",
@@ -64,11 +88,16 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
       remote: req.peer.remoteAddress,
       detail: {
         profile: device.profile,
-        replaces: current.serial,
+        replaces: replaced.serial,
+        ...(supersedes ? { retryOf: presented.serial, revokedUnused: supersedes.serial } : {}),
         keyType: record.keyType,
         notAfter: record.notAfter.toISOString(),
       },
     }),
-  ]);
+  );
+  await applyGuarded(deps, writes, async () => {
+    await authenticateClientCertificate(deps, req.peer.client, trail);
+  });
+  if (supersedes) await deps.onRevocation?.();
   return { certificate: der, serial: record.serial, deviceId: device.id, notAfter: record.notAfter };
 }

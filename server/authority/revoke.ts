@@ -1,8 +1,9 @@
-import type { CertificateRecord, DeviceRecord, Write } from "../ports/storage.ts";
+import { type CertificateRecord, type DeviceRecord, failedPrecondition, type Write } from "../ports/storage.ts";
 import { type Actor, requireRole } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
-import { badRequest, conflict, notFound } from "./errors.ts";
+import { badRequest, conflict, forbidden, notFound } from "./errors.ts";
+import { applyGuarded, guard, operatorGuards } from "./preconditions.ts";
 
 /**
  * RFC 5280 §5.3.1 CRLReason codes an operator may give. Not offered: certificateHold
@@ -72,15 +73,44 @@ export const MAX_CASCADE = 100_000;
 
 const unexpiredValid = (c: CertificateRecord, now: number) => c.status === "valid" && c.notAfter.getTime() > now;
 
+/** Attempts at a device revocation whose device changed (a renewal committed) between read and write. */
+const REVOKE_ATTEMPTS = 5;
+
 /**
  * Revokes a device in one write set: every unexpired certificate (into the revocation
  * feed that the CRL and OCSP follow), its unused bootstrap tokens, its IDevID binding
  * and its open enrollment requests; the device becomes revoked (or decommissioned).
  * Only an operator can bring it back. The cost is that of the device's own rows.
+ *
+ * The set is guarded like an issuance: it applies only to the device as it was read. A
+ * renewal that commits in between makes it read again and retry, so the certificate
+ * that renewal issued is revoked too and the audit record lists it; any issuance that
+ * comes after finds the device revoked inside its own write set.
  */
 export async function revokeDevice(deps: RevokeDeps, req: RevokeDeviceRequest): Promise<RevokedDevice> {
   requireRole(req.actor, "operator");
   const reason = reasonCode(req.reason);
+  for (let attempt = 1; ; attempt++) {
+    const plan = await planRevocation(deps, req, reason);
+    try {
+      await deps.storage.apply(plan.writes);
+    } catch (err) {
+      const failed = failedPrecondition(err);
+      const changed = failed === "device_unchanged" || failed === "device_not_revoked";
+      if (changed && attempt < REVOKE_ATTEMPTS) continue;
+      throw revocationConflict(err);
+    }
+    // OCSP answers and the CRL feed are current when this returns; the CRL is re-signed just after.
+    await deps.onRevocation?.();
+    return plan.result;
+  }
+}
+
+async function planRevocation(
+  deps: RevokeDeps,
+  req: RevokeDeviceRequest,
+  reason: number,
+): Promise<{ writes: Write[]; result: RevokedDevice }> {
   const status = req.status ?? "revoked";
   const device = await deps.storage.getDevice(req.deviceId);
   if (!device) throw notFound("unknown_device", `no device ${req.deviceId}`);
@@ -94,7 +124,10 @@ export async function revokeDevice(deps: RevokeDeps, req: RevokeDeviceRequest): 
     const appliances = await deps.storage.listDevices({ gateway: device.id, limit: MAX_CASCADE });
     targets.push(...appliances.filter((a) => a.status !== "revoked" && a.status !== "decommissioned"));
   }
-  const writes: Write[] = [];
+  const writes: Write[] = [
+    guard({ name: "device_unchanged", deviceId: device.id, revision: device.revision ?? 0 }),
+    ...operatorGuards(req.actor, now),
+  ];
   const all: string[] = [];
   for (const target of targets) {
     const serials = (await deps.storage.listCertificates(target.id))
@@ -103,6 +136,8 @@ export async function revokeDevice(deps: RevokeDeps, req: RevokeDeviceRequest): 
     all.push(...serials);
     const cascaded = target !== device;
     writes.push(
+      // An appliance revoked on its own meanwhile makes the cascade read again and leave it out.
+      ...(cascaded ? [guard({ name: "device_not_revoked", deviceId: target.id })] : []),
       { kind: "revokeDevice", deviceId: target.id, at: now, reason: reason || null, status },
       auditWrite({
         at: now,
@@ -121,14 +156,29 @@ export async function revokeDevice(deps: RevokeDeps, req: RevokeDeviceRequest): 
       }),
     );
   }
-  await deps.storage.apply(writes);
-  // OCSP answers and the CRL feed are current when this returns; the CRL is re-signed just after.
-  await deps.onRevocation?.();
   return {
-    device: { ...device, status, updatedAt: now },
-    serials: all,
-    ...(req.cascade ? { appliances: targets.slice(1).map((t) => t.id) } : {}),
+    writes,
+    result: {
+      device: { ...device, status, updatedAt: now },
+      serials: all,
+      ...(req.cascade ? { appliances: targets.slice(1).map((t) => t.id) } : {}),
+    },
   };
+}
+
+/** A revocation whose preconditions kept failing, or that another operator's change beat. */
+function revocationConflict(err: unknown) {
+  const failed = failedPrecondition(err);
+  if (failed === "operator_active") {
+    return forbidden("operator_inactive", "the operator token was revoked or expired while the request was processed");
+  }
+  if (failed) {
+    return conflict(
+      "concurrent_change",
+      "the device kept changing while it was being revoked; nothing was written, retry",
+    );
+  }
+  return err;
 }
 
 export interface RevokeCertificateRequest {
@@ -149,19 +199,30 @@ export async function revokeCertificate(deps: RevokeDeps, req: RevokeCertificate
   if (cert.notAfter.getTime() <= now.getTime()) {
     throw conflict("certificate_expired", `certificate ${serial} has expired; there is nothing to revoke`);
   }
-  await deps.storage.apply([
-    { kind: "revokeCertificate", serial, at: now, reason: reason || null },
-    auditWrite({
-      at: now,
-      actor: req.actor.id,
-      action: "certificate.revoke",
-      outcome: "success",
-      deviceId: cert.deviceId,
-      serial,
-      remote: req.actor.remote ?? null,
-      detail: { reason: req.reason },
-    }),
-  ]);
+  const recheck = async () => {
+    if ((await deps.storage.getCertificate(serial))?.status === "revoked") {
+      throw conflict("already_revoked", `certificate ${serial} is already revoked`);
+    }
+  };
+  await applyGuarded(
+    deps,
+    [
+      guard({ name: "certificate_valid", serial, at: now }),
+      ...operatorGuards(req.actor, now),
+      { kind: "revokeCertificate", serial, at: now, reason: reason || null },
+      auditWrite({
+        at: now,
+        actor: req.actor.id,
+        action: "certificate.revoke",
+        outcome: "success",
+        deviceId: cert.deviceId,
+        serial,
+        remote: req.actor.remote ?? null,
+        detail: { reason: req.reason },
+      }),
+    ],
+    recheck,
+  );
   // OCSP answers and the CRL feed are current when this returns; the CRL is re-signed just after.
   await deps.onRevocation?.();
   return { ...cert, status: "revoked", revokedAt: now, revocationReason: reason || null };
@@ -183,17 +244,28 @@ export async function reinstateDevice(
     throw conflict("not_revoked", `device ${device.id} is ${device.status}; only a revoked device is reinstated`);
   }
   const now = deps.clock.now();
-  await deps.storage.apply([
-    { kind: "reinstateDevice", deviceId: device.id, at: now },
-    auditWrite({
-      at: now,
-      actor: req.actor.id,
-      action: "device.reinstate",
-      outcome: "success",
-      deviceId: device.id,
-      remote: req.actor.remote ?? null,
-      detail: { from: device.status, ...(req.note ? { note: req.note.slice(0, 200) } : {}) },
-    }),
-  ]);
+  await applyGuarded(
+    deps,
+    [
+      guard({ name: "device_unchanged", deviceId: device.id, revision: device.revision ?? 0 }),
+      ...operatorGuards(req.actor, now),
+      { kind: "reinstateDevice", deviceId: device.id, at: now },
+      auditWrite({
+        at: now,
+        actor: req.actor.id,
+        action: "device.reinstate",
+        outcome: "success",
+        deviceId: device.id,
+        remote: req.actor.remote ?? null,
+        detail: { from: device.status, ...(req.note ? { note: req.note.slice(0, 200) } : {}) },
+      }),
+    ],
+    async () => {
+      const again = await deps.storage.getDevice(device.id);
+      if (again && again.status !== "revoked" && again.status !== "decommissioned") {
+        throw conflict("not_revoked", `device ${device.id} is ${again.status}; only a revoked device is reinstated`);
+      }
+    },
+  );
   return { ...device, status: "pending", updatedAt: now, currentSerial: null, currentNotAfter: null };
 }

@@ -6,6 +6,7 @@ import { sha256Hex } from "./digest.ts";
 import { badRequest, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
 import { declareNames, namesDetail } from "./policy/names.ts";
+import { applyGuarded, guard } from "./preconditions.ts";
 import { newTokenId, newTokenSecret } from "./provisioners/token.ts";
 
 export interface CreateTokensRequest {
@@ -87,6 +88,8 @@ export async function createTokens(
       currentSerial: null,
       currentNotAfter: null,
     };
+    // Decided on this read: a revocation (or a first enrollment) committing meanwhile fails the set.
+    writes.push(guard({ name: "device_unchanged", deviceId, revision: existing?.revision ?? null }));
     if (!existing) writes.push({ kind: "upsertDevice", device });
     writes.push({
       kind: "insertToken",
@@ -121,6 +124,13 @@ export async function createTokens(
     );
     created.push({ deviceId, profile: profileName, tokenId, token, expiresAt });
   }
-  await deps.storage.apply(writes);
+  await applyGuarded(deps, writes, async () => {
+    for (const deviceId of req.deviceIds) {
+      const again = await deps.storage.getDevice(deviceId);
+      if (again && again.status !== "pending" && again.status !== "active") {
+        throw forbidden("device_not_enrollable", `device ${deviceId} is ${again.status}`);
+      }
+    }
+  });
   return created;
 }

@@ -12,6 +12,8 @@ import type { TokenCredentials } from "./provisioners/token.ts";
 export interface RequestTrail {
   actor: string;
   deviceId?: string;
+  /** The serial of the client certificate the request authenticated with, if any. */
+  serial?: string;
   /** The device id a client claimed (HTTP Basic user name) when it differs. */
   claimed?: string;
 }
@@ -46,6 +48,7 @@ export function noteToken(trail: RequestTrail, token: TokenRecord, creds: TokenC
 export function noteCertificate(trail: RequestTrail, certificate: CertificateRecord): void {
   trail.actor = `device:${certificate.deviceId}`;
   trail.deviceId = certificate.deviceId;
+  trail.serial = certificate.serial;
 }
 
 /** Best-effort identification for a request refused before a verb ran. */

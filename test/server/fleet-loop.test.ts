@@ -18,6 +18,7 @@ import { FleetLoop } from "../../server/frontends/mqtt/fleet-loop.ts";
 import { mayPublish, maySubscribe } from "../../server/frontends/mqtt/topics.ts";
 import type { FleetLink } from "../../server/ports/fleet-link.ts";
 import { createToken, generateKeys, type Harness, harness, makeCsr, peer, refusal } from "../support/fixtures.ts";
+import { registerOperator } from "../support/operators.ts";
 
 const OPERATOR: Actor = { id: "operator:op_test", role: "operator" };
 const HOUR = 3600_000;
@@ -44,6 +45,7 @@ describe("fleet loop", () => {
 
   beforeEach(async () => {
     h = await harness();
+    await registerOperator(h, OPERATOR);
     link = new RecordingLink();
     loop = new FleetLoop({ deps: h.deps, link, maxMessageBytes: 4096, log: () => undefined, auditEveryMs: 0 });
   });

@@ -27,8 +27,16 @@ import {
   refusal,
   TEST_CONFIG,
 } from "../support/fixtures.ts";
+import { registerOperator } from "../support/operators.ts";
 
 const OPERATOR: Actor = { id: "operator:op_test", role: "operator" };
+
+/** A harness with OPERATOR registered (operator actions need their operator active). */
+async function setup(opts?: Parameters<typeof harness>[0]): Promise<Harness> {
+  const h = await harness(opts);
+  await registerOperator(h, OPERATOR);
+  return h;
+}
 
 const CONFIG: ConfigInput = {
   ...TEST_CONFIG,
@@ -108,7 +116,7 @@ function crlSerials(ca: string): string[] {
 
 describe("the legacy profile and the RSA hierarchy", () => {
   it("issues RSA-signed certificates from the RSA issuing CA with both EKUs, CRL and OCSP pointers", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const rsaCa = h.rsaCa;
     if (!rsaCa) throw new Error("no RSA CA");
     const issued = await enroll("plc-1", { label: "legacy", keys: await generateKeys("RSA-2048") });
@@ -134,14 +142,14 @@ describe("the legacy profile and the RSA hierarchy", () => {
   });
 
   it("serves each label's chain at /cacerts", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     expect(h.authority.cacerts("legacy")).toEqual([h.rsaCa?.issuing.certificate, h.rsaCa?.root]);
     expect(h.authority.cacerts()).toEqual([h.ca.issuing.certificate, h.ca.root]);
     expect(h.authority.cacerts("device")).toEqual(h.authority.cacerts());
   });
 
   it("keeps one CRL per CA and answers OCSP for either, signed by the certificate's issuer", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const rsaCa = h.rsaCa;
     if (!rsaCa) throw new Error("no RSA CA");
     const legacy = await enroll("plc-2", { label: "legacy", keys: await generateKeys("RSA-2048") });
@@ -178,7 +186,7 @@ describe("the legacy profile and the RSA hierarchy", () => {
   });
 
   it("lets an operator issue for less than the profile's validity, never more", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const csr = async () => makeCsr(await generateKeys("RSA-2048"));
     const short = await signForDevice(h.deps, OPERATOR, {
       deviceId: "ups-1",
@@ -200,7 +208,7 @@ describe("the legacy profile and the RSA hierarchy", () => {
   });
 
   it("refuses a configuration whose profile names a CA the data directory lacks", async () => {
-    h = await harness();
+    h = await setup();
     const config = parseConfig(CONFIG);
     expect(() => checkIssuers(config, h.deps.cas)).toThrow(
       /profile legacy is issued by issuing-rsa.*edgeid ca add-rsa/,
@@ -210,7 +218,7 @@ describe("the legacy profile and the RSA hierarchy", () => {
 
 describe("operator-declared DNS and IP names", () => {
   it("puts the token's names in the certificate after the SPIFFE ID, and keeps them at re-enrollment", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const names = { dns: ["printer.example.org", "Printer-2.Example.ORG"], ip: ["10.0.0.7", "2001:DB8:0::7"] };
     const issued = await enroll("printer-1", { label: "legacy", names });
     expect(sanOf(issued.certificate)).toEqual([
@@ -237,7 +245,7 @@ describe("operator-declared DNS and IP names", () => {
   });
 
   it("lets a CSR ask for declared names only", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const names = { dns: ["hmi.example.org"], ip: ["192.0.2.5"] };
     const ok = await enroll("hmi-1", {
       label: "legacy",
@@ -261,7 +269,7 @@ describe("operator-declared DNS and IP names", () => {
   });
 
   it("refuses malformed names, too many names, and names for a batch", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const create = (deviceIds: string[], names: { dns?: string[]; ip?: string[] }) =>
       h.authority.createTokens({ deviceIds, actor: "test", profile: "legacy", names });
     expect((await refusal(create(["a-1"], { dns: ["*.example.org"] }))).reason).toBe("bad_dns_name");
@@ -291,7 +299,7 @@ describe("gateway-brokered enrollment", () => {
     });
 
   it("enrolls an appliance in the gateway's namespace, recorded with the gateway as its broker", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const gw = await gateway();
     const issued = await brokered(gw.certificate, [{ type: "url", value: applianceUri("gw-1", "cam-1") }]);
     expect(issued.deviceId).toBe("gw-1~cam-1");
@@ -315,7 +323,7 @@ describe("gateway-brokered enrollment", () => {
   });
 
   it("refuses names outside the namespace, a missing name, the wrong label and non-gateway devices", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const gw = await gateway();
     await gateway("gw-2");
     for (const uri of [
@@ -342,7 +350,7 @@ describe("gateway-brokered enrollment", () => {
   });
 
   it("holds the gateway to its quota; revoked appliances free their place", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const gw = await gateway();
     const one = await brokered(gw.certificate, [{ type: "url", value: applianceUri("gw-1", "a") }]);
     await brokered(gw.certificate, [{ type: "url", value: applianceUri("gw-1", "b") }]);
@@ -361,7 +369,7 @@ describe("gateway-brokered enrollment", () => {
   });
 
   it("keeps the quota under concurrent enrollments: the count is checked again inside the transaction", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const gw = await gateway();
     const csrs = await Promise.all(
       ["p", "q", "r", "s", "t"].map(async (name) =>
@@ -381,7 +389,7 @@ describe("gateway-brokered enrollment", () => {
   });
 
   it("refuses a revoked gateway, and revokes its appliances with it when the operator cascades", async () => {
-    h = await harness({ config: CONFIG });
+    h = await setup({ config: CONFIG });
     const gw1 = await gateway("gw-1");
     const gw2 = await gateway("gw-2");
     const a = await brokered(gw1.certificate, [{ type: "url", value: applianceUri("gw-1", "a") }]);

@@ -12,6 +12,7 @@ import { expiringReport, setDeviceMetadata } from "../../server/authority/lifecy
 import { FleetLoop } from "../../server/frontends/mqtt/fleet-loop.ts";
 import type { FleetLink } from "../../server/ports/fleet-link.ts";
 import { createToken, generateKeys, type Harness, harness, makeCsr, peer, refusal } from "../support/fixtures.ts";
+import { registerOperator } from "../support/operators.ts";
 
 const OPERATOR: Actor = { id: "operator:op_test", role: "operator" };
 const DAY = 86400;
@@ -42,6 +43,7 @@ describe("lifecycle controls", () => {
         },
       },
     });
+    await registerOperator(h, OPERATOR);
   });
   afterEach(() => h.close());
 

@@ -103,16 +103,20 @@ describe("simplereenroll over mutual TLS", () => {
     expect(await refusal(reenroll(first))).toEqual({ code: "forbidden", reason: "device_not_active" });
   });
 
-  it("lets the predecessor retry once (lost response) but not an older certificate", async () => {
+  it("lets the predecessor retry once (lost response), revoking the unused successor, but not twice", async () => {
     const second = await reenroll(first);
     // The response to `second` was lost: the device still holds `first` and retries.
     const retry = await reenroll(first);
     expect((await h.storage.getDevice("gw-1"))?.currentSerial).toBe(retry.serial);
-    // `second` was never current after the retry, and is neither current nor its predecessor.
+    expect((await h.storage.getCertificate(retry.serial))?.replacesSerial).toBe(second.serial);
+    // `second` never reached anyone: it is revoked (superseded), so it cannot come back.
+    expect(await h.storage.getCertificate(second.serial)).toMatchObject({ status: "revoked", revocationReason: 4 });
     expect(await refusal(reenroll(second.certificate))).toEqual({
       code: "forbidden",
-      reason: "client_certificate_superseded",
+      reason: "client_certificate_revoked",
     });
+    // The retry was the one: `first` cannot mint again while `retry` is current.
+    expect(await refusal(reenroll(first))).toEqual({ code: "forbidden", reason: "client_certificate_superseded" });
     const third = await reenroll(retry.certificate);
     expect(await refusal(reenroll(first))).toEqual({ code: "forbidden", reason: "client_certificate_superseded" });
     expect((await reenroll(third.certificate)).deviceId).toBe("gw-1");

@@ -10,6 +10,7 @@ import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../s
 import { issuerHashes } from "../../server/pki/ocsp.ts";
 import { id_sha1 } from "../../server/pki/oids.ts";
 import { createToken, generateKeys, type Harness, harness, makeCsr, peer, refusal } from "../support/fixtures.ts";
+import { registerOperator } from "../support/operators.ts";
 
 const OPERATOR: Actor = { id: "operator:op_test", role: "operator" };
 
@@ -18,6 +19,7 @@ describe("revocation reaches every check", () => {
 
   beforeEach(async () => {
     h = await harness();
+    await registerOperator(h, OPERATOR);
   });
   afterEach(() => h.close());
 

@@ -4,18 +4,37 @@ import type { AuthorityDeps } from "../deps.ts";
 import { forbidden } from "../errors.ts";
 import { findOwnCertificate, noteCertificate, type RequestTrail } from "../trail.ts";
 
+/** Who a client certificate authenticated, and what a renewal with it would replace. */
+export interface AuthenticatedClient {
+  /** The certificate presented. */
+  certificate: CertificateRecord;
+  device: DeviceRecord;
+  /**
+   * Set when the presented certificate is the predecessor of the device's current one
+   * and retries a renewal whose response was lost: the current certificate, which the
+   * retry replaces (and revokes).
+   */
+  supersedes?: CertificateRecord;
+}
+
 /**
  * Mutual-TLS authentication for simplereenroll. The certificate must be one we
  * issued (found by SHA-256 fingerprint among our records, which also works where the
  * transport only gives a fingerprint, as on Workers), unexpired, unrevoked, the
- * device's current one (or the one it replaced, so a device whose previous renewal
- * response was lost can retry), and the device must be active.
+ * device's current one, and the device must be active.
+ *
+ * The one exception is a lost response: the device renewed, the new certificate never
+ * reached it, and it retries with the certificate it still has. That predecessor may
+ * renew once, and only while its successor stands unused — valid, and never seen in a
+ * mutual-TLS request, an MQTT connection or a status report. Any other renewal with a
+ * superseded certificate is someone else holding an old key (a clone, a thief locking
+ * the real device out): refused, and the denial carries the serial for the fleet audit.
  */
 export async function authenticateClientCertificate(
   deps: AuthorityDeps,
   client: ClientIdentity | undefined,
   trail: RequestTrail,
-): Promise<{ certificate: CertificateRecord; device: DeviceRecord }> {
+): Promise<AuthenticatedClient> {
   if (!client?.chain[0] && !client?.fingerprint) {
     throw forbidden(
       "client_certificate_missing",
@@ -46,13 +65,21 @@ export async function authenticateClientCertificate(
   if (device?.status !== "active") {
     throw forbidden("device_not_active", `device ${certificate.deviceId} is ${device?.status ?? "unknown"}`);
   }
-  if (device.currentSerial !== certificate.serial) {
-    const current = device.currentSerial ? await deps.storage.getCertificate(device.currentSerial) : undefined;
-    // The predecessor may retry only while its successor stands: once the current
-    // certificate is revoked, the older one cannot be used to get a new one.
-    if (current?.replacesSerial !== certificate.serial || current.status === "revoked") {
-      throw forbidden("client_certificate_superseded", "client certificate has been superseded by a newer one");
-    }
+  if (device.currentSerial === certificate.serial) return { certificate, device };
+  const current = device.currentSerial ? await deps.storage.getCertificate(device.currentSerial) : undefined;
+  if (
+    current?.replacesSerial === certificate.serial &&
+    current.status === "valid" &&
+    current.notAfter.getTime() > now &&
+    !current.firstUsedAt
+  ) {
+    return { certificate, device, supersedes: current };
   }
-  return { certificate, device };
+  throw forbidden(
+    SUPERSEDED,
+    "client certificate has been superseded by a newer one that is in use; renewing with it is refused and recorded",
+  );
 }
+
+/** The refusal of a renewal with a superseded certificate: a possible clone (fleet audit). */
+export const SUPERSEDED = "client_certificate_superseded";
