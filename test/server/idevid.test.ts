@@ -17,6 +17,7 @@ import {
   T0,
   type TestCa,
 } from "../support/fixtures.ts";
+import { registerOperator } from "../support/operators.ts";
 
 async function makeIdevid(mfg: TestCa, serialNumber: string, notAfter = new Date(T0.getTime() + 10 * 365 * 86400_000)) {
   const keys = await generateKeys("P-256");
@@ -78,7 +79,7 @@ describe("zero-touch first boot with a manufacturer certificate (IDevID)", () =>
   it("refuses the IDevID of a revoked device, and still after an operator reinstates it", async () => {
     const idevid = await makeIdevid(acme, "SN-LOST");
     await enroll([idevid, acme.issuing.certificate]);
-    const operator = { id: "operator:op_t", role: "operator" as const };
+    const operator = await registerOperator(h, { id: "operator:op_t", role: "operator" });
     await revokeDevice(h.deps, { deviceId: "SN-LOST", reason: "keyCompromise", actor: operator });
     expect((await h.storage.getIdevidBinding("SN-LOST"))?.revokedAt).toEqual(h.clock.now());
     expect(await reason(enroll([idevid, acme.issuing.certificate]))).toBe("forbidden:device_not_enrollable");

@@ -12,8 +12,19 @@ import { AuthorityError } from "../../server/authority/errors.ts";
 import { RevocationResponders } from "../../server/authority/responders.ts";
 import { type ConfigInput, parseConfig, profilesOf } from "../../server/config/schema.ts";
 import { buildCaHierarchy } from "../../server/pki/ca-hierarchy.ts";
-import { encodeName, readCertificate } from "../../server/pki/certificate.ts";
-import { id_at_commonName } from "../../server/pki/oids.ts";
+import {
+  authorityKeyIdentifier,
+  basicConstraints,
+  buildCertificate,
+  type CertificateSigner,
+  encodeName,
+  type KeyUsageName,
+  keyIdentifier,
+  keyUsage,
+  readCertificate,
+  subjectKeyIdentifier,
+} from "../../server/pki/certificate.ts";
+import { id_at_commonName, id_at_serialNumber } from "../../server/pki/oids.ts";
 import { webCryptoVerifier } from "../../server/pki/verify.ts";
 import type { Clock } from "../../server/ports/clock.ts";
 import { webCryptoDigest } from "../../server/ports/digest.ts";
@@ -232,4 +243,86 @@ export async function refusal(p: Promise<unknown>): Promise<{ code: string; reas
   );
   expect(err).toBeInstanceOf(AuthorityError);
   return { code: (err as AuthorityError).code, reason: (err as AuthorityError).reason };
+}
+
+/** A CA of a test manufacturer chain, made to measure (including what RFC 5280 forbids). */
+export interface ChainCa {
+  subject: Uint8Array;
+  der: Uint8Array;
+  signer: CertificateSigner;
+  /** Its subjectKeyIdentifier: the authorityKeyIdentifier of what it signs. */
+  keyId: Uint8Array;
+}
+
+export interface ChainCaOptions {
+  /** basicConstraints cA (default true); null: no basicConstraints extension. */
+  ca?: boolean | null;
+  pathLen?: number;
+  /** keyUsage (default keyCertSign and cRLSign); null: no keyUsage extension. */
+  keyUsage?: KeyUsageName[] | null;
+  /** Default: a year before T0. */
+  notBefore?: Date;
+  /** Default: ten years after T0. */
+  notAfter?: Date;
+}
+
+const YEAR_MS = 365 * 86400_000;
+
+function randomSerial(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(8)).map((b, i) => (i === 0 ? (b & 0x7f) | 1 : b));
+}
+
+/** A P-256 CA certificate `CN=<label>`, self-signed when `issuer` is absent. */
+export async function makeChainCa(label: string, issuer?: ChainCa, opts: ChainCaOptions = {}): Promise<ChainCa> {
+  const keys = await generateKeys("P-256");
+  const subject = encodeName([{ type: id_at_commonName, value: label }]);
+  const signer = new WebCryptoEcdsaSigner(keys.privateKey, crypto.subtle);
+  const spki = await spkiOf(keys.publicKey);
+  const keyId = await keyIdentifier(spki, webCryptoDigest(crypto.subtle));
+  // Key identifiers as `openssl verify -x509_strict` wants them on CA certificates.
+  const extensions = [subjectKeyIdentifier(keyId), authorityKeyIdentifier(issuer?.keyId ?? keyId)];
+  if (opts.ca !== null) extensions.push(basicConstraints(opts.ca ?? true, opts.pathLen));
+  if (opts.keyUsage !== null) extensions.push(keyUsage(opts.keyUsage ?? ["keyCertSign", "cRLSign"]));
+  const der = await buildCertificate(
+    {
+      serial: randomSerial(),
+      issuer: issuer?.subject ?? subject,
+      subject,
+      notBefore: opts.notBefore ?? new Date(T0.getTime() - YEAR_MS),
+      notAfter: opts.notAfter ?? new Date(T0.getTime() + 10 * YEAR_MS),
+      spki,
+      extensions,
+    },
+    issuer?.signer ?? signer,
+  );
+  return { subject, der, signer, keyId };
+}
+
+/**
+ * A manufacturer certificate (IDevID) `CN=<commonName>, serialNumber=<serialNumber>`
+ * (CN "Acme Sensor" unless given) issued by `issuer` (a ChainCa, or a TestCa's issuing
+ * CA), with its key pair.
+ */
+export async function makeIdevidCert(
+  issuer: { subject: Uint8Array; signer: CertificateSigner; keyId: Uint8Array },
+  serialNumber: string,
+  opts: { notBefore?: Date; notAfter?: Date; commonName?: string } = {},
+): Promise<{ der: Uint8Array; keys: CryptoKeyPair }> {
+  const keys = await generateKeys("P-256");
+  const der = await buildCertificate(
+    {
+      serial: randomSerial(),
+      issuer: issuer.subject,
+      subject: encodeName([
+        { type: id_at_commonName, value: opts.commonName ?? "Acme Sensor" },
+        { type: id_at_serialNumber, value: serialNumber },
+      ]),
+      notBefore: opts.notBefore ?? new Date(T0.getTime() - 86400_000),
+      notAfter: opts.notAfter ?? new Date(T0.getTime() + 10 * YEAR_MS),
+      spki: await spkiOf(keys.publicKey),
+      extensions: [basicConstraints(false), keyUsage(["digitalSignature"]), authorityKeyIdentifier(issuer.keyId)],
+    },
+    issuer.signer,
+  );
+  return { der, keys };
 }

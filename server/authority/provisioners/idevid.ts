@@ -1,5 +1,13 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
-import { BasicConstraints, Certificate, id_ce_basicConstraints, Name } from "@peculiar/asn1-x509";
+import {
+  BasicConstraints,
+  Certificate,
+  id_ce_basicConstraints,
+  id_ce_keyUsage,
+  KeyUsage,
+  KeyUsageFlags,
+  Name,
+} from "@peculiar/asn1-x509";
 import type { Profile } from "../../config/schema.ts";
 import { type CertificateSummary, readCertificate } from "../../pki/certificate.ts";
 import { bytesEqual } from "../../pki/der.ts";
@@ -17,6 +25,10 @@ export interface IdevidIdentity {
   subject: string;
 }
 
+/** What checking a manufacturer chain needs of the authority's dependencies. */
+export type IdevidDeps = Pick<AuthorityDeps, "idevidAnchors" | "clock" | "verifier" | "digest">;
+
+/** Most certificates between the IDevID and its anchor (intermediates tried per step). */
 const MAX_CHAIN = 4;
 
 /**
@@ -30,9 +42,7 @@ export async function authenticateIdevid(
   profile: Profile,
   client: ClientIdentity,
 ): Promise<IdevidIdentity> {
-  const anchors = deps.idevidAnchors.get(profile.name) ?? [];
-  const idevid = profile.idevid;
-  if (!idevid || anchors.length === 0) {
+  if (!idevidConfigured(deps, profile)) {
     throw unauthenticated(
       "credentials_missing",
       `profile ${profile.name} needs a bootstrap token (HTTP Basic or Bearer)`,
@@ -46,44 +56,60 @@ export async function authenticateIdevid(
     );
   }
   if (!leafDer) throw unauthenticated("credentials_missing", "no client certificate");
-  const now = deps.clock.now().getTime();
-  let current: CertificateSummary;
+  return verifyIdevid(deps, profile, leafDer, intermediates);
+}
+
+/** Whether the profile accepts manufacturer certificates, with anchors loaded for it. */
+export function idevidConfigured(deps: Pick<AuthorityDeps, "idevidAnchors">, profile: Profile): boolean {
+  return Boolean(profile.idevid) && (deps.idevidAnchors.get(profile.name) ?? []).length > 0;
+}
+
+/**
+ * Checks a manufacturer certificate (DER) against the profile's IDevID anchors, with the
+ * intermediates that came with it, and reads the device id it names. Shared by
+ * enrollment (the TLS client chain) and by operators binding an IDevID ahead of time.
+ *
+ * Refusals are `forbidden`: `idevid_malformed`, `idevid_untrusted` (no path to an
+ * anchor), `idevid_chain_invalid` (a CA on the path is not allowed to be one),
+ * `idevid_expired` / `idevid_not_yet_valid` (any certificate on the path, at the
+ * injected clock), `idevid_no_device_id`.
+ */
+export async function verifyIdevid(
+  deps: IdevidDeps,
+  profile: Profile,
+  leafDer: Uint8Array,
+  intermediates: readonly Uint8Array[],
+): Promise<IdevidIdentity> {
+  const anchors = deps.idevidAnchors.get(profile.name) ?? [];
+  const idevid = profile.idevid;
+  if (!idevid || anchors.length === 0) {
+    throw forbidden("idevid_untrusted", `profile ${profile.name} trusts no manufacturer CA`);
+  }
+  let leaf: CertificateSummary;
   try {
-    current = readCertificate(leafDer);
+    leaf = readCertificate(leafDer);
   } catch {
     throw forbidden("idevid_malformed", "client certificate could not be parsed");
   }
-  checkValidity(current, now, "manufacturer certificate");
   // Extra certificates come from the client: one we cannot read is simply not a path.
-  const intermediateSummaries = intermediates.slice(0, MAX_CHAIN).flatMap((der) => {
+  const offered = intermediates.slice(0, MAX_CHAIN).flatMap((der) => {
     try {
       return [readCertificate(der)];
     } catch {
       return [];
     }
   });
-  let trusted = false;
-  for (let depth = 0; depth < MAX_CHAIN && !trusted; depth++) {
-    const anchor = await findIssuer(deps, current, anchors);
-    if (anchor) {
-      checkValidity(anchor, now, "manufacturer CA certificate");
-      trusted = true;
-      break;
-    }
-    const next = await findIssuer(deps, current, intermediateSummaries);
-    if (!next || !isCa(next.der)) break;
-    checkValidity(next, now, "manufacturer intermediate certificate");
-    current = next;
-  }
-  if (!trusted) {
+  const path = await buildPath(deps, leaf, offered, anchors);
+  if (!path) {
     throw forbidden(
       "idevid_untrusted",
       `client certificate does not chain to a manufacturer CA trusted by profile ${profile.name}`,
     );
   }
-  const leaf = AsnConvert.parse(leafDer.slice().buffer, Certificate).tbsCertificate.subject;
+  checkPath(path, deps.clock.now().getTime());
+  const subject = AsnConvert.parse(bufferOf(leafDer), Certificate).tbsCertificate.subject;
   const field = idevid.deviceIdFrom === "subject.serialNumber" ? id_at_serialNumber : id_at_commonName;
-  const deviceId = nameAttribute(leaf, field);
+  const deviceId = nameAttribute(subject, field);
   if (!deviceId || !isValidDeviceId(deviceId)) {
     throw forbidden(
       "idevid_no_device_id",
@@ -93,8 +119,94 @@ export async function authenticateIdevid(
   return {
     deviceId,
     fingerprint: await sha256Hex(deps.digest, leafDer),
-    subject: describeName(leaf),
+    subject: describeName(subject),
   };
+}
+
+/** A certification path, leaf first: the IDevID, the intermediates above it, the trust anchor. */
+interface CertPath {
+  leaf: CertificateSummary;
+  /** Nearest the leaf first. */
+  intermediates: CertificateSummary[];
+  anchor: CertificateSummary;
+}
+
+/**
+ * Path building by name and signature: at each step a configured anchor wins over an
+ * offered intermediate. Whether the CAs found may act as CAs is checkPath's concern, so
+ * that a refusal can say which certificate is wrong and why instead of "untrusted".
+ */
+async function buildPath(
+  deps: IdevidDeps,
+  leaf: CertificateSummary,
+  offered: CertificateSummary[],
+  anchors: CertificateSummary[],
+): Promise<CertPath | undefined> {
+  const intermediates: CertificateSummary[] = [];
+  let current = leaf;
+  for (let depth = 0; depth < MAX_CHAIN; depth++) {
+    const anchor = await findIssuer(deps, current, anchors);
+    if (anchor) return { leaf, intermediates, anchor };
+    // Each offered certificate at most once: a self-issued one cannot make a loop.
+    const next = await findIssuer(
+      deps,
+      current,
+      offered.filter((c) => !intermediates.includes(c)),
+    );
+    if (!next) return undefined;
+    intermediates.push(next);
+    current = next;
+  }
+  return undefined;
+}
+
+/**
+ * RFC 5280 §6.1, the parts a manufacturer chain needs, applied to the anchor as well
+ * (a trust bundle may hold an intermediate CA; its constraints still bind what is below):
+ * - every certificate is within its validity period (§6.1.3 (a)(2));
+ * - every CA certificate asserts basicConstraints cA (§4.2.1.9, §6.1.4 (k)) and has a
+ *   keyUsage extension with keyCertSign (§4.2.1.3, §6.1.4 (n));
+ * - pathLenConstraint: the non-self-issued intermediates below a CA certificate are
+ *   no more than its pathLenConstraint (§4.2.1.9, §6.1.4 (l)-(m)).
+ *
+ * @remarks A trust anchor without keyUsage is refused, though §6.1.1 (d) would let the
+ * anchor be mere name and key: the bundle is the operator's statement of which CAs sign
+ * IDevIDs, and a CA certificate that does not say it signs certificates is one that
+ * OpenSSL, Go and browsers also refuse as an issuer. Fix the bundle, not the check.
+ */
+function checkPath(path: CertPath, now: number): void {
+  const { leaf, intermediates, anchor } = path;
+  checkValidity(leaf, now, `manufacturer certificate (${nameOf(leaf)})`);
+  // Top down, as §6.1 processes a path: anchor, then the intermediate nearest it, …
+  const cas = [...intermediates.map((c) => ({ cert: c, role: "intermediate" })), { cert: anchor, role: "CA" }];
+  for (let i = cas.length - 1; i >= 0; i--) {
+    const { cert, role } = cas[i] as { cert: CertificateSummary; role: string };
+    const what = `manufacturer ${role} certificate (${nameOf(cert)})`;
+    checkValidity(cert, now, what);
+    const { basic, usage } = caExtensions(cert, what);
+    if (!basic?.cA) {
+      throw forbidden("idevid_chain_invalid", `${what} is not a CA certificate (basicConstraints cA is not set)`);
+    }
+    if (usage === undefined) {
+      throw forbidden(
+        "idevid_chain_invalid",
+        `${what} has no keyUsage extension; a CA certificate must assert keyCertSign (RFC 5280 §4.2.1.3)`,
+      );
+    }
+    if (!(usage & KeyUsageFlags.keyCertSign)) {
+      throw forbidden("idevid_chain_invalid", `${what} keyUsage does not include keyCertSign`);
+    }
+    const limit = basic.pathLenConstraint;
+    if (limit === undefined) continue;
+    // The intermediates below this one (those nearer the leaf), self-issued ones excepted.
+    const below = intermediates.slice(0, i).filter((c) => !bytesEqual(c.subject, c.issuer)).length;
+    if (below > limit) {
+      throw forbidden(
+        "idevid_chain_invalid",
+        `${what} allows ${limit} intermediate CA certificate(s) below it (pathLenConstraint) and the chain has ${below}`,
+      );
+    }
+  }
 }
 
 function checkValidity(cert: CertificateSummary, now: number, what: string): void {
@@ -102,8 +214,35 @@ function checkValidity(cert: CertificateSummary, now: number, what: string): voi
   if (cert.notBefore.getTime() > now) throw forbidden("idevid_not_yet_valid", `${what} is not yet valid`);
 }
 
+/** basicConstraints and keyUsage flags (undefined: absent); refuses unreadable or repeated ones. */
+function caExtensions(cert: CertificateSummary, what: string): { basic?: BasicConstraints; usage?: number } {
+  const invalid = (why: string) => forbidden("idevid_chain_invalid", `${what} ${why}`);
+  let extensions: Certificate["tbsCertificate"]["extensions"];
+  try {
+    extensions = AsnConvert.parse(bufferOf(cert.der), Certificate).tbsCertificate.extensions;
+  } catch {
+    throw invalid("could not be parsed");
+  }
+  const only = (oid: string) => {
+    const found = extensions?.filter((e) => e.extnID === oid) ?? [];
+    // RFC 5280 §4.2: a certificate must not include more than one instance of an extension.
+    if (found.length > 1) throw invalid(`repeats extension ${oid}`);
+    return found[0];
+  };
+  const bc = only(id_ce_basicConstraints);
+  const ku = only(id_ce_keyUsage);
+  try {
+    return {
+      ...(bc ? { basic: AsnConvert.parse(bc.extnValue.buffer, BasicConstraints) } : {}),
+      ...(ku ? { usage: AsnConvert.parse(ku.extnValue.buffer, KeyUsage).toNumber() } : {}),
+    };
+  } catch {
+    throw invalid("has an unreadable basicConstraints or keyUsage extension");
+  }
+}
+
 async function findIssuer(
-  deps: AuthorityDeps,
+  deps: IdevidDeps,
   cert: CertificateSummary,
   candidates: CertificateSummary[],
 ): Promise<CertificateSummary | undefined> {
@@ -124,13 +263,15 @@ async function findIssuer(
   return undefined;
 }
 
-function isCa(der: Uint8Array): boolean {
+function bufferOf(der: Uint8Array): ArrayBuffer {
+  return der.slice().buffer;
+}
+
+function nameOf(cert: CertificateSummary): string {
   try {
-    const cert = AsnConvert.parse(der.slice().buffer, Certificate);
-    const ext = cert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_basicConstraints);
-    return ext ? AsnConvert.parse(ext.extnValue.buffer, BasicConstraints).cA : false;
+    return describeName(AsnConvert.parse(bufferOf(cert.subject), Name)) || "empty subject";
   } catch {
-    return false;
+    return "unreadable subject";
   }
 }
 
