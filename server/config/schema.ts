@@ -79,6 +79,16 @@ export const profileSchema = z
         trustBundle: z.string().min(1),
         /** Where the device id is read from in the IDevID. */
         deviceIdFrom: z.enum(["subject.serialNumber", "subject.commonName"]).default("subject.serialNumber"),
+        /**
+         * How an IDevID comes to be bound to a device id.
+         * - "first-use": an IDevID may claim a device id that does not exist yet, and is
+         *   bound to it at that enrollment.
+         * - "pre-bound": only an IDevID an operator bound first (`edgeid devices
+         *   bind-idevid`, POST /api/v1/devices/{id}/idevid) may enroll.
+         * In both modes a device id that already exists without a binding can never be
+         * claimed by an IDevID unless an operator bound one first.
+         */
+        binding: z.enum(["first-use", "pre-bound"]).default("first-use"),
       })
       .optional(),
   })
