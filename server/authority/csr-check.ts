@@ -1,5 +1,6 @@
 import type { Profile } from "../config/schema.ts";
 import { CsrError, type ParsedCsr, parseCsr, verifyCsrSignature } from "../pki/csr.ts";
+import { nonCanonical, otherSpellings, SpkiError } from "../pki/spki.ts";
 import type { DeclaredNames } from "../ports/storage.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
@@ -9,14 +10,23 @@ import { checkKeyAllowed } from "./policy/keys.ts";
 import { checkRequestedNames } from "./policy/names.ts";
 
 export interface CheckedCsr extends ParsedCsr {
-  /** SHA-256 of the SubjectPublicKeyInfo, lowercase hex. */
+  /**
+   * SHA-256 of the SubjectPublicKeyInfo, lowercase hex. For a certified key the SPKI is
+   * canonical (server/pki/spki.ts), so one key has one fingerprint.
+   */
   keyFingerprint: string;
+  /**
+   * keyFingerprint first, then the fingerprints of the key's other spellings
+   * (spki.ts `otherSpellings`), which records made before keys had to be canonical may
+   * hold: compare a stored keyFingerprint against all of them.
+   */
+  keyFingerprints: string[];
 }
 
 /**
  * Shape and validate a CSR for a device under a profile, in the fixed order: parse,
- * key policy (cheap, before any crypto), proof of possession, names, and a key that
- * no other device holds a certificate for.
+ * key policy and canonical key encoding (cheap, before any crypto), proof of
+ * possession, names, and a key that no other device holds a certificate for.
  */
 export async function checkCsr(
   deps: AuthorityDeps,
@@ -37,7 +47,10 @@ export async function checkCsr(
   } catch (err) {
     throw badRequest("csr_malformed", "body is not a DER PKCS#10 certification request", err);
   }
-  if (certifiesKey) checkKeyAllowed(profile, csr.key);
+  if (certifiesKey) {
+    checkKeyAllowed(profile, csr.key);
+    requireCanonicalKey(csr.spki);
+  }
   let ok: boolean;
   try {
     ok = await verifyCsrSignature(csr, deps.verifier);
@@ -48,12 +61,36 @@ export async function checkCsr(
   if (!ok) throw badRequest("csr_signature_invalid", "CSR signature does not verify with its public key");
   checkRequestedNames(csr, deviceId, spiffeId(deps.config.trustDomain, deviceId), deps.config.limits, declared);
   const keyFingerprint = await sha256Hex(deps.digest, csr.spki);
-  if (!certifiesKey) return { ...csr, keyFingerprint };
+  if (!certifiesKey) return { ...csr, keyFingerprint, keyFingerprints: [keyFingerprint] };
   // One key, one identity: a key already certified for another device is a cloned or
-  // shared key (or a factory that flashed the same key twice).
-  const holders = await deps.storage.listKeyHolders(keyFingerprint, 10);
-  if (holders.some((holder) => holder !== deviceId)) {
+  // shared key (or a factory that flashed the same key twice). Certificates issued
+  // before keys had to be canonical may record the key under another spelling (a
+  // compressed point), so those spellings are looked up too.
+  const keyFingerprints = [
+    keyFingerprint,
+    ...(await Promise.all(otherSpellings(csr.spki).map((spelling) => sha256Hex(deps.digest, spelling)))),
+  ];
+  const holders = await Promise.all(keyFingerprints.map((f) => deps.storage.listKeyHolders(f, 10)));
+  if (holders.flat().some((holder) => holder !== deviceId)) {
     throw forbidden("key_in_use", "this public key is already certified for another device; generate a new key");
   }
-  return { ...csr, keyFingerprint };
+  return { ...csr, keyFingerprint, keyFingerprints };
+}
+
+/**
+ * Refuses an SPKI that is not the canonical spelling of its key (RFC 5280 §4.1.2.7 in
+ * DER, an uncompressed EC point on a named curve, rsaEncryption with NULL and a minimal
+ * RSAPublicKey, Ed25519 without parameters): one key must have one fingerprint. The
+ * refusal says what is non-canonical and how to send it instead; the client re-encodes
+ * its own key rather than the CA certifying bytes it did not send.
+ */
+function requireCanonicalKey(spki: Uint8Array): void {
+  let problem: ReturnType<typeof nonCanonical>;
+  try {
+    problem = nonCanonical(spki);
+  } catch (err) {
+    if (err instanceof SpkiError) throw badRequest("csr_malformed", `the public key is malformed: ${err.message}`, err);
+    throw err;
+  }
+  if (problem) throw badRequest("key_not_canonical", problem.message);
 }
