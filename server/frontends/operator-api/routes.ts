@@ -24,6 +24,7 @@ import {
   showDevice,
 } from "../../authority/fleet.ts";
 import { type FleetAuditOptions, type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
+import { bindIdevid, decodeCertificateText } from "../../authority/idevid-binding.ts";
 import { expiringReport, setDeviceMetadata } from "../../authority/lifecycle.ts";
 import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../../authority/operator-issue.ts";
 import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
@@ -45,9 +46,11 @@ import {
   commandView,
   DeviceDetailSchema,
   DeviceEventSchema,
+  DeviceIdevidSchema,
   DeviceSchema,
   deviceDetailView,
   deviceEventView,
+  deviceIdevidView,
   deviceView,
   EnrollmentSchema,
   ErrorSchema,
@@ -403,6 +406,44 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
         actor: actorOf(c),
       });
       return c.json(deviceView(d, trustDomain), 200);
+    },
+  );
+
+  api.openapi(
+    route({
+      method: "post",
+      path: "/devices/{id}/idevid",
+      operationId: "device.bind-idevid",
+      summary: "Bind a manufacturer certificate (IDevID) to a device id before it enrolls with it",
+      description:
+        'The certificate must chain to the IDevID anchors of the profile (default: the device\'s profile, else device) with the same checks as at enrollment, and name this device id in the profile\'s deviceIdFrom field. The device need not exist yet. Then that IDevID, and no other, may enroll as this id: needed for an id that exists already, and for every id on profiles with "binding": "pre-bound".',
+      request: {
+        params: IdParam,
+        ...body(
+          z.strictObject({
+            certificate: z
+              .string()
+              .min(1)
+              .max(64 * 1024)
+              .openapi({ description: "PEM: the IDevID, then any intermediate CA certificates (or base64 DER)" }),
+            profile: z.string().min(1).max(32).optional(),
+          }),
+        ),
+      },
+      responses: {
+        201: json(DeviceIdevidSchema, "bound"),
+        403: json(ErrorSchema, "the token's role does not allow this, or the device is revoked or decommissioned"),
+        409: json(ErrorSchema, "the device already has a binding, or the certificate is bound to another device"),
+      },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      const binding = await bindIdevid(core, actorOf(c), {
+        deviceId: c.req.valid("param").id,
+        ...decodeCertificateText(b.certificate),
+        ...(b.profile ? { profile: b.profile } : {}),
+      });
+      return c.json(deviceIdevidView(binding), 201);
     },
   );
 

@@ -240,6 +240,14 @@ export function idevidView(b: IdevidBinding): z.infer<typeof IdevidSchema> {
   return { fingerprint: b.fingerprint, subject: b.subject, boundAt: iso(b.boundAt), revokedAt: iso(b.revokedAt) };
 }
 
+export const DeviceIdevidSchema = z
+  .object({ deviceId: z.string(), fingerprint: z.string(), subject: z.string(), boundAt: time })
+  .openapi("DeviceIdevidBinding", { description: "A manufacturer certificate (IDevID) bound to a device id." });
+
+export function deviceIdevidView(b: IdevidBinding): z.infer<typeof DeviceIdevidSchema> {
+  return { deviceId: b.deviceId, fingerprint: b.fingerprint, subject: b.subject, boundAt: iso(b.boundAt) };
+}
+
 export const ErrorSchema = z
   .object({
     error: z.object({
