@@ -2,7 +2,7 @@ import { webcrypto } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import type { z } from "@hono/zod-openapi";
-import { dataPaths, isInitialised, readConfig } from "../adapters/node/data-dir.ts";
+import { dataPaths, isInitialised, readConfig, resolveInDataDir } from "../adapters/node/data-dir.ts";
 import { withIssuer } from "../adapters/node/mosquitto.ts";
 import { nodeDigest } from "../adapters/node/node-digest.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
@@ -23,6 +23,7 @@ import {
   showDevice,
 } from "../authority/fleet.ts";
 import { runFleetAudit } from "../authority/fleet-audit.ts";
+import { bindIdevid, decodeCertificateText } from "../authority/idevid-binding.ts";
 import { expiringReport, setDeviceMetadata } from "../authority/lifecycle.ts";
 import type { NamesInput } from "../authority/operator-issue.ts";
 import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../authority/operator-issue.ts";
@@ -30,7 +31,7 @@ import { createOperator, listOperators, revokeOperator } from "../authority/oper
 import { type RevocationReason, reinstateDevice, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
 import { batchDeviceIds } from "../authority/tokens.ts";
 import { parseDuration } from "../config/duration.ts";
-import { profilesOf } from "../config/schema.ts";
+import { type Config, profilesOf } from "../config/schema.ts";
 import {
   type AuditEventSchema,
   auditView,
@@ -39,8 +40,10 @@ import {
   certificateView,
   commandView,
   type DeviceDetailSchema,
+  type DeviceIdevidSchema,
   type DeviceSchema,
   deviceDetailView,
+  deviceIdevidView,
   deviceView,
   type EnrollmentSchema,
   type ExpiringSchema,
@@ -55,7 +58,9 @@ import {
   type TokenSchema,
   tokenView,
 } from "../frontends/operator-api/views.ts";
-import { toPem } from "../pki/pem.ts";
+import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
+import { pemCertificates, toPem } from "../pki/pem.ts";
+import { webCryptoVerifier } from "../pki/verify.ts";
 import { systemClock } from "../ports/clock.ts";
 import type { CommandState, DeviceStatus, OperatorRole, PendingStatus } from "../ports/storage.ts";
 
@@ -68,6 +73,7 @@ export type AuditView = z.infer<typeof AuditEventSchema>;
 export type OperatorView = z.infer<typeof OperatorSchema>;
 export type CommandView = z.infer<typeof CommandSchema>;
 export type MetadataView = z.infer<typeof MetadataSchema>;
+export type IdevidBindingView = z.infer<typeof DeviceIdevidSchema>;
 export type SignedView = { deviceId: string; serial: string; notAfter: string; certificate: string; chain: string };
 export type ExpiringView = z.infer<typeof ExpiringSchema>;
 export type FleetAuditView = z.infer<typeof FleetAuditSchema>;
@@ -127,6 +133,11 @@ export interface FleetClient {
     cascade?: boolean,
   ): Promise<{ device: DeviceView; revokedSerials: string[]; appliances?: string[] }>;
   reinstateDevice(id: string, note?: string): Promise<DeviceView>;
+  /**
+   * Binds a manufacturer certificate (PEM: the IDevID, then any intermediates; or base64
+   * DER) to a device id; `profile`: whose IDevID anchors it must chain to.
+   */
+  bindIdevid(id: string, certificate: string, profile?: string): Promise<IdevidBindingView>;
   showCertificate(serial: string): Promise<CertificateView>;
   revokeCertificate(serial: string, reason: RevocationReason): Promise<CertificateView>;
   /** `names`: DNS names and IP addresses declared for the (single) device. */
@@ -207,6 +218,20 @@ function definedOf(o: Record<string, unknown> | undefined): Record<string, unkno
   return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined));
 }
 
+/**
+ * The manufacturer CA certificates of each IDevID profile, as `serve` loads them (the
+ * trust bundle, relative to the data directory); read only by the commands that need them.
+ */
+function manufacturerAnchors(dataDir: string, config: Config): Map<string, CertificateSummary[]> {
+  const out = new Map<string, CertificateSummary[]>();
+  for (const [name, profile] of Object.entries(config.profiles)) {
+    if (!profile.idevid) continue;
+    const file = resolveInDataDir(dataDir, profile.idevid.trustBundle);
+    out.set(name, pemCertificates(readFileSync(file, "utf8")).map(readCertificate));
+  }
+  return out;
+}
+
 /** The core's verbs on a data directory, acting as `cli` (an admin). */
 export function localFleet(dataDir: string): FleetClient {
   if (!isInitialised(dataDir)) {
@@ -255,6 +280,18 @@ export function localFleet(dataDir: string): FleetClient {
     },
     reinstateDevice: async (id, note) =>
       deviceView(await reinstateDevice(deps, { deviceId: id, note, actor: CLI_ACTOR }), td),
+    bindIdevid: async (id, certificate, profile) =>
+      deviceIdevidView(
+        await bindIdevid(
+          {
+            ...deps,
+            idevidAnchors: manufacturerAnchors(dataDir, config),
+            verifier: webCryptoVerifier(deps.crypto.subtle),
+          },
+          CLI_ACTOR,
+          { deviceId: id, ...decodeCertificateText(certificate), ...(profile ? { profile } : {}) },
+        ),
+      ),
     showCertificate: async (serial) => certificateView(await getCertificate(deps, CLI_ACTOR, serial)),
     revokeCertificate: async (serial, reason) =>
       certificateView(await revokeCertificate(deps, { serial, reason, actor: CLI_ACTOR })),
@@ -418,6 +455,8 @@ export function remoteFleet(o: RemoteOptions): FleetClient {
         ...(cascade ? { cascade } : {}),
       }),
     reinstateDevice: (d, note) => call("POST", `devices/${id(d)}/reinstate`, note ? { note } : {}),
+    bindIdevid: (d, certificate, profile) =>
+      call("POST", `devices/${id(d)}/idevid`, { certificate, ...(profile ? { profile } : {}) }),
     showCertificate: (s) => call("GET", `certificates/${id(s)}`),
     revokeCertificate: (s, reason) => call("POST", `certificates/${id(s)}/revoke`, { reason }),
     createTokens: async (batch, opts) =>

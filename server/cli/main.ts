@@ -396,6 +396,25 @@ fleetCommand(devices, "reinstate")
     withFleet(opts, async (fleet) => printObject(await fleet.reinstateDevice(id, opts.note), Boolean(opts.json))),
   );
 
+fleetCommand(devices, "bind-idevid")
+  .description(
+    "bind a manufacturer certificate (IDevID) to a device id, so that it (and no other) may enroll as that id",
+  )
+  .argument("<id>")
+  .requiredOption("--cert <file>", "the IDevID: PEM (then any intermediate CA certificates) or DER")
+  .option("--profile <name>", "whose IDevID trust bundle it must chain to (default: the device's, else device)")
+  .option("--json", "one JSON object")
+  .action((id: string, opts) =>
+    withFleet(opts, async (fleet) => {
+      const bytes = readFileSync(opts.cert);
+      // A DER file goes on as base64; PEM as it is.
+      const text = bytes.includes("-----BEGIN") ? bytes.toString("latin1") : bytes.toString("base64");
+      const b = await fleet.bindIdevid(id, text, opts.profile);
+      if (opts.json) printObject(b, true);
+      else process.stdout.write(`${b.deviceId} bound to ${b.subject} (sha256 ${b.fingerprint})\n`);
+    }),
+  );
+
 fleetCommand(devices, "rotate")
   .description("ask devices over MQTT to renew now with a new key: one device, a filtered set, or --all")
   .argument("[id]", "one device")
