@@ -15,6 +15,7 @@ export const FLEET_CHECKS = [
   "device-not-seen",
   "revoked-still-connected",
   "cloned-identity",
+  "superseded-renewal",
   "unknown-certificate",
   "revoked-certificate-in-use",
   "weak-key",
@@ -214,6 +215,25 @@ export async function runFleetAudit(
       deviceId: t.deviceId,
       serial,
       message: `the same certificate took over a live connection ${t.n} times in ${span(cloneWindow)} (from ${[...t.remotes].join(", ") || "unknown addresses"})`,
+    });
+  }
+
+  // A renewal with a certificate whose successor is in use: someone else holds an old key.
+  const superseded = new Map<string, { deviceId: string; serial: string | null; n: number; remotes: Set<string> }>();
+  for (const r of await storage.supersededRenewals(new Date(now.getTime() - cloneWindow * 1000), 10 * limit)) {
+    const key = `${r.deviceId} ${r.serial ?? ""}`;
+    const s = superseded.get(key) ?? { deviceId: r.deviceId, serial: r.serial, n: 0, remotes: new Set<string>() };
+    s.n++;
+    if (r.remote) s.remotes.add(r.remote.replace(/:\d+$/, ""));
+    superseded.set(key, s);
+  }
+  for (const s of superseded.values()) {
+    add({
+      check: "superseded-renewal",
+      severity: "critical",
+      deviceId: s.deviceId,
+      serial: s.serial,
+      message: `a superseded certificate tried to renew ${s.n} time(s) in ${span(cloneWindow)} (from ${[...s.remotes].join(", ") || "unknown addresses"}) while its successor was in use: a possible clone`,
     });
   }
 

@@ -37,7 +37,8 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
     throw forbidden("wrong_profile", `certificate belongs to profile ${profile.name}; re-enroll under that label`);
   }
   const csr = await checkCsr(deps, req.csr, device.id, profile, true, device.names);
-  if (profile.requireNewKeyOnReenroll && csr.keyFingerprint === presented.keyFingerprint) {
+  // Any spelling of the presented key is the same key (its stored fingerprint may predate canonical keys).
+  if (profile.requireNewKeyOnReenroll && csr.keyFingerprints.includes(presented.keyFingerprint)) {
     throw badRequest("key_reused", `profile ${profile.name} requires a new key at every re-enrollment`);
   }
   // A retry replaces the unused successor it supersedes; the lineage stays a chain.

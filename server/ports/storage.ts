@@ -303,6 +303,14 @@ export interface FleetAuditReads {
     after: string,
     scan: number,
   ): Promise<{ rows: (DeviceStatusRecord & { revokedAt: Date })[]; next: string | null }>;
+  /**
+   * Renewals refused since `since` because the certificate presented had been superseded
+   * by one in use (a possible clone), newest first.
+   */
+  supersededRenewals(
+    since: Date,
+    limit: number,
+  ): Promise<{ deviceId: string; serial: string | null; at: Date; remote: string | null }[]>;
   /** Sessions since `since` that took over a still-open session with the same certificate. */
   takeovers(since: Date, limit: number): Promise<MqttSessionRecord[]>;
   /**
@@ -386,6 +394,11 @@ export type Write =
    * the set (KEY_HOLDER_CONSTRAINT); the same device may certify its key again.
    */
   | { kind: "insertCertificate"; certificate: CertificateRecord }
+  /**
+   * Raises a device's revision without changing it otherwise: a gateway enrolling an
+   * appliance, so that a cascading revocation read before that enrollment is read again.
+   */
+  | { kind: "raiseRevision"; deviceId: string }
   /** The certificate was used (see CertificateRecord.firstUsedAt); a later use changes nothing. */
   | { kind: "markCertificateUsed"; serial: string; at: Date }
   | { kind: "redeemToken"; tokenId: string; at: Date; serial: string }

@@ -568,6 +568,34 @@ export class DrizzleReaders {
     };
   }
 
+  async supersededRenewals(
+    since: Date,
+    limit: number,
+  ): Promise<{ deviceId: string; serial: string | null; at: Date; remote: string | null }[]> {
+    // One range of audit_events_at; the denial records of the window are few.
+    const rows = await this.db
+      .select({
+        deviceId: auditEvents.deviceId,
+        serial: auditEvents.serial,
+        at: auditEvents.at,
+        remote: auditEvents.remote,
+      })
+      .from(auditEvents)
+      .where(
+        and(
+          gte(auditEvents.at, since),
+          eq(auditEvents.outcome, "denied"),
+          sql`json_extract(${auditEvents.detail}, '$.reason') = ${SUPERSEDED_REASON}`,
+        ),
+      )
+      .orderBy(desc(auditEvents.at))
+      .limit(limit)
+      .all();
+    return (rows as { deviceId: string | null; serial: string | null; at: Date; remote: string | null }[]).flatMap(
+      (r) => (r.deviceId ? [{ ...r, deviceId: r.deviceId }] : []),
+    );
+  }
+
   async takeovers(since: Date, limit: number): Promise<MqttSessionRecord[]> {
     return this.db
       .select()
@@ -841,6 +869,9 @@ function raw(text: string, ...names: string[]): Template {
 
 const AUDIT_FIELDS = ["at", "actor", "action", "outcome", "deviceId", "serial", "remote", "detail"];
 
+/** The audit reason of a renewal refused for a superseded certificate (provisioners/client-certificate.ts). */
+const SUPERSEDED_REASON = "client_certificate_superseded";
+
 /** A certificate's first use (CertificateRecord.firstUsedAt); later uses change nothing. */
 const MARK_USED = "UPDATE certificates SET first_used_at = ? WHERE serial = ? AND first_used_at IS NULL";
 
@@ -854,6 +885,7 @@ const REVOKED_CERTIFICATES_TO_FEED = `INSERT INTO revocations (serial, issuer, d
  */
 const RAW: Partial<Record<Write["kind"], Template[]>> = {
   markCertificateUsed: [raw(MARK_USED, "at", "serial")],
+  raiseRevision: [raw("UPDATE devices SET revision = revision + 1 WHERE id = ?", "deviceId")],
   // The CHECK on write_guards fails (and the transaction with it) when the count is over.
   guardApplianceQuota: [
     raw(
@@ -1178,6 +1210,8 @@ function writeValues(w: Write): Record<string, unknown> {
       return { ...toDriver(devices, w.device), revision: 0 };
     case "markCertificateUsed":
       return { serial: w.serial, at: w.at.getTime() };
+    case "raiseRevision":
+      return { deviceId: w.deviceId };
     case "insertCertificate":
       return toDriver(certificates, { ...w.certificate, der: toBuffer(w.certificate.der) });
     case "redeemToken":
