@@ -230,6 +230,36 @@ describe("revocation racing issuance", () => {
     expect([...seen.keys()].filter((k) => k.startsWith("error:"))).toEqual([]);
   });
 
+  it("one key enrolled for two devices at once: one wins, inside the write set", async () => {
+    let refusedInside = 0;
+    for (let round = 0; round < 20; round++) {
+      const keys = await generateKeys("P-256");
+      const ids = [`ka-${round}`, `kb-${round}`];
+      const secrets = await Promise.all(ids.map(async (id) => (await token(id)).token));
+      const csr = await makeCsr(keys);
+      const results = await Promise.all(
+        ids.map((id, i) =>
+          outcome(
+            h.authority.enroll({
+              csr,
+              credentials: { type: "basic", username: id, password: secrets[i] as string },
+              peer: peer(),
+            }),
+          ),
+        ),
+      );
+      expect(results.sort()).toEqual(["forbidden:key_in_use", "issued"]);
+      const holders = await Promise.all(ids.map((id) => h.storage.listCertificates(id)));
+      expect(holders.map((c) => c.length).sort()).toEqual([0, 1]);
+      // The loser's token was not consumed.
+      const loser = ids[holders.findIndex((c) => c.length === 0)] as string;
+      expect((await h.storage.listTokens(loser))[0]?.usedAt).toBeNull();
+      const denial = (await h.storage.listAudit({ deviceId: loser, limit: 1 }))[0];
+      if (denial?.detail?.reason === "key_in_use") refusedInside++;
+    }
+    expect(refusedInside).toBe(20);
+  });
+
   it("a token revocation racing its redemption: exactly one wins", async () => {
     const wins = { enrollment: 0, revocation: 0 };
     for (let round = 0; round < ROUNDS; round++) {
