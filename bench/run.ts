@@ -21,6 +21,7 @@ import { inventoryBench } from "./inventory.ts";
 import { type Job, runLoad, windowRates } from "./load.ts";
 import { certificateFromResponse, certificatePem, type DeviceRequest, makeRequest } from "./requests.ts";
 import { revocationBench } from "./revocation.ts";
+import { revocationRaceBench } from "./revocation-race.ts";
 import {
   basic,
   cpuSeconds,
@@ -65,6 +66,8 @@ const opts = new Command("bench")
   .option("--openssl-seconds <s>", "seconds per `openssl speed` measurement", positive, 3)
   .option("--revoked <n>", "certificates already revoked in the revocation benchmark (0 to skip it)", Number, 100_000)
   .option("--revocation-samples <n>", "revocations measured with none and with --revoked already revoked", positive, 50)
+  .option("--race-rounds <n>", "rounds of the revocation race (0 to skip it)", Number, 50)
+  .option("--race-concurrency <n>", "concurrent renewals per round of the revocation race", positive, 8)
   .option("--ocsp-duration <s>", "seconds of each OCSP load run", positive, 10)
   .option("--ocsp-concurrency <n>", "concurrent keep-alive OCSP clients", positive, 64)
   .option("--inventory-devices <n>", "devices in the inventory benchmark (0 to skip it)", Number, 1_000_000)
@@ -91,6 +94,8 @@ const opts = new Command("bench")
     opensslSeconds: number;
     revoked: number;
     revocationSamples: number;
+    raceRounds: number;
+    raceConcurrency: number;
     ocspDuration: number;
     ocspConcurrency: number;
     onlyFleet?: boolean;
@@ -352,6 +357,14 @@ if (opts.revoked > 0) {
     keep: Boolean(opts.keep),
   });
   say(`RESULT revocation ${summary}`);
+}
+if (opts.raceRounds > 0) {
+  const summary = await revocationRaceBench({
+    rounds: opts.raceRounds,
+    concurrency: opts.raceConcurrency,
+    keep: Boolean(opts.keep),
+  });
+  say(`RESULT revocation race ${summary}`);
 }
 if (opts.fleetDevices > 0) {
   const summary = await fleetBench({

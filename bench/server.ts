@@ -7,7 +7,8 @@ import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { type LoadResult, percentile } from "./load.ts";
+import { type LoadResult, percentile, runLoad } from "./load.ts";
+import { certificateFromResponse, certificatePem, makeRequest } from "./requests.ts";
 
 export const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
 export const EDGEID = join(ROOT, "bin", "edgeid.mjs");
@@ -210,5 +211,38 @@ export function revokeOverApi(server: ServerProcess, agent: Agent, token: string
     );
     req.on("error", reject);
     req.end(body);
+  });
+}
+
+export interface EnrolledDevice {
+  deviceId: string;
+  /** The certificate issued, DER and PEM. */
+  der: Uint8Array;
+  cert: string;
+  /** Its private key, PKCS#8 PEM. */
+  key: string;
+}
+
+/** Enrolls each token's device over EST (simpleenroll, a new P-256 key each); throws on a refusal. */
+export async function enrollDevices(
+  server: ServerProcess,
+  tokens: Token[],
+  concurrency = 32,
+): Promise<EnrolledDevice[]> {
+  const requests = tokens.map((t) => makeRequest(t.deviceId));
+  const enrolled = await runLoad(
+    requests.map((r, i) => ({ headers: basic(tokens[i] as Token), body: r.body })),
+    { url: `${server.url}/.well-known/est/simpleenroll`, ca: server.ca, concurrency, seconds: 600 },
+  );
+  return enrolled.outcomes.map((out, i) => {
+    if (out?.status !== 200) throw new Error(`enrollment ${i} answered ${out?.status}: ${out?.body}`);
+    const req = requests[i] as (typeof requests)[number];
+    const der = certificateFromResponse(out.body);
+    return {
+      deviceId: req.deviceId,
+      der,
+      cert: certificatePem(der),
+      key: req.key.export({ type: "pkcs8", format: "pem" }) as string,
+    };
   });
 }
