@@ -77,7 +77,7 @@ export async function authenticateClientCertificate(
   }
   throw forbidden(
     SUPERSEDED,
-    "client certificate has been superseded by a newer one that is in use; renewing with it is refused and recorded",
+    "client certificate has been superseded (its one retry was made, or its successor is in use); renewing with it is refused and recorded",
   );
 }
 
