@@ -29,7 +29,7 @@ import {
   writePem,
 } from "./helpers.ts";
 
-const ROUNDS = Number(process.env.RACE_ROUNDS ?? 12);
+const ROUNDS = Number(process.env.RACE_ROUNDS ?? 8);
 const LOOPS = 3;
 /** A loop stops after this many renewals if the revocation never reached it (it always should). */
 const MAX_RENEWALS = 40;
