@@ -14,22 +14,19 @@ import { revokeToken } from "../../server/authority/fleet.ts";
 import { runFleetAudit } from "../../server/authority/fleet-audit.ts";
 import { revokeDevice } from "../../server/authority/revoke.ts";
 import type { ConfigInput } from "../../server/config/schema.ts";
-import { basicConstraints, buildCertificate, encodeName, keyUsage } from "../../server/pki/certificate.ts";
-import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
-import { issuerHashes } from "../../server/pki/ocsp.ts";
-import { id_at_commonName, id_at_serialNumber, id_sha1 } from "../../server/pki/oids.ts";
 import {
-  crypto,
   generateKeys,
   type Harness,
   harness,
   makeCsr,
+  makeIdevidCert,
   makeTestCa,
   peer,
   T0,
   TEST_CONFIG,
   type TestCa,
 } from "../support/fixtures.ts";
+import { ocspStatus } from "../support/ocsp.ts";
 import { registerOperator } from "../support/operators.ts";
 
 const OPERATOR: Actor = { id: "operator:op_race", role: "operator" };
@@ -82,21 +79,7 @@ describe("revocation racing issuance", () => {
   const revoke = (deviceId: string, cascade = false) =>
     revokeDevice(h.deps, { deviceId, reason: "keyCompromise", actor: OPERATOR, cascade });
 
-  const ocspTag = async (serialHex: string) => {
-    const hashes = await issuerHashes(h.ca.issuing.certificate, h.deps.digest);
-    const certId = sequence(
-      sequence(encodeOid(id_sha1), Uint8Array.of(TAG.NULL, 0)),
-      tlv(TAG.OCTET_STRING, hashes["SHA-1"].name),
-      tlv(TAG.OCTET_STRING, hashes["SHA-1"].key),
-      unsignedInteger(fromHex(serialHex)),
-    );
-    const { der } = await h.responders.ocsp(sequence(sequence(sequence(sequence(certId)))));
-    const outer = pkijs.OCSPResponse.fromBER(der as Uint8Array<ArrayBuffer>);
-    const basic = pkijs.BasicOCSPResponse.fromBER(
-      outer.responseBytes?.response.valueBlock.valueHexView as Uint8Array<ArrayBuffer>,
-    );
-    return basic.tbsResponseData.responses[0]?.certStatus.idBlock.tagNumber;
-  };
+  const ocspTag = async (serialHex: string) => (await ocspStatus(h, serialHex)).tag;
   const crlSerials = async () => {
     await h.responders.rebuildCrls();
     const crl = h.responders.currentCrl("issuing-p256");
@@ -160,23 +143,7 @@ describe("revocation racing issuance", () => {
   });
 
   it("token, IDevID and gateway-appliance enrollments racing a revocation", async () => {
-    const mfgKeys = await generateKeys("P-256");
-    const idevidFor = async (serialNumber: string) =>
-      buildCertificate(
-        {
-          serial: crypto.getRandomValues(new Uint8Array(8)).map((b, i) => (i === 0 ? (b & 0x7f) | 1 : b)),
-          issuer: acme.issuing.subject,
-          subject: encodeName([
-            { type: id_at_commonName, value: "Acme Sensor" },
-            { type: id_at_serialNumber, value: serialNumber },
-          ]),
-          notBefore: new Date(T0.getTime() - 86400_000),
-          notAfter: new Date(T0.getTime() + 365 * 86400_000),
-          spki: new Uint8Array(await crypto.subtle.exportKey("spki", mfgKeys.publicKey)),
-          extensions: [basicConstraints(false), keyUsage(["digitalSignature"])],
-        },
-        acme.issuing.signer,
-      );
+    const idevidFor = async (serialNumber: string) => (await makeIdevidCert(acme.issuing, serialNumber)).der;
     const seen = new Map<string, number>();
     const count = (o: string) => seen.set(o, (seen.get(o) ?? 0) + 1);
     const rounds = 20;

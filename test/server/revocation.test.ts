@@ -6,10 +6,8 @@ import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
 import { auditRecordHash, verifyAuditChain } from "../../server/authority/audit-chain.ts";
 import { RevocationResponders } from "../../server/authority/responders.ts";
 import { revokeCertificate, revokeDevice } from "../../server/authority/revoke.ts";
-import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
-import { issuerHashes } from "../../server/pki/ocsp.ts";
-import { id_sha1 } from "../../server/pki/oids.ts";
 import { createToken, generateKeys, type Harness, harness, makeCsr, peer, refusal } from "../support/fixtures.ts";
+import { ocspRequest as ocspRequestFor, ocspStatus as ocspStatusOf } from "../support/ocsp.ts";
 import { registerOperator } from "../support/operators.ts";
 
 const OPERATOR: Actor = { id: "operator:op_test", role: "operator" };
@@ -34,36 +32,8 @@ describe("revocation reaches every check", () => {
     return { ...issued, keys };
   };
 
-  /** A one-CertID OCSP request built by hand (SHA-1 CertID, optional nonce). */
-  const ocspRequest = async (serialHex: string, nonce?: Uint8Array) => {
-    const hashes = await issuerHashes(h.ca.issuing.certificate, h.deps.digest);
-    const certId = sequence(
-      sequence(encodeOid(id_sha1), Uint8Array.of(TAG.NULL, 0)),
-      tlv(TAG.OCTET_STRING, hashes["SHA-1"].name),
-      tlv(TAG.OCTET_STRING, hashes["SHA-1"].key),
-      unsignedInteger(fromHex(serialHex)),
-    );
-    const extensions = nonce
-      ? [
-          tlv(
-            0xa2,
-            sequence(sequence(encodeOid("1.3.6.1.5.5.7.48.1.2"), tlv(TAG.OCTET_STRING, tlv(TAG.OCTET_STRING, nonce)))),
-          ),
-        ]
-      : [];
-    return sequence(sequence(sequence(sequence(certId)), ...extensions));
-  };
-
-  /** certStatus tag of the only SingleResponse: 0 good, 1 revoked, 2 unknown. */
-  const ocspStatus = async (serialHex: string) => {
-    const { der } = await h.responders.ocsp(await ocspRequest(serialHex));
-    const outer = pkijs.OCSPResponse.fromBER(der as Uint8Array<ArrayBuffer>);
-    const basic = pkijs.BasicOCSPResponse.fromBER(
-      outer.responseBytes?.response.valueBlock.valueHexView as Uint8Array<ArrayBuffer>,
-    );
-    const single = basic.tbsResponseData.responses[0];
-    return { tag: single?.certStatus.idBlock.tagNumber, single };
-  };
+  const _ocspRequest = (serialHex: string, nonce?: Uint8Array) => ocspRequestFor(h, serialHex, nonce);
+  const ocspStatus = (serialHex: string) => ocspStatusOf(h, serialHex);
 
   const crlSerials = () => {
     const crl = h.responders.currentCrl("issuing-p256");

@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { blob, check, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
-import type { DeclaredNames, StoredFinding } from "../../ports/storage.ts";
+import { type DeclaredNames, PRECONDITION_NAMES, type StoredFinding } from "../../ports/storage.ts";
 
 /** Times are integer milliseconds since the epoch (UTC). */
 const ms = (name: string) => integer(name, { mode: "timestamp_ms" });
@@ -320,19 +320,7 @@ export const expiryAlerts = sqliteTable(
  * The names of the conditions a write set can carry (ports/storage.ts Precondition),
  * each a CHECK of its own so that the driver's error names the one that failed.
  */
-const GUARD_NAMES = [
-  "appliance_quota",
-  "device_unchanged",
-  "device_active",
-  "device_not_revoked",
-  "certificate_valid",
-  "certificate_unused",
-  "token_usable",
-  "token_unused",
-  "idevid_bound",
-  "pending_status",
-  "operator_active",
-] as const;
+const GUARD_NAMES = ["appliance_quota", ...PRECONDITION_NAMES];
 
 /**
  * Conditions checked inside a write set. A D1 batch cannot branch (no interactive
