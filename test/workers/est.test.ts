@@ -23,6 +23,7 @@ import { id_sha1 } from "../../server/pki/oids.ts";
 import { pemCertificates } from "../../server/pki/pem.ts";
 import { systemClock } from "../../server/ports/clock.ts";
 import { webCryptoDigest } from "../../server/ports/digest.ts";
+import { registerOperator } from "../support/operators.ts";
 
 const BASE = "https://edgeid.workers.example";
 const config = parseConfig(JSON.parse(env.EDGEID_CONFIG));
@@ -36,8 +37,12 @@ const deps = {
   profiles: profilesOf(config),
 };
 
+/** The operator revokeCertificateDirect acts as: operator actions are guarded on it being active. */
+const TEST_OPERATOR = { id: "operator:test", role: "operator" } as const;
+
 beforeAll(async () => {
   await applyD1Migrations(env.DB, env.TEST_MIGRATIONS);
+  await registerOperator({ storage }, TEST_OPERATOR);
 });
 
 async function token(deviceId: string): Promise<string> {
@@ -296,7 +301,7 @@ async function revokeCertificateDirect(serial: string): Promise<boolean> {
   const r = await revokeCertificate(deps as never, {
     serial,
     reason: "keyCompromise",
-    actor: { id: "operator:test", role: "operator" },
+    actor: TEST_OPERATOR,
   });
   return r.status === "revoked";
 }
