@@ -1,8 +1,10 @@
 CREATE TABLE `device_keys` (
 	`key_fingerprint` text PRIMARY KEY NOT NULL,
-	`device_id` text NOT NULL
+	`device_id` text NOT NULL,
+	`as_sent` integer DEFAULT 0 NOT NULL
 );
 --> statement-breakpoint
+CREATE INDEX `device_keys_as_sent` ON `device_keys` (`as_sent`) WHERE `as_sent` = 1;--> statement-breakpoint
 ALTER TABLE `certificates` ADD `first_used_at` integer;--> statement-breakpoint
 ALTER TABLE `devices` ADD `revision` integer DEFAULT 0 NOT NULL;--> statement-breakpoint
 -- write_guards is always empty (its rows are inserted and removed within one write set):
@@ -25,6 +27,7 @@ CREATE TABLE `write_guards` (
 );
 --> statement-breakpoint
 -- One key, one identity for the certificates issued before this table existed: each key
--- belongs to the device that was certified for it first.
-INSERT OR IGNORE INTO `device_keys` (`key_fingerprint`, `device_id`)
-  SELECT `key_fingerprint`, `device_id` FROM `certificates` ORDER BY `issued_at`, `serial`;
+-- belongs to the device that was certified for it first. Their fingerprints are of the
+-- SPKI as it was sent (as_sent = 1): it may be another spelling of a canonical key.
+INSERT OR IGNORE INTO `device_keys` (`key_fingerprint`, `device_id`, `as_sent`)
+  SELECT `key_fingerprint`, `device_id`, 1 FROM `certificates` ORDER BY `issued_at`, `serial`;

@@ -68,10 +68,12 @@ export async function checkCsr(
   // compressed point), so those spellings are looked up too.
   const keyFingerprints = [
     keyFingerprint,
-    ...(await Promise.all(otherSpellings(csr.spki).map((spelling) => sha256Hex(deps.digest, spelling)))),
+    ...((await deps.storage.hasKeysAsSent())
+      ? await Promise.all(otherSpellings(csr.spki).map((spelling) => sha256Hex(deps.digest, spelling)))
+      : []),
   ];
-  const holders = await Promise.all(keyFingerprints.map((f) => deps.storage.listKeyHolders(f, 10)));
-  if (holders.flat().some((holder) => holder !== deviceId)) {
+  const holders = await deps.storage.listKeyHolders(keyFingerprints, 10);
+  if (holders.some((holder) => holder !== deviceId)) {
     throw forbidden("key_in_use", "this public key is already certified for another device; generate a new key");
   }
   return { ...csr, keyFingerprint, keyFingerprints };

@@ -121,6 +121,8 @@ function spki(algorithm: Uint8Array, publicKey: Uint8Array): Uint8Array {
  * thrown) so that the report can name what to fix; indefinite lengths are malformed.
  */
 export function readSpki(input: Uint8Array): SpkiReading {
+  const fixed = fixedLengthReading(input);
+  if (fixed) return fixed;
   const problems: NonCanonical[] = [];
   const note = (kind: NonCanonicalKind, message: string) => problems.push({ kind, message });
   const reader = new LenientReader(note);
@@ -168,6 +170,70 @@ export function readSpki(input: Uint8Array): SpkiReading {
   return { canonical: true, material: material as PublicKeyMaterial };
 }
 
+/**
+ * The hot path: an EC key on a known curve with an uncompressed point, or an Ed25519
+ * key, has a canonical DER of fixed length whose bytes up to the key are fixed too (the
+ * ones encodeSpki writes). An input of that length that starts with those bytes (and,
+ * for EC, the 0x04 point form) is canonical as it is: no walk, no re-encoding.
+ * Anything else takes the full reading, which names what differs.
+ */
+function fixedLengthReading(input: Uint8Array): SpkiReading | undefined {
+  for (const f of fixedForms()) {
+    if (input.length !== f.length || !startsWith(input, f.prefix)) continue;
+    if (f.curve === undefined)
+      return { canonical: true, material: { kind: "Ed25519", key: input.slice(f.prefix.length) } };
+    if (input[f.prefix.length] !== 0x04) return undefined;
+    const x = f.prefix.length + 1;
+    const half = (f.length - x) / 2;
+    return {
+      canonical: true,
+      material: { kind: "EC", curve: f.curve, x: input.slice(x, x + half), y: input.slice(x + half) },
+    };
+  }
+  return undefined;
+}
+
+interface FixedForm {
+  /** The curve OID; undefined for Ed25519. */
+  curve?: string;
+  prefix: Uint8Array;
+  length: number;
+  /** EC: the bytes before a compressed and before a hybrid point of this curve. */
+  compressedPrefix?: Uint8Array;
+  hybridPrefix?: Uint8Array;
+}
+
+let fixed: FixedForm[] | undefined;
+
+/** The fixed-length canonical forms, derived once from encodeSpki itself. */
+function fixedForms(): FixedForm[] {
+  if (fixed) return fixed;
+  const forms: FixedForm[] = Object.entries(COORDINATE_LENGTH).map(([curve, size]) => {
+    const der = encodeSpki({ kind: "EC", curve, x: new Uint8Array(size), y: new Uint8Array(size) });
+    const algorithm = sequence(encodeOid(id_ecPublicKey), encodeOid(curve));
+    const before = (point: Uint8Array) => {
+      const spelled = spki(algorithm, point);
+      return spelled.slice(0, spelled.length - point.length);
+    };
+    return {
+      curve,
+      prefix: der.slice(0, der.length - 1 - 2 * size),
+      length: der.length,
+      compressedPrefix: before(new Uint8Array(1 + size)),
+      hybridPrefix: before(new Uint8Array(1 + 2 * size)),
+    };
+  });
+  const ed = encodeSpki({ kind: "Ed25519", key: new Uint8Array(32) });
+  forms.push({ prefix: ed.slice(0, ed.length - 32), length: ed.length });
+  fixed = forms;
+  return forms;
+}
+
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
+}
+
 /** The first reason `spki` is not canonical, or undefined when it is. Throws SpkiError if malformed. */
 export function nonCanonical(spki: Uint8Array): NonCanonical | undefined {
   const reading = readSpki(spki);
@@ -193,6 +259,20 @@ export function otherSpellings(canonical: Uint8Array): Uint8Array[] {
   switch (key.kind) {
     case "EC": {
       const odd = ((key.y[key.y.length - 1] as number) & 1) === 1;
+      const forms = fixedForms().find((f) => f.curve === key.curve);
+      if (forms?.compressedPrefix && forms.hybridPrefix) {
+        // The hot path: the fixed bytes before each point form were encoded once.
+        const compressed = new Uint8Array(forms.compressedPrefix.length + 1 + key.x.length);
+        compressed.set(forms.compressedPrefix);
+        compressed[forms.compressedPrefix.length] = odd ? 0x03 : 0x02;
+        compressed.set(key.x, forms.compressedPrefix.length + 1);
+        const hybrid = new Uint8Array(forms.hybridPrefix.length + 1 + key.x.length + key.y.length);
+        hybrid.set(forms.hybridPrefix);
+        hybrid[forms.hybridPrefix.length] = odd ? 0x07 : 0x06;
+        hybrid.set(key.x, forms.hybridPrefix.length + 1);
+        hybrid.set(key.y, forms.hybridPrefix.length + 1 + key.x.length);
+        return [compressed, hybrid];
+      }
       const algorithm = sequence(encodeOid(id_ecPublicKey), encodeOid(key.curve));
       return [
         spki(algorithm, concat([Uint8Array.of(odd ? 0x03 : 0x02), key.x])),

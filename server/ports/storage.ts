@@ -526,8 +526,18 @@ export interface Storage extends FleetAuditReads {
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;
   getCertificateByFingerprint(fingerprint: string): Promise<CertificateRecord | undefined>;
   listCertificates(deviceId: string): Promise<CertificateRecord[]>;
-  /** Devices holding a certificate for this public key (SHA-256 of the SPKI), at most `limit`. */
-  listKeyHolders(keyFingerprint: string, limit: number): Promise<string[]>;
+  /**
+   * Devices holding a certificate for any of these public-key fingerprints (SHA-256 of
+   * an SPKI: one key's spellings), at most `limit` rows read.
+   */
+  listKeyHolders(keyFingerprints: readonly string[], limit: number): Promise<string[]>;
+  /**
+   * Whether any key was certified before CSR keys had to be canonical: its fingerprint
+   * is of the SPKI as it was sent, so a key's other spellings must be looked up too.
+   * Such keys come only from the migration that introduced canonical keys, so the
+   * answer may be read once per connection.
+   */
+  hasKeysAsSent(): Promise<boolean>;
   getTokenByHash(hash: string): Promise<TokenRecord | undefined>;
   listTokens(deviceId: string): Promise<TokenRecord[]>;
   getIdevidBinding(deviceId: string): Promise<IdevidBinding | undefined>;

@@ -353,6 +353,13 @@ describe("canonical keys through the authority", () => {
   });
   afterEach(() => h.close());
 
+  /** As migration 0008 leaves a database that held certificates: a key row copied as sent. */
+  function markUpgraded(target: Harness): void {
+    target.storage.sqlite
+      .prepare("INSERT INTO device_keys (key_fingerprint, device_id, as_sent) VALUES ('00', 'old', 1)")
+      .run();
+  }
+
   async function enrollWith(deviceId: string, csr: Uint8Array) {
     const token = await createToken(h, deviceId);
     return h.authority.enroll({ csr, credentials: { type: "bearer", token }, peer: peer() });
@@ -418,6 +425,8 @@ describe("canonical keys through the authority", () => {
       const keyFile = opensslEcKey("P-256");
       const oldSpki = opensslSpki(keyFile, form);
       const fingerprint = toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", oldSpki as BufferSource)));
+      // A database from before canonical keys (migration 0008 copied its keys as sent).
+      markUpgraded(h);
       // Data from before: dev-a's certificate row records the key under the other spelling.
       await enrollWith("dev-a", await makeCsr(await generateKeys("P-256")));
       const current = (await h.storage.listCertificates("dev-a"))[0];
@@ -434,7 +443,9 @@ describe("canonical keys through the authority", () => {
           },
         },
       ]);
-      expect(await h.storage.listKeyHolders(fingerprint, 10)).toEqual(["dev-a"]);
+      // As migration 0008 copies it: a fingerprint of the key as it was sent.
+      h.storage.sqlite.prepare("UPDATE device_keys SET as_sent = 1 WHERE key_fingerprint = ?").run(fingerprint);
+      expect(await h.storage.listKeyHolders([fingerprint], 10)).toEqual(["dev-a"]);
 
       // dev-b sends the same key, uncompressed (openssl req with the original key file).
       const csr = tmpFile("csr");
@@ -458,20 +469,31 @@ describe("canonical keys through the authority", () => {
     );
   });
 
-  it("checkCsr hands back the fingerprints of every spelling openssl writes, canonical first", async () => {
+  it("checkCsr hands back the fingerprints of every spelling openssl writes, canonical first, where older keys exist", async () => {
     const keyFile = opensslEcKey("P-256");
     const csr = tmpFile("csr");
     openssl(["req", "-new", "-key", keyFile, "-subj", "/CN=dev-s", "-outform", "DER", "-out", csr]);
     const profile = h.deps.profiles.get("device");
     if (!profile) throw new Error("no device profile");
-    const checked = await checkCsr(h.deps, new Uint8Array(readFileSync(csr)), "dev-s", profile);
-    const sha256 = async (b: Uint8Array) =>
-      toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", b as BufferSource)));
-    const expected = await Promise.all(
-      (["uncompressed", "compressed", "hybrid"] as const).map((form) => sha256(opensslSpki(keyFile, form))),
-    );
-    expect(checked.keyFingerprints).toEqual(expected);
-    expect(checked.keyFingerprint).toBe(expected[0]);
+    // A database that never held a key certified as sent needs no other spelling.
+    const fresh = await checkCsr(h.deps, new Uint8Array(readFileSync(csr)), "dev-s", profile);
+    expect(fresh.keyFingerprints).toEqual([fresh.keyFingerprint]);
+    // A database with a key copied by migration 0008 (as sent), on a new connection:
+    // every spelling is looked up.
+    const upgraded = await harness();
+    try {
+      markUpgraded(upgraded);
+      const checked = await checkCsr(upgraded.deps, new Uint8Array(readFileSync(csr)), "dev-s", profile);
+      const sha256 = async (b: Uint8Array) =>
+        toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", b as BufferSource)));
+      const expected = await Promise.all(
+        (["uncompressed", "compressed", "hybrid"] as const).map((form) => sha256(opensslSpki(keyFile, form))),
+      );
+      expect(checked.keyFingerprints).toEqual(expected);
+      expect(checked.keyFingerprint).toBe(expected[0]);
+    } finally {
+      await upgraded.close();
+    }
   });
 
   it("serverkeygen leaves the CSR's key alone: a compressed key may sign the request", async () => {

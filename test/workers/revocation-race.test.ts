@@ -40,7 +40,7 @@ const config = parseConfig(JSON.parse(env.EDGEID_CONFIG));
  */
 let onGuardFailure: (constraint: string) => void = () => {};
 const batch = env.DB.batch.bind(env.DB);
-env.DB.batch = (async (statements: D1PreparedStatement[]) => {
+env.DB.batch = (async (statements: Parameters<typeof batch>[0]) => {
   try {
     return await batch(statements);
   } catch (err) {

@@ -8,6 +8,7 @@ import {
   getTableName,
   gt,
   gte,
+  inArray,
   is,
   isNotNull,
   isNull,
@@ -58,6 +59,7 @@ import {
   crlNumbers,
   dashboardSessions,
   deviceEvents,
+  deviceKeys,
   deviceMetadata,
   deviceStatus,
   devices,
@@ -176,16 +178,46 @@ export class DrizzleReaders {
     return rows.map((r: typeof certificates.$inferSelect) => toCertificate(r));
   }
 
-  async listKeyHolders(keyFingerprint: string, limit: number): Promise<string[]> {
-    const q = this.prepared("listKeyHolders", () =>
+  async listKeyHolders(keyFingerprints: readonly string[], limit: number): Promise<string[]> {
+    // device_keys holds every certified key (claimed with its certificate; migration 0008
+    // copied the older ones): one primary-key probe per spelling, one statement.
+    const n = keyFingerprints.length;
+    if (n === 0) return [];
+    const q = this.prepared(`listKeyHolders:${n}`, () =>
       this.db
-        .select({ deviceId: certificates.deviceId })
-        .from(certificates)
-        .where(eq(certificates.keyFingerprint, sql.placeholder("keyFingerprint")))
+        .select({ deviceId: deviceKeys.deviceId })
+        .from(deviceKeys)
+        .where(
+          inArray(
+            deviceKeys.keyFingerprint,
+            keyFingerprints.map((_, i) => sql.placeholder(`f${i}`)),
+          ),
+        )
         .limit(sql.placeholder("limit")),
     );
-    const rows = (await q.all({ keyFingerprint, limit })) as { deviceId: string }[];
+    const params: Record<string, unknown> = { limit };
+    keyFingerprints.forEach((f, i) => {
+      params[`f${i}`] = f;
+    });
+    const rows = (await q.all(params)) as { deviceId: string }[];
     return [...new Set(rows.map((r) => r.deviceId))];
+  }
+
+  private keysAsSent: Promise<boolean> | undefined;
+
+  async hasKeysAsSent(): Promise<boolean> {
+    // Such rows come only from migration 0008, which ran before this connection was
+    // used (Node: at open; Workers: before deploy), and never change: asked once.
+    this.keysAsSent ??= (async () => {
+      const row = await this.db
+        .select({ one: sql<number>`1` })
+        .from(deviceKeys)
+        .where(eq(deviceKeys.asSent, 1))
+        .limit(1)
+        .get();
+      return row !== undefined;
+    })();
+    return this.keysAsSent;
   }
 
   async getTokenByHash(hash: string): Promise<TokenRecord | undefined> {

@@ -106,10 +106,20 @@ export const idevidBindings = sqliteTable(
  * and the one device it belongs to. The primary key is the rule; it is claimed in the
  * same write set that inserts the certificate.
  */
-export const deviceKeys = sqliteTable("device_keys", {
-  keyFingerprint: text("key_fingerprint").primaryKey(),
-  deviceId: text("device_id").notNull(),
-});
+export const deviceKeys = sqliteTable(
+  "device_keys",
+  {
+    keyFingerprint: text("key_fingerprint").primaryKey(),
+    deviceId: text("device_id").notNull(),
+    /**
+     * 1 for keys certified before CSR keys had to be canonical (copied by migration
+     * 0008): their fingerprint is of the SPKI as it was sent, maybe another spelling.
+     */
+    asSent: integer("as_sent").notNull().default(0),
+  },
+  // Whether any such key exists is one probe of this partial index.
+  (t) => [index("device_keys_as_sent").on(t.asSent).where(sql`${t.asSent} = 1`)],
+);
 
 /** Enrollments waiting for an operator (RFC 7030 §4.2.3 202 + Retry-After). */
 export const pendingEnrollments = sqliteTable(
