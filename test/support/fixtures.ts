@@ -118,9 +118,17 @@ export const TEST_CONFIG: ConfigInput = {
 
 /** A real authority over a real SQLite file in a temporary directory. */
 export async function harness(
-  opts: { config?: ConfigInput; ca?: TestCa; rsaCa?: TestCa; idevidAnchors?: Map<string, Uint8Array[]> } = {},
+  opts: {
+    config?: ConfigInput;
+    ca?: TestCa;
+    rsaCa?: TestCa;
+    idevidAnchors?: Map<string, Uint8Array[]>;
+    /** Prepares the database file before the storage opens (and migrates) it. */
+    beforeOpen?: (file: string) => void;
+  } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), "edgeid-test-"));
+  opts.beforeOpen?.(join(dir, "edgeid.db"));
   const storage = SqliteStorage.open(join(dir, "edgeid.db"));
   const clock = new ManualClock(T0);
   const ca = opts.ca ?? (await makeTestCa());
