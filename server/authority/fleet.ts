@@ -187,7 +187,7 @@ export async function issueTokens(
   req: { deviceIds: string[]; profile?: string; ttl?: number; names?: { dns?: string[]; ip?: string[] } },
 ): Promise<CreatedToken[]> {
   requireRole(actor, "operator");
-  return createTokens(deps, { ...req, actor: actor.id });
+  return createTokens(deps, { ...req, actor: actor.id, operator: actor });
 }
 
 export async function revokeToken(

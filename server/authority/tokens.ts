@@ -1,12 +1,13 @@
 import { formatDuration } from "../config/duration.ts";
 import type { DeviceRecord, Write } from "../ports/storage.ts";
+import type { Actor } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { badRequest, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
 import { declareNames, namesDetail } from "./policy/names.ts";
-import { applyGuarded, guard } from "./preconditions.ts";
+import { applyGuarded, guard, operatorGuards } from "./preconditions.ts";
 import { newTokenId, newTokenSecret } from "./provisioners/token.ts";
 
 export interface CreateTokensRequest {
@@ -15,6 +16,8 @@ export interface CreateTokensRequest {
   /** Seconds; defaults to the configured token TTL. */
   ttl?: number;
   actor: string;
+  /** The operator asking, when it is one: it must still be active when the tokens are written. */
+  operator?: Actor;
   /**
    * DNS names and IP addresses the operator declares for the device (one device per
    * request): its certificates carry them from its enrollment with this token on.
@@ -67,7 +70,7 @@ export async function createTokens(
   }
   const now = deps.clock.now();
   const expiresAt = new Date(now.getTime() + ttl * 1000);
-  const writes: Write[] = [];
+  const writes: Write[] = req.operator ? operatorGuards(req.operator, now) : [];
   const created: CreatedToken[] = [];
   for (const deviceId of req.deviceIds) {
     if (!isValidDeviceId(deviceId))

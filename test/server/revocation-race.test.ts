@@ -10,8 +10,9 @@ import * as pkijs from "pkijs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Actor } from "../../server/authority/actor.ts";
 import { AuthorityError } from "../../server/authority/errors.ts";
-import { revokeToken } from "../../server/authority/fleet.ts";
+import { issueTokens, revokeToken } from "../../server/authority/fleet.ts";
 import { runFleetAudit } from "../../server/authority/fleet-audit.ts";
+import { signForDevice } from "../../server/authority/operator-issue.ts";
 import { revokeDevice } from "../../server/authority/revoke.ts";
 import type { ConfigInput } from "../../server/config/schema.ts";
 import {
@@ -225,6 +226,32 @@ describe("revocation racing issuance", () => {
       if (denial?.detail?.reason === "key_in_use") refusedInside++;
     }
     expect(refusedInside).toBe(20);
+  });
+
+  it("an operator revoked after it was authenticated does not act: its actions are refused inside their write sets", async () => {
+    const { token: secret } = await token("op-target");
+    await enrollWithToken("op-target", secret);
+    const [pending] = await issueTokens(h.deps, OPERATOR, { deviceIds: ["op-pending"] });
+    // The operator's token is revoked while requests it authenticated are in flight.
+    await h.storage.apply([{ kind: "revokeOperator", operatorId: "op_race", at: h.clock.now() }]);
+    const refused = "forbidden:operator_inactive";
+    expect(await outcome(revoke("op-target"))).toBe(refused);
+    expect(await outcome(issueTokens(h.deps, OPERATOR, { deviceIds: ["op-new"] }))).toBe(refused);
+    expect(await outcome(revokeToken(h.deps, OPERATOR, (pending as { tokenId: string }).tokenId))).toBe(refused);
+    expect(
+      await outcome(
+        signForDevice(h.deps, OPERATOR, {
+          deviceId: "op-signed",
+          profile: "device",
+          csr: await makeCsr(await generateKeys("P-256")),
+        }),
+      ),
+    ).toBe(refused);
+    // Nothing was written.
+    expect((await h.storage.getDevice("op-target"))?.status).toBe("active");
+    expect(await h.storage.getDevice("op-new")).toBeUndefined();
+    expect(await h.storage.getDevice("op-signed")).toBeUndefined();
+    expect((await h.storage.getToken((pending as { tokenId: string }).tokenId))?.revokedAt).toBeNull();
   });
 
   it("a token revocation racing its redemption: exactly one wins", async () => {

@@ -17,15 +17,12 @@ import { createOperator } from "../../server/authority/operators.ts";
 import { createTokens } from "../../server/authority/tokens.ts";
 import { parseConfig, profilesOf } from "../../server/config/schema.ts";
 import worker from "../../server/entry/worker.ts";
-import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
-import { issuerHashes } from "../../server/pki/ocsp.ts";
-import { id_sha1 } from "../../server/pki/oids.ts";
 import { pemCertificates } from "../../server/pki/pem.ts";
 import { systemClock } from "../../server/ports/clock.ts";
 import { webCryptoDigest } from "../../server/ports/digest.ts";
 import { registerOperator } from "../support/operators.ts";
+import { BASE, ocspStatus } from "./worker-ocsp.ts";
 
-const BASE = "https://edgeid.workers.example";
 const config = parseConfig(JSON.parse(env.EDGEID_CONFIG));
 const storage = new D1Storage(env.DB, crypto.subtle);
 const deps = {
@@ -304,26 +301,4 @@ async function revokeCertificateDirect(serial: string): Promise<boolean> {
     actor: TEST_OPERATOR,
   });
   return r.status === "revoked";
-}
-
-/** certStatus tag of a one-CertID OCSP request over POST: 0 good, 1 revoked, 2 unknown. */
-async function ocspStatus(serialHex: string): Promise<number | undefined> {
-  const [issuing] = pemCertificates(env.CA_CHAIN);
-  const hashes = await issuerHashes(issuing as Uint8Array, webCryptoDigest(crypto.subtle));
-  const certId = sequence(
-    sequence(encodeOid(id_sha1), Uint8Array.of(TAG.NULL, 0)),
-    tlv(TAG.OCTET_STRING, hashes["SHA-1"].name),
-    tlv(TAG.OCTET_STRING, hashes["SHA-1"].key),
-    unsignedInteger(fromHex(serialHex)),
-  );
-  const r = await SELF.fetch(`${BASE}/pki/ocsp`, {
-    method: "POST",
-    headers: { "content-type": "application/ocsp-request" },
-    body: sequence(sequence(sequence(sequence(certId)))) as Uint8Array<ArrayBuffer>,
-  });
-  const outer = pkijs.OCSPResponse.fromBER(new Uint8Array(await r.arrayBuffer()));
-  const basicResponse = pkijs.BasicOCSPResponse.fromBER(
-    outer.responseBytes?.response.valueBlock.valueHexView as Uint8Array<ArrayBuffer>,
-  );
-  return basicResponse.tbsResponseData.responses[0]?.certStatus.idBlock.tagNumber;
 }

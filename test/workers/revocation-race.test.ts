@@ -23,16 +23,12 @@ import { revokeToken } from "../../server/authority/fleet.ts";
 import { revokeDevice } from "../../server/authority/revoke.ts";
 import { createTokens } from "../../server/authority/tokens.ts";
 import { parseConfig, profilesOf } from "../../server/config/schema.ts";
-import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
-import { issuerHashes } from "../../server/pki/ocsp.ts";
-import { id_sha1 } from "../../server/pki/oids.ts";
-import { pemCertificates } from "../../server/pki/pem.ts";
 import { systemClock } from "../../server/ports/clock.ts";
 import { webCryptoDigest } from "../../server/ports/digest.ts";
 import { StorageConflictError } from "../../server/ports/storage.ts";
 import { registerOperator } from "../support/operators.ts";
+import { BASE, ocspStatus } from "./worker-ocsp.ts";
 
-const BASE = "https://edgeid.workers.example";
 const config = parseConfig(JSON.parse(env.EDGEID_CONFIG));
 /**
  * Write sets of the Worker refused by a write guard, by constraint, counted where they
@@ -119,28 +115,6 @@ function certificateOf(body: string): x509.X509Certificate {
 async function fingerprintOf(cert: x509.X509Certificate): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", cert.rawData);
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** certStatus tag of a one-CertID OCSP request to the Worker: 0 good, 1 revoked, 2 unknown. */
-async function ocspStatus(serialHex: string): Promise<number | undefined> {
-  const [issuing] = pemCertificates(env.CA_CHAIN);
-  const hashes = await issuerHashes(issuing as Uint8Array, webCryptoDigest(crypto.subtle));
-  const certId = sequence(
-    sequence(encodeOid(id_sha1), Uint8Array.of(TAG.NULL, 0)),
-    tlv(TAG.OCTET_STRING, hashes["SHA-1"].name),
-    tlv(TAG.OCTET_STRING, hashes["SHA-1"].key),
-    unsignedInteger(fromHex(serialHex)),
-  );
-  const r = await SELF.fetch(`${BASE}/pki/ocsp`, {
-    method: "POST",
-    headers: { "content-type": "application/ocsp-request" },
-    body: sequence(sequence(sequence(sequence(certId)))) as Uint8Array<ArrayBuffer>,
-  });
-  const outer = pkijs.OCSPResponse.fromBER(new Uint8Array(await r.arrayBuffer()));
-  const basicResponse = pkijs.BasicOCSPResponse.fromBER(
-    outer.responseBytes?.response.valueBlock.valueHexView as Uint8Array<ArrayBuffer>,
-  );
-  return basicResponse.tbsResponseData.responses[0]?.certStatus.idBlock.tagNumber;
 }
 
 /**
