@@ -8,31 +8,19 @@
 import "reflect-metadata";
 import { applyD1Migrations, env, SELF } from "cloudflare:test";
 import * as x509 from "@peculiar/x509";
-import * as pkijs from "pkijs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { D1Storage } from "../../server/adapters/storage/d1-storage.ts";
 import { CLI_ACTOR } from "../../server/authority/actor.ts";
 import { verifyAuditChain } from "../../server/authority/audit-chain.ts";
 import { createOperator } from "../../server/authority/operators.ts";
 import { createTokens } from "../../server/authority/tokens.ts";
-import { parseConfig, profilesOf } from "../../server/config/schema.ts";
 import worker from "../../server/entry/worker.ts";
 import { pemCertificates } from "../../server/pki/pem.ts";
-import { systemClock } from "../../server/ports/clock.ts";
-import { webCryptoDigest } from "../../server/ports/digest.ts";
 import { registerOperator } from "../support/operators.ts";
-import { BASE, ocspStatus } from "./worker-ocsp.ts";
+import { BASE, basic, certificateOf, coreDeps, csr, ocspStatus } from "./worker-client.ts";
 
-const config = parseConfig(JSON.parse(env.EDGEID_CONFIG));
 const storage = new D1Storage(env.DB, crypto.subtle);
-const deps = {
-  storage,
-  clock: systemClock,
-  crypto,
-  digest: webCryptoDigest(crypto.subtle),
-  config,
-  profiles: profilesOf(config),
-};
+const deps = coreDeps(storage);
 
 /** The operator revokeCertificateDirect acts as: operator actions are guarded on it being active. */
 const TEST_OPERATOR = { id: "operator:test", role: "operator" } as const;
@@ -47,30 +35,12 @@ async function token(deviceId: string): Promise<string> {
   return (t as { token: string }).token;
 }
 
-async function csr(cn: string): Promise<string> {
-  const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
-  const keys = (await crypto.subtle.generateKey(alg, true, ["sign", "verify"])) as CryptoKeyPair;
-  const req = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${cn}`, keys, signingAlgorithm: alg });
-  return btoa(String.fromCharCode(...new Uint8Array(req.rawData)));
-}
-
-const basic = (user: string, password: string) => `Basic ${btoa(`${user}:${password}`)}`;
-
 async function enroll(deviceId: string, secret: string) {
   return SELF.fetch(`${BASE}/.well-known/est/simpleenroll`, {
     method: "POST",
     headers: { "content-type": "application/pkcs10", authorization: basic(deviceId, secret) },
     body: await csr(deviceId),
   });
-}
-
-/** The certificate of a certs-only PKCS#7 EST answer (base64). */
-function certificateOf(body: string): x509.X509Certificate {
-  const der = Uint8Array.from(atob(body.replace(/\s+/g, "")), (c) => c.charCodeAt(0));
-  const content = pkijs.ContentInfo.fromBER(der);
-  const signed = new pkijs.SignedData({ schema: content.content });
-  const cert = signed.certificates?.[0] as pkijs.Certificate;
-  return new x509.X509Certificate(cert.toSchema().toBER(false));
 }
 
 const tlsClientAuth = (fingerprint: string, verified = "SUCCESS") => ({

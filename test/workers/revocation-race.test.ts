@@ -14,7 +14,6 @@
 import "reflect-metadata";
 import { applyD1Migrations, env, SELF } from "cloudflare:test";
 import * as x509 from "@peculiar/x509";
-import * as pkijs from "pkijs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { D1Storage } from "../../server/adapters/storage/d1-storage.ts";
 import type { Actor } from "../../server/authority/actor.ts";
@@ -22,14 +21,10 @@ import { AuthorityError } from "../../server/authority/errors.ts";
 import { revokeToken } from "../../server/authority/fleet.ts";
 import { revokeDevice } from "../../server/authority/revoke.ts";
 import { createTokens } from "../../server/authority/tokens.ts";
-import { parseConfig, profilesOf } from "../../server/config/schema.ts";
-import { systemClock } from "../../server/ports/clock.ts";
-import { webCryptoDigest } from "../../server/ports/digest.ts";
 import { StorageConflictError } from "../../server/ports/storage.ts";
 import { registerOperator } from "../support/operators.ts";
-import { BASE, ocspStatus } from "./worker-ocsp.ts";
+import { BASE, basic, certificateOf, coreDeps, csr, ocspStatus } from "./worker-client.ts";
 
-const config = parseConfig(JSON.parse(env.EDGEID_CONFIG));
 /**
  * Write sets of the Worker refused by a write guard, by constraint, counted where they
  * fail: its D1 binding's batch (the test's own writes go around the count).
@@ -51,14 +46,7 @@ env.DB.batch = (async (statements: Parameters<typeof batch>[0]) => {
   }
 }) as typeof env.DB.batch;
 const storage = new D1Storage({ prepare: (q: string) => env.DB.prepare(q), batch }, crypto.subtle);
-const deps = {
-  storage,
-  clock: systemClock,
-  crypto,
-  digest: webCryptoDigest(crypto.subtle),
-  config,
-  profiles: profilesOf(config),
-};
+const deps = coreDeps(storage);
 
 /** Rounds of each race, and renewals sent at once per round. */
 const ROUNDS = 50;
@@ -76,15 +64,6 @@ async function newToken(deviceId: string): Promise<{ tokenId: string; token: str
   return t as { tokenId: string; token: string };
 }
 
-async function csr(cn: string): Promise<string> {
-  const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
-  const keys = (await crypto.subtle.generateKey(alg, true, ["sign", "verify"])) as CryptoKeyPair;
-  const req = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${cn}`, keys, signingAlgorithm: alg });
-  return btoa(String.fromCharCode(...new Uint8Array(req.rawData)));
-}
-
-const basic = (user: string, password: string) => `Basic ${btoa(`${user}:${password}`)}`;
-
 function enroll(deviceId: string, secret: string, body: string) {
   return SELF.fetch(`${BASE}/.well-known/est/simpleenroll`, {
     method: "POST",
@@ -101,15 +80,6 @@ function reenroll(fingerprint: string, body: string) {
     body,
     cf: { tlsClientAuth: { certPresented: "1", certVerified: "SUCCESS", certFingerprintSHA256: fingerprint } },
   });
-}
-
-/** The certificate of a certs-only PKCS#7 EST answer (base64). */
-function certificateOf(body: string): x509.X509Certificate {
-  const der = Uint8Array.from(atob(body.replace(/\s+/g, "")), (c) => c.charCodeAt(0));
-  const content = pkijs.ContentInfo.fromBER(der);
-  const signed = new pkijs.SignedData({ schema: content.content });
-  const cert = signed.certificates?.[0] as pkijs.Certificate;
-  return new x509.X509Certificate(cert.toSchema().toBER(false));
 }
 
 async function fingerprintOf(cert: x509.X509Certificate): Promise<string> {
