@@ -5,7 +5,9 @@
  * `edgeid devices revoke` — a separate process on the same SQLite file. Afterwards:
  * the device is revoked, every certificate it holds is revoked in the database, in
  * `openssl ocsp` and in the CRL served, and no certificate was issued after the
- * revocation committed (audit ids are in commit order).
+ * revocation committed (audit ids are in commit order). Then token enrollments (curl)
+ * racing their device's revocation over the operator API (curl): whichever wins, the
+ * device ends revoked with no valid certificate and nothing issued after it.
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -14,6 +16,7 @@ import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   caFiles,
+  createTokenBatch,
   curl,
   edgeid,
   enrollDevice,
@@ -36,10 +39,13 @@ const MAX_RENEWALS = 40;
 
 let work: string;
 let server: TestServer;
+let adminToken: string;
 
 beforeAll(async () => {
   work = await makeWorkDir("race");
-  const { dataDir } = await initDataDir(work, "race.example");
+  const init = await initDataDir(work, "race.example");
+  const { dataDir } = init;
+  adminToken = init.adminToken;
   server = await startServer(dataDir, work, 0, { mqtt: "off" });
 }, 60_000);
 
@@ -190,4 +196,58 @@ describe("a revocation racing renewals, end to end", () => {
       db.close();
     }
   }, 240_000);
+
+  it("token enrollments racing the device's revocation over the operator API: revoked either way (24 rounds)", async () => {
+    // About 60/40 either way here (4 runs); 24 rounds all one way would be ~1 in 200,000.
+    const rounds = 24;
+    const tokens = await createTokenBatch(server.dataDir, "tok-race-", rounds);
+    const outcomes = new Map<string, number>();
+    for (const [round, t] of tokens.entries()) {
+      const csr = await newKeyAndCsr(t.deviceId, `${t.deviceId}-${round}`);
+      // Both requests leave at once, each from its own curl process.
+      const [enrolled, revoked] = await Promise.all([
+        estPost(server, work, "simpleenroll", csr.csr, { basic: { user: t.deviceId, password: t.token } }),
+        curl(work, `${server.url}/api/v1/devices/${t.deviceId}/revoke`, {
+          method: "POST",
+          bearer: adminToken,
+          contentType: "application/json",
+          body: JSON.stringify({ reason: "keyCompromise" }),
+          cacert: server.rootPemFile,
+        }),
+      ]);
+      expect(revoked.status, revoked.text).toBe(200);
+      const key = `enroll ${enrolled.status}`;
+      outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+      expect([200, 401, 403]).toContain(enrolled.status);
+    }
+    const db = new Database(join(server.dataDir, "edgeid.db"), { readonly: true });
+    try {
+      for (const t of tokens) {
+        const device = db.prepare("SELECT status FROM devices WHERE id = ?").get(t.deviceId) as { status: string };
+        expect(device.status).toBe("revoked");
+        expect(
+          db.prepare("SELECT serial FROM certificates WHERE device_id = ? AND status = 'valid'").all(t.deviceId),
+        ).toEqual([]);
+        const revokeId = (
+          db
+            .prepare(
+              "SELECT id FROM audit_events WHERE device_id = ? AND action = 'device.revoke' AND outcome = 'success'",
+            )
+            .get(t.deviceId) as { id: number }
+        ).id;
+        expect(
+          db
+            .prepare(
+              "SELECT id FROM audit_events WHERE device_id = ? AND action LIKE 'est.%' AND outcome = 'success' AND id > ?",
+            )
+            .all(t.deviceId, revokeId),
+        ).toEqual([]);
+      }
+    } finally {
+      db.close();
+    }
+    // Over the rounds both orders happen (an enrollment that won, one that lost).
+    expect(outcomes.get("enroll 200") ?? 0).toBeGreaterThan(0);
+    expect([...outcomes.keys()].some((k) => k !== "enroll 200")).toBe(true);
+  }, 120_000);
 });
