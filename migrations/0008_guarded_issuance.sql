@@ -23,7 +23,8 @@ CREATE TABLE `write_guards` (
 	CONSTRAINT "token_unused" CHECK("name" <> 'token_unused' OR "ok" = 1),
 	CONSTRAINT "idevid_bound" CHECK("name" <> 'idevid_bound' OR "ok" = 1),
 	CONSTRAINT "pending_status" CHECK("name" <> 'pending_status' OR "ok" = 1),
-	CONSTRAINT "operator_active" CHECK("name" <> 'operator_active' OR "ok" = 1)
+	CONSTRAINT "operator_active" CHECK("name" <> 'operator_active' OR "ok" = 1),
+	CONSTRAINT "appliance_count" CHECK("name" <> 'appliance_count' OR "ok" = 1)
 );
 --> statement-breakpoint
 -- One key, one identity for the certificates issued before this table existed: each key

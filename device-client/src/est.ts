@@ -97,7 +97,9 @@ export class EstClient {
       }
     }
     if (r.status === 202) return { kind: "wait", seconds: retryAfter(r.retryAfter, r.date), date: r.date };
-    if (r.status >= 500 || r.status === 429 || r.status === 408) {
+    // 409: another request changed the device while this one was processed (the server
+    // wrote nothing): the same request may succeed later, so back off and retry.
+    if (r.status >= 500 || r.status === 429 || r.status === 408 || r.status === 409) {
       return { kind: "unavailable", status: r.status, message, date: r.date };
     }
     return { kind: "refused", status: r.status, message, revoked: isRevocationMessage(message), date: r.date };

@@ -198,8 +198,6 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
       guard({ name: "device_active", deviceId: gateway.device.id }),
       guard({ name: "certificate_valid", serial, at: now }),
       { kind: "markCertificateUsed", serial, at: now },
-      // A cascading revocation of the gateway that read its appliances before this one reads again.
-      { kind: "raiseRevision", deviceId: gateway.device.id },
     );
   }
   if (approved) writes.push(guard({ name: "pending_status", id: approved.id, status: "approved" }));

@@ -96,7 +96,7 @@ export async function revokeDevice(deps: RevokeDeps, req: RevokeDeviceRequest): 
       await deps.storage.apply(plan.writes);
     } catch (err) {
       const failed = failedPrecondition(err);
-      const changed = failed === "device_unchanged" || failed === "device_not_revoked";
+      const changed = failed === "device_unchanged" || failed === "device_not_revoked" || failed === "appliance_count";
       if (changed && attempt < REVOKE_ATTEMPTS) continue;
       throw revocationConflict(err);
     }
@@ -127,6 +127,8 @@ async function planRevocation(
   const writes: Write[] = [
     guard({ name: "device_unchanged", deviceId: device.id, revision: device.revision ?? 0 }),
     ...operatorGuards(req.actor, now),
+    // An appliance enrolled after the cascade read them makes it read again (and revoke it too).
+    ...(req.cascade ? [guard({ name: "appliance_count", gatewayId: device.id, count: targets.length - 1 })] : []),
   ];
   const all: string[] = [];
   for (const target of targets) {

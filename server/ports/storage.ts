@@ -360,7 +360,9 @@ export type Precondition =
   /** The enrollment request is in this state. */
   | { name: "pending_status"; id: string; status: PendingStatus }
   /** The operator exists, is not revoked and its token has not expired at `at`. */
-  | { name: "operator_active"; operatorId: string; at: Date };
+  | { name: "operator_active"; operatorId: string; at: Date }
+  /** The gateway holds exactly this many pending or active appliances (a cascade read them all). */
+  | { name: "appliance_count"; gatewayId: string; count: number };
 
 export type PreconditionName = Precondition["name"];
 
@@ -375,6 +377,7 @@ export const PRECONDITION_NAMES: readonly PreconditionName[] = [
   "idevid_bound",
   "pending_status",
   "operator_active",
+  "appliance_count",
 ];
 
 /** Whether a write set failed because one of its preconditions no longer held. */
@@ -394,11 +397,6 @@ export type Write =
    * the set (KEY_HOLDER_CONSTRAINT); the same device may certify its key again.
    */
   | { kind: "insertCertificate"; certificate: CertificateRecord }
-  /**
-   * Raises a device's revision without changing it otherwise: a gateway enrolling an
-   * appliance, so that a cascading revocation read before that enrollment is read again.
-   */
-  | { kind: "raiseRevision"; deviceId: string }
   /** The certificate was used (see CertificateRecord.firstUsedAt); a later use changes nothing. */
   | { kind: "markCertificateUsed"; serial: string; at: Date }
   | { kind: "redeemToken"; tokenId: string; at: Date; serial: string }

@@ -161,6 +161,20 @@ describe("device agent (in process, injected clock and timers)", () => {
     expect(state.lastRenew).toMatchObject({ ok: false });
   });
 
+  it("retries a 409 (the server changed the device meanwhile and wrote nothing) after a backoff", async () => {
+    script = [
+      { status: 409, body: "another request changed what this one rested on; nothing was written, retry\n" },
+      { status: 400, body: "CSR signature does not verify with its public key\n" },
+    ];
+    const agent = new Agent(dir, deps());
+    agent.load();
+    expect(await agent.renewOnce(false)).toBe("stopped");
+    // The 409 was retried after one backoff; only the 400 stopped renewal.
+    expect(sleeps).toEqual([1000]);
+    expect(requests).toHaveLength(2);
+    expect(agent.store.loadState().stopped).toBe("HTTP 400: CSR signature does not verify with its public key");
+  });
+
   it("draws every backoff between the floor and its exponential bound, capped by the lifetime left", () => {
     const randoms = [0.9, 0.1, 0.7, 0.99, 0.3];
     const delays = randoms.map((r, attempt) => backoffDelay(attempt, 23 * 3_600_000, () => r));

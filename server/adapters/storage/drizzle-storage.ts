@@ -917,7 +917,6 @@ const REVOKED_CERTIFICATES_TO_FEED = `INSERT INTO revocations (serial, issuer, d
  */
 const RAW: Partial<Record<Write["kind"], Template[]>> = {
   markCertificateUsed: [raw(MARK_USED, "at", "serial")],
-  raiseRevision: [raw("UPDATE devices SET revision = revision + 1 WHERE id = ?", "deviceId")],
   // The CHECK on write_guards fails (and the transaction with it) when the count is over.
   guardApplianceQuota: [
     raw(
@@ -1143,6 +1142,7 @@ function preconditionValues(p: Precondition): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(p)) out[k] = v instanceof Date ? v.getTime() : v;
   if (p.name === "device_unchanged") out.revision = p.revision ?? -1;
+  if (p.name === "appliance_count") Object.assign(out, { from: `${p.gatewayId}~`, to: `${p.gatewayId}~\x7f` });
   return out;
 }
 
@@ -1204,6 +1204,13 @@ const PRECONDITIONS: Record<Precondition["name"], Template> = {
     "id",
     "status",
   ),
+  appliance_count: precondition(
+    "appliance_count",
+    "(SELECT count(*) FROM devices WHERE id > ? AND id < ? AND status IN ('active', 'pending')) <> ?",
+    "from",
+    "to",
+    "count",
+  ),
   operator_active: precondition(
     "operator_active",
     `NOT EXISTS (SELECT 1 FROM operators WHERE id = ? AND revoked_at IS NULL
@@ -1242,8 +1249,6 @@ function writeValues(w: Write): Record<string, unknown> {
       return { ...toDriver(devices, w.device), revision: 0 };
     case "markCertificateUsed":
       return { serial: w.serial, at: w.at.getTime() };
-    case "raiseRevision":
-      return { deviceId: w.deviceId };
     case "insertCertificate":
       return toDriver(certificates, { ...w.certificate, der: toBuffer(w.certificate.der) });
     case "redeemToken":
