@@ -7,7 +7,7 @@ import { peerProblem, sigalgsFor } from "./tls-check.ts";
 
 export type AgentStateName = "online" | "offline" | "rotating" | "degraded" | "revoked" | "lost";
 
-/** The retained status document of the MQTT contract (shared/architecture.md). */
+/** The retained status document of the MQTT contract (docs/mqtt-contract.md). */
 export interface StatusDocument {
   v: 1;
   state: AgentStateName;

@@ -6,7 +6,7 @@ import { AuthorityError, forbidden, unauthenticated } from "./errors.ts";
 import { isValidInventoryId } from "./identity.ts";
 
 /**
- * The device side of the fleet loop (the MQTT contract in shared/architecture.md):
+ * The device side of the fleet loop (the MQTT contract in docs/mqtt-contract.md):
  * who may connect to the broker, and what a device's status, events and command
  * results change. The MQTT frontend decodes; these verbs decide and record.
  */

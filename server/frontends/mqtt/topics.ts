@@ -1,7 +1,7 @@
 import type { MqttIdentity } from "../../authority/device-reports.ts";
 import { isValidInventoryId } from "../../authority/identity.ts";
 
-/** The MQTT contract's topics (shared/architecture.md). */
+/** The MQTT contract's topics (docs/mqtt-contract.md). */
 export const DEVICE_TOPICS = "edgeid/v1/devices";
 export const FLEET_EVENTS = "edgeid/v1/fleet/events";
 
