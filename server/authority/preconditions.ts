@@ -57,7 +57,8 @@ export function keyInUse() {
   return forbidden("key_in_use", "this public key is already certified for another device; generate a new key");
 }
 
-function preconditionConflict(failed: PreconditionName) {
+/** The refusal for a precondition that did not hold on a fresh check either. */
+export function preconditionConflict(failed: PreconditionName) {
   if (failed === "operator_active") {
     return forbidden("operator_inactive", "the operator token was revoked or expired while the request was processed");
   }

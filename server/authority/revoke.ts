@@ -2,8 +2,8 @@ import { type CertificateRecord, type DeviceRecord, failedPrecondition, type Wri
 import { type Actor, requireRole } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
-import { badRequest, conflict, forbidden, notFound } from "./errors.ts";
-import { applyGuarded, guard, operatorGuards } from "./preconditions.ts";
+import { badRequest, conflict, notFound } from "./errors.ts";
+import { applyGuarded, guard, operatorGuards, preconditionConflict } from "./preconditions.ts";
 
 /**
  * RFC 5280 §5.3.1 CRLReason codes an operator may give. Not offered: certificateHold
@@ -171,16 +171,7 @@ async function planRevocation(
 /** A revocation whose preconditions kept failing, or that another operator's change beat. */
 function revocationConflict(err: unknown) {
   const failed = failedPrecondition(err);
-  if (failed === "operator_active") {
-    return forbidden("operator_inactive", "the operator token was revoked or expired while the request was processed");
-  }
-  if (failed) {
-    return conflict(
-      "concurrent_change",
-      "the device kept changing while it was being revoked; nothing was written, retry",
-    );
-  }
-  return err;
+  return failed ? preconditionConflict(failed) : err;
 }
 
 export interface RevokeCertificateRequest {
