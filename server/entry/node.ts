@@ -5,6 +5,7 @@ import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import type { Logger } from "pino";
+import { CanonicalHeadersResponse } from "../adapters/node/canonical-headers.ts";
 import { nodeCoreDeps } from "../adapters/node/core-deps.ts";
 import {
   dataPaths,
@@ -18,6 +19,7 @@ import {
 } from "../adapters/node/data-dir.ts";
 import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embedded-broker.ts";
 import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
+import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
@@ -126,8 +128,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   for (const name of await ensureTlsCertificates(opts.dataDir, cas, config, passphrase.passphrase)) {
     opts.logger.info({ ca: name }, "issued a new TLS certificate for the listener");
   }
-  // One certificate per issuing CA (P-256, and RSA where it exists): OpenSSL picks the
-  // one the client can verify, so an RSA-only appliance gets an RSA chain.
+  // One certificate per issuing CA (P-256, and RSA where it exists): a client that can
+  // verify ECDSA gets the P-256 chain, an RSA-only appliance the RSA chain (LISTENER_TLS).
   const listenerIdentities = () => {
     const files = [...cas.keys()].map((name) => tlsFilesOf(paths, name));
     return {
@@ -140,6 +142,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const { host, port } = parseListen(opts.listen ?? config.listen);
 
   const tlsFiles = () => ({
+    ...LISTENER_TLS,
     ...listenerIdentities(),
     // Ask for a client certificate, naming our roots and the manufacturer roots as
     // acceptable issuers; never require one (simpleenroll with a token has none).
@@ -147,7 +150,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       Buffer.from(d),
     ),
   });
-  const server = createServer({ ...tlsFiles(), requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2" });
+  const server = createServer({
+    ...tlsFiles(),
+    requestCert: true,
+    rejectUnauthorized: false,
+    ServerResponse: CanonicalHeadersResponse,
+  });
   // The port is bound before the app exists (the URLs in certificates need it): until
   // then a request gets 503 and Retry-After instead of waiting for an answer forever.
   let handle: RequestListener | undefined;

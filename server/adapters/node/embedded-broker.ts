@@ -11,6 +11,7 @@ import {
 import { AuthorityError } from "../../authority/errors.ts";
 import { mayPublish, maySubscribe } from "../../frontends/mqtt/topics.ts";
 import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
+import { LISTENER_TLS } from "./listener-tls.ts";
 
 /**
  * The embedded MQTT broker (aedes) behind TLS with a client certificate from our CA.
@@ -20,7 +21,7 @@ import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
  */
 
 export interface BrokerTls {
-  /** One key and certificate per issuing CA (OpenSSL picks one the client can verify), or one. */
+  /** One key and certificate per issuing CA (the client gets one it can verify: LISTENER_TLS), or one. */
   key: Buffer | { pem: Buffer; passphrase?: string }[];
   passphrase?: string;
   cert: Buffer | Buffer[];
@@ -222,10 +223,10 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
 
   const server: Server = createServer(
     {
+      ...LISTENER_TLS,
       ...o.tls,
       requestCert: true,
       rejectUnauthorized: true,
-      minVersion: "TLSv1.2",
     },
     (socket) => aedes.handle(socket as never),
   );
@@ -293,7 +294,7 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
       }
       return n;
     },
-    setTls: (tls) => server.setSecureContext({ ...tls }),
+    setTls: (tls) => server.setSecureContext({ ...LISTENER_TLS, ...tls }),
     close: async () => {
       server.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
