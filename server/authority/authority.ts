@@ -31,7 +31,8 @@ export class Authority {
 
   /** RFC 7030 §4.5: what the profile wants in a CSR. */
   csrattrs(label?: string): Uint8Array {
-    return encodeCsrAttrs(resolveProfile(this.deps, label ?? "device").keyTypes);
+    const profile = resolveProfile(this.deps, label ?? "device");
+    return encodeCsrAttrs(profile.keyTypes, profile.rsaMinBits);
   }
 
   async enroll(req: EnrollRequest): Promise<Issued> {

@@ -38,7 +38,8 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
   }
   const csr = await checkCsr(deps, req.csr, device.id, profile, true, device.names);
   // Any spelling of the presented key is the same key (its stored fingerprint may predate canonical keys).
-  if (profile.requireNewKeyOnReenroll && csr.keyFingerprints.includes(presented.keyFingerprint)) {
+  const sameKey = csr.keyFingerprints.includes(presented.keyFingerprint);
+  if (profile.reenroll === "rekey" && sameKey) {
     throw badRequest("key_reused", `profile ${profile.name} requires a new key at every re-enrollment`);
   }
   // A retry replaces the unused successor it supersedes; the lineage stays a chain.
@@ -90,6 +91,7 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
       detail: {
         profile: device.profile,
         replaces: replaced.serial,
+        ...(sameKey ? { sameKey: true } : {}),
         ...(supersedes ? { retryOf: presented.serial, revokedUnused: supersedes.serial } : {}),
         keyType: record.keyType,
         notAfter: record.notAfter.toISOString(),

@@ -17,7 +17,15 @@ export const profileName = z
   .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "profile names are 1-32 lowercase letters, digits or '-'")
   .refine((s) => !RESERVED_LABELS.has(s), "a profile may not be named like an EST operation");
 
-export const profileSchema = z
+/** `requireNewKeyOnReenroll` (a boolean) was the setting before `reenroll`; files that still say it mean the same. */
+function renamedSettings(input: unknown): unknown {
+  if (typeof input !== "object" || input === null || !("requireNewKeyOnReenroll" in input)) return input;
+  const { requireNewKeyOnReenroll, ...rest } = input as Record<string, unknown>;
+  if ("reenroll" in rest || typeof requireNewKeyOnReenroll !== "boolean") return input;
+  return { ...rest, reenroll: requireNewKeyOnReenroll ? "rekey" : "renew-or-rekey" };
+}
+
+const profileObject = z
   .object({
     description: z.string().default(""),
     /**
@@ -36,8 +44,16 @@ export const profileSchema = z
       .array(z.enum(["clientAuth", "serverAuth"]))
       .min(1)
       .default(["clientAuth"]),
-    /** RFC 7030 §4.2.2 allows reusing the key; the device profile does not. */
-    requireNewKeyOnReenroll: z.boolean().default(true),
+    /**
+     * What simplereenroll accepts; RFC 7030 §4.2.2 allows both renewal (same key) and
+     * rekey (new key).
+     * - "rekey": a new key at every re-enrollment (a key that leaked keeps no identity
+     *   past the certificate it was in). The default, and what devices and gateways use.
+     * - "renew-or-rekey": the current key may be certified again, for appliances that
+     *   cannot make keys (theirs came from serverkeygen or a PKCS#12 file).
+     * Either way a key certified for another device is refused (one key, one identity).
+     */
+    reenroll: z.enum(["rekey", "renew-or-rekey"]).default("rekey"),
     /**
      * "manual": simpleenroll answers 202 + Retry-After until an operator approves the
      * request; the device's next retry gets the certificate (RFC 7030 §4.2.3).
@@ -93,6 +109,7 @@ export const profileSchema = z
       .optional(),
   })
   .refine((p) => p.rsaMinBits <= p.rsaMaxBits, "rsaMinBits must not exceed rsaMaxBits");
+export const profileSchema = z.preprocess(renamedSettings, profileObject);
 
 export type Profile = z.infer<typeof profileSchema> & { name: string };
 
@@ -236,6 +253,7 @@ export const INIT_PROFILES = {
     validity: "365d",
     extendedKeyUsage: ["serverAuth", "clientAuth"],
     serverKeygen: true,
+    reenroll: "renew-or-rekey",
     expiryAlerts: ["30d", "7d", "1d"],
   },
   gateway: {
@@ -248,6 +266,7 @@ export const INIT_PROFILES = {
     keyTypes: ["RSA", "P-256"],
     validity: "90d",
     extendedKeyUsage: ["serverAuth", "clientAuth"],
+    reenroll: "renew-or-rekey",
     expiryAlerts: ["14d", "3d"],
   },
 } satisfies NonNullable<ConfigInput["profiles"]>;

@@ -11,7 +11,7 @@ import type { Actor } from "../../server/authority/actor.ts";
 import { checkIssuers } from "../../server/authority/deps.ts";
 import { signForDevice } from "../../server/authority/operator-issue.ts";
 import { revokeCertificate, revokeDevice } from "../../server/authority/revoke.ts";
-import { type ConfigInput, parseConfig } from "../../server/config/schema.ts";
+import { type ConfigInput, INIT_PROFILES, parseConfig } from "../../server/config/schema.ts";
 import { deviceView } from "../../server/frontends/operator-api/views.ts";
 import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
 import { issuerHashes } from "../../server/pki/ocsp.ts";
@@ -205,6 +205,25 @@ describe("the legacy profile and the RSA hierarchy", () => {
       expect(r.reason).toBe("validity_out_of_range");
     }
     expect(await h.storage.getDevice("ups-2")).toBeUndefined();
+  });
+
+  it("lets legacy and appliance certificates renew with the same key; devices and gateways rekey", () => {
+    const profiles = parseConfig({ trustDomain: "example.org", profiles: INIT_PROFILES }).profiles;
+    expect(Object.fromEntries(Object.entries(profiles).map(([name, p]) => [name, p.reenroll]))).toEqual({
+      device: "rekey",
+      legacy: "renew-or-rekey",
+      gateway: "rekey",
+      appliance: "renew-or-rekey",
+    });
+    // The setting's earlier spelling still means what it said.
+    const old = (requireNewKeyOnReenroll: boolean) =>
+      parseConfig({ trustDomain: "example.org", profiles: { device: { requireNewKeyOnReenroll } } }).profiles.device
+        ?.reenroll;
+    expect(old(true)).toBe("rekey");
+    expect(old(false)).toBe("renew-or-rekey");
+    expect(() => parseConfig({ trustDomain: "example.org", profiles: { device: { reenroll: "renew" } } })).toThrow(
+      /reenroll/,
+    );
   });
 
   it("refuses a configuration whose profile names a CA the data directory lacks", async () => {

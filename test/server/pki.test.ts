@@ -94,6 +94,15 @@ describe("csrattrs", () => {
     const oids = [...text.matchAll(/OBJECT\s+:(\S+)/g)].map((m) => m[1]);
     expect(oids).toEqual(["id-ecPublicKey", "prime256v1", "ED25519", "ecdsa-with-SHA256"]);
   });
+
+  it("asks for an RSA key of the profile's smallest size, with its signature algorithm", () => {
+    const der = encodeCsrAttrs(["RSA", "P-256"], 3072);
+    const text = execFileSync("openssl", ["asn1parse", "-inform", "DER"], { input: der }).toString();
+    const oids = [...text.matchAll(/OBJECT\s+:(\S+)/g)].map((m) => m[1]);
+    expect(oids).toEqual(["rsaEncryption", "id-ecPublicKey", "prime256v1", "sha256WithRSAEncryption"]);
+    // The size is the value of the rsaEncryption attribute: SEQUENCE { OID, SET { INTEGER } }.
+    expect(text).toMatch(/OBJECT\s+:rsaEncryption\n.*SET\s*\n.*INTEGER\s+:0C00\n/);
+  });
 });
 
 describe("CSR parsing", () => {

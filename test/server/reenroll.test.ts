@@ -148,3 +148,70 @@ describe("simplereenroll over mutual TLS", () => {
     expect(expired).toMatchObject({ actor: "device:gw-1", detail: { reason: "client_certificate_expired" } });
   });
 });
+
+describe("renewal with the same key (reenroll: renew-or-rekey)", () => {
+  let h: Harness;
+  afterEach(() => h.close());
+
+  const enrollAs = async (deviceId: string, profile: string, keys: CryptoKeyPair) => {
+    const token = await createToken(h, deviceId, { profile });
+    return h.authority.enroll({
+      label: profile,
+      csr: await makeCsr(keys, { cn: deviceId }),
+      credentials: { type: "basic", username: deviceId, password: token },
+      peer: peer(),
+    });
+  };
+  const spki = (der: Uint8Array) => Buffer.from(parseCert(der).publicKey.rawData).toString("hex");
+
+  beforeEach(async () => {
+    h = await harness({
+      config: {
+        trustDomain: "example.org",
+        profiles: { device: {}, kiosk: { reenroll: "renew-or-rekey", validity: "30d" } },
+      },
+    });
+  });
+
+  it("certifies the current key again under a profile that allows it, and still refuses it on a rekey profile", async () => {
+    const keys = await generateKeys("P-256");
+    const first = await enrollAs("kiosk-1", "kiosk", keys);
+    h.clock.advance(20 * 86400);
+    const renewed = await h.authority.reenroll({
+      label: "kiosk",
+      csr: await makeCsr(keys, { cn: "kiosk-1" }),
+      peer: peer([first.certificate]),
+    });
+    expect(renewed.serial).not.toBe(first.serial);
+    expect(spki(renewed.certificate)).toBe(spki(first.certificate));
+    expect((await h.storage.getCertificate(renewed.serial))?.replacesSerial).toBe(first.serial);
+    const [audit] = await h.storage.listAudit({ deviceId: "kiosk-1", limit: 1 });
+    expect(audit).toMatchObject({ action: "est.simplereenroll", outcome: "success", detail: { sameKey: true } });
+    // A new key is still welcome.
+    const rekeyed = await h.authority.reenroll({
+      csr: await makeCsr(await generateKeys("P-256"), { cn: "kiosk-1" }),
+      peer: peer([renewed.certificate]),
+    });
+    expect(spki(rekeyed.certificate)).not.toBe(spki(first.certificate));
+
+    // The device profile (rekey) refuses the same request.
+    const deviceKeys = await generateKeys("P-256");
+    const device = await enrollAs("dev-1", "device", deviceKeys);
+    const same = h.authority.reenroll({
+      csr: await makeCsr(deviceKeys, { cn: "dev-1" }),
+      peer: peer([device.certificate]),
+    });
+    expect(await refusal(same)).toEqual({ code: "bad_request", reason: "key_reused" });
+  });
+
+  it("keeps one key, one identity: a renewal may not take another device's key", async () => {
+    const theirs = await generateKeys("P-256");
+    await enrollAs("kiosk-2", "kiosk", theirs);
+    const mine = await enrollAs("kiosk-3", "kiosk", await generateKeys("P-256"));
+    const steal = h.authority.reenroll({
+      csr: await makeCsr(theirs, { cn: "kiosk-3" }),
+      peer: peer([mine.certificate]),
+    });
+    expect(await refusal(steal)).toEqual({ code: "forbidden", reason: "key_in_use" });
+  });
+});
