@@ -17,6 +17,7 @@ import {
   type HttpResponse,
   initDataDir,
   keyPublicKey,
+  makeCsr,
   makeCsrNewKeyP256,
   makeWorkDir,
   openssl,
@@ -28,6 +29,7 @@ import {
   type TestServer,
   writePem,
   x509PublicKey,
+  x509Serial,
 } from "./helpers.ts";
 
 let work: string;
@@ -143,6 +145,72 @@ describe("serverkeygen", () => {
     const chain = await estGetRsa(rsaRoot);
     const v = await run("openssl", ["verify", "-CAfile", rsaRoot, "-untrusted", chain, cert]);
     expect(v.stdout.trim(), v.stderr).toBe(`${cert}: OK`);
+  });
+
+  it("the legacy appliance renews with the key the server made (same key, new serial); the device label refuses", async () => {
+    const rsaRoot = join(work, "rsa-root.pem");
+    await writeFile(rsaRoot, (await edgeid(["ca", "export", "--rsa", "--data", dataDir])).stdout);
+    const rsaOnly = ["--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"];
+    const { token } = await createToken(dataDir, "plc-renew", { profile: "legacy" });
+    const csr = await makeCsrNewKeyP256(work, "plc-renew");
+    const r = await curl(work, `${server.est}/legacy/serverkeygen`, {
+      method: "POST",
+      body: csr.base64,
+      contentType: "application/pkcs10",
+      basic: { user: "plc-renew", password: token },
+      cacert: rsaRoot,
+      extraArgs: rsaOnly,
+    });
+    expect(r.status, r.text).toBe(200);
+    const [key, certs] = parts(r);
+    const keyDer = join(work, "plc-renew.key.der");
+    await writeFile(keyDer, key?.der as Buffer, { mode: 0o600 });
+    const keyPem = join(work, "plc-renew.key.pem");
+    await openssl(["pkey", "-inform", "DER", "-in", keyDer, "-out", keyPem]);
+    const [pem] = await pkcs7ToPem(work, (certs as { der: Buffer }).der.toString("base64").replace(/.{64}/g, "$&\n"));
+    const cert = await writePem(work, "plc-renew.pem", pem as string);
+
+    // The appliance has no key generator: its renewal CSR is signed with the key it has.
+    const renewalCsr = await makeCsr(work, "plc-renew-again", { keyFile: keyPem, subject: "/CN=plc-renew" });
+    const renewal = (label: string) =>
+      curl(work, `${server.est}/${label}simplereenroll`, {
+        method: "POST",
+        body: renewalCsr.base64,
+        contentType: "application/pkcs10",
+        cert,
+        key: keyPem,
+        cacert: rsaRoot,
+        extraArgs: rsaOnly,
+      });
+    const renewed = await renewal("legacy/");
+    expect(renewed.status, renewed.text).toBe(200);
+    const [renewedPem] = await pkcs7ToPem(work, renewed.body);
+    const renewedCert = await writePem(work, "plc-renew-2.pem", renewedPem as string);
+    expect(await x509Serial(renewedCert)).not.toBe(await x509Serial(cert));
+    expect(await x509PublicKey(renewedCert)).toBe(await keyPublicKey(keyPem));
+    const device = await showDevice(dataDir, "plc-renew");
+    expect(device.audit.find((a) => a.action === "est.simplereenroll")).toMatchObject({
+      outcome: "success",
+      detail: { sameKey: true },
+    });
+
+    // The same request on the device label: this certificate is not the device profile's.
+    const refused = await renewal("device/");
+    expect(refused.status).toBe(403);
+    await expectDeniedAudit(dataDir, "plc-renew", "est.simplereenroll", "wrong_profile");
+  });
+
+  it("a device (rekey profile) that renews with its current key is refused", async () => {
+    const { token } = await createToken(dataDir, "dev-samekey");
+    const csr = await makeCsrNewKeyP256(work, "dev-samekey");
+    const enrolled = await estPost(server, work, "simpleenroll", csr.base64, {
+      basic: { user: "dev-samekey", password: token },
+    });
+    expect(enrolled.status, enrolled.text).toBe(200);
+    const cert = await writePem(work, "dev-samekey.pem", (await pkcs7ToPem(work, enrolled.body))[0] as string);
+    const again = await estPost(server, work, "simplereenroll", csr.base64, { cert, key: csr.keyFile });
+    expect(again.status).toBe(400);
+    await expectDeniedAudit(dataDir, "dev-samekey", "est.simplereenroll", "key_reused");
   });
 
   /** The legacy label's /cacerts (the RSA issuing CA first), fetched over RSA-only TLS. */
