@@ -161,8 +161,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   let handle: RequestListener | undefined;
   server.on("request", (req, res) => {
     if (handle) return handle(req, res);
-    res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "1", connection: "close" });
-    res.end("starting; retry in a second\n");
+    const body = "starting; retry in a second\n";
+    res.writeHead(503, {
+      "content-type": "text/plain; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+      "retry-after": "1",
+      connection: "close",
+    });
+    res.end(body);
   });
   // A long-running server renews its own listener certificate and swaps it in
   // without dropping connections.
