@@ -253,6 +253,19 @@ describe("EST on the wire, byte for byte (raw TLS 1.2, only the P-256 root trust
         { headers: { "Content-Type": "application/pkcs10", Authorization: basic("x", "y") }, body: "***" },
         "400 Bad Request",
       ],
+      // A declared length over the limit is refused from the head (no body is sent here).
+      [
+        "POST",
+        est("simpleenroll"),
+        { headers: { "Content-Type": "application/pkcs10", "Content-Length": String(1024 * 1024) } },
+        "413 Payload Too Large",
+      ],
+      [
+        "POST",
+        est("simplereenroll"),
+        { headers: { "Content-Type": "application/pkcs10" }, body: "AAAA" },
+        "403 Forbidden",
+      ],
       ["GET", est("simpleenroll"), {}, "405 Method Not Allowed"],
       ["GET", est("fullcmc"), {}, "404 Not Found"],
       ["GET", est("cacerts", "no-such-label"), {}, "404 Not Found"],
