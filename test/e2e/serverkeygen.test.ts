@@ -117,30 +117,37 @@ describe("serverkeygen", () => {
     );
   });
 
-  it("at init's legacy label: an RSA key and a certificate of the RSA hierarchy, over RSA-only TLS", async () => {
+  const RSA_ONLY_TLS = ["--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"];
+
+  /** serverkeygen at init's legacy label over RSA-only TLS: the appliance's key and certificate files. */
+  async function legacyKeygen(deviceId: string) {
     const rsaRoot = join(work, "rsa-root.pem");
     await writeFile(rsaRoot, (await edgeid(["ca", "export", "--rsa", "--data", dataDir])).stdout);
-    const { token } = await createToken(dataDir, "plc-keyless", { profile: "legacy" });
-    const csr = await makeCsrNewKeyP256(work, "plc-keyless");
+    const { token } = await createToken(dataDir, deviceId, { profile: "legacy" });
+    const csr = await makeCsrNewKeyP256(work, deviceId);
     const r = await curl(work, `${server.est}/legacy/serverkeygen`, {
       method: "POST",
       body: csr.base64,
       contentType: "application/pkcs10",
-      basic: { user: "plc-keyless", password: token },
+      basic: { user: deviceId, password: token },
       cacert: rsaRoot,
-      extraArgs: ["--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"],
+      extraArgs: RSA_ONLY_TLS,
     });
     expect(r.status, r.text).toBe(200);
     const [key, certs] = parts(r);
-    const keyDer = join(work, "plc-keyless.key.der");
+    const keyDer = join(work, `${deviceId}.key.der`);
     await writeFile(keyDer, key?.der as Buffer, { mode: 0o600 });
-    const keyPem = join(work, "plc-keyless.key.pem");
+    const keyPem = join(work, `${deviceId}.key.pem`);
     await openssl(["pkey", "-inform", "DER", "-in", keyDer, "-out", keyPem]);
-    expect((await openssl(["pkey", "-in", keyPem, "-noout", "-text"])).stdout).toMatch(/Private-Key: \(2048 bit/);
     expect(certs?.type).toBe("application/pkcs7-mime; smime-type=certs-only");
     // In 64-column lines, as `openssl base64 -d` wants them.
     const [pem] = await pkcs7ToPem(work, (certs as { der: Buffer }).der.toString("base64").replace(/.{64}/g, "$&\n"));
-    const cert = await writePem(work, "plc-keyless.pem", pem as string);
+    return { rsaRoot, keyPem, cert: await writePem(work, `${deviceId}.pem`, pem as string) };
+  }
+
+  it("at init's legacy label: an RSA key and a certificate of the RSA hierarchy, over RSA-only TLS", async () => {
+    const { rsaRoot, keyPem, cert } = await legacyKeygen("plc-keyless");
+    expect((await openssl(["pkey", "-in", keyPem, "-noout", "-text"])).stdout).toMatch(/Private-Key: \(2048 bit/);
     expect(await x509PublicKey(cert)).toBe(await keyPublicKey(keyPem));
     const chain = await estGetRsa(rsaRoot);
     const v = await run("openssl", ["verify", "-CAfile", rsaRoot, "-untrusted", chain, cert]);
@@ -148,27 +155,7 @@ describe("serverkeygen", () => {
   });
 
   it("the legacy appliance renews with the key the server made (same key, new serial); the device label refuses", async () => {
-    const rsaRoot = join(work, "rsa-root.pem");
-    await writeFile(rsaRoot, (await edgeid(["ca", "export", "--rsa", "--data", dataDir])).stdout);
-    const rsaOnly = ["--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"];
-    const { token } = await createToken(dataDir, "plc-renew", { profile: "legacy" });
-    const csr = await makeCsrNewKeyP256(work, "plc-renew");
-    const r = await curl(work, `${server.est}/legacy/serverkeygen`, {
-      method: "POST",
-      body: csr.base64,
-      contentType: "application/pkcs10",
-      basic: { user: "plc-renew", password: token },
-      cacert: rsaRoot,
-      extraArgs: rsaOnly,
-    });
-    expect(r.status, r.text).toBe(200);
-    const [key, certs] = parts(r);
-    const keyDer = join(work, "plc-renew.key.der");
-    await writeFile(keyDer, key?.der as Buffer, { mode: 0o600 });
-    const keyPem = join(work, "plc-renew.key.pem");
-    await openssl(["pkey", "-inform", "DER", "-in", keyDer, "-out", keyPem]);
-    const [pem] = await pkcs7ToPem(work, (certs as { der: Buffer }).der.toString("base64").replace(/.{64}/g, "$&\n"));
-    const cert = await writePem(work, "plc-renew.pem", pem as string);
+    const { rsaRoot, keyPem, cert } = await legacyKeygen("plc-renew");
 
     // The appliance has no key generator: its renewal CSR is signed with the key it has.
     const renewalCsr = await makeCsr(work, "plc-renew-again", { keyFile: keyPem, subject: "/CN=plc-renew" });
@@ -180,7 +167,7 @@ describe("serverkeygen", () => {
         cert,
         key: keyPem,
         cacert: rsaRoot,
-        extraArgs: rsaOnly,
+        extraArgs: RSA_ONLY_TLS,
       });
     const renewed = await renewal("legacy/");
     expect(renewed.status, renewed.text).toBe(200);
@@ -217,7 +204,7 @@ describe("serverkeygen", () => {
   async function estGetRsa(rsaRoot: string): Promise<string> {
     const r = await curl(work, `${server.est}/legacy/cacerts`, {
       cacert: rsaRoot,
-      extraArgs: ["--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"],
+      extraArgs: RSA_ONLY_TLS,
     });
     expect(r.status).toBe(200);
     return writePem(work, "rsa-chain.pem", await pkcs7ToPem(work, r.body));
