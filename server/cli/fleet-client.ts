@@ -6,6 +6,7 @@ import { dataPaths, isInitialised, readConfig, resolveInDataDir } from "../adapt
 import { withIssuer } from "../adapters/node/mosquitto.ts";
 import { nodeDigest } from "../adapters/node/node-digest.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
+import { systemClock } from "../adapters/system-clock.ts";
 import { CLI_ACTOR } from "../authority/actor.ts";
 import { decideEnrollment } from "../authority/approvals.ts";
 import { type ChainReport, verifyAuditChain } from "../authority/audit-chain.ts";
@@ -61,7 +62,6 @@ import {
 import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
 import { pemCertificates, toPem } from "../pki/pem.ts";
 import { webCryptoVerifier } from "../pki/verify.ts";
-import { systemClock } from "../ports/clock.ts";
 import type { CommandState, DeviceStatus, OperatorRole, PendingStatus } from "../ports/storage.ts";
 
 export type DeviceView = z.infer<typeof DeviceSchema>;

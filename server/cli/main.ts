@@ -19,6 +19,7 @@ import { decryptPrivateKey } from "../adapters/node/encrypted-key.ts";
 import { writeMosquittoConfig, writeServiceIdentity } from "../adapters/node/mosquitto.ts";
 import { buildPkcs12 } from "../adapters/node/pkcs12.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
+import { systemClock } from "../adapters/system-clock.ts";
 import { AuthorityError } from "../authority/errors.ts";
 import { createOperator, OPERATOR_TOKEN_PREFIX } from "../authority/operators.ts";
 import { REVOCATION_REASONS, type RevocationReason } from "../authority/revoke.ts";
@@ -27,7 +28,6 @@ import { parseListen, startServer } from "../entry/node.ts";
 import { MAX_BRIDGED_MESSAGES } from "../frontends/operator-api/routes.ts";
 import { base64url } from "../pki/base64.ts";
 import { parsePem } from "../pki/pem.ts";
-import { systemClock } from "../ports/clock.ts";
 import type { DeviceStatus } from "../ports/storage.ts";
 import { type FleetClient, fleetFor, type TokenBatch } from "./fleet-client.ts";
 import {

@@ -24,6 +24,7 @@ import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapte
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
+import { systemClock } from "../adapters/system-clock.ts";
 import { webhookNotifier } from "../adapters/webhook.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
@@ -34,7 +35,6 @@ import { FleetMetrics } from "../frontends/metrics/fleet-metrics.ts";
 import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
 import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
 import { pemCertificates, toPem } from "../pki/pem.ts";
-import { systemClock } from "../ports/clock.ts";
 import type { FleetLink } from "../ports/fleet-link.ts";
 
 export interface ServeOptions {

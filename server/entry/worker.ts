@@ -1,5 +1,6 @@
 import type { Hono } from "hono";
 import { type D1Like, D1Storage } from "../adapters/storage/d1-storage.ts";
+import { systemClock } from "../adapters/system-clock.ts";
 import { WebCryptoEcdsaSigner, WebCryptoRsaSigner } from "../adapters/webcrypto-signer.ts";
 import { webhookNotifier } from "../adapters/webhook.ts";
 import { workersPeer } from "../adapters/workers/peer.ts";
@@ -15,8 +16,7 @@ import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
 import { keyIdentifier, readCertificate } from "../pki/certificate.ts";
 import { parsePem, pemCertificates } from "../pki/pem.ts";
 import { webCryptoVerifier } from "../pki/verify.ts";
-import { systemClock } from "../ports/clock.ts";
-import { webCryptoDigest } from "../ports/digest.ts";
+import { webCryptoDigest } from "../pki/webcrypto-digest.ts";
 
 /** The Worker's bindings (wrangler.toml): D1, vars and secrets. */
 export interface WorkerEnv {

@@ -1,4 +1,3 @@
-import { webCryptoDigest } from "../ports/digest.ts";
 import {
   authorityKeyIdentifier,
   basicConstraints,
@@ -8,6 +7,7 @@ import {
   keyUsage,
   subjectKeyIdentifier,
 } from "./certificate.ts";
+import { webCryptoDigest } from "./webcrypto-digest.ts";
 
 export interface CaKey {
   /** Subject Name, DER. */

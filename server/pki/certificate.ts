@@ -28,6 +28,7 @@ import {
   Version,
 } from "@peculiar/asn1-x509";
 import type { Digest } from "../ports/digest.ts";
+import type { Signer } from "../ports/signer.ts";
 import { readChildren, readTlv } from "./der.ts";
 import { subjectPublicKeyBits } from "./keys.ts";
 import {
@@ -43,13 +44,8 @@ import {
   RSA_PKCS1_SIGNATURES,
 } from "./oids.ts";
 
-/** Something that signs with a CA key; see ports/signer.ts for the port itself. */
-export interface CertificateSigner {
-  /** OID of the signature algorithm, e.g. ecdsa-with-SHA256. */
-  readonly signatureAlgorithm: string;
-  /** The signature value as it goes inside the BIT STRING (DER ECDSA-Sig-Value for ECDSA). */
-  sign(data: Uint8Array): Promise<Uint8Array>;
-}
+/** Something that signs with a CA key: the Signer port. */
+export type CertificateSigner = Signer;
 
 export interface NameAttribute {
   type: string;

@@ -1,3 +1,4 @@
+import type { KeyDescription } from "../ports/verifier.ts";
 import { DerError, decodeOid, readChildren, readTlv, TAG } from "./der.ts";
 import {
   id_Ed448,
@@ -11,11 +12,7 @@ import {
 } from "./oids.ts";
 
 /** What kind of public key a SubjectPublicKeyInfo holds, as policy needs to see it. */
-export type KeyDescription =
-  | { kind: "EC"; curve: "P-256" | "P-384" | "P-521" | "P-192" | `unknown curve ${string}`; label: string }
-  | { kind: "RSA"; bits: number; exponent: number; label: string }
-  | { kind: "Ed25519"; label: "Ed25519" }
-  | { kind: "unknown"; oid: string; label: string };
+export type { KeyDescription };
 
 const CURVES: Record<string, "P-256" | "P-384" | "P-521" | "P-192"> = {
   [secp256r1]: "P-256",

@@ -1,3 +1,4 @@
+import type { SignatureVerifier, VerifyRequest } from "../ports/verifier.ts";
 import { DerError } from "./der.ts";
 import { derToP1363 } from "./ecdsa-signature.ts";
 import { describeKey, type KeyDescription, subjectPublicKeyBits } from "./keys.ts";
@@ -47,26 +48,7 @@ function uncompressedPoint(spki: Uint8Array, coordinateLength: number): Uint8Arr
   return point[0] === 0x04 && point.length === 2 * coordinateLength + 1 ? point : undefined;
 }
 
-/** One signature check, after the algorithm has been checked against the key. */
-export interface VerifyRequest {
-  spki: Uint8Array;
-  key: KeyDescription;
-  /** Absent for Ed25519. */
-  hash?: "SHA-256" | "SHA-384" | "SHA-512";
-  /** As carried in X.509/PKCS#10 (DER ECDSA-Sig-Value for ECDSA). */
-  signature: Uint8Array;
-  data: Uint8Array;
-}
-
-/**
- * Whatever checks signatures: WebCrypto everywhere (webCryptoVerifier), a faster
- * runtime-specific one where there is one (see ports/verifier.ts). Resolves false for
- * a signature that does not verify; rejects with SignatureAlgorithmError for a key
- * that cannot be imported.
- */
-export interface SignatureVerifier {
-  verify(req: VerifyRequest): Promise<boolean>;
-}
+export type { SignatureVerifier, VerifyRequest };
 
 /**
  * Verifies an X.509-style signature. Returns false for a signature that does not

@@ -6,7 +6,3 @@
 export type DigestAlgorithm = "SHA-1" | "SHA-256";
 
 export type Digest = (algorithm: DigestAlgorithm, data: Uint8Array) => Promise<Uint8Array>;
-
-export function webCryptoDigest(subtle: SubtleCrypto): Digest {
-  return async (algorithm, data) => new Uint8Array(await subtle.digest(algorithm, data as BufferSource));
-}

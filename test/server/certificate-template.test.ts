@@ -22,7 +22,7 @@ import { encodeTime } from "../../server/pki/certificate-template.ts";
 import { describeKey } from "../../server/pki/keys.ts";
 import { id_Ed25519 } from "../../server/pki/oids.ts";
 import { pemCertificates } from "../../server/pki/pem.ts";
-import { webCryptoDigest } from "../../server/ports/digest.ts";
+import { webCryptoDigest } from "../../server/pki/webcrypto-digest.ts";
 import { crypto, type Harness, harness, T0, TEST_CONFIG } from "../support/fixtures.ts";
 
 /** The test profiles plus one issued by the RSA hierarchy. */

@@ -47,7 +47,7 @@ import {
   id_sha1,
 } from "../../server/pki/oids.ts";
 import { pemCertificates, toPem } from "../../server/pki/pem.ts";
-import { webCryptoDigest } from "../../server/ports/digest.ts";
+import { webCryptoDigest } from "../../server/pki/webcrypto-digest.ts";
 import { crypto } from "../support/fixtures.ts";
 
 const digest = webCryptoDigest(crypto.subtle);

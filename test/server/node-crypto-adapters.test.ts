@@ -8,7 +8,7 @@ import { nodeDigest } from "../../server/adapters/node/node-digest.ts";
 import { NodeEcdsaSigner } from "../../server/adapters/node/node-signer.ts";
 import { ecdsa_with_SHA256, ecdsa_with_SHA384 } from "../../server/pki/oids.ts";
 import { verifySignature, webCryptoVerifier } from "../../server/pki/verify.ts";
-import { webCryptoDigest } from "../../server/ports/digest.ts";
+import { webCryptoDigest } from "../../server/pki/webcrypto-digest.ts";
 import { crypto } from "../support/fixtures.ts";
 
 describe("NodeEcdsaSigner", () => {

@@ -26,8 +26,8 @@ import {
 } from "../../server/pki/certificate.ts";
 import { id_at_commonName, id_at_serialNumber } from "../../server/pki/oids.ts";
 import { webCryptoVerifier } from "../../server/pki/verify.ts";
+import { webCryptoDigest } from "../../server/pki/webcrypto-digest.ts";
 import type { Clock } from "../../server/ports/clock.ts";
-import { webCryptoDigest } from "../../server/ports/digest.ts";
 
 export const crypto = webcrypto as Crypto;
 x509.cryptoProvider.set(crypto);

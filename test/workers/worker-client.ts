@@ -2,13 +2,13 @@ import { env, SELF } from "cloudflare:test";
 import * as x509 from "@peculiar/x509";
 import * as pkijs from "pkijs";
 import type { D1Storage } from "../../server/adapters/storage/d1-storage.ts";
+import { systemClock } from "../../server/adapters/system-clock.ts";
 import { parseConfig, profilesOf } from "../../server/config/schema.ts";
 import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
 import { issuerHashes } from "../../server/pki/ocsp.ts";
 import { id_sha1 } from "../../server/pki/oids.ts";
 import { pemCertificates } from "../../server/pki/pem.ts";
-import { systemClock } from "../../server/ports/clock.ts";
-import { webCryptoDigest } from "../../server/ports/digest.ts";
+import { webCryptoDigest } from "../../server/pki/webcrypto-digest.ts";
 
 /** The Worker's base URL in these tests. */
 export const BASE = "https://edgeid.workers.example";

@@ -2,9 +2,9 @@ import { webcrypto } from "node:crypto";
 import type { AuthorityDeps, IssuingCa } from "../../authority/deps.ts";
 import { type Config, profilesOf } from "../../config/schema.ts";
 import type { CertificateSummary } from "../../pki/certificate.ts";
-import { systemClock } from "../../ports/clock.ts";
 import type { Storage } from "../../ports/storage.ts";
 import type { SignatureVerifier } from "../../ports/verifier.ts";
+import { systemClock } from "../system-clock.ts";
 import { ISSUING_CA_NAME } from "./data-dir.ts";
 import { nodeDigest } from "./node-digest.ts";
 
