@@ -9,14 +9,14 @@ import {
   mqttSessionOpened,
 } from "../../authority/device-reports.ts";
 import { AuthorityError } from "../../authority/errors.ts";
-import { mayPublish, maySubscribe } from "../../frontends/mqtt/topics.ts";
+import { mayPublish, maySubscribe } from "../../authority/mqtt-contract.ts";
 import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
 import { LISTENER_TLS } from "./listener-tls.ts";
 
 /**
  * The embedded MQTT broker (aedes) behind TLS with a client certificate from our CA.
  * Who a connection is comes from the live database at CONNECT (admitMqttClient);
- * topics are authorized per identity (frontends/mqtt/topics.ts); revocation closes
+ * topics are authorized per identity (authority/mqtt-contract.ts); revocation closes
  * the connections that use the revoked certificate.
  */
 

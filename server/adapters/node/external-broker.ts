@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { connect, type IClientOptions, type MqttClient } from "mqtt";
-import { DEVICE_TOPICS, parseDeviceTopic } from "../../frontends/mqtt/topics.ts";
+import { DEVICE_TOPICS, parseDeviceTopic } from "../../authority/mqtt-contract.ts";
 import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
 
 /**

@@ -5,10 +5,10 @@ import type { AuthorityDeps } from "../../authority/deps.ts";
 import { markRevokedStatus, recordCommandResult, recordEvent, recordStatus } from "../../authority/device-reports.ts";
 import { type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
 import { dueExpiryAlertPages, type ExpiryAlert, markExpiryAlertsSent } from "../../authority/lifecycle.ts";
+import { commandTopic, FLEET_EVENTS, parseDeviceTopic, statusTopic } from "../../authority/mqtt-contract.ts";
 import type { Scheduler } from "../../authority/responders.ts";
 import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
 import type { RevocationEntry } from "../../ports/storage.ts";
-import { commandTopic, FLEET_EVENTS, parseDeviceTopic, statusTopic } from "./topics.ts";
 
 /**
  * The MQTT frontend: decodes what devices publish and calls one authority verb per

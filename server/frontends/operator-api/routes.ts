@@ -26,6 +26,7 @@ import {
 import { type FleetAuditOptions, type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
 import { bindIdevid, decodeCertificateText } from "../../authority/idevid-binding.ts";
 import { expiringReport, setDeviceMetadata } from "../../authority/lifecycle.ts";
+import { parseDeviceTopic } from "../../authority/mqtt-contract.ts";
 import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../../authority/operator-issue.ts";
 import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
 import { REVOCATION_REASONS, reinstateDevice, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
@@ -36,7 +37,6 @@ import type { PeerInfo } from "../../ports/client-identity.ts";
 import type { InboundMessage } from "../../ports/fleet-link.ts";
 import { STATUS } from "../est/errors.ts";
 import type { MessageOutcome } from "../mqtt/fleet-loop.ts";
-import { parseDeviceTopic } from "../mqtt/topics.ts";
 import {
   AuditEventSchema,
   auditView,

@@ -1,5 +1,5 @@
-import type { MqttIdentity } from "../../authority/device-reports.ts";
-import { isValidInventoryId } from "../../authority/identity.ts";
+import type { MqttIdentity } from "./device-reports.ts";
+import { isValidInventoryId } from "./identity.ts";
 
 /** The MQTT contract's topics (docs/mqtt-contract.md). */
 export const DEVICE_TOPICS = "edgeid/v1/devices";
