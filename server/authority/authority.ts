@@ -2,11 +2,13 @@ import { encodeCsrAttrs } from "../pki/csrattrs.ts";
 import type { PeerInfo } from "../ports/client-identity.ts";
 import { asAuthorityError, recordDenial } from "./audit.ts";
 import { type AuthorityDeps, caFor } from "./deps.ts";
-import { type EnrollRequest, enroll, type Issued, resolveProfile } from "./enroll.ts";
+import { enroll } from "./enroll.ts";
+import { type EnrollRequest, type Issued } from "./enrollment-request.ts";
 import type { AuthorityError } from "./errors.ts";
-import type { TokenCredentials } from "./provisioners/token.ts";
+import { resolveProfile } from "./profiles.ts";
 import { type ReenrollRequest, reenroll } from "./reenroll.ts";
 import { type CreatedToken, type CreateTokensRequest, createTokens } from "./tokens.ts";
+import type { TokenCredentials } from "./trail.ts";
 import { identify, type RequestTrail } from "./trail.ts";
 
 export interface RejectedRequest {

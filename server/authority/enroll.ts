@@ -1,7 +1,7 @@
 import type { Profile } from "../config/schema.ts";
 import { base64url } from "../pki/base64.ts";
 import { describeKey } from "../pki/keys.ts";
-import type { ClientIdentity, PeerInfo } from "../ports/client-identity.ts";
+import type { ClientIdentity } from "../ports/client-identity.ts";
 import {
   type DeviceRecord,
   type PendingEnrollment,
@@ -13,34 +13,17 @@ import { auditWrite } from "./audit.ts";
 import { type CheckedCsr, checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
-import { forbidden, notFound, pending, unauthenticated } from "./errors.ts";
+import type { Authorized, EnrollRequest, Issued } from "./enrollment-request.ts";
+import { forbidden, pending, unauthenticated } from "./errors.ts";
 import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
 import { namesDetail } from "./policy/names.ts";
 import { applyGuarded, guard } from "./preconditions.ts";
-import { authorizeAppliance, type BrokeringGateway, brokeringGateway } from "./provisioners/gateway.ts";
+import { resolveProfile } from "./profiles.ts";
+import { authorizeAppliance, brokeringGateway } from "./provisioners/gateway.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
-import { authenticateToken, type TokenCredentials } from "./provisioners/token.ts";
+import { authenticateToken } from "./provisioners/token.ts";
 import { findOwnCertificate, noteCertificate, type RequestTrail } from "./trail.ts";
-
-export interface EnrollRequest {
-  /** EST label (RFC 7030 §3.2.2); absent for the default path. */
-  label?: string;
-  csr: Uint8Array;
-  credentials?: TokenCredentials;
-  peer: PeerInfo;
-  /** /serverkeygen: the server makes the key pair; the CSR only asks (its key is not certified). */
-  serverKeygen?: boolean;
-}
-
-export interface Issued {
-  certificate: Uint8Array;
-  serial: string;
-  deviceId: string;
-  notAfter: Date;
-  /** /serverkeygen only: the new private key, PKCS#8 DER. Never stored. */
-  privateKey?: Uint8Array;
-}
 
 /** A certificate we issued renews at simplereenroll; say so instead of "untrusted". */
 async function refuseOwnCertificate(deps: AuthorityDeps, client: ClientIdentity, trail: RequestTrail): Promise<void> {
@@ -49,24 +32,6 @@ async function refuseOwnCertificate(deps: AuthorityDeps, client: ClientIdentity,
     noteCertificate(trail, ours);
     throw forbidden("use_simplereenroll", "this client certificate was issued here: renew it at simplereenroll");
   }
-}
-
-export function resolveProfile(deps: AuthorityDeps, name: string): Profile {
-  const profile = deps.profiles.get(name);
-  if (!profile) throw notFound("unknown_label", `no EST label "${name}" on this server`);
-  return profile;
-}
-
-export interface Authorized {
-  profile: Profile;
-  deviceId: string;
-  existing: DeviceRecord | undefined;
-  token?: TokenRecord;
-  idevid?: IdevidIdentity;
-  /** True when this enrollment binds the IDevID to the device for the first time. */
-  bindIdevid: boolean;
-  /** A gateway enrolling an appliance behind it, with its own certificate. */
-  gateway?: BrokeringGateway;
 }
 
 /** Who is enrolling, as what: a bootstrap token, else a manufacturer certificate. */

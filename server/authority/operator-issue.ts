@@ -7,13 +7,14 @@ import { auditWrite } from "./audit.ts";
 import { checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
-import { type Issued, resolveProfile } from "./enroll.ts";
+import { type Issued } from "./enrollment-request.ts";
 import { badRequest, conflict, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
 import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
 import { declareNames, namesDetail } from "./policy/names.ts";
 import { applyGuarded, guard, operatorGuards } from "./preconditions.ts";
+import { resolveProfile } from "./profiles.ts";
 
 /**
  * An operator signs an appliance's CSR (appliances with no EST client: `edgeid legacy

@@ -2,7 +2,6 @@ import type { ClientIdentity } from "../ports/client-identity.ts";
 import type { CertificateRecord, TokenRecord } from "../ports/storage.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
-import type { TokenCredentials } from "./provisioners/token.ts";
 
 /**
  * Who a request was from, as far as the authority could tell, filled in as early as
@@ -17,6 +16,11 @@ export interface RequestTrail {
   /** The device id a client claimed (HTTP Basic user name) when it differs. */
   claimed?: string;
 }
+
+/** What the client presented: HTTP Basic (device id + token) or a Bearer token. */
+export type TokenCredentials =
+  | { type: "basic"; username: string; password: string }
+  | { type: "bearer"; token: string };
 
 export const TOKEN_PREFIX = "edt_";
 

@@ -12,7 +12,7 @@ import { decideEnrollment } from "../authority/approvals.ts";
 import { type ChainReport, verifyAuditChain } from "../authority/audit-chain.ts";
 import { getCommand, issueCommands, listCommands, type OperatorCommand } from "../authority/commands.ts";
 import { type AuthorityDeps, caFor } from "../authority/deps.ts";
-import { type Issued, resolveProfile } from "../authority/enroll.ts";
+import { type Issued } from "../authority/enrollment-request.ts";
 import {
   getCertificate,
   issueTokens,
@@ -29,6 +29,7 @@ import { expiringReport, setDeviceMetadata } from "../authority/lifecycle.ts";
 import type { NamesInput } from "../authority/operator-issue.ts";
 import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../authority/operator-issue.ts";
 import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
+import { resolveProfile } from "../authority/profiles.ts";
 import { type RevocationReason, reinstateDevice, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
 import { batchDeviceIds } from "../authority/tokens.ts";
 import { parseDuration } from "../config/duration.ts";

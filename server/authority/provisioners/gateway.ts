@@ -1,23 +1,13 @@
 import type { Profile } from "../../config/schema.ts";
 import { type ParsedCsr, parseCsr } from "../../pki/csr.ts";
 import type { ClientIdentity } from "../../ports/client-identity.ts";
-import type { CertificateRecord, DeviceRecord } from "../../ports/storage.ts";
 import type { AuthorityDeps } from "../deps.ts";
-import type { Authorized, EnrollRequest } from "../enroll.ts";
-import { resolveProfile } from "../enroll.ts";
+import type { Authorized, BrokeringGateway, EnrollRequest } from "../enrollment-request.ts";
 import { badRequest, forbidden } from "../errors.ts";
 import { applianceId, parseApplianceSpiffeId } from "../identity.ts";
+import { resolveProfile } from "../profiles.ts";
 import { findOwnCertificate, type RequestTrail } from "../trail.ts";
 import { authenticateClientCertificate } from "./client-certificate.ts";
-
-/** A gateway device, authenticated by its current certificate, that may enroll appliances. */
-export interface BrokeringGateway {
-  device: DeviceRecord;
-  certificate: CertificateRecord;
-  profile: Profile;
-  applianceProfile: string;
-  maxAppliances: number;
-}
 
 /**
  * The gateway behind a TLS client certificate, if the certificate is ours and its

@@ -2,12 +2,8 @@ import { base64url } from "../../pki/base64.ts";
 import type { TokenRecord } from "../../ports/storage.ts";
 import type { AuthorityDeps } from "../deps.ts";
 import { forbidden, unauthenticated } from "../errors.ts";
+import type { TokenCredentials } from "../trail.ts";
 import { findToken, noteToken, type RequestTrail, TOKEN_PREFIX } from "../trail.ts";
-
-/** What the client presented: HTTP Basic (device id + token) or a Bearer token. */
-export type TokenCredentials =
-  | { type: "basic"; username: string; password: string }
-  | { type: "bearer"; token: string };
 
 /** A fresh bootstrap secret: 256 random bits, prefixed so secret scanners can spot it. */
 export function newTokenSecret(crypto: Crypto): string {

@@ -9,7 +9,6 @@ import { verifyAuditChain } from "../../authority/audit-chain.ts";
 import type { Authority } from "../../authority/authority.ts";
 import { getCommand, issueCommands, listCommands, OPERATOR_COMMANDS } from "../../authority/commands.ts";
 import { caFor } from "../../authority/deps.ts";
-import { resolveProfile } from "../../authority/enroll.ts";
 import { AuthorityError, badRequest } from "../../authority/errors.ts";
 import {
   fleetCounts,
@@ -29,6 +28,7 @@ import { expiringReport, setDeviceMetadata } from "../../authority/lifecycle.ts"
 import { parseDeviceTopic } from "../../authority/mqtt-contract.ts";
 import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../../authority/operator-issue.ts";
 import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../../authority/operators.ts";
+import { resolveProfile } from "../../authority/profiles.ts";
 import { REVOCATION_REASONS, reinstateDevice, revokeCertificate, revokeDevice } from "../../authority/revoke.ts";
 import { batchDeviceIds } from "../../authority/tokens.ts";
 import { isDuration, parseDuration } from "../../config/duration.ts";
