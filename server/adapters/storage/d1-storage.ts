@@ -44,11 +44,11 @@ export class D1Storage extends DrizzleReaders implements Storage {
     private readonly d1: D1Like,
     private readonly subtle: SubtleCrypto,
   ) {
-    super(drizzle(d1 as never, { schema }) as unknown as Db);
+    super(drizzle(d1 as never, { schema }) as unknown as Db, "after-commit");
   }
 
   async apply(writes: readonly Write[]): Promise<void> {
-    const statements = writes.flatMap((w) => (w.kind === "audit" ? [this.compileUnsealedAudit(w)] : this.compile(w)));
+    const statements = writes.flatMap((w) => this.compile(w));
     try {
       await this.d1.batch(statements.map((s) => this.d1.prepare(s.sql).bind(...s.params.map(d1Value))));
     } catch (err) {

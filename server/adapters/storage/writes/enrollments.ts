@@ -1,0 +1,23 @@
+import { idevidBindings, pendingEnrollments } from "../schema.ts";
+import { raw, rowInsert, toBuffer, type WriteTable, writeOfFields } from "./write-entry.ts";
+
+/** Writes to enrollments waiting for an operator, and to IDevID bindings. */
+export const enrollmentWrites = {
+  insertPending: rowInsert(pendingEnrollments, (w) => ({ ...w.pending, csr: toBuffer(w.pending.csr) })),
+  decidePending: writeOfFields(
+    raw(
+      `UPDATE pending_enrollments SET status = ?, updated_at = ?, decided_at = coalesce(decided_at, ?),
+       decided_by = coalesce(?, decided_by), decision_reason = coalesce(?, decision_reason), serial = coalesce(?, serial)
+       WHERE id = ? AND status = ?`,
+      "status",
+      "at",
+      "at",
+      "by",
+      "reason",
+      "serial",
+      "id",
+      "from",
+    ),
+  ),
+  bindIdevid: rowInsert(idevidBindings, (w) => w.binding),
+} satisfies Partial<WriteTable>;
