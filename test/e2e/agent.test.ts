@@ -15,26 +15,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentStore } from "../../device-client/src/store.ts";
 import { INIT_PROFILES } from "../../server/config/schema.ts";
 import { mqttConnect } from "../support/mqtt-client.ts";
-import {
-  AGENT_BIN,
-  AGENT_ENV,
-  addProfiles,
-  agentEnrollArgs,
-  createToken,
-  edgeid,
-  enrollDevice,
-  initDataDir,
-  issueClientCert,
-  makeCa,
-  makeWorkDir,
-  removeDir,
-  run,
-  serviceCert,
-  showDevice,
-  sleep,
-  startServer,
-  type TestServer,
-} from "./helpers.ts";
+import { AGENT_BIN, AGENT_ENV, agentEnrollArgs } from "./support/agent.ts";
+import { issueClientCert, opensslCa, serviceCert } from "./support/ca.ts";
+import { cliCreateToken, edgeid, showDevice } from "./support/cli.ts";
+import { enrollDevice } from "./support/enroll.ts";
+import { makeWorkDir, removeDir, run, sleep } from "./support/process.ts";
+import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
 let dataDir: string;
@@ -96,7 +82,7 @@ function enrollArgs(deviceId: string, token: string, extra: string[] = []): stri
 }
 
 async function enrollAgent(deviceId: string, extra: string[] = [], profile?: string): Promise<string> {
-  const { token } = await createToken(dataDir, deviceId, profile ? { profile } : {});
+  const { token } = await cliCreateToken(dataDir, deviceId, profile ? { profile } : {});
   const r = await agent(enrollArgs(deviceId, token, extra));
   expect(r.code, r.stderr).toBe(0);
   return join(work, `agent-${deviceId}`);
@@ -145,9 +131,9 @@ const eventsOf = (deviceId: string, type: string) =>
 
 beforeAll(async () => {
   work = await makeWorkDir("edgeid-agent-");
-  const init = await initDataDir(work, "example.org");
+  const init = await cliInitDataDir(work, "example.org");
   dataDir = init.dataDir;
-  const mfg = await makeCa(work, "mfg", "/O=Acme/CN=Acme Manufacturing CA");
+  const mfg = await opensslCa(work, "mfg", "/O=Acme/CN=Acme Manufacturing CA");
   await run("cp", [mfg.certFile, join(dataDir, "acme.pem")]);
   await addProfiles(dataDir, {
     device: { validity: "12s", backdate: "0s" },
@@ -181,7 +167,7 @@ afterAll(async () => {
 
 describe("edgeid-agent", () => {
   it("refuses a server whose CA does not match the pinned fingerprint, and sends no token", async () => {
-    const { token } = await createToken(dataDir, "gw-pin");
+    const { token } = await cliCreateToken(dataDir, "gw-pin");
     const r = await agent([
       "enroll",
       "--server",
@@ -205,7 +191,7 @@ describe("edgeid-agent", () => {
     // Pinned to the RSA root only, as an appliance that cannot verify ECDSA would be.
     const rsaRoot = join(work, "rsa-root.pem");
     writeFileSync(rsaRoot, (await edgeid(["ca", "export", "--rsa", "--data", dataDir])).stdout);
-    const { token } = await createToken(dataDir, "plc-agent", { profile: "legacy" });
+    const { token } = await cliCreateToken(dataDir, "plc-agent", { profile: "legacy" });
     const dir = join(work, "agent-plc-agent");
     const r = await agent([
       "enroll",
@@ -359,7 +345,7 @@ describe("edgeid-agent", () => {
   }, 60_000);
 
   it("waits out 202 Retry-After at first boot until an operator approves", async () => {
-    const { token } = await createToken(dataDir, "gw-vet", { profile: "vetted" });
+    const { token } = await cliCreateToken(dataDir, "gw-vet", { profile: "vetted" });
     const dir = join(work, "agent-gw-vet");
     const enrolling = agent(enrollArgs("gw-vet", token, ["--label", "vetted"]));
     let requestId: string | undefined;

@@ -6,31 +6,12 @@
 import { readFile } from "node:fs/promises";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  addProfiles,
-  createToken,
-  type DeviceView,
-  type EstPostOptions,
-  estGet,
-  estPost,
-  expectOneLineError,
-  type HttpResponse,
-  initDataDir,
-  issueClientCert,
-  makeCa,
-  makeCsr,
-  makeWorkDir,
-  normalizeSerial,
-  pkcs7ToPem,
-  removeDir,
-  showDevice,
-  sleep,
-  startServer,
-  type TestServer,
-  type TokenRow,
-  writePem,
-  x509Serial,
-} from "./helpers.ts";
+import { issueClientCert, opensslCa } from "./support/ca.ts";
+import { cliCreateToken, type DeviceView, showDevice, type TokenRow } from "./support/cli.ts";
+import { type EstPostOptions, estGet, estPost, expectOneLineError, type HttpResponse } from "./support/curl.ts";
+import { normalizeSerial, opensslCsr, pkcs7ToPem, writePem, x509Serial } from "./support/openssl.ts";
+import { makeWorkDir, removeDir, sleep } from "./support/process.ts";
+import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 const TD = "example.net";
 const ENROLL = "est.simpleenroll";
@@ -42,7 +23,7 @@ let server: TestServer;
 
 beforeAll(async () => {
   work = await makeWorkDir("bad-input");
-  ({ dataDir } = await initDataDir(work, TD));
+  ({ dataDir } = await cliInitDataDir(work, TD));
   await addProfiles(dataDir, {
     rsa: { keyTypes: ["RSA"] },
     short: { validity: "1s", backdate: "0s" },
@@ -60,7 +41,8 @@ const basic = (t: TokenRow, user = t.deviceId): Pick<EstPostOptions, "basic"> =>
 });
 
 /** A fresh, well-formed P-256 CSR for the device (subject CN=<id>). */
-const goodCsr = (deviceId: string, tag = "good") => makeCsr(work, `${deviceId}-${tag}`, { subject: `/CN=${deviceId}` });
+const goodCsr = (deviceId: string, tag = "good") =>
+  opensslCsr(work, `${deviceId}-${tag}`, { subject: `/CN=${deviceId}` });
 
 interface Enrolled {
   certFile: string;
@@ -74,7 +56,10 @@ async function expectEnrolls(
   opts: { label?: string; alg?: "P-256" | "RSA-2048"; tag?: string } = {},
 ): Promise<Enrolled> {
   const tag = opts.tag ?? "good";
-  const csr = await makeCsr(work, `${t.deviceId}-${tag}`, { subject: `/CN=${t.deviceId}`, alg: opts.alg ?? "P-256" });
+  const csr = await opensslCsr(work, `${t.deviceId}-${tag}`, {
+    subject: `/CN=${t.deviceId}`,
+    alg: opts.alg ?? "P-256",
+  });
   const r = await estPost(server, work, "simpleenroll", csr.base64, { ...basic(t), label: opts.label });
   expect(r.status, `good enrollment of ${t.deviceId} after a refusal: ${r.text}`).toBe(200);
   const [pem] = await pkcs7ToPem(work, r.body);
@@ -110,7 +95,7 @@ async function refusalKeepsToken(
   send: (t: TokenRow) => Promise<HttpResponse>,
   opts: { profile?: string; label?: string; alg?: "P-256" | "RSA-2048" } = {},
 ): Promise<void> {
-  const token = await createToken(dataDir, deviceId, opts.profile ? { profile: opts.profile } : {});
+  const token = await cliCreateToken(dataDir, deviceId, opts.profile ? { profile: opts.profile } : {});
   const r = await send(token);
   expectOneLineError(r, status);
   if (status === 401) expect(r.headers["www-authenticate"]).toMatch(/^Basic realm="edgeid EST"/);
@@ -147,7 +132,7 @@ describe("simpleenroll: malformed requests", () => {
   it("CSR whose signature does not verify → 400", async () => {
     await refusalKeepsToken("bad-sig", 400, "csr_signature_invalid", async (t) => {
       // Signed over O=AAAAAAAAAAAA, then the signed bytes are changed to O=BBBBBBBBBBBB.
-      const csr = await makeCsr(work, "bad-sig-tampered", { subject: "/CN=bad-sig/O=AAAAAAAAAAAA" });
+      const csr = await opensslCsr(work, "bad-sig-tampered", { subject: "/CN=bad-sig/O=AAAAAAAAAAAA" });
       const at = csr.der.indexOf("AAAAAAAAAAAA");
       expect(at).toBeGreaterThan(0);
       const tampered = Buffer.from(csr.der);
@@ -194,27 +179,27 @@ describe("simpleenroll: malformed requests", () => {
 describe("simpleenroll: key policy", () => {
   it("RSA-1024 key on the device profile → 400", async () => {
     await refusalKeepsToken("bad-rsa1024", 400, "key_not_allowed", async (t) => {
-      const csr = await makeCsr(work, "bad-rsa1024-key", { subject: "/CN=bad-rsa1024", alg: "RSA-1024" });
+      const csr = await opensslCsr(work, "bad-rsa1024-key", { subject: "/CN=bad-rsa1024", alg: "RSA-1024" });
       return estPost(server, work, "simpleenroll", csr.base64, basic(t));
     });
   });
 
   it("RSA-2048 key on the device profile (no RSA there) → 400", async () => {
     await refusalKeepsToken("bad-rsa-device", 400, "key_not_allowed", async (t) => {
-      const csr = await makeCsr(work, "bad-rsa-device-key", { subject: "/CN=bad-rsa-device", alg: "RSA-2048" });
+      const csr = await opensslCsr(work, "bad-rsa-device-key", { subject: "/CN=bad-rsa-device", alg: "RSA-2048" });
       return estPost(server, work, "simpleenroll", csr.base64, basic(t));
     });
   });
 
   it("P-192 key → 400", async () => {
     await refusalKeepsToken("bad-p192", 400, "key_not_allowed", async (t) => {
-      const csr = await makeCsr(work, "bad-p192-key", { subject: "/CN=bad-p192", alg: "P-192" });
+      const csr = await opensslCsr(work, "bad-p192-key", { subject: "/CN=bad-p192", alg: "P-192" });
       return estPost(server, work, "simpleenroll", csr.base64, basic(t));
     });
   });
 
   it("RSA-2048 is accepted on a profile that allows RSA (label /rsa/)", async () => {
-    const token = await createToken(dataDir, "rsa-ok", { profile: "rsa" });
+    const token = await cliCreateToken(dataDir, "rsa-ok", { profile: "rsa" });
     const enrolled = await expectEnrolls(token, { label: "rsa", alg: "RSA-2048" });
     const text = await readFile(enrolled.certFile, "utf8");
     const cert = new x509.X509Certificate(text);
@@ -230,7 +215,7 @@ describe("simpleenroll: key policy", () => {
       400,
       "key_not_allowed",
       async (t) => {
-        const csr = await makeCsr(work, "bad-rsa1024-rsa-key", { subject: "/CN=bad-rsa1024-rsa", alg: "RSA-1024" });
+        const csr = await opensslCsr(work, "bad-rsa1024-rsa-key", { subject: "/CN=bad-rsa1024-rsa", alg: "RSA-1024" });
         return estPost(server, work, "simpleenroll", csr.base64, { ...basic(t), label: "rsa" });
       },
       { profile: "rsa", label: "rsa", alg: "RSA-2048" },
@@ -248,7 +233,7 @@ describe("simpleenroll: key policy", () => {
 describe("simpleenroll: names", () => {
   it("CSR asking for another device's SPIFFE ID (SAN URI) → 403", async () => {
     await refusalKeepsToken("bad-san", 403, "name_not_allowed", async (t) => {
-      const csr = await makeCsr(work, "bad-san-req", {
+      const csr = await opensslCsr(work, "bad-san-req", {
         subject: "/CN=bad-san",
         addext: [`subjectAltName=URI:spiffe://${TD}/device/victim-device`],
       });
@@ -258,7 +243,7 @@ describe("simpleenroll: names", () => {
 
   it("CSR asking for another device's CN → 403", async () => {
     await refusalKeepsToken("bad-cn", 403, "name_not_allowed", async (t) => {
-      const csr = await makeCsr(work, "bad-cn-req", { subject: "/CN=victim-device" });
+      const csr = await opensslCsr(work, "bad-cn-req", { subject: "/CN=victim-device" });
       return estPost(server, work, "simpleenroll", csr.base64, basic(t));
     });
   });
@@ -274,7 +259,7 @@ describe("simpleenroll: tokens", () => {
   });
 
   it("unknown Bearer token → 401 with a Basic challenge", async () => {
-    const csr = await makeCsr(work, "bearer-unknown", { subject: "/O=nobody" });
+    const csr = await opensslCsr(work, "bearer-unknown", { subject: "/O=nobody" });
     const r = await estPost(server, work, "simpleenroll", csr.base64, { bearer: "edt_doesnotexist" });
     expectOneLineError(r, 401);
     expect(r.headers["www-authenticate"]).toMatch(/^Basic realm="edgeid EST"/);
@@ -284,13 +269,13 @@ describe("simpleenroll: tokens", () => {
   it("token of device A with username B → 403; A's token still works", async () => {
     // "bad-owner-b" is not a device on this server; the token belongs to "bad-owner-a".
     await refusalKeepsToken("bad-owner-a", 403, "token_wrong_device", async (t) => {
-      const csr = await makeCsr(work, "bad-owner-b-req", { subject: "/CN=bad-owner-b" });
+      const csr = await opensslCsr(work, "bad-owner-b-req", { subject: "/CN=bad-owner-b" });
       return estPost(server, work, "simpleenroll", csr.base64, basic(t, "bad-owner-b"));
     });
   });
 
   it("expired token (--ttl 1s) → 401", async () => {
-    const token = await createToken(dataDir, "bad-expired-token", { ttl: "1s" });
+    const token = await cliCreateToken(dataDir, "bad-expired-token", { ttl: "1s" });
     await sleep(Math.max(0, Date.parse(token.expiresAt) - Date.now()) + 500);
     const csr = await goodCsr("bad-expired-token");
     const r = await estPost(server, work, "simpleenroll", csr.base64, basic(token));
@@ -304,7 +289,7 @@ describe("simpleenroll: tokens", () => {
   });
 
   it("already-used token → 401", async () => {
-    const token = await createToken(dataDir, "bad-used-token");
+    const token = await cliCreateToken(dataDir, "bad-used-token");
     const first = await expectEnrolls(token, { tag: "first" });
     const csr = await goodCsr("bad-used-token", "second");
     const r = await estPost(server, work, "simpleenroll", csr.base64, basic(token));
@@ -318,7 +303,7 @@ describe("simpleenroll: tokens", () => {
   });
 
   it("the same token sent from six connections at once enrolls exactly once", async () => {
-    const token = await createToken(dataDir, "bad-race");
+    const token = await cliCreateToken(dataDir, "bad-race");
     const csrs = await Promise.all(Array.from({ length: 6 }, (_, i) => goodCsr("bad-race", `race-${i}`)));
     const results = await Promise.all(
       csrs.map((csr) => estPost(server, work, "simpleenroll", csr.base64, basic(token))),
@@ -335,7 +320,7 @@ describe("simplereenroll refusals", () => {
   let renewable: Enrolled;
 
   beforeAll(async () => {
-    renewable = await expectEnrolls(await createToken(dataDir, "reenroll-dev"), { tag: "initial" });
+    renewable = await expectEnrolls(await cliCreateToken(dataDir, "reenroll-dev"), { tag: "initial" });
   });
 
   it("without a client certificate → 403", async () => {
@@ -347,7 +332,7 @@ describe("simplereenroll refusals", () => {
 
   it("with a certificate from another CA → 403", async () => {
     // A throwaway CA issues a look-alike client certificate for an enrolled device.
-    const rogue = await makeCa(work, "rogue-ca", "/O=Rogue/CN=Rogue CA");
+    const rogue = await opensslCa(work, "rogue-ca", "/O=Rogue/CN=Rogue CA");
     const lookalike = await issueClientCert(work, rogue, "rogue-leaf", "/CN=reenroll-dev");
     const csr = await goodCsr("reenroll-dev", "rogue");
     const r = await estPost(server, work, "simplereenroll", csr.base64, {
@@ -362,7 +347,7 @@ describe("simplereenroll refusals", () => {
   });
 
   it("with the same key → 400; a new key then works", async () => {
-    const sameKey = await makeCsr(work, "reenroll-dev-same", {
+    const sameKey = await opensslCsr(work, "reenroll-dev-same", {
       subject: "/CN=reenroll-dev",
       keyFile: renewable.keyFile,
     });
@@ -383,7 +368,7 @@ describe("simplereenroll refusals", () => {
   });
 
   it("with an expired certificate this server issued → 403", async () => {
-    const token = await createToken(dataDir, "short-dev", { profile: "short" });
+    const token = await cliCreateToken(dataDir, "short-dev", { profile: "short" });
     const short = await expectEnrolls(token, { label: "short" });
     const notAfter = new x509.X509Certificate(await readFile(short.certFile, "utf8")).notAfter.getTime();
     await sleep(Math.max(0, notAfter - Date.now()) + 1_200);

@@ -11,20 +11,12 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mqttConnect, type TestClient } from "../support/mqtt-client.ts";
-import {
-  EDGEID_BIN,
-  edgeid,
-  enrollDevice,
-  eventually,
-  initDataDir,
-  makeWorkDir,
-  type RunningMosquitto,
-  removeDir,
-  serviceCert,
-  startMosquitto,
-  startServer,
-  type TestServer,
-} from "./helpers.ts";
+import { serviceCert } from "./support/ca.ts";
+import { edgeid } from "./support/cli.ts";
+import { enrollDevice } from "./support/enroll.ts";
+import { type RunningMosquitto, startMosquitto } from "./support/mosquitto.ts";
+import { EDGEID_BIN, eventually, makeWorkDir, removeDir } from "./support/process.ts";
+import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
 let server: TestServer;
@@ -65,7 +57,7 @@ const show = async (id: string) =>
 
 beforeAll(async () => {
   work = await makeWorkDir("bridge");
-  const { adminToken, dataDir } = await initDataDir(work, "bridge.example");
+  const { adminToken, dataDir } = await cliInitDataDir(work, "bridge.example");
   broker = await startMosquitto(dataDir, work, ["bridge"]);
   ({ url, files } = broker);
   // The deployment itself has no broker (as a Worker has none): only the bridge carries messages.

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
-import { runOk } from "./helpers.ts";
+import { runOk } from "./support/process.ts";
 
 /**
  * The system Chromium (Debian's `chromium` package; `.ci/run` installs it). Nothing is

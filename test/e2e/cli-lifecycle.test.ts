@@ -1,21 +1,11 @@
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  createToken,
-  createTokenBatch,
-  EDGEID_BIN,
-  estGet,
-  estPost,
-  makeCsrNewKeyP256,
-  makeWorkDir,
-  pkcs7ToPem,
-  removeDir,
-  run,
-  startServer,
-  type TestServer,
-  writePem,
-} from "./helpers.ts";
+import { cliCreateToken, cliCreateTokenBatch } from "./support/cli.ts";
+import { estGet, estPost } from "./support/curl.ts";
+import { opensslCsrNewKeyP256, pkcs7ToPem, writePem } from "./support/openssl.ts";
+import { EDGEID_BIN, makeWorkDir, removeDir, run } from "./support/process.ts";
+import { startServer, type TestServer } from "./support/server.ts";
 
 /** The `edgeid` command's life cycle: first start, restart, secrets, listing. */
 describe("edgeid serve and the data directory", () => {
@@ -53,8 +43,8 @@ describe("edgeid serve and the data directory", () => {
   it("keeps its CA and its devices across a restart", async () => {
     const s1 = server as TestServer;
     const before = await estGet(s1, work, "cacerts");
-    const token = await createToken(dataDir, "restart-1");
-    const csr = await makeCsrNewKeyP256(work, "restart-1");
+    const token = await cliCreateToken(dataDir, "restart-1");
+    const csr = await opensslCsrNewKeyP256(work, "restart-1");
     const enrolled = await estPost(s1, work, "simpleenroll", csr.base64, {
       basic: { user: "restart-1", password: token.token },
     });
@@ -66,7 +56,7 @@ describe("edgeid serve and the data directory", () => {
     expect(server.log()).not.toContain("admin operator token");
     const after = await estGet(server, work, "cacerts");
     expect(after.text).toBe(before.text);
-    const next = await makeCsrNewKeyP256(work, "restart-1b", "/CN=restart-1");
+    const next = await opensslCsrNewKeyP256(work, "restart-1b", "/CN=restart-1");
     const renewed = await estPost(server, work, "simplereenroll", next.base64, { cert: certFile, key: csr.keyFile });
     expect(renewed.status).toBe(200);
   });
@@ -106,7 +96,7 @@ describe("edgeid serve and the data directory", () => {
   });
 
   it("lists devices page by page with --after and --limit", async () => {
-    await createTokenBatch(dataDir, "page-", 5);
+    await cliCreateTokenBatch(dataDir, "page-", 5);
     const page = async (after?: string) => {
       const args = [EDGEID_BIN, "devices", "list", "--data", dataDir, "--json", "--status", "pending", "--limit", "2"];
       if (after) args.push("--after", after);

@@ -12,7 +12,9 @@ import * as x509 from "@peculiar/x509";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Job, runLoad } from "../../bench/load.ts";
-import { createTokenBatch, initDataDir, makeWorkDir, removeDir, startServer, type TestServer } from "./helpers.ts";
+import { cliCreateTokenBatch } from "./support/cli.ts";
+import { makeWorkDir, removeDir } from "./support/process.ts";
+import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 const DEVICES = 240;
 const RACERS = 12;
@@ -22,7 +24,7 @@ let server: TestServer;
 
 beforeAll(async () => {
   work = await makeWorkDir("load");
-  const { dataDir } = await initDataDir(work, "load.example");
+  const { dataDir } = await cliInitDataDir(work, "load.example");
   server = await startServer(dataDir, work);
 }, 60_000);
 
@@ -55,7 +57,7 @@ function certificateOf(body: string): x509.X509Certificate {
 
 describe("enrollment under concurrent load", () => {
   it("issues exactly one certificate per token, even when a token is raced", async () => {
-    const tokens = await createTokenBatch(server.dataDir, "load-", DEVICES + 1);
+    const tokens = await cliCreateTokenBatch(server.dataDir, "load-", DEVICES + 1);
     const raced = tokens[DEVICES];
     if (!raced) throw new Error("token batch is short");
     const racedCsr = await csrFor(raced.deviceId);

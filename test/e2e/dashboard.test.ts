@@ -6,29 +6,14 @@ import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "./browser.ts";
-import {
-  AGENT_BIN,
-  AGENT_ENV,
-  addProfiles,
-  agentEnrollArgs,
-  caFiles,
-  createToken,
-  curl,
-  edgeid,
-  enrollDevice,
-  eventually,
-  expectDeniedAudit,
-  freePort,
-  initDataDir,
-  makeWorkDir,
-  normalizeSerial,
-  ROOT,
-  removeDir,
-  run,
-  showDevice,
-  startServer,
-  type TestServer,
-} from "./helpers.ts";
+import { AGENT_BIN, AGENT_ENV, agentEnrollArgs } from "./support/agent.ts";
+import { caFiles } from "./support/ca.ts";
+import { cliCreateToken, edgeid, expectDeniedAudit, showDevice } from "./support/cli.ts";
+import { curl } from "./support/curl.ts";
+import { enrollDevice } from "./support/enroll.ts";
+import { normalizeSerial } from "./support/openssl.ts";
+import { eventually, freePort, makeWorkDir, ROOT, removeDir, run } from "./support/process.ts";
+import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 /**
  * The operator dashboard in a real browser: Debian's Chromium, driven by
@@ -109,7 +94,7 @@ const statusOf = (page: Page) => page.locator('[data-testid="device-status"]').t
 beforeAll(async () => {
   work = await makeWorkDir("edgeid-dashboard-");
   await mkdir(ARTIFACTS, { recursive: true });
-  const init = await initDataDir(work, "example.org");
+  const init = await cliInitDataDir(work, "example.org");
   dataDir = init.dataDir;
   adminToken = init.adminToken;
   await addProfiles(dataDir, { vetted: { approval: "manual", retryAfter: "1s" } });
@@ -139,9 +124,9 @@ beforeAll(async () => {
     const d = await enrollDevice(server, work, id);
     certs[id] = { cert: d.cert, serial: d.serial };
   }
-  for (const id of ["plant7-spare-01", "plant7-spare-02"]) await createToken(dataDir, id);
+  for (const id of ["plant7-spare-01", "plant7-spare-02"]) await cliCreateToken(dataDir, id);
   // One device runs the real agent, which reports its status over the embedded broker.
-  const { token } = await createToken(dataDir, "plant7-edge-01");
+  const { token } = await cliCreateToken(dataDir, "plant7-edge-01");
   const enrolled = await run(process.execPath, agentArgs("plant7-edge-01", token, ["--mqtt", server.mqttUrl ?? ""]), {
     env: AGENT_ENV,
   });
@@ -289,7 +274,7 @@ describe("operator dashboard in Chromium", { timeout: 90_000 }, () => {
   });
 
   it("approves a pending enrollment and watches the device complete it", async () => {
-    const { token } = await createToken(dataDir, "plant7-vet-01", { profile: "vetted" });
+    const { token } = await cliCreateToken(dataDir, "plant7-vet-01", { profile: "vetted" });
     const enrolling = run(process.execPath, agentArgs("plant7-vet-01", token, ["--label", "vetted"]), {
       env: AGENT_ENV,
       timeoutMs: 90_000,

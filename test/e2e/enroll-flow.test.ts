@@ -7,33 +7,24 @@
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cliCreateToken, cliCreateTokenBatch, listDevices, showDevice } from "./support/cli.ts";
+import { estGet, estPost, expectOneLineError, type HttpResponse } from "./support/curl.ts";
 import {
-  createToken,
-  createTokenBatch,
-  estGet,
-  estPost,
-  expectOneLineError,
-  type HttpResponse,
-  initDataDir,
   keyPublicKey,
-  listDevices,
-  makeCsr,
-  makeCsrNewKeyP256,
-  makeWorkDir,
   normalizeSerial,
   openssl,
+  opensslCsr,
+  opensslCsrNewKeyP256,
   opensslVerify,
   pkcs7ToPem,
-  removeDir,
-  showDevice,
-  startServer,
-  type TestServer,
   writePem,
   x509PublicKey,
   x509Serial,
   x509Subject,
   x509Text,
-} from "./helpers.ts";
+} from "./support/openssl.ts";
+import { makeWorkDir, removeDir } from "./support/process.ts";
+import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 const TD = "example.org";
 const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
@@ -90,7 +81,7 @@ async function expectDeviceCertificate(certFile: string, pem: string, deviceId: 
 
 beforeAll(async () => {
   work = await makeWorkDir("enroll");
-  ({ dataDir } = await initDataDir(work, TD));
+  ({ dataDir } = await cliInitDataDir(work, TD));
   server = await startServer(dataDir, work);
 });
 
@@ -153,8 +144,8 @@ describe("EST enrollment flow (openssl + curl)", () => {
   let basicCert: { file: string; pem: string; keyFile: string; serial: string };
 
   it("simpleenroll with HTTP Basic sent upfront (curl --basic -u id:token)", async () => {
-    const token = await createToken(dataDir, "dev-basic");
-    const csr = await makeCsrNewKeyP256(work, "dev-basic");
+    const token = await cliCreateToken(dataDir, "dev-basic");
+    const csr = await opensslCsrNewKeyP256(work, "dev-basic");
     const r = await estPost(server, work, "simpleenroll", csr.base64, {
       basic: { user: "dev-basic", password: token.token },
     });
@@ -170,15 +161,15 @@ describe("EST enrollment flow (openssl + curl)", () => {
   });
 
   it("simpleenroll without credentials: 401 with a Basic challenge (RFC 7030 §3.2.3)", async () => {
-    const csr = await makeCsr(work, "dev-challenge-probe", { subject: "/CN=dev-challenge" });
+    const csr = await opensslCsr(work, "dev-challenge-probe", { subject: "/CN=dev-challenge" });
     const r = await estPost(server, work, "simpleenroll", csr.base64);
     expectOneLineError(r, 401);
     expect(r.headers["www-authenticate"]).toMatch(/^Basic realm="edgeid EST"/);
   });
 
   it("simpleenroll with the challenge flow (curl --anyauth): 401 first, then Basic and 200", async () => {
-    const token = await createToken(dataDir, "dev-challenge");
-    const csr = await makeCsrNewKeyP256(work, "dev-challenge");
+    const token = await cliCreateToken(dataDir, "dev-challenge");
+    const csr = await opensslCsrNewKeyP256(work, "dev-challenge");
     const r = await estPost(server, work, "simpleenroll", csr.base64, {
       basic: { user: "dev-challenge", password: token.token },
       anyauth: true,
@@ -196,9 +187,9 @@ describe("EST enrollment flow (openssl + curl)", () => {
   });
 
   it("simpleenroll with a Bearer token", async () => {
-    const token = await createToken(dataDir, "dev-bearer");
+    const token = await cliCreateToken(dataDir, "dev-bearer");
     // An empty subject is fine: the server decides the names.
-    const csr = await makeCsr(work, "dev-bearer", { subject: "/O=ignored" });
+    const csr = await opensslCsr(work, "dev-bearer", { subject: "/O=ignored" });
     const r = await estPost(server, work, "simpleenroll", csr.base64, { bearer: token.token });
     expect(r.trace).toMatch(/^> Authorization: Bearer edt_/m);
     const { file, pem } = await issuedCert(r, "dev-bearer");
@@ -207,8 +198,8 @@ describe("EST enrollment flow (openssl + curl)", () => {
   });
 
   it("simpleenroll with a P-384 key", async () => {
-    const token = await createToken(dataDir, "dev-p384");
-    const csr = await makeCsr(work, "dev-p384", { alg: "P-384" });
+    const token = await cliCreateToken(dataDir, "dev-p384");
+    const csr = await opensslCsr(work, "dev-p384", { alg: "P-384" });
     const r = await estPost(server, work, "simpleenroll", csr.base64, {
       basic: { user: "dev-p384", password: token.token },
     });
@@ -220,8 +211,8 @@ describe("EST enrollment flow (openssl + curl)", () => {
   });
 
   it("simpleenroll with an Ed25519 key (openssl genpkey -algorithm ed25519)", async () => {
-    const token = await createToken(dataDir, "dev-ed25519");
-    const csr = await makeCsr(work, "dev-ed25519", { alg: "Ed25519" });
+    const token = await cliCreateToken(dataDir, "dev-ed25519");
+    const csr = await opensslCsr(work, "dev-ed25519", { alg: "Ed25519" });
     const r = await estPost(server, work, "simpleenroll", csr.base64, {
       basic: { user: "dev-ed25519", password: token.token },
     });
@@ -233,7 +224,7 @@ describe("EST enrollment flow (openssl + curl)", () => {
   });
 
   it("simplereenroll over mutual TLS (curl --cert/--key) with a new key", async () => {
-    const csr = await makeCsr(work, "dev-basic-renew", { subject: "/CN=dev-basic" });
+    const csr = await opensslCsr(work, "dev-basic-renew", { subject: "/CN=dev-basic" });
     const r = await estPost(server, work, "simplereenroll", csr.base64, {
       cert: basicCert.file,
       key: basicCert.keyFile,
@@ -259,7 +250,7 @@ describe("EST enrollment flow (openssl + curl)", () => {
     expect(device.audit.some((a) => a.action === "est.simplereenroll" && a.outcome === "success")).toBe(true);
 
     // The renewed certificate renews in turn.
-    const next = await makeCsr(work, "dev-basic-renew2", { subject: "/CN=dev-basic" });
+    const next = await opensslCsr(work, "dev-basic-renew2", { subject: "/CN=dev-basic" });
     const r2 = await estPost(server, work, "simplereenroll", next.base64, { cert: file, key: csr.keyFile });
     const second = await issuedCert(r2, "dev-basic-renewed2");
     await expectVerifies(second.file);
@@ -267,7 +258,7 @@ describe("EST enrollment flow (openssl + curl)", () => {
   });
 
   it("batch tokens (--count 3 --device-prefix): one of the devices enrolls", async () => {
-    const rows = await createTokenBatch(dataDir, "batch-", 3);
+    const rows = await cliCreateTokenBatch(dataDir, "batch-", 3);
     expect(rows.map((t) => t.deviceId)).toEqual(["batch-0001", "batch-0002", "batch-0003"]);
     expect(new Set(rows.map((t) => t.token)).size).toBe(3);
     for (const t of rows) {
@@ -281,7 +272,7 @@ describe("EST enrollment flow (openssl + curl)", () => {
     }
 
     const token = rows[1] as (typeof rows)[number];
-    const csr = await makeCsrNewKeyP256(work, "batch-0002");
+    const csr = await opensslCsrNewKeyP256(work, "batch-0002");
     const r = await estPost(server, work, "simpleenroll", csr.base64, {
       basic: { user: "batch-0002", password: token.token },
     });

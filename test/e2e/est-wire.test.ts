@@ -13,21 +13,11 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  addProfiles,
-  createToken,
-  EDGEID_BIN,
-  edgeid,
-  enrollDevice,
-  initDataDir,
-  makeCsrNewKeyP256,
-  makeWorkDir,
-  openssl,
-  removeDir,
-  run,
-  startServer,
-  type TestServer,
-} from "./helpers.ts";
+import { cliCreateToken, edgeid } from "./support/cli.ts";
+import { enrollDevice } from "./support/enroll.ts";
+import { openssl, opensslCsrNewKeyP256 } from "./support/openssl.ts";
+import { EDGEID_BIN, makeWorkDir, removeDir, run } from "./support/process.ts";
+import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
 let dataDir: string;
@@ -38,7 +28,7 @@ let rsaRootPem: string;
 
 beforeAll(async () => {
   work = await makeWorkDir("est-wire");
-  ({ dataDir } = await initDataDir(work, "wire.example"));
+  ({ dataDir } = await cliInitDataDir(work, "wire.example"));
   await addProfiles(dataDir, { held: { approval: "manual", retryAfter: "2m" } });
   server = await startServer(dataDir, work);
   port = Number(new URL(server.url).port);
@@ -163,8 +153,8 @@ describe("EST on the wire, byte for byte (raw TLS 1.2, only the P-256 root trust
   });
 
   it("simpleenroll: 401 with the Basic challenge, then 200 certs-only with the credentials", async () => {
-    const { token } = await createToken(dataDir, "wire-01");
-    const csr = await makeCsrNewKeyP256(work, "wire-01");
+    const { token } = await cliCreateToken(dataDir, "wire-01");
+    const csr = await opensslCsrNewKeyP256(work, "wire-01");
     const headers = { "Content-Type": "application/pkcs10" };
     const challenge = await exchange("POST", est("simpleenroll"), { headers, body: csr.base64 });
     expect(challenge.statusLine).toBe("HTTP/1.1 401 Unauthorized");
@@ -187,7 +177,7 @@ describe("EST on the wire, byte for byte (raw TLS 1.2, only the P-256 root trust
 
   it("simplereenroll over mutual TLS, and serverkeygen's multipart body", async () => {
     const device = await enrollDevice(server, work, "wire-02");
-    const csr = await makeCsrNewKeyP256(work, "wire-02-next", "/CN=wire-02");
+    const csr = await opensslCsrNewKeyP256(work, "wire-02-next", "/CN=wire-02");
     const renewed = await exchange("POST", est("simplereenroll"), {
       headers: { "Content-Type": "application/pkcs10" },
       body: csr.base64,
@@ -199,8 +189,8 @@ describe("EST on the wire, byte for byte (raw TLS 1.2, only the P-256 root trust
     expect(renewed.header("Content-Type")).toBe("application/pkcs7-mime; smime-type=certs-only");
     expectBase64Body(renewed);
 
-    const { token } = await createToken(dataDir, "wire-03", { profile: "legacy" });
-    const keygenCsr = await makeCsrNewKeyP256(work, "wire-03");
+    const { token } = await cliCreateToken(dataDir, "wire-03", { profile: "legacy" });
+    const keygenCsr = await opensslCsrNewKeyP256(work, "wire-03");
     const keygen = await exchange("POST", est("serverkeygen", "legacy"), {
       headers: { "Content-Type": "application/pkcs10", Authorization: basic("wire-03", token) },
       body: keygenCsr.base64,
@@ -228,8 +218,8 @@ describe("EST on the wire, byte for byte (raw TLS 1.2, only the P-256 root trust
   });
 
   it("a request waiting for approval: 202 with Retry-After in seconds", async () => {
-    const { token } = await createToken(dataDir, "wire-held", { profile: "held" });
-    const csr = await makeCsrNewKeyP256(work, "wire-held");
+    const { token } = await cliCreateToken(dataDir, "wire-held", { profile: "held" });
+    const csr = await opensslCsrNewKeyP256(work, "wire-held");
     const r = await exchange("POST", est("simpleenroll", "held"), {
       headers: { "Content-Type": "application/pkcs10", Authorization: basic("wire-held", token) },
       body: csr.base64,

@@ -8,23 +8,13 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mqttConnect, type TestClient } from "../support/mqtt-client.ts";
-import {
-  curl,
-  edgeid,
-  enrollDevice,
-  eventually,
-  expectDeniedAudit,
-  initDataDir,
-  issueClientCert,
-  makeCa,
-  makeWorkDir,
-  normalizeSerial,
-  removeDir,
-  serviceCert,
-  showDevice,
-  startServer,
-  type TestServer,
-} from "./helpers.ts";
+import { issueClientCert, opensslCa, serviceCert } from "./support/ca.ts";
+import { edgeid, expectDeniedAudit, showDevice } from "./support/cli.ts";
+import { curl } from "./support/curl.ts";
+import { enrollDevice } from "./support/enroll.ts";
+import { normalizeSerial } from "./support/openssl.ts";
+import { eventually, makeWorkDir, removeDir } from "./support/process.ts";
+import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
 let adminToken: string;
@@ -71,7 +61,7 @@ const statusDoc = (session: number, extra: Record<string, unknown> = {}) => ({
 
 beforeAll(async () => {
   work = await makeWorkDir("fleet-mqtt");
-  ({ adminToken } = await initDataDir(work, "fleet.example"));
+  ({ adminToken } = await cliInitDataDir(work, "fleet.example"));
   server = await startServer(join(work, "data"), work);
   expect(server.mqttUrl).toMatch(/^mqtts:\/\/127\.0\.0\.1:\d+$/);
   mqttUrl = server.mqttUrl as string;
@@ -112,7 +102,7 @@ describe("embedded broker", () => {
     const none = await mqttConnect(mqttUrl, { clientId: "dev-a", ca: server.rootPemFile, timeoutMs: 5000 });
     expect(none.ok).toBe(false);
 
-    const foreign = await makeCa(work, "foreign-ca", "/CN=Foreign CA");
+    const foreign = await opensslCa(work, "foreign-ca", "/CN=Foreign CA");
     const impostor = await issueClientCert(work, foreign, "impostor", "/CN=dev-a");
     const byForeign = await mqttConnect(mqttUrl, {
       clientId: "dev-a",

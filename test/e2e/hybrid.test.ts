@@ -8,27 +8,11 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  addProfiles,
-  curl,
-  EDGEID_BIN,
-  edgeid,
-  expectDeniedAudit,
-  expectOneLineError,
-  type HttpResponse,
-  initDataDir,
-  makeCsr,
-  makeWorkDir,
-  openssl,
-  pkcs7ToPem,
-  removeDir,
-  run,
-  startServer,
-  type TestServer,
-  writePem,
-  x509Serial,
-  x509Text,
-} from "./helpers.ts";
+import { edgeid, expectDeniedAudit } from "./support/cli.ts";
+import { curl, expectOneLineError, type HttpResponse } from "./support/curl.ts";
+import { openssl, opensslCsr, pkcs7ToPem, writePem, x509Serial, x509Text } from "./support/openssl.ts";
+import { EDGEID_BIN, makeWorkDir, removeDir, run } from "./support/process.ts";
+import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
 let dataDir: string;
@@ -108,7 +92,7 @@ async function ocspStatus(certFile: string): Promise<string | undefined> {
 
 beforeAll(async () => {
   work = await makeWorkDir("edgeid-hybrid-");
-  dataDir = (await initDataDir(work, "example.org")).dataDir;
+  dataDir = (await cliInitDataDir(work, "example.org")).dataDir;
   // init's gateway profile, with a small quota for the test.
   await addProfiles(dataDir, { gateway: { gateway: { applianceProfile: "appliance", maxAppliances: 2 } } });
   server = await startServer(dataDir, work, 0, { mqtt: "off" });
@@ -166,7 +150,7 @@ describe("the legacy profile over EST (openssl + curl)", () => {
       "--ip",
       "fd00::7",
     ]);
-    const csr = await makeCsr(work, "printer-7", {
+    const csr = await opensslCsr(work, "printer-7", {
       alg: "RSA-2048",
       addext: ["subjectAltName=DNS:printer-7.plant.example"],
     });
@@ -214,7 +198,7 @@ describe("the legacy profile over EST (openssl + curl)", () => {
 
   it("never takes a DNS name from the CSR alone", async () => {
     const token = await tokenFor("printer-8", "legacy");
-    const csr = await makeCsr(work, "printer-8", { alg: "RSA-2048", addext: ["subjectAltName=DNS:bank.example"] });
+    const csr = await opensslCsr(work, "printer-8", { alg: "RSA-2048", addext: ["subjectAltName=DNS:bank.example"] });
     const r = await legacyEst("simpleenroll", {
       method: "POST",
       body: csr.base64,
@@ -250,7 +234,7 @@ describe("gateway-brokered enrollment (openssl + curl)", () => {
   let gwCert: string;
   let gwKey: string;
   const applianceCsr = (name: string, uri: string) =>
-    makeCsr(work, name, { alg: "RSA-2048", subject: `/CN=${name}`, addext: [`subjectAltName=URI:${uri}`] });
+    opensslCsr(work, name, { alg: "RSA-2048", subject: `/CN=${name}`, addext: [`subjectAltName=URI:${uri}`] });
   const brokered = async (csr: { base64: string }) =>
     curl(work, `${server.est}/appliance/simpleenroll`, {
       method: "POST",
@@ -263,7 +247,7 @@ describe("gateway-brokered enrollment (openssl + curl)", () => {
 
   beforeAll(async () => {
     const token = await tokenFor("gw-9", "gateway");
-    const csr = await makeCsr(work, "gw-9");
+    const csr = await opensslCsr(work, "gw-9");
     const r = await curl(work, `${server.est}/gateway/simpleenroll`, {
       method: "POST",
       body: csr.base64,
@@ -357,7 +341,7 @@ describe("a data directory made before the RSA hierarchy existed", () => {
   it("refuses to serve profiles of the RSA CA until `edgeid ca add-rsa` creates it", async () => {
     const older = await makeWorkDir("edgeid-hybrid-upgrade-");
     try {
-      const dir = (await initDataDir(older, "example.org")).dataDir;
+      const dir = (await cliInitDataDir(older, "example.org")).dataDir;
       // What an earlier release left: no RSA root, issuing CA or RSA listener certificate.
       await run("sh", ["-c", `rm ${dir}/ca/*rsa* ${dir}/tls/server-rsa.*`]);
       const refused = await run(process.execPath, [EDGEID_BIN, "serve", "--data", dir, "--listen", "127.0.0.1:0"]);

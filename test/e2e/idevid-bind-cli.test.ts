@@ -6,28 +6,20 @@
 import { copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  addProfiles,
-  EDGEID_BIN,
-  edgeid,
-  initDataDir,
-  issueClientCert,
-  makeCa,
-  makeWorkDir,
-  openssl,
-  removeDir,
-  run,
-  type TestCa,
-} from "./helpers.ts";
+import { issueClientCert, type OpensslCa, opensslCa } from "./support/ca.ts";
+import { edgeid } from "./support/cli.ts";
+import { openssl } from "./support/openssl.ts";
+import { EDGEID_BIN, makeWorkDir, removeDir, run } from "./support/process.ts";
+import { addProfiles, cliInitDataDir } from "./support/server.ts";
 
 let work: string;
 let dataDir: string;
-let mfg: TestCa;
+let mfg: OpensslCa;
 
 beforeAll(async () => {
   work = await makeWorkDir("idevid-bind");
-  ({ dataDir } = await initDataDir(work, "factory.example"));
-  mfg = await makeCa(work, "acme-mfg-ca", "/O=Acme Corp/CN=Acme Manufacturing CA");
+  ({ dataDir } = await cliInitDataDir(work, "factory.example"));
+  mfg = await opensslCa(work, "acme-mfg-ca", "/O=Acme Corp/CN=Acme Manufacturing CA");
   await copyFile(mfg.certFile, join(dataDir, "mfg-ca.pem"));
   await addProfiles(dataDir, { factory: { idevid: { trustBundle: "mfg-ca.pem", binding: "pre-bound" } } });
 });
@@ -91,7 +83,7 @@ describe("edgeid devices bind-idevid (data directory)", () => {
   });
 
   it("refuses a certificate from a manufacturer the profile does not trust", async () => {
-    const rogue = await makeCa(work, "rogue-ca", "/CN=Rogue CA");
+    const rogue = await opensslCa(work, "rogue-ca", "/CN=Rogue CA");
     const idevid = await issueClientCert(work, rogue, "idevid-rogue", "/CN=Acme Sensor/serialNumber=SN-ROGUE");
     const r = await bindIdevid(["SN-ROGUE", "--cert", idevid.certFile, "--profile", "factory"]);
     expect(r.code).toBe(1);

@@ -7,29 +7,21 @@ import { copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { issueClientCert, type OpensslCa, opensslCa } from "./support/ca.ts";
+import { showDevice } from "./support/cli.ts";
+import { estGet, estPost, expectOneLineError } from "./support/curl.ts";
 import {
-  addProfiles,
-  estGet,
-  estPost,
-  expectOneLineError,
-  initDataDir,
-  issueClientCert,
-  makeCa,
-  makeCsr,
-  makeWorkDir,
   normalizeSerial,
+  opensslCsr,
   opensslVerify,
   pkcs7ToPem,
-  removeDir,
-  showDevice,
-  startServer,
-  type TestCa,
-  type TestServer,
   writePem,
   x509Serial,
   x509Subject,
   x509Text,
-} from "./helpers.ts";
+} from "./support/openssl.ts";
+import { makeWorkDir, removeDir } from "./support/process.ts";
+import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 const TD = "factory.example";
 const SERIAL = "SN12345";
@@ -37,14 +29,14 @@ const SERIAL = "SN12345";
 let work: string;
 let dataDir: string;
 let server: TestServer;
-let mfg: TestCa;
+let mfg: OpensslCa;
 let idevid: { certFile: string; keyFile: string };
 let ldevid: { certFile: string; keyFile: string; serial: string };
 
 beforeAll(async () => {
   work = await makeWorkDir("idevid");
-  ({ dataDir } = await initDataDir(work, TD));
-  mfg = await makeCa(work, "acme-mfg-ca", "/O=Acme Corp/CN=Acme Manufacturing CA");
+  ({ dataDir } = await cliInitDataDir(work, TD));
+  mfg = await opensslCa(work, "acme-mfg-ca", "/O=Acme Corp/CN=Acme Manufacturing CA");
   idevid = await issueClientCert(work, mfg, "idevid", `/CN=Acme Sensor/serialNumber=${SERIAL}`);
   // The trust bundle lives in the data directory and is named relative to it.
   await copyFile(mfg.certFile, join(dataDir, "mfg-ca.pem"));
@@ -68,7 +60,7 @@ describe("IDevID first boot (profile factory)", () => {
   });
 
   it("enrolls with the IDevID as TLS client certificate and no token → 200", async () => {
-    const csr = await makeCsr(work, "ldevid-1", { subject: `/CN=${SERIAL}` });
+    const csr = await opensslCsr(work, "ldevid-1", { subject: `/CN=${SERIAL}` });
     const r = await estPost(server, work, "simpleenroll", csr.base64, {
       label: "factory",
       cert: idevid.certFile,
@@ -109,7 +101,7 @@ describe("IDevID first boot (profile factory)", () => {
   });
 
   it("the certificate from the IDevID enrollment re-enrolls over mutual TLS", async () => {
-    const csr = await makeCsr(work, "ldevid-2", { subject: `/CN=${SERIAL}` });
+    const csr = await opensslCsr(work, "ldevid-2", { subject: `/CN=${SERIAL}` });
     const r = await estPost(server, work, "simplereenroll", csr.base64, {
       label: "factory",
       cert: ldevid.certFile,
@@ -124,7 +116,7 @@ describe("IDevID first boot (profile factory)", () => {
 
   it("a second IDevID with the same serialNumber but another key → 403", async () => {
     const clone = await issueClientCert(work, mfg, "idevid-clone", `/CN=Acme Sensor/serialNumber=${SERIAL}`);
-    const csr = await makeCsr(work, "clone-req", { subject: `/CN=${SERIAL}` });
+    const csr = await opensslCsr(work, "clone-req", { subject: `/CN=${SERIAL}` });
     const r = await estPost(server, work, "simpleenroll", csr.base64, {
       label: "factory",
       cert: clone.certFile,
@@ -142,9 +134,9 @@ describe("IDevID first boot (profile factory)", () => {
   });
 
   it("an IDevID from an untrusted manufacturer → 403", async () => {
-    const other = await makeCa(work, "other-mfg-ca", "/O=Other Corp/CN=Other Manufacturing CA");
+    const other = await opensslCa(work, "other-mfg-ca", "/O=Other Corp/CN=Other Manufacturing CA");
     const foreign = await issueClientCert(work, other, "idevid-foreign", "/CN=Other Sensor/serialNumber=SN54321");
-    const csr = await makeCsr(work, "foreign-req", { subject: "/CN=SN54321" });
+    const csr = await opensslCsr(work, "foreign-req", { subject: "/CN=SN54321" });
     const r = await estPost(server, work, "simpleenroll", csr.base64, {
       label: "factory",
       cert: foreign.certFile,
@@ -155,14 +147,14 @@ describe("IDevID first boot (profile factory)", () => {
   });
 
   it("no client certificate and no token → 401 with a Basic challenge", async () => {
-    const csr = await makeCsr(work, "anonymous-req", { subject: `/CN=${SERIAL}` });
+    const csr = await opensslCsr(work, "anonymous-req", { subject: `/CN=${SERIAL}` });
     const r = await estPost(server, work, "simpleenroll", csr.base64, { label: "factory" });
     expectOneLineError(r, 401);
     expect(r.headers["www-authenticate"]).toMatch(/^Basic realm="edgeid EST"/);
   });
 
   it("the IDevID is not accepted on a profile that does not trust the manufacturer → 401", async () => {
-    const csr = await makeCsr(work, "default-label-req", { subject: `/CN=${SERIAL}` });
+    const csr = await opensslCsr(work, "default-label-req", { subject: `/CN=${SERIAL}` });
     const r = await estPost(server, work, "simpleenroll", csr.base64, { cert: idevid.certFile, key: idevid.keyFile });
     expectOneLineError(r, 401);
     expect(server.isRunning()).toBe(true);

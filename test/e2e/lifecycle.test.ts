@@ -10,33 +10,25 @@ import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mqttConnect, type TestClient } from "../support/mqtt-client.ts";
+import { serviceCert } from "./support/ca.ts";
+import { cliCreateToken, edgeid } from "./support/cli.ts";
+import { estPost } from "./support/curl.ts";
 import {
-  addProfiles,
-  createToken,
-  EDGEID_BIN,
-  edgeid,
-  estPost,
-  eventually,
-  initDataDir,
   keyPublicKey,
-  makeCsr,
-  makeCsrNewKeyP256,
-  makeWorkDir,
   openssl,
+  opensslCsr,
+  opensslCsrNewKeyP256,
   opensslVerify,
   pkcs7ToPem,
-  removeDir,
-  run,
-  serviceCert,
   splitPem,
-  startServer,
-  type TestServer,
   writePem,
   x509PublicKey,
   x509Serial,
   x509Subject,
   x509Text,
-} from "./helpers.ts";
+} from "./support/openssl.ts";
+import { EDGEID_BIN, eventually, makeWorkDir, removeDir, run } from "./support/process.ts";
+import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
 let dataDir: string;
@@ -51,7 +43,7 @@ const received: { signature: string | undefined; body: string }[] = [];
 
 beforeAll(async () => {
   work = await makeWorkDir("lifecycle");
-  ({ dataDir, adminToken } = await initDataDir(work, "plant.example"));
+  ({ dataDir, adminToken } = await cliInitDataDir(work, "plant.example"));
   hook = createServer((req, res) => {
     let body = "";
     req.setEncoding("utf8").on("data", (c: string) => {
@@ -100,8 +92,8 @@ afterAll(async () => {
 
 describe("lifecycle controls", () => {
   it("labels an appliance, alerts before its certificate expires, and reports it", async () => {
-    const { token } = await createToken(dataDir, "plc-07", { profile: "appliance" });
-    const csr = await makeCsrNewKeyP256(work, "plc-07");
+    const { token } = await cliCreateToken(dataDir, "plc-07", { profile: "appliance" });
+    const csr = await opensslCsrNewKeyP256(work, "plc-07");
     const res = await estPost(server, work, "simpleenroll", csr.base64, {
       label: "appliance",
       basic: { user: "plc-07", password: token },
@@ -164,7 +156,7 @@ describe("lifecycle controls", () => {
 
   it("an operator signs an appliance's CSR, on the data directory or through the API", async () => {
     // The appliance made its own key and CSR (PEM), and has no EST client.
-    const csr = await makeCsr(work, "plc-09", { alg: "P-256" });
+    const csr = await opensslCsr(work, "plc-09", { alg: "P-256" });
     const pemCsr = join(work, "plc-09.csr.pem");
     await openssl(["req", "-inform", "DER", "-in", csr.derFile, "-out", pemCsr]);
     const out = join(work, "plc-09.chain.pem");
@@ -197,7 +189,7 @@ describe("lifecycle controls", () => {
 
     // Through the API with an operator token (remote CLI); an RSA key is not in this profile.
     const remote = ["--server", server.url, "--token-file", tokenFile, "--cacert", server.rootPemFile];
-    const other = await makeCsr(work, "plc-10", { alg: "P-256" });
+    const other = await opensslCsr(work, "plc-10", { alg: "P-256" });
     const viaApi = JSON.parse(
       (
         await edgeid([
@@ -215,7 +207,7 @@ describe("lifecycle controls", () => {
       ).stdout,
     );
     expect(viaApi).toMatchObject({ deviceId: "plc-10", certificate: expect.stringContaining("BEGIN CERTIFICATE") });
-    const rsa = await makeCsr(work, "plc-11", { alg: "RSA-2048" });
+    const rsa = await opensslCsr(work, "plc-11", { alg: "RSA-2048" });
     const refused = await run(process.execPath, [
       EDGEID_BIN,
       "legacy",
@@ -230,7 +222,7 @@ describe("lifecycle controls", () => {
     ]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/key type RSA-2048 is not allowed/);
-    const named = await makeCsr(work, "plc-12", { alg: "P-256", addext: ["subjectAltName=DNS:evil.example"] });
+    const named = await opensslCsr(work, "plc-12", { alg: "P-256", addext: ["subjectAltName=DNS:evil.example"] });
     const refusedNames = await run(process.execPath, [
       EDGEID_BIN,
       "legacy",

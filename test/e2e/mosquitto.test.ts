@@ -9,23 +9,14 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mqttConnect, type TestClient } from "../support/mqtt-client.ts";
-import {
-  curl,
-  edgeid,
-  enrollDevice,
-  eventually,
-  initDataDir,
-  makeWorkDir,
-  normalizeSerial,
-  openssl,
-  type RunningMosquitto,
-  removeDir,
-  run,
-  serviceCert,
-  startMosquitto,
-  startServer,
-  type TestServer,
-} from "./helpers.ts";
+import { serviceCert } from "./support/ca.ts";
+import { edgeid } from "./support/cli.ts";
+import { curl } from "./support/curl.ts";
+import { enrollDevice } from "./support/enroll.ts";
+import { type RunningMosquitto, startMosquitto } from "./support/mosquitto.ts";
+import { normalizeSerial, openssl } from "./support/openssl.ts";
+import { eventually, makeWorkDir, removeDir, run } from "./support/process.ts";
+import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
 let adminToken: string;
@@ -50,7 +41,7 @@ async function connect(id: string) {
 
 beforeAll(async () => {
   work = await makeWorkDir("mosquitto");
-  ({ adminToken } = await initDataDir(work, "mosq.example"));
+  ({ adminToken } = await cliInitDataDir(work, "mosq.example"));
   const dataDir = join(work, "data");
   const mosquitto = await startMosquitto(dataDir, work, ["observer"]);
   ({ url, files } = mosquitto);

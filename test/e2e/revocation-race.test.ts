@@ -14,23 +14,13 @@ import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  caFiles,
-  createTokenBatch,
-  curl,
-  edgeid,
-  enrollDevice,
-  estPost,
-  eventually,
-  initDataDir,
-  makeWorkDir,
-  pkcs7ToPem,
-  removeDir,
-  run,
-  startServer,
-  type TestServer,
-  writePem,
-} from "./helpers.ts";
+import { caFiles } from "./support/ca.ts";
+import { cliCreateTokenBatch, edgeid } from "./support/cli.ts";
+import { curl, estPost } from "./support/curl.ts";
+import { enrollDevice } from "./support/enroll.ts";
+import { pkcs7ToPem, writePem } from "./support/openssl.ts";
+import { eventually, makeWorkDir, removeDir, run } from "./support/process.ts";
+import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 const ROUNDS = Number(process.env.RACE_ROUNDS ?? 8);
 const LOOPS = 3;
@@ -43,7 +33,7 @@ let adminToken: string;
 
 beforeAll(async () => {
   work = await makeWorkDir("race");
-  const init = await initDataDir(work, "race.example");
+  const init = await cliInitDataDir(work, "race.example");
   const { dataDir } = init;
   adminToken = init.adminToken;
   server = await startServer(dataDir, work, 0, { mqtt: "off" });
@@ -200,7 +190,7 @@ describe("a revocation racing renewals, end to end", () => {
   it("token enrollments racing the device's revocation over the operator API: revoked either way (24 rounds)", async () => {
     // About 60/40 either way here (4 runs); 24 rounds all one way would be ~1 in 200,000.
     const rounds = 24;
-    const tokens = await createTokenBatch(server.dataDir, "tok-race-", rounds);
+    const tokens = await cliCreateTokenBatch(server.dataDir, "tok-race-", rounds);
     const outcomes = new Map<string, number>();
     for (const [round, t] of tokens.entries()) {
       const csr = await newKeyAndCsr(t.deviceId, `${t.deviceId}-${round}`);

@@ -9,31 +9,22 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { caFiles } from "./support/ca.ts";
+import { cliCreateToken, edgeid } from "./support/cli.ts";
+import { curl, estPost, type HttpResponse } from "./support/curl.ts";
+import { enrollDevice } from "./support/enroll.ts";
 import {
-  addProfiles,
-  caFiles,
-  createToken,
-  curl,
-  edgeid,
-  enrollDevice,
-  estPost,
-  type HttpResponse,
-  initDataDir,
-  makeCsr,
-  makeCsrNewKeyP256,
-  makeWorkDir,
   openssl,
+  opensslCsr,
+  opensslCsrNewKeyP256,
   pkcs7ToPem,
-  removeDir,
-  run,
-  sleep,
-  startServer,
-  type TestServer,
   writePem,
   x509Serial,
   x509Subject,
   x509Text,
-} from "./helpers.ts";
+} from "./support/openssl.ts";
+import { makeWorkDir, removeDir, run, sleep } from "./support/process.ts";
+import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
 let dataDir: string;
@@ -101,7 +92,7 @@ async function crlListing(certFile: string): Promise<{ crl: string; text: string
 
 beforeAll(async () => {
   work = await makeWorkDir("edgeid-revocation-");
-  const init = await initDataDir(work, "example.org");
+  const init = await cliInitDataDir(work, "example.org");
   dataDir = init.dataDir;
   adminToken = init.adminToken;
   await addProfiles(dataDir, { vetted: { approval: "manual", retryAfter: "2s" } });
@@ -191,12 +182,12 @@ describe("OCSP and the CRL", () => {
 
   it("refuses a revoked device everywhere, and says so in its audit trail", async () => {
     const dev = await enroll("gone-1");
-    const spare = await createToken(dataDir, "gone-1");
+    const spare = await cliCreateToken(dataDir, "gone-1");
     expect((await api("/devices/gone-1/revoke", { body: { reason: "keyCompromise" } })).status).toBe(200);
-    const renew = await makeCsrNewKeyP256(work, "gone-1-renew");
+    const renew = await opensslCsrNewKeyP256(work, "gone-1-renew");
     const reenroll = await estPost(server, work, "simplereenroll", renew.base64, { cert: dev.cert, key: dev.key });
     expect([reenroll.status, reenroll.text]).toEqual([403, "client certificate is revoked\n"]);
-    const again = await estPost(server, work, "simpleenroll", (await makeCsr(work, "gone-1-again")).base64, {
+    const again = await estPost(server, work, "simpleenroll", (await opensslCsr(work, "gone-1-again")).base64, {
       basic: { user: "gone-1", password: spare.token },
     });
     expect([again.status, again.text]).toEqual([401, "bootstrap token has been revoked\n"]);
@@ -313,7 +304,7 @@ describe("the CLI against a server's operator API (--server, an operator token)"
     const created = await remote(["token", "create", "--device", "remote-1", "--json"], operator);
     expect(created.code, created.stderr).toBe(0);
     const { token } = JSON.parse(created.stdout) as { token: string };
-    const csr = await makeCsrNewKeyP256(work, "remote-1");
+    const csr = await opensslCsrNewKeyP256(work, "remote-1");
     const cert = await issuedCert(
       await estPost(server, work, "simpleenroll", csr.base64, { basic: { user: "remote-1", password: token } }),
       "remote-1",
@@ -346,8 +337,8 @@ describe("the CLI against a server's operator API (--server, an operator token)"
 
 describe("manual approval (RFC 7030 §4.2.3)", () => {
   it("answers 202 with Retry-After, then issues on the retry after an operator approves", async () => {
-    const { token } = await createToken(dataDir, "vet-001", { profile: "vetted" });
-    const csr = await makeCsrNewKeyP256(work, "vet-001");
+    const { token } = await cliCreateToken(dataDir, "vet-001", { profile: "vetted" });
+    const csr = await opensslCsrNewKeyP256(work, "vet-001");
     const ask = () =>
       estPost(server, work, "simpleenroll", csr.base64, {
         label: "vetted",

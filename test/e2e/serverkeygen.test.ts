@@ -7,30 +7,20 @@
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cliCreateToken, edgeid, expectDeniedAudit, showDevice } from "./support/cli.ts";
+import { curl, estPost, type HttpResponse } from "./support/curl.ts";
 import {
-  addProfiles,
-  createToken,
-  curl,
-  edgeid,
-  estPost,
-  expectDeniedAudit,
-  type HttpResponse,
-  initDataDir,
   keyPublicKey,
-  makeCsr,
-  makeCsrNewKeyP256,
-  makeWorkDir,
   openssl,
+  opensslCsr,
+  opensslCsrNewKeyP256,
   pkcs7ToPem,
-  removeDir,
-  run,
-  showDevice,
-  startServer,
-  type TestServer,
   writePem,
   x509PublicKey,
   x509Serial,
-} from "./helpers.ts";
+} from "./support/openssl.ts";
+import { makeWorkDir, removeDir, run } from "./support/process.ts";
+import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
 let dataDir: string;
@@ -38,7 +28,7 @@ let server: TestServer;
 
 beforeAll(async () => {
   work = await makeWorkDir("serverkeygen");
-  ({ dataDir } = await initDataDir(work, "keygen.example"));
+  ({ dataDir } = await cliInitDataDir(work, "keygen.example"));
   await addProfiles(dataDir, {
     keyless: { serverKeygen: true, keyTypes: ["P-256"], validity: "30d" },
     "keyless-rsa": { serverKeygen: true, keyTypes: ["RSA", "P-256"], rsaMinBits: 2048, validity: "30d" },
@@ -68,8 +58,8 @@ function parts(r: HttpResponse): { type: string; der: Buffer }[] {
 }
 
 async function keygen(deviceId: string, profile: string) {
-  const { token } = await createToken(dataDir, deviceId, { profile });
-  const csr = await makeCsrNewKeyP256(work, deviceId);
+  const { token } = await cliCreateToken(dataDir, deviceId, { profile });
+  const csr = await opensslCsrNewKeyP256(work, deviceId);
   const r = await estPost(server, work, "serverkeygen", csr.base64, {
     label: profile,
     basic: { user: deviceId, password: token },
@@ -123,8 +113,8 @@ describe("serverkeygen", () => {
   async function legacyKeygen(deviceId: string) {
     const rsaRoot = join(work, "rsa-root.pem");
     await writeFile(rsaRoot, (await edgeid(["ca", "export", "--rsa", "--data", dataDir])).stdout);
-    const { token } = await createToken(dataDir, deviceId, { profile: "legacy" });
-    const csr = await makeCsrNewKeyP256(work, deviceId);
+    const { token } = await cliCreateToken(dataDir, deviceId, { profile: "legacy" });
+    const csr = await opensslCsrNewKeyP256(work, deviceId);
     const r = await curl(work, `${server.est}/legacy/serverkeygen`, {
       method: "POST",
       body: csr.base64,
@@ -158,7 +148,7 @@ describe("serverkeygen", () => {
     const { rsaRoot, keyPem, cert } = await legacyKeygen("plc-renew");
 
     // The appliance has no key generator: its renewal CSR is signed with the key it has.
-    const renewalCsr = await makeCsr(work, "plc-renew-again", { keyFile: keyPem, subject: "/CN=plc-renew" });
+    const renewalCsr = await opensslCsr(work, "plc-renew-again", { keyFile: keyPem, subject: "/CN=plc-renew" });
     const renewal = (label: string) =>
       curl(work, `${server.est}/${label}simplereenroll`, {
         method: "POST",
@@ -188,8 +178,8 @@ describe("serverkeygen", () => {
   });
 
   it("a device (rekey profile) that renews with its current key is refused", async () => {
-    const { token } = await createToken(dataDir, "dev-samekey");
-    const csr = await makeCsrNewKeyP256(work, "dev-samekey");
+    const { token } = await cliCreateToken(dataDir, "dev-samekey");
+    const csr = await opensslCsrNewKeyP256(work, "dev-samekey");
     const enrolled = await estPost(server, work, "simpleenroll", csr.base64, {
       basic: { user: "dev-samekey", password: token },
     });
@@ -211,8 +201,8 @@ describe("serverkeygen", () => {
   }
 
   it("is refused where the profile does not allow it, and the token stays unused", async () => {
-    const { token } = await createToken(dataDir, "plain-01");
-    const csr = await makeCsrNewKeyP256(work, "plain-01");
+    const { token } = await cliCreateToken(dataDir, "plain-01");
+    const csr = await opensslCsrNewKeyP256(work, "plain-01");
     const r = await estPost(server, work, "serverkeygen", csr.base64, { basic: { user: "plain-01", password: token } });
     expect(r.status).toBe(403);
     expect(r.text).toMatch(/does not allow server-side key generation/);

@@ -11,23 +11,11 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  curl,
-  edgeid,
-  freePort,
-  initDataDir,
-  makeCsrNewKeyP256,
-  makeWorkDir,
-  openssl,
-  pkcs7ToPem,
-  ROOT,
-  removeDir,
-  run,
-  startServer,
-  type TestServer,
-  writePem,
-  x509Serial,
-} from "./helpers.ts";
+import { edgeid } from "./support/cli.ts";
+import { curl } from "./support/curl.ts";
+import { openssl, opensslCsrNewKeyP256, pkcs7ToPem, writePem, x509Serial } from "./support/openssl.ts";
+import { freePort, makeWorkDir, ROOT, removeDir, run } from "./support/process.ts";
+import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
 const OFFLINE = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", CI: "1" };
@@ -49,7 +37,7 @@ const targets: Target[] = [];
 async function nodeTarget(): Promise<Target> {
   const dir = join(work, "node");
   await run("mkdir", ["-p", dir]);
-  const init = await initDataDir(dir, "parity.example");
+  const init = await cliInitDataDir(dir, "parity.example");
   const server: TestServer = await startServer(init.dataDir, dir, 0, { mqtt: "off" });
   return {
     name: "node",
@@ -72,7 +60,7 @@ async function caFiles(dir: string, dataDir: string): Promise<{ root: string; is
 async function workerTarget(): Promise<Target> {
   const dir = join(work, "worker");
   await run("mkdir", ["-p", dir]);
-  const { dataDir } = await initDataDir(dir, "parity.example");
+  const { dataDir } = await cliInitDataDir(dir, "parity.example");
   // A wrangler.toml of its own (the repository's Worker and migrations), so that the
   // local D1 and .dev.vars stay in the test's directory.
   await writeFile(
@@ -212,7 +200,7 @@ describe.each(["node", "worker"])("the same EST checks: %s", (name) => {
     const t = target();
     const id = `${name}-dev-1`;
     const secret = await token(t, id);
-    const csr = await makeCsrNewKeyP256(work, id);
+    const csr = await opensslCsrNewKeyP256(work, id);
     const r = await est(t, "simpleenroll", csr.base64, { user: id, password: secret });
     expect(r.status, r.text).toBe(200);
     const [pem] = await pkcs7ToPem(work, r.body);
@@ -227,7 +215,7 @@ describe.each(["node", "worker"])("the same EST checks: %s", (name) => {
   it("revocation over the operator API reaches OCSP and the CRL", async () => {
     const t = target();
     const id = `${name}-dev-2`;
-    const csr = await makeCsrNewKeyP256(work, id);
+    const csr = await opensslCsrNewKeyP256(work, id);
     const r = await est(t, "simpleenroll", csr.base64, { user: id, password: await token(t, id) });
     const [pem] = await pkcs7ToPem(work, r.body);
     const cert = await writePem(work, `${id}.pem`, pem as string);

@@ -28,7 +28,11 @@ import {
   sha256WithRSAEncryption,
 } from "../../server/pki/oids.ts";
 import { encodeSpki, nonCanonical, otherSpellings, readSpki, SpkiError } from "../../server/pki/spki.ts";
-import * as e2e from "../e2e/helpers.ts";
+import { cliCreateToken, expectDeniedAudit } from "../e2e/support/cli.ts";
+import { estPost, expectOneLineError } from "../e2e/support/curl.ts";
+import { openssl as opensslAsync, opensslCsr } from "../e2e/support/openssl.ts";
+import { makeWorkDir, removeDir } from "../e2e/support/process.ts";
+import { cliInitDataDir, startServer, type TestServer } from "../e2e/support/server.ts";
 import {
   createToken,
   crypto,
@@ -520,41 +524,41 @@ describe("canonical keys through the authority", () => {
 
 describe("over EST with the real server, openssl and curl", () => {
   let dir: string;
-  let server: e2e.TestServer | undefined;
+  let server: TestServer | undefined;
   beforeAll(async () => {
-    dir = await e2e.makeWorkDir("canonical");
-    const { dataDir } = await e2e.initDataDir(dir, "example.org");
-    server = await e2e.startServer(dataDir, dir, 0, { mqtt: "off" });
+    dir = await makeWorkDir("canonical");
+    const { dataDir } = await cliInitDataDir(dir, "example.org");
+    server = await startServer(dataDir, dir, 0, { mqtt: "off" });
   });
   afterAll(async () => {
     await server?.stop();
-    await e2e.removeDir(dir);
+    await removeDir(dir);
   });
 
   it("a CSR with the compressed spelling of an enrolled key, made by openssl req, gets 400 naming the fix", async () => {
-    const s = server as e2e.TestServer;
-    const csrA = await e2e.makeCsr(dir, "dev-a", { alg: "P-256" });
-    const tokenA = await e2e.createToken(s.dataDir, "dev-a");
-    const okA = await e2e.estPost(s, dir, "simpleenroll", csrA.base64, {
+    const s = server as TestServer;
+    const csrA = await opensslCsr(dir, "dev-a", { alg: "P-256" });
+    const tokenA = await cliCreateToken(s.dataDir, "dev-a");
+    const okA = await estPost(s, dir, "simpleenroll", csrA.base64, {
       basic: { user: "dev-a", password: tokenA.token },
     });
     expect(okA.status, okA.text).toBe(200);
 
     const compressedKey = join(dir, "dev-a-compressed.key");
-    await e2e.openssl(["ec", "-in", csrA.keyFile, "-conv_form", "compressed", "-out", compressedKey]);
-    const csrB = await e2e.makeCsr(dir, "dev-b", { keyFile: compressedKey });
-    const tokenB = await e2e.createToken(s.dataDir, "dev-b");
-    const refused = await e2e.estPost(s, dir, "simpleenroll", csrB.base64, {
+    await opensslAsync(["ec", "-in", csrA.keyFile, "-conv_form", "compressed", "-out", compressedKey]);
+    const csrB = await opensslCsr(dir, "dev-b", { keyFile: compressedKey });
+    const tokenB = await cliCreateToken(s.dataDir, "dev-b");
+    const refused = await estPost(s, dir, "simpleenroll", csrB.base64, {
       basic: { user: "dev-b", password: tokenB.token },
     });
-    e2e.expectOneLineError(refused, 400);
+    expectOneLineError(refused, 400);
     expect(refused.text).toBe(
       "the P-256 public key uses the compressed point form; send the uncompressed form (RFC 5480 §2.2; openssl ec -conv_form uncompressed)\n",
     );
-    await e2e.expectDeniedAudit(s.dataDir, "dev-b", "est.simpleenroll", "key_not_canonical");
+    await expectDeniedAudit(s.dataDir, "dev-b", "est.simpleenroll", "key_not_canonical");
     // The token was not consumed: dev-b enrolls with it once it sends a key of its own.
-    const own = await e2e.makeCsr(dir, "dev-b-own", { alg: "P-256", subject: "/CN=dev-b" });
-    const okB = await e2e.estPost(s, dir, "simpleenroll", own.base64, {
+    const own = await opensslCsr(dir, "dev-b-own", { alg: "P-256", subject: "/CN=dev-b" });
+    const okB = await estPost(s, dir, "simpleenroll", own.base64, {
       basic: { user: "dev-b", password: tokenB.token },
     });
     expect(okB.status, okB.text).toBe(200);

@@ -1,0 +1,138 @@
+/**
+ * A data directory made with `edgeid init`, its profiles, and `edgeid serve` as a child process.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { expect } from "vitest";
+import { edgeid } from "./cli.ts";
+import { EDGEID_BIN } from "./process.ts";
+
+export interface CliInitResult {
+  dataDir: string;
+  adminToken: string;
+  trustDomain: string;
+}
+
+/** `edgeid init --json` into `<work>/data`. */
+export async function cliInitDataDir(work: string, trustDomain: string): Promise<CliInitResult> {
+  const dataDir = join(work, "data");
+  const r = await edgeid([
+    "init",
+    "--data",
+    dataDir,
+    "--trust-domain",
+    trustDomain,
+    "--hostname",
+    "localhost",
+    "--json",
+  ]);
+  const out = JSON.parse(r.stdout.trim()) as { adminToken: string; trustDomain: string };
+  expect(out.adminToken).toBeTruthy();
+  expect(out.trustDomain).toBe(trustDomain);
+  return { dataDir, adminToken: out.adminToken, trustDomain };
+}
+
+/** Adds profiles to `<data>/edgeid.json` (before `serve`). */
+export async function addProfiles(dataDir: string, profiles: Record<string, unknown>): Promise<void> {
+  const file = join(dataDir, "edgeid.json");
+  const config = JSON.parse(await readFile(file, "utf8")) as { profiles?: Record<string, unknown> };
+  config.profiles = { device: {}, ...(config.profiles ?? {}), ...profiles };
+  await writeFile(file, `${JSON.stringify(config, null, 2)}\n`);
+}
+
+export interface TestServer {
+  url: string;
+  /** The embedded broker, mqtts://127.0.0.1:PORT (unless started with mqtt: "off"). */
+  mqttUrl?: string;
+  /** https://127.0.0.1:PORT/.well-known/est */
+  est: string;
+  dataDir: string;
+  /** Root CA PEM from `edgeid ca export`: the explicit trust anchor for TLS. */
+  rootPemFile: string;
+  process: ChildProcess;
+  /** Everything the server logged so far (stdout and stderr). */
+  log(): string;
+  isRunning(): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `edgeid serve --listen 127.0.0.1:0` and waits for its "listening" line. The
+ * embedded broker listens on a free port too (`mqtt`: a HOST:PORT, or "off"); extra
+ * arguments go after.
+ */
+export async function startServer(
+  dataDir: string,
+  work: string,
+  port = 0,
+  opts: { mqtt?: string; args?: string[] } = {},
+): Promise<TestServer> {
+  const args = ["serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`];
+  if (opts.mqtt !== "external") args.push("--mqtt-listen", opts.mqtt ?? "127.0.0.1:0");
+  const child = spawn(process.execPath, [EDGEID_BIN, ...args, ...(opts.args ?? [])], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  let exited = false;
+  child.on("exit", () => {
+    exited = true;
+  });
+  let mqttUrl: string | undefined;
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    let pending = "";
+    const timer = setTimeout(() => {
+      reject(new Error(`server did not report "listening" within 20 s:\n${output}`));
+    }, 20_000);
+    child.stdout?.setEncoding("utf8");
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (chunk: string) => {
+      output += chunk;
+    });
+    child.stdout?.on("data", (chunk: string) => {
+      output += chunk;
+      pending += chunk;
+      let nl = pending.indexOf("\n");
+      while (nl >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        nl = pending.indexOf("\n");
+        try {
+          const entry = JSON.parse(line) as { msg?: string; url?: string; mqtt?: string };
+          if (entry.msg === "listening" && entry.url) {
+            clearTimeout(timer);
+            mqttUrl = entry.mqtt;
+            resolveUrl(entry.url);
+          }
+        } catch {
+          // not a JSON line
+        }
+      }
+    });
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited early (code ${code}, signal ${signal}):\n${output}`));
+    });
+  });
+  expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+  const rootPemFile = join(work, "trust-anchor.pem");
+  await writeFile(rootPemFile, (await edgeid(["ca", "export", "--data", dataDir])).stdout);
+  return {
+    url,
+    mqttUrl,
+    est: `${url}/.well-known/est`,
+    dataDir,
+    rootPemFile,
+    process: child,
+    log: () => output,
+    isRunning: () => !exited && child.exitCode === null,
+    stop: async () => {
+      if (exited || child.exitCode !== null) return;
+      const done = new Promise<void>((r) => child.once("exit", () => r()));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await done;
+      clearTimeout(timer);
+    },
+  };
+}
