@@ -13,7 +13,7 @@ import {
   type expiringView,
   reportedStatusView,
   tokenView,
-} from "../operator-api/views.ts";
+} from "../http/views.ts";
 import { ExpiryChart } from "./chart.tsx";
 import { plural, relative, span, when } from "./format.ts";
 import { BASE, Badge, Csrf, canAct, deviceHref, Layout } from "./layout.tsx";

@@ -37,9 +37,9 @@ import { batchDeviceIds } from "../../authority/tokens.ts";
 import { isDuration, parseDuration } from "../../config/duration.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
 import type { PendingStatus } from "../../ports/storage.ts";
-import { STATUS } from "../est/errors.ts";
-import type { FleetApi } from "../operator-api/routes.ts";
-import { deviceView, expiringView } from "../operator-api/views.ts";
+import { STATUS } from "../http/errors.ts";
+import type { FleetApi } from "../http/fleet-api.ts";
+import { deviceView, expiringView } from "../http/views.ts";
 import { csv } from "./format.ts";
 import { BASE, deviceHref } from "./layout.tsx";
 import {

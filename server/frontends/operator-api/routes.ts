@@ -23,7 +23,7 @@ import {
   revokeToken,
   showDevice,
 } from "../../authority/fleet.ts";
-import { type FleetAuditOptions, type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
+import { type FleetAuditOptions, runFleetAudit } from "../../authority/fleet-audit.ts";
 import { bindIdevid, decodeCertificateText } from "../../authority/idevid-binding.ts";
 import { expiringReport, setDeviceMetadata } from "../../authority/lifecycle.ts";
 import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../../authority/operator-issue.ts";
@@ -33,10 +33,9 @@ import { batchDeviceIds } from "../../authority/tokens.ts";
 import { isDuration, parseDuration } from "../../config/duration.ts";
 import { toPem } from "../../pki/pem.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
-import type { InboundMessage } from "../../ports/fleet-link.ts";
-import { STATUS } from "../est/errors.ts";
-import type { MessageOutcome } from "../mqtt/fleet-loop.ts";
-import { parseDeviceTopic } from "../mqtt/topics.ts";
+import { MAX_BRIDGED_MESSAGES, type MessageOutcome } from "../../ports/fleet-link.ts";
+import { STATUS } from "../http/errors.ts";
+import type { FleetApi } from "../http/fleet-api.ts";
 import {
   AuditEventSchema,
   auditView,
@@ -65,7 +64,8 @@ import {
   operatorView,
   TokenSchema,
   tokenView,
-} from "./views.ts";
+} from "../http/views.ts";
+import { parseDeviceTopic } from "../mqtt/topics.ts";
 
 export interface OperatorApiDeps {
   authority: Authority;
@@ -74,16 +74,6 @@ export interface OperatorApiDeps {
   /** The fleet loop, where one runs: audits also publish their findings on MQTT. */
   fleet?: FleetApi;
 }
-
-/** What the operator API needs of the fleet loop. */
-export interface FleetApi {
-  audit(actor: Actor, opts: FleetAuditOptions): Promise<FleetAuditReport>;
-  /** Ingests one device message as the broker would hand it over (status, events, command results). */
-  receive?(m: InboundMessage): Promise<MessageOutcome>;
-}
-
-/** Most messages one bridge POST may carry. */
-export const MAX_BRIDGED_MESSAGES = 500;
 
 type Env = { Variables: { actor: Actor; refusal: string; peer: PeerInfo; action: string } };
 
