@@ -1,13 +1,16 @@
 import type { Actor } from "../actor.ts";
 import { badRequest } from "../errors.ts";
 import { issueTokens, listTokens, revokeToken, type TokenListRequest } from "../fleet.ts";
+import { batchDeviceIds } from "../tokens.ts";
 import type { Door } from "./door.ts";
 
 /** Most bootstrap tokens one operator request creates. */
 export const MAX_TOKEN_BATCH = 10_000;
 
 export interface TokenBatch {
-  deviceIds: string[];
+  /** The devices, or a numbered series of them (`<prefix><number>`). */
+  deviceIds?: string[];
+  series?: { prefix: string; start: number; count: number };
   profile?: string;
   /** Seconds. */
   ttl?: number;
@@ -20,10 +23,12 @@ export class Tokens {
 
   create(actor: Actor, batch: TokenBatch) {
     return this.door.run(actor, "token.create", null, () => {
-      if (batch.deviceIds.length > MAX_TOKEN_BATCH) {
+      const { deviceIds = [], series, ...rest } = batch;
+      const count = series ? series.count : deviceIds.length;
+      if (count > MAX_TOKEN_BATCH)
         throw badRequest("invalid_request", `at most ${MAX_TOKEN_BATCH} devices per request`);
-      }
-      return issueTokens(this.door.deps, actor, batch);
+      const ids = series ? batchDeviceIds(series.prefix, series.start, series.count) : deviceIds;
+      return issueTokens(this.door.deps, actor, { ...rest, deviceIds: ids });
     });
   }
 
