@@ -3,7 +3,7 @@ import type { DenialContext } from "../audit.ts";
 import { verifyAuditChain } from "../audit-chain.ts";
 import type { AuthorityError } from "../errors.ts";
 import { readAudit } from "../fleet.ts";
-import { type Door, yieldToOthers } from "./door.ts";
+import type { Door } from "./door.ts";
 
 type ReadRequest = Parameters<typeof readAudit>[2];
 
@@ -15,9 +15,9 @@ export class Audit {
     return this.door.run(actor, "audit.list", null, () => readAudit(this.door.deps, actor, req));
   }
 
-  /** Checks the hash chain; between pages of a long log the server answers other requests. */
-  verify(actor: Actor) {
-    return this.door.run(actor, "audit.verify", null, () => verifyAuditChain(this.door.deps, actor, yieldToOthers));
+  /** Checks the hash chain; `afterPage` runs between pages of a long log (a server yields there). */
+  verify(actor: Actor, afterPage?: () => Promise<void>) {
+    return this.door.run(actor, "audit.verify", null, () => verifyAuditChain(this.door.deps, actor, afterPage));
   }
 
   /** A refusal decided in a frontend (authentication, media type, validation); one a verb recorded is not repeated. */

@@ -32,6 +32,3 @@ export class Door {
     await recordDenial(this.deps, { ...ctx, deviceId: ctx.deviceId?.slice(0, 160) ?? null }, err);
   }
 }
-
-/** Lets a long scan pause between its pages, so that the server answers other requests meanwhile. */
-export const yieldToOthers = (): Promise<void> => new Promise((r) => setTimeout(r, 0));

@@ -4,7 +4,7 @@ import { type FleetAggregates, fleetAggregates, fleetOverview } from "../dashboa
 import { fleetCounts } from "../fleet.ts";
 import { type FleetAuditOptions, type FleetAuditReport, runFleetAudit } from "../fleet-audit.ts";
 import { expiringReport } from "../lifecycle.ts";
-import { type Door, yieldToOthers } from "./door.ts";
+import type { Door } from "./door.ts";
 
 /** Where a fleet loop runs, it runs the audit (and publishes the findings) and ingests device messages. */
 export interface FleetLoopHandle {
@@ -34,13 +34,14 @@ export class Fleet {
 
   /**
    * Runs the fleet audit: on the fleet loop where one runs (it publishes the findings),
-   * else here. Without options: the configured thresholds.
+   * else here. With `configured`, the configured thresholds apply where none is given.
    */
-  audit(actor: Actor, opts: FleetAuditOptions | undefined, loop?: FleetLoopHandle) {
+  audit(actor: Actor, opts: FleetAuditOptions & { configured?: boolean }, loop?: FleetLoopHandle) {
+    const { configured, ...given } = opts;
     const { notSeenFor, cloneWindow, cloneTakeovers } = this.door.deps.config.fleet;
-    const o = opts ?? { notSeenFor, cloneWindow, cloneTakeovers };
+    const o = configured ? { notSeenFor, cloneWindow, cloneTakeovers, ...given } : given;
     return this.door.run(actor, "fleet.audit", null, () =>
-      loop ? loop.audit(actor, o) : runFleetAudit(this.door.deps, actor, { ...o, afterChunk: yieldToOthers }),
+      loop ? loop.audit(actor, o) : runFleetAudit(this.door.deps, actor, o),
     );
   }
 

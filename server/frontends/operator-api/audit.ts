@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { yieldToOthers } from "../http/pause.ts";
 import { AuditEventSchema, auditView } from "../http/views.ts";
 import { type ApiContext, actorOf, cursor, json, limit, page, route } from "./openapi.ts";
 
@@ -48,6 +49,6 @@ export function auditRoutes({ api, authority }: ApiContext): void {
         ),
       },
     }),
-    async (c) => c.json(await authority.audit.verify(actorOf(c)), 200),
+    async (c) => c.json(await authority.audit.verify(actorOf(c), yieldToOthers), 200),
   );
 }

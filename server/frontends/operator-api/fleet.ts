@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { MAX_BRIDGED_MESSAGES } from "../../ports/fleet-link.ts";
+import { yieldToOthers } from "../http/pause.ts";
 import { ErrorSchema, ExpiringSchema, expiringView, FleetAuditSchema, fleetAuditView } from "../http/views.ts";
 import { parseDeviceTopic } from "../mqtt/topics.ts";
 import {
@@ -79,6 +80,7 @@ export function fleetRoutes({ api, authority, fleet }: ApiContext): void {
         notSeenFor: seconds(b.notSeenFor),
         cloneWindow: seconds(b.cloneWindow),
         limit: b.limit,
+        afterChunk: yieldToOthers,
       };
       return c.json(fleetAuditView(await authority.fleet.audit(actorOf(c), opts, fleet)), 200);
     },

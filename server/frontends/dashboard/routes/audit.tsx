@@ -1,4 +1,5 @@
 /** @jsxImportSource hono/jsx */
+import { yieldToOthers } from "../../http/pause.ts";
 import { AuditPage } from "../pages/audit.tsx";
 import { actor, type DashboardContext, invalid, PAGE, page, session } from "./context.ts";
 
@@ -21,7 +22,7 @@ export function auditRoutes({ app, authority }: DashboardContext): void {
     }
     const p = await authority.audit.list(actor(c), { ...filters, cursor: q.cursor || undefined, limit: PAGE });
     // Reading the whole chain yields to other requests between its pages.
-    const chain = q.verify === "1" ? await authority.audit.verify(actor(c)) : undefined;
+    const chain = q.verify === "1" ? await authority.audit.verify(actor(c), yieldToOthers) : undefined;
     return page(
       c,
       <AuditPage session={session(c)} filters={filters} items={p.items} nextCursor={p.nextCursor} chain={chain} />,

@@ -1,5 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { FleetAggregates } from "../../../authority/dashboard.ts";
+import { yieldToOthers } from "../../http/pause.ts";
 import { BASE } from "../layout.tsx";
 import { OverviewPage } from "../pages/overview.tsx";
 import { actor, type DashboardContext, invalid, page, session } from "./context.ts";
@@ -29,7 +30,7 @@ export function overviewRoutes({ app, authority, fleet }: DashboardContext): { d
   app.post("/audit/run", async (c) => {
     c.set("action", "fleet.audit");
     // The configured thresholds, on the fleet loop where one runs.
-    await authority.fleet.audit(actor(c), undefined, fleet);
+    await authority.fleet.audit(actor(c), { configured: true, afterChunk: yieldToOthers }, fleet);
     return c.redirect(`${BASE}?notice=audit-done`, 303);
   });
 
