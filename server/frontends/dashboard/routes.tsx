@@ -3,7 +3,7 @@ import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { Authority } from "../../authority/authority.ts";
-import type { DashboardSession } from "../../authority/dashboard.ts";
+import type { DashboardSession, FleetAggregates } from "../../authority/dashboard.ts";
 import { AuthorityError } from "../../authority/errors.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
 import { STATUS } from "../http/errors.ts";
@@ -87,8 +87,8 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
   const { authority } = deps;
   const app = new Hono<Env>().basePath(BASE);
   const remote = (c: Context<Env>) => deps.peer(c).remoteAddress;
-  /** The overview's cached counts, dropped after any change made here. */
-  let overview: { dropAggregates(): void } = { dropAggregates: () => undefined };
+  /** The overview's whole-table counts, dropped after any change made here. */
+  const aggregates = new Map<number, FleetAggregates>();
 
   /** A refusal: audited under the route's action, answered with a page that says why. */
   const deny = async (c: Context<Env>, e: AuthorityError) => {
@@ -223,7 +223,7 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
       authority.operators.checkCsrf(c.get("session"), field(c, "_csrf"));
       await next();
       // A change made here shows on the next overview.
-      if (c.res.status < 400) overview.dropAggregates();
+      if (c.res.status < 400) aggregates.clear();
       return;
     }
     return next();
@@ -235,9 +235,22 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
     return c.redirect(`${BASE}/login?notice=signed-out`, 303);
   });
 
-  const context: DashboardContext = { app, authority, fleet: deps.fleet, profiles: [...authority.profiles.keys()] };
-  overview = overviewRoutes(context);
-  for (const routes of [deviceRoutes, enrollmentRoutes, tokenRoutes, legacyRoutes, operatorRoutes, auditRoutes]) {
+  const context: DashboardContext = {
+    app,
+    authority,
+    fleet: deps.fleet,
+    profiles: [...authority.profiles.keys()],
+    aggregates,
+  };
+  for (const routes of [
+    overviewRoutes,
+    deviceRoutes,
+    enrollmentRoutes,
+    tokenRoutes,
+    legacyRoutes,
+    operatorRoutes,
+    auditRoutes,
+  ]) {
     routes(context);
   }
 

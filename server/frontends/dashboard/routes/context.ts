@@ -2,7 +2,7 @@ import type { Context, Hono } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import type { Actor } from "../../../authority/actor.ts";
 import type { Authority } from "../../../authority/authority.ts";
-import type { DashboardSession } from "../../../authority/dashboard.ts";
+import type { DashboardSession, FleetAggregates } from "../../../authority/dashboard.ts";
 import { badRequest } from "../../../authority/errors.ts";
 import type { PeerInfo } from "../../../ports/client-identity.ts";
 import type { FleetApi } from "../../http/fleet-api.ts";
@@ -20,6 +20,8 @@ export interface DashboardContext {
   fleet?: FleetApi;
   /** Profile names, in configuration order. */
   profiles: string[];
+  /** The overview's whole-table counts by days, kept a few seconds; any change made here drops them. */
+  aggregates: Map<number, FleetAggregates>;
 }
 
 /** Rows per page of a list. */

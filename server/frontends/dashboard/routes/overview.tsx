@@ -1,5 +1,4 @@
 /** @jsxImportSource hono/jsx */
-import type { FleetAggregates } from "../../../authority/dashboard.ts";
 import { yieldToOthers } from "../../http/pause.ts";
 import { BASE } from "../layout.tsx";
 import { OverviewPage } from "../pages/overview.tsx";
@@ -9,9 +8,7 @@ import { actor, type DashboardContext, invalid, page, session } from "./context.
 const AGGREGATES_TTL_MS = 10_000;
 
 /** The overview, and running the fleet audit from it. */
-export function overviewRoutes({ app, authority, fleet }: DashboardContext): { dropAggregates(): void } {
-  const aggregateCache = new Map<number, FleetAggregates>();
-
+export function overviewRoutes({ app, authority, fleet, aggregates: aggregateCache }: DashboardContext): void {
   app.get("/", async (c) => {
     c.set("action", "dashboard.overview");
     const days = Number(c.req.query("days") ?? 30);
@@ -33,6 +30,4 @@ export function overviewRoutes({ app, authority, fleet }: DashboardContext): { d
     await authority.fleet.audit(actor(c), { configured: true, afterChunk: yieldToOthers }, fleet);
     return c.redirect(`${BASE}?notice=audit-done`, 303);
   });
-
-  return { dropAggregates: () => aggregateCache.clear() };
 }
