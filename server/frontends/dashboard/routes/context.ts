@@ -22,6 +22,8 @@ export interface DashboardContext {
   profiles: string[];
   /** The overview's whole-table counts by days, kept a few seconds; any change made here drops them. */
   aggregates: Map<number, FleetAggregates>;
+  /** The client's address, for the audit records. */
+  remote(c: Context<Env>): string;
 }
 
 /** Rows per page of a list. */
