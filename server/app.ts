@@ -1,13 +1,11 @@
 import { type Context, Hono } from "hono";
-import { recordDenial } from "./authority/audit.ts";
 import type { Authority } from "./authority/authority.ts";
 import { AuthorityError } from "./authority/errors.ts";
-import { authenticateOperator } from "./authority/operators.ts";
 import type { RevocationResponders } from "./authority/responders.ts";
 import { dashboardRoutes } from "./frontends/dashboard/routes.tsx";
-import type { AppEnv } from "./frontends/env.ts";
 import { estRoutes } from "./frontends/est/routes.ts";
-import type { FleetApi } from "./frontends/operator-api/routes.ts";
+import type { AppEnv } from "./frontends/http/env.ts";
+import type { FleetApi } from "./frontends/http/fleet-api.ts";
 import { operatorApi } from "./frontends/operator-api/routes.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
 import { base64url } from "./pki/base64.ts";
@@ -79,7 +77,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     estRoutes({
       authority: deps.authority,
       peer,
-      maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes,
+      maxBodyBytes: deps.authority.config.limits.maxBodyBytes,
       // base64 has no '-', so a "--est-…" delimiter line cannot occur inside a part.
       boundary: () =>
         `est-${base64url(deps.authority.deps.crypto.getRandomValues(new Uint8Array(12))).replace(/[-_]/g, "x")}`,
@@ -93,7 +91,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     operatorApi({
       authority: deps.authority,
       peer,
-      maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes,
+      maxBodyBytes: deps.authority.config.limits.maxBodyBytes,
       fleet: deps.fleet,
     }),
   );
@@ -104,7 +102,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     dashboardRoutes({
       authority: deps.authority,
       peer,
-      maxBodyBytes: deps.authority.deps.config.limits.maxBodyBytes,
+      maxBodyBytes: deps.authority.config.limits.maxBodyBytes,
       fleet: deps.fleet,
     }),
   );
@@ -115,12 +113,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     app.get("/metrics", async (c) => {
       const m = /^Bearer\s+(\S+)$/i.exec((c.req.header("authorization") ?? "").trim());
       try {
-        await authenticateOperator(deps.authority.deps, m?.[1], peer(c).remoteAddress);
+        await deps.authority.operators.authenticate(m?.[1], peer(c).remoteAddress);
       } catch (err) {
         if (!(err instanceof AuthorityError)) throw err;
         c.set("refusal", err.reason);
-        await recordDenial(
-          deps.authority.deps,
+        await deps.authority.audit.refusal(
           { action: "metrics.scrape", actor: "anonymous", remote: peer(c).remoteAddress },
           err,
         );

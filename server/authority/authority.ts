@@ -1,3 +1,4 @@
+import type { Config, Profile } from "../config/schema.ts";
 import { encodeCsrAttrs } from "../pki/csrattrs.ts";
 import type { PeerInfo } from "../ports/client-identity.ts";
 import { asAuthorityError, recordDenial } from "./audit.ts";
@@ -7,6 +8,15 @@ import { type EnrollRequest, type Issued } from "./enrollment-request.ts";
 import type { AuthorityError } from "./errors.ts";
 import { resolveProfile } from "./profiles.ts";
 import { type ReenrollRequest, reenroll } from "./reenroll.ts";
+import { Audit } from "./resources/audit.ts";
+import { Certificates } from "./resources/certificates.ts";
+import { Commands } from "./resources/commands.ts";
+import { Devices } from "./resources/devices.ts";
+import { Door } from "./resources/door.ts";
+import { Enrollments } from "./resources/enrollments.ts";
+import { Fleet } from "./resources/fleet.ts";
+import { Operators } from "./resources/operators.ts";
+import { Tokens } from "./resources/tokens.ts";
 import { type CreatedToken, type CreateTokensRequest, createTokens } from "./tokens.ts";
 import type { TokenCredentials } from "./trail.ts";
 import { identify, type RequestTrail } from "./trail.ts";
@@ -21,10 +31,46 @@ export interface RejectedRequest {
 
 /**
  * The verbs the frontends call. Every refusal is audited here, with whatever the
- * authority had learned about the caller when it refused.
+ * authority had learned about the caller when it refused. Operator actions go through
+ * one door per resource; each verb takes the acting operator, checks its role and
+ * audits its refusals once.
  */
 export class Authority {
-  constructor(readonly deps: AuthorityDeps) {}
+  readonly devices: Devices;
+  readonly certificates: Certificates;
+  readonly tokens: Tokens;
+  readonly enrollments: Enrollments;
+  readonly commands: Commands;
+  readonly audit: Audit;
+  readonly operators: Operators;
+  readonly fleet: Fleet;
+
+  constructor(readonly deps: AuthorityDeps) {
+    const door = new Door(deps);
+    this.devices = new Devices(door);
+    this.certificates = new Certificates(door);
+    this.tokens = new Tokens(door);
+    this.enrollments = new Enrollments(door);
+    this.commands = new Commands(door);
+    this.audit = new Audit(door);
+    this.operators = new Operators(door);
+    this.fleet = new Fleet(door);
+  }
+
+  /** The configuration the frontends render by (trust domain, limits, fleet settings). */
+  get config(): Config {
+    return this.deps.config;
+  }
+
+  /** The enrollment profiles by name. */
+  get profiles(): ReadonlyMap<string, Profile> {
+    return this.deps.profiles;
+  }
+
+  /** The authority's clock: what views compare expiry against. */
+  now(): Date {
+    return this.deps.clock.now();
+  }
 
   /** RFC 7030 §4.1: the label's issuing CA and the chain up to its root. */
   cacerts(label?: string): Uint8Array[] {

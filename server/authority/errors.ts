@@ -1,6 +1,6 @@
 /**
  * Typed errors of the core. No transport status codes here: each frontend maps
- * `code` once (frontends/est/errors.ts for EST).
+ * `code` once (frontends/http/errors.ts for HTTP).
  */
 export type ErrorCode =
   | "bad_request"

@@ -59,7 +59,7 @@ import {
   operatorView,
   type TokenSchema,
   tokenView,
-} from "../frontends/operator-api/views.ts";
+} from "../frontends/http/views.ts";
 import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
 import { pemCertificates, toPem } from "../pki/pem.ts";
 import { webCryptoVerifier } from "../pki/verify.ts";

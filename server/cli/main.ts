@@ -25,9 +25,9 @@ import { createOperator, OPERATOR_TOKEN_PREFIX } from "../authority/operators.ts
 import { REVOCATION_REASONS, type RevocationReason } from "../authority/revoke.ts";
 import { parseDuration } from "../config/duration.ts";
 import { parseListen, startServer } from "../entry/node.ts";
-import { MAX_BRIDGED_MESSAGES } from "../frontends/operator-api/routes.ts";
 import { base64url } from "../pki/base64.ts";
 import { parsePem } from "../pki/pem.ts";
+import { MAX_BRIDGED_MESSAGES } from "../ports/fleet-link.ts";
 import type { DeviceStatus } from "../ports/storage.ts";
 import { type FleetClient, fleetFor, type TokenBatch } from "./fleet-client.ts";
 import {

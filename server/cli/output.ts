@@ -10,7 +10,7 @@ import type {
   FleetAuditSchema,
   OperatorSchema,
   TokenSchema,
-} from "../frontends/operator-api/views.ts";
+} from "../frontends/http/views.ts";
 
 /**
  * CLI output: with --json the operator API's JSON shapes (one object, or one per

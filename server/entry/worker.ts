@@ -10,7 +10,7 @@ import { Authority } from "../authority/authority.ts";
 import { type AuthorityDeps, checkIssuers, type IssuingCa } from "../authority/deps.ts";
 import { RevocationResponders } from "../authority/responders.ts";
 import { type Config, parseConfig, profilesOf } from "../config/schema.ts";
-import type { AppEnv } from "../frontends/env.ts";
+import type { AppEnv } from "../frontends/http/env.ts";
 import { FleetMetrics } from "../frontends/metrics/fleet-metrics.ts";
 import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
 import { keyIdentifier, readCertificate } from "../pki/certificate.ts";

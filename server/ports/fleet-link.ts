@@ -27,3 +27,9 @@ export interface InboundMessage {
    */
   currentConnection: boolean;
 }
+
+/** What became of one inbound message. */
+export type MessageOutcome = "accepted" | "ignored" | "malformed" | "oversized" | "dropped";
+
+/** Most messages one bridge POST may carry. */
+export const MAX_BRIDGED_MESSAGES = 500;

@@ -12,7 +12,7 @@ import { checkIssuers } from "../../server/authority/deps.ts";
 import { signForDevice } from "../../server/authority/operator-issue.ts";
 import { revokeCertificate, revokeDevice } from "../../server/authority/revoke.ts";
 import { type ConfigInput, INIT_PROFILES, parseConfig } from "../../server/config/schema.ts";
-import { deviceView } from "../../server/frontends/operator-api/views.ts";
+import { deviceView } from "../../server/frontends/http/views.ts";
 import { encodeOid, fromHex, sequence, TAG, tlv, unsignedInteger } from "../../server/pki/der.ts";
 import { issuerHashes } from "../../server/pki/ocsp.ts";
 import { id_sha1, sha256WithRSAEncryption } from "../../server/pki/oids.ts";

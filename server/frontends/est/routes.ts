@@ -5,8 +5,8 @@ import type { TokenCredentials } from "../../authority/trail.ts";
 import { Base64Error, decodeBase64, encodeBase64 } from "../../pki/base64.ts";
 import { certsOnly } from "../../pki/pkcs7.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
-import { readBody } from "../body.ts";
-import type { AppEnv } from "../env.ts";
+import { readBody } from "../http/body.ts";
+import type { AppEnv } from "../http/env.ts";
 import { estErrorResponse } from "./errors.ts";
 import { CSRATTRS, essence, PKCS7, PKCS7_CERTS_ONLY, PKCS8, PKCS10 } from "./media.ts";
 

@@ -7,7 +7,7 @@ import { type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audi
 import { dueExpiryAlertPages, type ExpiryAlert, markExpiryAlertsSent } from "../../authority/lifecycle.ts";
 import { commandTopic, FLEET_EVENTS, parseDeviceTopic, statusTopic } from "../../authority/mqtt-contract.ts";
 import type { Scheduler } from "../../authority/responders.ts";
-import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
+import type { FleetLink, InboundMessage, MessageOutcome } from "../../ports/fleet-link.ts";
 import type { RevocationEntry } from "../../ports/storage.ts";
 
 /**
@@ -46,8 +46,6 @@ const CommandResultMessage = z.looseObject({
   ok: z.boolean(),
   error: z.string().max(500).optional(),
 });
-
-export type MessageOutcome = "accepted" | "ignored" | "malformed" | "oversized" | "dropped";
 
 /**
  * Messages being recorded at once. Beyond this the broker is delivering faster than the

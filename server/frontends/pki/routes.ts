@@ -5,9 +5,9 @@ import type { RevocationResponders } from "../../authority/responders.ts";
 import { Base64Error, decodeBase64 } from "../../pki/base64.ts";
 import { ocspErrorResponse } from "../../pki/ocsp.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
-import { readBody } from "../body.ts";
-import type { AppEnv } from "../env.ts";
-import { estErrorResponse } from "../est/errors.ts";
+import { readBody } from "../http/body.ts";
+import type { AppEnv } from "../http/env.ts";
+import { textErrorResponse } from "../http/errors.ts";
 
 export interface PkiDeps {
   authority: Authority;
@@ -28,11 +28,11 @@ const OCSP_RESPONSE = "application/ocsp-response";
 export function pkiRoutes(deps: PkiDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
-  /** Refusals before the OCSP layer: audited, plain text like EST. */
+  /** Refusals before the OCSP layer: audited, plain text. */
   const refuse = async (c: Context<AppEnv>, action: string, error: AuthorityError): Promise<Response> => {
     c.set("refusal", error.reason);
     await deps.authority.rejectRequest({ action, peer: deps.peer(c), error });
-    return estErrorResponse(error);
+    return textErrorResponse(error);
   };
 
   app.get("/pki/crl/:file", async (c) => {
@@ -101,7 +101,7 @@ export function pkiRoutes(deps: PkiDeps): Hono<AppEnv> {
   });
 
   app.all("/pki/*", (c) =>
-    estErrorResponse(
+    textErrorResponse(
       new AuthorityError("method_not_allowed", `${c.req.method} is not allowed here`, "method_not_allowed"),
     ),
   );

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
-import { AuthorityError } from "../authority/errors.ts";
-import { concat } from "../pki/der.ts";
+import { AuthorityError } from "../../authority/errors.ts";
+import { concat } from "../../pki/der.ts";
 
 function tooLarge(limit: number): AuthorityError {
   return new AuthorityError("payload_too_large", `body exceeds ${limit} bytes`, "payload_too_large");

@@ -1,4 +1,4 @@
-import type { PeerInfo } from "../ports/client-identity.ts";
+import type { PeerInfo } from "../../ports/client-identity.ts";
 
 /** Values a frontend hands to the request log through the hono context. */
 export interface AppEnv {
