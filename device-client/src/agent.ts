@@ -1,85 +1,15 @@
 import { spawn } from "node:child_process";
-import { createPrivateKey, type KeyObject, randomUUID, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { type BackoffOptions, backoffDelay } from "./backoff.ts";
-import { type ClientTls, type EnrollAuth, EstClient, type EstOutcome } from "./est.ts";
-import { generateKey, type KeyType, makeCsr, pemBlocks } from "./keys.ts";
-import { type AgentEvent, type AgentStateName, type Command, MqttReporter, type StatusDocument } from "./status.ts";
-import {
-  type AgentConfig,
-  type AgentState,
-  AgentStore,
-  type CrashStep,
-  fingerprint,
-  type Identity,
-  INITIAL_STATE,
-  publicKeyMatches,
-} from "./store.ts";
-import { chainPath } from "./tls-check.ts";
+import { type KeyObject, randomUUID, X509Certificate } from "node:crypto";
+import { backoffDelay } from "./backoff.ts";
+import { runCommand } from "./commands.ts";
+import { type AgentDeps, BUILD_TIME, HOUR } from "./deps.ts";
+import { type ClientTls, describeOutcome, EstClient } from "./est.ts";
+import { generateKey, type KeyType, makeCsr } from "./keys.ts";
+import { type AgentEvent, type AgentStateName, MqttReporter, type StatusDocument } from "./status.ts";
+import { type AgentConfig, type AgentState, AgentStore, type Identity } from "./store.ts";
+import { checkIssued, mergeCaBundle } from "./trust.ts";
 
 export const AGENT_VERSION = "0.1.0";
-/**
- * No clock on a gateway can be earlier than this build: the first floor of the time
- * the agent trusts (then the last saved time and the server's Date header raise it).
- */
-export const BUILD_TIME = Date.parse("2026-11-24T00:00:00Z");
-
-export interface Timers {
-  setTimeout(run: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-/** Time, randomness, timers and side effects are parameters, so tests control them. */
-export interface AgentDeps {
-  now: () => number;
-  random: () => number;
-  timers: Timers;
-  log: (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
-  /** Fault injection: called at each step of a rotation (tests stop the process there). */
-  crash?: (step: CrashStep) => void;
-  backoff?: BackoffOptions;
-  buildTime?: number;
-  /** Runs the post-rotation hook; by default a shell command with the file paths in its environment. */
-  runHook?: (command: string, env: Record<string, string>) => Promise<void>;
-}
-
-export const nodeDeps = (overrides: Partial<AgentDeps> = {}): AgentDeps => ({
-  now: () => Date.now(),
-  random: Math.random,
-  timers: {
-    setTimeout: (run, ms) => setTimeout(run, ms),
-    clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-  },
-  log: (level, msg, fields) =>
-    process.stderr.write(`${JSON.stringify({ level, time: new Date().toISOString(), msg, ...fields })}\n`),
-  ...overrides,
-});
-
-const HOUR = 3_600_000;
-
-/** The verifying chain of `leaf` up to one of `trust`, through `intermediates`; throws if there is none. */
-export function verifyChain(leaf: X509Certificate, intermediates: X509Certificate[], trust: X509Certificate[]): void {
-  if (!chainPath(leaf, intermediates, trust)) {
-    throw new Error(`certificate ${leaf.subject.replace(/\n/g, ", ")} does not chain to the trusted CA`);
-  }
-}
-
-/** The certificates of a /cacerts answer that are, or chain to, the pinned anchor. */
-export function acceptCaBundle(certs: X509Certificate[], anchors: X509Certificate[]): X509Certificate[] {
-  const accepted = [...anchors];
-  let grew = true;
-  while (grew) {
-    grew = false;
-    for (const c of certs) {
-      if (accepted.some((a) => a.fingerprint256 === c.fingerprint256)) continue;
-      if (accepted.some((a) => c.checkIssued(a) && c.verify(a.publicKey))) {
-        accepted.push(c);
-        grew = true;
-      }
-    }
-  }
-  return accepted;
-}
 
 function keyAlg(key: KeyObject): string {
   if (key.asymmetricKeyType === "ec") return key.asymmetricKeyDetails?.namedCurve === "secp384r1" ? "P-384" : "P-256";
@@ -88,135 +18,6 @@ function keyAlg(key: KeyObject): string {
 }
 
 const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
-
-export interface EnrollOptions {
-  dir: string;
-  server: string;
-  deviceId: string;
-  /** "sha256:<hex>" of a CA certificate in the server's /cacerts (the root, from `edgeid ca export`). */
-  caFingerprint?: string;
-  /** Or: a PEM file with the trust anchors. */
-  caFile?: string;
-  token?: string;
-  idevid?: { cert: string; key: string };
-  label?: string;
-  keyType?: KeyType;
-  renewFraction?: number;
-  jitter?: number;
-  hook?: string;
-  mqtt?: string;
-  caRefreshMs?: number;
-  /** Give up waiting (202, network) after this long. */
-  timeoutMs?: number;
-}
-
-/**
- * First boot: fetch /cacerts and accept it only against the pinned fingerprint (or an
- * explicit CA file), generate a key, enroll with a token or the IDevID (waiting out
- * 202 Retry-After and network errors), store trust bundle, identity and configuration.
- */
-export async function enroll(o: EnrollOptions, deps: AgentDeps): Promise<Identity> {
-  const store = new AgentStore(o.dir, deps.crash);
-  store.init();
-  const bootstrap = await new EstClient(o.server, o.label ?? "", "bootstrap").cacerts();
-  const offered = bootstrap.certs.map((d) => new X509Certificate(d));
-  let anchors: X509Certificate[];
-  if (o.caFile) {
-    anchors = pemBlocks(readFileSync(o.caFile, "utf8"), "CERTIFICATE").map((d) => new X509Certificate(d));
-  } else if (o.caFingerprint) {
-    const want = o.caFingerprint
-      .replace(/^sha256:/i, "")
-      .replace(/:/g, "")
-      .toLowerCase();
-    anchors = offered.filter((c) => fingerprint(c.raw) === want);
-    if (anchors.length === 0) {
-      throw new Error(`the server's CA certificates do not match the pinned fingerprint sha256:${want}; not enrolling`);
-    }
-  } else {
-    throw new Error("give --ca-fingerprint sha256:… or --ca-file: the server's CA must be pinned");
-  }
-  const trust = acceptCaBundle(offered, anchors);
-  let floor = Math.max(deps.buildTime ?? BUILD_TIME, bootstrap.date ?? 0);
-  const est = new EstClient(o.server, o.label ?? "", trust, () => Math.max(deps.now(), floor));
-  const keyType = o.keyType ?? "P-256";
-  const key = generateKey(keyType);
-  const csr = makeCsr(key, o.deviceId);
-  let auth: EnrollAuth;
-  if (o.token) auth = { basic: { user: o.deviceId, password: o.token } };
-  else if (o.idevid) {
-    const idKey = createPrivateKey(readFileSync(o.idevid.key));
-    const idChain = pemBlocks(readFileSync(o.idevid.cert, "utf8"), "CERTIFICATE").map((d) => new X509Certificate(d));
-    auth = { client: { key: idKey, chain: idChain } };
-  } else throw new Error("give --token (or --token-file) or --idevid-cert with --idevid-key");
-
-  const deadline = deps.now() + (o.timeoutMs ?? 24 * HOUR);
-  for (let attempt = 0; ; attempt++) {
-    const outcome = await est.simpleenroll(csr, auth);
-    if (outcome.date) floor = Math.max(floor, outcome.date);
-    if (outcome.kind === "issued") {
-      const identity = checkIssued(outcome.chain, key, trust);
-      const now = Math.max(deps.now(), floor);
-      store.saveTrust(trust);
-      store.saveIdentity(identity);
-      const config: AgentConfig = {
-        server: o.server,
-        deviceId: o.deviceId,
-        label: o.label ?? "",
-        keyType,
-        renewFraction: o.renewFraction ?? 2 / 3,
-        jitter: o.jitter ?? 0.05,
-        ...(o.hook ? { hook: o.hook } : {}),
-        ...(o.mqtt ? { mqtt: o.mqtt } : {}),
-        caRefreshMs: o.caRefreshMs ?? 24 * HOUR,
-      };
-      store.saveConfig(config);
-      store.saveState({ ...INITIAL_STATE, timeFloor: now, session: 1, identityReceivedAt: now });
-      deps.log("info", "enrolled", { deviceId: o.deviceId, serial: identity.chain[0]?.serialNumber });
-      return identity;
-    }
-    if (outcome.kind === "refused") throw new Error(`enrollment refused (HTTP ${outcome.status}): ${outcome.message}`);
-    const wait =
-      outcome.kind === "wait" ? outcome.seconds * 1000 : backoffDelay(attempt, 4 * HOUR, deps.random, deps.backoff);
-    if (deps.now() + wait > deadline) throw new Error(`enrollment did not complete in time: ${describe(outcome)}`);
-    deps.log("info", outcome.kind === "wait" ? "enrollment pending approval" : "enrollment retry", {
-      waitMs: wait,
-      detail: describe(outcome),
-    });
-    await new Promise<void>((resolve) => deps.timers.setTimeout(resolve, wait));
-  }
-}
-
-function describe(o: EstOutcome): string {
-  switch (o.kind) {
-    case "issued":
-      return "issued";
-    case "wait":
-      return `202, retry after ${o.seconds} s`;
-    case "refused":
-      return `HTTP ${o.status}: ${o.message}`;
-    case "unavailable":
-      return o.status ? `HTTP ${o.status}: ${o.message}` : o.message;
-  }
-}
-
-/** The issued chain must certify our new key and chain to our trust bundle. */
-function checkIssued(chainDer: Uint8Array[], key: KeyObject, trust: X509Certificate[]): Identity {
-  const chain = chainDer.map((d) => new X509Certificate(d));
-  const leaf = chain[0];
-  if (!leaf) throw new Error("the server answered without a certificate");
-  if (!publicKeyMatches(key, leaf)) throw new Error("the issued certificate is not for the key this agent generated");
-  verifyChain(leaf, [...chain.slice(1), ...trust], trust);
-  // Kept with the key: the leaf and the intermediate CAs above it (not self-signed), so a
-  // TLS peer that knows only the root can build the path.
-  const intermediates: X509Certificate[] = [];
-  for (let c = leaf; intermediates.length < 4; ) {
-    const issuer = [...chain.slice(1), ...trust].find((i) => c.checkIssued(i) && c.verify(i.publicKey));
-    if (!issuer || issuer.checkIssued(issuer)) break;
-    intermediates.push(issuer);
-    c = issuer;
-  }
-  return { key, chain: [leaf, ...intermediates] };
-}
 
 export type RenewResult = "renewed" | "waiting" | "stopped" | "revoked" | "cancelled";
 
@@ -324,7 +125,7 @@ export class Agent {
         now: () => this.now(),
         queueFile: this.store.paths.events,
         writeFile: (file, data) => this.store.writeAtomic(file, data, 0o600),
-        onCommand: (command, body) => this.command(command, body),
+        onCommand: (command, body) => runCommand(this, command, body, this.deps.log),
         onRevoked: (message) => this.enterRevoked("mqtt-tls", message),
         log: (msg, fields) => this.deps.log("info", msg, fields),
       });
@@ -486,12 +287,12 @@ export class Agent {
         outcome.kind === "wait"
           ? outcome.seconds * 1000
           : backoffDelay(attempt, remaining, this.deps.random, this.deps.backoff);
-      this.state.lastError = describe(outcome);
+      this.state.lastError = describeOutcome(outcome);
       this.saveState();
       this.deps.log("warn", outcome.kind === "wait" ? "renewal pending" : "renewal failed; backing off", {
         attempt,
         waitMs: wait,
-        detail: describe(outcome),
+        detail: describeOutcome(outcome),
       });
       if (outcome.kind === "unavailable") this.report("degraded");
       await this.sleep(wait);
@@ -527,12 +328,8 @@ export class Agent {
       const { certs } = await new EstClient(this.config.server, this.config.label, this.trust, () =>
         this.now(),
       ).cacerts();
-      const now = this.now();
       const fresh = certs.map((d) => new X509Certificate(d));
-      const merged = [...this.trust, ...fresh].filter(
-        (c, i, all) => all.findIndex((o) => o.fingerprint256 === c.fingerprint256) === i && Date.parse(c.validTo) > now,
-      );
-      const added = merged.length - this.trust.filter((c) => Date.parse(c.validTo) > now).length;
+      const { merged, added } = mergeCaBundle(this.trust, fresh, this.now());
       if (merged.length !== this.trust.length || added > 0) {
         this.trust = merged;
         this.store.saveTrust(merged);
@@ -543,20 +340,6 @@ export class Agent {
       this.deps.log("warn", "CA refresh failed", { error: (err as Error).message });
       return { added: 0 };
     }
-  }
-
-  private async command(command: Command, body: Record<string, unknown>): Promise<{ ok: boolean; error?: string }> {
-    this.deps.log("info", "command", { command, opId: body.opId });
-    if (command === "rotate") {
-      this.renewNow();
-      return { ok: true };
-    }
-    if (command === "revoked") {
-      this.enterRevoked("mqtt", typeof body.reason === "string" ? body.reason : "revoked by the operator");
-      return { ok: true };
-    }
-    await this.refreshCa();
-    return { ok: true };
   }
 
   private async runHook(): Promise<void> {
@@ -588,5 +371,3 @@ function runShell(command: string, env: Record<string, string>): Promise<void> {
     });
   });
 }
-
-export { INITIAL_STATE };

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { Agent, type AgentDeps, enroll, nodeDeps } from "./agent.ts";
+import { Agent } from "./agent.ts";
+import { type AgentDeps, nodeDeps } from "./deps.ts";
+import { enroll } from "./enrollment.ts";
 import { KEY_TYPES, type KeyType } from "./keys.ts";
 import { AgentStore, type CrashStep } from "./store.ts";
 

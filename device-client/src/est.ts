@@ -28,6 +28,20 @@ const MAX_RESPONSE = 256 * 1024;
 /** A TLS failure or an EST refusal that says the client certificate is revoked. */
 export const isRevocationMessage = (message: string) => /certificate (is )?revoked/i.test(message);
 
+/** An outcome in a word or two, for the logs and the saved last error. */
+export function describeOutcome(o: EstOutcome): string {
+  switch (o.kind) {
+    case "issued":
+      return "issued";
+    case "wait":
+      return `202, retry after ${o.seconds} s`;
+    case "refused":
+      return `HTTP ${o.status}: ${o.message}`;
+    case "unavailable":
+      return o.status ? `HTTP ${o.status}: ${o.message}` : o.message;
+  }
+}
+
 /**
  * An EST client (RFC 7030) over node:https: a new TLS connection per request (so a
  * renewed certificate is used at once), the server verified against the agent's trust

@@ -2,6 +2,7 @@ import type { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import type { TLSSocket } from "node:tls";
 import type { MqttClient } from "mqtt";
+import { type Command, type CommandResult, isCommand } from "./commands.ts";
 import { isRevocationMessage } from "./est.ts";
 import { peerProblem, sigalgsFor } from "./tls-check.ts";
 
@@ -26,8 +27,6 @@ export interface AgentEvent {
   [field: string]: unknown;
 }
 
-export type Command = "rotate" | "revoked" | "ca-update";
-
 export interface ReporterOptions {
   url: string;
   deviceId: string;
@@ -39,7 +38,7 @@ export interface ReporterOptions {
   queueFile: string;
   maxQueue?: number;
   writeFile: (file: string, data: string) => void;
-  onCommand: (command: Command, body: Record<string, unknown>) => Promise<{ ok: boolean; error?: string }>;
+  onCommand: (command: Command, body: Record<string, unknown>) => Promise<CommandResult>;
   /** The broker's TLS layer said this certificate is revoked. */
   onRevoked: (message: string) => void;
   log: (msg: string, fields?: Record<string, unknown>) => void;
@@ -209,8 +208,7 @@ export class MqttReporter {
       // a command without a body is still a command
     }
     const opId = typeof body.opId === "string" ? body.opId.slice(0, 64) : undefined;
-    const known = name === "rotate" || name === "revoked" || name === "ca-update";
-    const result = known
+    const result = isCommand(name)
       ? await this.o.onCommand(name, body).catch((e: Error) => ({ ok: false, error: e.message }))
       : { ok: false, error: `unknown command ${name.slice(0, 32)}` };
     if (opId && /^[\w.-]+$/.test(opId)) {
