@@ -4,7 +4,7 @@
  * after round, against the real server process and its SQLite file. A renewal's write
  * set re-checks inside the transaction that the device is unchanged and the presented
  * certificate valid, so a revocation that commits first wins: afterwards the audit
- * trail (its ids are in commit order) must show no certificate issued for the device
+ * caller (its ids are in commit order) must show no certificate issued for the device
  * after its `device.revoke`, and no certificate of a revoked device may still be valid.
  * When the revocation starts varies by round (after 0…N renewal answers, then 0–3
  * event-loop turns), so that some renewals win and some lose.

@@ -2,6 +2,8 @@ import type { Config, Profile } from "../config/schema.ts";
 import { encodeCsrAttrs } from "../pki/csrattrs.ts";
 import type { PeerInfo } from "../ports/client-identity.ts";
 import { asAuthorityError, recordDenial } from "./audit.ts";
+import type { TokenCredentials } from "./caller.ts";
+import { type Caller, identify } from "./caller.ts";
 import { type AuthorityDeps, caFor } from "./deps.ts";
 import { enroll } from "./enroll.ts";
 import { type EnrollRequest, type Issued } from "./enrollment-request.ts";
@@ -18,8 +20,6 @@ import { Fleet } from "./resources/fleet.ts";
 import { Operators } from "./resources/operators.ts";
 import { Tokens } from "./resources/tokens.ts";
 import { type CreatedToken, type CreateTokensRequest, createTokens } from "./tokens.ts";
-import type { TokenCredentials } from "./trail.ts";
-import { identify, type RequestTrail } from "./trail.ts";
 
 export interface RejectedRequest {
   action: string;
@@ -84,21 +84,21 @@ export class Authority {
   }
 
   async enroll(req: EnrollRequest): Promise<Issued> {
-    const trail: RequestTrail = { actor: "anonymous" };
-    return this.audited("est.simpleenroll", req.peer.remoteAddress, trail, () => enroll(this.deps, req, trail));
+    const caller: Caller = { actor: "anonymous" };
+    return this.audited("est.simpleenroll", req.peer.remoteAddress, caller, () => enroll(this.deps, req, caller));
   }
 
   /** RFC 7030 §4.4: like simpleenroll, but the server makes the key pair. */
   async serverkeygen(req: EnrollRequest): Promise<Issued> {
-    const trail: RequestTrail = { actor: "anonymous" };
-    return this.audited("est.serverkeygen", req.peer.remoteAddress, trail, () =>
-      enroll(this.deps, { ...req, serverKeygen: true }, trail),
+    const caller: Caller = { actor: "anonymous" };
+    return this.audited("est.serverkeygen", req.peer.remoteAddress, caller, () =>
+      enroll(this.deps, { ...req, serverKeygen: true }, caller),
     );
   }
 
   async reenroll(req: ReenrollRequest): Promise<Issued> {
-    const trail: RequestTrail = { actor: "anonymous" };
-    return this.audited("est.simplereenroll", req.peer.remoteAddress, trail, () => reenroll(this.deps, req, trail));
+    const caller: Caller = { actor: "anonymous" };
+    return this.audited("est.simplereenroll", req.peer.remoteAddress, caller, () => reenroll(this.deps, req, caller));
   }
 
   createTokens(req: CreateTokensRequest): Promise<CreatedToken[]> {
@@ -107,17 +107,17 @@ export class Authority {
 
   /** For refusals decided before any verb ran (size, media type, encoding). */
   async rejectRequest(r: RejectedRequest): Promise<void> {
-    const trail = await identify(this.deps, r.credentials, r.peer.client);
-    await recordDenial(this.deps, { action: r.action, remote: r.peer.remoteAddress, ...trail }, r.error);
+    const caller = await identify(this.deps, r.credentials, r.peer.client);
+    await recordDenial(this.deps, { action: r.action, remote: r.peer.remoteAddress, ...caller }, r.error);
   }
 
-  private async audited<T>(action: string, remote: string, trail: RequestTrail, run: () => Promise<T>): Promise<T> {
+  private async audited<T>(action: string, remote: string, caller: Caller, run: () => Promise<T>): Promise<T> {
     try {
       return await run();
     } catch (err) {
       const e = asAuthorityError(err);
       // A request waiting for approval is not a refusal; it was recorded when it arrived.
-      if (e.code !== "pending") await recordDenial(this.deps, { action, remote, ...trail }, e);
+      if (e.code !== "pending") await recordDenial(this.deps, { action, remote, ...caller }, e);
       throw e;
     }
   }

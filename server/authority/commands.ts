@@ -4,7 +4,7 @@ import { type Actor, requireRole } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { badRequest, notFound } from "./errors.ts";
-import { MAX_PAGE, type Page } from "./fleet.ts";
+import { MAX_PAGE, type Page } from "./inventory.ts";
 
 /**
  * Commands to devices over MQTT (`edgeid/v1/devices/<id>/cmd/<name>`). They are

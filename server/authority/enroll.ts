@@ -10,6 +10,7 @@ import {
   type Write,
 } from "../ports/storage.ts";
 import { auditWrite } from "./audit.ts";
+import { type Caller, findOwnCertificate, noteCertificate } from "./caller.ts";
 import { type CheckedCsr, checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
@@ -23,25 +24,24 @@ import { resolveProfile } from "./profiles.ts";
 import { authorizeAppliance, brokeringGateway } from "./provisioners/gateway.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
 import { authenticateToken } from "./provisioners/token.ts";
-import { findOwnCertificate, noteCertificate, type RequestTrail } from "./trail.ts";
 
 /** A certificate we issued renews at simplereenroll; say so instead of "untrusted". */
-async function refuseOwnCertificate(deps: AuthorityDeps, client: ClientIdentity, trail: RequestTrail): Promise<void> {
+async function refuseOwnCertificate(deps: AuthorityDeps, client: ClientIdentity, caller: Caller): Promise<void> {
   const ours = await findOwnCertificate(deps, client);
   if (ours) {
-    noteCertificate(trail, ours);
+    noteCertificate(caller, ours);
     throw forbidden("use_simplereenroll", "this client certificate was issued here: renew it at simplereenroll");
   }
 }
 
 /** Who is enrolling, as what: a bootstrap token, else a manufacturer certificate. */
-async function authorize(deps: AuthorityDeps, req: EnrollRequest, trail: RequestTrail): Promise<Authorized> {
+async function authorize(deps: AuthorityDeps, req: EnrollRequest, caller: Caller): Promise<Authorized> {
   const labelled = req.label === undefined ? undefined : resolveProfile(deps, req.label);
   let token: TokenRecord | undefined;
   let idevid: IdevidIdentity | undefined;
   let profile: Profile;
   if (req.credentials) {
-    token = await authenticateToken(deps, req.credentials, trail);
+    token = await authenticateToken(deps, req.credentials, caller);
     if (labelled && labelled.name !== token.profile) {
       const path = token.profile === "device" ? "" : `${token.profile}/`;
       throw forbidden(
@@ -52,12 +52,12 @@ async function authorize(deps: AuthorityDeps, req: EnrollRequest, trail: Request
     profile = resolveProfile(deps, token.profile);
   } else if (req.peer.client) {
     profile = labelled ?? resolveProfile(deps, "device");
-    const gateway = await brokeringGateway(deps, req.peer.client, trail);
+    const gateway = await brokeringGateway(deps, req.peer.client, caller);
     if (gateway) return authorizeAppliance(deps, req, labelled, gateway);
-    await refuseOwnCertificate(deps, req.peer.client, trail);
+    await refuseOwnCertificate(deps, req.peer.client, caller);
     idevid = await authenticateIdevid(deps, profile, req.peer.client);
-    trail.actor = `idevid:${idevid.fingerprint.slice(0, 16)}`;
-    trail.deviceId = idevid.deviceId;
+    caller.actor = `idevid:${idevid.fingerprint.slice(0, 16)}`;
+    caller.deviceId = idevid.deviceId;
   } else {
     throw unauthenticated(
       "credentials_missing",
@@ -116,8 +116,8 @@ async function checkIdevidClaim(
  * the CSR → sign → record certificate, device, token redemption and audit in one
  * write set. A refused request consumes nothing.
  */
-export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: RequestTrail): Promise<Issued> {
-  const authorized = await authorize(deps, req, trail);
+export async function enroll(deps: AuthorityDeps, req: EnrollRequest, caller: Caller): Promise<Issued> {
+  const authorized = await authorize(deps, req, caller);
   const { profile, deviceId, existing, token, idevid, bindIdevid, gateway } = authorized;
   if (req.serverKeygen && !profile.serverKeygen) {
     throw forbidden(
@@ -128,7 +128,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
   // Declared names: the token's (an operator declared them when creating it), else the device's.
   const names = token?.names ?? existing?.names ?? null;
   const csr = await checkCsr(deps, req.csr, deviceId, profile, !req.serverKeygen, names);
-  const approved = profile.approval === "manual" ? await awaitApproval(deps, req, trail, authorized, csr) : undefined;
+  const approved = profile.approval === "manual" ? await awaitApproval(deps, req, caller, authorized, csr) : undefined;
   // Server-side key generation: a new key pair replaces the CSR's key in the certificate.
   const generated = req.serverKeygen ? await generateDeviceKey(deps.crypto, profile) : undefined;
   const key = generated
@@ -191,7 +191,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
   writes.push(
     auditWrite({
       at: now,
-      actor: trail.actor,
+      actor: caller.actor,
       action: req.serverKeygen ? "est.serverkeygen" : "est.simpleenroll",
       outcome: "success",
       deviceId,
@@ -211,7 +211,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
   );
   try {
     await applyGuarded(deps, writes, async () => {
-      await authorize(deps, req, trail);
+      await authorize(deps, req, caller);
       const decided = approved && (await deps.storage.getPending(approved.id));
       if (decided && decided.status === "rejected") {
         throw forbidden("enrollment_rejected", "an operator rejected this enrollment request");
@@ -249,7 +249,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, trail: Req
 async function awaitApproval(
   deps: AuthorityDeps,
   req: EnrollRequest,
-  trail: RequestTrail,
+  caller: Caller,
   a: Authorized,
   csr: CheckedCsr,
 ): Promise<PendingEnrollment> {
@@ -280,7 +280,7 @@ async function awaitApproval(
         keyType: csr.key.label,
         status: "pending",
         method: a.gateway ? "gateway" : a.token ? "token" : "idevid",
-        requestedBy: trail.actor,
+        requestedBy: caller.actor,
         tokenId: a.token?.id ?? null,
         remote: req.peer.remoteAddress,
         createdAt: now,
@@ -293,7 +293,7 @@ async function awaitApproval(
     },
     auditWrite({
       at: now,
-      actor: trail.actor,
+      actor: caller.actor,
       action: "est.simpleenroll",
       outcome: "pending",
       deviceId: a.deviceId,

@@ -1,8 +1,8 @@
 import type { Profile } from "../config/schema.ts";
 import type { PeerInfo } from "../ports/client-identity.ts";
 import type { CertificateRecord, DeviceRecord, TokenRecord } from "../ports/storage.ts";
+import type { TokenCredentials } from "./caller.ts";
 import type { IdevidIdentity } from "./provisioners/idevid.ts";
-import type { TokenCredentials } from "./trail.ts";
 
 /** What an enrollment asks, what authorized it and what it gave: the types the enrollment verbs and provisioners share. */
 export interface EnrollRequest {

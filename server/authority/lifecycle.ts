@@ -3,7 +3,7 @@ import { type Actor, requireRole } from "./actor.ts";
 import { auditWrite } from "./audit.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { badRequest, notFound } from "./errors.ts";
-import { listDevices, MAX_PAGE, type Page } from "./fleet.ts";
+import { listDevices, MAX_PAGE, type Page } from "./inventory.ts";
 
 /**
  * Lifecycle controls for certificates that nothing renews on its own (long-lived ones on

@@ -1,6 +1,7 @@
 import type { PeerInfo } from "../ports/client-identity.ts";
 import type { Write } from "../ports/storage.ts";
 import { auditWrite } from "./audit.ts";
+import type { Caller } from "./caller.ts";
 import { checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import type { Issued } from "./enrollment-request.ts";
@@ -10,7 +11,6 @@ import { applyGuarded, guard } from "./preconditions.ts";
 import { resolveProfile } from "./profiles.ts";
 import { authenticateClientCertificate } from "./provisioners/client-certificate.ts";
 import { REVOCATION_REASONS } from "./revoke.ts";
-import type { RequestTrail } from "./trail.ts";
 
 export interface ReenrollRequest {
   label?: string;
@@ -26,12 +26,12 @@ export interface ReenrollRequest {
  * presented certificate still valid, for a lost-response retry its successor still
  * unused), so a revocation that commits while the CSR is verified and signed wins.
  */
-export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail: RequestTrail): Promise<Issued> {
+export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, caller: Caller): Promise<Issued> {
   const {
     certificate: presented,
     device,
     supersedes,
-  } = await authenticateClientCertificate(deps, req.peer.client, trail);
+  } = await authenticateClientCertificate(deps, req.peer.client, caller);
   const profile = resolveProfile(deps, presented.profile);
   if (req.label !== undefined && resolveProfile(deps, req.label).name !== profile.name) {
     throw forbidden("wrong_profile", `certificate belongs to profile ${profile.name}; re-enroll under that label`);
@@ -82,7 +82,7 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
     },
     auditWrite({
       at: now,
-      actor: trail.actor,
+      actor: caller.actor,
       action: "est.simplereenroll",
       outcome: "success",
       deviceId: device.id,
@@ -99,7 +99,7 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, trail:
     }),
   );
   await applyGuarded(deps, writes, async () => {
-    await authenticateClientCertificate(deps, req.peer.client, trail);
+    await authenticateClientCertificate(deps, req.peer.client, caller);
   });
   if (supersedes) await deps.onRevocation?.();
   return { certificate: der, serial: record.serial, deviceId: device.id, notAfter: record.notAfter };

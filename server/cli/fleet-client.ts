@@ -13,6 +13,8 @@ import { type ChainReport, verifyAuditChain } from "../authority/audit-chain.ts"
 import { getCommand, issueCommands, listCommands, type OperatorCommand } from "../authority/commands.ts";
 import { type AuthorityDeps, caFor } from "../authority/deps.ts";
 import { type Issued } from "../authority/enrollment-request.ts";
+import { runFleetAudit } from "../authority/fleet-audit.ts";
+import { bindIdevid, decodeCertificateText } from "../authority/idevid-binding.ts";
 import {
   getCertificate,
   issueTokens,
@@ -22,9 +24,7 @@ import {
   readAudit,
   revokeToken,
   showDevice,
-} from "../authority/fleet.ts";
-import { runFleetAudit } from "../authority/fleet-audit.ts";
-import { bindIdevid, decodeCertificateText } from "../authority/idevid-binding.ts";
+} from "../authority/inventory.ts";
 import { expiringReport, setDeviceMetadata } from "../authority/lifecycle.ts";
 import type { NamesInput } from "../authority/operator-issue.ts";
 import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../authority/operator-issue.ts";

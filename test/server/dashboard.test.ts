@@ -1,9 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createApp } from "../../server/app.ts";
 import { CLI_ACTOR } from "../../server/authority/actor.ts";
-import { SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS } from "../../server/authority/dashboard.ts";
 import { setDeviceMetadata } from "../../server/authority/lifecycle.ts";
 import { createOperator, revokeOperator } from "../../server/authority/operators.ts";
+import { SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS } from "../../server/authority/sessions.ts";
 import { niceMax } from "../../server/frontends/dashboard/chart.tsx";
 import { csvField, relative, span } from "../../server/frontends/dashboard/format.ts";
 import { encodeBase64 } from "../../server/pki/base64.ts";

@@ -312,10 +312,10 @@ describe("binding an IDevID to a device id (devices bind-idevid)", () => {
       const garbage = await call("POST", "/devices/SN-API/idevid", tokens.operator, { certificate: "not a cert!" });
       expect(garbage.status).toBe(400);
 
-      const trail = (await (await call("GET", "/audit?deviceId=SN-API", tokens.auditor)).json()) as {
+      const caller = (await (await call("GET", "/audit?deviceId=SN-API", tokens.auditor)).json()) as {
         items: { action: string; outcome: string; actor: string; detail: Record<string, unknown> | null }[];
       };
-      expect(trail.items.map((a) => [a.action, a.outcome, a.detail?.reason ?? a.detail?.fingerprint])).toEqual([
+      expect(caller.items.map((a) => [a.action, a.outcome, a.detail?.reason ?? a.detail?.fingerprint])).toEqual([
         ["device.bind-idevid", "denied", "certificate_malformed"],
         ["device.bind-idevid", "denied", "role_forbidden"],
         ["device.bind-idevid", "denied", "idevid_already_bound"],

@@ -18,7 +18,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { D1Storage } from "../../server/adapters/storage/d1-storage.ts";
 import type { Actor } from "../../server/authority/actor.ts";
 import { AuthorityError } from "../../server/authority/errors.ts";
-import { revokeToken } from "../../server/authority/fleet.ts";
+import { revokeToken } from "../../server/authority/inventory.ts";
 import { revokeDevice } from "../../server/authority/revoke.ts";
 import { createTokens } from "../../server/authority/tokens.ts";
 import { StorageConflictError } from "../../server/ports/storage.ts";
@@ -251,11 +251,11 @@ describe("revocation races on D1 inside workerd", () => {
       }
 
       // Nothing issued after the revocation committed: audit ids are in commit order.
-      const trail = await storage.listAudit({ deviceId, limit: 1000 });
-      const revocations = trail.filter((e) => e.action === "device.revoke" && e.outcome === "success");
+      const caller = await storage.listAudit({ deviceId, limit: 1000 });
+      const revocations = caller.filter((e) => e.action === "device.revoke" && e.outcome === "success");
       expect(revocations).toHaveLength(1);
       const revokedAt = (revocations[0] as { id: number }).id;
-      const renewed = trail.filter((e) => e.action === "est.simplereenroll" && e.outcome === "success");
+      const renewed = caller.filter((e) => e.action === "est.simplereenroll" && e.outcome === "success");
       for (const e of renewed) expect(e.id, `${deviceId} renewal ${e.serial}`).toBeLessThan(revokedAt);
       // Every 200 is one of those renewals, and its certificate is among the revoked ones.
       const ok = answers.filter((a) => a.status === 200);

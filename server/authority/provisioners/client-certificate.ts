@@ -1,8 +1,8 @@
 import type { ClientIdentity } from "../../ports/client-identity.ts";
 import type { CertificateRecord, DeviceRecord } from "../../ports/storage.ts";
+import { type Caller, findOwnCertificate, noteCertificate } from "../caller.ts";
 import type { AuthorityDeps } from "../deps.ts";
 import { forbidden } from "../errors.ts";
-import { findOwnCertificate, noteCertificate, type RequestTrail } from "../trail.ts";
 
 /** Who a client certificate authenticated, and what a renewal with it would replace. */
 export interface AuthenticatedClient {
@@ -33,7 +33,7 @@ export interface AuthenticatedClient {
 export async function authenticateClientCertificate(
   deps: AuthorityDeps,
   client: ClientIdentity | undefined,
-  trail: RequestTrail,
+  caller: Caller,
 ): Promise<AuthenticatedClient> {
   if (!client?.chain[0] && !client?.fingerprint) {
     throw forbidden(
@@ -49,7 +49,7 @@ export async function authenticateClientCertificate(
   }
   const certificate = await findOwnCertificate(deps, client);
   if (!certificate) throw forbidden("client_certificate_unknown", "client certificate was not issued by this CA");
-  noteCertificate(trail, certificate);
+  noteCertificate(caller, certificate);
   const now = deps.clock.now().getTime();
   if (certificate.status === "revoked") throw forbidden("client_certificate_revoked", "client certificate is revoked");
   if (certificate.notAfter.getTime() <= now) {

@@ -1,12 +1,12 @@
 import type { Profile } from "../../config/schema.ts";
 import { type ParsedCsr, parseCsr } from "../../pki/csr.ts";
 import type { ClientIdentity } from "../../ports/client-identity.ts";
+import { type Caller, findOwnCertificate } from "../caller.ts";
 import type { AuthorityDeps } from "../deps.ts";
 import type { Authorized, BrokeringGateway, EnrollRequest } from "../enrollment-request.ts";
 import { badRequest, forbidden } from "../errors.ts";
 import { applianceId, parseApplianceSpiffeId } from "../identity.ts";
 import { resolveProfile } from "../profiles.ts";
-import { findOwnCertificate, type RequestTrail } from "../trail.ts";
 import { authenticateClientCertificate } from "./client-certificate.ts";
 
 /**
@@ -18,12 +18,12 @@ import { authenticateClientCertificate } from "./client-certificate.ts";
 export async function brokeringGateway(
   deps: AuthorityDeps,
   client: ClientIdentity,
-  trail: RequestTrail,
+  caller: Caller,
 ): Promise<BrokeringGateway | undefined> {
   const own = await findOwnCertificate(deps, client);
   const profile = own && deps.profiles.get(own.profile);
   if (!profile?.gateway) return undefined;
-  const { certificate, device } = await authenticateClientCertificate(deps, client, trail);
+  const { certificate, device } = await authenticateClientCertificate(deps, client, caller);
   return {
     device,
     certificate,

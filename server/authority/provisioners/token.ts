@@ -1,9 +1,9 @@
 import { base64url } from "../../pki/base64.ts";
 import type { TokenRecord } from "../../ports/storage.ts";
+import type { TokenCredentials } from "../caller.ts";
+import { type Caller, findToken, noteToken, TOKEN_PREFIX } from "../caller.ts";
 import type { AuthorityDeps } from "../deps.ts";
 import { forbidden, unauthenticated } from "../errors.ts";
-import type { TokenCredentials } from "../trail.ts";
-import { findToken, noteToken, type RequestTrail, TOKEN_PREFIX } from "../trail.ts";
 
 /** A fresh bootstrap secret: 256 random bits, prefixed so secret scanners can spot it. */
 export function newTokenSecret(crypto: Crypto): string {
@@ -23,13 +23,13 @@ export function newTokenId(crypto: Crypto): string {
 export async function authenticateToken(
   deps: AuthorityDeps,
   creds: TokenCredentials,
-  trail: RequestTrail,
+  caller: Caller,
 ): Promise<TokenRecord> {
   // Until the token is found, the claimed device is the best name for the audit record.
-  if (creds.type === "basic") trail.deviceId = creds.username.slice(0, 64);
+  if (creds.type === "basic") caller.deviceId = creds.username.slice(0, 64);
   const token = await findToken(deps, creds.type === "basic" ? creds.password : creds.token);
   if (!token) throw unauthenticated("token_unknown", "bootstrap token is not valid");
-  noteToken(trail, token, creds);
+  noteToken(caller, token, creds);
   const now = deps.clock.now();
   if (token.usedAt)
     throw unauthenticated("token_used", "bootstrap token has already been used; ask an operator for a new one");

@@ -2,7 +2,7 @@ import type { Actor } from "../actor.ts";
 import type { DenialContext } from "../audit.ts";
 import { verifyAuditChain } from "../audit-chain.ts";
 import type { AuthorityError } from "../errors.ts";
-import { readAudit } from "../fleet.ts";
+import { readAudit } from "../inventory.ts";
 import type { Door } from "./door.ts";
 
 type ReadRequest = Parameters<typeof readAudit>[2];

@@ -1,6 +1,6 @@
 import type { Actor } from "../actor.ts";
 import { caFor } from "../deps.ts";
-import { getCertificate } from "../fleet.ts";
+import { getCertificate } from "../inventory.ts";
 import { decodeCsrText, type IssueOptions, issueWithGeneratedKey, signForDevice } from "../operator-issue.ts";
 import { resolveProfile } from "../profiles.ts";
 import { type RevocationReason, revokeCertificate } from "../revoke.ts";

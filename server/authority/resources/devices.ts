@@ -1,7 +1,7 @@
 import { type Actor, requireRole } from "../actor.ts";
 import { issueCommands } from "../commands.ts";
-import { type DeviceListRequest, listDeviceEvents, listDevices, showDevice } from "../fleet.ts";
 import { bindIdevid, decodeCertificateText } from "../idevid-binding.ts";
+import { type DeviceListRequest, listDeviceEvents, listDevices, showDevice } from "../inventory.ts";
 import { type MetadataChange, setDeviceMetadata } from "../lifecycle.ts";
 import { type RevocationReason, reinstateDevice, revokeDevice } from "../revoke.ts";
 import type { Door } from "./door.ts";

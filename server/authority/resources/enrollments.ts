@@ -1,6 +1,6 @@
 import type { Actor } from "../actor.ts";
 import { decideEnrollment } from "../approvals.ts";
-import { listEnrollments } from "../fleet.ts";
+import { listEnrollments } from "../inventory.ts";
 import type { Door } from "./door.ts";
 
 type ListRequest = Parameters<typeof listEnrollments>[2];

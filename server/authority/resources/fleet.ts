@@ -1,9 +1,9 @@
 import type { InboundMessage, MessageOutcome } from "../../ports/fleet-link.ts";
 import { type Actor, requireRole } from "../actor.ts";
-import { type FleetAggregates, fleetAggregates, fleetOverview } from "../dashboard.ts";
-import { fleetCounts } from "../fleet.ts";
 import { type FleetAuditOptions, type FleetAuditReport, runFleetAudit } from "../fleet-audit.ts";
+import { fleetCounts } from "../inventory.ts";
 import { expiringReport } from "../lifecycle.ts";
+import { type FleetAggregates, fleetAggregates, fleetOverview } from "../sessions.ts";
 import type { Door } from "./door.ts";
 
 /** Where a fleet loop runs, it runs the audit (and publishes the findings) and ingests device messages. */

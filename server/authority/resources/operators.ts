@@ -1,13 +1,13 @@
 import type { OperatorRole } from "../../ports/storage.ts";
 import type { Actor } from "../actor.ts";
+import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../operators.ts";
 import {
   checkCsrfToken,
   closeDashboardSession,
   type DashboardSession,
   openDashboardSession,
   resumeDashboardSession,
-} from "../dashboard.ts";
-import { authenticateOperator, createOperator, listOperators, revokeOperator } from "../operators.ts";
+} from "../sessions.ts";
 import type { Door } from "./door.ts";
 
 /**

@@ -1,6 +1,6 @@
 import type { Actor } from "../actor.ts";
 import { badRequest } from "../errors.ts";
-import { issueTokens, listTokens, revokeToken, type TokenListRequest } from "../fleet.ts";
+import { issueTokens, listTokens, revokeToken, type TokenListRequest } from "../inventory.ts";
 import { batchDeviceIds } from "../tokens.ts";
 import type { Door } from "./door.ts";
 

@@ -1,7 +1,7 @@
 /** @jsxImportSource hono/jsx */
 import type { Child, FC } from "hono/jsx";
 import { hasRole } from "../../authority/actor.ts";
-import type { DashboardSession } from "../../authority/dashboard.ts";
+import type { DashboardSession } from "../../authority/sessions.ts";
 
 export const BASE = "/dashboard";
 
@@ -46,7 +46,7 @@ const NAV: [string, string][] = [
   ["enrollments", "Approvals"],
   ["tokens", "Tokens"],
   ["legacy", "Legacy certificates"],
-  ["audit", "Audit trail"],
+  ["audit", "Audit caller"],
 ];
 
 export const Layout: FC<{

@@ -2,8 +2,8 @@
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Authority } from "../../authority/authority.ts";
-import type { DashboardSession, FleetAggregates } from "../../authority/dashboard.ts";
 import { AuthorityError } from "../../authority/errors.ts";
+import type { DashboardSession, FleetAggregates } from "../../authority/sessions.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
 import { STATUS } from "../http/errors.ts";
 import type { FleetApi } from "../http/fleet-api.ts";

@@ -1,7 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { Authority } from "../../authority/authority.ts";
+import type { TokenCredentials } from "../../authority/caller.ts";
 import { AuthorityError } from "../../authority/errors.ts";
-import type { TokenCredentials } from "../../authority/trail.ts";
 import { Base64Error, decodeBase64, encodeBase64 } from "../../pki/base64.ts";
 import { certsOnly } from "../../pki/pkcs7.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";

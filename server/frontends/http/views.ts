@@ -1,8 +1,8 @@
 import { z } from "@hono/zod-openapi";
-import type { DeviceDetail } from "../../authority/fleet.ts";
 import type { FleetAuditReport } from "../../authority/fleet-audit.ts";
 import { FLEET_CHECKS } from "../../authority/fleet-audit.ts";
 import { applianceOf, spiffeId } from "../../authority/identity.ts";
+import type { DeviceDetail } from "../../authority/inventory.ts";
 import type { ExpiringRow } from "../../authority/lifecycle.ts";
 import { REASON_NAMES } from "../../authority/revoke.ts";
 import type {

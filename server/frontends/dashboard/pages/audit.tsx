@@ -1,7 +1,7 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
 import type { ChainReport } from "../../../authority/audit-chain.ts";
-import type { DashboardSession } from "../../../authority/dashboard.ts";
+import type { DashboardSession } from "../../../authority/sessions.ts";
 import type { StoredAuditEvent } from "../../../ports/storage.ts";
 import { plural } from "../format.ts";
 import { BASE, Layout } from "../layout.tsx";
@@ -22,8 +22,8 @@ export const AuditPage: FC<{
   nextCursor: string | null;
   chain?: ChainReport | undefined;
 }> = ({ session, filters, items, nextCursor, chain }) => (
-  <Layout title="Audit trail" session={session} nav="audit">
-    <h1>Audit trail</h1>
+  <Layout title="Audit caller" session={session} nav="audit">
+    <h1>Audit caller</h1>
     <p class="muted">
       Every issuance, change and refusal, newest first. Each record carries the hash of the one before it; verifying the
       chain proves that none was edited or removed.

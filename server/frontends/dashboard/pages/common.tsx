@@ -1,6 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
-import type { DashboardSession } from "../../../authority/dashboard.ts";
+import type { DashboardSession } from "../../../authority/sessions.ts";
 import type { PendingEnrollment, StoredAuditEvent } from "../../../ports/storage.ts";
 import { auditView, type deviceView, enrollmentView, type expiringView } from "../../http/views.ts";
 import { when } from "../format.ts";

@@ -1,8 +1,8 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
-import type { DashboardSession } from "../../../authority/dashboard.ts";
-import type { DeviceDetail } from "../../../authority/fleet.ts";
+import type { DeviceDetail } from "../../../authority/inventory.ts";
 import { REVOCATION_REASONS } from "../../../authority/revoke.ts";
+import type { DashboardSession } from "../../../authority/sessions.ts";
 import type { PendingEnrollment } from "../../../ports/storage.ts";
 import { certificateView, deviceView, reportedStatusView } from "../../http/views.ts";
 import { plural, relative, when } from "../format.ts";

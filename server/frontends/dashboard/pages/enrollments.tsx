@@ -1,6 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
-import type { DashboardSession } from "../../../authority/dashboard.ts";
+import type { DashboardSession } from "../../../authority/sessions.ts";
 import type { PendingEnrollment } from "../../../ports/storage.ts";
 import { BASE, Layout } from "../layout.tsx";
 import { PendingTable, query } from "./common.tsx";

@@ -1,6 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
-import type { DashboardSession } from "../../../authority/dashboard.ts";
+import type { DashboardSession } from "../../../authority/sessions.ts";
 import { when } from "../format.ts";
 import { BASE, deviceHref, Layout } from "../layout.tsx";
 import { type Expiring, Head, query } from "./common.tsx";

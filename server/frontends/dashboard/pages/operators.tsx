@@ -1,6 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
-import type { DashboardSession } from "../../../authority/dashboard.ts";
+import type { DashboardSession } from "../../../authority/sessions.ts";
 import type { OperatorRecord } from "../../../ports/storage.ts";
 import { when } from "../format.ts";
 import { BASE, Badge, Csrf, Layout } from "../layout.tsx";

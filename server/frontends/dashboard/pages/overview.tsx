@@ -1,6 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
-import type { DashboardSession, FleetOverview } from "../../../authority/dashboard.ts";
+import type { DashboardSession, FleetOverview } from "../../../authority/sessions.ts";
 import { ExpiryChart } from "../chart.tsx";
 import { plural, relative, span, when } from "../format.ts";
 import { BASE, Badge, Csrf, deviceHref, Layout } from "../layout.tsx";

@@ -8,7 +8,7 @@ import { sha256Hex } from "./digest.ts";
  * possible so that a refusal is audited against the device it concerns — including
  * refusals decided before any verb ran (wrong media type, oversized body).
  */
-export interface RequestTrail {
+export interface Caller {
   actor: string;
   deviceId?: string;
   /** The serial of the client certificate the request authenticated with, if any. */
@@ -43,16 +43,16 @@ export async function findOwnCertificate(
   return fingerprint ? deps.storage.getCertificateByFingerprint(fingerprint) : undefined;
 }
 
-export function noteToken(trail: RequestTrail, token: TokenRecord, creds: TokenCredentials): void {
-  trail.actor = `token:${token.id}`;
-  trail.deviceId = token.deviceId;
-  if (creds.type === "basic" && creds.username !== token.deviceId) trail.claimed = creds.username.slice(0, 64);
+export function noteToken(caller: Caller, token: TokenRecord, creds: TokenCredentials): void {
+  caller.actor = `token:${token.id}`;
+  caller.deviceId = token.deviceId;
+  if (creds.type === "basic" && creds.username !== token.deviceId) caller.claimed = creds.username.slice(0, 64);
 }
 
-export function noteCertificate(trail: RequestTrail, certificate: CertificateRecord): void {
-  trail.actor = `device:${certificate.deviceId}`;
-  trail.deviceId = certificate.deviceId;
-  trail.serial = certificate.serial;
+export function noteCertificate(caller: Caller, certificate: CertificateRecord): void {
+  caller.actor = `device:${certificate.deviceId}`;
+  caller.deviceId = certificate.deviceId;
+  caller.serial = certificate.serial;
 }
 
 /** Best-effort identification for a request refused before a verb ran. */
@@ -60,15 +60,15 @@ export async function identify(
   deps: Pick<AuthorityDeps, "storage" | "digest">,
   creds: TokenCredentials | undefined,
   client: ClientIdentity | undefined,
-): Promise<RequestTrail> {
-  const trail: RequestTrail = { actor: "anonymous" };
+): Promise<Caller> {
+  const caller: Caller = { actor: "anonymous" };
   if (creds) {
-    if (creds.type === "basic") trail.deviceId = creds.username.slice(0, 64);
+    if (creds.type === "basic") caller.deviceId = creds.username.slice(0, 64);
     const token = await findToken(deps, creds.type === "basic" ? creds.password : creds.token);
-    if (token) noteToken(trail, token, creds);
-    return trail;
+    if (token) noteToken(caller, token, creds);
+    return caller;
   }
   const own = await findOwnCertificate(deps, client);
-  if (own) noteCertificate(trail, own);
-  return trail;
+  if (own) noteCertificate(caller, own);
+  return caller;
 }
