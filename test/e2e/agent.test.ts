@@ -253,7 +253,7 @@ describe("edgeid-agent", () => {
     expect(shown.certificates.filter((c: { method: string }) => c.method === "reenroll").length).toBeGreaterThanOrEqual(
       2,
     );
-  });
+  }, 60_000); // two renewals of a 16 s certificate (~22 s) plus RSA keys and enrollment: its own wait allows 45 s
 
   it("enrolls with a token, rotates with a new key again and again, and reports over MQTT", async () => {
     const hookLog = join(work, "gw-rot-hook.log");

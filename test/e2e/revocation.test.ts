@@ -332,7 +332,7 @@ describe("the CLI against a server's operator API (--server, an operator token)"
     expect((JSON.parse(verified.stdout) as { ok: boolean }).ok).toBe(true);
     const wrong = await remote(["devices", "list"], "edo_not-a-token");
     expect([wrong.code, wrong.stderr]).toEqual([1, "edgeid: operator token is not valid\n"]);
-  });
+  }, 60_000); // eleven CLI processes (each loads the server's TypeScript through tsx, ~1-2 s) and EST/OCSP requests
 });
 
 describe("manual approval (RFC 7030 §4.2.3)", () => {
@@ -386,5 +386,5 @@ describe("edgeid audit verify", () => {
     ]);
     expect(broken.code).toBe(1);
     expect(broken.stdout).toContain(`audit chain BROKEN at record ${victim}: content changed`);
-  });
+  }, 60_000); // CLI processes that open and walk the database, one per step
 });
