@@ -8,17 +8,22 @@ describe("EST frontend", () => {
   let h: Harness;
   let app: ReturnType<typeof createApp>;
   const logged: RequestLog[] = [];
+  /** The TLS client chain the next requests present, if any. */
+  let client: Uint8Array[] | undefined;
 
   beforeEach(async () => {
     h = await harness();
     app = createApp({
       authority: h.authority,
       responders: h.responders,
-      peer: () => ({ remoteAddress: "192.0.2.1" }),
+      peer: () => ({ remoteAddress: "192.0.2.1", ...(client ? { client: { chain: client } } : {}) }),
       logger: { request: (e) => logged.push(e), error: () => undefined },
     });
   });
-  afterEach(() => h.close());
+  afterEach(() => {
+    client = undefined;
+    h.close();
+  });
 
   const post = (path: string, body: BodyInit, headers: Record<string, string>) =>
     app.request(`https://est.test${path}`, { method: "POST", body, headers });
@@ -38,6 +43,48 @@ describe("EST frontend", () => {
     expect(second.headers.get("content-type")).toBe("application/pkcs7-mime; smime-type=certs-only");
     expect(second.headers.get("content-transfer-encoding")).toBe("base64");
     expect(await second.text()).toMatch(/^[A-Za-z0-9+/=\r\n]+$/);
+  });
+
+  it("refuses an expired token (401 with the challenge) and an expired certificate (403), by the injected clock", async () => {
+    const token = await createToken(h, "dev-exp", { ttl: 60 });
+    h.clock.advance(60);
+    const csr = encodeBase64(await makeCsr(await generateKeys("P-256"), { cn: "dev-exp" }), 64);
+    const expired = await post("/.well-known/est/simpleenroll", csr, {
+      "content-type": "application/pkcs10",
+      authorization: basic("dev-exp", token),
+    });
+    expect(expired.status).toBe(401);
+    expect(expired.headers.get("www-authenticate")).toMatch(/^Basic realm="edgeid EST"/);
+    expect((await expired.text()).trim().split("\n")).toHaveLength(1);
+    expect((await h.storage.getDevice("dev-exp"))?.status).toBe("pending");
+    const [refusal] = await h.storage.listAudit({ deviceId: "dev-exp", limit: 1 });
+    expect(refusal).toMatchObject({
+      action: "est.simpleenroll",
+      outcome: "denied",
+      detail: { reason: "token_expired" },
+    });
+
+    const fresh = await createToken(h, "dev-exp2");
+    const issued = await h.authority.enroll({
+      csr: await makeCsr(await generateKeys("P-256"), { cn: "dev-exp2" }),
+      credentials: { type: "bearer", token: fresh },
+      peer: { remoteAddress: "192.0.2.1" },
+    });
+    h.clock.advance(72 * 3600 + 1);
+    client = [issued.certificate];
+    const renewal = await post(
+      "/.well-known/est/simplereenroll",
+      encodeBase64(await makeCsr(await generateKeys("P-256"), { cn: "dev-exp2" })),
+      { "content-type": "application/pkcs10" },
+    );
+    expect(renewal.status).toBe(403);
+    expect(await h.storage.listCertificates("dev-exp2")).toHaveLength(1);
+    const [denied] = await h.storage.listAudit({ deviceId: "dev-exp2", limit: 1 });
+    expect(denied).toMatchObject({
+      action: "est.simplereenroll",
+      outcome: "denied",
+      detail: { reason: "client_certificate_expired" },
+    });
   });
 
   it.each([
