@@ -5,7 +5,7 @@ import type { DashboardSession } from "../../../authority/sessions.ts";
 import type { StoredAuditEvent } from "../../../ports/storage.ts";
 import { plural } from "../format.ts";
 import { BASE, Layout } from "../layout.tsx";
-import { AuditTable, query } from "./common.tsx";
+import { AuditTable, NextPage } from "./common.tsx";
 
 /** The audit trail and its hash chain. */
 
@@ -52,10 +52,6 @@ export const AuditPage: FC<{
       <a href={`${BASE}/audit?verify=1`}>Verify the chain</a>
     </form>
     <AuditTable items={items} testId="audit-log" full />
-    {nextCursor ? (
-      <p class="pager">
-        <a href={`${BASE}/audit${query({ ...filters, cursor: nextCursor })}`}>Older records</a>
-      </p>
-    ) : null}
+    <NextPage path="audit" params={{ ...filters }} cursor={nextCursor} label="Older records" />
   </Layout>
 );

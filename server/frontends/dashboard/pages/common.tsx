@@ -130,6 +130,33 @@ export const PendingTable: FC<{ session: DashboardSession; items: PendingEnrollm
   );
 };
 
+/** The link to the next page of a keyset-paginated list, when there is one. */
+export const NextPage: FC<{
+  path: string;
+  params: Record<string, string | undefined>;
+  cursor?: string | null;
+  label?: string;
+}> = ({ path, params, cursor, label = "Next page" }) =>
+  cursor ? (
+    <p class="pager">
+      <a href={`${BASE}/${path}${query({ ...params, cursor })}`}>{label}</a>
+    </p>
+  ) : null;
+
+/** One POST button (with the CSRF field) that acts on a row, e.g. revoke. */
+export const RowAction: FC<{ session: DashboardSession; action: string; label: string }> = ({
+  session,
+  action,
+  label,
+}) => (
+  <form method="post" action={action} class="inline">
+    <Csrf session={session} />
+    <button type="submit" class="danger">
+      {label}
+    </button>
+  </form>
+);
+
 export const query = (params: Record<string, string | undefined>) => {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);

@@ -3,7 +3,7 @@ import type { FC } from "hono/jsx";
 import type { DashboardSession } from "../../../authority/sessions.ts";
 import type { PendingEnrollment } from "../../../ports/storage.ts";
 import { BASE, Layout } from "../layout.tsx";
-import { PendingTable, query } from "./common.tsx";
+import { NextPage, PendingTable } from "./common.tsx";
 
 /** Enrollment requests that wait for a decision. */
 
@@ -22,10 +22,6 @@ export const EnrollmentsPage: FC<{
       ))}
     </p>
     <PendingTable session={session} items={items} back={`${BASE}/enrollments`} />
-    {nextCursor ? (
-      <p class="pager">
-        <a href={`${BASE}/enrollments${query({ status, cursor: nextCursor })}`}>Next page</a>
-      </p>
-    ) : null}
+    <NextPage path="enrollments" params={{ status }} cursor={nextCursor} />
   </Layout>
 );

@@ -3,7 +3,7 @@ import type { FC } from "hono/jsx";
 import type { DashboardSession } from "../../../authority/sessions.ts";
 import { when } from "../format.ts";
 import { BASE, deviceHref, Layout } from "../layout.tsx";
-import { type Expiring, Head, query } from "./common.tsx";
+import { type Expiring, Head, NextPage, query } from "./common.tsx";
 
 /** Long-lived (legacy) certificates: the expiry report. */
 
@@ -75,10 +75,6 @@ export const LegacyPage: FC<{
         </tbody>
       </table>
     )}
-    {nextCursor ? (
-      <p class="pager">
-        <a href={`${BASE}/legacy${query({ profile, within, cursor: nextCursor })}`}>Next page</a>
-      </p>
-    ) : null}
+    <NextPage path="legacy" params={{ profile, within }} cursor={nextCursor} />
   </Layout>
 );

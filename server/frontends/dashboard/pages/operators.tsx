@@ -4,7 +4,7 @@ import type { DashboardSession } from "../../../authority/sessions.ts";
 import type { OperatorRecord } from "../../../ports/storage.ts";
 import { when } from "../format.ts";
 import { BASE, Badge, Csrf, Layout } from "../layout.tsx";
-import { Head } from "./common.tsx";
+import { Head, RowAction } from "./common.tsx";
 
 /** Operators and their tokens (admin). */
 
@@ -72,12 +72,11 @@ export const OperatorsPage: FC<{
               <td>{when(o.expiresAt)}</td>
               <td>
                 {state === "active" && `operator:${o.id}` !== session.actor.id ? (
-                  <form method="post" action={`${BASE}/operators/${encodeURIComponent(o.id)}/revoke`} class="inline">
-                    <Csrf session={session} />
-                    <button type="submit" class="danger">
-                      Revoke
-                    </button>
-                  </form>
+                  <RowAction
+                    session={session}
+                    action={`${BASE}/operators/${encodeURIComponent(o.id)}/revoke`}
+                    label="Revoke"
+                  />
                 ) : null}
               </td>
             </tr>

@@ -5,7 +5,7 @@ import type { TokenRecord } from "../../../ports/storage.ts";
 import { tokenView } from "../../http/views.ts";
 import { when } from "../format.ts";
 import { BASE, Badge, Csrf, canAct, deviceHref, Layout } from "../layout.tsx";
-import { Head, query } from "./common.tsx";
+import { Head, NextPage, RowAction } from "./common.tsx";
 
 /** Bootstrap tokens: the list, the create form, the tokens just created. */
 
@@ -167,12 +167,11 @@ export const TokensPage: FC<{
                 {act ? (
                   <td>
                     {v.state === "unused" ? (
-                      <form method="post" action={`${BASE}/tokens/${encodeURIComponent(v.id)}/revoke`} class="inline">
-                        <Csrf session={session} />
-                        <button type="submit" class="danger">
-                          Revoke
-                        </button>
-                      </form>
+                      <RowAction
+                        session={session}
+                        action={`${BASE}/tokens/${encodeURIComponent(v.id)}/revoke`}
+                        label="Revoke"
+                      />
                     ) : null}
                   </td>
                 ) : null}
@@ -181,11 +180,7 @@ export const TokensPage: FC<{
           })}
         </tbody>
       </table>
-      {nextCursor ? (
-        <p class="pager">
-          <a href={`${BASE}/tokens${query({ state, deviceId, cursor: nextCursor })}`}>Next page</a>
-        </p>
-      ) : null}
+      <NextPage path="tokens" params={{ state, deviceId }} cursor={nextCursor} />
     </Layout>
   );
 };
