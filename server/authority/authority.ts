@@ -11,6 +11,7 @@ import type { AuthorityError } from "./errors.ts";
 import { resolveProfile } from "./profiles.ts";
 import { type ReenrollRequest, reenroll } from "./reenroll.ts";
 import { Audit } from "./resources/audit.ts";
+import { Broker } from "./resources/broker.ts";
 import { Certificates } from "./resources/certificates.ts";
 import { Commands } from "./resources/commands.ts";
 import { Devices } from "./resources/devices.ts";
@@ -44,6 +45,8 @@ export class Authority {
   readonly audit: Audit;
   readonly operators: Operators;
   readonly fleet: Fleet;
+  /** The server's side of the MQTT contract, for the fleet loop. */
+  readonly broker: Broker;
 
   constructor(readonly deps: AuthorityDeps) {
     const door = new Door(deps);
@@ -55,6 +58,7 @@ export class Authority {
     this.audit = new Audit(door);
     this.operators = new Operators(door);
     this.fleet = new Fleet(door);
+    this.broker = new Broker(door);
   }
 
   /** The configuration the frontends render by (trust domain, limits, fleet settings). */

@@ -256,8 +256,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   storage.observe((writes) => {
     for (const w of writes) if (w.kind === "audit") metrics.observe(w.event);
   });
+  const authority = new Authority(deps);
   const fleet = new FleetLoop({
-    deps,
+    authority,
     link,
     scheduler: nodeScheduler,
     maxMessageBytes: config.mqtt.maxMessageBytes,
@@ -350,7 +351,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // Expiry alerts and the hourly audit run with or without a broker.
   fleet.start();
   const app = createApp({
-    authority: new Authority(deps),
+    authority,
     responders,
     fleet,
     metrics,

@@ -104,8 +104,9 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
   // operator API, and are ingested by a fleet loop whose link goes nowhere.
   // Expiry alerts go to the webhook only (no broker to publish them on).
   const webhook = config.alerts.webhook;
+  const authority = new Authority(deps);
   const fleet = new FleetLoop({
-    deps,
+    authority,
     link: { publish: async () => undefined, disconnect: async () => 0, connectedDevices: () => undefined },
     maxMessageBytes: config.mqtt.maxMessageBytes,
     log: (level, msg, fields) => log({ level, msg, ...fields }),
@@ -132,7 +133,7 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
     for (const w of writes) if (w.kind === "audit") metrics.observe(w.event);
   });
   const app = createApp({
-    authority: new Authority(deps),
+    authority,
     responders,
     fleet,
     metrics,

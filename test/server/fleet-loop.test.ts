@@ -47,7 +47,13 @@ describe("fleet loop", () => {
     h = await harness();
     await registerOperator(h, OPERATOR);
     link = new RecordingLink();
-    loop = new FleetLoop({ deps: h.deps, link, maxMessageBytes: 4096, log: () => undefined, auditEveryMs: 0 });
+    loop = new FleetLoop({
+      authority: h.authority,
+      link,
+      maxMessageBytes: 4096,
+      log: () => undefined,
+      auditEveryMs: 0,
+    });
   });
   afterEach(() => h.close());
 

@@ -116,7 +116,7 @@ describe("lifecycle controls", () => {
     const notified: Record<string, unknown>[] = [];
     let webhookUp = true;
     const loop = new FleetLoop({
-      deps: h.deps,
+      authority: h.authority,
       link,
       maxMessageBytes: 4096,
       log: () => undefined,
@@ -180,7 +180,13 @@ describe("lifecycle controls", () => {
 
   it("expiry alerts over many devices: all sent in one scan, a write set per page, none twice", async () => {
     const link = new RecordingLink();
-    const loop = new FleetLoop({ deps: h.deps, link, maxMessageBytes: 4096, log: () => undefined, auditEveryMs: 0 });
+    const loop = new FleetLoop({
+      authority: h.authority,
+      link,
+      maxMessageBytes: 4096,
+      log: () => undefined,
+      auditEveryMs: 0,
+    });
     // 600 appliances with certificates 20 days from expiry, written straight into storage.
     const now = h.clock.now();
     const notAfter = new Date(now.getTime() + 20 * DAY * 1000);

@@ -1,10 +1,9 @@
 import { z } from "zod";
 import { type Actor, SERVER_ACTOR } from "../../authority/actor.ts";
+import type { Authority } from "../../authority/authority.ts";
 import { commandMessage } from "../../authority/commands.ts";
-import type { AuthorityDeps } from "../../authority/deps.ts";
-import { markRevokedStatus, recordCommandResult, recordEvent, recordStatus } from "../../authority/device-reports.ts";
-import { type FleetAuditReport, runFleetAudit } from "../../authority/fleet-audit.ts";
-import { dueExpiryAlertPages, type ExpiryAlert, markExpiryAlertsSent } from "../../authority/lifecycle.ts";
+import type { FleetAuditOptions, FleetAuditReport } from "../../authority/fleet-audit.ts";
+import type { ExpiryAlert } from "../../authority/lifecycle.ts";
 import { commandTopic, FLEET_EVENTS, parseDeviceTopic, statusTopic } from "../../authority/mqtt-contract.ts";
 import type { Scheduler } from "../../authority/responders.ts";
 import type { FleetLink, InboundMessage, MessageOutcome } from "../../ports/fleet-link.ts";
@@ -55,7 +54,8 @@ const CommandResultMessage = z.looseObject({
 export const MAX_IN_FLIGHT = 5000;
 
 export interface FleetLoopOptions {
-  deps: AuthorityDeps;
+  /** The core; the loop uses its `broker` door. */
+  authority: Authority;
   link: FleetLink;
   scheduler?: Scheduler;
   maxMessageBytes: number;
@@ -90,7 +90,7 @@ export class FleetLoop {
     if (this.o.dispatchCommands !== false) {
       // Commands queued by other processes (the CLI) are found by this poll.
       this.timers.push(
-        s.every(this.o.deps.config.revocation.pollMs, () => void this.dispatch().catch(() => undefined)),
+        s.every(this.o.authority.broker.pollMs, () => void this.dispatch().catch(() => undefined)),
         s.every(60_000, () => void this.expireCommands().catch(() => undefined)),
       );
     }
@@ -144,15 +144,14 @@ export class FleetLoop {
     } catch {
       return "malformed";
     }
-    const { deps } = this.o;
+    const { broker } = this.o.authority;
     switch (topic.kind) {
       case "status": {
         const doc = StatusMessage.safeParse(json);
         if (!doc.success) return "malformed";
         if (doc.data.by === "edgeid") return "ignored";
         const d = doc.data;
-        const applied = await recordStatus(
-          deps,
+        const applied = await broker.status(
           m.deviceId,
           {
             state: d.state,
@@ -176,7 +175,7 @@ export class FleetLoop {
       case "events": {
         const e = EventMessage.safeParse(json);
         if (!e.success) return "malformed";
-        await recordEvent(deps, m.deviceId, {
+        await broker.event(m.deviceId, {
           id: e.data.id,
           type: e.data.type,
           at: new Date(e.data.at),
@@ -187,7 +186,7 @@ export class FleetLoop {
       case "cmd-result": {
         const r = CommandResultMessage.safeParse(json);
         if (!r.success || r.data.opId !== topic.name) return "malformed";
-        await recordCommandResult(deps, m.deviceId, { opId: r.data.opId, ok: r.data.ok, error: r.data.error ?? null });
+        await broker.commandResult(m.deviceId, { opId: r.data.opId, ok: r.data.ok, error: r.data.error ?? null });
         return "accepted";
       }
     }
@@ -207,12 +206,12 @@ export class FleetLoop {
         do {
           this.dispatchAgain = false;
           for (;;) {
-            const queued = await this.o.deps.storage.queuedCommands(DISPATCH_PAGE);
+            const queued = await this.o.authority.broker.queuedCommands(DISPATCH_PAGE);
             for (const c of queued) {
               await this.o.link.publish(commandTopic(c.deviceId, c.command), JSON.stringify(commandMessage(c)), {
                 retain: false,
               });
-              await this.o.deps.storage.apply([{ kind: "markCommandSent", opId: c.opId, at: this.o.deps.clock.now() }]);
+              await this.o.authority.broker.commandSent(c.opId);
               sent++;
             }
             if (queued.length < DISPATCH_PAGE) break;
@@ -227,7 +226,7 @@ export class FleetLoop {
   }
 
   async expireCommands(): Promise<void> {
-    await this.o.deps.storage.apply([{ kind: "expireCommands", at: this.o.deps.clock.now() }]);
+    await this.o.authority.broker.expireCommands();
   }
 
   /**
@@ -236,14 +235,16 @@ export class FleetLoop {
    * the certificate was its current identity, its retained status becomes `revoked`.
    */
   async revoked(entries: RevocationEntry[]): Promise<void> {
-    const { deps, link } = this.o;
+    const { link } = this.o;
+    const { broker } = this.o.authority;
     const byDevice = new Map<string, RevocationEntry[]>();
     for (const e of entries) byDevice.set(e.deviceId, [...(byDevice.get(e.deviceId) ?? []), e]);
     await Promise.all(
       [...byDevice].map(async ([deviceId, revoked]) => {
-        const now = deps.clock.now();
+        const now = broker.now();
         const serials = revoked.map((e) => e.serial);
-        const device = deviceId.startsWith("service:") ? undefined : await deps.storage.getDevice(deviceId);
+        const target = deviceId.startsWith("service:") ? undefined : await broker.revocationTarget(deviceId);
+        const device = target?.device;
         const identityGone =
           device !== undefined &&
           (device.status === "revoked" ||
@@ -260,20 +261,19 @@ export class FleetLoop {
         let closed = 0;
         for (const serial of serials) closed += await link.disconnect(serial, "revoked");
         if (device && identityGone) {
-          const previous = await deps.storage.getDeviceStatus(device.id);
           await link.publish(
             statusTopic(device.id),
             JSON.stringify({
               v: 1,
               state: "revoked",
-              session: previous?.session ?? 0,
-              ts: deps.clock.now().toISOString(),
+              session: target?.session ?? 0,
+              ts: broker.now().toISOString(),
               cert: { serial: device.currentSerial ?? serials[0] },
               by: "edgeid",
             }),
             { retain: true },
           );
-          await markRevokedStatus(deps, device.id);
+          await broker.revokedStatus(device.id);
         }
         this.o.log("info", "revocation carried to the broker", {
           device: deviceId,
@@ -290,16 +290,17 @@ export class FleetLoop {
    * alert is recorded as sent once every channel took it; otherwise the next scan retries.
    */
   async alerts(): Promise<ExpiryAlert[]> {
-    const { deps, link } = this.o;
+    const { link } = this.o;
+    const { broker } = this.o.authority;
     const sent: ExpiryAlert[] = [];
-    for await (const page of dueExpiryAlertPages(deps)) {
+    for await (const page of broker.dueExpiryAlerts()) {
       const delivered: { alert: ExpiryAlert; channels: string[] }[] = [];
       for (const a of page) {
         const event = {
           v: 1,
           id: a.id,
           type: "certificate-expiring",
-          at: deps.clock.now().toISOString(),
+          at: broker.now().toISOString(),
           deviceId: a.deviceId,
           profile: a.profile,
           serial: a.serial,
@@ -326,7 +327,7 @@ export class FleetLoop {
         delivered.push({ alert: a, channels });
       }
       // One write set per page; then the event loop serves others before the next page.
-      await markExpiryAlertsSent(deps, delivered);
+      await broker.expiryAlertsSent(delivered);
       sent.push(...delivered.map((d) => d.alert));
       await new Promise((r) => setTimeout(r, 0));
     }
@@ -334,14 +335,10 @@ export class FleetLoop {
   }
 
   /** Runs the fleet audit and publishes its findings on the fleet events topic. */
-  async audit(actor: Actor, opts: Parameters<typeof runFleetAudit>[2] = {}): Promise<FleetAuditReport> {
-    const { fleet } = this.o.deps.config;
-    const report = await runFleetAudit(this.o.deps, actor, {
+  async audit(actor: Actor, opts: FleetAuditOptions = {}): Promise<FleetAuditReport> {
+    const report = await this.o.authority.broker.audit(actor, {
       // Between chunks of the full-table checks the server answers other requests.
       afterChunk: () => new Promise((r) => setTimeout(r, 0)),
-      notSeenFor: fleet.notSeenFor,
-      cloneWindow: fleet.cloneWindow,
-      cloneTakeovers: fleet.cloneTakeovers,
       ...opts,
     });
     await publishAudit(this.o.link, report).catch((err: unknown) =>
