@@ -34,7 +34,15 @@ export interface CreatedToken {
   expiresAt: Date;
 }
 
+/** Most bootstrap tokens one request creates, from any frontend (API, dashboard, CLI). */
 export const MAX_TOKENS_PER_REQUEST = 100_000;
+
+/** The one check of that limit. */
+export function checkTokenCount(count: number): void {
+  if (count < 1 || count > MAX_TOKENS_PER_REQUEST) {
+    throw badRequest("count_out_of_range", `between 1 and ${MAX_TOKENS_PER_REQUEST} tokens per request`);
+  }
+}
 
 /** Device ids of a production batch: `<prefix><number>`, zero-padded to at least 4 digits. */
 export function batchDeviceIds(prefix: string, start: number, count: number): string[] {
@@ -59,9 +67,7 @@ export async function createTokens(
       `token ttl must be between 1s and ${formatDuration(deps.config.tokens.maxTtl)}`,
     );
   }
-  if (req.deviceIds.length === 0 || req.deviceIds.length > MAX_TOKENS_PER_REQUEST) {
-    throw badRequest("count_out_of_range", `between 1 and ${MAX_TOKENS_PER_REQUEST} tokens per request`);
-  }
+  checkTokenCount(req.deviceIds.length);
   const unique = new Set(req.deviceIds);
   if (unique.size !== req.deviceIds.length) throw badRequest("duplicate_device", "device ids must be unique");
   const names = req.names ? (declareNames(req.names, deps.config.limits.maxRequestedNames) ?? null) : null;

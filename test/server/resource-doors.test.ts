@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createApp } from "../../server/app.ts";
 import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
-import { MAX_TOKEN_BATCH } from "../../server/authority/resources/tokens.ts";
+import { MAX_TOKENS_PER_REQUEST } from "../../server/authority/tokens.ts";
 import { type Harness, harness } from "../support/fixtures.ts";
 
 /** The core's doors: each verb checks the role and audits its refusal once, whoever calls it. */
@@ -57,7 +57,7 @@ describe("resource doors", () => {
 
   it("applies the batch limit in the verb", async () => {
     await expect(
-      h.authority.tokens.create(operator, { series: { prefix: "b-", start: 1, count: MAX_TOKEN_BATCH + 1 } }),
+      h.authority.tokens.create(operator, { series: { prefix: "b-", start: 1, count: MAX_TOKENS_PER_REQUEST + 1 } }),
     ).rejects.toMatchObject({ code: "bad_request" });
     expect(await denials("token.create")).toHaveLength(1);
     const created = await h.authority.tokens.create(operator, { series: { prefix: "b-", start: 7, count: 2 } });

@@ -1,11 +1,7 @@
 import type { Actor } from "../actor.ts";
-import { badRequest } from "../errors.ts";
 import { issueTokens, listTokens, revokeToken, type TokenListRequest } from "../inventory.ts";
-import { batchDeviceIds } from "../tokens.ts";
+import { batchDeviceIds, checkTokenCount } from "../tokens.ts";
 import type { Door } from "./door.ts";
-
-/** Most bootstrap tokens one operator request creates. */
-export const MAX_TOKEN_BATCH = 10_000;
 
 export interface TokenBatch {
   /** The devices, or a numbered series of them (`<prefix><number>`). */
@@ -24,9 +20,8 @@ export class Tokens {
   create(actor: Actor, batch: TokenBatch) {
     return this.door.run(actor, "token.create", null, () => {
       const { deviceIds = [], series, ...rest } = batch;
-      const count = series ? series.count : deviceIds.length;
-      if (count > MAX_TOKEN_BATCH)
-        throw badRequest("invalid_request", `at most ${MAX_TOKEN_BATCH} devices per request`);
+      // A series is held to the verb's limit before its ids are made.
+      if (series) checkTokenCount(series.count);
       const ids = series ? batchDeviceIds(series.prefix, series.start, series.count) : deviceIds;
       return issueTokens(this.door.deps, actor, { ...rest, deviceIds: ids });
     });

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { MAX_TOKEN_BATCH } from "../../authority/resources/tokens.ts";
+import { MAX_TOKENS_PER_REQUEST } from "../../authority/tokens.ts";
 import { ErrorSchema, TokenSchema, tokenView } from "../http/views.ts";
 import {
   type ApiContext,
@@ -62,8 +62,8 @@ export function tokenRoutes({ api, authority }: ApiContext): void {
           z
             .strictObject({
               deviceId: z.string().max(129).optional(),
-              deviceIds: z.array(z.string().max(64)).min(1).max(MAX_TOKEN_BATCH).optional(),
-              count: z.number().int().min(1).max(MAX_TOKEN_BATCH).optional(),
+              deviceIds: z.array(z.string().max(64)).min(1).max(MAX_TOKENS_PER_REQUEST).optional(),
+              count: z.number().int().min(1).max(MAX_TOKENS_PER_REQUEST).optional(),
               devicePrefix: z.string().min(1).max(48).optional(),
               start: z.number().int().min(0).max(1_000_000_000).optional(),
               profile: z.string().max(32).optional(),

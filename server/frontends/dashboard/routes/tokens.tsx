@@ -1,6 +1,7 @@
 /** @jsxImportSource hono/jsx */
 import type { Context } from "hono";
-import { MAX_TOKEN_BATCH, type TokenBatch } from "../../../authority/resources/tokens.ts";
+import type { TokenBatch } from "../../../authority/resources/tokens.ts";
+import { MAX_TOKENS_PER_REQUEST } from "../../../authority/tokens.ts";
 import { isDuration, parseDuration } from "../../../config/duration.ts";
 import { csv } from "../format.ts";
 import { BASE } from "../layout.tsx";
@@ -68,8 +69,15 @@ export function tokenRoutes({ app, authority, profiles }: DashboardContext): voi
         if (deviceIds.length) throw invalid("give device ids or a numbered series, not both");
         const n = Number(count);
         const start = Number(field(c, "start") || 1);
-        if (!prefix || !Number.isInteger(n) || n < 1 || n > MAX_TOKEN_BATCH || !Number.isInteger(start) || start < 0) {
-          throw invalid(`a series needs a prefix, a first number ≥ 0 and a count of 1-${MAX_TOKEN_BATCH}`);
+        if (
+          !prefix ||
+          !Number.isInteger(n) ||
+          n < 1 ||
+          n > MAX_TOKENS_PER_REQUEST ||
+          !Number.isInteger(start) ||
+          start < 0
+        ) {
+          throw invalid(`a series needs a prefix, a first number ≥ 0 and a count of 1-${MAX_TOKENS_PER_REQUEST}`);
         }
         batch = { series: { prefix, start, count: n } };
       } else {
