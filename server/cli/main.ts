@@ -1,15 +1,13 @@
-import { nodeDigest } from "../adapters/node/node-digest.ts";
 import "reflect-metadata";
 import { createHash, webcrypto } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { Argument, Command, InvalidArgumentError, Option } from "commander";
+import { Argument, Command, Option } from "commander";
 import { pino } from "pino";
 import { startBridge } from "../adapters/node/bridge.ts";
 import {
   createRsaHierarchy,
   dataPaths,
   ensureTlsCertificates,
-  initDataDir,
   isInitialised,
   loadIssuingCas,
   readConfig,
@@ -18,18 +16,18 @@ import {
 import { decryptPrivateKey } from "../adapters/node/encrypted-key.ts";
 import { writeMosquittoConfig, writeServiceIdentity } from "../adapters/node/mosquitto.ts";
 import { buildPkcs12 } from "../adapters/node/pkcs12.ts";
-import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { AuthorityError } from "../authority/errors.ts";
-import { createOperator, OPERATOR_TOKEN_PREFIX } from "../authority/operators.ts";
-import { REVOCATION_REASONS, type RevocationReason } from "../authority/revoke.ts";
-import { parseDuration } from "../config/duration.ts";
+import { OPERATOR_TOKEN_PREFIX } from "../authority/operators.ts";
+import type { RevocationReason } from "../authority/revoke.ts";
 import { parseListen, startServer } from "../entry/node.ts";
 import { MAX_BRIDGED_MESSAGES } from "../frontends/operator-api/routes.ts";
 import { base64url } from "../pki/base64.ts";
 import { parsePem } from "../pki/pem.ts";
-import { systemClock } from "../ports/clock.ts";
 import type { DeviceStatus } from "../ports/storage.ts";
-import { type FleetClient, fleetFor, type TokenBatch } from "./fleet-client.ts";
+import type { TokenBatch } from "./fleet-client.ts";
+import { fleetCommand, withFleet } from "./fleet-command.ts";
+import { initialise, warnDevPassphrase } from "./initialise.ts";
+import { collect, DEFAULT_DATA, declaredNamesOf, durationText, positiveInt, REASONS } from "./options.ts";
 import {
   AUDIT_COLUMNS,
   COMMAND_COLUMNS,
@@ -46,25 +44,6 @@ import {
   printObject,
   TOKEN_COLUMNS,
 } from "./output.ts";
-
-const crypto = webcrypto as Crypto;
-const DEFAULT_DATA = "./edgeid-data";
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
-  return n;
-}
-
-/** A duration option, checked here and passed on as written (e.g. "7d"). */
-function durationText(value: string): string {
-  try {
-    parseDuration(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-  return value;
-}
 
 /** The DER of every PEM block with this label. */
 function pemBlocks(text: string, label: string): Uint8Array[] {
@@ -105,40 +84,6 @@ async function askPassword(prompt: string): Promise<string> {
     };
     process.stdin.on("data", onData);
   });
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
-async function initialise(dataDir: string, opts: { trustDomain: string; hostname: string[]; listen?: string }) {
-  const result = await initDataDir(
-    dataDir,
-    {
-      trustDomain: opts.trustDomain,
-      hostnames: opts.hostname.length ? opts.hostname : ["localhost"],
-      listen: opts.listen,
-    },
-    process.env,
-  );
-  const storage = SqliteStorage.open(result.paths.database);
-  try {
-    const { operator, token } = await createOperator(
-      { storage, clock: systemClock, crypto, digest: nodeDigest },
-      { name: "admin", role: "admin", actor: { id: "cli:init", role: "admin" } },
-    );
-    return { ...result, admin: { id: operator.id, token } };
-  } finally {
-    await storage.close();
-  }
-}
-
-function warnDevPassphrase(file: string): void {
-  process.stderr.write(
-    `\n*** DEVELOPMENT MODE: a CA key passphrase was generated and stored at\n***   ${file}\n` +
-      "*** next to the encrypted keys. For production, set EDGEID_CA_PASSPHRASE_FILE\n" +
-      "*** (a file outside the data directory) before `edgeid init`.\n\n",
-  );
 }
 
 const program = new Command("edgeid")
@@ -231,39 +176,6 @@ ca.command("add-rsa")
     await ensureTlsCertificates(opts.data, cas, config, passphrase);
     process.stdout.write(`created ${dataPaths(opts.data).rsaIssuingCert}; restart the server to load it\n`);
   });
-
-/**
- * An operator command: runs on the data directory (--data), or against a server's
- * operator API (--server, with an operator token; see fleet-client.ts).
- */
-function fleetCommand(parent: Command, name: string): Command {
-  return parent
-    .command(name)
-    .option("--data <dir>", "data directory (when no --server is given)", DEFAULT_DATA)
-    .option("--server <url>", "a server's base URL: use its operator API (or EDGEID_SERVER)")
-    .option("--token-file <file>", "file holding the operator token (or EDGEID_OPERATOR_TOKEN[_FILE])")
-    .option("--cacert <file>", "trust anchor for the server's TLS certificate (or EDGEID_CACERT)");
-}
-
-/** Runs with the chosen backend, and closes it whatever happens. */
-async function withFleet<T>(
-  opts: { data: string; server?: string; tokenFile?: string; cacert?: string },
-  run: (fleet: FleetClient) => Promise<T>,
-): Promise<T> {
-  const fleet = fleetFor(opts, process.env);
-  try {
-    return await run(fleet);
-  } finally {
-    await fleet.close();
-  }
-}
-
-const REASONS = Object.keys(REVOCATION_REASONS);
-
-/** --dns/--ip as declared names, or undefined when neither was given. */
-function declaredNamesOf(opts: { dns: string[]; ip: string[] }): { dns: string[]; ip: string[] } | undefined {
-  return opts.dns.length + opts.ip.length > 0 ? { dns: opts.dns, ip: opts.ip } : undefined;
-}
 
 const token = program.command("token").description("one-time bootstrap tokens");
 fleetCommand(token, "create")
