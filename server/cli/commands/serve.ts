@@ -1,0 +1,47 @@
+import type { Command } from "commander";
+import { pino } from "pino";
+import { isInitialised } from "../../adapters/node/data-dir.ts";
+import { parseListen, startServer } from "../../entry/node.ts";
+import { initialise, warnDevPassphrase } from "../initialise.ts";
+import { collect, DEFAULT_DATA } from "../options.ts";
+
+/** Registers the `serve` command. */
+export function registerServe(program: Command): void {
+  program
+    .command("serve")
+    .description("run the HTTPS server (EST); initialises the data directory on first start")
+    .option("--data <dir>", "data directory", DEFAULT_DATA)
+    .option("--listen <host:port>", "listener (default from the configuration: 127.0.0.1:8443)")
+    .option("--trust-domain <td>", "trust domain when initialising on first start", "edgeid.local")
+    .option("--hostname <name>", "hostname when initialising on first start (repeatable)", collect, [])
+    .option(
+      "--mqtt-listen <host:port|off>",
+      "embedded MQTT broker (default from the configuration: 127.0.0.1:8883; off when an external broker is configured)",
+    )
+    .option("--mqtt-url <url>", "external broker (mqtts://…) set up by `edgeid mqtt mosquitto-config`")
+    .action(async (opts) => {
+      const logger = pino({ base: undefined, redact: ["req.headers.authorization", "token", "passphrase"] });
+      if (opts.mqttListen !== undefined && opts.mqttListen !== "off") parseListen(opts.mqttListen);
+      if (!isInitialised(opts.data)) {
+        const r = await initialise(opts.data, opts);
+        if (r.passphrase.development) warnDevPassphrase(r.passphrase.origin);
+        process.stderr.write(
+          `initialised ${r.paths.root}\nadmin operator token (shown once, store it now): ${r.admin.token}\n`,
+        );
+      }
+      const running = await startServer({
+        dataDir: opts.data,
+        listen: opts.listen,
+        mqttListen: opts.mqttListen,
+        mqttUrl: opts.mqttUrl,
+        logger,
+      });
+      const stop = async (signal: string) => {
+        logger.info({ signal }, "shutting down");
+        await running.close();
+        process.exit(0);
+      };
+      process.once("SIGINT", () => void stop("SIGINT"));
+      process.once("SIGTERM", () => void stop("SIGTERM"));
+    });
+}
