@@ -6,29 +6,10 @@ import { nodeDigest } from "../adapters/node/node-digest.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { systemClock } from "../adapters/system-clock.ts";
 import { CLI_ACTOR } from "../authority/actor.ts";
-import { decideEnrollment } from "../authority/approvals.ts";
-import { verifyAuditChain } from "../authority/audit-chain.ts";
-import { getCommand, issueCommands, listCommands } from "../authority/commands.ts";
-import { type AuthorityDeps, caFor } from "../authority/deps.ts";
-import { type Issued } from "../authority/enrollment-request.ts";
-import { runFleetAudit } from "../authority/fleet-audit.ts";
-import { bindIdevid, decodeCertificateText } from "../authority/idevid-binding.ts";
-import {
-  getCertificate,
-  issueTokens,
-  listDevices,
-  listEnrollments,
-  listTokens,
-  readAudit,
-  revokeToken,
-  showDevice,
-} from "../authority/inventory.ts";
-import { expiringReport, setDeviceMetadata } from "../authority/lifecycle.ts";
-import { decodeCsrText, issueWithGeneratedKey, signForDevice } from "../authority/operator-issue.ts";
-import { createOperator, listOperators, revokeOperator } from "../authority/operators.ts";
-import { resolveProfile } from "../authority/profiles.ts";
-import { reinstateDevice, revokeCertificate, revokeDevice } from "../authority/revoke.ts";
-import { batchDeviceIds } from "../authority/tokens.ts";
+import { Authority } from "../authority/authority.ts";
+import type { AuthorityDeps } from "../authority/deps.ts";
+import type { Issued } from "../authority/enrollment-request.ts";
+import type { NamesInput } from "../authority/operator-issue.ts";
 import { parseDuration } from "../config/duration.ts";
 import { type Config, profilesOf } from "../config/schema.ts";
 import {
@@ -50,15 +31,14 @@ import { pemCertificates, toPem } from "../pki/pem.ts";
 import { webCryptoVerifier } from "../pki/verify.ts";
 import type { FleetClient, SignedView } from "./fleet-client.ts";
 
-function signedView(issuer: AuthorityDeps, issued: Issued, profile: string): SignedView {
+/** What the legacy commands print: the certificate and its chain up to the root. */
+function signedView(r: { issued: Issued; chain: Uint8Array[] }): SignedView {
   return {
-    deviceId: issued.deviceId,
-    serial: issued.serial,
-    notAfter: issued.notAfter.toISOString(),
-    certificate: toPem("CERTIFICATE", issued.certificate),
-    chain: caFor(issuer, resolveProfile(issuer, profile))
-      .chain.map((d) => toPem("CERTIFICATE", d))
-      .join(""),
+    deviceId: r.issued.deviceId,
+    serial: r.issued.serial,
+    notAfter: r.issued.notAfter.toISOString(),
+    certificate: toPem("CERTIFICATE", r.issued.certificate),
+    chain: r.chain.map((d) => toPem("CERTIFICATE", d)).join(""),
   };
 }
 
@@ -78,7 +58,11 @@ function manufacturerAnchors(dataDir: string, config: Config): Map<string, Certi
   return out;
 }
 
-/** The core's verbs on a data directory, acting as `cli` (an admin). */
+/**
+ * The core's doors on a data directory, acting as `cli` (an admin). Only what the
+ * operator commands need is opened: the database, and the CA keys for the commands that
+ * sign (`legacy sign|issue`, for that command only) — the core's doors are the same.
+ */
 export function localFleet(dataDir: string): FleetClient {
   if (!isInitialised(dataDir)) {
     throw new Error(`${dataPaths(dataDir).root} is not an edgeid data directory; run edgeid init`);
@@ -92,123 +76,108 @@ export function localFleet(dataDir: string): FleetClient {
     clock: systemClock,
     crypto: webcrypto as Crypto,
     digest: nodeDigest,
+    verifier: webCryptoVerifier((webcrypto as Crypto).subtle),
+    // Read on first use: only bind-idevid needs the manufacturer roots.
+    get idevidAnchors() {
+      return manufacturerAnchors(dataDir, config);
+    },
   };
+  // No CA key is open here: the verbs these commands reach read the database only.
+  const core = new Authority(deps as unknown as AuthorityDeps);
   const td = config.trustDomain;
   const now = () => deps.clock.now();
   const page = <R, V>(p: { items: R[]; nextCursor: string | null }, view: (r: R) => V) => ({
     items: p.items.map(view),
     nextCursor: p.nextCursor,
   });
+  const issuing = (
+    deviceId: string,
+    profile: string,
+    o: {
+      csr?: string;
+      names?: NamesInput;
+      validity?: string;
+    } = {},
+  ) =>
+    withIssuer(dataDir, process.env, (issuer) =>
+      new Authority(issuer).certificates.sign(CLI_ACTOR, deviceId, {
+        profile,
+        csr: o.csr,
+        names: o.names,
+        validity: seconds(o.validity),
+      }),
+    );
   return {
     listDevices: async (q) =>
       page(
-        await listDevices(deps, CLI_ACTOR, {
-          ...q,
-          afterId: q.after,
-          expiringWithin: seconds(q.expiringWithin),
-        }),
+        await core.devices.list(CLI_ACTOR, { ...q, afterId: q.after, expiringWithin: seconds(q.expiringWithin) }),
         (d) => deviceView(d, td),
       ),
-    showDevice: async (id) => deviceDetailView(await showDevice(deps, CLI_ACTOR, id), td, now()),
+    showDevice: async (id) => deviceDetailView(await core.devices.show(CLI_ACTOR, id), td, now()),
     revokeDevice: async (id, reason, decommission, cascade) => {
-      const r = await revokeDevice(deps, {
-        deviceId: id,
-        reason,
-        status: decommission ? "decommissioned" : "revoked",
-        cascade,
-        actor: CLI_ACTOR,
-      });
+      const r = await core.devices.revoke(CLI_ACTOR, id, { reason, decommission, cascade });
       return {
         device: deviceView(r.device, td),
         revokedSerials: r.serials,
         ...(r.appliances ? { appliances: r.appliances } : {}),
       };
     },
-    reinstateDevice: async (id, note) =>
-      deviceView(await reinstateDevice(deps, { deviceId: id, note, actor: CLI_ACTOR }), td),
+    reinstateDevice: async (id, note) => deviceView(await core.devices.reinstate(CLI_ACTOR, id, note), td),
     bindIdevid: async (id, certificate, profile) =>
-      deviceIdevidView(
-        await bindIdevid(
-          {
-            ...deps,
-            idevidAnchors: manufacturerAnchors(dataDir, config),
-            verifier: webCryptoVerifier(deps.crypto.subtle),
-          },
-          CLI_ACTOR,
-          { deviceId: id, ...decodeCertificateText(certificate), ...(profile ? { profile } : {}) },
-        ),
-      ),
-    showCertificate: async (serial) => certificateView(await getCertificate(deps, CLI_ACTOR, serial)),
+      deviceIdevidView(await core.devices.bindIdevid(CLI_ACTOR, id, { certificate, ...(profile ? { profile } : {}) })),
+    showCertificate: async (serial) => certificateView(await core.certificates.show(CLI_ACTOR, serial)),
     revokeCertificate: async (serial, reason) =>
-      certificateView(await revokeCertificate(deps, { serial, reason, actor: CLI_ACTOR })),
+      certificateView(await core.certificates.revoke(CLI_ACTOR, serial, reason)),
     createTokens: async (batch, opts) => {
-      const deviceIds =
-        "deviceIds" in batch ? batch.deviceIds : batchDeviceIds(batch.devicePrefix, batch.start, batch.count);
-      const created = await issueTokens(deps, CLI_ACTOR, {
-        deviceIds,
+      const created = await core.tokens.create(CLI_ACTOR, {
+        ...("deviceIds" in batch
+          ? { deviceIds: batch.deviceIds }
+          : { series: { prefix: batch.devicePrefix, start: batch.start, count: batch.count } }),
         profile: opts.profile,
         ttl: seconds(opts.ttl),
         names: opts.names,
       });
       return created.map((t) => ({ ...t, expiresAt: t.expiresAt.toISOString() }));
     },
-    listTokens: async (q) => page(await listTokens(deps, CLI_ACTOR, q), (t) => tokenView(t, now())),
-    revokeToken: async (id) => tokenView(await revokeToken(deps, CLI_ACTOR, id), now()),
-    listEnrollments: async (q) => page(await listEnrollments(deps, CLI_ACTOR, q), enrollmentView),
+    listTokens: async (q) => page(await core.tokens.list(CLI_ACTOR, q), (t) => tokenView(t, now())),
+    revokeToken: async (id) => tokenView(await core.tokens.revoke(CLI_ACTOR, id), now()),
+    listEnrollments: async (q) => page(await core.enrollments.list(CLI_ACTOR, q), enrollmentView),
     decideEnrollment: async (id, decision, reason) =>
-      enrollmentView(await decideEnrollment(deps, { id, decision, reason, actor: CLI_ACTOR })),
-    listAudit: async (q) => page(await readAudit(deps, CLI_ACTOR, q), auditView),
-    verifyAudit: () => verifyAuditChain(deps, CLI_ACTOR),
+      enrollmentView(await core.enrollments.decide(CLI_ACTOR, id, decision, reason)),
+    listAudit: async (q) => page(await core.audit.list(CLI_ACTOR, q), auditView),
+    verifyAudit: () => core.audit.verify(CLI_ACTOR),
     createOperator: async (o) => {
-      const r = await createOperator(deps, { name: o.name, role: o.role, ttl: seconds(o.ttl), actor: CLI_ACTOR });
+      const r = await core.operators.create(CLI_ACTOR, { name: o.name, role: o.role, ttl: seconds(o.ttl) });
       return { ...operatorView(r.operator), token: r.token };
     },
-    listOperators: async () => (await listOperators(deps, CLI_ACTOR)).map(operatorView),
-    revokeOperator: async (id) => operatorView(await revokeOperator(deps, id, CLI_ACTOR)),
+    listOperators: async () => (await core.operators.list(CLI_ACTOR)).map(operatorView),
+    revokeOperator: async (id) => operatorView(await core.operators.revoke(CLI_ACTOR, id)),
     // Queued in the database; the server's fleet loop publishes them (its poll finds them).
     sendCommand: (command, t) =>
-      issueCommands(deps, CLI_ACTOR, command, { ...t, expiringWithin: seconds(t.expiringWithin) }),
-    listCommands: async (q) => page(await listCommands(deps, CLI_ACTOR, q), commandView),
-    showCommand: async (opId) => commandView(await getCommand(deps, CLI_ACTOR, opId)),
+      core.commands.create(CLI_ACTOR, command, { ...t, expiringWithin: seconds(t.expiringWithin) }),
+    listCommands: async (q) => page(await core.commands.list(CLI_ACTOR, q), commandView),
+    showCommand: async (opId) => commandView(await core.commands.show(CLI_ACTOR, opId)),
     auditFleet: async (o) =>
       fleetAuditView(
-        await runFleetAudit(deps, CLI_ACTOR, {
+        await core.fleet.audit(CLI_ACTOR, {
+          configured: true,
           expiringWithin: seconds(o.expiringWithin),
-          notSeenFor: seconds(o.notSeenFor) ?? config.fleet.notSeenFor,
-          cloneWindow: seconds(o.cloneWindow) ?? config.fleet.cloneWindow,
-          cloneTakeovers: config.fleet.cloneTakeovers,
+          notSeenFor: seconds(o.notSeenFor),
+          cloneWindow: seconds(o.cloneWindow),
           limit: o.limit,
         }),
       ),
-    setMetadata: async (id, change) => metadataView(await setDeviceMetadata(deps, CLI_ACTOR, id, change)),
+    setMetadata: async (id, change) => metadataView(await core.devices.label(CLI_ACTOR, id, change)),
     // Signing needs the CA key: opened for this command only (the passphrase as for serve).
-    signCsr: (deviceId, profile, csr, o) =>
-      withIssuer(dataDir, process.env, async (issuer) =>
-        signedView(
-          issuer,
-          await signForDevice(issuer, CLI_ACTOR, {
-            deviceId,
-            profile,
-            csr: decodeCsrText(csr),
-            names: o?.names,
-            validity: seconds(o?.validity),
-          }),
-          profile,
-        ),
-      ),
-    issueWithKey: (deviceId, profile, o) =>
-      withIssuer(dataDir, process.env, async (issuer) => {
-        const issued = await issueWithGeneratedKey(issuer, CLI_ACTOR, {
-          deviceId,
-          profile,
-          names: o?.names,
-          validity: seconds(o?.validity),
-        });
-        return { ...signedView(issuer, issued, profile), privateKey: toPem("PRIVATE KEY", issued.privateKey) };
-      }),
+    signCsr: async (deviceId, profile, csr, o) =>
+      signedView(await issuing(deviceId, profile, { csr, names: o?.names, validity: o?.validity })),
+    issueWithKey: async (deviceId, profile, o) => {
+      const r = await issuing(deviceId, profile, { names: o?.names, validity: o?.validity });
+      return { ...signedView(r), privateKey: toPem("PRIVATE KEY", r.issued.privateKey as Uint8Array) };
+    },
     expiring: async (q) =>
       page(
-        await expiringReport(deps, CLI_ACTOR, { within: parseDuration(q.within), cursor: q.cursor, limit: q.limit }),
+        await core.fleet.expiring(CLI_ACTOR, { within: parseDuration(q.within), cursor: q.cursor, limit: q.limit }),
         expiringView,
       ),
     close: () => storage.close(),

@@ -39,7 +39,9 @@ export class Fleet {
   audit(actor: Actor, opts: FleetAuditOptions & { configured?: boolean }, loop?: FleetLoopHandle) {
     const { configured, ...given } = opts;
     const { notSeenFor, cloneWindow, cloneTakeovers } = this.door.deps.config.fleet;
-    const o = configured ? { notSeenFor, cloneWindow, cloneTakeovers, ...given } : given;
+    // A threshold left unset (undefined) takes the configured one.
+    const set = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as FleetAuditOptions;
+    const o = configured ? { notSeenFor, cloneWindow, cloneTakeovers, ...set } : given;
     return this.door.run(actor, "fleet.audit", null, () =>
       loop ? loop.audit(actor, o) : runFleetAudit(this.door.deps, actor, o),
     );
