@@ -41,6 +41,13 @@ export interface PublishedCrl {
 const FEED_PAGE = 10_000;
 const MAX_OCSP_REQUESTS = 16;
 const OCSP_CACHE_SERIALS = 100_000;
+/**
+ * The cache's bound in bytes of responses. A CertID has at most four spellings for one
+ * certificate (SHA-1 or SHA-256; hash parameters NULL or absent — the parser refuses any
+ * other, and non-minimal serials), each answered in its own spelling, so one serial holds
+ * at most four entries; this bound holds whatever their size.
+ */
+const OCSP_CACHE_BYTES = 32 * 1024 * 1024;
 
 interface CachedResponse {
   certId: string;
@@ -79,6 +86,7 @@ export class RevocationResponders {
   private lastSeq = 0;
   private feedReading: Promise<void> | undefined;
   private readonly ocspCache = new Map<string, CachedResponse[]>();
+  private ocspCacheBytes = 0;
   private timer: { cancel(): void } | undefined;
   private scheduler: Scheduler | undefined;
   private pendingRebuild: { cancel(): void } | undefined;
@@ -185,7 +193,7 @@ export class RevocationResponders {
   }
 
   private add(r: RevocationEntry): void {
-    this.ocspCache.delete(r.serial);
+    this.forget(r.serial);
     const c = this.crls.get(r.issuer);
     if (!c) return;
     c.changed = true;
@@ -340,11 +348,28 @@ export class RevocationResponders {
   private remember(serial: string, certId: string, der: Uint8Array, freshUntil: number): void {
     const list = (this.ocspCache.get(serial) ?? []).filter((c) => c.certId !== certId);
     list.push({ certId, der, freshUntil });
-    this.ocspCache.delete(serial);
+    this.forget(serial);
     this.ocspCache.set(serial, list);
-    if (this.ocspCache.size > OCSP_CACHE_SERIALS) {
+    this.ocspCacheBytes += list.reduce((n, c) => n + c.der.length + c.certId.length, 0);
+    // The least recently answered serials leave first, until both bounds hold.
+    while (this.ocspCache.size > OCSP_CACHE_SERIALS || this.ocspCacheBytes > OCSP_CACHE_BYTES) {
       const oldest = this.ocspCache.keys().next().value;
-      if (oldest !== undefined) this.ocspCache.delete(oldest);
+      if (oldest === undefined) break;
+      this.forget(oldest);
     }
+  }
+
+  private forget(serial: string): void {
+    const list = this.ocspCache.get(serial);
+    if (!list) return;
+    this.ocspCacheBytes -= list.reduce((n, c) => n + c.der.length + c.certId.length, 0);
+    this.ocspCache.delete(serial);
+  }
+
+  /** What the OCSP cache holds: serials, answers and bytes (for tests and metrics). */
+  ocspCacheSize(): { serials: number; entries: number; bytes: number } {
+    let entries = 0;
+    for (const list of this.ocspCache.values()) entries += list.length;
+    return { serials: this.ocspCache.size, entries, bytes: this.ocspCacheBytes };
   }
 }

@@ -95,6 +95,8 @@ const HASHES: Record<string, { name: OcspHash; length: number }> = {
   [id_sha1]: { name: "SHA-1", length: 20 },
   [id_sha256]: { name: "SHA-256", length: 32 },
 };
+/** RFC 5280 §4.1.2.2: at most 20 octets, plus a leading zero that keeps it positive. */
+const MAX_SERIAL_OCTETS = 21;
 const CONTEXT_0 = 0xa0;
 const CONTEXT_1 = 0xa1;
 const CONTEXT_2 = 0xa2;
@@ -177,6 +179,18 @@ function parseCertId(el: Tlv): OcspCertId {
   }
   const number = expectTag(serial, TAG.INTEGER, "serialNumber").content;
   if (number.length === 0) throw new OcspError("malformed OCSP request: empty serialNumber");
+  // DER INTEGERs are minimal (X.690 §8.3.2): one serial has one spelling, so padding
+  // cannot make one certificate's answer many.
+  if (
+    number.length > 1 &&
+    ((number[0] === 0x00 && !((number[1] as number) & 0x80)) ||
+      (number[0] === 0xff && (number[1] as number) & 0x80))
+  ) {
+    throw new OcspError("malformed OCSP request: serialNumber is not a minimal DER INTEGER");
+  }
+  if (number.length > MAX_SERIAL_OCTETS) {
+    throw new OcspError(`malformed OCSP request: serialNumber longer than ${MAX_SERIAL_OCTETS} octets`);
+  }
   return {
     hashAlgorithm: hash.name,
     issuerNameHash: name.slice(),
