@@ -181,11 +181,7 @@ function parseCertId(el: Tlv): OcspCertId {
   if (number.length === 0) throw new OcspError("malformed OCSP request: empty serialNumber");
   // DER INTEGERs are minimal (X.690 §8.3.2): one serial has one spelling, so padding
   // cannot make one certificate's answer many.
-  if (
-    number.length > 1 &&
-    ((number[0] === 0x00 && !((number[1] as number) & 0x80)) ||
-      (number[0] === 0xff && (number[1] as number) & 0x80))
-  ) {
+  if (!minimalInteger(number)) {
     throw new OcspError("malformed OCSP request: serialNumber is not a minimal DER INTEGER");
   }
   if (number.length > MAX_SERIAL_OCTETS) {
@@ -198,6 +194,13 @@ function parseCertId(el: Tlv): OcspCertId {
     serial: serialHex(number),
     raw: el.raw.slice(),
   };
+}
+
+/** X.690 §8.3.2: the first nine bits of an INTEGER's content are not all zeros or all ones. */
+function minimalInteger(content: Uint8Array): boolean {
+  if (content.length < 2) return true;
+  const [first, second] = content as unknown as [number, number];
+  return !((first === 0x00 && (second & 0x80) === 0) || (first === 0xff && (second & 0x80) !== 0));
 }
 
 /** A positive INTEGER's magnitude as stored; null for zero and negative numbers. */
