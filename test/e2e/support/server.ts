@@ -82,6 +82,8 @@ export async function startServer(
   const url = await new Promise<string>((resolveUrl, reject) => {
     let pending = "";
     const timer = setTimeout(() => {
+      // Nobody will stop a server whose start failed: it goes now, not at the end of the run.
+      child.kill("SIGKILL");
       reject(new Error(`server did not report "listening" within 20 s:\n${output}`));
     }, 20_000);
     child.stdout?.setEncoding("utf8");
