@@ -152,7 +152,7 @@ describe("lifecycle controls", () => {
     });
     const shown = JSON.parse((await edgeid(["devices", "show", "plc-07", "--data", dataDir, "--json"])).stdout);
     expect(shown).toMatchObject({ owner: 'OT team "line 4"', location: "Plant 2, hall B" });
-  });
+  }, 60_000); // CLI processes (each loads the server's TypeScript) around two expiry-alert scans: 14-18 s here
 
   it("an operator signs an appliance's CSR, on the data directory or through the API", async () => {
     // The appliance made its own key and CSR (PEM), and has no EST client.
@@ -244,7 +244,7 @@ describe("lifecycle controls", () => {
       .map((l) => JSON.parse(l) as { outcome: string; detail: { reason: string } });
     expect(denied.map((d) => [d.outcome, d.detail.reason])).toEqual([["denied", "key_not_allowed"]]);
     expect((await edgeid(["devices", "list", "--data", dataDir, "--json"])).stdout).not.toContain("plc-11");
-  });
+  }, 60_000); // RSA keys and CLI processes on the data directory and through the API: 17-22 s here
 
   it("issues a PKCS#12 file that openssl imports: AES by default, 3DES when asked", async () => {
     const pw = join(work, "p12-password");
