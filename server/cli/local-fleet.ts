@@ -69,6 +69,7 @@ export function localFleet(dataDir: string): FleetClient {
   }
   const config = readConfig(dataDir);
   const storage = SqliteStorage.open(dataPaths(dataDir).database);
+  let anchors: Map<string, CertificateSummary[]> | undefined;
   const deps = {
     storage,
     config,
@@ -77,9 +78,10 @@ export function localFleet(dataDir: string): FleetClient {
     crypto: webcrypto as Crypto,
     digest: nodeDigest,
     verifier: webCryptoVerifier((webcrypto as Crypto).subtle),
-    // Read on first use: only bind-idevid needs the manufacturer roots.
+    // Read once, on first use: only bind-idevid needs the manufacturer roots.
     get idevidAnchors() {
-      return manufacturerAnchors(dataDir, config);
+      anchors ??= manufacturerAnchors(dataDir, config);
+      return anchors;
     },
   };
   // No CA key is open here: the verbs these commands reach read the database only.
