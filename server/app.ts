@@ -5,6 +5,7 @@ import type { RevocationResponders } from "./authority/responders.ts";
 import { dashboardRoutes } from "./frontends/dashboard/routes.tsx";
 import { estRoutes } from "./frontends/est/routes.ts";
 import type { AppEnv } from "./frontends/http/env.ts";
+import { textErrorResponse } from "./frontends/http/errors.ts";
 import type { FleetApi } from "./frontends/http/fleet-api.ts";
 import { operatorApi } from "./frontends/operator-api/routes.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
@@ -113,10 +114,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     app.get("/metrics", async (c) => {
       const m = /^Bearer\s+(\S+)$/i.exec((c.req.header("authorization") ?? "").trim());
       try {
+        deps.authority.refusals.admit({ action: "metrics.scrape", remote: peer(c).remoteAddress });
         await deps.authority.operators.authenticate(m?.[1], peer(c).remoteAddress);
       } catch (err) {
         if (!(err instanceof AuthorityError)) throw err;
         c.set("refusal", err.reason);
+        if (err.code === "rate_limited") return textErrorResponse(err);
         await deps.authority.audit.refusal(
           { action: "metrics.scrape", actor: "anonymous", remote: peer(c).remoteAddress },
           err,

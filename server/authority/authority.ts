@@ -1,7 +1,7 @@
 import type { Config, Profile } from "../config/schema.ts";
 import { encodeCsrAttrs } from "../pki/csrattrs.ts";
 import type { PeerInfo } from "../ports/client-identity.ts";
-import { asAuthorityError, recordDenial } from "./audit.ts";
+import { asAuthorityError } from "./audit.ts";
 import type { TokenCredentials } from "./caller.ts";
 import { type Caller, identify } from "./caller.ts";
 import { type AuthorityDeps, caFor } from "./deps.ts";
@@ -10,6 +10,7 @@ import { type EnrollRequest, type Issued } from "./enrollment-request.ts";
 import type { AuthorityError } from "./errors.ts";
 import { resolveProfile } from "./profiles.ts";
 import { type ReenrollRequest, reenroll } from "./reenroll.ts";
+import { Refusals } from "./refusals.ts";
 import { Audit } from "./resources/audit.ts";
 import { Broker } from "./resources/broker.ts";
 import { Certificates } from "./resources/certificates.ts";
@@ -47,9 +48,12 @@ export class Authority {
   readonly fleet: Fleet;
   /** The server's side of the MQTT contract, for the fleet loop. */
   readonly broker: Broker;
+  /** Refused requests: audited within a budget per client, aggregated past it. */
+  readonly refusals: Refusals;
 
   constructor(readonly deps: AuthorityDeps) {
-    const door = new Door(deps);
+    this.refusals = new Refusals(deps);
+    const door = new Door(deps, this.refusals);
     this.devices = new Devices(door);
     this.certificates = new Certificates(door);
     this.tokens = new Tokens(door);
@@ -112,7 +116,7 @@ export class Authority {
   /** For refusals decided before any verb ran (size, media type, encoding). */
   async rejectRequest(r: RejectedRequest): Promise<void> {
     const caller = await identify(this.deps, r.credentials, r.peer.client);
-    await recordDenial(this.deps, { action: r.action, remote: r.peer.remoteAddress, ...caller }, r.error);
+    await this.refusals.record({ action: r.action, remote: r.peer.remoteAddress, ...caller }, r.error);
   }
 
   private async audited<T>(action: string, remote: string, caller: Caller, run: () => Promise<T>): Promise<T> {
@@ -121,7 +125,7 @@ export class Authority {
     } catch (err) {
       const e = asAuthorityError(err);
       // A request waiting for approval is not a refusal; it was recorded when it arrived.
-      if (e.code !== "pending") await recordDenial(this.deps, { action, remote, ...caller }, e);
+      if (e.code !== "pending") await this.refusals.record({ action, remote, ...caller }, e);
       throw e;
     }
   }

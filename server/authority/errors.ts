@@ -12,6 +12,7 @@ export type ErrorCode =
   | "method_not_allowed"
   | "conflict"
   | "pending"
+  | "rate_limited"
   | "internal";
 
 export class AuthorityError extends Error {
@@ -28,7 +29,7 @@ export class AuthorityError extends Error {
     this.retryAfter = options?.retryAfter;
   }
 
-  /** Seconds, for "pending": when the client should ask again (RFC 7030 §4.2.3). */
+  /** Seconds, for "pending" and "rate_limited": when the client should ask again (RFC 7030 §4.2.3, RFC 6585 §4). */
   readonly retryAfter: number | undefined;
 }
 

@@ -131,6 +131,24 @@ export const configSchema = z.object({
         .max(1024 * 1024)
         .default(64 * 1024),
       maxRequestedNames: z.number().int().min(1).max(64).default(8),
+      /**
+       * Refused requests (bad tokens, malformed input, failed sign-ins, refused MQTT
+       * connects) per client address and window, and per claimed device id for
+       * enrollment. Within the budget each refusal is audited; past it the client gets
+       * 429 with Retry-After (MQTT: the connection is dropped) and its refusals become one
+       * aggregated audit record per reason and window. Requests that succeed spend nothing.
+       */
+      refusals: z
+        .object({
+          perAddress: z.number().int().min(1).max(1_000_000).default(60),
+          perDevice: z.number().int().min(1).max(1_000_000).default(10),
+          window: duration.default(60),
+          /** Clients tracked at once (memory bound); the oldest window is closed early beyond it. */
+          maxKeys: z.number().int().min(100).max(1_000_000).default(10_000),
+          /** Addresses never limited, e.g. a NAT gateway in front of a whole site (IPv6: any address of the /64). */
+          exempt: z.array(z.string().min(1)).default([]),
+        })
+        .prefault({}),
     })
     .prefault({}),
   tokens: z

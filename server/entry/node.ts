@@ -77,6 +77,7 @@ const nodeScheduler: Scheduler = {
 };
 
 const TLS_RENEWAL_CHECK_MS = 12 * 3600_000;
+const REFUSAL_FLUSH_MS = 15_000;
 
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
@@ -350,6 +351,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
   // Expiry alerts and the hourly audit run with or without a broker.
   fleet.start();
+  // Refusal windows close on the next refusal; this writes the aggregates of quiet ones too.
+  const refusalFlush = nodeScheduler.every(REFUSAL_FLUSH_MS, () => {
+    authority.refusals.flush().catch((err: unknown) => logAt("error", "refusal aggregates were not written", { err }));
+  });
   const app = createApp({
     authority,
     responders,
@@ -378,6 +383,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     close: async () => {
       clearInterval(renewal);
       clearInterval(externalRenewal);
+      refusalFlush.cancel();
       responders.stop();
       fleet.stop();
       // The brokers first: their sessions are closed in the database before it closes.
@@ -386,6 +392,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      // The windows still open are closed now: what they counted is on record.
+      await authority.refusals
+        .flush(true)
+        .catch((err: unknown) => logAt("error", "refusal aggregates were not written", { err }));
       await Promise.allSettled([storage.close(), verifier.close()]);
     },
   };

@@ -41,6 +41,7 @@ interface Built {
   responders: RevocationResponders;
   fleet: FleetLoop;
   config: Config;
+  authority: Authority;
 }
 
 let built: { env: WorkerEnv; ready: Promise<Built> } | undefined;
@@ -143,7 +144,7 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
       error: (err, context) => log({ msg: "unhandled error", err: String(err), ...context }),
     },
   });
-  return { app, responders, fleet, config };
+  return { app, responders, fleet, config, authority };
 }
 
 /** The isolate's app, built on first use (a request, or a Cron Trigger). */
@@ -184,6 +185,8 @@ export default {
     await b.responders.tick();
     const alerts = await b.fleet.alerts();
     const report = b.config.fleet.auditInterval > 0 ? await b.fleet.audit(SERVER_ACTOR) : undefined;
+    // Refusal windows of this isolate that closed since its last refusal: their aggregate records.
+    await b.authority.refusals.flush();
     log({ msg: "scheduled run", alerts: alerts.length, findings: report?.findings.length ?? null });
   },
 };

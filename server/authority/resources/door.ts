@@ -1,13 +1,17 @@
 import type { Actor } from "../actor.ts";
-import { type DenialContext, recordDenial } from "../audit.ts";
+import type { DenialContext } from "../audit.ts";
 import type { AuthorityDeps } from "../deps.ts";
 import { AuthorityError } from "../errors.ts";
+import type { Refusals } from "../refusals.ts";
 
 /** What every resource of the core's door shares: the dependencies, and which refusals are on record. */
 export class Door {
   private readonly recorded = new WeakSet<AuthorityError>();
 
-  constructor(readonly deps: AuthorityDeps) {}
+  constructor(
+    readonly deps: AuthorityDeps,
+    readonly refusals: Refusals,
+  ) {}
 
   /**
    * Runs one operator verb. A refusal is audited here, once, under the verb's action
@@ -29,6 +33,6 @@ export class Door {
     if (err.code === "internal" || this.recorded.has(err)) return;
     this.recorded.add(err);
     // Path ids are at most 160 characters in the records.
-    await recordDenial(this.deps, { ...ctx, deviceId: ctx.deviceId?.slice(0, 160) ?? null }, err);
+    await this.refusals.record({ ...ctx, deviceId: ctx.deviceId?.slice(0, 160) ?? null }, err);
   }
 }

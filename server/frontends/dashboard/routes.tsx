@@ -5,7 +5,7 @@ import type { Authority } from "../../authority/authority.ts";
 import { AuthorityError } from "../../authority/errors.ts";
 import type { DashboardSession, FleetAggregates } from "../../authority/sessions.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
-import { STATUS } from "../http/errors.ts";
+import { retryAfterHeader, STATUS } from "../http/errors.ts";
 import type { FleetApi } from "../http/fleet-api.ts";
 import { BASE } from "./layout.tsx";
 import { ErrorPage } from "./pages/common.tsx";
@@ -93,6 +93,7 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
       e,
     );
     const status = STATUS[e.code] as PageStatus;
+    for (const [k, v] of Object.entries(retryAfterHeader(e))) c.header(k, v);
     return page(c, <ErrorPage session={session} status={status} code={e.reason} message={e.publicMessage} />, status);
   };
 

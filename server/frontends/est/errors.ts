@@ -8,7 +8,6 @@ export function estErrorResponse(err: AuthorityError): Response {
   const headers: Record<string, string> = {};
   // RFC 7030 §3.2.3 / RFC 9110 §11.6.1: a 401 names the scheme the client should retry with.
   if (err.code === "unauthenticated") headers["www-authenticate"] = REALM;
-  // RFC 7030 §4.2.3: 202 with Retry-After; the client repeats the same request later.
-  if (err.code === "pending") headers["retry-after"] = String(err.retryAfter ?? 60);
+  // RFC 7030 §4.2.3: 202 with Retry-After (and 429 with it, RFC 6585 §4): textErrorResponse.
   return textErrorResponse(err, headers);
 }

@@ -72,9 +72,19 @@ export function estRoutes(deps: EstDeps): Hono<AppEnv> {
   ): Promise<Response> => {
     if (!(e instanceof AuthorityError)) throw e;
     c.set("refusal", e.reason);
-    await authority.rejectRequest({ action, peer: deps.peer(c), credentials: creds, error: e });
+    // A client past its refusal budget was counted when it was turned away.
+    if (e.code !== "rate_limited") {
+      await authority.rejectRequest({ action, peer: deps.peer(c), credentials: creds, error: e });
+    }
     return estErrorResponse(e);
   };
+  /** A client that spent its refusal budget is turned away before its body is read. */
+  const admit = (c: Context<AppEnv>, action: string, creds?: TokenCredentials) =>
+    authority.refusals.admit({
+      action,
+      remote: deps.peer(c).remoteAddress,
+      deviceId: creds?.type === "basic" ? creds.username : undefined,
+    });
 
   const readCsr = async (c: Context): Promise<Uint8Array> => {
     const type = essence(c.req.header("content-type"));
@@ -144,7 +154,9 @@ export function estRoutes(deps: EstDeps): Hono<AppEnv> {
         let creds: TokenCredentials | undefined;
         let csr: Uint8Array;
         try {
+          admit(c, `est.${op}`);
           creds = credentials(c);
+          admit(c, `est.${op}`, creds);
           csr = await readCsr(c);
         } catch (e) {
           return reject(c, `est.${op}`, e, creds);
@@ -166,6 +178,7 @@ export function estRoutes(deps: EstDeps): Hono<AppEnv> {
     app.post(`${prefix}/simplereenroll`, async (c) => {
       let csr: Uint8Array;
       try {
+        admit(c, "est.simplereenroll");
         csr = await readCsr(c);
       } catch (e) {
         return reject(c, "est.simplereenroll", e);

@@ -5,7 +5,7 @@ import { HTTPException } from "hono/http-exception";
 import type { Authority } from "../../authority/authority.ts";
 import { AuthorityError, badRequest } from "../../authority/errors.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
-import { STATUS } from "../http/errors.ts";
+import { retryAfterHeader, STATUS } from "../http/errors.ts";
 import type { FleetApi } from "../http/fleet-api.ts";
 import { auditRoutes } from "./audit.ts";
 import { certificateRoutes } from "./certificates.ts";
@@ -51,7 +51,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
       },
       e,
     );
-    const headers: Record<string, string> = { "cache-control": "no-store" };
+    const headers: Record<string, string> = { "cache-control": "no-store", ...retryAfterHeader(e) };
     if (e.code === "unauthenticated") headers["www-authenticate"] = 'Bearer realm="edgeid operator API"';
     const issues = (e.cause as { issues?: { path: string; message: string }[] } | undefined)?.issues;
     return c.json(
@@ -94,6 +94,8 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
     const header = c.req.header("authorization") ?? "";
     const m = /^Bearer\s+(\S+)$/i.exec(header.trim());
     try {
+      // A client that spent its refusal budget (failed authentications, mostly) waits first.
+      authority.refusals.admit({ action: "api.authenticate", remote: deps.peer(c).remoteAddress });
       c.set("actor", await authority.operators.authenticate(m?.[1], deps.peer(c).remoteAddress));
     } catch (e) {
       return deny(c, "api.authenticate", e);

@@ -28,11 +28,36 @@ const OCSP_RESPONSE = "application/ocsp-response";
 export function pkiRoutes(deps: PkiDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
+  const refusals = deps.authority.refusals;
   /** Refusals before the OCSP layer: audited, plain text. */
   const refuse = async (c: Context<AppEnv>, action: string, error: AuthorityError): Promise<Response> => {
     c.set("refusal", error.reason);
     await deps.authority.rejectRequest({ action, peer: deps.peer(c), error });
     return textErrorResponse(error);
+  };
+  /** A malformed OCSP request: counted against the client's refusal budget, not audited by itself. */
+  const malformed = async (c: Context<AppEnv>, response: Uint8Array): Promise<Response> => {
+    c.set("refusal", "ocsp_malformedRequest");
+    await refusals.count({ action: "pki.ocsp", remote: deps.peer(c).remoteAddress }, "ocsp_malformedRequest");
+    return c.body(response as Uint8Array<ArrayBuffer>, 400, { "content-type": OCSP_RESPONSE });
+  };
+  /**
+   * A client past its refusal budget gets 429 with Retry-After and the OCSP answer
+   * tryLater (RFC 6960 §4.2.1), before its request is read.
+   */
+  const admitted = (c: Context<AppEnv>): Response | undefined => {
+    try {
+      refusals.admit({ action: "pki.ocsp", remote: deps.peer(c).remoteAddress });
+      return undefined;
+    } catch (e) {
+      if (!(e instanceof AuthorityError) || e.code !== "rate_limited") throw e;
+      c.set("refusal", e.reason);
+      return c.body(ocspErrorResponse(3) as Uint8Array<ArrayBuffer>, 429, {
+        "content-type": OCSP_RESPONSE,
+        "retry-after": String(e.retryAfter),
+        "cache-control": "no-store",
+      });
+    }
   };
 
   app.get("/pki/crl/:file", async (c) => {
@@ -54,16 +79,19 @@ export function pkiRoutes(deps: PkiDeps): Hono<AppEnv> {
 
   const answer = async (c: Context<AppEnv>, der: Uint8Array): Promise<Response> => {
     const { der: response, status } = await deps.responders.ocsp(der);
-    if (status !== "successful") c.set("refusal", `ocsp_${status}`);
     // A malformed request is a client error in HTTP terms too; the body is still the
     // OCSP malformedRequest response that OCSP clients understand.
-    return c.body(response as Uint8Array<ArrayBuffer>, status === "malformedRequest" ? 400 : 200, {
+    if (status === "malformedRequest") return malformed(c, response);
+    if (status !== "successful") c.set("refusal", `ocsp_${status}`);
+    return c.body(response as Uint8Array<ArrayBuffer>, 200, {
       "content-type": OCSP_RESPONSE,
       "cache-control": "no-cache",
     });
   };
 
   app.post("/pki/ocsp", async (c) => {
+    const limited = admitted(c);
+    if (limited) return limited;
     const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
     if (type !== "application/ocsp-request") {
       return refuse(
@@ -87,6 +115,8 @@ export function pkiRoutes(deps: PkiDeps): Hono<AppEnv> {
   });
 
   app.get("/pki/ocsp/*", async (c) => {
+    const limited = admitted(c);
+    if (limited) return limited;
     const encoded = c.req.path.slice("/pki/ocsp/".length);
     let der: Uint8Array;
     try {
@@ -94,8 +124,7 @@ export function pkiRoutes(deps: PkiDeps): Hono<AppEnv> {
       // RFC 6960 §A.1: url-encoding of the base64 encoding; some clients send base64url.
       der = decodeBase64(decodeURIComponent(encoded).replace(/-/g, "+").replace(/_/g, "/"));
     } catch {
-      c.set("refusal", "ocsp_malformedRequest");
-      return c.body(ocspErrorResponse(1) as Uint8Array<ArrayBuffer>, 400, { "content-type": OCSP_RESPONSE });
+      return malformed(c, ocspErrorResponse(1));
     }
     return answer(c, der);
   });

@@ -29,7 +29,7 @@ export interface DashboardContext {
 /** Rows per page of a list. */
 export const PAGE = 50;
 
-export type PageStatus = 200 | 201 | 400 | 401 | 403 | 404 | 409 | 413 | 415;
+export type PageStatus = 200 | 201 | 400 | 401 | 403 | 404 | 409 | 413 | 415 | 429;
 
 /** A rendered page. */
 export async function page(c: Context<Env>, node: JSX.Element, status: PageStatus = 200): Promise<Response> {

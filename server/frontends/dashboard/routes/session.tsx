@@ -28,6 +28,8 @@ export function sessionRoutes(
     const form = (await c.req.parseBody()) as Form;
     const token = typeof form.token === "string" ? form.token : undefined;
     const next = safeBack(typeof form.next === "string" ? form.next : undefined);
+    // A client that spent its refusal budget gets 429 (the dashboard's error page) before its token is checked.
+    authority.refusals.admit({ action: "dashboard.login", remote: remote(c) });
     try {
       const { secret, session } = await authority.operators.openSession(token, remote(c));
       setCookie(c, SESSION_COOKIE, secret, {
