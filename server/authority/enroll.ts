@@ -268,6 +268,30 @@ async function awaitApproval(
   if (found) throw wait();
   const now = deps.clock.now();
   const id = `enr_${base64url(deps.crypto.getRandomValues(new Uint8Array(9)))}`;
+  const max = deps.config.limits.pendingPerDevice;
+  try {
+    await recordPending(deps, req, caller, a, csr, { id, now, max });
+  } catch (err) {
+    if (err instanceof StorageConflictError && err.constraint === "pending_quota") {
+      throw forbidden(
+        "pending_quota_exceeded",
+        `device ${a.deviceId} already has ${max} enrollment requests waiting for an operator; wait for a decision (or ask an operator to reject them) before sending another key`,
+      );
+    }
+    throw err;
+  }
+  throw wait();
+}
+
+/** The request, its audit record, and the device's quota of waiting requests, in one write set. */
+async function recordPending(
+  deps: AuthorityDeps,
+  req: EnrollRequest,
+  caller: Caller,
+  a: Authorized,
+  csr: CheckedCsr,
+  { id, now, max }: { id: string; now: Date; max: number },
+): Promise<void> {
   await deps.storage.apply([
     {
       kind: "insertPending",
@@ -300,6 +324,6 @@ async function awaitApproval(
       remote: req.peer.remoteAddress,
       detail: { requestId: id, profile: a.profile.name, keyType: csr.key.label },
     }),
+    { kind: "guardPendingQuota", deviceId: a.deviceId, max },
   ]);
-  throw wait();
 }

@@ -131,6 +131,8 @@ export const configSchema = z.object({
         .max(1024 * 1024)
         .default(64 * 1024),
       maxRequestedNames: z.number().int().min(1).max(64).default(8),
+      /** Enrollment requests of one device waiting for an operator (manual approval); one more is refused. */
+      pendingPerDevice: z.number().int().min(1).max(100).default(3),
       /**
        * Refused requests (bad tokens, malformed input, failed sign-ins, refused MQTT
        * connects) per client address and window, and per claimed device id for

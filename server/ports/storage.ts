@@ -442,6 +442,12 @@ export type Write =
    * set's own writes: it goes after the appliance's upsertDevice.
    */
   | { kind: "guardApplianceQuota"; gatewayId: string; max: number }
+  /**
+   * Aborts the write set (constraint "pending_quota") when the device has more than
+   * `max` enrollment requests waiting for an operator, counted with the set's own
+   * writes: it goes after the insertPending.
+   */
+  | { kind: "guardPendingQuota"; deviceId: string; max: number }
   /** Appends an event unless the device already sent one with this id. */
   | { kind: "insertEvent"; event: Omit<DeviceEventRecord, "seq"> }
   | { kind: "insertCommand"; command: CommandRecord }

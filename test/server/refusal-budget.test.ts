@@ -114,7 +114,9 @@ describe("refused-request budgets at the doors", () => {
       remote: "198.51.100.9",
       detail: { reason: "rate_limited", aggregated: 197 },
     });
-    expect(String(aggregate[0]?.detail?.message)).toMatch(/^197 refusals of reason rate_limited from address 198\.51\.100\.9/);
+    expect(String(aggregate[0]?.detail?.message)).toMatch(
+      /^197 refusals of reason rate_limited from address 198\.51\.100\.9/,
+    );
     // The window is over: the client is answered (and audited) again.
     expect((await enroll("198.51.100.9", "dev-z", "edt_wrong")).status).toBe(401);
   });

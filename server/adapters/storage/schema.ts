@@ -330,7 +330,7 @@ export const expiryAlerts = sqliteTable(
  * The names of the conditions a write set can carry (ports/storage.ts Precondition),
  * each a CHECK of its own so that the driver's error names the one that failed.
  */
-const GUARD_NAMES = ["appliance_quota", ...PRECONDITION_NAMES];
+const GUARD_NAMES = ["appliance_quota", "pending_quota", ...PRECONDITION_NAMES];
 
 /**
  * Conditions checked inside a write set. A D1 batch cannot branch (no interactive

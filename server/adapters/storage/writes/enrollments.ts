@@ -1,7 +1,7 @@
 import { idevidBindings, pendingEnrollments } from "../schema.ts";
 import { raw, rowInsert, toBuffer, type WriteTable, writeOfFields } from "./write-entry.ts";
 
-/** Writes to enrollments waiting for an operator, and to IDevID bindings. */
+/** Writes to enrollments waiting for an operator (and their quota per device), and to IDevID bindings. */
 export const enrollmentWrites = {
   insertPending: rowInsert(pendingEnrollments, (w) => ({ ...w.pending, csr: toBuffer(w.pending.csr) })),
   decidePending: writeOfFields(
@@ -20,4 +20,17 @@ export const enrollmentWrites = {
     ),
   ),
   bindIdevid: rowInsert(idevidBindings, (w) => w.binding),
+  guardPendingQuota: {
+    // Like the appliance quota (devices.ts): the CHECK on write_guards fails the set when over.
+    statements: () => [
+      raw(
+        `INSERT INTO write_guards (name, ok) SELECT 'pending_quota', count(*) <= ? FROM pending_enrollments
+         WHERE device_id = ? AND status = 'pending'`,
+        "max",
+        "deviceId",
+      ),
+      raw("DELETE FROM write_guards"),
+    ],
+    values: (w) => ({ max: w.max, deviceId: w.deviceId }),
+  },
 } satisfies Partial<WriteTable>;
