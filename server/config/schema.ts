@@ -134,6 +134,30 @@ export const configSchema = z.object({
       /** Enrollment requests of one device waiting for an operator (manual approval); one more is refused. */
       pendingPerDevice: z.number().int().min(1).max(100).default(3),
       /**
+       * The Node HTTPS listener's own limits (the Workers runtime sets its own: see the
+       * README). A connection beyond maxConnections is closed at once; a request whose
+       * header block exceeds maxHeaderBytes gets 431; a TLS handshake, a header block or
+       * a whole request that takes longer than its timeout is cut off (slow clients).
+       */
+      http: z
+        .object({
+          maxConnections: z.number().int().min(16).max(1_000_000).default(2048),
+          maxHeaderBytes: z
+            .number()
+            .int()
+            .min(4096)
+            .max(64 * 1024)
+            .default(16 * 1024),
+          /** Header lines read per request; Node ignores the ones past it. */
+          maxHeaders: z.number().int().min(16).max(2000).default(100),
+          handshakeTimeout: duration.default(10),
+          headersTimeout: duration.default(10),
+          requestTimeout: duration.default(30),
+          keepAliveTimeout: duration.default(30),
+        })
+        .refine((h) => h.headersTimeout <= h.requestTimeout, "headersTimeout must not exceed requestTimeout")
+        .prefault({}),
+      /**
        * Refused requests (bad tokens, malformed input, failed sign-ins, refused MQTT
        * connects) per client address and window, and per claimed device id for
        * enrollment. Within the budget each refusal is audited; past it the client gets

@@ -151,12 +151,23 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       Buffer.from(d),
     ),
   });
+  const httpLimits = config.limits.http;
   const server = createServer({
     ...tlsFiles(),
     requestCert: true,
     rejectUnauthorized: false,
     ServerResponse: CanonicalHeadersResponse,
+    maxHeaderSize: httpLimits.maxHeaderBytes,
+    handshakeTimeout: httpLimits.handshakeTimeout * 1000,
+    // How often the header and request timeouts are checked (Node's default is 30 s).
+    connectionsCheckingInterval: 1000,
   });
+  // Connections, header lines, and slow clients (slowloris, idle keep-alive) are bounded.
+  server.maxConnections = httpLimits.maxConnections;
+  server.maxHeadersCount = httpLimits.maxHeaders;
+  server.headersTimeout = httpLimits.headersTimeout * 1000;
+  server.requestTimeout = httpLimits.requestTimeout * 1000;
+  server.keepAliveTimeout = httpLimits.keepAliveTimeout * 1000;
   // The port is bound before the app exists (the URLs in certificates need it): until
   // then a request gets 503 and Retry-After instead of waiting for an answer forever.
   let handle: RequestListener | undefined;
@@ -184,10 +195,6 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       .catch((err: unknown) => opts.logger.error({ err }, "listener TLS certificate renewal failed"));
   }, TLS_RENEWAL_CHECK_MS);
   renewal.unref();
-  // Slowloris and idle-connection limits.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  server.keepAliveTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => resolve());
