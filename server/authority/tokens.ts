@@ -34,8 +34,14 @@ export interface CreatedToken {
   expiresAt: Date;
 }
 
-/** Most bootstrap tokens one request creates, from any frontend (API, dashboard, CLI). */
-export const MAX_TOKENS_PER_REQUEST = 100_000;
+/**
+ * Most bootstrap tokens one request creates, from any frontend (API, dashboard, CLI).
+ * One request is one write set, and a write set holds the only SQLite writer while it
+ * commits: 10,000 tokens hold it for about a second (100,000 held it for ~9 s, with
+ * every enrollment waiting behind it). Larger batches are several requests of one
+ * series (`width` keeps their numbering alike); the CLI splits them by itself.
+ */
+export const MAX_TOKENS_PER_REQUEST = 10_000;
 
 /** The one check of that limit. */
 export function checkTokenCount(count: number): void {
@@ -44,9 +50,21 @@ export function checkTokenCount(count: number): void {
   }
 }
 
-/** Device ids of a production batch: `<prefix><number>`, zero-padded to at least 4 digits. */
-export function batchDeviceIds(prefix: string, start: number, count: number): string[] {
-  const width = Math.max(4, String(start + count - 1).length);
+/** The digits a series' numbers are padded to: at least 4, and enough for its last number. */
+export function seriesWidth(start: number, count: number): number {
+  return Math.max(4, String(start + count - 1).length);
+}
+
+/**
+ * Device ids of a production batch: `<prefix><number>`, zero-padded to `width` digits
+ * (by default the series' own width; a part of a larger series passes the whole one's).
+ */
+export function batchDeviceIds(
+  prefix: string,
+  start: number,
+  count: number,
+  width = seriesWidth(start, count),
+): string[] {
   return Array.from({ length: count }, (_, i) => `${prefix}${String(start + i).padStart(width, "0")}`);
 }
 

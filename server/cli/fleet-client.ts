@@ -62,7 +62,9 @@ export interface CreatedTokenView {
   expiresAt: string;
 }
 
-export type TokenBatch = { deviceIds: string[] } | { count: number; devicePrefix: string; start: number };
+export type TokenBatch =
+  | { deviceIds: string[] }
+  | { count: number; devicePrefix: string; start: number; width?: number };
 
 /**
  * What the operator commands of the CLI need, in the operator API's JSON shapes. Two

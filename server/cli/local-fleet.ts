@@ -134,7 +134,7 @@ export function localFleet(dataDir: string): FleetClient {
       const created = await core.tokens.create(CLI_ACTOR, {
         ...("deviceIds" in batch
           ? { deviceIds: batch.deviceIds }
-          : { series: { prefix: batch.devicePrefix, start: batch.start, count: batch.count } }),
+          : { series: { prefix: batch.devicePrefix, start: batch.start, count: batch.count, width: batch.width } }),
         profile: opts.profile,
         ttl: seconds(opts.ttl),
         names: opts.names,

@@ -1,11 +1,11 @@
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cliCreateToken, cliCreateTokenBatch } from "./support/cli.ts";
+import { cliCreateToken, cliCreateTokenBatch, edgeid } from "./support/cli.ts";
 import { estGet, estPost } from "./support/curl.ts";
 import { opensslCsrNewKeyP256, pkcs7ToPem, writePem } from "./support/openssl.ts";
 import { EDGEID_BIN, makeWorkDir, removeDir, run } from "./support/process.ts";
-import { startServer, type TestServer } from "./support/server.ts";
+import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 /** The `edgeid` command's life cycle: first start, restart, secrets, listing. */
 describe("edgeid serve and the data directory", () => {
@@ -94,6 +94,21 @@ describe("edgeid serve and the data directory", () => {
     expect(badTtl.code).not.toBe(0);
     expect(badTtl.stderr).toContain("invalid duration");
   });
+
+  it("creates a batch larger than one request as several write sets, numbered alike", async () => {
+    // 10,001 tokens: two requests (10,000 + 1); the numbers are padded to the whole series' width.
+    // A data directory of its own: the other tests list the pending devices of theirs.
+    const own = await makeWorkDir("cli-batch");
+    const { dataDir: batchDir } = await cliInitDataDir(own, "batch.example");
+    const rows = await cliCreateTokenBatch(batchDir, "lot-", 10_001);
+    expect(rows).toHaveLength(10_001);
+    expect(new Set(rows.map((r) => r.deviceId)).size).toBe(10_001);
+    expect(rows[0]?.deviceId).toBe("lot-00001");
+    expect(rows.at(-1)?.deviceId).toBe("lot-10001");
+    expect(rows.every((r) => /^lot-\d{5}$/.test(r.deviceId))).toBe(true);
+    const audit = await edgeid(["audit", "list", "--data", batchDir, "--device", "lot-10001", "--json"]);
+    expect(audit.stdout).toContain("token.create");
+  }, 60_000);
 
   it("lists devices page by page with --after and --limit", async () => {
     await cliCreateTokenBatch(dataDir, "page-", 5);

@@ -62,5 +62,10 @@ describe("resource doors", () => {
     expect(await denials("token.create")).toHaveLength(1);
     const created = await h.authority.tokens.create(operator, { series: { prefix: "b-", start: 7, count: 2 } });
     expect(created.map((t) => t.deviceId)).toEqual(["b-0007", "b-0008"]);
+    // One part of a larger series keeps the whole series' numbering.
+    const part = await h.authority.tokens.create(operator, {
+      series: { prefix: "c-", start: 9999, count: 2, width: 6 },
+    });
+    expect(part.map((t) => t.deviceId)).toEqual(["c-009999", "c-010000"]);
   });
 });

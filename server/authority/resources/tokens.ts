@@ -6,7 +6,8 @@ import type { Door } from "./door.ts";
 export interface TokenBatch {
   /** The devices, or a numbered series of them (`<prefix><number>`). */
   deviceIds?: string[];
-  series?: { prefix: string; start: number; count: number };
+  /** `width`: the digits numbers are padded to, for one part of a larger series (default: this series' own). */
+  series?: { prefix: string; start: number; count: number; width?: number };
   profile?: string;
   /** Seconds. */
   ttl?: number;
@@ -22,7 +23,7 @@ export class Tokens {
       const { deviceIds = [], series, ...rest } = batch;
       // A series is held to the verb's limit before its ids are made.
       if (series) checkTokenCount(series.count);
-      const ids = series ? batchDeviceIds(series.prefix, series.start, series.count) : deviceIds;
+      const ids = series ? batchDeviceIds(series.prefix, series.start, series.count, series.width) : deviceIds;
       return issueTokens(this.door.deps, actor, { ...rest, deviceIds: ids });
     });
   }

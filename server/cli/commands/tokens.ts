@@ -1,4 +1,5 @@
 import { type Command, Option } from "commander";
+import { MAX_TOKENS_PER_REQUEST, seriesWidth } from "../../authority/tokens.ts";
 import type { TokenBatch } from "../fleet-client.ts";
 import { fleetCommand, withFleet } from "../fleet-command.ts";
 import { collect, declaredNamesOf, durationText, positiveInt } from "../options.ts";
@@ -25,18 +26,26 @@ export function registerTokens(program: Command): void {
     .option("--json", "one JSON object per token and line")
     .action((opts) =>
       withFleet(opts, async (fleet) => {
-        let batch: TokenBatch;
-        if (opts.device && !opts.count) batch = { deviceIds: [opts.device] };
+        let batches: TokenBatch[];
+        if (opts.device && !opts.count) batches = [{ deviceIds: [opts.device] }];
         else if (opts.count && opts.devicePrefix && !opts.device) {
-          batch = { count: opts.count, devicePrefix: opts.devicePrefix, start: opts.start };
+          // A batch larger than one request allows goes as several, numbered alike; each
+          // part's tokens are printed as soon as it is committed.
+          const width = seriesWidth(opts.start, opts.count);
+          batches = [];
+          for (let done = 0; done < opts.count; done += MAX_TOKENS_PER_REQUEST) {
+            const count = Math.min(MAX_TOKENS_PER_REQUEST, opts.count - done);
+            batches.push({ count, devicePrefix: opts.devicePrefix, start: opts.start + done, width });
+          }
         } else {
           throw new Error("give either --device ID, or --count N with --device-prefix PREFIX");
         }
         const names = declaredNamesOf(opts);
-        for (const t of await fleet.createTokens(batch, { profile: opts.profile, ttl: opts.ttl, names })) {
-          process.stdout.write(
+        for (const batch of batches) {
+          const lines = (await fleet.createTokens(batch, { profile: opts.profile, ttl: opts.ttl, names })).map((t) =>
             opts.json ? `${JSON.stringify(t)}\n` : `${t.deviceId}\t${t.token}\texpires ${t.expiresAt}\n`,
           );
+          process.stdout.write(lines.join(""));
         }
       }),
     );

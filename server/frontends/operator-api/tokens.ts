@@ -66,6 +66,8 @@ export function tokenRoutes({ api, authority }: ApiContext): void {
               count: z.number().int().min(1).max(MAX_TOKENS_PER_REQUEST).optional(),
               devicePrefix: z.string().min(1).max(48).optional(),
               start: z.number().int().min(0).max(1_000_000_000).optional(),
+              /** Digits the numbers are padded to, for one request of a series larger than one request allows. */
+              width: z.number().int().min(1).max(12).optional(),
               profile: z.string().max(32).optional(),
               ttl: durationString.optional(),
               names: NamesSchema.optional(),
@@ -84,7 +86,7 @@ export function tokenRoutes({ api, authority }: ApiContext): void {
       const b = c.req.valid("json");
       const series =
         b.count !== undefined && b.devicePrefix !== undefined
-          ? { prefix: b.devicePrefix, start: b.start ?? 1, count: b.count }
+          ? { prefix: b.devicePrefix, start: b.start ?? 1, count: b.count, width: b.width }
           : undefined;
       const created = await authority.tokens.create(actorOf(c), {
         deviceIds: b.deviceIds ?? (b.deviceId !== undefined ? [b.deviceId] : []),
