@@ -44,6 +44,12 @@ const positive = (v: string) => {
   return n;
 };
 
+const count = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("must be a whole number, 0 or more");
+  return n;
+};
+
 const opts = new Command("bench")
   .description("enrollment benchmark against a real edgeid server process")
   .option("--duration <s>", "seconds of measured simpleenroll load", positive, 30)
@@ -94,8 +100,9 @@ const opts = new Command("bench")
   )
   .option("--abuse-concurrency <n>", "devices enrolling at once in the abuse benchmark (keep-alive)", positive, 32)
   .option("--abuse-renew-concurrency <n>", "devices renewing at once in the abuse benchmark (mutual TLS)", positive, 4)
-  .option("--abuse-connections <n>", "connections of each HTTP flood (refused EST, OCSP)", positive, 32)
-  .option("--abuse-mqtt-connections <n>", "connections streaming oversized MQTT CONNECTs", positive, 4)
+  .option("--abuse-est-connections <n>", "connections of the refused-EST flood (0: no such attacker)", count, 32)
+  .option("--abuse-ocsp-connections <n>", "connections of the OCSP flood (0: no such attacker)", count, 32)
+  .option("--abuse-mqtt-connections <n>", "connections streaming oversized MQTT CONNECTs (0: none)", count, 4)
   .option("--abuse-max-rate <n>", "most enrollments prepared per second of an abuse phase", positive, 3000)
   .option(
     "--abuse-rss-cap <MiB>",
@@ -128,7 +135,8 @@ const opts = new Command("bench")
     abuseQuiet?: number;
     abuseConcurrency: number;
     abuseRenewConcurrency: number;
-    abuseConnections: number;
+    abuseEstConnections: number;
+    abuseOcspConnections: number;
     abuseMqttConnections: number;
     abuseMaxRate: number;
     abuseRssCap: number;
@@ -418,8 +426,8 @@ if (opts.abuseDuration > 0) {
     quiet: opts.abuseQuiet ?? opts.abuseDuration / 2,
     concurrency: opts.abuseConcurrency,
     renewConcurrency: opts.abuseRenewConcurrency,
-    estConnections: opts.abuseConnections,
-    ocspConnections: opts.abuseConnections,
+    estConnections: opts.abuseEstConnections,
+    ocspConnections: opts.abuseOcspConnections,
     mqttConnections: opts.abuseMqttConnections,
     maxRate: opts.abuseMaxRate,
     rssCapMiB: opts.abuseRssCap,
