@@ -35,10 +35,12 @@ export interface LoadOptions {
   concurrency: number;
   /** Stop starting new jobs after this many seconds. */
   seconds: number;
+  /** Source address of the connections (any of 127.0.0.0/8 reaches a loopback server on Linux). */
+  localAddress?: string;
 }
 
 /** One request on a new connection (https), for mutual-TLS jobs. */
-function post(url: URL, job: Job, ca: string, agent: false): Promise<Outcome> {
+function post(url: URL, job: Job, ca: string, agent: false, localAddress?: string): Promise<Outcome> {
   const body = Buffer.from(job.body, "latin1");
   const t0 = performance.now();
   return new Promise((resolve) => {
@@ -47,6 +49,7 @@ function post(url: URL, job: Job, ca: string, agent: false): Promise<Outcome> {
       method: "POST",
       agent,
       ca,
+      ...(localAddress ? { localAddress } : {}),
       secureContext: job.tls,
       headers: {
         "content-type": job.contentType ?? "application/pkcs10",
@@ -85,6 +88,7 @@ class KeepAliveConnection {
   constructor(
     private readonly url: URL,
     private readonly ca: string,
+    private readonly localAddress?: string,
   ) {}
 
   private connect(): TLSSocket {
@@ -92,6 +96,7 @@ class KeepAliveConnection {
       host: this.url.hostname,
       port: Number(this.url.port),
       ca: this.ca,
+      ...(this.localAddress ? { localAddress: this.localAddress } : {}),
       servername: this.url.hostname === "127.0.0.1" ? undefined : this.url.hostname,
     });
     socket.setNoDelay(true);
@@ -162,14 +167,14 @@ export async function runLoad(jobs: readonly Job[], opts: LoadOptions): Promise<
   const deadline = t0 + opts.seconds * 1000;
   const connections: KeepAliveConnection[] = [];
   const client = async () => {
-    const connection = new KeepAliveConnection(url, opts.ca);
+    const connection = new KeepAliveConnection(url, opts.ca, opts.localAddress);
     connections.push(connection);
     while (next < jobs.length && performance.now() < deadline) {
       const i = next++;
       const job = jobs[i] as Job;
       let outcome: Outcome;
       if (job.tls) {
-        outcome = await post(url, job, opts.ca, false);
+        outcome = await post(url, job, opts.ca, false, opts.localAddress);
       } else {
         const started = performance.now();
         const r = await connection.send(job);

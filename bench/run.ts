@@ -15,6 +15,7 @@ import { join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import Database from "better-sqlite3";
 import { Command, InvalidArgumentError } from "commander";
+import { abuseBench } from "./abuse.ts";
 import { agentBench } from "./agent.ts";
 import { fleetBench } from "./fleet.ts";
 import { inventoryBench } from "./inventory.ts";
@@ -40,6 +41,12 @@ import {
 const positive = (v: string) => {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("must be a positive number");
+  return n;
+};
+
+const count = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("must be a whole number, 0 or more");
   return n;
 };
 
@@ -80,6 +87,29 @@ const opts = new Command("bench")
   )
   .option("--fleet-messages <n>", "status reports per device in the fleet-loop benchmark", positive, 20)
   .option("--agent-minutes <n>", "minutes of the device agent footprint run (0 to skip it)", Number, 10)
+  .option(
+    "--abuse-duration <s>",
+    "seconds of flood in the abuse benchmark (EST, OCSP and MQTT attackers while devices enroll; 0 to skip it)",
+    Number,
+    60,
+  )
+  .option(
+    "--abuse-quiet <s>",
+    "seconds of the same device load without the flood (default: half of --abuse-duration)",
+    positive,
+  )
+  .option("--abuse-concurrency <n>", "devices enrolling at once in the abuse benchmark (keep-alive)", positive, 32)
+  .option("--abuse-renew-concurrency <n>", "devices renewing at once in the abuse benchmark (mutual TLS)", positive, 4)
+  .option("--abuse-est-connections <n>", "connections of the refused-EST flood (0: no such attacker)", count, 32)
+  .option("--abuse-ocsp-connections <n>", "connections of the OCSP flood (0: no such attacker)", count, 32)
+  .option("--abuse-mqtt-connections <n>", "connections streaming oversized MQTT CONNECTs (0: none)", count, 4)
+  .option("--abuse-max-rate <n>", "most enrollments prepared per second of an abuse phase", positive, 3000)
+  .option(
+    "--abuse-rss-cap <MiB>",
+    "stop the MQTT attack when the server's RSS passes this (the machine is shared)",
+    positive,
+    2048,
+  )
   .option("--keep", "keep the data directory")
   .option("--cpu-prof <dir>", "write a V8 CPU profile of the server process into this directory")
   .parse()
@@ -101,6 +131,15 @@ const opts = new Command("bench")
     onlyFleet?: boolean;
     inventoryDevices: number;
     agentMinutes: number;
+    abuseDuration: number;
+    abuseQuiet?: number;
+    abuseConcurrency: number;
+    abuseRenewConcurrency: number;
+    abuseEstConnections: number;
+    abuseOcspConnections: number;
+    abuseMqttConnections: number;
+    abuseMaxRate: number;
+    abuseRssCap: number;
     fleetDevices: number;
     fleetMessages: number;
     keep?: boolean;
@@ -380,4 +419,19 @@ if (opts.agentMinutes > 0) {
 }
 if (opts.inventoryDevices > 0) {
   say(`RESULT inventory ${await inventoryBench({ devices: opts.inventoryDevices, keep: Boolean(opts.keep) })}`);
+}
+if (opts.abuseDuration > 0) {
+  const summary = await abuseBench({
+    duration: opts.abuseDuration,
+    quiet: opts.abuseQuiet ?? opts.abuseDuration / 2,
+    concurrency: opts.abuseConcurrency,
+    renewConcurrency: opts.abuseRenewConcurrency,
+    estConnections: opts.abuseEstConnections,
+    ocspConnections: opts.abuseOcspConnections,
+    mqttConnections: opts.abuseMqttConnections,
+    maxRate: opts.abuseMaxRate,
+    rssCapMiB: opts.abuseRssCap,
+    keep: Boolean(opts.keep),
+  });
+  say(`RESULT abuse ${summary}`);
 }

@@ -1,7 +1,7 @@
 /** Shared by the benchmarks: the server as a child process, its CPU and memory, tokens. */
 
 import { execFile } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { type Agent, get, request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
@@ -129,9 +129,17 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-/** `edgeid serve` on a free loopback port, logging into memory; resolves once /healthz answers. */
-export async function startServerProcess(dataDir: string, extraNodeArgs: string[] = []): Promise<ServerProcess> {
+/**
+ * `edgeid serve` on a free loopback port, logging into memory (or straight into
+ * `logFile`, for runs whose log would be large); resolves once /healthz answers.
+ */
+export async function startServerProcess(
+  dataDir: string,
+  extraNodeArgs: string[] = [],
+  logFile?: string,
+): Promise<ServerProcess> {
   const { spawn } = await import("node:child_process");
+  const logFd = logFile === undefined ? undefined : openSync(logFile, "a");
   const port = await freePort();
   const mqttPort = await freePort();
   const url = `https://127.0.0.1:${port}`;
@@ -149,14 +157,15 @@ export async function startServerProcess(dataDir: string, extraNodeArgs: string[
       `127.0.0.1:${mqttPort}`,
     ],
     {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["ignore", logFd ?? "pipe", logFd ?? "pipe"],
     },
   );
+  if (logFd !== undefined) closeSync(logFd);
   let output = "";
-  child.stdout.setEncoding("utf8").on("data", (c: string) => {
+  child.stdout?.setEncoding("utf8").on("data", (c: string) => {
     output += c;
   });
-  child.stderr.setEncoding("utf8").on("data", (c: string) => {
+  child.stderr?.setEncoding("utf8").on("data", (c: string) => {
     output += c;
   });
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
@@ -167,7 +176,7 @@ export async function startServerProcess(dataDir: string, extraNodeArgs: string[
     mqttUrl: `mqtts://127.0.0.1:${mqttPort}`,
     ca,
     pid: child.pid as number,
-    log: () => output,
+    log: () => (logFile === undefined ? output : readFileSync(logFile, "utf8")),
     stop: async () => {
       child.kill("SIGTERM");
       await exited;
