@@ -48,6 +48,7 @@ const OCSP_CACHE_SERIALS = 100_000;
  * at most four entries; this bound holds whatever their size.
  */
 const OCSP_CACHE_BYTES = 32 * 1024 * 1024;
+const OCSP_SPELLINGS_PER_SERIAL = 4;
 
 interface CachedResponse {
   certId: string;
@@ -348,6 +349,9 @@ export class RevocationResponders {
   private remember(serial: string, certId: string, der: Uint8Array, freshUntil: number): void {
     const list = (this.ocspCache.get(serial) ?? []).filter((c) => c.certId !== certId);
     list.push({ certId, der, freshUntil });
+    // However a CertID may be spelled, one serial keeps a few answers (SHA-1/SHA-256, with
+    // or without NULL parameters): the oldest spelling leaves first.
+    if (list.length > OCSP_SPELLINGS_PER_SERIAL) list.shift();
     this.forget(serial);
     this.ocspCache.set(serial, list);
     this.ocspCacheBytes += list.reduce((n, c) => n + c.der.length + c.certId.length, 0);
