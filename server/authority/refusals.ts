@@ -1,4 +1,5 @@
 import type { Config } from "../config/schema.ts";
+import { UNKNOWN_REMOTE } from "../ports/client-identity.ts";
 import type { Clock } from "../ports/clock.ts";
 import type { Storage, Write } from "../ports/storage.ts";
 import { auditWrite, type DenialContext } from "./audit.ts";
@@ -70,7 +71,8 @@ export class Refusals {
 
   private keys(source: RefusalSource): string[] {
     const keys: string[] = [];
-    if (source.remote) {
+    // No address, no address budget (Cloudflare always passes one).
+    if (source.remote && source.remote !== UNKNOWN_REMOTE) {
       const address = addressKey(source.remote);
       if (!this.exempt.has(address)) keys.push(ADDRESS + address);
     }

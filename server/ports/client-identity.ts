@@ -20,7 +20,11 @@ export interface ClientIdentity {
   verified?: boolean;
 }
 
+/** The remote address where the transport does not say (a Worker reached without Cloudflare's cf-connecting-ip). */
+export const UNKNOWN_REMOTE = "unknown";
+
 export interface PeerInfo {
+  /** The client's address, or UNKNOWN_REMOTE. */
   remoteAddress: string;
   client?: ClientIdentity;
 }

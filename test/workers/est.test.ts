@@ -244,6 +244,31 @@ describe("edgeid on Workers with D1", () => {
     expect(await revoked.text()).toMatch(/revoked/);
   });
 
+  it("answers 429 with Retry-After past a client's refusal budget (by cf-connecting-ip), not to other clients", async () => {
+    let n = 0;
+    const from = (ip: string) =>
+      SELF.fetch(`${BASE}/.well-known/est/simpleenroll`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/pkcs10",
+          // A new device id each time: the address is what runs out.
+          authorization: basic(`flood-${n++}`, "edt_wrong"),
+          "cf-connecting-ip": ip,
+        },
+        body: "MAo=",
+      });
+    const statuses: number[] = [];
+    // The default budget: 60 refusals per address and minute.
+    for (let i = 0; i < 62; i++) statuses.push((await from("198.51.100.71")).status);
+    expect(statuses.slice(0, 60).every((s) => s === 401)).toBe(true);
+    const limited = await from("198.51.100.71");
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect((await from("198.51.100.72")).status).toBe(401);
+    const recorded = await storage.listAudit({ action: "est.simpleenroll", limit: 1000 });
+    expect(recorded.filter((r) => r.remote === "198.51.100.71")).toHaveLength(60);
+  });
+
   it("answers OCSP and serves the CRL with a revocation made elsewhere (another isolate, the CLI)", async () => {
     const cert = certificateOf(await (await enroll("wk-3", await token("wk-3"))).text());
     // The inventory's serial: the INTEGER's magnitude, without a sign byte.

@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import type { PeerInfo } from "../../ports/client-identity.ts";
+import { type PeerInfo, UNKNOWN_REMOTE } from "../../ports/client-identity.ts";
 
 /** What Cloudflare passes about the client certificate when mTLS is on for the zone. */
 export interface TlsClientAuth {
@@ -23,7 +23,7 @@ export interface TlsClientAuth {
  */
 export function workersPeer(c: Context): PeerInfo {
   const cf = (c.req.raw as Request & { cf?: { tlsClientAuth?: TlsClientAuth } }).cf;
-  const remoteAddress = c.req.header("cf-connecting-ip") ?? "unknown";
+  const remoteAddress = c.req.header("cf-connecting-ip") ?? UNKNOWN_REMOTE;
   const auth = cf?.tlsClientAuth;
   const fingerprint = auth?.certFingerprintSHA256?.toLowerCase();
   if (auth?.certPresented !== "1" || !fingerprint || !/^[0-9a-f]{64}$/.test(fingerprint)) return { remoteAddress };
