@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Job, runLoad } from "../../bench/load.ts";
 import { cliCreateTokenBatch } from "./support/cli.ts";
 import { makeWorkDir, removeDir } from "./support/process.ts";
-import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
+import { cliInitDataDir, setLimits, startServer, type TestServer } from "./support/server.ts";
 
 const DEVICES = 240;
 const RACERS = 12;
@@ -25,6 +25,9 @@ let server: TestServer;
 beforeAll(async () => {
   work = await makeWorkDir("load");
   const { dataDir } = await cliInitDataDir(work, "load.example");
+  // The racers claim one device id RACERS times at once; past the per-device refusal
+  // budget (10) the last of them would be answered 429. This test is about the token race.
+  await setLimits(dataDir, { refusals: { perDevice: RACERS } });
   server = await startServer(dataDir, work);
 }, 60_000);
 

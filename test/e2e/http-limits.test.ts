@@ -5,14 +5,13 @@
  * off, and the server keeps serving everyone else.
  */
 
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { request } from "node:https";
 import { connect as tcpConnect } from "node:net";
-import { join } from "node:path";
 import { connect, type TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeWorkDir, removeDir } from "./support/process.ts";
-import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
+import { cliInitDataDir, setLimits, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
 let server: TestServer;
@@ -23,12 +22,9 @@ const MAX_CONNECTIONS = 16;
 beforeAll(async () => {
   work = await makeWorkDir("http-limits");
   const { dataDir } = await cliInitDataDir(work, "limits.example");
-  const file = join(dataDir, "edgeid.json");
-  const config = JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
-  config.limits = {
+  await setLimits(dataDir, {
     http: { maxConnections: MAX_CONNECTIONS, handshakeTimeout: "1s", headersTimeout: "2s", requestTimeout: "3s" },
-  };
-  await writeFile(file, JSON.stringify(config, null, 2));
+  });
   server = await startServer(dataDir, work, 0, { mqtt: "off" });
   port = Number(new URL(server.url).port);
   ca = await readFile(server.rootPemFile, "utf8");

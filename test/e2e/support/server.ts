@@ -41,6 +41,14 @@ export async function addProfiles(dataDir: string, profiles: Record<string, unkn
   await writeFile(file, `${JSON.stringify(config, null, 2)}\n`);
 }
 
+/** Sets `limits` in `<data>/edgeid.json` (before `serve`), keeping what is not named. */
+export async function setLimits(dataDir: string, limits: Record<string, unknown>): Promise<void> {
+  const file = join(dataDir, "edgeid.json");
+  const config = JSON.parse(await readFile(file, "utf8")) as { limits?: Record<string, unknown> };
+  config.limits = { ...(config.limits ?? {}), ...limits };
+  await writeFile(file, `${JSON.stringify(config, null, 2)}\n`);
+}
+
 export interface TestServer {
   url: string;
   /** The embedded broker, mqtts://127.0.0.1:PORT (unless started with mqtt: "off"). */
