@@ -12,6 +12,9 @@ import { resolveProfile } from "./profiles.ts";
 import { authenticateClientCertificate } from "./provisioners/client-certificate.ts";
 import { REVOCATION_REASONS } from "./revoke.ts";
 
+/** The audit action of a renewal with an expired certificate (its own action: metrics and the fleet audit count it). */
+export const RENEW_AFTER_EXPIRY = "est.renew_after_expiry";
+
 export interface ReenrollRequest {
   label?: string;
   csr: Uint8Array;
@@ -31,6 +34,7 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, caller
     certificate: presented,
     device,
     supersedes,
+    expiredFor,
   } = await authenticateClientCertificate(deps, req.peer.client, caller);
   const profile = resolveProfile(deps, presented.profile);
   if (req.label !== undefined && resolveProfile(deps, req.label).name !== profile.name) {
@@ -57,7 +61,10 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, caller
   const now = record.issuedAt;
   const writes: Write[] = [
     guard({ name: "device_unchanged", deviceId: device.id, revision: device.revision ?? 0 }),
-    guard({ name: "certificate_valid", serial: presented.serial, at: now }),
+    // After expiry: never revoked (its expiry is the point); device_unchanged keeps it current.
+    expiredFor === undefined
+      ? guard({ name: "certificate_valid", serial: presented.serial, at: now })
+      : guard({ name: "certificate_unrevoked", serial: presented.serial }),
     { kind: "markCertificateUsed", serial: presented.serial, at: now },
   ];
   if (supersedes) {
@@ -83,7 +90,7 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, caller
     auditWrite({
       at: now,
       actor: caller.actor,
-      action: "est.simplereenroll",
+      action: expiredFor === undefined ? "est.simplereenroll" : RENEW_AFTER_EXPIRY,
       outcome: "success",
       deviceId: device.id,
       serial: record.serial,
@@ -93,6 +100,9 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, caller
         replaces: replaced.serial,
         ...(sameKey ? { sameKey: true } : {}),
         ...(supersedes ? { retryOf: presented.serial, revokedUnused: supersedes.serial } : {}),
+        ...(expiredFor !== undefined
+          ? { expiredAt: presented.notAfter.toISOString(), expiredForSeconds: Math.round(expiredFor / 1000) }
+          : {}),
         keyType: record.keyType,
         notAfter: record.notAfter.toISOString(),
       },

@@ -25,6 +25,9 @@ function renamedSettings(input: unknown): unknown {
   return { ...rest, reenroll: requireNewKeyOnReenroll ? "rekey" : "renew-or-rekey" };
 }
 
+/** Certificates that live at most this long (seconds) may renew after expiry by default. */
+const SHORT_LIVED = 7 * 86400;
+
 const profileObject = z
   .object({
     description: z.string().default(""),
@@ -54,6 +57,14 @@ const profileObject = z
      * Either way a key certified for another device is refused (one key, one identity).
      */
     reenroll: z.enum(["rekey", "renew-or-rekey"]).default("rekey"),
+    /**
+     * How long after its certificate expired a device may still renew with it (mutual
+     * TLS with the expired certificate: proof of possession of its key), if it was never
+     * revoked, is the device's current one and the device is active. For devices that
+     * were offline past their short lifetime. Unset: 30 days for profiles whose
+     * certificates live at most 7 days, 0 (never) for longer-lived ones.
+     */
+    renewAfterExpiry: duration.refine((s) => s <= 365 * 86400, "at most 365d").optional(),
     /**
      * "manual": simpleenroll answers 202 + Retry-After until an operator approves the
      * request; the device's next retry gets the certificate (RFC 7030 §4.2.3).
@@ -108,7 +119,11 @@ const profileObject = z
       })
       .optional(),
   })
-  .refine((p) => p.rsaMinBits <= p.rsaMaxBits, "rsaMinBits must not exceed rsaMaxBits");
+  .refine((p) => p.rsaMinBits <= p.rsaMaxBits, "rsaMinBits must not exceed rsaMaxBits")
+  .transform((p) => ({
+    ...p,
+    renewAfterExpiry: p.renewAfterExpiry ?? (p.validity <= SHORT_LIVED ? 30 * 86400 : 0),
+  }));
 export const profileSchema = z.preprocess(renamedSettings, profileObject);
 
 export type Profile = z.infer<typeof profileSchema> & { name: string };

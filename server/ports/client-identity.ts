@@ -18,6 +18,12 @@ export interface ClientIdentity {
    * CA configured for mutual TLS (Cloudflare's certVerified other than SUCCESS).
    */
   verified?: boolean;
+  /**
+   * The transport's verification failed only because the certificate has expired
+   * (Cloudflare: certVerified "FAILED:certificate has expired"): the chain is ours and the
+   * handshake proved possession of the key, so renewal after expiry may still apply.
+   */
+  expired?: boolean;
 }
 
 /** The remote address where the transport does not say (a Worker reached without Cloudflare's cf-connecting-ip). */

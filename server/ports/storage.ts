@@ -349,6 +349,8 @@ export type Precondition =
   | { name: "device_not_revoked"; deviceId: string }
   /** The certificate is valid (not revoked) and unexpired at `at`. */
   | { name: "certificate_valid"; serial: string; at: Date }
+  /** The certificate was never revoked (expired or not: renewal after expiry). */
+  | { name: "certificate_unrevoked"; serial: string }
   /** The certificate has never been used (see CertificateRecord.firstUsedAt). */
   | { name: "certificate_unused"; serial: string }
   /** The bootstrap token is neither used nor revoked, and unexpired at `at`. */
@@ -371,6 +373,7 @@ export const PRECONDITION_NAMES: readonly PreconditionName[] = [
   "device_active",
   "device_not_revoked",
   "certificate_valid",
+  "certificate_unrevoked",
   "certificate_unused",
   "token_usable",
   "token_unused",

@@ -1,7 +1,11 @@
 import * as x509 from "@peculiar/x509";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { CLI_ACTOR } from "../../server/authority/actor.ts";
+import type { AuthorityError } from "../../server/authority/errors.ts";
+import { RENEW_AFTER_EXPIRY } from "../../server/authority/reenroll.ts";
 import {
   createToken,
+  crypto,
   generateKeys,
   type Harness,
   harness,
@@ -72,9 +76,14 @@ describe("simplereenroll over mutual TLS", () => {
     expect(await refusal(reenroll(undefined))).toEqual({ code: "forbidden", reason: "client_certificate_missing" });
   });
 
-  it("refuses an expired certificate by the injected clock", async () => {
-    h.clock.advance(72 * 3600);
-    expect(await refusal(reenroll(first))).toEqual({ code: "forbidden", reason: "client_certificate_expired" });
+  it("refuses a certificate expired past its profile's renewal window, by the injected clock", async () => {
+    // The device profile: 72 h certificates, renewed after expiry for 30 days.
+    h.clock.advance(72 * 3600 + 30 * 86400 + 1);
+    const refused = await reenroll(first).catch((e: unknown) => e as AuthorityError);
+    expect(refused).toMatchObject({ code: "forbidden", reason: "client_certificate_expired" });
+    expect((refused as AuthorityError).publicMessage).toMatch(
+      /past the 30d in which profile device renews expired certificates/,
+    );
   });
 
   it("refuses a certificate from another CA with the same names", async () => {
@@ -142,7 +151,7 @@ describe("simplereenroll over mutual TLS", () => {
       outcome: "denied",
       detail: { reason: "key_reused" },
     });
-    h.clock.advance(73 * 3600);
+    h.clock.advance(73 * 3600 + 30 * 86400);
     await reenroll(first).catch(() => undefined);
     const [expired] = await h.storage.listAudit({ deviceId: "gw-1", limit: 1 });
     expect(expired).toMatchObject({ actor: "device:gw-1", detail: { reason: "client_certificate_expired" } });
@@ -213,5 +222,97 @@ describe("renewal with the same key (reenroll: renew-or-rekey)", () => {
       peer: peer([mine.certificate]),
     });
     expect(await refusal(steal)).toEqual({ code: "forbidden", reason: "key_in_use" });
+  });
+});
+
+/** A device that was offline past its certificate's lifetime comes back by itself, within bounds. */
+describe("renewal after expiry", () => {
+  let h: Harness;
+  let first: Uint8Array;
+
+  beforeEach(async () => {
+    h = await harness({
+      config: { trustDomain: "example.org", profiles: { device: {}, appliance: { validity: "90d" } } },
+    });
+    first = await enrollAs("gw-1");
+  });
+  afterEach(() => h.close());
+
+  async function enrollAs(deviceId: string, profile?: string): Promise<Uint8Array> {
+    const token = await createToken(h, deviceId, profile ? { profile } : {});
+    return (
+      await h.authority.enroll({
+        csr: await makeCsr(await generateKeys("P-256"), { cn: deviceId }),
+        credentials: { type: "basic", username: deviceId, password: token },
+        peer: peer(),
+      })
+    ).certificate;
+  }
+  const reenroll = async (client: Uint8Array) =>
+    h.authority.reenroll({ csr: await makeCsr(await generateKeys("P-256")), peer: peer([client]) });
+
+  it("renews a device that was offline for 5 days (72 h certificates), as its own audited action", async () => {
+    h.clock.advance(5 * 86400);
+    const next = await reenroll(first);
+    expect(parseCert(next.certificate).notAfter.getTime()).toBe(h.clock.now().getTime() + 72 * 3600_000);
+    expect((await h.storage.getDevice("gw-1"))?.currentSerial).toBe(next.serial);
+    const [record] = await h.storage.listAudit({ deviceId: "gw-1", limit: 1 });
+    expect(record).toMatchObject({
+      action: RENEW_AFTER_EXPIRY,
+      outcome: "success",
+      serial: next.serial,
+      detail: { expiredForSeconds: 2 * 86400 },
+    });
+    // The new certificate renews as usual; the expired one never again.
+    expect((await reenroll(next.certificate)).deviceId).toBe("gw-1");
+    expect(await refusal(reenroll(first))).toMatchObject({ reason: "client_certificate_superseded" });
+  });
+
+  it("refuses after 40 days with a refusal that names the window", async () => {
+    h.clock.advance(40 * 86400);
+    const refused = (await reenroll(first).catch((e: unknown) => e)) as AuthorityError;
+    expect(refused).toMatchObject({ code: "forbidden", reason: "client_certificate_expired" });
+    expect(refused.publicMessage).toMatch(
+      /37d ago\), past the 30d in which profile device renews expired certificates \(renewAfterExpiry\)/,
+    );
+  });
+
+  it("never brings back a revoked device, nor a certificate that is no longer the device's current one", async () => {
+    await h.authority.devices.revoke(CLI_ACTOR, "gw-1", { reason: "keyCompromise" });
+    h.clock.advance(4 * 86400);
+    expect(await refusal(reenroll(first))).toMatchObject({ reason: "client_certificate_revoked" });
+
+    // gw-2 renewed, then its old (superseded, expired) certificate tries to come back.
+    const old = await enrollAs("gw-2");
+    h.clock.advance(3600);
+    await reenroll(old);
+    h.clock.advance(4 * 86400);
+    expect(await refusal(reenroll(old))).toMatchObject({ reason: "client_certificate_superseded" });
+  });
+
+  it("does not renew expired certificates of long-lived profiles (default window 0)", async () => {
+    const appliance = await enrollAs("cam-1", "appliance");
+    h.clock.advance(91 * 86400);
+    const refused = (await reenroll(appliance).catch((e: unknown) => e)) as AuthorityError;
+    expect(refused).toMatchObject({ reason: "client_certificate_expired" });
+    expect(refused.publicMessage).toMatch(/profile appliance does not renew expired certificates/);
+  });
+
+  it("accepts an expired certificate that the TLS terminator refused only for its expiry (Workers)", async () => {
+    h.clock.advance(4 * 86400);
+    const fingerprint = Buffer.from(await crypto.subtle.digest("SHA-256", first as Uint8Array<ArrayBuffer>)).toString(
+      "hex",
+    );
+    const csr = await makeCsr(await generateKeys("P-256"));
+    const unverified = h.authority.reenroll({
+      csr,
+      peer: { remoteAddress: "192.0.2.9", client: { chain: [], fingerprint, verified: false } },
+    });
+    expect(await refusal(unverified)).toMatchObject({ reason: "client_certificate_unverified" });
+    const expired = await h.authority.reenroll({
+      csr,
+      peer: { remoteAddress: "192.0.2.9", client: { chain: [], fingerprint, verified: false, expired: true } },
+    });
+    expect(expired.deviceId).toBe("gw-1");
   });
 });

@@ -206,7 +206,12 @@ export const auditEvents = sqliteTable(
     prevHash: text("prev_hash"),
     hash: text("hash"),
   },
-  (t) => [index("audit_events_device").on(t.deviceId, t.id), index("audit_events_at").on(t.at)],
+  (t) => [
+    index("audit_events_device").on(t.deviceId, t.id),
+    index("audit_events_at").on(t.at),
+    // The fleet audit's look-backs by action (renewals after expiry) and the audit list's action filter.
+    index("audit_events_action_at").on(t.action, t.at),
+  ],
 );
 
 /**

@@ -27,5 +27,11 @@ export function workersPeer(c: Context): PeerInfo {
   const auth = cf?.tlsClientAuth;
   const fingerprint = auth?.certFingerprintSHA256?.toLowerCase();
   if (auth?.certPresented !== "1" || !fingerprint || !/^[0-9a-f]{64}$/.test(fingerprint)) return { remoteAddress };
-  return { remoteAddress, client: { chain: [], fingerprint, verified: auth.certVerified === "SUCCESS" } };
+  // An expired certificate fails Cloudflare's verification with this reason and no other;
+  // the handshake still proved possession of its key (renewal after expiry decides).
+  const expired = auth.certVerified === "FAILED:certificate has expired";
+  return {
+    remoteAddress,
+    client: { chain: [], fingerprint, verified: auth.certVerified === "SUCCESS", ...(expired ? { expired } : {}) },
+  };
 }

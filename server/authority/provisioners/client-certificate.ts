@@ -15,6 +15,11 @@ export interface AuthenticatedClient {
    * retry replaces (and revokes).
    */
   supersedes?: CertificateRecord;
+  /**
+   * Set when the presented certificate has expired and its profile renews it within a
+   * window (`renewAfterExpiry`): how long ago it expired, in milliseconds.
+   */
+  expiredFor?: number;
 }
 
 /**
@@ -41,7 +46,7 @@ export async function authenticateClientCertificate(
       "simplereenroll needs the TLS client certificate that this CA issued",
     );
   }
-  if (client.verified === false) {
+  if (client.verified === false && !client.expired) {
     throw forbidden(
       "client_certificate_unverified",
       "the TLS terminator could not verify the client certificate against this CA",
@@ -52,12 +57,7 @@ export async function authenticateClientCertificate(
   noteCertificate(caller, certificate);
   const now = deps.clock.now().getTime();
   if (certificate.status === "revoked") throw forbidden("client_certificate_revoked", "client certificate is revoked");
-  if (certificate.notAfter.getTime() <= now) {
-    throw forbidden(
-      "client_certificate_expired",
-      `client certificate expired at ${certificate.notAfter.toISOString()}; enroll again with a bootstrap token`,
-    );
-  }
+  if (certificate.notAfter.getTime() <= now) return renewAfterExpiry(deps, certificate, now);
   if (certificate.notBefore.getTime() > now) {
     throw forbidden("client_certificate_not_yet_valid", "client certificate is not yet valid");
   }
@@ -79,6 +79,53 @@ export async function authenticateClientCertificate(
     SUPERSEDED,
     "client certificate has been superseded (its one retry was made, or its successor is in use); renewing with it is refused and recorded",
   );
+}
+
+/**
+ * An expired certificate renews only within its profile's window (`renewAfterExpiry`),
+ * and only as the device's current certificate of an active device: one that was
+ * replaced (the device re-enrolled since) or revoked never comes back.
+ */
+async function renewAfterExpiry(
+  deps: AuthorityDeps,
+  certificate: CertificateRecord,
+  now: number,
+): Promise<AuthenticatedClient> {
+  const expiredFor = now - certificate.notAfter.getTime();
+  const window = (deps.profiles.get(certificate.profile)?.renewAfterExpiry ?? 0) * 1000;
+  const expired = `client certificate expired at ${certificate.notAfter.toISOString()} (${describeSpan(expiredFor)} ago)`;
+  if (window === 0) {
+    throw forbidden(
+      "client_certificate_expired",
+      `${expired}; profile ${certificate.profile} does not renew expired certificates: enroll again with a bootstrap token`,
+    );
+  }
+  if (expiredFor > window) {
+    throw forbidden(
+      "client_certificate_expired",
+      `${expired}, past the ${describeSpan(window)} in which profile ${certificate.profile} renews expired certificates (renewAfterExpiry): enroll again with a bootstrap token`,
+    );
+  }
+  const device = await deps.storage.getDevice(certificate.deviceId);
+  if (device?.status !== "active") {
+    throw forbidden("device_not_active", `device ${certificate.deviceId} is ${device?.status ?? "unknown"}`);
+  }
+  if (device.currentSerial !== certificate.serial) {
+    // Someone holds a key the device replaced: recorded like any superseded renewal (fleet audit).
+    throw forbidden(
+      SUPERSEDED,
+      `${expired}, and it has been superseded: only the device's current certificate renews after expiry`,
+    );
+  }
+  return { certificate, device, expiredFor };
+}
+
+/** "5d", "3h", "40m": how long, for messages. */
+function describeSpan(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s >= 2 * 86400) return `${Math.round(s / 86400)}d`;
+  if (s >= 7200) return `${Math.round(s / 3600)}h`;
+  return `${Math.max(1, Math.round(s / 60))}m`;
 }
 
 /** The refusal of a renewal with a superseded certificate: a possible clone (fleet audit). */

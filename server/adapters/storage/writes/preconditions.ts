@@ -51,6 +51,11 @@ export const PRECONDITIONS: { [N in PreconditionName]: WriteEntry<RequireWrite<N
     "serial",
     "at",
   ),
+  certificate_unrevoked: guard(
+    "certificate_unrevoked",
+    "NOT EXISTS (SELECT 1 FROM certificates WHERE serial = ? AND status = 'valid')",
+    "serial",
+  ),
   certificate_unused: guard(
     "certificate_unused",
     "EXISTS (SELECT 1 FROM certificates WHERE serial = ? AND first_used_at IS NOT NULL)",

@@ -1,5 +1,6 @@
+CREATE INDEX `audit_events_action_at` ON `audit_events` (`action`,`at`);--> statement-breakpoint
 -- write_guards is always empty (its rows are inserted and removed within one write set):
--- it is recreated with the new CHECK (pending_quota) rather than copied, as in 0008.
+-- it is recreated with the new CHECKs (pending_quota, certificate_unrevoked) rather than copied, as in 0008.
 DROP TABLE `write_guards`;--> statement-breakpoint
 CREATE TABLE `write_guards` (
 	`name` text NOT NULL,
@@ -10,6 +11,7 @@ CREATE TABLE `write_guards` (
 	CONSTRAINT "device_active" CHECK("name" <> 'device_active' OR "ok" = 1),
 	CONSTRAINT "device_not_revoked" CHECK("name" <> 'device_not_revoked' OR "ok" = 1),
 	CONSTRAINT "certificate_valid" CHECK("name" <> 'certificate_valid' OR "ok" = 1),
+	CONSTRAINT "certificate_unrevoked" CHECK("name" <> 'certificate_unrevoked' OR "ok" = 1),
 	CONSTRAINT "certificate_unused" CHECK("name" <> 'certificate_unused' OR "ok" = 1),
 	CONSTRAINT "token_usable" CHECK("name" <> 'token_usable' OR "ok" = 1),
 	CONSTRAINT "token_unused" CHECK("name" <> 'token_unused' OR "ok" = 1),
