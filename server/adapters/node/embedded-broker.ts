@@ -294,6 +294,8 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
   server.maxConnections = o.limits.maxConnections;
   server.on("drop", () => refuse("too_many_connections"));
   server.on("tlsClientError", (err, socket) => {
+    // A handshake timeout (handshakeTimeout) is reported here and closes nothing by itself.
+    socket.destroy();
     refuse("tls");
     o.log("info", "mqtt TLS handshake refused", { error: err.message, remote: remoteOf(socket) });
   });
