@@ -176,7 +176,7 @@ export const configSchema = z.object({
         .min(256)
         .max(64 * 1024)
         .default(4096),
-      /** A connection that has not finished its TLS handshake and sent CONNECT in this time is closed. */
+      /** A connection is closed that has not finished its TLS handshake, or then sent CONNECT, within this time. */
       connectTimeout: duration.default(10),
       /** Connections to the embedded broker at once, in total. */
       maxConnections: z.number().int().min(1).default(10_000),

@@ -84,6 +84,7 @@ beforeAll(async () => {
     maxConnections: 6,
     maxConnectionsPerCertificate: 2,
     deviceMessagesPerMinute: 5,
+    maxInflightMessages: 3,
   };
   await writeFile(file, `${JSON.stringify(config, null, 2)}\n`);
   server = await startServer(join(work, "data"), work);
@@ -212,6 +213,38 @@ describe("embedded broker bounds", () => {
     );
     expect(refusals(after, "too_many_connections")).toBe(refusals(before, "too_many_connections") + 1);
   }, 30_000);
+
+  it("a client with mqtt.maxInflightMessages QoS 2 messages awaiting PUBREL is closed at the next one", async () => {
+    const socket = await tlsAs("dev-c");
+    socket.on("error", () => undefined);
+    let received = Buffer.alloc(0);
+    socket.on("data", (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+    });
+    const receivedAtLeast = (n: number) =>
+      eventually(
+        async () => received.length,
+        (len) => len >= n,
+        10_000,
+      );
+    const frame = (typeByte: number, body: Buffer) => Buffer.concat([Buffer.from([typeByte, body.length]), body]);
+    const str = (v: string) => Buffer.concat([Buffer.from([0, v.length]), Buffer.from(v)]);
+    // CONNECT, MQTT 3.1.1, clean session, keepalive 60 s, client id dev-c.
+    socket.write(frame(0x10, Buffer.concat([str("MQTT"), Buffer.from([4, 0x02, 0, 60]), str("dev-c")])));
+    await receivedAtLeast(4);
+    expect([...received.subarray(0, 4)]).toEqual([0x20, 2, 0, 0]);
+    // QoS 2 PUBLISH (0x34) with message ids 1..3, never released: three PUBRECs.
+    const publish = (id: number) =>
+      frame(0x34, Buffer.concat([str("edgeid/v1/devices/dev-c/events"), Buffer.from([0, id]), Buffer.from("{}")]));
+    const closed = closedWithin(socket, 10_000);
+    for (const id of [1, 2, 3]) socket.write(publish(id));
+    await receivedAtLeast(4 + 3 * 4);
+    expect([...received.subarray(4, 16)]).toEqual([0x50, 2, 0, 1, 0x50, 2, 0, 2, 0x50, 2, 0, 3]);
+    expect(socket.destroyed).toBe(false);
+    socket.write(publish(4));
+    expect(await closed, "the fourth unreleased QoS 2 message did not close the connection").toBeGreaterThanOrEqual(0);
+    expect(received.length).toBe(16);
+  });
 
   it("a device's events beyond mqtt.deviceMessagesPerMinute are dropped and counted, not stored", async () => {
     const r = await mqttConnect(server.mqttUrl as string, {
