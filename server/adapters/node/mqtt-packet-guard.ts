@@ -107,8 +107,9 @@ export class GuardedConnection extends Duplex {
       const refusal = this.guard.inspect(chunk);
       if (refusal) {
         socket.removeAllListeners("data");
-        socket.destroy();
+        // Told first: the socket still knows its peer's address.
         onRefused(refusal);
+        socket.destroy();
         this.destroy();
         return;
       }
