@@ -157,16 +157,24 @@ export async function recordEvent(deps: ReportDeps, deviceId: string, event: Dev
   ]);
 }
 
-/** A device answered a command: the command is closed (only by the device it was sent to). */
+/** Command states a device's result may still close (a late answer closes an expired command). */
+const ANSWERABLE = new Set(["queued", "sent", "expired"]);
+
+/**
+ * A device answered a command: the command is closed, only by the device it was sent to
+ * and only once. Returns whether it was: a result for a command that does not exist,
+ * belongs to another device or was already answered records nothing but the sign of life.
+ */
 export async function recordCommandResult(
   deps: ReportDeps,
   deviceId: string,
   result: { opId: string; ok: boolean; error: string | null },
-): Promise<void> {
+): Promise<boolean> {
   const now = deps.clock.now();
   const command = await deps.storage.getCommand(result.opId);
   const writes: Write[] = [{ kind: "touchDevice", deviceId, at: now }];
-  if (command && command.deviceId === deviceId) {
+  const answerable = command !== undefined && command.deviceId === deviceId && ANSWERABLE.has(command.state);
+  if (command && answerable) {
     writes.push(
       {
         kind: "commandResult",
@@ -187,6 +195,7 @@ export async function recordCommandResult(
     );
   }
   await deps.storage.apply(writes);
+  return answerable;
 }
 
 /** The broker saw a connection open; `tookOver` names a still-open session with the same certificate. */

@@ -221,6 +221,32 @@ export const configSchema = z.object({
         .min(512)
         .max(256 * 1024)
         .default(16 * 1024),
+      /** Largest MQTT packet after CONNECT, header and topic included (default: maxMessageBytes + 4 KiB). */
+      maxPacketBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(512 * 1024)
+        .optional(),
+      /** Largest CONNECT packet (client id and last will included). */
+      maxConnectBytes: z
+        .number()
+        .int()
+        .min(256)
+        .max(64 * 1024)
+        .default(4096),
+      /** A connection is closed that has not finished its TLS handshake, or then sent CONNECT, within this time. */
+      connectTimeout: duration.default(10),
+      /** Connections to the embedded broker at once, in total. */
+      maxConnections: z.number().int().min(1).default(10_000),
+      /** Connections at once with one client certificate (by serial). */
+      maxConnectionsPerCertificate: z.number().int().min(1).default(4),
+      /** Inbound QoS 2 messages of one client awaiting PUBREL. */
+      maxInflightMessages: z.number().int().min(1).max(65_535).default(16),
+      /** Outgoing QoS 1/2 messages queued for one client (persistent sessions) until it acknowledges them. */
+      maxQueuedMessages: z.number().int().min(1).default(100),
+      /** Messages (status, events, command results) accepted from one device per minute; more are dropped. */
+      deviceMessagesPerMinute: z.number().int().min(1).default(60),
       /**
        * An external broker (Mosquitto), written by `edgeid mqtt mosquitto-config`: the
        * server connects with its own service certificate, keeps the broker's CRL file
@@ -247,7 +273,8 @@ export const configSchema = z.object({
         })
         .optional(),
     })
-    .prefault({}),
+    .prefault({})
+    .transform((m) => ({ ...m, maxPacketBytes: m.maxPacketBytes ?? m.maxMessageBytes + 4096 })),
   /** Where expiry alerts go besides the MQTT fleet events topic. */
   alerts: z
     .object({

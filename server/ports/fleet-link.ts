@@ -29,7 +29,7 @@ export interface InboundMessage {
 }
 
 /** What became of one inbound message. */
-export type MessageOutcome = "accepted" | "ignored" | "malformed" | "oversized" | "dropped";
+export type MessageOutcome = "accepted" | "ignored" | "malformed" | "oversized" | "dropped" | "over_quota";
 
 /** Most messages one bridge POST may carry. */
 export const MAX_BRIDGED_MESSAGES = 500;

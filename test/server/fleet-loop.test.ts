@@ -17,7 +17,16 @@ import { parseConfig, profilesOf } from "../../server/config/schema.ts";
 import { FleetMetrics } from "../../server/frontends/metrics/fleet-metrics.ts";
 import { FleetLoop } from "../../server/frontends/mqtt/fleet-loop.ts";
 import type { FleetLink } from "../../server/ports/fleet-link.ts";
-import { createToken, generateKeys, type Harness, harness, makeCsr, peer, refusal } from "../support/fixtures.ts";
+import {
+  createToken,
+  generateKeys,
+  type Harness,
+  harness,
+  makeCsr,
+  peer,
+  refusal,
+  TEST_CONFIG,
+} from "../support/fixtures.ts";
 import { registerOperator } from "../support/operators.ts";
 
 const OPERATOR: Actor = { id: "operator:op_test", role: "operator" };
@@ -194,6 +203,62 @@ describe("fleet loop", () => {
     });
   });
 
+  describe("per-device quota", () => {
+    it("messages beyond a device's budget are dropped and counted, not written; other devices are unaffected", async () => {
+      const q = await harness({ config: { ...TEST_CONFIG, mqtt: { deviceMessagesPerMinute: 3 } } });
+      try {
+        const outcomes: string[] = [];
+        const quotaLoop = new FleetLoop({
+          authority: q.authority,
+          link,
+          maxMessageBytes: 4096,
+          onMessage: (kind, outcome) => outcomes.push(`${kind}:${outcome}`),
+          log: () => undefined,
+          auditEveryMs: 0,
+        });
+        for (const id of ["dev-1", "dev-2"]) {
+          await q.authority.enroll({
+            csr: await makeCsr(await generateKeys("P-256")),
+            credentials: { type: "basic", username: id, password: await createToken(q, id) },
+            peer: peer(),
+          });
+        }
+        const event = (deviceId: string, id: string) =>
+          quotaLoop.receive({
+            deviceId,
+            topic: `edgeid/v1/devices/${deviceId}/events`,
+            payload: Buffer.from(JSON.stringify({ id, type: "flood", at: q.clock.now().toISOString() })),
+            currentConnection: true,
+          });
+        const sent = [];
+        for (let i = 0; i < 10; i++) sent.push(await event("dev-1", `e-${i}`));
+        expect(sent).toEqual([...Array(3).fill("accepted"), ...Array(7).fill("over_quota")]);
+        expect(outcomes.filter((o) => o === "events:over_quota")).toHaveLength(7);
+        expect((await q.storage.listDeviceEvents("dev-1", undefined, 100)).map((e) => e.eventId)).toEqual([
+          "e-2",
+          "e-1",
+          "e-0",
+        ]);
+        // A status counts against the same budget; another device has its own.
+        const status = await quotaLoop.receive({
+          deviceId: "dev-1",
+          topic: "edgeid/v1/devices/dev-1/status",
+          payload: Buffer.from(JSON.stringify({ v: 1, state: "online", session: 1, ts: q.clock.now().toISOString() })),
+          currentConnection: true,
+        });
+        expect(status).toBe("over_quota");
+        expect(await q.storage.getDeviceStatus("dev-1")).toBeUndefined();
+        expect(await event("dev-2", "x-1")).toBe("accepted");
+        // 20 s later one more message (3 a minute) is let through.
+        q.clock.advance(20);
+        expect(await event("dev-1", "e-late")).toBe("accepted");
+        expect(await event("dev-1", "e-later")).toBe("over_quota");
+      } finally {
+        await q.close();
+      }
+    });
+  });
+
   describe("commands", () => {
     it("are queued, published on the device's cmd topic, and closed by that device's result", async () => {
       await enroll("dev-1");
@@ -220,15 +285,28 @@ describe("fleet loop", () => {
           payload: Buffer.from(JSON.stringify(body)),
           currentConnection: true,
         });
-      // Another device cannot close it.
-      await result("dev-2", { opId, ok: true });
+      // Another device cannot close it, and a command that does not exist is not created.
+      expect(await result("dev-2", { opId, ok: true })).toBe("ignored");
       expect((await h.storage.getCommand(opId))?.state).toBe("sent");
+      const unknown = "op_unknown";
+      expect(
+        await loop.receive({
+          deviceId: "dev-1",
+          topic: `edgeid/v1/devices/dev-1/cmd-result/${unknown}`,
+          payload: Buffer.from(JSON.stringify({ opId: unknown, ok: true })),
+          currentConnection: true,
+        }),
+      ).toBe("ignored");
+      expect(await h.storage.getCommand(unknown)).toBeUndefined();
       expect(await result("dev-1", { opId: "op_other", ok: true })).toBe("malformed");
       await result("dev-1", { opId, ok: false, error: "renewal refused: key_not_allowed" });
       expect(await h.storage.getCommand(opId)).toMatchObject({
         state: "failed",
         error: "renewal refused: key_not_allowed",
       });
+      // A repeated answer changes nothing and records nothing more.
+      expect(await result("dev-1", { opId, ok: true })).toBe("ignored");
+      expect((await h.storage.getCommand(opId))?.state).toBe("failed");
       const audit = await h.storage.listAudit({ deviceId: "dev-1", action: "command.rotate", limit: 5 });
       expect(audit.map((a) => [a.actor, a.outcome])).toEqual([
         ["device:dev-1", "error"],

@@ -11,7 +11,9 @@ import {
 import { AuthorityError } from "../../authority/errors.ts";
 import { mayPublish, maySubscribe } from "../../authority/mqtt-contract.ts";
 import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
+import { boundOutgoingQueues, type OutgoingQueues } from "./bounded-outgoing-queue.ts";
 import { LISTENER_TLS } from "./listener-tls.ts";
+import { GuardedConnection, type PacketRefusal } from "./mqtt-packet-guard.ts";
 
 /**
  * The embedded MQTT broker (aedes) behind TLS with a client certificate from our CA.
@@ -39,6 +41,13 @@ export type RefusalReason =
   | "client_id_mismatch"
   | "publish_denied"
   | "subscribe_denied"
+  | PacketRefusal
+  /** mqtt.maxConnections reached: the TCP connection was dropped before TLS. */
+  | "too_many_connections"
+  /** mqtt.maxConnectionsPerCertificate reached for this certificate. */
+  | "too_many_connections_per_certificate"
+  /** A client's outgoing queue is full (mqtt.maxQueuedMessages): a message for it was dropped. */
+  | "queue_full"
   | "internal";
 
 export interface EmbeddedBrokerOptions {
@@ -47,9 +56,21 @@ export interface EmbeddedBrokerOptions {
   tls: BrokerTls;
   deps: Pick<AuthorityDeps, "storage" | "clock" | "digest">;
   maxMessageBytes: number;
+  /** The bounds of mqtt.* in the configuration (schema.ts says what each is). */
+  limits: BrokerLimits;
   onMessage: (m: InboundMessage) => void;
   onRefused: (reason: RefusalReason) => void;
   log: (level: "info" | "warn", msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface BrokerLimits {
+  maxPacketBytes: number;
+  maxConnectBytes: number;
+  connectTimeoutMs: number;
+  maxConnections: number;
+  maxConnectionsPerCertificate: number;
+  maxInflightMessages: number;
+  maxQueuedMessages: number;
 }
 
 interface Connection {
@@ -83,6 +104,11 @@ function clientsOf(aedes: Aedes): Record<string, Client> {
   return (aedes as unknown as { clients: Record<string, Client> }).clients;
 }
 
+/** The TLS socket under a client's guarded connection. */
+function socketOf(client: Client): TLSSocket {
+  return (client.conn as unknown as GuardedConnection).socket;
+}
+
 function remoteOf(socket: TLSSocket | undefined): string | null {
   if (!socket?.remoteAddress) return null;
   return `${socket.remoteAddress}:${socket.remotePort}`;
@@ -92,16 +118,23 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
   const aedes = await Aedes.createBroker({
     // Device ids are up to 64 characters; MQTT 3.1 caps client ids at 23 by default.
     maxClientsIdLength: 128,
-    connectTimeout: 10_000,
+    // Counted from the TLS handshake's end: a connection that sends no CONNECT is closed.
+    connectTimeout: o.limits.connectTimeoutMs,
     heartbeatInterval: 60_000,
+    // A client that does not read what it is sent is closed rather than buffered for.
     drainTimeout: 30_000,
+    // Packets a client may send before its CONNACK (they wait for the database check).
+    queueLimit: 16,
+    maxInflightInbound: o.limits.maxInflightMessages,
   });
   const connections = new WeakMap<Client, Connection>();
 
   const refuse = (reason: RefusalReason) => o.onRefused(reason);
+  const persistence = (aedes as unknown as { persistence: OutgoingQueues }).persistence;
+  boundOutgoingQueues(persistence, o.limits.maxQueuedMessages, () => refuse("queue_full"));
 
   aedes.authenticate = (client, _username, _password, done) => {
-    const socket = client.conn as unknown as TLSSocket;
+    const socket = socketOf(client);
     const der = socket.getPeerCertificate?.(false)?.raw;
     if (!socket.authorized || !der) {
       refuse("tls");
@@ -221,16 +254,48 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
     });
   });
 
+  /** Open connections by client certificate serial. */
+  const perCertificate = new Map<string, number>();
   const server: Server = createServer(
     {
       ...LISTENER_TLS,
       ...o.tls,
       requestCert: true,
       rejectUnauthorized: true,
+      handshakeTimeout: o.limits.connectTimeoutMs,
     },
-    (socket) => aedes.handle(socket as never),
+    (socket) => {
+      const serial = socket.getPeerCertificate(false)?.serialNumber ?? "";
+      const open = perCertificate.get(serial) ?? 0;
+      if (open >= o.limits.maxConnectionsPerCertificate) {
+        refuse("too_many_connections_per_certificate");
+        o.log("info", "mqtt connection refused", {
+          reason: "too_many_connections_per_certificate",
+          serial,
+          remote: remoteOf(socket),
+        });
+        socket.destroy();
+        return;
+      }
+      perCertificate.set(serial, open + 1);
+      socket.once("close", () => {
+        const n = (perCertificate.get(serial) ?? 1) - 1;
+        if (n > 0) perCertificate.set(serial, n);
+        else perCertificate.delete(serial);
+      });
+      const conn = new GuardedConnection(socket, o.limits, (reason) => {
+        refuse(reason);
+        o.log("info", "mqtt packet refused", { reason, remote: remoteOf(socket), bytesRead: socket.bytesRead });
+      });
+      aedes.handle(conn as never);
+    },
   );
+  // Counts TCP connections, handshakes included: beyond it the server drops new ones.
+  server.maxConnections = o.limits.maxConnections;
+  server.on("drop", () => refuse("too_many_connections"));
   server.on("tlsClientError", (err, socket) => {
+    // A handshake timeout (handshakeTimeout) is reported here and closes nothing by itself.
+    socket.destroy();
     refuse("tls");
     o.log("info", "mqtt TLS handshake refused", { error: err.message, remote: remoteOf(socket) });
   });

@@ -1,5 +1,6 @@
 import type { CommandRecord } from "../../ports/storage.ts";
 import type { Actor } from "../actor.ts";
+import { DeviceMessageQuota } from "../device-message-quota.ts";
 import {
   type DeviceEventReport,
   markRevokedStatus,
@@ -19,6 +20,8 @@ import type { Door } from "./door.ts";
  * these verbs check no operator role.
  */
 export class Broker {
+  private quota: DeviceMessageQuota | undefined;
+
   constructor(private readonly door: Door) {}
 
   private get deps() {
@@ -35,6 +38,18 @@ export class Broker {
     return this.deps.config.revocation.pollMs;
   }
 
+  /**
+   * Takes one message from the device's per-minute budget (mqtt.deviceMessagesPerMinute);
+   * false means the message is to be dropped unrecorded.
+   */
+  withinQuota(deviceId: string): boolean {
+    this.quota ??= new DeviceMessageQuota({
+      perMinute: this.deps.config.mqtt.deviceMessagesPerMinute,
+      clock: this.deps.clock,
+    });
+    return this.quota.take(deviceId);
+  }
+
   status(deviceId: string, report: StatusReport, opts: { currentConnection: boolean }): Promise<boolean> {
     return recordStatus(this.deps, deviceId, report, opts);
   }
@@ -43,7 +58,8 @@ export class Broker {
     return recordEvent(this.deps, deviceId, event);
   }
 
-  commandResult(deviceId: string, result: { opId: string; ok: boolean; error: string | null }): Promise<void> {
+  /** Whether the result closed a command of this device (see recordCommandResult). */
+  commandResult(deviceId: string, result: { opId: string; ok: boolean; error: string | null }): Promise<boolean> {
     return recordCommandResult(this.deps, deviceId, result);
   }
 

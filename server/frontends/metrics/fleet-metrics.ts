@@ -15,7 +15,7 @@ const SCAN_CHUNK = 5000;
 
 const METHODS = ["token", "idevid", "reenroll", "operator", "gateway"];
 const MQTT_KINDS = ["status", "events", "cmd-result", "cmd", "other"];
-const MQTT_OUTCOMES = ["accepted", "ignored", "malformed", "oversized", "dropped"];
+const MQTT_OUTCOMES = ["accepted", "ignored", "malformed", "oversized", "dropped", "over_quota"];
 
 export interface FleetMetricsSource {
   storage: Pick<Storage, "countDevicesByStatus" | "expiryHistogram">;

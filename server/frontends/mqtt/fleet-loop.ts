@@ -138,13 +138,15 @@ export class FleetLoop {
   private async handle(m: InboundMessage, topic: ReturnType<typeof parseDeviceTopic>): Promise<MessageOutcome> {
     if (!topic || topic.deviceId !== m.deviceId || topic.kind === "cmd") return "ignored";
     if (m.payload.byteLength > this.o.maxMessageBytes) return "oversized";
+    const { broker } = this.o.authority;
+    // Every message a device sends counts, well-formed or not: beyond its budget nothing reaches the database.
+    if (!broker.withinQuota(m.deviceId)) return "over_quota";
     let json: unknown;
     try {
       json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(m.payload));
     } catch {
       return "malformed";
     }
-    const { broker } = this.o.authority;
     switch (topic.kind) {
       case "status": {
         const doc = StatusMessage.safeParse(json);
@@ -186,8 +188,12 @@ export class FleetLoop {
       case "cmd-result": {
         const r = CommandResultMessage.safeParse(json);
         if (!r.success || r.data.opId !== topic.name) return "malformed";
-        await broker.commandResult(m.deviceId, { opId: r.data.opId, ok: r.data.ok, error: r.data.error ?? null });
-        return "accepted";
+        const closed = await broker.commandResult(m.deviceId, {
+          opId: r.data.opId,
+          ok: r.data.ok,
+          error: r.data.error ?? null,
+        });
+        return closed ? "accepted" : "ignored";
       }
     }
     return "ignored";

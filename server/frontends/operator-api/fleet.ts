@@ -107,7 +107,9 @@ export function fleetRoutes({ api, authority, fleet }: ApiContext): void {
       },
       responses: {
         200: json(
-          z.object({ outcomes: z.array(z.enum(["accepted", "ignored", "malformed", "oversized", "dropped"])) }),
+          z.object({
+            outcomes: z.array(z.enum(["accepted", "ignored", "malformed", "oversized", "dropped", "over_quota"])),
+          }),
           "one outcome per message, in order",
         ),
         503: json(ErrorSchema, "this server does not ingest device messages"),
