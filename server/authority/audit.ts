@@ -14,6 +14,10 @@ export interface DenialContext {
   serial?: string | null;
   /** A device id the client claimed that is not the one it was identified as. */
   claimed?: string | null;
+  /** The client's address for its refusal budget, when `remote` says more (an MQTT peer's port). */
+  address?: string | null;
+  /** More of what was refused, for the record (never secrets). */
+  detail?: Record<string, string | number | boolean | null>;
 }
 
 export function asAuthorityError(err: unknown): AuthorityError {

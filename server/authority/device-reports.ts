@@ -4,6 +4,7 @@ import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { AuthorityError, forbidden, unauthenticated } from "./errors.ts";
 import { isValidInventoryId } from "./identity.ts";
+import type { Refusals } from "./refusals.ts";
 
 /**
  * The device side of the fleet loop (the MQTT contract in docs/mqtt-contract.md):
@@ -29,7 +30,10 @@ export interface MqttConnect {
   /** The TLS client certificate, DER (already chain-checked by the TLS layer). */
   certificate: Uint8Array;
   clientId: string;
+  /** Address and port, for the records. */
   remote: string | null;
+  /** The address alone: what the refusal budget is kept for. */
+  address: string | null;
 }
 
 /**
@@ -37,8 +41,10 @@ export interface MqttConnect {
  * certificate must be one this server issued, not revoked, within its validity, and
  * its device active; a device's MQTT client id is its device id. Refusals are audited.
  */
-export async function admitMqttClient(deps: ReportDeps, req: MqttConnect): Promise<MqttIdentity> {
+export async function admitMqttClient(deps: ReportDeps, refusals: Refusals, req: MqttConnect): Promise<MqttIdentity> {
   let claimed: string | null = null;
+  // A client past its refusal budget is dropped before anything is read or written.
+  refusals.admit({ action: "mqtt.connect", remote: req.address });
   try {
     const fingerprint = await sha256Hex(deps.digest, req.certificate);
     const cert = await deps.storage.getCertificateByFingerprint(fingerprint);
@@ -78,17 +84,17 @@ export async function admitMqttClient(deps: ReportDeps, req: MqttConnect): Promi
       err instanceof AuthorityError
         ? err
         : new AuthorityError("internal", "internal error", "internal", { cause: err });
-    await deps.storage.apply([
-      auditWrite({
-        at: deps.clock.now(),
-        actor: claimed ? `device:${claimed}` : "anonymous",
+    await refusals.record(
+      {
         action: "mqtt.connect",
-        outcome: e.code === "internal" ? "error" : "denied",
+        actor: claimed ? `device:${claimed}` : "anonymous",
         deviceId: claimed && isValidInventoryId(claimed) ? claimed : null,
         remote: req.remote,
-        detail: { reason: e.reason, message: e.publicMessage, clientId: req.clientId.slice(0, 64) },
-      }),
-    ]);
+        address: req.address,
+        detail: { clientId: req.clientId.slice(0, 64) },
+      },
+      e,
+    );
     throw e;
   }
 }

@@ -109,7 +109,7 @@ export class Refusals {
     const disposition = internal
       ? { record: true }
       : this.budget.note(
-          this.keys({ action: ctx.action, remote: ctx.remote, deviceId: ctx.claimed ?? ctx.deviceId }),
+          this.keys({ action: ctx.action, remote: ctx.address ?? ctx.remote, deviceId: ctx.claimed ?? ctx.deviceId }),
           ctx.action,
           err.reason,
           now.getTime(),
@@ -129,6 +129,7 @@ export class Refusals {
             reason: err.reason,
             message: err.publicMessage,
             ...(ctx.claimed ? { claimedDevice: ctx.claimed } : {}),
+            ...ctx.detail,
           },
         }),
       );

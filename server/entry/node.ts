@@ -305,6 +305,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         port: at.port,
         tls: brokerTls(),
         deps,
+        refusals: authority.refusals,
         maxMessageBytes: config.mqtt.maxMessageBytes,
         limits: {
           maxPacketBytes: config.mqtt.maxPacketBytes,

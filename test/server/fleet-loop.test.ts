@@ -403,7 +403,12 @@ describe("fleet loop", () => {
       const b = await enroll("dev-b");
       const cert = async (serial: string) => (await h.storage.getCertificate(serial))?.der as Uint8Array;
       const admit = (certificate: Uint8Array, clientId: string) =>
-        admitMqttClient(h.deps, { certificate, clientId, remote: "127.0.0.1:5000" });
+        admitMqttClient(h.deps, h.authority.refusals, {
+          certificate,
+          clientId,
+          remote: "127.0.0.1:5000",
+          address: "127.0.0.1",
+        });
 
       expect(await admit(await cert(a.serial), "dev-a")).toMatchObject({
         kind: "device",
@@ -440,7 +445,14 @@ describe("fleet loop", () => {
       db.prepare("UPDATE devices SET status = 'decommissioned' WHERE id = 'dev-a'").run();
       db.close();
       expect(
-        await refusal(admitMqttClient(h.deps, { certificate: der, clientId: "dev-a", remote: null })),
+        await refusal(
+          admitMqttClient(h.deps, h.authority.refusals, {
+            certificate: der,
+            clientId: "dev-a",
+            remote: null,
+            address: null,
+          }),
+        ),
       ).toMatchObject({
         reason: "device_not_active",
       });
@@ -673,6 +685,26 @@ describe("fleet loop", () => {
       expect(text).toContain('edgeid_certificate_expiry_seconds_bucket{le="+Inf"} 2');
       expect(text).toContain("edgeid_certificate_expiry_seconds_count 2");
       expect(text).toMatch(/# TYPE edgeid_certificate_expiry_seconds histogram/);
+      // A renewal after expiry: dev-4 offline for 4 days (72 h certificates).
+      await enroll("dev-4");
+      h.clock.advance(4 * 86400);
+      const dev4 = (await h.storage.getDevice("dev-4"))?.currentSerial as string;
+      await h.authority.reenroll({
+        csr: await makeCsr(await generateKeys("P-256")),
+        peer: peer([(await h.storage.getCertificate(dev4))?.der as Uint8Array]),
+      });
+      // An aggregated refusal record counts as the refusals it stands for.
+      metrics.observe({
+        at: h.clock.now(),
+        actor: "anonymous",
+        action: "pki.ocsp",
+        outcome: "denied",
+        detail: { reason: "rate_limited", aggregated: 42 },
+      });
+      const after = await metrics.render();
+      expect(after).toContain('edgeid_renewals_total{profile="device"} 2');
+      expect(after).toContain('edgeid_renewals_after_expiry_total{profile="device"} 1');
+      expect(after).toContain('edgeid_denials_total{action="pki.ocsp",reason="rate_limited"} 42');
     });
   });
 });

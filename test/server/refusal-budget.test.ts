@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createApp } from "../../server/app.ts";
+import { admitMqttClient } from "../../server/authority/device-reports.ts";
+import type { AuthorityError } from "../../server/authority/errors.ts";
 import { RefusalBudget } from "../../server/authority/refusal-budget.ts";
 import { addressKey } from "../../server/authority/refusals.ts";
 import { encodeBase64 } from "../../server/pki/base64.ts";
@@ -180,6 +182,31 @@ describe("refused-request budgets at the doors", () => {
     const page = await login("198.51.100.60");
     expect(page.status).toBe(429);
     expect(page.headers.get("retry-after")).toBe("60");
+  });
+
+  it("drops MQTT CONNECTs past the budget of their address without a record, and aggregates them", async () => {
+    const connect = (address: string, port: number) =>
+      admitMqttClient(h.deps, h.authority.refusals, {
+        certificate: new Uint8Array([0x30, 0x00]),
+        clientId: "nobody",
+        remote: `${address}:${port}`,
+        address,
+      }).then(
+        () => "admitted",
+        (e: AuthorityError) => e.reason,
+      );
+    const reasons: string[] = [];
+    // A new source port each time: the budget is the address's.
+    for (let port = 40000; port < 40010; port++) reasons.push(await connect("198.51.100.33", port));
+    expect(reasons).toEqual([...Array(5).fill("unknown_certificate"), ...Array(5).fill("rate_limited")]);
+    expect(await connect("198.51.100.34", 1)).toBe("unknown_certificate");
+    const records = await h.storage.listAudit({ action: "mqtt.connect", limit: 100 });
+    expect(records.filter((r) => r.remote?.startsWith("198.51.100.33:"))).toHaveLength(5);
+    expect(records[0]?.detail).toMatchObject({ clientId: "nobody", reason: "unknown_certificate" });
+    h.clock.advance(60);
+    await h.authority.refusals.flush();
+    const [aggregate] = await h.storage.listAudit({ action: "mqtt.connect", limit: 1 });
+    expect(aggregate).toMatchObject({ remote: "198.51.100.33", detail: { reason: "rate_limited", aggregated: 5 } });
   });
 
   it("keeps the audit trail small under a flood of distinct refusals: one row per reason past the budget", async () => {

@@ -10,6 +10,7 @@ import {
 } from "../../authority/device-reports.ts";
 import { AuthorityError } from "../../authority/errors.ts";
 import { mayPublish, maySubscribe } from "../../authority/mqtt-contract.ts";
+import type { Refusals } from "../../authority/refusals.ts";
 import type { FleetLink, InboundMessage } from "../../ports/fleet-link.ts";
 import { boundOutgoingQueues, type OutgoingQueues } from "./bounded-outgoing-queue.ts";
 import { LISTENER_TLS } from "./listener-tls.ts";
@@ -39,6 +40,8 @@ export type RefusalReason =
   | "certificate_not_yet_valid"
   | "device_not_active"
   | "client_id_mismatch"
+  /** The client's address spent its refused-request budget (limits.refusals). */
+  | "rate_limited"
   | "publish_denied"
   | "subscribe_denied"
   | PacketRefusal
@@ -55,6 +58,8 @@ export interface EmbeddedBrokerOptions {
   port: number;
   tls: BrokerTls;
   deps: Pick<AuthorityDeps, "storage" | "clock" | "digest">;
+  /** Refused CONNECTs are audited within a budget per client address, and dropped past it. */
+  refusals: Refusals;
   maxMessageBytes: number;
   /** The bounds of mqtt.* in the configuration (schema.ts says what each is). */
   limits: BrokerLimits;
@@ -142,7 +147,12 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
       done(err, false);
       return;
     }
-    admitMqttClient(o.deps, { certificate: new Uint8Array(der), clientId: client.id, remote: remoteOf(socket) }).then(
+    admitMqttClient(o.deps, o.refusals, {
+      certificate: new Uint8Array(der),
+      clientId: client.id,
+      remote: remoteOf(socket),
+      address: socket.remoteAddress ?? null,
+    }).then(
       (identity) => {
         // A connection with the same client id that is still open is taken over
         // (MQTT-3.1.4-2). With the same certificate that is either a reconnect the
@@ -195,11 +205,13 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
       (err: unknown) => {
         const reason = (err instanceof AuthorityError ? err.reason : "internal") as RefusalReason;
         refuse(reason);
-        o.log("info", "mqtt connection refused", {
-          reason,
-          clientId: client.id?.slice(0, 64),
-          remote: remoteOf(socket),
-        });
+        // Past its refusal budget a client is only counted: no line per attempt.
+        if (reason !== "rate_limited")
+          o.log("info", "mqtt connection refused", {
+            reason,
+            clientId: client.id?.slice(0, 64),
+            remote: remoteOf(socket),
+          });
         done(
           Object.assign(new Error(reason), { returnCode: reason === "internal" ? (3 as const) : (5 as const) }),
           false,

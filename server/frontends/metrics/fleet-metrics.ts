@@ -1,3 +1,4 @@
+import { RENEW_AFTER_EXPIRY } from "../../authority/reenroll.ts";
 import type { Clock } from "../../ports/clock.ts";
 import type { AuditEvent, Storage } from "../../ports/storage.ts";
 import { boundedLabel, Metrics } from "./registry.ts";
@@ -32,9 +33,13 @@ export class FleetMetrics {
     "Certificates issued by simpleenroll.",
   );
   private readonly renewals = this.registry.counter("edgeid_renewals_total", "Certificates issued by simplereenroll.");
+  private readonly renewalsAfterExpiry = this.registry.counter(
+    "edgeid_renewals_after_expiry_total",
+    "Renewals with an expired certificate, within the profile's renewAfterExpiry window (also in edgeid_renewals_total).",
+  );
   private readonly denials = this.registry.counter(
     "edgeid_denials_total",
-    "Refused requests (EST, operator API, MQTT connect) by action and reason.",
+    "Refused requests (EST, operator API, MQTT connect) by action and reason; past a client's refusal budget, counted when its window closes.",
   );
   private readonly revocations = this.registry.counter(
     "edgeid_revocations_total",
@@ -114,7 +119,11 @@ export class FleetMetrics {
     const d = e.detail ?? {};
     const profile = boundedLabel(String(d.profile ?? ""), this.source.profiles);
     if (e.outcome === "denied" || e.outcome === "error") {
-      this.denials({ action: e.action.slice(0, 48), reason: String(d.reason ?? "unknown").slice(0, 48) });
+      // An aggregated record stands for `aggregated` refusals (authority/refusals.ts).
+      this.denials(
+        { action: e.action.slice(0, 48), reason: String(d.reason ?? "unknown").slice(0, 48) },
+        Number(d.aggregated) || 1,
+      );
       return;
     }
     if (e.outcome !== "success") return;
@@ -127,6 +136,10 @@ export class FleetMetrics {
         break;
       case "est.simplereenroll":
         this.renewals({ profile });
+        break;
+      case RENEW_AFTER_EXPIRY:
+        this.renewals({ profile });
+        this.renewalsAfterExpiry({ profile });
         break;
       case "device.revoke":
       case "device.decommission":
