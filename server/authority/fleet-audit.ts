@@ -19,6 +19,7 @@ export const FLEET_CHECKS = [
   "unknown-certificate",
   "revoked-certificate-in-use",
   "weak-key",
+  "returned-after-expiry",
 ] as const;
 export type FleetCheck = (typeof FLEET_CHECKS)[number];
 
@@ -50,6 +51,8 @@ export interface FleetAuditOptions {
   afterChunk?: () => Promise<void>;
   /** Rows per chunk of those checks (default AUDIT_SCAN_CHUNK). */
   scanChunk?: number;
+  /** Seconds back in which renewals after expiry are reported (default 7 days). */
+  returnedWithin?: number;
 }
 
 /** Findings kept with each stored run (the most severe); the counts have the totals. */
@@ -215,6 +218,19 @@ export async function runFleetAudit(
       deviceId: t.deviceId,
       serial,
       message: `the same certificate took over a live connection ${t.n} times in ${span(cloneWindow)} (from ${[...t.remotes].join(", ") || "unknown addresses"})`,
+    });
+  }
+
+  // Devices that came back after their certificate expired (renewAfterExpiry): how long
+  // they were past expiry tells where connectivity or power is failing.
+  const returnedWithin = opts.returnedWithin ?? 7 * DAY;
+  for (const r of await storage.renewalsAfterExpiry(new Date(now.getTime() - returnedWithin * 1000), limit + 1)) {
+    add({
+      check: "returned-after-expiry",
+      severity: "low",
+      deviceId: r.deviceId,
+      serial: r.serial,
+      message: `came back ${span(r.expiredForSeconds)} after its certificate expired and renewed with it at ${r.at.toISOString()}`,
     });
   }
 

@@ -311,6 +311,14 @@ export interface FleetAuditReads {
     since: Date,
     limit: number,
   ): Promise<{ deviceId: string; serial: string | null; at: Date; remote: string | null }[]>;
+  /**
+   * Renewals with an expired certificate since `since` (audit action
+   * est.renew_after_expiry), newest first: devices that came back after being away.
+   */
+  renewalsAfterExpiry(
+    since: Date,
+    limit: number,
+  ): Promise<{ deviceId: string; serial: string | null; at: Date; expiredForSeconds: number }[]>;
   /** Sessions since `since` that took over a still-open session with the same certificate. */
   takeovers(since: Date, limit: number): Promise<MqttSessionRecord[]>;
   /**

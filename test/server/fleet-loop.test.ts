@@ -624,6 +624,23 @@ describe("fleet loop", () => {
       expect(fleet.at(-1)?.body).toMatchObject({ type: "audit-summary", counts: { "cloned-identity": 1 } });
     });
 
+    it("reports devices that came back after their certificate expired, and for how long they were past it", async () => {
+      const away = await enroll("dev-away");
+      h.clock.advance(5 * 86400);
+      await h.authority.reenroll({
+        csr: await makeCsr(await generateKeys("P-256")),
+        peer: peer([(await h.storage.getCertificate(away.serial))?.der as Uint8Array]),
+      });
+      const report = await runFleetAudit(h.deps, CLI_ACTOR, {});
+      const found = report.findings.filter((f) => f.check === "returned-after-expiry");
+      expect(found.map((f) => [f.deviceId, f.severity])).toEqual([["dev-away", "low"]]);
+      expect(found[0]?.message).toMatch(/^came back 2d after its certificate expired/);
+      // A week later it is no longer news.
+      h.clock.advance(8 * 86400);
+      const later = await runFleetAudit(h.deps, CLI_ACTOR, {});
+      expect(later.findings.filter((f) => f.check === "returned-after-expiry")).toEqual([]);
+    });
+
     it("an auditor may run it; it is bounded per check", async () => {
       for (let i = 0; i < 3; i++) {
         await enroll(`dev-${i}`);

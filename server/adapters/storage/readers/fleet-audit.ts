@@ -14,6 +14,9 @@ import type { ConnectionClass } from "./connection.ts";
 /** The audit reason of a renewal refused for a superseded certificate (provisioners/client-certificate.ts). */
 const SUPERSEDED_REASON = "client_certificate_superseded";
 
+/** The audit action of a renewal after expiry (authority/reenroll.ts RENEW_AFTER_EXPIRY). */
+const RENEW_AFTER_EXPIRY_ACTION = "est.renew_after_expiry";
+
 /** The fleet audit: the rows of its checks (FleetAuditReads), and its latest run. */
 export function fleetAuditReaders<B extends ConnectionClass>(Base: B) {
   return class FleetAuditReaders extends Base implements FleetAuditReads {
@@ -78,6 +81,38 @@ export function fleetAuditReaders<B extends ConnectionClass>(Base: B) {
           .map((r) => ({ ...(r.status as DeviceStatusRecord), revokedAt: r.revokedAt })),
         next: rows.length === scan ? (rows.at(-1)?.id ?? null) : null,
       };
+    }
+
+    async renewalsAfterExpiry(
+      since: Date,
+      limit: number,
+    ): Promise<{ deviceId: string; serial: string | null; at: Date; expiredForSeconds: number }[]> {
+      // One range of audit_events_action_at.
+      const rows = await this.db
+        .select({
+          deviceId: auditEvents.deviceId,
+          serial: auditEvents.serial,
+          at: auditEvents.at,
+          detail: auditEvents.detail,
+        })
+        .from(auditEvents)
+        .where(and(eq(auditEvents.action, RENEW_AFTER_EXPIRY_ACTION), gte(auditEvents.at, since)))
+        .orderBy(desc(auditEvents.at))
+        .limit(limit)
+        .all();
+      type Row = { deviceId: string | null; serial: string | null; at: Date; detail: Record<string, unknown> | null };
+      return (rows as Row[]).flatMap((r) =>
+        r.deviceId
+          ? [
+              {
+                deviceId: r.deviceId,
+                serial: r.serial,
+                at: r.at,
+                expiredForSeconds: Number(r.detail?.expiredForSeconds ?? 0),
+              },
+            ]
+          : [],
+      );
     }
 
     async supersededRenewals(
