@@ -10,7 +10,7 @@ import { applyGuarded, guard, operatorGuards, preconditionConflict } from "./pre
  * and removeFromCRL (revocation here is final), cACompromise and aACompromise (about
  * authorities, not devices).
  */
-type RevokeDeps = Pick<AuthorityDeps, "storage" | "clock" | "onRevocation">;
+type RevokeDeps = Pick<AuthorityDeps, "storage" | "clock" | "onRevocation" | "profiles">;
 
 export const REVOCATION_REASONS = {
   unspecified: 0,
@@ -71,7 +71,17 @@ export interface RevokedDevice {
 /** Most appliances one cascade revokes in its single write set. */
 export const MAX_CASCADE = 100_000;
 
-const unexpiredValid = (c: CertificateRecord, now: number) => c.status === "valid" && c.notAfter.getTime() > now;
+/** Valid certificates that expired after `since`: those that still authenticate (or renew after expiry). */
+const validSince = (c: CertificateRecord, since: number) => c.status === "valid" && c.notAfter.getTime() > since;
+
+/**
+ * The earliest expiry that still matters at `now`: an expired certificate may renew within
+ * its profile's renewAfterExpiry window, so a revocation covers those too.
+ */
+function renewableSince(deps: Pick<AuthorityDeps, "profiles">, now: Date): Date {
+  const window = Math.max(0, ...[...deps.profiles.values()].map((p) => p.renewAfterExpiry));
+  return new Date(now.getTime() - window * 1000);
+}
 
 /** Attempts at a device revocation whose device changed (a renewal committed) between read and write. */
 const REVOKE_ATTEMPTS = 5;
@@ -131,16 +141,17 @@ async function planRevocation(
     ...(req.cascade ? [guard({ name: "appliance_count", gatewayId: device.id, count: targets.length - 1 })] : []),
   ];
   const all: string[] = [];
+  const since = renewableSince(deps, now);
   for (const target of targets) {
     const serials = (await deps.storage.listCertificates(target.id))
-      .filter((c) => unexpiredValid(c, now.getTime()))
+      .filter((c) => validSince(c, since.getTime()))
       .map((c) => c.serial);
     all.push(...serials);
     const cascaded = target !== device;
     writes.push(
       // An appliance revoked on its own meanwhile makes the cascade read again and leave it out.
       ...(cascaded ? [guard({ name: "device_not_revoked", deviceId: target.id })] : []),
-      { kind: "revokeDevice", deviceId: target.id, at: now, reason: reason || null, status },
+      { kind: "revokeDevice", deviceId: target.id, at: now, expiredSince: since, reason: reason || null, status },
       auditWrite({
         at: now,
         actor: req.actor.id,

@@ -419,7 +419,15 @@ export type Write =
    * Revokes every unexpired valid certificate of the device, voids its unused tokens
    * and its IDevID binding, closes its open enrollment requests and sets its status.
    */
-  | { kind: "revokeDevice"; deviceId: string; at: Date; reason: number | null; status: "revoked" | "decommissioned" }
+  | {
+      kind: "revokeDevice";
+      deviceId: string;
+      at: Date;
+      /** Certificates that expired after this are revoked too (they may still renew after expiry). */
+      expiredSince: Date;
+      reason: number | null;
+      status: "revoked" | "decommissioned";
+    }
   | { kind: "revokeCertificate"; serial: string; at: Date; reason: number | null }
   /** Back to pending: it may enroll again with a new token; its revoked IDevID stays revoked. */
   | { kind: "reinstateDevice"; deviceId: string; at: Date }

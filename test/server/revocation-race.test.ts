@@ -143,6 +143,27 @@ describe("revocation racing issuance", () => {
     expect([...tally.keys()].filter((k) => k.startsWith("error:"))).toEqual([]);
   });
 
+  it("renewals after expiry racing a revocation: the revocation still wins (20 rounds × 4)", async () => {
+    const tally = new Map<string, number>();
+    for (let round = 0; round < 20; round++) {
+      const id = `away-${round}`;
+      const { token: secret } = await token(id);
+      const first = await enrollWithToken(id, secret);
+      // Offline past the 72 h lifetime, within the 30-day window.
+      h.clock.advance(4 * 86400);
+      const csrs = await Promise.all(Array.from({ length: 4 }, async () => makeCsr(await generateKeys("P-256"))));
+      const renewals = csrs.map((csr) => outcome(h.authority.reenroll({ csr, peer: peer([first.certificate]) })));
+      await turns(round % 10);
+      const revocation = revoke(id);
+      for (const o of await Promise.all(renewals)) tally.set(o, (tally.get(o) ?? 0) + 1);
+      await revocation;
+      await assertFinal(id);
+    }
+    expect(tally.get("issued") ?? 0).toBeGreaterThan(0);
+    expect([...tally.keys()].filter((k) => k !== "issued").length).toBeGreaterThan(0);
+    expect([...tally.keys()].filter((k) => k.startsWith("error:"))).toEqual([]);
+  });
+
   it("token, IDevID and gateway-appliance enrollments racing a revocation", async () => {
     const idevidFor = async (serialNumber: string) => (await makeIdevidCert(acme.issuing, serialNumber)).der;
     const seen = new Map<string, number>();

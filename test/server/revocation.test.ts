@@ -114,12 +114,19 @@ describe("revocation reaches every check", () => {
 
   it("leaves expired certificates off the CRL and unknown serials unknown", async () => {
     const old = await enroll("dev-old");
-    h.clock.advance(4 * 86400); // past the 72 h validity
+    h.clock.advance(4 * 86400); // past the 72 h validity, within the 30-day renewal window
     await revokeDevice(h.deps, { deviceId: "dev-old", reason: "superseded", actor: OPERATOR });
     await h.responders.rebuildCrls();
     expect(crlSerials().serials).toEqual([]);
-    expect((await h.storage.getCertificate(old.serial))?.status).toBe("valid");
+    // It could still have renewed after expiry, so the revocation covers it (storage and OCSP).
+    expect((await h.storage.getCertificate(old.serial))?.status).toBe("revoked");
+    expect((await ocspStatus(old.serial)).tag).toBe(1);
     expect((await ocspStatus("0badc0de")).tag).toBe(2);
+    // Past every profile's window an expired certificate is left as it is.
+    const older = await enroll("dev-older");
+    h.clock.advance(40 * 86400);
+    await revokeDevice(h.deps, { deviceId: "dev-older", reason: "superseded", actor: OPERATOR });
+    expect((await h.storage.getCertificate(older.serial))?.status).toBe("valid");
   });
 
   it("revokes one certificate; its predecessor cannot take over", async () => {

@@ -17,7 +17,7 @@ export const deviceWrites = {
       "at",
       "reason",
       "deviceId",
-      "at",
+      "expiredSince",
     ),
     raw(
       `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
@@ -25,7 +25,7 @@ export const deviceWrites = {
       "at",
       "reason",
       "deviceId",
-      "at",
+      "expiredSince",
     ),
     raw(
       "UPDATE devices SET status = ?, updated_at = ?, revision = revision + 1 WHERE id = ?",
