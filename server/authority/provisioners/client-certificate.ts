@@ -120,12 +120,13 @@ async function renewAfterExpiry(
   return { certificate, device, expiredFor };
 }
 
-/** "5d", "3h", "40m": how long, for messages. */
+/** "5d", "3h", "40m", "7s": how long, for messages. */
 function describeSpan(ms: number): string {
   const s = Math.round(ms / 1000);
   if (s >= 2 * 86400) return `${Math.round(s / 86400)}d`;
   if (s >= 7200) return `${Math.round(s / 3600)}h`;
-  return `${Math.max(1, Math.round(s / 60))}m`;
+  if (s >= 120) return `${Math.round(s / 60)}m`;
+  return `${s}s`;
 }
 
 /** The refusal of a renewal with a superseded certificate: a possible clone (fleet audit). */
