@@ -2,17 +2,23 @@
  * Renewal after expiry against a real `edgeid serve`, with curl presenting a client
  * certificate that has really expired (the TLS layer accepts it; the authority decides):
  * within the profile's renewAfterExpiry window it renews (audited as its own action);
- * past it the 403 names the window. The certificates live 4 s so that they expire
+ * past it the 403 names the window. And the real agent, off while its certificate
+ * expired, renews by itself when it starts again. The certificates live 4 s so that they expire
  * during the test: this one waits for wall-clock time, the server has no clock to move.
  */
 
+import { spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AgentStore } from "../../device-client/src/store.ts";
+import { AGENT_BIN, AGENT_ENV, agentEnrollArgs } from "./support/agent.ts";
 import { caFiles } from "./support/ca.ts";
 import { cliCreateToken, edgeid } from "./support/cli.ts";
 import { estPost, expectOneLineError } from "./support/curl.ts";
 import { openssl, opensslCsrNewKeyP256, pkcs7ToPem, writePem, x509Serial } from "./support/openssl.ts";
-import { eventually, makeWorkDir, removeDir } from "./support/process.ts";
+import { eventually, makeWorkDir, removeDir, run } from "./support/process.ts";
 import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
@@ -93,5 +99,39 @@ describe("renewal after expiry, over mutual TLS with the expired certificate", (
       .split("\n")
       .map((l) => (JSON.parse(l) as { action: string }).action);
     expect(actions).toContain("est.renew_after_expiry");
+  }, 60_000);
+
+  it("brings the real agent back by itself after it was off past its certificate's expiry", async () => {
+    const { token } = await cliCreateToken(server.dataDir, "gw-away", { profile: "away" });
+    const dir = join(work, "agent-gw-away");
+    const root = new X509Certificate(await readFile(server.rootPemFile, "utf8"));
+    const fingerprint = root.fingerprint256.replace(/:/g, "").toLowerCase();
+    const enrolled = await run(
+      process.execPath,
+      [AGENT_BIN, ...agentEnrollArgs(server, fingerprint, "gw-away", token, dir, ["--label", "away"])],
+      { env: AGENT_ENV },
+    );
+    expect(enrolled.code, enrolled.stderr).toBe(0);
+    const before = new AgentStore(dir).loadIdentity().chain[0] as X509Certificate;
+    // The agent is off while its certificate expires.
+    await eventually(
+      async () => Date.now(),
+      (t) => t > Date.parse(before.validTo) + 1000,
+      20_000,
+    );
+    const agent = spawn(process.execPath, [AGENT_BIN, "run", "--dir", dir], { env: AGENT_ENV, stdio: "ignore" });
+    try {
+      const after = await eventually(
+        async () => new AgentStore(dir).loadIdentity().chain[0] as X509Certificate,
+        (c) => c.serialNumber !== before.serialNumber,
+        20_000,
+      );
+      expect(Date.parse(after.validTo)).toBeGreaterThan(Date.now());
+      const audit = await edgeid(["audit", "list", "--data", server.dataDir, "--device", "gw-away", "--json"]);
+      expect(audit.stdout).toContain('"action":"est.renew_after_expiry"');
+    } finally {
+      agent.kill("SIGTERM");
+      await new Promise((r) => agent.once("exit", r));
+    }
   }, 60_000);
 });
