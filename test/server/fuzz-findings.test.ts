@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { CsrError, parseCsr } from "../../server/pki/csr.ts";
 import { DerError, fromHex } from "../../server/pki/der.ts";
 import { describeKey } from "../../server/pki/keys.ts";
+import { readSpki, SpkiError } from "../../server/pki/spki.ts";
 
 /** What `f` throws (it must throw). */
 function thrown(f: () => unknown): unknown {
@@ -33,5 +34,15 @@ describe("fuzz findings", () => {
     const e = thrown(() => parseCsr(csr));
     expect(e).toBeInstanceOf(CsrError);
     expect((e as Error).message).toBe("expected an OBJECT IDENTIFIER");
+  });
+
+  // An EC key whose namedCurve OID has an arc near 2^62: readSpki decoded it to text
+  // that lost digits, then re-encoding it for the canonical form threw a plain Error
+  // ("invalid OID 2.4611686018427388000") instead of SpkiError.
+  it("an EC curve OID with an arc beyond 2^53 is a SpkiError in readSpki", () => {
+    const spki = fromHex(
+      "305a301406072a8648ce3d02010609c08080808080808001034200042d19efc6e398f3796c6d2d5d81f4dfa359e7e2881318995d7444749897e572a2a71c1662832d75f412ce4f658d15b331fceded7c56222c4fc5242b4e28a56aaa",
+    );
+    expect(thrown(() => readSpki(spki))).toBeInstanceOf(SpkiError);
   });
 });
