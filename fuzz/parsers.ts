@@ -205,16 +205,17 @@ export async function runInProcess(opts: {
   corpus: SeedCorpus;
   inputs: number;
   seconds?: number;
-  /** Verify the signature of every Nth CSR mutant that parses (0: never). */
+  /** Verify the signature of every Nth CSR mutant that parses (0: never; default 5). */
   verifyEvery?: number;
   progress?: (done: number) => void;
 }): Promise<InProcessResult> {
   const findings = new Map<string, Finding>();
   const perTarget: Record<string, number> = {};
   const verifier = webCryptoVerifier(webcrypto.subtle as unknown as SubtleCrypto);
-  const verifyEvery = opts.verifyEvery ?? 50;
+  const verifyEvery = opts.verifyEvery ?? 5;
   let slowest: Slowest | undefined;
   let verified = 0;
+  let csrParsed = 0;
   const record = (where: string, index: number, err: unknown, input: Uint8Array | string) => {
     const error = errorText(err);
     const key = `${where} ${error.split("\n")[0]}`;
@@ -235,11 +236,22 @@ export async function runInProcess(opts: {
     } catch (err) {
       if (!isAllowed(target, err)) record(target.name, done, err, input);
     }
-    const ms = performance.now() - t0;
+    let ms = performance.now() - t0;
+    if (slowest && ms > slowest.ms) {
+      // A new slowest input is timed again, and the faster time counts: a GC pause or a
+      // busy machine is not the input's doing.
+      const t1 = performance.now();
+      try {
+        target.run(input);
+      } catch {
+        // as above
+      }
+      ms = Math.min(ms, performance.now() - t1);
+    }
     if (!slowest || ms > slowest.ms) {
       slowest = { where: target.name, index: done, ms, size: input.length, input: describeInput(input).slice(0, 256) };
     }
-    if (target.name === "csr" && parsed && verifyEvery > 0 && done % verifyEvery === 0) {
+    if (target.name === "csr" && parsed && verifyEvery > 0 && ++csrParsed % verifyEvery === 0) {
       verified++;
       try {
         await verifyCsrSignature(parsed as ReturnType<typeof parseCsr>, verifier);

@@ -52,9 +52,10 @@ export function mutatePem(rng: Rng, der: Uint8Array, label = "CERTIFICATE"): str
     : rng.pick(["-----BEGIN -----", `----BEGIN ${label}-----`, `-----BEGIN ${label.toLowerCase()}-----`]);
   const end = rng.chance(0.9) ? `-----END ${label}-----` : rng.pick(["", `-----END X-----`, `-----END ${label}----`]);
   const block = `${begin}\n${body}\n${end}\n`;
-  const times = rng.chance(0.05) ? rng.range(2, 300) : 1;
+  // Repetition up to about 64 KiB: what a request body may carry.
+  const times = rng.chance(0.05) ? rng.range(2, Math.max(2, Math.floor(65_536 / block.length))) : 1;
   let out = block.repeat(times);
-  if (rng.chance(0.1)) out = `${begin}\n`.repeat(rng.range(2, 2000)) + out;
+  if (rng.chance(0.1)) out = `${begin}\n`.repeat(rng.range(2, 3600)) + out;
   if (rng.chance(0.2)) out = `junk before\n${out}junk after`;
   return out;
 }
