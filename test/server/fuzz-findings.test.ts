@@ -9,6 +9,7 @@ import { readCertificate } from "../../server/pki/certificate.ts";
 import { CsrError, parseCsr } from "../../server/pki/csr.ts";
 import { DerError, fromHex } from "../../server/pki/der.ts";
 import { describeKey } from "../../server/pki/keys.ts";
+import { parsePem } from "../../server/pki/pem.ts";
 import { readSpki, SpkiError } from "../../server/pki/spki.ts";
 import { harness } from "../support/fixtures.ts";
 
@@ -57,6 +58,20 @@ describe("fuzz findings", () => {
     "30820242308201e8a00302010202145ae15125d6a2346f8a824c77b33e562f199dff7d300a06082a8648ce3d0403023021310d300b060355040a0c0466757a7a3110300e06035504030c0766757a7a2d6361301e170d3236313230333137333635385a170d3236313230353137333635385a308181310d300b060355040a0c0466757a7a3170853e88d447f1977c04feb422784c32705370bdb79b4de8c0f4eeacc6ca587c25bda74d313818ce675f47d02f5a7e152366f223f0bf3574c1f2f0bcb6763c2ef31c3e33489bc844126d58381d82c4f9b2134b5270af9bd8d6570c5ba15263cb223d83a0f7b5a358539c19a54dce5726553059301306072a8648ce3d020106082a8648ce3d0301070342000489c6a3d0579bc603964cf89b8fe6a0fc6c2ed93d40544ebe5e3f7b9820ace6052c8a151d507077012e8e98e2838a4178a9d1284bb284b96749e9b6366a8037f3a3819c308199302f0603551d0e0428042680e7cffb5a0e295fcecd2bd47f014671f5d543579fc00244369935ed5e227f1222b3c4008fce301f0603551d230418301680146e6d61077c45c250e4f86e5f5e0f92a2300e38703013300730050603551d130101ff040530030101ff30300603551d1104293027820966757a7a2e7465737487047f00000186147370696666653a2f2f66757a7a2e746573742f78300a06082a8648ce3d040302034800304502206923960082b75f9d066d01666d80f98fd0d833fb9c3320eeb3041cc9e45ed67a022100a877dfc294add8a46790159a74da47311c250de1f6300ac042dabc5b28b153ec",
   ])("a damaged certificate is a DerError in readCertificate (%#)", (hex) => {
     expect(thrown(() => readCertificate(fromHex(hex)))).toBeInstanceOf(DerError);
+  });
+});
+
+// The fuzzer's slowest PEM inputs: many BEGIN lines without an END. The lazy body
+// pattern scanned from each BEGIN to the end of the text (quadratic): 64 KiB of them, the
+// size of an IDevID in the operator API, took 264 ms; 360 KiB took seconds.
+describe("fuzz findings: PEM", () => {
+  it("BEGIN lines without their END cost linear time in parsePem", () => {
+    const block = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
+    const text = `${"-----BEGIN CERTIFICATE-----\n".repeat(20_000)}${block}`;
+    const start = performance.now();
+    const blocks = parsePem(text);
+    expect(performance.now() - start).toBeLessThan(1_000);
+    expect(blocks.map((b) => Array.from(b.der))).toEqual([[0, 1, 2]]);
   });
 });
 
