@@ -41,6 +41,15 @@ export interface HttpContext {
   corpus: SeedCorpus;
 }
 
+/** Percent-encoding of the UTF-8 of `s` (a lone surrogate, which encodeURIComponent refuses, as U+FFFD). */
+function percent(s: string): string {
+  return Array.from(Buffer.from(s, "utf8"), (b) =>
+    /[A-Za-z0-9\-_.~]/.test(String.fromCharCode(b))
+      ? String.fromCharCode(b)
+      : `%${b.toString(16).toUpperCase().padStart(2, "0")}`,
+  ).join("");
+}
+
 function spell(rng: Rng, name: string): string {
   switch (rng.int(12)) {
     case 0:
@@ -204,16 +213,16 @@ function ocspGet(rng: Rng, ctx: HttpContext): RequestShape & { kind: string } {
   let b64 = rng.chance(0.6) ? encodeBase64(der) : mutateBase64(rng, der);
   switch (rng.int(5)) {
     case 0:
-      b64 = encodeURIComponent(b64);
+      b64 = percent(b64);
       break;
     case 1:
       b64 = b64.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
       break;
     case 2:
-      b64 = b64.replace(/[\s]/g, (c) => encodeURIComponent(c)).replace(/%/g, rng.pick(["%", "%%", "%zz", "%25"]));
+      b64 = b64.replace(/[\s]/g, (c) => percent(c)).replace(/%/g, rng.pick(["%", "%%", "%zz", "%25"]));
       break;
     default:
-      b64 = b64.replace(/[^A-Za-z0-9+/=%-]/g, (c) => encodeURIComponent(c));
+      b64 = b64.replace(/[^A-Za-z0-9+/=%-]/g, (c) => percent(c));
   }
   if (rng.chance(0.02)) b64 = "A".repeat(rng.range(10_000, 40_000));
   return {
@@ -325,7 +334,7 @@ function login(rng: Rng, ctx: HttpContext): RequestShape & { kind: string } {
   const next = rng.pick(["/dashboard", "//evil.example", "/dashboard/../../etc", "https://x", ""]);
   if (rng.chance(0.5)) {
     const body = enc.encode(
-      `token=${encodeURIComponent(token)}&next=${encodeURIComponent(next)}${rng.chance(0.2) ? "&token=a&token=b" : ""}`,
+      `token=${percent(token)}&next=${percent(next)}${rng.chance(0.2) ? "&token=a&token=b" : ""}`,
     );
     return {
       method: "POST",

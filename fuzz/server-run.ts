@@ -143,7 +143,12 @@ export async function runServerFuzz(
   const worker = async () => {
     while (next < opts.requests && performance.now() < deadline && server.exit() === undefined) {
       const index = next++;
-      await one(index);
+      try {
+        await one(index);
+      } catch (e) {
+        // The harness's own bug: reported as a failure, and the run goes on.
+        fail({ index, kind: "harness", what: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+      }
       done++;
       if (opts.progress && done % 1000 === 0) opts.progress(done, rssMiB(server.pid));
     }
