@@ -17,7 +17,7 @@ import { createTokens, EDGEID, freePort, run, type Token, waitReady } from "../b
 import { readCertificate } from "../server/pki/certificate.ts";
 import { issuerHashes } from "../server/pki/ocsp.ts";
 import { pemCertificates } from "../server/pki/pem.ts";
-import { makeCsr, makeOcspRequests, type OcspIssuer } from "./seeds.ts";
+import { generateKey, makeCsr, makeOcspRequests, type OcspIssuer } from "./seeds.ts";
 
 /**
  * Everything the fuzzer changes in the data directory's edgeid.json, in one place: the
@@ -53,8 +53,9 @@ export interface FuzzServer {
   device: FuzzDevice;
   /** Real OCSP requests for the P-256 issuing CA (the device's serial among them). */
   ocsp: Uint8Array[];
-  /** CSRs with the device's key, for simplereenroll. */
+  /** CSRs for simplereenroll, and the private keys of those with a new key (by SPKI). */
   reenrollCsrs: Uint8Array[];
+  reenrollKeys: { spki: Uint8Array; key: string }[];
   /** The issuing CA certificate PEM (an IDevID the server will refuse, but must parse). */
   issuingPem: string;
   /** The process exited (code or signal), if it did. */
@@ -175,12 +176,24 @@ export async function startFuzzServer(opts: { tokens: number; log?: (line: strin
   const hashes = await issuerHashes(pemCertificates(issuingPem)[0] as Uint8Array, digest);
   const issuer: OcspIssuer = { sha1: hashes["SHA-1"], sha256: hashes["SHA-256"] };
   const ocsp = makeOcspRequests(issuer, [device.serial, Uint8Array.of(1), new Uint8Array(20).fill(0x41)]);
+  // Re-enrollment requests: new keys (the device profile wants a new key each time), the
+  // current key (refused: key_reused), and one asking for names nobody declared (refused).
+  const reenrollKeys: { spki: Uint8Array; key: string }[] = [];
   const reenrollCsrs = [
     makeCsr("P-256", device.deviceId, {
       key: { publicKey: createPublicKey(csr.privateKey), privateKey: csr.privateKey },
     }).der,
     makeCsr("P-256", device.deviceId, { extensions: true }).der,
   ];
+  for (let i = 0; i < 6; i++) {
+    const type = i % 2 === 0 ? "P-256" : "Ed25519";
+    const key = generateKey(type);
+    reenrollCsrs.push(makeCsr(type, device.deviceId, { key }).der);
+    reenrollKeys.push({
+      spki: new Uint8Array(key.publicKey.export({ type: "spki", format: "der" })),
+      key: key.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+    });
+  }
 
   return {
     url,
@@ -195,6 +208,7 @@ export async function startFuzzServer(opts: { tokens: number; log?: (line: strin
     device,
     ocsp,
     reenrollCsrs,
+    reenrollKeys,
     issuingPem,
     exit: () => exit,
     badLogLines: () => bad,
