@@ -46,10 +46,10 @@ describe("fuzz slice", () => {
     expect(r.exit).toBeUndefined();
     // The requests came from many loopback addresses, not one.
     expect(r.remoteAddresses).toBeGreaterThan(50);
-    // Most requests were answered (a few time out by design: a body shorter than announced).
+    // Most HTTP requests were answered (a few time out by design: a body shorter than announced).
     const answered = Object.entries(r.statuses)
       .filter(([k]) => /^\d{3}$/.test(k))
       .reduce((n, [, v]) => n + v, 0);
-    expect(answered).toBeGreaterThan(1_500);
+    expect(answered).toBeGreaterThan(0.8 * (r.requests - (r.kinds.mqtt ?? 0)));
   }, 120_000);
 });
