@@ -133,7 +133,7 @@ export async function startFuzzServer(opts: { tokens: number; log?: (line: strin
       const line = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
       lines++;
-      const remote = /"remote":"([^"]+)"/.exec(line);
+      const remote = line.includes(`"msg":"request"`) ? /"remote":"([^"]+)"/.exec(line) : null;
       if (remote) remotes.add(remote[1] as string);
       if (BAD_LINE.test(line) && bad.length < 100) bad.push(line.slice(0, 2000));
       nl = pending.indexOf("\n");
