@@ -133,6 +133,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get("/healthz", (c) => c.text("ok\n"));
   app.notFound((c) => c.text("not found\n", 404));
   app.onError((err, c) => {
+    // The client closed the connection before its request was read (reading the body
+    // failed): nobody is left to answer and nothing broke here.
+    if (c.req.raw.signal.aborted) {
+      c.set("refusal", "client_closed");
+      return c.text("the connection closed before the request was read\n", 400);
+    }
     deps.logger.error(err, { method: c.req.method, path: c.req.path });
     const message = "internal error; the request was not processed";
     if (c.req.path.startsWith("/api/")) return c.json({ error: { code: "internal", message } }, 500);

@@ -29,7 +29,7 @@ import {
 } from "@peculiar/asn1-x509";
 import type { Digest } from "../ports/digest.ts";
 import type { Signer } from "../ports/signer.ts";
-import { readChildren, readTlv } from "./der.ts";
+import { DerError, readChildren, readTlv } from "./der.ts";
 import { subjectPublicKeyBits } from "./keys.ts";
 import {
   id_ad_ocsp,
@@ -222,8 +222,15 @@ export interface CertificateSummary {
   signature: Uint8Array;
 }
 
+/** Throws DerError when `der` is not a certificate. */
 export function readCertificate(der: Uint8Array): CertificateSummary {
-  const cert = AsnConvert.parse(bufferOf(der), Certificate);
+  let cert: Certificate;
+  try {
+    cert = AsnConvert.parse(bufferOf(der), Certificate);
+  } catch (e) {
+    // asn1js throws whatever it meets on damaged input, RangeError from a DataView included.
+    throw new DerError(`not a DER certificate: ${e instanceof Error ? e.message : String(e)}`);
+  }
   const tbs = cert.tbsCertificate;
   const outer = readTlv(der);
   const [tbsEl] = readChildren(outer.content);

@@ -69,7 +69,7 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
     }
     if (!spkiEl || spkiEl.tag !== TAG.SEQUENCE) throw new CsrError("missing subjectPKInfo");
     const algParts = readChildren(sigAlg.content);
-    const signatureAlgorithm = decodeOidContent(algParts[0] as { tag: number; content: Uint8Array });
+    const signatureAlgorithm = decodeOidContent(algParts[0]);
     if (sig.content[0] !== 0) throw new CsrError("signature BIT STRING has unused bits");
 
     const subject = readName(infoParts[1]);

@@ -21,8 +21,8 @@ const CURVES: Record<string, "P-256" | "P-384" | "P-521" | "P-192"> = {
   [secp192r1]: "P-192",
 };
 
-export function decodeOidContent(el: { tag: number; content: Uint8Array }): string {
-  if (el.tag !== TAG.OID) throw new DerError("expected an OBJECT IDENTIFIER");
+export function decodeOidContent(el: { tag: number; content: Uint8Array } | undefined): string {
+  if (el?.tag !== TAG.OID) throw new DerError("expected an OBJECT IDENTIFIER");
   return decodeOid(el.content);
 }
 
@@ -51,7 +51,7 @@ export function describeKey(spki: Uint8Array): KeyDescription {
   if (!algorithm || !publicKey || publicKey.tag !== TAG.BIT_STRING)
     throw new DerError("malformed SubjectPublicKeyInfo");
   const algParts = readChildren(algorithm.content);
-  const oid = decodeOidContent(algParts[0] as { tag: number; content: Uint8Array });
+  const oid = decodeOidContent(algParts[0]);
   if (oid === id_ecPublicKey) {
     const params = algParts[1];
     if (!params || params.tag !== TAG.OID)

@@ -300,6 +300,10 @@ function readEc(params: Element | undefined, point: Uint8Array, note: Note): Pub
     return undefined;
   }
   const curve = decodeOid(params.content);
+  // An arc beyond 2^53 loses digits in the dotted text and cannot be re-encoded: no curve has one.
+  if (curve.split(".").some((arc) => !Number.isSafeInteger(Number(arc)))) {
+    throw new SpkiError("the EC curve OID has an arc too large for a named curve");
+  }
   const name = CURVE_NAME[curve] ?? `curve ${curve}`;
   const size = COORDINATE_LENGTH[curve];
   const form = point[0];
