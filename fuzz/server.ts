@@ -20,15 +20,17 @@ import { pemCertificates } from "../server/pki/pem.ts";
 import { generateKey, makeCsr, makeOcspRequests, type OcspIssuer } from "./seeds.ts";
 
 /**
- * Everything the fuzzer changes in the data directory's edgeid.json, in one place: the
- * per-address limits for refused requests (429) will be raised here, so that the fuzzer
- * measures the parsers rather than the limiter.
+ * Everything the fuzzer changes in the data directory's edgeid.json, in one place. The
+ * refused-request budgets are raised tenfold (600 per address and minute over the ~250
+ * rotated source addresses, 100 per claimed device id): most malformed input reaches the
+ * parsers, and a run still crosses the budgets, so the 429 path is fuzzed too.
  */
 export function fuzzServerConfig(config: Record<string, unknown>): Record<string, unknown> {
   const profiles = (config.profiles ?? {}) as Record<string, Record<string, unknown>>;
   // Every key type the CSR reader knows reaches the signature check, RSA included.
   profiles.device = { ...(profiles.device ?? {}), keyTypes: ["P-256", "P-384", "Ed25519", "RSA"] };
-  return { ...config, profiles };
+  const limits = (config.limits ?? {}) as Record<string, unknown>;
+  return { ...config, profiles, limits: { ...limits, refusals: { perAddress: 600, perDevice: 100 } } };
 }
 
 export interface FuzzDevice {
