@@ -40,6 +40,8 @@ export interface AppDeps {
   peer: (c: Context) => PeerInfo;
   logger: AppLogger;
   now?: () => number;
+  /** Waits `ms` (the refusal tarpit); tests pass one that records instead of waiting. */
+  delay?: (ms: number) => Promise<void>;
 }
 
 /** Builds the HTTP application from its dependencies; no module-level state. */
@@ -57,10 +59,16 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     return p;
   };
 
+  const delay = deps.delay ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const tarpit = deps.authority.config.limits.refusals.tarpit * 1000;
+
   // One line per request with its outcome; never headers or bodies (tokens live there).
   app.use(async (c, next) => {
     const start = now();
     await next();
+    // A client past its refusal budget that asks again at once is held before its 429:
+    // on a keep-alive connection it can send nothing else meanwhile.
+    if (c.get("refusal") === "rate_limited" && tarpit > 0) await delay(tarpit);
     const { remoteAddress, client } = peer(c);
     deps.logger.request({
       method: c.req.method,

@@ -186,6 +186,11 @@ export const configSchema = z.object({
           window: duration.default(60),
           /** Clients tracked at once (memory bound); the oldest window is closed early beyond it. */
           maxKeys: z.number().int().min(100).max(1_000_000).default(10_000),
+          /**
+           * How long a 429 is held before it is sent: a client that ignores Retry-After and
+           * asks again at once waits this long per request on each connection (0: answer at once).
+           */
+          tarpit: duration.refine((s) => s <= 30, "at most 30s").default(1),
           /** Addresses never limited, e.g. a NAT gateway in front of a whole site (IPv6: any address of the /64). */
           exempt: z.array(z.string().min(1)).default([]),
         })

@@ -39,11 +39,12 @@ function serverRss(): number {
 }
 
 /** A TLS connection with a device's certificate, as it starts. */
-function tlsOpen(id: string): TLSSocket {
+function tlsOpen(id: string, localAddress?: string): TLSSocket {
   const d = devices[id] as { cert: string; key: string };
   const socket = tlsConnect({
     host: mqttUrl.hostname,
     port: Number(mqttUrl.port),
+    ...(localAddress ? { localAddress } : {}),
     cert: readFileSync(d.cert),
     key: readFileSync(d.key),
     ca: readFileSync(server.rootPemFile),
@@ -176,6 +177,34 @@ describe("embedded broker bounds", () => {
     expect(peakRss - rssBefore).toBeLessThan(32 * 1024 * 1024);
     expect(refusals(await metrics(), "connect_too_large")).toBe(1);
   });
+
+  it("an address that spent its refusal budget (60 oversized CONNECTs) is dropped before the TLS handshake", async () => {
+    // From 127.0.0.7, so that the other tests' refusals (from 127.0.0.1) do not count.
+    for (let i = 0; i < 60; i++) {
+      const socket = tlsOpen("dev-r", "127.0.0.7");
+      socket.on("error", () => undefined);
+      await new Promise<void>((resolve, reject) => {
+        socket.once("secureConnect", () => resolve());
+        socket.once("close", () => reject(new Error(`connection ${i} closed before its handshake`)));
+      });
+      const closed = closedWithin(socket, 10_000);
+      socket.write(Buffer.from([0x10, 0xff, 0xff, 0xff, 0x7f]));
+      expect(await closed).toBeGreaterThanOrEqual(0);
+    }
+    const dropped = tlsOpen("dev-r", "127.0.0.7");
+    const outcome = await new Promise<string>((resolve) => {
+      dropped.once("secureConnect", () => resolve("handshake"));
+      dropped.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    });
+    expect(outcome).not.toBe("handshake");
+    // Another address is served.
+    const other = tlsOpen("dev-a", "127.0.0.8");
+    await new Promise<void>((resolve, reject) => {
+      other.once("secureConnect", () => resolve());
+      other.once("error", reject);
+    });
+    expect(refusals(await metrics(), "rate_limited")).toBeGreaterThanOrEqual(1);
+  }, 60_000);
 
   it("a TLS connection that never sends CONNECT is closed after mqtt.connectTimeout, so is an unfinished handshake", async () => {
     const idle = await tlsAs("dev-a");

@@ -66,8 +66,10 @@ describe("refused-request budgets at the doors", () => {
   let h: Harness;
   let app: ReturnType<typeof createApp>;
   const limits = { refusals: { perAddress: 5, perDevice: 3, window: "60s" } };
+  let delays: number[] = [];
 
   beforeEach(async () => {
+    delays = [];
     h = await harness({ config: { ...TEST_CONFIG, limits } });
     app = createApp({
       authority: h.authority,
@@ -75,6 +77,10 @@ describe("refused-request budgets at the doors", () => {
       // The test names the client's address per request.
       peer: (c) => ({ remoteAddress: c.req.header("x-test-remote") ?? "192.0.2.1" }),
       logger: { request: () => undefined, error: () => undefined },
+      // The tarpit before each 429, recorded instead of waited for.
+      delay: async (ms) => {
+        delays.push(ms);
+      },
     });
   });
   afterEach(() => h.close());
@@ -94,6 +100,8 @@ describe("refused-request budgets at the doors", () => {
     for (let i = 0; i < 200; i++) statuses.push((await enroll("198.51.100.9", `dev-${i}`, "edt_wrong")).status);
     expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
     expect(new Set(statuses.slice(5))).toEqual(new Set([429]));
+    // Each 429 was held for the tarpit (1 s by default); the 401s were not.
+    expect(delays).toEqual(Array(195).fill(1000));
     const limited = await enroll("198.51.100.9", "dev-x", "edt_wrong");
     expect(limited.headers.get("retry-after")).toBe("60");
     expect(await limited.text()).toMatch(/too many refused requests/);

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { Socket } from "node:net";
 import { createServer, type Server, type TLSSocket } from "node:tls";
 import { Aedes, type Client } from "aedes";
 import type { AuthorityDeps } from "../../authority/deps.ts";
@@ -135,6 +136,11 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
   const connections = new WeakMap<Client, Connection>();
 
   const refuse = (reason: RefusalReason) => o.onRefused(reason);
+  /** Refusals with no audit record of their own (packets, handshakes) still spend the address's budget. */
+  const spendBudget = (address: string | undefined, reason: string) =>
+    void o.refusals
+      .count({ action: "mqtt.connect", remote: address ?? null }, reason)
+      .catch((err: unknown) => o.log("warn", "refusal aggregate not written", { error: String(err) }));
   const persistence = (aedes as unknown as { persistence: OutgoingQueues }).persistence;
   boundOutgoingQueues(persistence, o.limits.maxQueuedMessages, () => refuse("queue_full"));
 
@@ -297,11 +303,22 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
       });
       const conn = new GuardedConnection(socket, o.limits, (reason) => {
         refuse(reason);
+        spendBudget(socket.remoteAddress, reason);
         o.log("info", "mqtt packet refused", { reason, remote: remoteOf(socket), bytesRead: socket.bytesRead });
       });
       aedes.handle(conn as never);
     },
   );
+  // A client address past its refused-request budget is dropped before its TLS handshake
+  // (counted into the window's aggregate record, like its other refusals).
+  server.on("connection", (socket: Socket) => {
+    try {
+      o.refusals.admit({ action: "mqtt.connect", remote: socket.remoteAddress ?? null });
+    } catch {
+      refuse("rate_limited");
+      socket.destroy();
+    }
+  });
   // Counts TCP connections, handshakes included: beyond it the server drops new ones.
   server.maxConnections = o.limits.maxConnections;
   server.on("drop", () => refuse("too_many_connections"));
@@ -309,6 +326,7 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
     // A handshake timeout (handshakeTimeout) is reported here and closes nothing by itself.
     socket.destroy();
     refuse("tls");
+    spendBudget(socket.remoteAddress, "tls");
     o.log("info", "mqtt TLS handshake refused", { error: err.message, remote: remoteOf(socket) });
   });
   aedes.on("connectionError", (client, err) =>
