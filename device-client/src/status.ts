@@ -182,7 +182,8 @@ export class MqttReporter {
         setTimeout(resolve, 3_000).unref();
       });
     }
-    await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+    // Without a connection nothing in flight can be acknowledged: do not wait for it.
+    await new Promise<void>((resolve) => client.end(!client.connected, {}, () => resolve()));
   }
 
   private publish(topic: string, body: unknown, retain = false): void {

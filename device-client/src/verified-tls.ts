@@ -17,6 +17,7 @@ import { type ConnectionOptions, connect, type TLSSocket } from "node:tls";
 export class VerifiedTlsStream extends Duplex {
   readonly socket: TLSSocket;
   private verified = false;
+  private peerEnded = false;
   private held: { chunk: Buffer; callback: (err?: Error | null) => void }[] = [];
   private finalCallback: ((err?: Error | null) => void) | undefined;
 
@@ -25,7 +26,12 @@ export class VerifiedTlsStream extends Duplex {
     const socket = connect({ ...options, rejectUnauthorized: false });
     this.socket = socket;
     socket.on("error", (err) => this.destroy(err));
-    socket.on("close", () => this.destroy());
+    socket.on("close", () => {
+      // After a clean end, what the peer sent last (a cmd/revoked before it closed) is
+      // read first: close once the reader has seen the end.
+      if (this.verified && this.peerEnded && !this.readableEnded) this.once("end", () => this.destroy());
+      else this.destroy();
+    });
     socket.once("secureConnect", () => {
       const problem = verify(socket);
       if (problem) {
@@ -37,7 +43,10 @@ export class VerifiedTlsStream extends Duplex {
       socket.on("data", (chunk: Buffer) => {
         if (!this.push(chunk)) socket.pause();
       });
-      socket.on("end", () => this.push(null));
+      socket.on("end", () => {
+        this.peerEnded = true;
+        this.push(null);
+      });
       for (const { chunk, callback } of this.held.splice(0)) socket.write(chunk, callback);
       if (this.finalCallback) socket.end(this.finalCallback);
     });

@@ -147,7 +147,7 @@ describe("the agent's peers: only what it verified counts", () => {
    * follows it on the wire while the agent is still deciding on the certificate. (In
    * TLS 1.3 the agent's refusal comes before the server can send anything.)
    */
-  async function eagerBroker(cert: { pem: string; key: string }) {
+  async function eagerBroker(cert: { pem: string; key: string }, then: "stay" | "close" = "stay") {
     const seen = { bytes: 0, sent: 0, closed: 0 };
     const options = { key: cert.key, cert: cert.pem, requestCert: true, rejectUnauthorized: false };
     const srv = createTlsServer({ ...options, maxVersion: "TLSv1.2" }, (socket) => {
@@ -166,6 +166,7 @@ describe("the agent's peers: only what it verified counts", () => {
           seen.sent++;
         },
       );
+      if (then === "close") socket.end();
     });
     const port = await listen(srv);
     return { port, seen };
@@ -317,5 +318,18 @@ describe("the agent's peers: only what it verified counts", () => {
     const oldRoot = await selfSigned("CN=Old Root", NOW - 3 * DAY, NOW - DAY);
     const late = await issue(oldRoot, "CN=est", [SERVER_AUTH, SAN_IP], NOW - DAY, NOW + DAY);
     expect(problem([late.node], [oldRoot.node])).toMatch(/CN=Old Root is not valid/);
+  });
+
+  it("processes a cmd/revoked that a verified broker sent just before closing the connection", async () => {
+    const broker = await eagerBroker(p.server, "close");
+    agentDir(dir, p, NOW, { server: "https://127.0.0.1:9", mqtt: `mqtts://127.0.0.1:${broker.port}` });
+    const agent = new Agent(dir, deps());
+    agent.start();
+    try {
+      await until("the revoked state", () => agent.store.loadState().revoked !== null);
+      expect(agent.store.loadState().revoked).toMatchObject({ by: "mqtt" });
+    } finally {
+      await agent.stop();
+    }
   });
 });
