@@ -52,10 +52,6 @@ export class VerifiedTlsStream extends Duplex {
     });
   }
 
-  get peerVerified(): boolean {
-    return this.verified;
-  }
-
   override _read(): void {
     if (this.verified) this.socket.resume();
   }
