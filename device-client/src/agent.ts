@@ -126,7 +126,6 @@ export class Agent {
         queueFile: this.store.paths.events,
         writeFile: (file, data) => this.store.writeAtomic(file, data, 0o600),
         onCommand: (command, body) => runCommand(this, command, body, this.deps.log),
-        onRevoked: (message) => this.enterRevoked("mqtt-tls", message),
         log: (msg, fields) => this.deps.log("info", msg, fields),
       });
       this.reporter.start(this.statusDocument());
@@ -220,8 +219,9 @@ export class Agent {
 
   /**
    * One renewal with its retries: a new key, simplereenroll over mutual TLS with the
-   * current certificate; 202 → wait Retry-After (same request); network/5xx → backoff;
-   * other 4xx → stop and report (revoked → revoked state).
+   * current certificate; 202 → wait Retry-After (same request); network/5xx → backoff
+   * (TLS alerts included, whatever they say); other 4xx from the verified server → stop
+   * and report (one that says revoked → revoked state).
    */
   async renewOnce(probe: boolean): Promise<RenewResult> {
     const est = new EstClient(this.config.server, this.config.label, this.trust, () => this.now());
@@ -310,6 +310,10 @@ export class Agent {
     return "stopped";
   }
 
+  /**
+   * Only an authenticated source may put the agent here: an HTTP 4xx from the verified
+   * EST server, or a `cmd/revoked` from the verified broker. Never a transport error.
+   */
   enterRevoked(by: string, message: string): void {
     if (this.state.revoked) return;
     this.state.revoked = { at: new Date(this.now()).toISOString(), by };

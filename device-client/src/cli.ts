@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Agent } from "./agent.ts";
 import { type AgentDeps, nodeDeps } from "./deps.ts";
@@ -102,7 +102,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       const agent = new Agent(dir, deps);
       agent.start({ mqtt: values.mqtt });
       const pidFile = agent.store.paths.pid;
-      writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o644 });
+      agent.store.writeAtomic(pidFile, `${process.pid}\n`, 0o644);
       process.on("SIGUSR1", () => agent.renewNow());
       await new Promise<void>((resolve) => {
         const stop = () => void agent.stop().then(resolve);

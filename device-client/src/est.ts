@@ -3,16 +3,16 @@ import { request } from "node:https";
 import { isIP } from "node:net";
 import { connect, type TLSSocket } from "node:tls";
 import { certsFromPkcs7 } from "./keys.ts";
-import { peerProblem, sigalgsFor } from "./tls-check.ts";
+import { bareHost, peerProblem, sigalgsFor } from "./tls-check.ts";
 
 /** What an EST call came to, in the terms the retry policy decides on. */
 export type EstOutcome =
   | { kind: "issued"; chain: Uint8Array[]; date?: number }
   /** 202 (RFC 7030 §4.2.3): ask again after this many seconds. */
   | { kind: "wait"; seconds: number; date?: number }
-  /** A 4xx: retrying the same request will not help. */
+  /** A 4xx from the verified server: retrying the same request will not help. */
   | { kind: "refused"; status: number; message: string; revoked: boolean; date?: number }
-  /** Network errors and 5xx: retry later. */
+  /** Network errors (TLS alerts included) and 5xx: retry later. */
   | { kind: "unavailable"; message: string; status?: number; date?: number };
 
 export interface ClientTls {
@@ -25,7 +25,7 @@ export type EnrollAuth = { basic: { user: string; password: string } } | { clien
 const TIMEOUT_MS = 30_000;
 const MAX_RESPONSE = 256 * 1024;
 
-/** A TLS failure or an EST refusal that says the client certificate is revoked. */
+/** An EST refusal (an HTTP 4xx from the verified server) that says the client certificate is revoked. */
 export const isRevocationMessage = (message: string) => /certificate (is )?revoked/i.test(message);
 
 /** An outcome in a word or two, for the logs and the saved last error. */
@@ -91,12 +91,11 @@ export class EstClient {
 
   private async post(op: string, csr: Uint8Array, auth: EnrollAuth): Promise<EstOutcome> {
     const r = await this.send("POST", op, Buffer.from(csr).toString("base64"), auth);
-    if ("error" in r) {
-      const revoked = isRevocationMessage(r.error);
-      return revoked
-        ? { kind: "refused", status: 0, message: r.error, revoked }
-        : { kind: "unavailable", message: r.error };
-    }
+    // A transport error is a network error, whatever it says: a TLS alert
+    // "certificate_revoked" (RFC 8446 §6.2) or a reset can come from anything on the
+    // path before the server is authenticated. Only the verified server's HTTP answer
+    // can say that this device is revoked.
+    if ("error" in r) return { kind: "unavailable", message: r.error };
     const message = r.body.trim().slice(0, 300);
     if (r.status === 200) {
       try {
@@ -163,9 +162,9 @@ export class EstClient {
 
   private connect(url: URL, client: ClientTls | undefined): TLSSocket {
     return connect({
-      host: url.hostname,
+      host: bareHost(url.hostname),
       port: Number(url.port || 443),
-      servername: isIP(url.hostname) ? undefined : url.hostname,
+      servername: isIP(bareHost(url.hostname)) ? undefined : url.hostname,
       // Verified below against the trust bundle at the agent's time, not OpenSSL's clock.
       rejectUnauthorized: false,
       ...(this.sigalgs ? { sigalgs: this.sigalgs } : {}),

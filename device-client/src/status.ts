@@ -1,10 +1,10 @@
 import type { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import type { TLSSocket } from "node:tls";
+import { isIP } from "node:net";
 import type { MqttClient } from "mqtt";
 import { type Command, type CommandResult, isCommand } from "./commands.ts";
-import { isRevocationMessage } from "./est.ts";
-import { peerProblem, sigalgsFor } from "./tls-check.ts";
+import { bareHost, peerProblem, sigalgsFor } from "./tls-check.ts";
+import { VerifiedTlsStream } from "./verified-tls.ts";
 
 export type AgentStateName = "online" | "offline" | "rotating" | "degraded" | "revoked" | "lost";
 
@@ -38,9 +38,8 @@ export interface ReporterOptions {
   queueFile: string;
   maxQueue?: number;
   writeFile: (file: string, data: string) => void;
+  /** A command from the verified broker (nothing reaches here from any other peer). */
   onCommand: (command: Command, body: Record<string, unknown>) => Promise<CommandResult>;
-  /** The broker's TLS layer said this certificate is revoked. */
-  onRevoked: (message: string) => void;
   log: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -84,20 +83,44 @@ export class MqttReporter {
 
   /** mqtt is loaded on first use: an agent without a broker does not carry it (~13 MB). */
   private connect(): void {
-    void import("mqtt").then(({ connect }) => this.open(connect));
+    void import("mqtt").then(({ MqttClient }) => this.open(MqttClient));
   }
 
-  private open(connect: typeof import("mqtt").connect): void {
+  /**
+   * The TLS connection to the broker, verified at the agent's time before anything is
+   * written or read (VerifiedTlsStream): the CONNECT packet waits for the verdict, and
+   * an unverified peer's CONNACK or PUBLISH is never parsed.
+   */
+  private transport(tls: ReturnType<ReporterOptions["tls"]>): VerifiedTlsStream {
+    const url = new URL(this.o.url);
+    const host = bareHost(url.hostname);
+    const sigalgs = sigalgsFor(tls.trust);
+    return new VerifiedTlsStream(
+      {
+        host,
+        port: Number(url.port || 8883),
+        ...(isIP(host) ? {} : { servername: host }),
+        key: tls.key,
+        cert: tls.cert,
+        ...(sigalgs ? { sigalgs } : {}),
+      },
+      (socket) => {
+        const problem = peerProblem(socket, host, tls.trust, this.o.now());
+        if (problem) this.o.log("mqtt broker refused", { error: problem });
+        return problem;
+      },
+    );
+  }
+
+  private open(MqttClientClass: typeof import("mqtt").MqttClient): void {
     if (this.stopped) return;
-    const tls = this.o.tls();
+    if (!/^(mqtts|ssl|tls):$/.test(new URL(this.o.url).protocol)) {
+      this.o.log("mqtt broker refused", { error: `${this.o.url}: only mqtts:// is supported` });
+      return;
+    }
     const lost: StatusDocument | undefined = this.latest && { ...this.latest, state: "lost" };
-    const client = connect(this.o.url, {
+    const client = new MqttClientClass(() => this.transport(this.o.tls()), {
       clientId: this.o.deviceId,
-      key: tls.key,
-      cert: tls.cert,
-      // Checked on connect against the trust bundle at the agent's time, not OpenSSL's clock.
-      rejectUnauthorized: false,
-      ...(sigalgsFor(tls.trust) ? { sigalgs: sigalgsFor(tls.trust) } : {}),
       // A persistent session: commands (QoS 1) sent while the agent reconnects — after a
       // rotation, or through a short outage — wait at the broker instead of being dropped.
       clean: false,
@@ -111,24 +134,17 @@ export class MqttReporter {
     this.client = client;
     client.on("connect", () => {
       if (this.client !== client) return;
-      // Nothing is published and no command is taken before the broker is verified.
-      const problem = peerProblem(client.stream as TLSSocket, new URL(this.o.url).hostname, tls.trust, this.o.now());
-      if (problem) {
-        this.o.log("mqtt broker refused", { error: problem });
-        // mqtt.js reconnects after reconnectPeriod and the check runs again then.
-        client.stream.destroy();
-        return;
-      }
       this.o.log("mqtt connected", { url: this.o.url });
       client.subscribe(`${this.base}/cmd/+`, { qos: 1 });
       if (this.latest) this.publish(`${this.base}/status`, this.latest, true);
       void this.flush();
     });
-    client.on("message", (topic, payload) => void this.command(topic, payload));
-    client.on("error", (err) => {
-      this.o.log("mqtt error", { error: err.message });
-      if (isRevocationMessage(err.message)) this.o.onRevoked(err.message);
+    client.on("message", (topic, payload) => {
+      if (this.client === client) void this.command(topic, payload);
     });
+    // Connection errors (TLS alerts, resets, a CONNACK refusal) are network errors: they
+    // never change the agent's state; mqtt.js reconnects after reconnectPeriod.
+    client.on("error", (err) => this.o.log("mqtt error", { error: err.message }));
   }
 
   status(doc: StatusDocument): void {
@@ -166,7 +182,8 @@ export class MqttReporter {
         setTimeout(resolve, 3_000).unref();
       });
     }
-    await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+    // Without a connection nothing in flight can be acknowledged: do not wait for it.
+    await new Promise<void>((resolve) => client.end(!client.connected, {}, () => resolve()));
   }
 
   private publish(topic: string, body: unknown, retain = false): void {

@@ -1,14 +1,26 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  type KeyObject,
+  randomBytes,
+  X509Certificate,
+} from "node:crypto";
+import {
+  chmodSync,
   closeSync,
+  constants,
   existsSync,
+  fchmodSync,
   fsyncSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
@@ -57,7 +69,7 @@ export interface AgentState {
   nextRenewAt: number | null;
   lastRenew: { at: string; ok: boolean; error?: string } | null;
   lastError: string | null;
-  /** Set when the server, the broker or the TLS layer said this device is revoked. */
+  /** Set when the verified EST server or the verified broker said this device is revoked. */
   revoked: { at: string; by: string } | null;
   /** A 4xx stopped renewal until an operator or `renew --now` starts it again. */
   stopped: string | null;
@@ -78,6 +90,25 @@ export function fingerprint(der: Uint8Array): string {
   return createHash("sha256").update(der).digest("hex");
 }
 
+/** O_EXCL: a name that exists (a planted symlink included, never followed) fails with EEXIST. */
+const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0);
+
+/**
+ * Why the agent may not keep its keys in `dir`, or undefined when it may: a directory
+ * that others can write to (group or world writable) or that another user owns lets
+ * them replace or plant files next to the key.
+ */
+export function directoryProblem(dir: string): string | undefined {
+  const st = statSync(dir);
+  if (!st.isDirectory()) return `${dir} is not a directory`;
+  if (st.mode & 0o022) {
+    return `${dir} is group or world writable (mode ${(st.mode & 0o7777).toString(8)}): refusing to keep keys there (chmod 700 it)`;
+  }
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) return `${dir} is owned by uid ${st.uid}, not by this agent's user (${uid})`;
+  return undefined;
+}
+
 /**
  * The agent's directory. The identity (key and chain together, one file) is replaced
  * atomically: temp file, fsync, rename, directory fsync. A power cut at any point leaves
@@ -91,6 +122,8 @@ export class AgentStore {
   constructor(
     readonly dir: string,
     private readonly crash: (step: CrashStep) => void = () => undefined,
+    /** The random part of a temp file's name (tests fix it to plant a file there). */
+    private readonly tempSuffix: () => string = () => randomBytes(12).toString("hex"),
   ) {
     this.paths = {
       identity: join(dir, "identity.pem"),
@@ -105,22 +138,48 @@ export class AgentStore {
     };
   }
 
-  init(): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    // Temp files of an interrupted write: the rename never happened, so they are not the identity.
-    for (const name of readdirSync(this.dir)) if (name.includes(".tmp-")) rmSync(join(this.dir, name), { force: true });
+  /** The files that hold secrets (the key) or what the agent acts on: 0600, whatever they were. */
+  private get privateFiles(): string[] {
+    return [this.paths.identity, this.paths.key, this.paths.config, this.paths.state, this.paths.events];
   }
 
-  /** temp + fsync + rename + directory fsync; `steps` name the crash points of an identity write. */
+  /**
+   * Creates the directory 0700, or refuses one that others may write to or that another
+   * user owns; removes the temp files of an interrupted write; rewrites 0600 any private
+   * file with another mode (restored from a backup, written by an older agent).
+   */
+  init(): void {
+    if (mkdirSync(this.dir, { recursive: true, mode: 0o700 }) !== undefined) chmodSync(this.dir, 0o700);
+    const problem = directoryProblem(this.dir);
+    if (problem) throw new Error(problem);
+    // Temp files of an interrupted write: the rename never happened, so they are not the identity.
+    for (const name of readdirSync(this.dir)) if (name.includes(".tmp-")) rmSync(join(this.dir, name), { force: true });
+    for (const file of this.privateFiles) {
+      if (!existsSync(file)) continue;
+      const st = lstatSync(file);
+      if (st.isSymbolicLink() || (st.mode & 0o777) !== 0o600) this.writeAtomic(file, readFileSync(file, "utf8"), 0o600);
+    }
+  }
+
+  /**
+   * A new file with a random name, opened O_EXCL (never an existing file, never through
+   * a symlink), given `mode` with fchmod before any data is in it (the umask does not
+   * apply), fsynced, renamed over `file`, then the directory fsynced. `steps` name the
+   * crash points of an identity write.
+   */
   writeAtomic(file: string, data: string, mode: number, steps?: { staged: CrashStep; renamed: CrashStep }): void {
-    const tmp = `${file}.tmp-${process.pid}`;
-    const fd = openSync(tmp, "w", mode);
+    const tmp = `${file}.tmp-${this.tempSuffix()}`;
+    const fd = openSync(tmp, CREATE_NEW, mode);
     try {
+      fchmodSync(fd, mode);
       writeSync(fd, data);
       fsyncSync(fd);
-    } finally {
+    } catch (err) {
       closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw err;
     }
+    closeSync(fd);
     if (steps) this.crash(steps.staged);
     renameSync(tmp, file);
     if (steps) this.crash(steps.renamed);
@@ -169,7 +228,9 @@ export class AgentStore {
       [this.paths.chain, identity.chain.map((c) => c.toString()).join(""), 0o644],
     ];
     for (const [file, data, mode] of wanted) {
-      if (!existsSync(file) || readFileSync(file, "utf8") !== data) this.writeAtomic(file, data, mode);
+      const current = existsSync(file) ? lstatSync(file) : undefined;
+      const same = current?.isFile() && (current.mode & 0o777) === mode && readFileSync(file, "utf8") === data;
+      if (!same) this.writeAtomic(file, data, mode);
     }
   }
 

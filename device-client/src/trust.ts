@@ -4,6 +4,7 @@
  * (The TLS peers themselves are checked in tls-check.ts.)
  */
 import { type KeyObject, X509Certificate } from "node:crypto";
+import { caProblem } from "./extensions.ts";
 import { type Identity, publicKeyMatches } from "./store.ts";
 import { chainPath } from "./tls-check.ts";
 
@@ -14,7 +15,14 @@ export function verifyChain(leaf: X509Certificate, intermediates: X509Certificat
   }
 }
 
-/** The certificates of a /cacerts answer that are, or chain to, the pinned anchor. */
+/**
+ * A CA certificate (cA and keyCertSign): the only kind the trust bundle holds. A device
+ * certificate from the same CA in a /cacerts answer would otherwise become an anchor its
+ * holder could sign any server certificate under.
+ */
+export const isCaCertificate = (c: X509Certificate) => caProblem(c, 0) === undefined;
+
+/** The CA certificates of a /cacerts answer that are, or chain to, the pinned anchor. */
 export function acceptCaBundle(certs: X509Certificate[], anchors: X509Certificate[]): X509Certificate[] {
   const accepted = [...anchors];
   let grew = true;
@@ -22,6 +30,7 @@ export function acceptCaBundle(certs: X509Certificate[], anchors: X509Certificat
     grew = false;
     for (const c of certs) {
       if (accepted.some((a) => a.fingerprint256 === c.fingerprint256)) continue;
+      if (!isCaCertificate(c)) continue;
       if (accepted.some((a) => c.checkIssued(a) && c.verify(a.publicKey))) {
         accepted.push(c);
         grew = true;
@@ -32,16 +41,16 @@ export function acceptCaBundle(certs: X509Certificate[], anchors: X509Certificat
 }
 
 /**
- * A refreshed /cacerts answer merged into the bundle: old and new CAs are kept (a
- * rollover), duplicates and the CAs expired at `now` dropped; `added` counts the CAs
- * the bundle did not hold unexpired.
+ * A refreshed /cacerts answer (from the verified server) merged into the bundle: old and
+ * new CAs are kept (a rollover), duplicates, certificates that are not CAs and the CAs
+ * expired at `now` dropped; `added` counts the CAs the bundle did not hold unexpired.
  */
 export function mergeCaBundle(
   trust: X509Certificate[],
   fresh: X509Certificate[],
   now: number,
 ): { merged: X509Certificate[]; added: number } {
-  const merged = [...trust, ...fresh].filter(
+  const merged = [...trust, ...fresh.filter(isCaCertificate)].filter(
     (c, i, all) => all.findIndex((o) => o.fingerprint256 === c.fingerprint256) === i && Date.parse(c.validTo) > now,
   );
   const added = merged.length - trust.filter((c) => Date.parse(c.validTo) > now).length;

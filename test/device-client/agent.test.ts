@@ -1,68 +1,14 @@
-import { webcrypto } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as x509 from "@peculiar/x509";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent } from "../../device-client/src/agent.ts";
 import { backoffDelay } from "../../device-client/src/backoff.ts";
 import type { AgentDeps } from "../../device-client/src/deps.ts";
 import { retryAfter } from "../../device-client/src/est.ts";
-import { AgentStore, INITIAL_STATE } from "../../device-client/src/store.ts";
 import { certsOnly } from "../../server/pki/pkcs7.ts";
-
-const crypto = webcrypto as Crypto;
-x509.cryptoProvider.set(crypto);
-const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
-const DAY = 86_400_000;
-
-async function keyPair() {
-  return (await crypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
-}
-async function pkcs8Pem(key: CryptoKey) {
-  const der = Buffer.from(await crypto.subtle.exportKey("pkcs8", key));
-  return `-----BEGIN PRIVATE KEY-----\n${der.toString("base64")}\n-----END PRIVATE KEY-----\n`;
-}
-
-/** A CA, a server certificate for 127.0.0.1 and a device certificate valid [now-1h, now+23h]. */
-async function pki(now: number) {
-  const caKeys = await keyPair();
-  const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: "01",
-    name: "CN=Agent Test CA",
-    notBefore: new Date(now - DAY),
-    notAfter: new Date(now + 30 * DAY),
-    keys: caKeys,
-    signingAlgorithm: ALG,
-    extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
-  });
-  const issue = async (subject: string, extensions: x509.Extension[], from: number, to: number) => {
-    const keys = await keyPair();
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: Buffer.from(crypto.getRandomValues(new Uint8Array(8)))
-        .toString("hex")
-        .replace(/^./, "4"),
-      subject,
-      issuer: ca.subject,
-      notBefore: new Date(from),
-      notAfter: new Date(to),
-      publicKey: keys.publicKey,
-      signingKey: caKeys.privateKey,
-      signingAlgorithm: ALG,
-      extensions,
-    });
-    return { cert: cert.toString("pem"), key: await pkcs8Pem(keys.privateKey) };
-  };
-  const server = await issue(
-    "CN=127.0.0.1",
-    [new x509.SubjectAlternativeNameExtension([{ type: "ip", value: "127.0.0.1" }])],
-    now - DAY,
-    now + 30 * DAY,
-  );
-  const device = await issue("CN=gw-t", [], now - 3_600_000, now + 23 * 3_600_000);
-  return { ca: ca.toString("pem"), server, device };
-}
+import { agentDir, DAY, pki, selfSigned } from "./support/pki.ts";
 
 interface Scripted {
   status: number;
@@ -95,7 +41,7 @@ describe("device agent (in process, injected clock and timers)", () => {
     script = [];
     const p = await pki(NOW);
     server = createServer(
-      { key: p.server.key, cert: p.server.cert, requestCert: true, rejectUnauthorized: false },
+      { key: p.server.key, cert: p.server.pem, requestCert: true, rejectUnauthorized: false },
       (req, res) => {
         let body = "";
         req.on("data", (c: Buffer) => {
@@ -111,21 +57,7 @@ describe("device agent (in process, injected clock and timers)", () => {
     );
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     const port = (server.address() as { port: number }).port;
-    const store = new AgentStore(dir);
-    store.init();
-    const { createPrivateKey, X509Certificate } = await import("node:crypto");
-    store.saveTrust([new X509Certificate(p.ca)]);
-    store.saveIdentity({ key: createPrivateKey(p.device.key), chain: [new X509Certificate(p.device.cert)] });
-    store.saveConfig({
-      server: `https://127.0.0.1:${port}`,
-      deviceId: "gw-t",
-      label: "",
-      keyType: "P-256",
-      renewFraction: 2 / 3,
-      jitter: 0,
-      caRefreshMs: 365 * DAY,
-    });
-    store.saveState({ ...INITIAL_STATE, timeFloor: NOW, session: 1, identityReceivedAt: NOW - 3_600_000 });
+    agentDir(dir, p, NOW, { server: `https://127.0.0.1:${port}` });
   });
   afterEach(async () => {
     await new Promise<void>((r) => server.close(() => r()));
@@ -196,15 +128,7 @@ describe("device agent (in process, injected clock and timers)", () => {
   });
 
   it("refreshes /cacerts over verified TLS and trusts old and new CA during a rollover", async () => {
-    const next = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: "02",
-      name: "CN=Agent Test CA 2",
-      notBefore: new Date(NOW - DAY),
-      notAfter: new Date(NOW + 3650 * DAY),
-      keys: await keyPair(),
-      signingAlgorithm: ALG,
-      extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
-    });
+    const next = (await selfSigned("CN=Agent Test CA 2", NOW - DAY, NOW + 3650 * DAY)).cert;
     const body = Buffer.from(certsOnly([new Uint8Array(next.rawData)])).toString("base64");
     script = [{ status: 200, headers: { "content-type": "application/pkcs7-mime" }, body }];
     const agent = new Agent(dir, deps());

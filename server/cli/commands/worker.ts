@@ -1,5 +1,5 @@
 import { createHash, webcrypto } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { dataPaths, resolvePassphrase } from "../../adapters/node/data-dir.ts";
 import { decryptPrivateKey } from "../../adapters/node/encrypted-key.ts";
@@ -7,6 +7,7 @@ import { OPERATOR_TOKEN_PREFIX } from "../../authority/operators.ts";
 import { base64url } from "../../pki/base64.ts";
 import { DEFAULT_DATA } from "../options.ts";
 import { printObject } from "../output.ts";
+import { writePrivateFile } from "../private-file.ts";
 
 /** Registers `edgeid worker`: the Cloudflare Workers deployment. */
 export function registerWorker(program: Command): void {
@@ -43,7 +44,8 @@ export function registerWorker(program: Command): void {
       const text = Object.entries(vars)
         .map(([k, v]) => (k === "EDGEID_CONFIG" ? `${k}='${v}'\n` : `${k}=${JSON.stringify(v)}\n`))
         .join("");
-      writeFileSync(opts.out, text, { mode: 0o600 });
+      // writeFileSync's mode applies only to a new file, and it follows a symlink.
+      writePrivateFile(opts.out, text);
       process.stderr.write(`wrote ${opts.out} (decrypted CA keys: development only; keep it out of version control)\n`);
     });
 
@@ -68,7 +70,7 @@ export function registerWorker(program: Command): void {
       const sql =
         `INSERT INTO operators (id, name, role, token_hash, created_at, expires_at, revoked_at, created_by) VALUES (${q(id)}, ${q(opts.name)}, 'admin', ${q(hash)}, ${now}, NULL, NULL, 'cli');\n` +
         `INSERT INTO audit_events (at, actor, action, outcome, device_id, serial, remote, detail) VALUES (${now}, 'cli', 'operator.create', 'success', NULL, NULL, NULL, ${q(detail)});\n`;
-      writeFileSync(opts.out, sql, { mode: 0o600 });
+      writePrivateFile(opts.out, sql);
       if (opts.json) printObject({ id, name: opts.name, role: "admin", token, sql: opts.out }, true);
       else
         process.stdout.write(
