@@ -19,7 +19,7 @@ function keyAlg(key: KeyObject): string {
 
 const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
 
-export type RenewResult = "renewed" | "waiting" | "stopped" | "revoked" | "cancelled";
+export type RenewResult = "renewed" | "waiting" | "stopped" | "revoked" | "lost-identity" | "cancelled";
 
 /**
  * The long-lived agent: renews at a fraction of the lifetime with a new key, backs off
@@ -92,7 +92,15 @@ export class Agent {
   statusDocument(state?: AgentStateName): StatusDocument {
     return {
       v: 1,
-      state: state ?? (this.state.revoked ? "revoked" : this.state.stopped ? "degraded" : "online"),
+      state:
+        state ??
+        (this.state.revoked
+          ? "revoked"
+          : this.state.lostIdentity
+            ? "lost-identity"
+            : this.state.stopped
+              ? "degraded"
+              : "online"),
       session: this.state.session,
       ts: new Date(this.now()).toISOString(),
       cert: {
@@ -198,6 +206,14 @@ export class Agent {
         await this.renewOnce(true);
         continue;
       }
+      if (this.state.lostIdentity && !this.forced) {
+        // Nothing this agent holds can bring the identity back: it waits for an operator's
+        // `edgeid-agent enroll --token …` on this directory (which wakes it with SIGHUP).
+        this.saveState();
+        this.report();
+        await this.sleep(HOUR);
+        continue;
+      }
       if (this.state.stopped && !this.forced) {
         this.saveState();
         await this.sleep(HOUR);
@@ -272,6 +288,11 @@ export class Agent {
           this.enterRevoked("est", outcome.message);
           return "revoked";
         }
+        // Refused with a certificate that has expired: renewal after expiry did not apply.
+        if (Date.parse(this.leaf.validTo) <= this.now()) {
+          this.enterLostIdentity(`HTTP ${outcome.status}: ${outcome.message}`);
+          return "lost-identity";
+        }
         this.state.stopped = `HTTP ${outcome.status}: ${outcome.message}`;
         this.state.lastRenew = { at: new Date(this.now()).toISOString(), ok: false, error: this.state.stopped };
         this.state.lastError = this.state.stopped;
@@ -322,6 +343,43 @@ export class Agent {
     this.deps.log("error", "this device's certificate is revoked; renewal stopped", { by, message });
     this.emit("revoked", { by, message: message.slice(0, 200) });
     this.report("revoked");
+    this.wake?.();
+  }
+
+  /**
+   * The certificate expired and the verified server refused to renew it: status
+   * `lost-identity` and an event with the server's reason, then wait for an operator.
+   */
+  private enterLostIdentity(reason: string): void {
+    this.state.lostIdentity = { at: new Date(this.now()).toISOString(), reason: reason.slice(0, 300) };
+    this.state.lastError = `lost identity: ${reason}`;
+    this.state.lastRenew = { at: new Date(this.now()).toISOString(), ok: false, error: reason };
+    this.saveState();
+    this.deps.log(
+      "error",
+      "identity lost: the expired certificate was not renewed; an operator must enroll this device again",
+      {
+        reason,
+        notAfter: this.leaf.validTo,
+      },
+    );
+    this.emit("lost-identity", { reason: reason.slice(0, 300), notAfter: new Date(this.leaf.validTo).toISOString() });
+    this.report("lost-identity");
+  }
+
+  /**
+   * Reads the directory again after `edgeid-agent enroll` replaced the identity in place
+   * (SIGHUP): the new certificate, trust and configuration, and the state it wrote.
+   */
+  reload(): void {
+    this.config = this.store.loadConfig();
+    this.trust = this.store.loadTrust();
+    this.identity = this.store.loadIdentity();
+    this.state = this.store.loadState();
+    this.store.exportCopies(this.identity);
+    this.deps.log("info", "reloaded the identity from disk", { serial: this.leaf.serialNumber.toLowerCase() });
+    this.reporter?.reconnect();
+    this.report();
     this.wake?.();
   }
 

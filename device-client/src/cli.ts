@@ -96,6 +96,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       process.stdout.write(
         `enrolled ${values.device}: serial ${leaf?.serialNumber.toLowerCase()}, expires ${leaf?.validTo}\n`,
       );
+      // A running agent on this directory (re-bootstrap in place) picks the new identity up.
+      const store = new AgentStore(dir);
+      const pid = existsSync(store.paths.pid) ? Number(readFileSync(store.paths.pid, "utf8").trim()) : 0;
+      if (pid > 0 && alive(pid)) {
+        process.kill(pid, "SIGHUP");
+        process.stdout.write(`asked the running agent (pid ${pid}) to load it\n`);
+      }
       return 0;
     }
     case "run": {
@@ -104,6 +111,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       const pidFile = agent.store.paths.pid;
       agent.store.writeAtomic(pidFile, `${process.pid}\n`, 0o644);
       process.on("SIGUSR1", () => agent.renewNow());
+      process.on("SIGHUP", () => agent.reload());
       await new Promise<void>((resolve) => {
         const stop = () => void agent.stop().then(resolve);
         process.once("SIGTERM", stop);

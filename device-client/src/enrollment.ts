@@ -104,7 +104,15 @@ export async function enroll(o: EnrollOptions, deps: AgentDeps): Promise<Identit
         caRefreshMs: o.caRefreshMs ?? 24 * HOUR,
       };
       store.saveConfig(config);
-      store.saveState({ ...INITIAL_STATE, timeFloor: now, session: 1, identityReceivedAt: now });
+      // Enrolling again in place (a device that lost its identity): its session count and
+      // time floor go on, its events queue stays; revoked, stopped and lost are cleared.
+      const before = store.hasState() ? store.loadState() : undefined;
+      store.saveState({
+        ...INITIAL_STATE,
+        timeFloor: Math.max(now, before?.timeFloor ?? 0),
+        session: (before?.session ?? 0) + 1,
+        identityReceivedAt: now,
+      });
       deps.log("info", "enrolled", { deviceId: o.deviceId, serial: identity.chain[0]?.serialNumber });
       return identity;
     }

@@ -6,7 +6,7 @@ import { type Command, type CommandResult, isCommand } from "./commands.ts";
 import { bareHost, peerProblem, sigalgsFor } from "./tls-check.ts";
 import { VerifiedTlsStream } from "./verified-tls.ts";
 
-export type AgentStateName = "online" | "offline" | "rotating" | "degraded" | "revoked" | "lost";
+export type AgentStateName = "online" | "offline" | "rotating" | "degraded" | "revoked" | "lost" | "lost-identity";
 
 /** The retained status document of the MQTT contract (docs/mqtt-contract.md). */
 export interface StatusDocument {

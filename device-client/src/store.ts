@@ -73,6 +73,12 @@ export interface AgentState {
   revoked: { at: string; by: string } | null;
   /** A 4xx stopped renewal until an operator or `renew --now` starts it again. */
   stopped: string | null;
+  /**
+   * The certificate expired and the server would not renew it (past its renewal window,
+   * or the device was re-enrolled elsewhere): only an operator brings this device back,
+   * with `edgeid-agent enroll --token …` on this directory.
+   */
+  lostIdentity: { at: string; reason: string } | null;
 }
 
 export const INITIAL_STATE: AgentState = {
@@ -84,6 +90,7 @@ export const INITIAL_STATE: AgentState = {
   lastError: null,
   revoked: null,
   stopped: null,
+  lostIdentity: null,
 };
 
 export function fingerprint(der: Uint8Array): string {
@@ -248,6 +255,10 @@ export class AgentStore {
 
   saveConfig(config: AgentConfig): void {
     this.writeAtomic(this.paths.config, `${JSON.stringify(config, null, 2)}\n`, 0o600);
+  }
+
+  hasState(): boolean {
+    return existsSync(this.paths.state);
   }
 
   loadState(): AgentState {

@@ -127,6 +127,30 @@ describe("device agent (in process, injected clock and timers)", () => {
     expect(agent.statusDocument().state).toBe("revoked");
   });
 
+  it("an expired certificate the server will not renew: lost-identity with the reason, then an operator's identity is loaded", async () => {
+    // Two days on: the 24 h device certificate expired; the server refuses it.
+    script = [
+      { status: 403, body: "client certificate expired at ... (1d ago), past the 1d in which profile device renews\n" },
+    ];
+    const later = NOW + 2 * DAY;
+    const agent = new Agent(dir, deps({ now: () => later }));
+    agent.load();
+    expect(await agent.renewOnce(false)).toBe("lost-identity");
+    const state = agent.store.loadState();
+    expect(state.lostIdentity?.reason).toMatch(/^HTTP 403: client certificate expired .*past the 1d/);
+    expect(state.stopped).toBeNull();
+    expect(state.revoked).toBeNull();
+    expect(agent.statusDocument().state).toBe("lost-identity");
+    // (A refusal while the certificate is still valid stops renewal instead: the 400 test above.)
+    // An operator enrolls the device again in place: what `edgeid-agent enroll` writes, then SIGHUP.
+    const p = await pki(later);
+    const store = agentDir(dir, p, later, { server: agent.store.loadConfig().server });
+    agent.reload();
+    expect(agent.leaf.serialNumber).toBe(p.device.node.serialNumber);
+    expect(agent.statusDocument().state).toBe("online");
+    expect(store.loadState().lostIdentity).toBeNull();
+  });
+
   it("refreshes /cacerts over verified TLS and trusts old and new CA during a rollover", async () => {
     const next = (await selfSigned("CN=Agent Test CA 2", NOW - DAY, NOW + 3650 * DAY)).cert;
     const body = Buffer.from(certsOnly([new Uint8Array(next.rawData)])).toString("base64");

@@ -134,4 +134,54 @@ describe("renewal after expiry, over mutual TLS with the expired certificate", (
       await new Promise((r) => agent.once("exit", r));
     }
   }, 60_000);
+
+  it("an agent past the window reports lost-identity and waits; enroll --token on its directory brings it back in place", async () => {
+    const { token } = await cliCreateToken(server.dataDir, "gw-gone", { profile: "gone" });
+    const dir = join(work, "agent-gw-gone");
+    const root = new X509Certificate(await readFile(server.rootPemFile, "utf8"));
+    const pin = root.fingerprint256.replace(/:/g, "").toLowerCase();
+    const enroll = (secret: string) =>
+      run(process.execPath, [AGENT_BIN, ...agentEnrollArgs(server, pin, "gw-gone", secret, dir, ["--label", "gone"])], {
+        env: AGENT_ENV,
+      });
+    expect((await enroll(token)).code).toBe(0);
+    const first = new AgentStore(dir).loadIdentity().chain[0] as X509Certificate;
+    // Off past expiry and past the profile's 1 s window.
+    await eventually(
+      async () => Date.now(),
+      (t) => t > Date.parse(first.validTo) + 2500,
+      20_000,
+    );
+    const agent = spawn(process.execPath, [AGENT_BIN, "run", "--dir", dir], { env: AGENT_ENV, stdio: "ignore" });
+    try {
+      const lost = await eventually(
+        async () => new AgentStore(dir).loadState(),
+        (st) => st.lostIdentity !== null,
+        20_000,
+      );
+      expect(lost.lostIdentity?.reason).toMatch(/HTTP 403: .*past the 1s in which profile gone renews/);
+      const status = await run(process.execPath, [AGENT_BIN, "status", "--dir", dir, "--json"], { env: AGENT_ENV });
+      expect(JSON.parse(status.stdout)).toMatchObject({ state: "lost-identity" });
+      const sessionBefore = lost.session;
+
+      // The operator's new token, enrolled on the same directory while the agent runs.
+      const { token: again } = await cliCreateToken(server.dataDir, "gw-gone", { profile: "gone" });
+      const reenrolled = await enroll(again);
+      expect(reenrolled.code, reenrolled.stderr).toBe(0);
+      expect(reenrolled.stdout).toMatch(/asked the running agent \(pid \d+\) to load it/);
+      const back = await eventually(
+        async () =>
+          JSON.parse(
+            (await run(process.execPath, [AGENT_BIN, "status", "--dir", dir, "--json"], { env: AGENT_ENV })).stdout,
+          ),
+        (st: { state: string; serial: string; session: number }) =>
+          st.state !== "lost-identity" && st.serial !== first.serialNumber.toLowerCase(),
+        20_000,
+      );
+      expect(back.session).toBeGreaterThan(sessionBefore);
+    } finally {
+      agent.kill("SIGTERM");
+      await new Promise((r) => agent.once("exit", r));
+    }
+  }, 60_000);
 });

@@ -20,7 +20,7 @@ const serial = z.string().regex(/^[0-9a-fA-F]{1,40}$/);
 
 const StatusMessage = z.object({
   v: z.literal(1),
-  state: z.enum(["online", "offline", "rotating", "degraded", "revoked", "lost"]),
+  state: z.enum(["online", "offline", "rotating", "degraded", "revoked", "lost", "lost-identity"]),
   session: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   ts: iso,
   cert: z.object({ serial, notAfter: iso.optional(), keyAlg: z.string().max(32).optional() }).optional(),
