@@ -3,6 +3,7 @@ import { type KeyObject, randomUUID, X509Certificate } from "node:crypto";
 import { backoffDelay } from "./backoff.ts";
 import { runCommand } from "./commands.ts";
 import { type AgentDeps, BUILD_TIME, HOUR } from "./deps.ts";
+import { idevidClient } from "./enrollment.ts";
 import { type ClientTls, describeOutcome, EstClient } from "./est.ts";
 import { generateKey, type KeyType, makeCsr } from "./keys.ts";
 import { type AgentEvent, type AgentStateName, MqttReporter, type StatusDocument } from "./status.ts";
@@ -257,30 +258,7 @@ export class Agent {
           return this.fail(`renewal answer rejected: ${(err as Error).message}`, attempt);
         }
         this.deps.crash?.("response-received");
-        const previous = this.leaf.serialNumber.toLowerCase();
-        this.store.saveIdentity(identity);
-        this.identity = identity;
-        this.state.identityReceivedAt = this.now();
-        this.state.session++;
-        this.state.lastRenew = { at: new Date(this.now()).toISOString(), ok: true };
-        this.state.lastError = null;
-        this.state.revoked = null;
-        this.state.stopped = null;
-        this.state.nextRenewAt = this.renewAt();
-        this.saveState();
-        this.deps.log("info", "renewed", {
-          serial: this.leaf.serialNumber.toLowerCase(),
-          previous,
-          notAfter: this.leaf.validTo,
-        });
-        this.emit("rotated", {
-          previous,
-          serial: this.leaf.serialNumber.toLowerCase(),
-          notAfter: new Date(this.leaf.validTo).toISOString(),
-        });
-        this.reporter?.reconnect();
-        this.report();
-        await this.runHook();
+        await this.adopt(identity, "renewal");
         return "renewed";
       }
       if (outcome.kind === "refused") {
@@ -289,18 +267,19 @@ export class Agent {
           return "revoked";
         }
         // Refused with a certificate that has expired: renewal after expiry did not apply.
-        if (Date.parse(this.leaf.validTo) <= this.now()) {
+        // Next rung: the manufacturer certificate, where the device has one; else lost.
+        const expired = Date.parse(this.leaf.validTo) <= this.now();
+        if (expired && !this.config.idevid) {
           this.enterLostIdentity(`HTTP ${outcome.status}: ${outcome.message}`);
           return "lost-identity";
         }
-        this.state.stopped = `HTTP ${outcome.status}: ${outcome.message}`;
-        this.state.lastRenew = { at: new Date(this.now()).toISOString(), ok: false, error: this.state.stopped };
-        this.state.lastError = this.state.stopped;
-        this.saveState();
-        this.deps.log("error", "renewal refused; stopped until asked again", { error: this.state.stopped });
-        this.emit("renewal-refused", { status: outcome.status, error: outcome.message });
-        this.report("degraded");
-        return "stopped";
+        if (expired) {
+          const viaIdevid = await this.enrollWithIdevid(`HTTP ${outcome.status}: ${outcome.message}`);
+          if (viaIdevid) return viaIdevid;
+          // The IDevID enrollment did not answer: back off, then the ladder again.
+        } else {
+          return this.stopRenewing(outcome.status, outcome.message);
+        }
       }
       if (probe) return "waiting";
       const remaining = Date.parse(this.leaf.validTo) - this.now();
@@ -320,6 +299,18 @@ export class Agent {
       if (this.forced) this.forced = false;
     }
     return "cancelled";
+  }
+
+  /** A 4xx other than revocation, with a certificate still valid: stop until asked again. */
+  private stopRenewing(status: number, message: string): RenewResult {
+    this.state.stopped = `HTTP ${status}: ${message}`;
+    this.state.lastRenew = { at: new Date(this.now()).toISOString(), ok: false, error: this.state.stopped };
+    this.state.lastError = this.state.stopped;
+    this.saveState();
+    this.deps.log("error", "renewal refused; stopped until asked again", { error: this.state.stopped });
+    this.emit("renewal-refused", { status, error: message });
+    this.report("degraded");
+    return "stopped";
   }
 
   private fail(message: string, attempt: number): RenewResult {
@@ -344,6 +335,73 @@ export class Agent {
     this.emit("revoked", { by, message: message.slice(0, 200) });
     this.report("revoked");
     this.wake?.();
+  }
+
+  /** Takes a new identity (a renewal, or an enrollment with the IDevID): saved, reported, hooked. */
+  private async adopt(identity: Identity, via: "renewal" | "idevid"): Promise<void> {
+    const previous = this.leaf.serialNumber.toLowerCase();
+    this.store.saveIdentity(identity);
+    this.identity = identity;
+    this.state.identityReceivedAt = this.now();
+    this.state.session++;
+    this.state.lastRenew = { at: new Date(this.now()).toISOString(), ok: true };
+    this.state.lastError = null;
+    this.state.revoked = null;
+    this.state.stopped = null;
+    this.state.lostIdentity = null;
+    this.state.nextRenewAt = this.renewAt();
+    this.saveState();
+    this.deps.log("info", via === "renewal" ? "renewed" : "enrolled again with the IDevID", {
+      serial: this.leaf.serialNumber.toLowerCase(),
+      previous,
+      notAfter: this.leaf.validTo,
+    });
+    this.emit("rotated", {
+      previous,
+      serial: this.leaf.serialNumber.toLowerCase(),
+      notAfter: new Date(this.leaf.validTo).toISOString(),
+      ...(via === "idevid" ? { via } : {}),
+    });
+    this.reporter?.reconnect();
+    this.report();
+    await this.runHook();
+  }
+
+  /**
+   * The expired certificate was refused: enroll again with the manufacturer certificate
+   * (simpleenroll over mutual TLS with the IDevID, a new key). Undefined when that does
+   * not answer (network, 5xx: the loop backs off and tries the ladder again).
+   */
+  private async enrollWithIdevid(refusal: string): Promise<RenewResult | undefined> {
+    const idevid = this.config.idevid as { cert: string; key: string };
+    let auth: ReturnType<typeof idevidClient>;
+    try {
+      auth = idevidClient(idevid);
+    } catch (err) {
+      this.enterLostIdentity(`${refusal}; the IDevID could not be read: ${(err as Error).message}`);
+      return "lost-identity";
+    }
+    const est = new EstClient(this.config.server, this.config.label, this.trust, () => this.now());
+    const key = generateKey(this.config.keyType as KeyType);
+    const outcome = await est.simpleenroll(makeCsr(key, this.config.deviceId), auth);
+    this.raiseFloor(outcome.date);
+    if (outcome.kind === "issued") {
+      try {
+        await this.adopt(checkIssued(outcome.chain, key, this.trust), "idevid");
+      } catch (err) {
+        this.enterLostIdentity(`${refusal}; the IDevID enrollment's answer was rejected: ${(err as Error).message}`);
+        return "lost-identity";
+      }
+      return "renewed";
+    }
+    if (outcome.kind === "refused") {
+      this.enterLostIdentity(`${refusal}; with the IDevID: HTTP ${outcome.status}: ${outcome.message}`);
+      return "lost-identity";
+    }
+    this.deps.log("warn", "enrollment with the IDevID did not answer; backing off", {
+      detail: describeOutcome(outcome),
+    });
+    return undefined;
   }
 
   /**

@@ -4,6 +4,7 @@
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { backoffDelay } from "./backoff.ts";
 import { type AgentDeps, BUILD_TIME, HOUR } from "./deps.ts";
 import { describeOutcome, type EnrollAuth, EstClient } from "./est.ts";
@@ -54,14 +55,17 @@ function pinnedAnchors(o: EnrollOptions, offered: X509Certificate[]): X509Certif
   throw new Error("give --ca-fingerprint sha256:… or --ca-file: the server's CA must be pinned");
 }
 
+/** The IDevID as a TLS client identity, read from its files. */
+export function idevidClient(idevid: { cert: string; key: string }): EnrollAuth {
+  const key = createPrivateKey(readFileSync(idevid.key));
+  const chain = pemBlocks(readFileSync(idevid.cert, "utf8"), "CERTIFICATE").map((d) => new X509Certificate(d));
+  return { client: { key, chain } };
+}
+
 /** How the first enrollment authenticates: the one-time token, or the IDevID over mutual TLS. */
 function enrollAuth(o: EnrollOptions): EnrollAuth {
   if (o.token) return { basic: { user: o.deviceId, password: o.token } };
-  if (o.idevid) {
-    const idKey = createPrivateKey(readFileSync(o.idevid.key));
-    const idChain = pemBlocks(readFileSync(o.idevid.cert, "utf8"), "CERTIFICATE").map((d) => new X509Certificate(d));
-    return { client: { key: idKey, chain: idChain } };
-  }
+  if (o.idevid) return idevidClient(o.idevid);
   throw new Error("give --token (or --token-file) or --idevid-cert with --idevid-key");
 }
 
@@ -102,6 +106,7 @@ export async function enroll(o: EnrollOptions, deps: AgentDeps): Promise<Identit
         ...(o.hook ? { hook: o.hook } : {}),
         ...(o.mqtt ? { mqtt: o.mqtt } : {}),
         caRefreshMs: o.caRefreshMs ?? 24 * HOUR,
+        ...(o.idevid ? { idevid: { cert: resolve(o.idevid.cert), key: resolve(o.idevid.key) } } : {}),
       };
       store.saveConfig(config);
       // Enrolling again in place (a device that lost its identity): its session count and

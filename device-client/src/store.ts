@@ -57,6 +57,11 @@ export interface AgentConfig {
   mqtt?: string;
   /** How often to refresh /cacerts. */
   caRefreshMs: number;
+  /**
+   * The manufacturer certificate and key (paths) the device first enrolled with: what it
+   * enrolls with again when its expired certificate can no longer be renewed.
+   */
+  idevid?: { cert: string; key: string };
 }
 
 export interface AgentState {

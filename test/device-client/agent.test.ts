@@ -1,14 +1,17 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { TLSSocket } from "node:tls";
+import * as x509 from "@peculiar/x509";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent } from "../../device-client/src/agent.ts";
 import { backoffDelay } from "../../device-client/src/backoff.ts";
 import type { AgentDeps } from "../../device-client/src/deps.ts";
 import { retryAfter } from "../../device-client/src/est.ts";
+import { AgentStore } from "../../device-client/src/store.ts";
 import { certsOnly } from "../../server/pki/pkcs7.ts";
-import { agentDir, DAY, pki, selfSigned } from "./support/pki.ts";
+import { ALG, agentDir, CLIENT_AUTH, DAY, HOUR, issue, pki, selfSigned } from "./support/pki.ts";
 
 interface Scripted {
   status: number;
@@ -16,11 +19,15 @@ interface Scripted {
   body?: string;
 }
 
+/** An answer made from the request (its body, and the client certificate's CN). */
+type Responder = (body: string) => Promise<Scripted>;
+
 describe("device agent (in process, injected clock and timers)", () => {
   let dir: string;
   let server: Server;
-  let script: Scripted[];
-  let requests: { path: string; body: string }[];
+  let script: (Scripted | Responder)[];
+  let requests: { path: string; body: string; client?: string }[];
+  let p: Awaited<ReturnType<typeof pki>>;
   let sleeps: number[];
   const NOW = Date.UTC(2027, 0, 15, 12);
 
@@ -39,7 +46,7 @@ describe("device agent (in process, injected clock and timers)", () => {
     requests = [];
     sleeps = [];
     script = [];
-    const p = await pki(NOW);
+    p = await pki(NOW);
     server = createServer(
       { key: p.server.key, cert: p.server.pem, requestCert: true, rejectUnauthorized: false },
       (req, res) => {
@@ -47,9 +54,11 @@ describe("device agent (in process, injected clock and timers)", () => {
         req.on("data", (c: Buffer) => {
           body += c.toString();
         });
-        req.on("end", () => {
-          requests.push({ path: req.url ?? "", body });
-          const next = script.shift() ?? { status: 500 };
+        req.on("end", async () => {
+          const client = (req.socket as TLSSocket).getPeerCertificate().subject?.CN;
+          requests.push({ path: req.url ?? "", body, ...(client ? { client: String(client) } : {}) });
+          const step = script.shift() ?? { status: 500 };
+          const next = typeof step === "function" ? await step(body) : step;
           res.writeHead(next.status, { "content-type": "text/plain", ...next.headers });
           res.end(next.body ?? `status ${next.status}\n`);
         });
@@ -149,6 +158,65 @@ describe("device agent (in process, injected clock and timers)", () => {
     expect(agent.leaf.serialNumber).toBe(p.device.node.serialNumber);
     expect(agent.statusDocument().state).toBe("online");
     expect(store.loadState().lostIdentity).toBeNull();
+  });
+
+  it("past the renewal window, enrolls again with its IDevID (a new key) before it would report lost-identity", async () => {
+    const later = NOW + 2 * DAY;
+    // The manufacturer certificate the device first enrolled with, kept by path in its configuration.
+    const idevid = await issue(p.root, "CN=SN-0001", [CLIENT_AUTH], NOW - DAY, NOW + 365 * DAY);
+    writeFileSync(join(dir, "idevid.pem"), idevid.pem);
+    writeFileSync(join(dir, "idevid.key"), idevid.key);
+    const store = new AgentStore(dir);
+    store.saveConfig({
+      ...store.loadConfig(),
+      idevid: { cert: join(dir, "idevid.pem"), key: join(dir, "idevid.key") },
+    });
+    const issueFor = async (body: string): Promise<Scripted> => {
+      const csr = new x509.Pkcs10CertificateRequest(Buffer.from(body, "base64"));
+      const cert = await x509.X509CertificateGenerator.create({
+        serialNumber: "5eed",
+        subject: "CN=gw-t",
+        issuer: p.root.cert.subject,
+        notBefore: new Date(later - HOUR),
+        notAfter: new Date(later + 23 * HOUR),
+        publicKey: await csr.publicKey.export(),
+        signingKey: p.root.keys.privateKey,
+        signingAlgorithm: ALG,
+        extensions: [CLIENT_AUTH],
+      });
+      return {
+        status: 200,
+        headers: { "content-type": "application/pkcs7-mime; smime-type=certs-only" },
+        body: Buffer.from(certsOnly([new Uint8Array(cert.rawData)])).toString("base64"),
+      };
+    };
+    script = [
+      { status: 403, body: "client certificate expired at ..., past the 1d in which profile device renews\n" },
+      issueFor,
+    ];
+    const agent = new Agent(dir, deps({ now: () => later }));
+    agent.load();
+    expect(await agent.renewOnce(false)).toBe("renewed");
+    expect(requests.map((r) => [r.path.replace(/^.*\//, ""), r.client])).toEqual([
+      ["simplereenroll", "gw-t"],
+      ["simpleenroll", "SN-0001"],
+    ]);
+    expect(agent.leaf.serialNumber.toLowerCase()).toBe("5eed");
+    expect(agent.store.loadState().lostIdentity).toBeNull();
+    expect(agent.statusDocument().state).toBe("online");
+
+    // The next time, the IDevID is refused too: lost-identity, with both reasons.
+    requests = [];
+    const expiredAgain = new Agent(dir, deps({ now: () => later + 2 * DAY }));
+    expiredAgain.load();
+    script = [
+      { status: 403, body: "client certificate expired, past the window\n" },
+      { status: 403, body: "the manufacturer certificate of gw-t was revoked with the device\n" },
+    ];
+    expect(await expiredAgain.renewOnce(false)).toBe("lost-identity");
+    expect(expiredAgain.store.loadState().lostIdentity?.reason).toMatch(
+      /^HTTP 403: client certificate expired, past the window; with the IDevID: HTTP 403: the manufacturer certificate of gw-t was revoked/,
+    );
   });
 
   it("refreshes /cacerts over verified TLS and trusts old and new CA during a rollover", async () => {

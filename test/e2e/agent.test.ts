@@ -392,6 +392,11 @@ describe("edgeid-agent", () => {
     expect(leaf.subject).toBe("CN=SN-77");
     const status = JSON.parse((await agent(["status", "--dir", dir, "--json"])).stdout);
     expect(status).toMatchObject({ deviceId: "SN-77", keyAlg: "P-384", state: "online" });
+    // It keeps where its IDevID is: the rung it enrolls with again if its identity is ever lost.
+    expect(new AgentStore(dir).loadConfig().idevid).toEqual({
+      cert: join(work, "idevid-sn77.pem"),
+      key: join(work, "idevid-sn77.key"),
+    });
     const renewed = await agent(["renew", "--now", "--dir", dir]);
     expect(renewed.stdout, renewed.stderr).toMatch(/^renewed: /);
   });
