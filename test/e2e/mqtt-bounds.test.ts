@@ -191,6 +191,7 @@ describe("embedded broker bounds", () => {
       socket.write(Buffer.from([0x10, 0xff, 0xff, 0xff, 0x7f]));
       expect(await closed).toBeGreaterThanOrEqual(0);
     }
+    const tlsRefusalsBefore = refusals(await metrics(), "tls");
     const dropped = tlsOpen("dev-r", "127.0.0.7");
     const outcome = await new Promise<string>((resolve) => {
       dropped.once("secureConnect", () => resolve("handshake"));
@@ -203,7 +204,11 @@ describe("embedded broker bounds", () => {
       other.once("secureConnect", () => resolve());
       other.once("error", reject);
     });
-    expect(refusals(await metrics(), "rate_limited")).toBeGreaterThanOrEqual(1);
+    const after = await metrics();
+    expect(refusals(after, "rate_limited")).toBeGreaterThanOrEqual(1);
+    // Counted once, as rate limited: not also as a failed TLS handshake (nor logged as one).
+    expect(refusals(after, "tls")).toBe(tlsRefusalsBefore);
+    expect(server.log()).not.toContain("over its refusal budget");
   }, 60_000);
 
   it("a TLS connection that never sends CONNECT is closed after mqtt.connectTimeout, so is an unfinished handshake", async () => {

@@ -94,6 +94,9 @@ interface Connection {
   expiry?: ReturnType<typeof setTimeout>;
 }
 
+/** The error a connection dropped before TLS for its address's refusal budget is destroyed with. */
+const DROPPED_OVER_BUDGET = "EDGEID_OVER_REFUSAL_BUDGET";
+
 /** setTimeout's longest delay; longer waits are taken in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -316,7 +319,8 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
       o.refusals.admit({ action: "mqtt.connect", remote: socket.remoteAddress ?? null });
     } catch {
       refuse("rate_limited");
-      socket.destroy();
+      // The error reaches the TLS layer's tlsClientError, which knows it by its code.
+      socket.destroy(Object.assign(new Error("over its refusal budget"), { code: DROPPED_OVER_BUDGET }));
     }
   });
   // Counts TCP connections, handshakes included: beyond it the server drops new ones.
@@ -325,6 +329,8 @@ export async function startEmbeddedBroker(o: EmbeddedBrokerOptions): Promise<Emb
   server.on("tlsClientError", (err, socket) => {
     // A handshake timeout (handshakeTimeout) is reported here and closes nothing by itself.
     socket.destroy();
+    // Dropped above for its address's budget: already counted, and not logged per attempt.
+    if ((err as NodeJS.ErrnoException).code === DROPPED_OVER_BUDGET) return;
     refuse("tls");
     spendBudget(socket.remoteAddress, "tls");
     o.log("info", "mqtt TLS handshake refused", { error: err.message, remote: remoteOf(socket) });
