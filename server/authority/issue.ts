@@ -22,6 +22,7 @@ import type { CertificateRecord, DeclaredNames, DeviceRecord, IssuanceMethod, Wr
 import { type AuthorityDeps, caFor } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { spiffeId } from "./identity.ts";
+import { refuseServiceNames, serverNames } from "./policy/names.ts";
 
 export interface IssueInput {
   deviceId: string;
@@ -155,6 +156,9 @@ export async function issueDeviceCertificate(
   deps: AuthorityDeps,
   input: IssueInput,
 ): Promise<{ der: Uint8Array; record: CertificateRecord }> {
+  // Names declared before a host name was added to the server's configuration are
+  // checked again at every issuance: no device certificate carries the server's names.
+  refuseServiceNames(input.names, serverNames(deps));
   const now = deps.clock.now();
   const { profile } = input;
   const second = Math.floor(now.getTime() / 1000) * 1000;

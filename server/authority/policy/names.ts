@@ -51,13 +51,69 @@ export function checkRequestedNames(
 }
 
 /**
+ * The names the edgeid server answers to: its configured host names, the host of its
+ * public URL, and the loopback names its listener certificate always carries. A
+ * device certificate never carries one of them: agents accept a certificate from our
+ * CA with serverAuth and a matching SAN as the EST server and the broker, so a device
+ * holding such a certificate could impersonate the server to every other device.
+ */
+export interface ServiceNames {
+  dns: ReadonlySet<string>;
+  ip: ReadonlySet<string>;
+}
+
+export function serviceNames(hostnames: readonly string[], publicUrl: string | undefined): ServiceNames {
+  const dns = new Set<string>(["localhost"]);
+  const ip = new Set<string>(["127.0.0.1", "::1"]);
+  const add = (name: string) => {
+    const host = name
+      .trim()
+      .replace(/^\[|\]$/g, "")
+      .toLowerCase();
+    const canonical = canonicalIp(host);
+    if (canonical) ip.add(canonical);
+    else if (host) dns.add(host.replace(/\.$/, ""));
+  };
+  for (const h of hostnames) add(h);
+  if (publicUrl) {
+    try {
+      add(new URL(publicUrl).hostname);
+    } catch {
+      // The configuration schema checked the URL; nothing to reserve from a bad one.
+    }
+  }
+  return { dns, ip };
+}
+
+/** The server's own names for these dependencies. */
+export function serverNames(deps: {
+  config: { hostnames: readonly string[]; publicUrl?: string | undefined };
+  publicUrl?: string;
+}): ServiceNames {
+  return serviceNames(deps.config.hostnames, deps.publicUrl ?? deps.config.publicUrl);
+}
+
+/** Refuses declared names that are the server's own (see `serviceNames`). */
+export function refuseServiceNames(names: DeclaredNames | null | undefined, reserved: ServiceNames): void {
+  if (!names) return;
+  const taken = [...names.dns.filter((d) => reserved.dns.has(d)), ...names.ip.filter((a) => reserved.ip.has(a))];
+  if (taken.length > 0) {
+    throw forbidden(
+      "name_reserved",
+      `${taken.map(printable).join(", ")} ${taken.length === 1 ? "is a name" : "are names"} of the edgeid server itself; a device certificate cannot carry ${taken.length === 1 ? "it" : "them"}`,
+    );
+  }
+}
+
+/**
  * Operator-declared names, normalised (lowercase DNS, canonical IP text, no
  * duplicates) and checked: host names without wildcards, IPv4 or IPv6 addresses, at
- * most `max` in all. Undefined when none were given.
+ * most `max` in all, none of them the server's own. Undefined when none were given.
  */
 export function declareNames(
   input: { dns?: readonly string[]; ip?: readonly string[] },
   max: number,
+  reserved: ServiceNames,
 ): DeclaredNames | undefined {
   const dns = [...new Set((input.dns ?? []).map((d) => d.trim().toLowerCase()))];
   const ip: string[] = [];
@@ -78,6 +134,7 @@ export function declareNames(
   if (dns.length + ip.length > max) {
     throw badRequest("too_many_names", `${dns.length + ip.length} names declared; at most ${max}`);
   }
+  refuseServiceNames({ dns, ip }, reserved);
   return { dns, ip };
 }
 
