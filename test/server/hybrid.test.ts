@@ -302,7 +302,21 @@ describe("operator-declared DNS and IP names", () => {
   });
 
   it("refuses the server's own names however they are spelled, when declared and again at issuance", async () => {
-    h = await setup({ config: { ...CONFIG, hostnames: ["est.plant.example", "10.9.8.7"] } });
+    h = await setup({
+      config: {
+        ...CONFIG,
+        hostnames: ["est.plant.example", "10.9.8.7"],
+        mqtt: {
+          external: {
+            url: "mqtts://broker.plant.example:8883",
+            clientCert: "c.pem",
+            clientKey: "k.pem",
+            ca: "ca.pem",
+            brokerHostnames: ["mqtt-2.plant.example"],
+          },
+        },
+      },
+    });
     const create = (names: { dns?: string[]; ip?: string[] }) =>
       h.authority.createTokens({ deviceIds: ["a-1"], actor: "test", profile: "legacy", names });
     // The configured host names, the public URL's host, and the loopback names the
@@ -310,6 +324,8 @@ describe("operator-declared DNS and IP names", () => {
     for (const names of [
       { dns: ["EST.Plant.Example"] },
       { dns: ["est.example.org"] },
+      { dns: ["broker.plant.example"] },
+      { dns: ["mqtt-2.plant.example"] },
       { dns: ["localhost"] },
       { ip: ["10.9.8.7"] },
       { ip: ["127.0.0.1"] },

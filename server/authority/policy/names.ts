@@ -51,21 +51,22 @@ export function checkRequestedNames(
 }
 
 /**
- * The names the edgeid server answers to: its configured host names, the host of its
- * public URL, and the loopback names its listener certificate always carries. A
- * device certificate never carries one of them: agents accept a certificate from our
- * CA with serverAuth and a matching SAN as the EST server and the broker, so a device
- * holding such a certificate could impersonate the server to every other device.
+ * The names the edgeid server and its broker answer to: the configured host names, the
+ * host of the public URL, an external broker's URL host and the names its certificate
+ * covers, and the loopback names the listener certificate always carries. A device
+ * certificate never carries one of them: agents accept a certificate from our CA with
+ * serverAuth and a matching SAN as the EST server and the broker, so a device holding
+ * such a certificate could impersonate the server to every other device.
  */
 export interface ServiceNames {
   dns: ReadonlySet<string>;
   ip: ReadonlySet<string>;
 }
 
-export function serviceNames(hostnames: readonly string[], publicUrl: string | undefined): ServiceNames {
+export function serviceNames(names: readonly string[]): ServiceNames {
   const dns = new Set<string>(["localhost"]);
   const ip = new Set<string>(["127.0.0.1", "::1"]);
-  const add = (name: string) => {
+  for (const name of names) {
     const host = name
       .trim()
       .replace(/^\[|\]$/g, "")
@@ -73,24 +74,36 @@ export function serviceNames(hostnames: readonly string[], publicUrl: string | u
     const canonical = canonicalIp(host);
     if (canonical) ip.add(canonical);
     else if (host) dns.add(host.replace(/\.$/, ""));
-  };
-  for (const h of hostnames) add(h);
-  if (publicUrl) {
-    try {
-      add(new URL(publicUrl).hostname);
-    } catch {
-      // The configuration schema checked the URL; nothing to reserve from a bad one.
-    }
   }
   return { dns, ip };
 }
 
+/** The host of a URL, or nothing when it does not parse (the schema checked it). */
+function hostOf(url: string | undefined): string[] {
+  if (!url) return [];
+  try {
+    return [new URL(url).hostname];
+  } catch {
+    return [];
+  }
+}
+
 /** The server's own names for these dependencies. */
 export function serverNames(deps: {
-  config: { hostnames: readonly string[]; publicUrl?: string | undefined };
+  config: {
+    hostnames: readonly string[];
+    publicUrl?: string | undefined;
+    mqtt?: { external?: { url: string; brokerHostnames?: string[] | undefined } | undefined };
+  };
   publicUrl?: string;
 }): ServiceNames {
-  return serviceNames(deps.config.hostnames, deps.publicUrl ?? deps.config.publicUrl);
+  const external = deps.config.mqtt?.external;
+  return serviceNames([
+    ...deps.config.hostnames,
+    ...hostOf(deps.publicUrl ?? deps.config.publicUrl),
+    ...hostOf(external?.url),
+    ...(external?.brokerHostnames ?? []),
+  ]);
 }
 
 /** Refuses declared names that are the server's own (see `serviceNames`). */
