@@ -38,6 +38,12 @@ export class Agent {
   private stopping = false;
   private wake: (() => void) | undefined;
   private forced = false;
+  /**
+   * Counts identities loaded from disk by `reload()` (an operator's `enroll` in place).
+   * A renewal that began before the count changed drops its answer: it was made for an
+   * identity the agent no longer holds, and must not overwrite the new one or stop it.
+   */
+  private generation = 0;
   private sleepHandle: unknown;
   private lastCaRefresh = 0;
   private loopDone: Promise<void> | undefined;
@@ -246,10 +252,12 @@ export class Agent {
     const csr = makeCsr(key, this.config.deviceId);
     this.deps.crash?.("key-generated");
     this.report("rotating");
+    const generation = this.generation;
     for (let attempt = 0; !this.stopping; attempt++) {
       const client: ClientTls = this.identity;
       const outcome = await est.simplereenroll(csr, client);
       this.raiseFloor(outcome.date);
+      if (this.generation !== generation) return this.superseded(describeOutcome(outcome));
       if (outcome.kind === "issued") {
         let identity: Identity;
         try {
@@ -297,7 +305,16 @@ export class Agent {
       if (outcome.kind === "unavailable") this.report("degraded");
       await this.sleep(wait);
       if (this.forced) this.forced = false;
+      if (this.generation !== generation) return this.superseded("backing off");
     }
+    return "cancelled";
+  }
+
+  /** A renewal whose identity was replaced meanwhile (`reload()`): nothing of it is kept. */
+  private superseded(detail: string): RenewResult {
+    this.deps.log("info", "the identity was replaced while a renewal was in flight; its outcome is dropped", {
+      detail,
+    });
     return "cancelled";
   }
 
@@ -383,8 +400,10 @@ export class Agent {
     }
     const est = new EstClient(this.config.server, this.config.label, this.trust, () => this.now());
     const key = generateKey(this.config.keyType as KeyType);
+    const generation = this.generation;
     const outcome = await est.simpleenroll(makeCsr(key, this.config.deviceId), auth);
     this.raiseFloor(outcome.date);
+    if (this.generation !== generation) return this.superseded(describeOutcome(outcome));
     if (outcome.kind === "issued") {
       try {
         await this.adopt(checkIssued(outcome.chain, key, this.trust), "idevid");
@@ -430,6 +449,7 @@ export class Agent {
    * (SIGHUP): the new certificate, trust and configuration, and the state it wrote.
    */
   reload(): void {
+    this.generation++;
     this.config = this.store.loadConfig();
     this.trust = this.store.loadTrust();
     this.identity = this.store.loadIdentity();
