@@ -99,6 +99,13 @@ export function parseListen(listen: string, option = "--listen"): { host: string
   return { host: (m[1] ?? m[2]) as string, port };
 }
 
+/** `--public-http-url`, checked as the configuration's publicHttpUrl is. */
+function httpBase(value: string): string | undefined {
+  const parsed = configSchema.shape.publicHttpUrl.safeParse(value);
+  if (!parsed.success) throw new Error(`--public-http-url must be an http:// base URL (got "${value}")`);
+  return parsed.data;
+}
+
 /** Manufacturer CA certificates per IDevID profile, read and parsed once at start. */
 function manufacturerAnchors(dataDir: string, config: Config): Map<string, CertificateSummary[]> {
   const out = new Map<string, CertificateSummary[]>();
@@ -155,10 +162,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const { host, port } = parseListen(opts.listen ?? config.listen);
   const publicListen = opts.publicListen ?? config.publicListen;
   const publicAt = publicListen === "off" ? undefined : parseListen(publicListen, "--public-listen");
-  const publicHttpUrl =
-    opts.publicHttpUrl === undefined
-      ? config.publicHttpUrl
-      : configSchema.shape.publicHttpUrl.parse(opts.publicHttpUrl);
+  const publicHttpUrl = opts.publicHttpUrl === undefined ? config.publicHttpUrl : httpBase(opts.publicHttpUrl);
 
   const tlsFiles = () => ({
     ...LISTENER_TLS,
