@@ -327,6 +327,14 @@ describe("the public listener", () => {
     expect([health.status, health.text]).toEqual([200, "ok\n"]);
   });
 
+  it("applies limits.http as the HTTPS listener does: 431 to a header block over maxHeaderBytes", async () => {
+    const big = await curl(work, `${server.publicHttp}/healthz`, {
+      extraArgs: ["-H", `X-Padding: ${"a".repeat(20 * 1024)}`],
+    });
+    expect(big.status).toBe(431);
+    expect((await curl(work, `${server.publicHttp}/healthz`)).status).toBe(200);
+  });
+
   it("with --public-listen off listens on the HTTPS port only", () => {
     expect(listeningWhenOff).toEqual([httpsPort]);
   });
