@@ -136,6 +136,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const env = opts.env ?? process.env;
   const paths = dataPaths(opts.dataDir);
   const config = readConfig(opts.dataDir);
+  const publicHttpUrl = opts.publicHttpUrl === undefined ? config.publicHttpUrl : httpBase(opts.publicHttpUrl);
   const passphrase = resolvePassphrase(opts.dataDir, env, false);
   if (passphrase.development) {
     opts.logger.warn(
@@ -162,7 +163,6 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const { host, port } = parseListen(opts.listen ?? config.listen);
   const publicListen = opts.publicListen ?? config.publicListen;
   const publicAt = publicListen === "off" ? undefined : parseListen(publicListen, "--public-listen");
-  const publicHttpUrl = opts.publicHttpUrl === undefined ? config.publicHttpUrl : httpBase(opts.publicHttpUrl);
 
   const tlsFiles = () => ({
     ...LISTENER_TLS,

@@ -20,7 +20,7 @@ import { cliCreateToken } from "./support/cli.ts";
 import { curl, estPost } from "./support/curl.ts";
 import { enrollDevice } from "./support/enroll.ts";
 import { openssl, opensslCsrNewKeyP256, pkcs7ToPem, writePem, x509Serial, x509Text } from "./support/openssl.ts";
-import { eventually, freePort, makeWorkDir, removeDir, run } from "./support/process.ts";
+import { EDGEID_BIN, eventually, freePort, makeWorkDir, removeDir, run } from "./support/process.ts";
 import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 let work: string;
@@ -333,6 +333,30 @@ describe("the public listener", () => {
     });
     expect(big.status).toBe(431);
     expect((await curl(work, `${server.publicHttp}/healthz`)).status).toBe(200);
+  });
+
+  it("refuses a --public-http-url that is not an http:// base, and a --public-listen that is not HOST:PORT", async () => {
+    for (const [flag, value, message] of [
+      [
+        "--public-http-url",
+        "https://pki.example",
+        '--public-http-url must be an http:// base URL (got "https://pki.example")',
+      ],
+      ["--public-listen", "8080", '--public-listen must be HOST:PORT (got "8080")'],
+    ] as const) {
+      const r = await run(process.execPath, [
+        EDGEID_BIN,
+        "serve",
+        "--data",
+        dataDir,
+        "--listen",
+        "127.0.0.1:0",
+        flag,
+        value,
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(message);
+    }
   });
 
   it("with --public-listen off listens on the HTTPS port only", () => {
