@@ -150,6 +150,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         lastRenew: store.lastRenew,
         lastError: store.lastError,
         revoked: store.revoked,
+        unconfirmed: store.unconfirmed,
+        fallback: store.fallback,
         session: store.session,
       };
       if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
