@@ -571,6 +571,9 @@ export class Agent {
     };
     this.state.unconfirmed = null;
     this.state.session++;
+    // The previous certificate was due for renewal already: its lifetime is counted from
+    // its notBefore again, so that the backoff (retryAt), not its schedule, says when.
+    this.state.identityReceivedAt = 0;
     this.state.lastError = `new certificate ${serial} refused (${by}): ${reason}`.slice(0, 500);
     // The decision first (a cut after it is completed at the next start), then the slots.
     this.saveState();

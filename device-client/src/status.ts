@@ -75,6 +75,7 @@ export class MqttReporter {
   private latest: StatusDocument | undefined;
   private queue: AgentEvent[] = [];
   private flushing = false;
+  private generation = 0;
   private stopped = false;
   private readonly base: string;
 
@@ -105,7 +106,12 @@ export class MqttReporter {
 
   /** mqtt is loaded on first use: an agent without a broker does not carry it (~13 MB). */
   private connect(): void {
-    void import("mqtt").then(({ MqttClient }) => this.open(MqttClient));
+    // Only the latest call opens a client: a reconnect (a rotation, a fallback) while mqtt
+    // is still loading for an earlier one would otherwise leave two clients connecting.
+    const generation = ++this.generation;
+    void import("mqtt").then(({ MqttClient }) => {
+      if (generation === this.generation) this.open(MqttClient);
+    });
   }
 
   /**
