@@ -407,6 +407,7 @@ describe("edgeid-agent", () => {
     for (const step of [
       "key-generated",
       "response-received",
+      "previous-saved",
       "identity-staged",
       "identity-renamed",
       "identity-synced",
