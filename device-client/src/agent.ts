@@ -66,8 +66,12 @@ export class Agent {
     this.store = new AgentStore(dir, deps.crash);
   }
 
-  /** Reads the directory; refreshes the exported copies from the identity. */
-  load(): void {
+  /**
+   * Reads the directory; refreshes the exported copies from the identity. `inspect`
+   * (`edgeid-agent status`, beside a running agent) leaves the slots and the state as
+   * they are: only the process that rotates completes what a power cut interrupted.
+   */
+  load(opts: { inspect?: boolean } = {}): void {
     this.store.init();
     if (!this.store.hasIdentity())
       throw new Error(`${this.store.dir} holds no identity: run edgeid-agent enroll first`);
@@ -75,7 +79,7 @@ export class Agent {
     this.trust = this.store.loadTrust();
     this.identity = this.store.loadIdentity();
     this.state = this.store.loadState();
-    this.reconcileSlots();
+    this.reconcileSlots(!opts.inspect);
     this.store.exportCopies(this.identity);
   }
 
@@ -87,15 +91,16 @@ export class Agent {
    * - `previous.pem` holding another certificate: the current one is unconfirmed (cut
    *   after the rename, before the state was saved: the state is completed);
    * - no `previous.pem`: nothing unconfirmed (cut after a confirmation removed it).
-   * An unreadable previous slot is removed: it cannot be fallen back to.
+   * An unreadable previous slot is removed: it cannot be fallen back to. Without `write`,
+   * only the agent's view is made consistent, and nothing on disk changes.
    */
-  private reconcileSlots(): void {
+  private reconcileSlots(write = true): void {
     let previous: Identity | undefined;
     try {
       previous = this.store.loadPrevious();
     } catch (err) {
       this.deps.log("warn", "previous identity unreadable; removed", { error: (err as Error).message });
-      this.store.removePrevious();
+      if (write) this.store.removePrevious();
     }
     const fallback = this.state.fallback;
     if (
@@ -105,11 +110,11 @@ export class Agent {
       fallback.serial === serialOf(previous) &&
       validAt(previous, this.now())
     ) {
-      this.store.saveIdentity(previous);
+      if (write) this.store.saveIdentity(previous);
       this.identity = previous;
     }
     if (previous && serialOf(previous) === serialOf(this.identity)) {
-      this.store.removePrevious();
+      if (write) this.store.removePrevious();
       previous = undefined;
     }
     this.previous = previous;
@@ -126,7 +131,7 @@ export class Agent {
       : null;
     if (JSON.stringify(unconfirmed) !== JSON.stringify(this.state.unconfirmed)) {
       this.state.unconfirmed = unconfirmed;
-      this.saveState();
+      if (write) this.saveState();
     }
   }
 
@@ -369,10 +374,12 @@ export class Agent {
         }
         // The verified server refused a certificate that has never been used (401/403: its
         // authentication): back to the previous one, and renew with it after a backoff.
-        if (
+        // Also when the broker's refusal already did so while this request was under way:
+        // the refusal was for a certificate the agent no longer holds.
+        const fellBack =
           (outcome.status === 401 || outcome.status === 403) &&
-          this.fallBack("est", serialOf(client), `HTTP ${outcome.status}: ${outcome.message}`)
-        ) {
+          this.fallBack("est", serialOf(client), `HTTP ${outcome.status}: ${outcome.message}`);
+        if (fellBack || serialOf(client) !== serialOf(this.identity)) {
           if (probe) return "waiting";
           await this.sleep((this.state.fallback?.retryAt ?? 0) - this.now());
           if (this.forced) this.forced = false;
@@ -513,6 +520,7 @@ export class Agent {
     // The slot first: a cut before the state is saved finds no previous.pem, which is what decides.
     this.store.removePrevious();
     this.previous = undefined;
+    const ended = this.state.fallback !== null;
     this.state.unconfirmed = null;
     this.state.fallback = null;
     this.saveState();
@@ -521,7 +529,8 @@ export class Agent {
       serial,
       previous: unconfirmed.previous,
     });
-    this.report();
+    // The status changes only when a fallback ends (on a CONNACK the reporter sends it next).
+    if (ended) this.report();
   }
 
   /**

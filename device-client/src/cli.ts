@@ -137,7 +137,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     }
     case "status": {
       const agent = new Agent(dir, deps);
-      agent.load();
+      agent.load({ inspect: true });
       const doc = agent.statusDocument();
       const store = agent.store.loadState();
       const out = {
