@@ -215,9 +215,16 @@ describe("two identity slots: the previous identity until the new one has been u
   it("a new certificate the verified broker refuses: back to the previous one, reported, and the previous one connects", async () => {
     const b = await broker();
     b.refuse.set(S2, 5);
-    agentDir(dir, p, NOW, { server: estUrl, mqtt: b.url });
+    const setup = agentDir(dir, p, NOW, { server: estUrl, mqtt: b.url });
+    setup.saveConfig({ ...setup.loadConfig(), hook: "systemctl reload mosquitto" });
+    /** The serial in cert.pem each time the hook ran. */
+    const hooked: string[] = [];
     script = [issueAs(S2)];
-    const agent = started();
+    const agent = started({
+      runHook: async (_command, env) => {
+        hooked.push(serialIn(env.EDGEID_CERT as string));
+      },
+    });
     const store = agent.store;
     await until("S2 refused, then S1 accepted", () => {
       const refused = b.connects.findIndex((c) => c.serial === S2 && c.code === 5);
@@ -241,6 +248,9 @@ describe("two identity slots: the previous identity until the new one has been u
       retryAt: T + 1000,
     });
     await until("the loop's sleep until the retry", () => sleeps.at(-1) === 1000);
+    // The services on the gateway were told of each change of cert.pem: to S2, then back to S1.
+    await until("the hook after the fallback", () => hooked.length === 2);
+    expect(hooked).toEqual([S2, s1]);
     // Reported: a log line, an event and the status, each with the reason and both serials.
     expect(logged("new certificate refused at its first use; back on the previous one").map((l) => l.fields)).toEqual([
       {
