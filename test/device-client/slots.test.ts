@@ -197,7 +197,10 @@ describe("two identity slots: the previous identity until the new one has been u
     );
     await until("the state", () => store.loadState().unconfirmed !== null);
     expect(store.loadState().unconfirmed).toMatchObject({ serial: S2, previous: s1 });
+    // Connected over TLS with S2, CONNECT sent, no CONNACK yet: not a use yet, both slots stay.
+    await until("the CONNECT with S2 at the broker", () => b.held.includes(S2));
     expect(existsSync(store.paths.previous)).toBe(true);
+    expect(store.loadState().unconfirmed).toMatchObject({ serial: S2 });
     // The broker accepts S2: the first successful use; the previous slot is deleted.
     b.release();
     await until("the previous slot removed", () => !existsSync(store.paths.previous));

@@ -19,6 +19,8 @@ export interface TestBroker {
   refuse: Map<string, number>;
   /** Serials whose CONNACK waits until `release()`. */
   hold: Set<string>;
+  /** The serials of CONNECTs that were held. */
+  held: string[];
   release(): void;
   /** The JSON payloads published on the topics ending with `suffix`. */
   messages(suffix: string): Record<string, unknown>[];
@@ -31,6 +33,7 @@ export async function testBroker(cert: { pem: string; key: string }): Promise<Te
   const hold = new Set<string>();
   const connects: TestBroker["connects"] = [];
   const published: TestBroker["published"] = [];
+  const held: string[] = [];
   let released: () => void = () => undefined;
   let gate = new Promise<void>((r) => {
     released = r;
@@ -44,8 +47,10 @@ export async function testBroker(cert: { pem: string; key: string }): Promise<Te
       if (code === 0) done(null, true);
       else done(Object.assign(new Error("refused for the test"), { returnCode: code as 5 }), false);
     };
-    if (hold.has(serial)) void gate.then(answer);
-    else answer();
+    if (hold.has(serial)) {
+      held.push(serial);
+      void gate.then(answer);
+    } else answer();
   };
   aedes.on("publish", (packet, client) => {
     if (client) published.push({ topic: packet.topic, payload: packet.payload.toString() });
@@ -68,6 +73,7 @@ export async function testBroker(cert: { pem: string; key: string }): Promise<Te
     published,
     refuse,
     hold,
+    held,
     release: () => {
       hold.clear();
       released();
