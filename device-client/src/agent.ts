@@ -226,6 +226,7 @@ export class Agent {
         writeFile: (file, data) => this.store.writeAtomic(file, data, 0o600),
         onCommand: (command, body) => runCommand(this, command, body, this.deps.log),
         log: (msg, fields) => this.deps.log("info", msg, fields),
+        random: this.deps.random,
       });
       this.reporter.start(this.statusDocument());
     }

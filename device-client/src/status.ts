@@ -41,6 +41,10 @@ export interface AgentEvent {
   [field: string]: unknown;
 }
 
+/** The reconnect delay after a lost connection, and the bound after repeated CONNACK refusals. */
+const RECONNECT_MS = 5_000;
+const MAX_RECONNECT_MS = 600_000;
+
 export interface ReporterOptions {
   url: string;
   deviceId: string;
@@ -63,6 +67,15 @@ export interface ReporterOptions {
   /** A command from the verified broker (nothing reaches here from any other peer). */
   onCommand: (command: Command, body: Record<string, unknown>) => Promise<CommandResult>;
   log: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Randomness for the reconnect jitter (default Math.random). */
+  random?: () => number;
+  /**
+   * The reconnect delay after a lost connection (default 5 s). After a CONNACK that
+   * refuses the connection it doubles at each refusal, up to `maxReconnectMs` (default
+   * 10 min), with jitter, and is back to this after a CONNACK 0.
+   */
+  reconnectMs?: number;
+  maxReconnectMs?: number;
 }
 
 /**
@@ -160,7 +173,11 @@ export class MqttReporter {
         // A persistent session: commands (QoS 1) sent while the agent reconnects — after a
         // rotation, or through a short outage — wait at the broker instead of being dropped.
         clean: false,
-        reconnectPeriod: 5_000,
+        reconnectPeriod: this.o.reconnectMs ?? RECONNECT_MS,
+        // A broker that refuses a connection (restarting, over a budget, or refusing the
+        // certificate) is asked again, later each time: without this mqtt.js would stay
+        // disconnected until the next rotation or restart.
+        reconnectOnConnackError: true,
         connectTimeout: 15_000,
         keepalive: 60,
         ...(lost
@@ -169,8 +186,11 @@ export class MqttReporter {
       },
     );
     this.client = client;
+    let refusals = 0;
     client.on("connect", () => {
       if (this.client !== client) return;
+      refusals = 0;
+      client.options.reconnectPeriod = this.o.reconnectMs ?? RECONNECT_MS;
       this.o.log("mqtt connected", { url: this.o.url, serial });
       this.o.onConnected?.(serial);
       client.subscribe(`${this.base}/cmd/+`, { qos: 1 });
@@ -188,6 +208,15 @@ export class MqttReporter {
       this.o.log("mqtt error", { error: err.message });
       const used = serial;
       const code = (err as { code?: unknown }).code;
+      if (typeof code === "number" && err.message.startsWith("Connection refused")) {
+        // mqtt.js schedules the next attempt right after this handler, with this period.
+        refusals++;
+        const base = this.o.reconnectMs ?? RECONNECT_MS;
+        const bound = Math.min(this.o.maxReconnectMs ?? MAX_RECONNECT_MS, base * 2 ** Math.min(refusals, 20));
+        const delay = Math.round(bound / 2 + (bound / 2) * (this.o.random ?? Math.random)());
+        client.options.reconnectPeriod = delay;
+        this.o.log("mqtt connection refused; asking again later", { code, refusals, delayMs: delay });
+      }
       if (
         this.client === client &&
         typeof code === "number" &&
