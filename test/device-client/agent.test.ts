@@ -4,7 +4,6 @@ import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
-import * as x509 from "@peculiar/x509";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent } from "../../device-client/src/agent.ts";
 import { backoffDelay } from "../../device-client/src/backoff.ts";
@@ -12,7 +11,7 @@ import type { AgentDeps } from "../../device-client/src/deps.ts";
 import { retryAfter } from "../../device-client/src/est.ts";
 import { AgentStore } from "../../device-client/src/store.ts";
 import { certsOnly } from "../../server/pki/pkcs7.ts";
-import { ALG, agentDir, CLIENT_AUTH, DAY, HOUR, issue, pki, selfSigned } from "./support/pki.ts";
+import { agentDir, CLIENT_AUTH, DAY, HOUR, issue, issuedAnswer, pki, selfSigned } from "./support/pki.ts";
 
 interface Scripted {
   status: number;
@@ -176,23 +175,7 @@ describe("device agent (in process, injected clock and timers)", () => {
           reached();
           await gate;
           if (answer === "refused") return { status: 403, body: "certificate is not the device's current one\n" };
-          const csr = new x509.Pkcs10CertificateRequest(Buffer.from(body, "base64"));
-          const cert = await x509.X509CertificateGenerator.create({
-            serialNumber: "0bad",
-            subject: "CN=gw-t",
-            issuer: p.root.cert.subject,
-            notBefore: new Date(NOW - HOUR),
-            notAfter: new Date(NOW + 23 * HOUR),
-            publicKey: await csr.publicKey.export(),
-            signingKey: p.root.keys.privateKey,
-            signingAlgorithm: ALG,
-            extensions: [CLIENT_AUTH],
-          });
-          return {
-            status: 200,
-            headers: { "content-type": "application/pkcs7-mime; smime-type=certs-only" },
-            body: Buffer.from(certsOnly([new Uint8Array(cert.rawData)])).toString("base64"),
-          };
+          return issuedAnswer(p.root, body, "0bad", NOW);
         },
       ];
       const server = new AgentStore(dir).loadConfig().server;
@@ -228,25 +211,7 @@ describe("device agent (in process, injected clock and timers)", () => {
       ...store.loadConfig(),
       idevid: { cert: join(dir, "idevid.pem"), key: join(dir, "idevid.key") },
     });
-    const issueFor = async (body: string): Promise<Scripted> => {
-      const csr = new x509.Pkcs10CertificateRequest(Buffer.from(body, "base64"));
-      const cert = await x509.X509CertificateGenerator.create({
-        serialNumber: "5eed",
-        subject: "CN=gw-t",
-        issuer: p.root.cert.subject,
-        notBefore: new Date(later - HOUR),
-        notAfter: new Date(later + 23 * HOUR),
-        publicKey: await csr.publicKey.export(),
-        signingKey: p.root.keys.privateKey,
-        signingAlgorithm: ALG,
-        extensions: [CLIENT_AUTH],
-      });
-      return {
-        status: 200,
-        headers: { "content-type": "application/pkcs7-mime; smime-type=certs-only" },
-        body: Buffer.from(certsOnly([new Uint8Array(cert.rawData)])).toString("base64"),
-      };
-    };
+    const issueFor = (body: string): Promise<Scripted> => issuedAnswer(p.root, body, "5eed", later);
     script = [
       { status: 403, body: "client certificate expired at ..., past the 1d in which profile device renews\n" },
       issueFor,

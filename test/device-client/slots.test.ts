@@ -18,9 +18,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent } from "../../device-client/src/agent.ts";
 import type { AgentDeps } from "../../device-client/src/deps.ts";
 import type { AgentStore, CrashStep } from "../../device-client/src/store.ts";
-import { certsOnly } from "../../server/pki/pkcs7.ts";
 import { type TestBroker, testBroker } from "./support/broker.ts";
-import { ALG, agentDir, CLIENT_AUTH, DAY, HOUR, issue, pki, SAN_IP, SERVER_AUTH, selfSigned } from "./support/pki.ts";
+import { agentDir, DAY, HOUR, issue, issuedAnswer, pki, SAN_IP, SERVER_AUTH, selfSigned } from "./support/pki.ts";
 
 const NOW = Date.UTC(2027, 0, 15, 12);
 /** 16 h into the first certificate's 24 h: its renewal (due at 2/3) is due. */
@@ -119,25 +118,8 @@ describe("two identity slots: the previous identity until the new one has been u
   /** The EST server's 200: a certificate with `serial` for the CSR's key, valid [clock-1h, clock+23h]. */
   const issueAs =
     (serial: string) =>
-    async (body: string): Promise<Answer> => {
-      const csr = new x509.Pkcs10CertificateRequest(Buffer.from(body, "base64"));
-      const cert = await x509.X509CertificateGenerator.create({
-        serialNumber: serial,
-        subject: "CN=gw-t",
-        issuer: p.root.cert.subject,
-        notBefore: new Date(clock - HOUR),
-        notAfter: new Date(clock + 23 * HOUR),
-        publicKey: await csr.publicKey.export(),
-        signingKey: p.root.keys.privateKey,
-        signingAlgorithm: ALG,
-        extensions: [CLIENT_AUTH],
-      });
-      return {
-        status: 200,
-        headers: { "content-type": "application/pkcs7-mime; smime-type=certs-only" },
-        body: Buffer.from(certsOnly([new Uint8Array(cert.rawData)])).toString("base64"),
-      };
-    };
+    (body: string): Promise<Answer> =>
+      issuedAnswer(p.root, body, serial, clock);
 
   async function broker(cert: { pem: string; key: string } = p.server): Promise<TestBroker> {
     const b = await testBroker(cert);

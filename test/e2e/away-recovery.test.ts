@@ -53,6 +53,27 @@ afterAll(async () => {
 const agent = (args: string[]) => run(process.execPath, [AGENT_BIN, ...args], { env: AGENT_ENV });
 const current = (dir: string) => new AgentStore(dir).loadIdentity().chain[0] as X509Certificate;
 
+/** `edgeid-agent enroll` with a manufacturer certificate instead of a token, on profile factory. */
+function enrollWithIdevid(deviceId: string, idevid: { certFile: string; keyFile: string }, dir: string) {
+  return agent([
+    "enroll",
+    "--server",
+    server.url,
+    "--ca-fingerprint",
+    `sha256:${pin}`,
+    "--device",
+    deviceId,
+    "--idevid-cert",
+    idevid.certFile,
+    "--idevid-key",
+    idevid.keyFile,
+    "--label",
+    "factory",
+    "--dir",
+    dir,
+  ]);
+}
+
 /** Waits (wall clock) until `ms` after the certificate in `dir` expired. */
 async function offUntilExpiredFor(dir: string, ms: number): Promise<X509Certificate> {
   const cert = current(dir);
@@ -116,23 +137,7 @@ describe("a device revoked while it was away", () => {
   it("does not come back through its IDevID either: the agent stops at revoked, and the IDevID is refused", async () => {
     const idevid = await issueClientCert(work, mfg, "idevid-revoked", "/CN=Acme Sensor/serialNumber=SN-REVOKED");
     const dir = join(work, "agent-sn-revoked");
-    const enrolled = await agent([
-      "enroll",
-      "--server",
-      server.url,
-      "--ca-fingerprint",
-      `sha256:${pin}`,
-      "--device",
-      "SN-REVOKED",
-      "--idevid-cert",
-      idevid.certFile,
-      "--idevid-key",
-      idevid.keyFile,
-      "--label",
-      "factory",
-      "--dir",
-      dir,
-    ]);
+    const enrolled = await enrollWithIdevid("SN-REVOKED", idevid, dir);
     expect(enrolled.code, enrolled.stderr).toBe(0);
     await edgeid(["devices", "revoke", "SN-REVOKED", "--reason", "keyCompromise", "--data", server.dataDir]);
     const before = await offUntilExpiredFor(dir, 2500);
@@ -170,23 +175,7 @@ describe("a device enrolled with its IDevID, away past the renewal window", () =
   it("comes back by itself through the IDevID, with a new key", async () => {
     const idevid = await issueClientCert(work, mfg, "idevid-away", "/CN=Acme Sensor/serialNumber=SN-AWAY");
     const dir = join(work, "agent-sn-away");
-    const enrolled = await agent([
-      "enroll",
-      "--server",
-      server.url,
-      "--ca-fingerprint",
-      `sha256:${pin}`,
-      "--device",
-      "SN-AWAY",
-      "--idevid-cert",
-      idevid.certFile,
-      "--idevid-key",
-      idevid.keyFile,
-      "--label",
-      "factory",
-      "--dir",
-      dir,
-    ]);
+    const enrolled = await enrollWithIdevid("SN-AWAY", idevid, dir);
     expect(enrolled.code, enrolled.stderr).toBe(0);
     const before = await offUntilExpiredFor(dir, 2500);
 

@@ -5,6 +5,7 @@
 import { createPrivateKey, webcrypto, X509Certificate } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { AgentStore, INITIAL_STATE } from "../../../device-client/src/store.ts";
+import { certsOnly } from "../../../server/pki/pkcs7.ts";
 
 const crypto = webcrypto as Crypto;
 x509.cryptoProvider.set(crypto);
@@ -120,4 +121,33 @@ export function agentDir(
   });
   store.saveState({ ...INITIAL_STATE, timeFloor: now, session: 1, identityReceivedAt: now - HOUR });
   return store;
+}
+
+/**
+ * The EST server's 200 to a CSR (base64 DER, as sent): a certificate for its key from
+ * `issuer`, valid [now-1h, now+23h], with `serial`, as certs-only PKCS#7 in base64.
+ */
+export async function issuedAnswer(
+  issuer: Issuer,
+  csrBase64: string,
+  serial: string,
+  now: number,
+): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+  const csr = new x509.Pkcs10CertificateRequest(Buffer.from(csrBase64, "base64"));
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial,
+    subject: "CN=gw-t",
+    issuer: issuer.cert.subject,
+    notBefore: new Date(now - HOUR),
+    notAfter: new Date(now + 23 * HOUR),
+    publicKey: await csr.publicKey.export(),
+    signingKey: issuer.keys.privateKey,
+    signingAlgorithm: ALG,
+    extensions: [CLIENT_AUTH],
+  });
+  return {
+    status: 200,
+    headers: { "content-type": "application/pkcs7-mime; smime-type=certs-only" },
+    body: Buffer.from(certsOnly([new Uint8Array(cert.rawData)])).toString("base64"),
+  };
 }
