@@ -68,11 +68,12 @@ export class Agent {
 
   /**
    * Reads the directory; refreshes the exported copies from the identity. `inspect`
-   * (`edgeid-agent status`, beside a running agent) leaves the slots and the state as
-   * they are: only the process that rotates completes what a power cut interrupted.
+   * (`edgeid-agent status`, beside a running agent) writes and deletes nothing — no
+   * slots, state, exported copies or temp files: only the process that rotates completes
+   * what a power cut interrupted.
    */
   load(opts: { inspect?: boolean } = {}): void {
-    this.store.init();
+    this.store.init({ readOnly: opts.inspect === true });
     if (!this.store.hasIdentity())
       throw new Error(`${this.store.dir} holds no identity: run edgeid-agent enroll first`);
     this.config = this.store.loadConfig();
@@ -80,7 +81,7 @@ export class Agent {
     this.identity = this.store.loadIdentity();
     this.state = this.store.loadState();
     this.reconcileSlots(!opts.inspect);
-    this.store.exportCopies(this.identity);
+    if (!opts.inspect) this.store.exportCopies(this.identity);
   }
 
   /**

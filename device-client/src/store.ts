@@ -195,7 +195,14 @@ export class AgentStore {
    * user owns; removes the temp files of an interrupted write; rewrites 0600 any private
    * file with another mode (restored from a backup, written by an older agent).
    */
-  init(): void {
+  init(opts: { readOnly?: boolean } = {}): void {
+    if (opts.readOnly) {
+      // Beside a running agent (`edgeid-agent status`): check, change nothing. Deleting a
+      // temp file here could pull one from under the agent's write in progress.
+      const problem = directoryProblem(this.dir);
+      if (problem) throw new Error(problem);
+      return;
+    }
     if (mkdirSync(this.dir, { recursive: true, mode: 0o700 }) !== undefined) chmodSync(this.dir, 0o700);
     const problem = directoryProblem(this.dir);
     if (problem) throw new Error(problem);

@@ -8,7 +8,16 @@
  * Real TLS, a real MQTT broker (aedes), real keys; injected clock and timers.
  */
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -337,22 +346,33 @@ describe("two identity slots: the previous identity until the new one has been u
     expect(store.loadState().fallback).toMatchObject({ refused: S2, serial: s1 });
   });
 
-  it("a previous slot found with a loose mode is rewritten 0600; status (inspect) leaves the slots and the state as they are", async () => {
+  it("status (inspect) writes and deletes nothing beside a running agent; the agent rewrites a loose previous slot 0600", async () => {
     const store = await renewedToS2(undefined, "identity-renamed");
     chmodSync(store.paths.previous, 0o644);
-    const before = { previous: statSync(store.paths.previous).ino, state: readFileSync(store.paths.state, "utf8") };
+    // A write of the running agent in progress: its temp file must survive a status call.
+    const inFlight = `${store.paths.state}.tmp-inflight`;
+    writeFileSync(inFlight, "{}", { mode: 0o600 });
+    const before = {
+      previous: statSync(store.paths.previous).ino,
+      state: readFileSync(store.paths.state, "utf8"),
+      files: readdirSync(dir).sort(),
+    };
     // What `edgeid-agent status` does: the slots as the running agent will see them, nothing written.
     const inspecting = new Agent(dir, deps());
     inspecting.load({ inspect: true });
     expect(inspecting.leaf.serialNumber.toLowerCase()).toBe(S2);
     expect(readFileSync(store.paths.state, "utf8")).toBe(before.state);
-    // The private-file rule (rewritten, not chmod-ed in place) applies to it like to identity.pem.
-    expect(mode(store.paths.previous)).toBe(0o600);
-    expect(statSync(store.paths.previous).ino).not.toBe(before.previous);
+    expect(readdirSync(dir).sort()).toEqual(before.files);
+    expect(statSync(store.paths.previous).ino).toBe(before.previous);
+    expect(mode(store.paths.previous)).toBe(0o644);
     expect(store.loadState().unconfirmed).toBeNull();
-    // The agent that runs completes the state.
+    // The agent that runs completes the state, and the private-file rule (rewritten, not
+    // chmod-ed in place) applies to the previous slot like to identity.pem.
     new Agent(dir, deps()).load();
     expect(store.loadState().unconfirmed).toMatchObject({ serial: S2, previous: s1 });
+    expect(mode(store.paths.previous)).toBe(0o600);
+    expect(statSync(store.paths.previous).ino).not.toBe(before.previous);
+    expect(existsSync(inFlight)).toBe(false);
   });
 
   it("a 403 from the verified EST server to the new certificate: back to the previous one, which renews after the backoff", async () => {
