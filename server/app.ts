@@ -9,6 +9,7 @@ import { textErrorResponse } from "./frontends/http/errors.ts";
 import type { FleetApi } from "./frontends/http/fleet-api.ts";
 import { operatorApi } from "./frontends/operator-api/routes.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
+import { scepRoutes } from "./frontends/scep/routes.ts";
 import { base64url } from "./pki/base64.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
@@ -94,6 +95,16 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   app.route("/", pkiRoutes({ authority: deps.authority, responders: deps.responders, peer }));
+  // SCEP (RFC 8894) at /scep[/<label>]: until the plain-HTTP public listener serves it, here.
+  app.route(
+    "/",
+    scepRoutes({
+      authority: deps.authority,
+      peer,
+      maxBodyBytes: deps.authority.config.limits.maxBodyBytes,
+      crlOf: (ca) => deps.responders.currentCrl(ca)?.der,
+    }),
+  );
   // The operator API carries its own base path (/api/v1), which its OpenAPI document names.
   app.route(
     "/",

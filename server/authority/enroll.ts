@@ -25,6 +25,12 @@ import { authorizeAppliance, brokeringGateway } from "./provisioners/gateway.ts"
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
 import { authenticateToken } from "./provisioners/token.ts";
 
+/** The audit action of a first issuance: by protocol, and for EST by operation. */
+function enrollAction(req: EnrollRequest): string {
+  if (req.protocol === "scep") return "scep.pkcsreq";
+  return req.serverKeygen ? "est.serverkeygen" : "est.simpleenroll";
+}
+
 /** A certificate we issued renews at simplereenroll; say so instead of "untrusted". */
 async function refuseOwnCertificate(deps: AuthorityDeps, client: ClientIdentity, caller: Caller): Promise<void> {
   const ours = await findOwnCertificate(deps, client);
@@ -145,6 +151,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, caller: Ca
     key: key.key,
     keyFingerprint: key.keyFingerprint,
     method: gateway ? "gateway" : token ? "token" : "idevid",
+    protocol: req.protocol ?? "est",
     bootstrapTokenId: token?.id ?? null,
     // A gateway renewing an appliance: the new certificate follows the current one.
     replacesSerial: gateway ? (existing?.currentSerial ?? null) : null,
@@ -192,7 +199,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, caller: Ca
     auditWrite({
       at: now,
       actor: caller.actor,
-      action: req.serverKeygen ? "est.serverkeygen" : "est.simpleenroll",
+      action: enrollAction(req),
       outcome: "success",
       deviceId,
       serial: record.serial,
@@ -318,7 +325,7 @@ async function recordPending(
     auditWrite({
       at: now,
       actor: caller.actor,
-      action: "est.simpleenroll",
+      action: enrollAction(req),
       outcome: "pending",
       deviceId: a.deviceId,
       remote: req.peer.remoteAddress,

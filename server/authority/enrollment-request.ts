@@ -1,6 +1,6 @@
 import type { Profile } from "../config/schema.ts";
 import type { PeerInfo } from "../ports/client-identity.ts";
-import type { CertificateRecord, DeviceRecord, TokenRecord } from "../ports/storage.ts";
+import type { CertificateRecord, DeviceRecord, EnrollmentProtocol, TokenRecord } from "../ports/storage.ts";
 import type { TokenCredentials } from "./caller.ts";
 import type { IdevidIdentity } from "./provisioners/idevid.ts";
 
@@ -13,6 +13,8 @@ export interface EnrollRequest {
   peer: PeerInfo;
   /** /serverkeygen: the server makes the key pair; the CSR only asks (its key is not certified). */
   serverKeygen?: boolean;
+  /** The protocol the request came with (audit actions, inventory); EST when absent. */
+  protocol?: EnrollmentProtocol;
 }
 
 export interface Issued {

@@ -99,6 +99,13 @@ const profileObject = z
         maxAppliances: z.number().int().min(1).max(100_000).default(100),
       })
       .optional(),
+    /**
+     * Offered over SCEP (RFC 8894) at /scep/<label> (and /scep for the device profile),
+     * with the bootstrap token as the challenge password. SCEP needs the RSA hierarchy
+     * (its RA key is RSA). `legacyCiphers` also accepts 3DES and SHA-1, for old
+     * firmware that knows nothing else; AES and SHA-256 otherwise.
+     */
+    scep: z.object({ legacyCiphers: z.boolean().default(false) }).optional(),
     /** Zero-touch first boot with a manufacturer certificate (IDevID). */
     idevid: z
       .object({
@@ -346,6 +353,7 @@ export const INIT_PROFILES = {
     serverKeygen: true,
     reenroll: "renew-or-rekey",
     expiryAlerts: ["30d", "7d", "1d"],
+    scep: {},
   },
   gateway: {
     description: "Gateways that enroll the appliances behind them",
