@@ -10,6 +10,7 @@ import {
   type ContentCipher,
   certPollSubject,
   challengePasswordOf,
+  commonNameOf,
   crlsOnly,
   type FailInfo,
   MESSAGE_TYPE,
@@ -23,7 +24,6 @@ import {
   type ScepDigest,
   ScepMessageError,
   spkiOfCertificate,
-  subjectCommonName,
   verifyPkiMessage,
 } from "../pki/scep.ts";
 import type { PeerInfo } from "../ports/client-identity.ts";
@@ -315,9 +315,9 @@ async function certPoll(
   refuse: (f: FailInfo, e: AuthorityError) => Promise<ScepReply>,
   pendingReply: (status: PkiStatus) => Promise<ScepReply>,
 ): Promise<ScepReply> {
-  // IssuerAndSubject names the request by its subject; the poll's signer key finds it.
-  certPollSubject(content);
-  const deviceId = subjectCommonName(msg.signerCertificate) ?? "";
+  // IssuerAndSubject names the request by its subject (whose CN is the device id); the
+  // key that signs the poll is the key of the request.
+  const deviceId = commonNameOf(certPollSubject(content)) ?? "";
   caller.deviceId = deviceId.slice(0, 64);
   const keyFingerprint = await sha256Hex(deps.digest, spkiOfCertificate(msg.signerCertificate));
   const found = await deps.storage.findPending(deviceId, keyFingerprint);

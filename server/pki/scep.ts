@@ -501,10 +501,12 @@ export function normalisedName(name: Uint8Array): Uint8Array {
   return u8(pkijs.RelativeDistinguishedNames.fromBER(arrayBuffer(name)).toSchema().toBER());
 }
 
-/** The CN of a certificate's subject. */
-export function subjectCommonName(certificate: Uint8Array): string | undefined {
-  const cert = pkijs.Certificate.fromBER(arrayBuffer(certificate));
-  const cn = cert.subject.typesAndValues.find((t) => t.type === "2.5.4.3");
+/** The CN of a Name (DER). */
+export function commonNameOf(name: Uint8Array): string | undefined {
+  const rdn = parsed("Name", "badRequest", "bad_name", () =>
+    pkijs.RelativeDistinguishedNames.fromBER(arrayBuffer(name)),
+  );
+  const cn = rdn.typesAndValues.find((t) => t.type === "2.5.4.3");
   return cn ? String(cn.value.valueBlock.value) : undefined;
 }
 
