@@ -259,7 +259,12 @@ async function verifyAttributes(signed: pkijs.SignedData): Promise<boolean> {
     false,
     ["verify"],
   );
-  return crypto.subtle.verify("RSASSA-PKCS1-v1_5", key, signer.signature.valueBlock.valueHexView, buf(attrs));
+  return crypto.subtle.verify(
+    "RSASSA-PKCS1-v1_5",
+    key,
+    buf(new Uint8Array(signer.signature.valueBlock.valueHexView)),
+    buf(attrs),
+  );
 }
 
 /** Opens an envelope with an RSA key: RSA without padding, the PKCS #1 v1.5 padding removed here. */
