@@ -6,6 +6,7 @@
 import * as x509 from "@peculiar/x509";
 import { afterEach, describe, expect, it } from "vitest";
 import { ensureScepRa } from "../../server/adapters/node/scep-ra.ts";
+import { createApp } from "../../server/app.ts";
 import type { Actor } from "../../server/authority/actor.ts";
 import { revokeDevice } from "../../server/authority/revoke.ts";
 import type { ScepRequest } from "../../server/authority/scep.ts";
@@ -411,5 +412,72 @@ describe("SCEP CMS checks", () => {
       extra: { signingTime: new Date(T0.getTime() - 30 * 86400_000) },
     });
     expect(late).toMatchObject({ status: FAILURE, failInfo: FAIL.badTime });
+  });
+});
+
+describe("SCEP over HTTP (/scep, /scep/<label>)", () => {
+  const app = (h: Harness) =>
+    createApp({
+      authority: h.authority,
+      responders: h.responders,
+      peer: () => ({ remoteAddress: "192.0.2.9" }),
+      logger: { request: () => undefined, error: () => undefined },
+    });
+
+  it("serves GetCACaps as text, GetCACert as application/x-x509-ca-ra-cert, PKIOperation by POST and by GET", async () => {
+    const h = await setup();
+    const a = app(h);
+    const caps = await a.request("http://scep.test/scep/legacy?operation=GetCACaps");
+    expect(caps.status).toBe(200);
+    expect((await caps.text()).split("\n")).toContain("SCEPStandard");
+    const cacert = await a.request("http://scep.test/scep/legacy?operation=GetCACert");
+    expect(cacert.headers.get("content-type")).toBe("application/x-x509-ca-ra-cert");
+    expect(certificatesOf(new Uint8Array(await cacert.arrayBuffer()))).toHaveLength(3);
+
+    const device = await newScepDevice();
+    const token = await createToken(h, "app-http", { profile: "legacy" });
+    const message = await pkiMessage({
+      messageType: MESSAGE.PKCSReq,
+      content: envelope(await scepCsr(device, "app-http", token), ra),
+      device,
+    });
+    const byGet = await a.request(
+      `http://scep.test/scep/legacy?operation=PKIOperation&message=${encodeURIComponent(Buffer.from(message).toString("base64"))}`,
+    );
+    expect(byGet.status).toBe(200);
+    expect(byGet.headers.get("content-type")).toBe("application/x-pki-message");
+    expect((await readCertRep(new Uint8Array(await byGet.arrayBuffer()), device)).status).toBe(SUCCESS);
+    // The same message again, by POST: a replay.
+    const byPost = await a.request("http://scep.test/scep/legacy?operation=PKIOperation", {
+      method: "POST",
+      body: message as Uint8Array<ArrayBuffer>,
+      headers: { "content-type": "application/x-pki-message" },
+    });
+    expect(await readCertRep(new Uint8Array(await byPost.arrayBuffer()), device)).toMatchObject({
+      status: FAILURE,
+      failInfo: FAIL.badRequest,
+    });
+  });
+
+  it("answers garbage with a CertRep (never a 500), an oversized body 413, an unknown operation 400, an unknown label 404", async () => {
+    const h = await setup();
+    const a = app(h);
+    const garbage = await a.request("http://scep.test/scep/legacy?operation=PKIOperation&message=%%%");
+    expect(garbage.status).toBe(200);
+    expect((await readCertRep(new Uint8Array(await garbage.arrayBuffer()), await newScepDevice())).failInfo).toBe(
+      FAIL.badRequest,
+    );
+    const big = await a.request("http://scep.test/scep/legacy?operation=PKIOperation", {
+      method: "POST",
+      body: new Uint8Array(h.authority.config.limits.maxBodyBytes + 1),
+    });
+    expect(big.status).toBe(413);
+    expect((await a.request("http://scep.test/scep/legacy?operation=GetNextCACert")).status).toBe(400);
+    expect((await a.request("http://scep.test/scep/nope?operation=GetCACaps")).status).toBe(404);
+    expect((await a.request("http://scep.test/scep/est?operation=GetCACert")).status).toBe(404);
+    const audited = await h.storage.listAudit({ limit: 10 });
+    expect(audited.map((e) => e.detail?.reason)).toEqual(
+      expect.arrayContaining(["payload_too_large", "unknown_operation", "unknown_label", "scep_not_offered"]),
+    );
   });
 });
