@@ -254,6 +254,11 @@ export async function scepOperation(deps: AuthorityDeps, req: ScepRequest): Prom
   } catch (e) {
     if (e instanceof ScepMessageError) return refuse(e.failInfo, asRefusal(e));
     if (e instanceof AuthorityError && e.code === "pending") {
+      // Waiting is no answer yet: clients that resend the same message while they wait
+      // (RFC 8894 §3.3.3 allows resending the request; Debian's scepclient does) may.
+      await deps.storage.apply([
+        { kind: "forgetScepNonce", transactionId: msg.transactionId, senderNonce: toHex(msg.senderNonce) },
+      ]);
       return { body: await reply("PENDING", {}), status: "PENDING", action, caller };
     }
     if (e instanceof AuthorityError && e.code !== "internal") return refuse(failInfoOf(e), e);

@@ -508,7 +508,9 @@ export type Write =
    * A SCEP transactionID/senderNonce pair seen (RFC 8894 §3.2.1.5): a pair seen before
    * fails the set (StorageConflictError "scep_nonces"); pairs older than `forgetBefore` go.
    */
-  | { kind: "recordScepNonce"; transactionId: string; senderNonce: string; at: Date; forgetBefore: Date };
+  | { kind: "recordScepNonce"; transactionId: string; senderNonce: string; at: Date; forgetBefore: Date }
+  /** A pair whose message was answered PENDING: the same message may come again (RFC 8894 §3.3.3). */
+  | { kind: "forgetScepNonce"; transactionId: string; senderNonce: string };
 
 /** Thrown by `apply` when a uniqueness constraint or a write guard refused the write set. */
 export class StorageConflictError extends Error {

@@ -312,6 +312,24 @@ describe("SCEP CertPoll (manual approval)", () => {
     expect(again.status).toBe(SUCCESS);
   });
 
+  it("takes the identical PKCSReq again while it is PENDING (Debian's scepclient resends it), and refuses it once answered", async () => {
+    const h = await setup();
+    const device = await newScepDevice();
+    const token = await createToken(h, "app-same", { profile: "manual" });
+    const message = await pkiMessage({
+      messageType: MESSAGE.PKCSReq,
+      content: envelope(await scepCsr(device, "app-same", token), ra),
+      device,
+    });
+    const send = async () => readCertRep((await operation(h, message, "manual")).body, device);
+    expect((await send()).status).toBe(PENDING);
+    expect((await send()).status).toBe(PENDING);
+    const [request] = await h.storage.listPending({ status: "pending", limit: 10 });
+    await h.authority.enrollments.approve(OPERATOR, request?.id as string);
+    expect((await send()).status).toBe(SUCCESS);
+    expect(await send()).toMatchObject({ status: FAILURE, failInfo: FAIL.badRequest });
+  });
+
   it("answers FAILURE once rejected, and badCertId for a key with no request", async () => {
     const h = await setup();
     const device = await newScepDevice();

@@ -30,6 +30,9 @@ export const enrollmentWrites = {
       "at",
     ),
   ),
+  forgetScepNonce: writeOfFields(
+    raw("DELETE FROM scep_nonces WHERE transaction_id = ? AND sender_nonce = ?", "transactionId", "senderNonce"),
+  ),
   guardPendingQuota: {
     // Like the appliance quota (devices.ts): the CHECK on write_guards fails the set when over.
     statements: () => [
