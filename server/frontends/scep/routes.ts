@@ -21,6 +21,12 @@ export interface ScepDeps {
 const PKI_MESSAGE = "application/x-pki-message";
 const CA_RA_CERT = "application/x-x509-ca-ra-cert";
 
+const KNOWN_ACTIONS: Record<string, string> = {
+  GetCACaps: "scep.getcacaps",
+  GetCACert: "scep.getcacert",
+  PKIOperation: SCEP_UNKNOWN_ACTION,
+};
+
 const err = (code: AuthorityError["code"], reason: string, message: string) =>
   new AuthorityError(code, message, reason);
 
@@ -58,12 +64,9 @@ export function scepRoutes(deps: ScepDeps, prefix = "/scep"): Hono<AppEnv> {
 
   const handle = async (c: Context<AppEnv>, label: string | undefined): Promise<Response> => {
     const operation = c.req.query("operation") ?? "";
-    const action = `scep.${
-      operation
-        .toLowerCase()
-        .replace(/[^a-z]/g, "")
-        .slice(0, 20) || "unknown"
-    }`;
+    // A fixed set of actions: the refusal budget aggregates by action, so a client's
+    // made-up operation names must not become actions of their own.
+    const action = KNOWN_ACTIONS[operation] ?? "scep.unknown";
     try {
       authority.refusals.admit({ action, remote: deps.peer(c).remoteAddress });
       if (operation === "GetCACaps" && c.req.method === "GET") {
@@ -100,7 +103,7 @@ export function scepRoutes(deps: ScepDeps, prefix = "/scep"): Hono<AppEnv> {
         "unknown SCEP operation; this server offers GetCACaps, GetCACert and PKIOperation",
       );
     } catch (e) {
-      return reject(c, operation === "PKIOperation" ? SCEP_UNKNOWN_ACTION : action, e);
+      return reject(c, action, e);
     }
   };
 
