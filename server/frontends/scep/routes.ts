@@ -66,7 +66,7 @@ export function scepRoutes(deps: ScepDeps, prefix = "/scep"): Hono<AppEnv> {
     const operation = c.req.query("operation") ?? "";
     // A fixed set of actions: the refusal budget aggregates by action, so a client's
     // made-up operation names must not become actions of their own.
-    const action = KNOWN_ACTIONS[operation] ?? "scep.unknown";
+    const action = Object.hasOwn(KNOWN_ACTIONS, operation) ? (KNOWN_ACTIONS[operation] as string) : "scep.unknown";
     try {
       authority.refusals.admit({ action, remote: deps.peer(c).remoteAddress });
       if (operation === "GetCACaps" && c.req.method === "GET") {
