@@ -3,7 +3,10 @@
  * builders): pkiMessages (PKCSReq, RenewalReq, CertPoll, GetCRL) signed by pkijs's own
  * SignedData.sign, envelopes encrypted to a chosen certificate, and CertReps read back
  * with the signature checked by pkijs and the envelope opened with the device key.
+ * Also the request builder of the SCEP benchmark (bench/scep.ts).
  */
+// @peculiar/x509 needs the reflect polyfill; the benchmark has no test setup file that loads it.
+import "reflect-metadata";
 import {
   constants,
   createCipheriv,
@@ -14,11 +17,15 @@ import {
   privateDecrypt,
   publicEncrypt,
   randomBytes,
+  webcrypto,
 } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
-import { crypto } from "./fixtures.ts";
+
+// No test framework here: `npm run bench` builds its SCEP requests with this client too.
+const crypto = webcrypto as Crypto;
+x509.cryptoProvider.set(crypto);
 
 const OID = {
   messageType: "2.16.840.1.113733.1.9.2",
@@ -165,6 +172,10 @@ export async function pkiMessage(o: MessageOptions): Promise<Uint8Array> {
     attr(OID.senderNonce, new asn1js.OctetString({ valueHex: buf(o.senderNonce ?? new Uint8Array(randomBytes(16))) })),
   ];
   if (o.signingTime) attributes.push(attr(OID.signingTime, new asn1js.UTCTime({ valueDate: o.signingTime })));
+  // DER orders a SET OF by encoding (X.690 §11.6); pkijs keeps the order given, and a
+  // verifier that re-encodes the attributes (Go's pkcs7) checks the signature over DER.
+  const encoded = (a: pkijs.Attribute) => Buffer.from(a.toSchema().toBER());
+  attributes.sort((a, b) => Buffer.compare(encoded(a), encoded(b)));
   const cert = pkijs.Certificate.fromBER(buf(o.device.certificate));
   const signed = new pkijs.SignedData({
     version: 1,
