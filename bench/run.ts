@@ -214,7 +214,17 @@ async function main(): Promise<void> {
   const profiling = opts.cpuProf ? ["--cpu-prof", "--cpu-prof-dir", resolve(opts.cpuProf)] : [];
   const server = spawn(
     process.execPath,
-    [...profiling, EDGEID, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`],
+    [
+      ...profiling,
+      EDGEID,
+      "serve",
+      "--data",
+      dataDir,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--public-listen",
+      "127.0.0.1:0",
+    ],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },

@@ -155,6 +155,8 @@ export async function startServerProcess(
       `127.0.0.1:${port}`,
       "--mqtt-listen",
       `127.0.0.1:${mqttPort}`,
+      "--public-listen",
+      "127.0.0.1:0",
     ],
     {
       stdio: ["ignore", logFd ?? "pipe", logFd ?? "pipe"],

@@ -114,7 +114,18 @@ export async function startFuzzServer(opts: { tokens: number; log?: (line: strin
   const host = "127.0.0.1";
   const child: ChildProcess = spawn(
     process.execPath,
-    [EDGEID, "serve", "--data", dataDir, "--listen", `${host}:${port}`, "--mqtt-listen", `${host}:${mqttPort}`],
+    [
+      EDGEID,
+      "serve",
+      "--data",
+      dataDir,
+      "--listen",
+      `${host}:${port}`,
+      "--mqtt-listen",
+      `${host}:${mqttPort}`,
+      "--public-listen",
+      `${host}:0`,
+    ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let exit: string | undefined;

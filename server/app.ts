@@ -7,27 +7,14 @@ import { estRoutes } from "./frontends/est/routes.ts";
 import type { AppEnv } from "./frontends/http/env.ts";
 import { textErrorResponse } from "./frontends/http/errors.ts";
 import type { FleetApi } from "./frontends/http/fleet-api.ts";
+import { type AppLogger, peerOnce, useErrorHandler, useRequestLog } from "./frontends/http/request-log.ts";
 import { operatorApi } from "./frontends/operator-api/routes.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
 import { scepRoutes } from "./frontends/scep/routes.ts";
 import { base64url } from "./pki/base64.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
-export interface RequestLog {
-  method: string;
-  path: string;
-  status: number;
-  ms: number;
-  remote: string;
-  client?: boolean;
-  /** Why a request was refused (the audit reason), when it was. */
-  refusal?: string;
-}
-
-export interface AppLogger {
-  request(entry: RequestLog): void;
-  error(err: unknown, context: Record<string, unknown>): void;
-}
+export type { AppLogger, RequestLog } from "./frontends/http/request-log.ts";
 
 export interface AppDeps {
   authority: Authority;
@@ -48,38 +35,13 @@ export interface AppDeps {
 /** Builds the HTTP application from its dependencies; no module-level state. */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  const now = deps.now ?? (() => performance.now());
-  // The TLS peer (certificate chain included) is read once per request and shared by
-  // the routes and the request log.
-  const peer = (c: Context<AppEnv>): PeerInfo => {
-    let p = c.get("peer");
-    if (!p) {
-      p = deps.peer(c);
-      c.set("peer", p);
-    }
-    return p;
-  };
-
-  const delay = deps.delay ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const tarpit = deps.authority.config.limits.refusals.tarpit * 1000;
-
-  // One line per request with its outcome; never headers or bodies (tokens live there).
-  app.use(async (c, next) => {
-    const start = now();
-    await next();
-    // A client past its refusal budget that asks again at once is held before its 429:
-    // on a keep-alive connection it can send nothing else meanwhile.
-    if (c.get("refusal") === "rate_limited" && tarpit > 0) await delay(tarpit);
-    const { remoteAddress, client } = peer(c);
-    deps.logger.request({
-      method: c.req.method,
-      path: c.req.path,
-      status: c.res.status,
-      ms: Math.round((now() - start) * 10) / 10,
-      remote: remoteAddress,
-      client: client !== undefined,
-      ...(c.get("refusal") ? { refusal: c.get("refusal") } : {}),
-    });
+  const peer = peerOnce(deps.peer);
+  useRequestLog(app, {
+    peer: deps.peer,
+    logger: deps.logger,
+    now: deps.now,
+    delay: deps.delay,
+    tarpitMs: deps.authority.config.limits.refusals.tarpit * 1000,
   });
 
   app.route(
@@ -95,7 +57,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   app.route("/", pkiRoutes({ authority: deps.authority, responders: deps.responders, peer }));
-  // SCEP (RFC 8894) at /scep[/<label>]: until the plain-HTTP public listener serves it, here.
+  // SCEP (RFC 8894) at /scep[/<label>]: on the plain-HTTP public listener (public-app.ts), and here
+  // for clients that are given an https URL.
   app.route(
     "/",
     scepRoutes({
@@ -151,17 +114,6 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.get("/healthz", (c) => c.text("ok\n"));
   app.notFound((c) => c.text("not found\n", 404));
-  app.onError((err, c) => {
-    // The client closed the connection before its request was read (reading the body
-    // failed): nobody is left to answer and nothing broke here.
-    if (c.req.raw.signal.aborted) {
-      c.set("refusal", "client_closed");
-      return c.text("the connection closed before the request was read\n", 400);
-    }
-    deps.logger.error(err, { method: c.req.method, path: c.req.path });
-    const message = "internal error; the request was not processed";
-    if (c.req.path.startsWith("/api/")) return c.json({ error: { code: "internal", message } }, 500);
-    return c.text(`${message}\n`, 500);
-  });
+  useErrorHandler(app, deps.logger);
   return app;
 }

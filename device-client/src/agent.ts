@@ -20,6 +20,14 @@ function keyAlg(key: KeyObject): string {
 
 const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
 
+const serialOf = (identity: Identity) => (identity.chain[0] as X509Certificate).serialNumber.toLowerCase();
+
+/** Whether the identity's certificate is within its validity at `at`. */
+const validAt = (identity: Identity, at: number) => {
+  const leaf = identity.chain[0] as X509Certificate;
+  return Date.parse(leaf.validFrom) <= at && at < Date.parse(leaf.validTo);
+};
+
 export type RenewResult = "renewed" | "waiting" | "stopped" | "revoked" | "lost-identity" | "cancelled";
 
 /**
@@ -32,12 +40,21 @@ export class Agent {
   private config!: AgentConfig;
   private state!: AgentState;
   private identity!: Identity;
+  /** The identity the current one replaced, kept until the current one has been used once. */
+  private previous: Identity | undefined;
+  private renewing = false;
   private trust!: X509Certificate[];
   private reporter: MqttReporter | undefined;
   private running = false;
   private stopping = false;
   private wake: (() => void) | undefined;
   private forced = false;
+  /**
+   * Counts identities loaded from disk by `reload()` (an operator's `enroll` in place).
+   * A renewal that began before the count changed drops its answer: it was made for an
+   * identity the agent no longer holds, and must not overwrite the new one or stop it.
+   */
+  private generation = 0;
   private sleepHandle: unknown;
   private lastCaRefresh = 0;
   private loopDone: Promise<void> | undefined;
@@ -49,8 +66,12 @@ export class Agent {
     this.store = new AgentStore(dir, deps.crash);
   }
 
-  /** Reads the directory; refreshes the exported copies from the identity. */
-  load(): void {
+  /**
+   * Reads the directory; refreshes the exported copies from the identity. `inspect`
+   * (`edgeid-agent status`, beside a running agent) leaves the slots and the state as
+   * they are: only the process that rotates completes what a power cut interrupted.
+   */
+  load(opts: { inspect?: boolean } = {}): void {
     this.store.init();
     if (!this.store.hasIdentity())
       throw new Error(`${this.store.dir} holds no identity: run edgeid-agent enroll first`);
@@ -58,7 +79,60 @@ export class Agent {
     this.trust = this.store.loadTrust();
     this.identity = this.store.loadIdentity();
     this.state = this.store.loadState();
+    this.reconcileSlots(!opts.inspect);
     this.store.exportCopies(this.identity);
+  }
+
+  /**
+   * Makes the state agree with the two slots on disk, whatever step a power cut stopped:
+   * - a fallback decided (state saved) but not carried out: carried out now;
+   * - `previous.pem` holding the current identity (cut before the new identity was
+   *   renamed into place, or before a fallback removed the slot): removed;
+   * - `previous.pem` holding another certificate: the current one is unconfirmed (cut
+   *   after the rename, before the state was saved: the state is completed);
+   * - no `previous.pem`: nothing unconfirmed (cut after a confirmation removed it).
+   * An unreadable previous slot is removed: it cannot be fallen back to. Without `write`,
+   * only the agent's view is made consistent, and nothing on disk changes.
+   */
+  private reconcileSlots(write = true): void {
+    let previous: Identity | undefined;
+    try {
+      previous = this.store.loadPrevious();
+    } catch (err) {
+      this.deps.log("warn", "previous identity unreadable; removed", { error: (err as Error).message });
+      if (write) this.store.removePrevious();
+    }
+    const fallback = this.state.fallback;
+    if (
+      previous &&
+      fallback &&
+      fallback.refused === serialOf(this.identity) &&
+      fallback.serial === serialOf(previous) &&
+      validAt(previous, this.now())
+    ) {
+      if (write) this.store.saveIdentity(previous);
+      this.identity = previous;
+    }
+    if (previous && serialOf(previous) === serialOf(this.identity)) {
+      if (write) this.store.removePrevious();
+      previous = undefined;
+    }
+    this.previous = previous;
+    const serial = serialOf(this.identity);
+    const unconfirmed = previous
+      ? {
+          serial,
+          previous: serialOf(previous),
+          since:
+            this.state.unconfirmed?.serial === serial
+              ? this.state.unconfirmed.since
+              : new Date(this.now()).toISOString(),
+        }
+      : null;
+    if (JSON.stringify(unconfirmed) !== JSON.stringify(this.state.unconfirmed)) {
+      this.state.unconfirmed = unconfirmed;
+      if (write) this.saveState();
+    }
   }
 
   /** The clock the agent believes: the system clock, but never behind the floor. */
@@ -99,7 +173,7 @@ export class Agent {
           ? "revoked"
           : this.state.lostIdentity
             ? "lost-identity"
-            : this.state.stopped
+            : this.state.stopped || this.state.fallback
               ? "degraded"
               : "online"),
       session: this.state.session,
@@ -112,6 +186,17 @@ export class Agent {
       nextRenewAt: iso(this.state.nextRenewAt),
       lastRenew: this.state.lastRenew,
       agent: { version: AGENT_VERSION },
+      ...(this.state.fallback
+        ? {
+            fallback: {
+              at: this.state.fallback.at,
+              by: this.state.fallback.by,
+              reason: this.state.fallback.reason,
+              refused: this.state.fallback.refused,
+              serial: this.state.fallback.serial,
+            },
+          }
+        : {}),
     };
   }
 
@@ -129,13 +214,19 @@ export class Agent {
         tls: () => ({
           key: this.identity.key.export({ type: "pkcs8", format: "pem" }) as string,
           cert: this.identity.chain.map((c) => c.toString()).join(""),
+          serial: serialOf(this.identity),
           trust: this.trust,
         }),
+        onConnected: (serial) => this.confirm("mqtt", serial),
+        onRefused: (serial, code, message) => {
+          this.fallBack("mqtt", serial, `CONNACK ${code}: ${message}`);
+        },
         now: () => this.now(),
         queueFile: this.store.paths.events,
         writeFile: (file, data) => this.store.writeAtomic(file, data, 0o600),
         onCommand: (command, body) => runCommand(this, command, body, this.deps.log),
         log: (msg, fields) => this.deps.log("info", msg, fields),
+        random: this.deps.random,
       });
       this.reporter.start(this.statusDocument());
     }
@@ -220,7 +311,8 @@ export class Agent {
         await this.sleep(HOUR);
         continue;
       }
-      const at = this.renewAt();
+      // After a fallback, the next renewal waits out its backoff.
+      const at = Math.max(this.renewAt(), this.state.fallback?.retryAt ?? 0);
       this.state.nextRenewAt = at;
       const wait = at - this.now();
       if (wait > 0 && !this.forced) {
@@ -241,15 +333,29 @@ export class Agent {
    * and report (one that says revoked → revoked state).
    */
   async renewOnce(probe: boolean): Promise<RenewResult> {
+    this.renewing = true;
+    try {
+      return await this.renewAttempts(probe);
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  private async renewAttempts(probe: boolean): Promise<RenewResult> {
     const est = new EstClient(this.config.server, this.config.label, this.trust, () => this.now());
     const key = generateKey(this.config.keyType as KeyType);
     const csr = makeCsr(key, this.config.deviceId);
     this.deps.crash?.("key-generated");
     this.report("rotating");
+    const generation = this.generation;
     for (let attempt = 0; !this.stopping; attempt++) {
       const client: ClientTls = this.identity;
       const outcome = await est.simplereenroll(csr, client);
       this.raiseFloor(outcome.date);
+      if (this.generation !== generation) return this.superseded(describeOutcome(outcome));
+      // The verified server took the certificate (an answer, or 202 for a pending one): it
+      // has been used successfully, so the previous slot can go (before a new one comes).
+      if (outcome.kind === "issued" || outcome.kind === "wait") this.confirm("est", serialOf(client));
       if (outcome.kind === "issued") {
         let identity: Identity;
         try {
@@ -263,8 +369,23 @@ export class Agent {
       }
       if (outcome.kind === "refused") {
         if (outcome.revoked) {
+          // Revoking a device revokes all its certificates: the previous one is no way back.
           this.enterRevoked("est", outcome.message);
           return "revoked";
+        }
+        // The verified server refused a certificate that has never been used (401/403: its
+        // authentication): back to the previous one, and renew with it after a backoff.
+        // Also when the broker's refusal already did so while this request was under way:
+        // the refusal was for a certificate the agent no longer holds.
+        const fellBack =
+          (outcome.status === 401 || outcome.status === 403) &&
+          this.fallBack("est", serialOf(client), `HTTP ${outcome.status}: ${outcome.message}`);
+        if (fellBack || serialOf(client) !== serialOf(this.identity)) {
+          if (probe) return "waiting";
+          await this.sleep((this.state.fallback?.retryAt ?? 0) - this.now());
+          if (this.forced) this.forced = false;
+          if (this.generation !== generation) return this.superseded("backing off after a fallback");
+          continue;
         }
         // Refused with a certificate that has expired: renewal after expiry did not apply.
         // Next rung: the manufacturer certificate, where the device has one; else lost.
@@ -297,7 +418,16 @@ export class Agent {
       if (outcome.kind === "unavailable") this.report("degraded");
       await this.sleep(wait);
       if (this.forced) this.forced = false;
+      if (this.generation !== generation) return this.superseded("backing off");
     }
+    return "cancelled";
+  }
+
+  /** A renewal whose identity was replaced meanwhile (`reload()`): nothing of it is kept. */
+  private superseded(detail: string): RenewResult {
+    this.deps.log("info", "the identity was replaced while a renewal was in flight; its outcome is dropped", {
+      detail,
+    });
     return "cancelled";
   }
 
@@ -337,11 +467,24 @@ export class Agent {
     this.wake?.();
   }
 
-  /** Takes a new identity (a renewal, or an enrollment with the IDevID): saved, reported, hooked. */
+  /**
+   * Takes a new identity (a renewal, or an enrollment with the IDevID): saved, reported,
+   * hooked. The identity it replaces is kept as the previous slot while it is valid, until
+   * the new one has been used once; an expired one (an IDevID enrollment, a renewal after
+   * expiry) is not kept: it could not be fallen back to. Order on disk: previous.pem, then
+   * identity.pem, then the state (`reconcileSlots` completes a cut anywhere in between).
+   */
   private async adopt(identity: Identity, via: "renewal" | "idevid"): Promise<void> {
     const previous = this.leaf.serialNumber.toLowerCase();
+    const keep = validAt(this.identity, this.now()) ? this.identity : undefined;
+    if (keep) this.store.savePrevious(keep);
+    else this.store.removePrevious();
     this.store.saveIdentity(identity);
     this.identity = identity;
+    this.previous = keep;
+    this.state.unconfirmed = keep
+      ? { serial: serialOf(identity), previous, since: new Date(this.now()).toISOString() }
+      : null;
     this.state.identityReceivedAt = this.now();
     this.state.session++;
     this.state.lastRenew = { at: new Date(this.now()).toISOString(), ok: true };
@@ -368,6 +511,112 @@ export class Agent {
   }
 
   /**
+   * The first successful use of the unconfirmed identity `serial` (a CONNACK from the
+   * verified broker, an answer from the verified EST server): the previous slot, its key
+   * with it, is deleted, and a fallback is over.
+   */
+  private confirm(by: "mqtt" | "est", serial: string): void {
+    const unconfirmed = this.state.unconfirmed;
+    if (!unconfirmed || unconfirmed.serial !== serial || serialOf(this.identity) !== serial) return;
+    // The slot first: a cut before the state is saved finds no previous.pem, which is what decides.
+    this.store.removePrevious();
+    this.previous = undefined;
+    const ended = this.state.fallback !== null;
+    this.state.unconfirmed = null;
+    this.state.fallback = null;
+    this.saveState();
+    this.deps.log("info", "new certificate confirmed; previous identity removed", {
+      by,
+      serial,
+      previous: unconfirmed.previous,
+    });
+    // The status changes only when a fallback ends (on a CONNACK the reporter sends it next).
+    if (ended) this.report();
+  }
+
+  /**
+   * The verified broker (CONNACK 4/5/134/135) or the verified EST server (401/403 that does
+   * not say revoked) refused the unconfirmed identity `serial`: back to the previous one,
+   * if it is still valid at the agent's time, reported (status `fallback`, an
+   * `identity-fallback` event, a log line) with a renewal after a backoff. False when
+   * there is nothing to go back to: `serial` is not the unconfirmed identity (a
+   * certificate already used once is not refused into a fallback), no previous slot, the
+   * device is revoked, or the previous certificate is no longer valid (then removed).
+   * Over MQTT 3.1.1 a CONNACK carries no reason: a revoked device's refusal may bring it
+   * back to its previous certificate, which is revoked with it and refused in turn; no
+   * second fallback follows (one slot back, never more).
+   */
+  private fallBack(by: "mqtt" | "est", serial: string, reason: string): boolean {
+    const unconfirmed = this.state.unconfirmed;
+    const previous = this.previous;
+    if (!unconfirmed || unconfirmed.serial !== serial || serialOf(this.identity) !== serial || !previous) return false;
+    if (this.state.revoked) return false;
+    const now = this.now();
+    const back = previous.chain[0] as X509Certificate;
+    if (!validAt(previous, now)) {
+      this.store.removePrevious();
+      this.previous = undefined;
+      this.state.unconfirmed = null;
+      this.saveState();
+      this.deps.log("warn", "new certificate refused; the previous one is not valid now and was removed, not used", {
+        by,
+        reason,
+        refused: serial,
+        previous: unconfirmed.previous,
+        previousNotAfter: back.validTo,
+      });
+      return false;
+    }
+    const attempt = this.state.fallback ? this.state.fallback.attempt + 1 : 0;
+    const remaining = Date.parse(back.validTo) - now;
+    const retryAt = now + backoffDelay(attempt, remaining, this.deps.random, this.deps.backoff);
+    this.state.fallback = {
+      at: new Date(now).toISOString(),
+      by,
+      reason: reason.slice(0, 300),
+      refused: serial,
+      serial: serialOf(previous),
+      attempt,
+      retryAt,
+    };
+    this.state.unconfirmed = null;
+    this.state.session++;
+    // The previous certificate was due for renewal already: its lifetime is counted from
+    // its notBefore again, so that the backoff (retryAt), not its schedule, says when.
+    this.state.identityReceivedAt = 0;
+    this.state.lastError = `new certificate ${serial} refused (${by}): ${reason}`.slice(0, 500);
+    // The decision first (a cut after it is completed at the next start), then the slots.
+    this.saveState();
+    this.store.saveIdentity(previous);
+    this.identity = previous;
+    this.store.removePrevious();
+    this.previous = undefined;
+    this.state.nextRenewAt = Math.max(this.renewAt(), retryAt);
+    this.saveState();
+    this.deps.log("warn", "new certificate refused at its first use; back on the previous one", {
+      by,
+      reason,
+      refused: serial,
+      serial: serialOf(previous),
+      notAfter: back.validTo,
+      retryAt: new Date(retryAt).toISOString(),
+    });
+    this.emit("identity-fallback", {
+      by,
+      reason: reason.slice(0, 300),
+      refused: serial,
+      serial: serialOf(previous),
+      notAfter: new Date(back.validTo).toISOString(),
+      retryAt: new Date(retryAt).toISOString(),
+    });
+    this.reporter?.reconnect();
+    this.report();
+    void this.runHook();
+    if (!this.renewing) this.wake?.();
+    return true;
+  }
+
+  /**
    * The expired certificate was refused: enroll again with the manufacturer certificate
    * (simpleenroll over mutual TLS with the IDevID, a new key). Undefined when that does
    * not answer (network, 5xx: the loop backs off and tries the ladder again).
@@ -383,8 +632,10 @@ export class Agent {
     }
     const est = new EstClient(this.config.server, this.config.label, this.trust, () => this.now());
     const key = generateKey(this.config.keyType as KeyType);
+    const generation = this.generation;
     const outcome = await est.simpleenroll(makeCsr(key, this.config.deviceId), auth);
     this.raiseFloor(outcome.date);
+    if (this.generation !== generation) return this.superseded(describeOutcome(outcome));
     if (outcome.kind === "issued") {
       try {
         await this.adopt(checkIssued(outcome.chain, key, this.trust), "idevid");
@@ -430,10 +681,12 @@ export class Agent {
    * (SIGHUP): the new certificate, trust and configuration, and the state it wrote.
    */
   reload(): void {
+    this.generation++;
     this.config = this.store.loadConfig();
     this.trust = this.store.loadTrust();
     this.identity = this.store.loadIdentity();
     this.state = this.store.loadState();
+    this.reconcileSlots();
     this.store.exportCopies(this.identity);
     this.deps.log("info", "reloaded the identity from disk", { serial: this.leaf.serialNumber.toLowerCase() });
     this.reporter?.reconnect();

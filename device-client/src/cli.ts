@@ -137,7 +137,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     }
     case "status": {
       const agent = new Agent(dir, deps);
-      agent.load();
+      agent.load({ inspect: true });
       const doc = agent.statusDocument();
       const store = agent.store.loadState();
       const out = {
@@ -150,6 +150,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         lastRenew: store.lastRenew,
         lastError: store.lastError,
         revoked: store.revoked,
+        unconfirmed: store.unconfirmed,
+        fallback: store.fallback,
         session: store.session,
       };
       if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -95,6 +95,9 @@ export async function enroll(o: EnrollOptions, deps: AgentDeps): Promise<Identit
       const identity = checkIssued(outcome.chain, key, trust);
       const now = Math.max(deps.now(), floor);
       store.saveTrust(trust);
+      // Enrolled in place: a previous slot left from before is no identity to go back to
+      // (removed first: a cut in between leaves no slot beside the new identity).
+      store.removePrevious();
       store.saveIdentity(identity);
       const config: AgentConfig = {
         server: o.server,

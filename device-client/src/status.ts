@@ -18,7 +18,21 @@ export interface StatusDocument {
   nextRenewAt: string | null;
   lastRenew: { at: string; ok: boolean; error?: string } | null;
   agent: { version: string };
+  /**
+   * Present after the verified broker or EST server refused a new certificate at its
+   * first use and the agent went back to the previous one (`serial`), until a new
+   * certificate has been used successfully.
+   */
+  fallback?: { at: string; by: "mqtt" | "est"; reason: string; refused: string; serial: string };
 }
+
+/**
+ * CONNACK codes that refuse the client's credentials (here: its certificate): MQTT 3.1.1
+ * §3.2.2.3 return codes 4 (bad user name or password) and 5 (not authorized), MQTT 5
+ * §3.2.2.2 reason codes 134 and 135. Others (server unavailable, busy, …) are not about
+ * the certificate.
+ */
+export const CONNACK_AUTH_REFUSALS: readonly number[] = [4, 5, 134, 135];
 
 export interface AgentEvent {
   id: string;
@@ -27,11 +41,23 @@ export interface AgentEvent {
   [field: string]: unknown;
 }
 
+/** The reconnect delay after a lost connection, and the bound after repeated CONNACK refusals. */
+const RECONNECT_MS = 5_000;
+const MAX_RECONNECT_MS = 600_000;
+
 export interface ReporterOptions {
   url: string;
   deviceId: string;
-  /** The device's TLS identity and the trust bundle, read at each (re)connection. */
-  tls: () => { key: string; cert: string; trust: X509Certificate[] };
+  /** The device's TLS identity (with its leaf's serial) and the trust bundle, read at each (re)connection. */
+  tls: () => { key: string; cert: string; serial: string; trust: X509Certificate[] };
+  /** The verified broker accepted a connection made with the certificate `serial` (CONNACK 0). */
+  onConnected?: (serial: string) => void;
+  /**
+   * The verified broker refused the certificate `serial` in its CONNACK (a code of
+   * CONNACK_AUTH_REFUSALS). Only a CONNACK parsed after the broker passed the agent's
+   * check reaches here; transport errors never do.
+   */
+  onRefused?: (serial: string, code: number, message: string) => void;
   /** The agent's time, for checking the broker's certificate (see tls-check.ts). */
   now: () => number;
   /** Where queued events survive a restart. */
@@ -41,6 +67,15 @@ export interface ReporterOptions {
   /** A command from the verified broker (nothing reaches here from any other peer). */
   onCommand: (command: Command, body: Record<string, unknown>) => Promise<CommandResult>;
   log: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Randomness for the reconnect jitter (default Math.random). */
+  random?: () => number;
+  /**
+   * The reconnect delay after a lost connection (default 5 s). After a CONNACK that
+   * refuses the connection it doubles at each refusal, up to `maxReconnectMs` (default
+   * 10 min), with jitter, and is back to this after a CONNACK 0.
+   */
+  reconnectMs?: number;
+  maxReconnectMs?: number;
 }
 
 /**
@@ -53,6 +88,7 @@ export class MqttReporter {
   private latest: StatusDocument | undefined;
   private queue: AgentEvent[] = [];
   private flushing = false;
+  private generation = 0;
   private stopped = false;
   private readonly base: string;
 
@@ -83,7 +119,12 @@ export class MqttReporter {
 
   /** mqtt is loaded on first use: an agent without a broker does not carry it (~13 MB). */
   private connect(): void {
-    void import("mqtt").then(({ MqttClient }) => this.open(MqttClient));
+    // Only the latest call opens a client: a reconnect (a rotation, a fallback) while mqtt
+    // is still loading for an earlier one would otherwise leave two clients connecting.
+    const generation = ++this.generation;
+    void import("mqtt").then(({ MqttClient }) => {
+      if (generation === this.generation) this.open(MqttClient);
+    });
   }
 
   /**
@@ -119,22 +160,39 @@ export class MqttReporter {
       return;
     }
     const lost: StatusDocument | undefined = this.latest && { ...this.latest, state: "lost" };
-    const client = new MqttClientClass(() => this.transport(this.o.tls()), {
-      clientId: this.o.deviceId,
-      // A persistent session: commands (QoS 1) sent while the agent reconnects — after a
-      // rotation, or through a short outage — wait at the broker instead of being dropped.
-      clean: false,
-      reconnectPeriod: 5_000,
-      connectTimeout: 15_000,
-      keepalive: 60,
-      ...(lost
-        ? { will: { topic: `${this.base}/status`, payload: Buffer.from(JSON.stringify(lost)), qos: 1, retain: true } }
-        : {}),
-    });
+    // The certificate of the latest connection attempt (mqtt.js builds one stream at a time).
+    let serial = "";
+    const client = new MqttClientClass(
+      () => {
+        const tls = this.o.tls();
+        serial = tls.serial;
+        return this.transport(tls);
+      },
+      {
+        clientId: this.o.deviceId,
+        // A persistent session: commands (QoS 1) sent while the agent reconnects — after a
+        // rotation, or through a short outage — wait at the broker instead of being dropped.
+        clean: false,
+        reconnectPeriod: this.o.reconnectMs ?? RECONNECT_MS,
+        // A broker that refuses a connection (restarting, over a budget, or refusing the
+        // certificate) is asked again, later each time: without this mqtt.js would stay
+        // disconnected until the next rotation or restart.
+        reconnectOnConnackError: true,
+        connectTimeout: 15_000,
+        keepalive: 60,
+        ...(lost
+          ? { will: { topic: `${this.base}/status`, payload: Buffer.from(JSON.stringify(lost)), qos: 1, retain: true } }
+          : {}),
+      },
+    );
     this.client = client;
+    let refusals = 0;
     client.on("connect", () => {
       if (this.client !== client) return;
-      this.o.log("mqtt connected", { url: this.o.url });
+      refusals = 0;
+      client.options.reconnectPeriod = this.o.reconnectMs ?? RECONNECT_MS;
+      this.o.log("mqtt connected", { url: this.o.url, serial });
+      this.o.onConnected?.(serial);
       client.subscribe(`${this.base}/cmd/+`, { qos: 1 });
       if (this.latest) this.publish(`${this.base}/status`, this.latest, true);
       void this.flush();
@@ -142,9 +200,32 @@ export class MqttReporter {
     client.on("message", (topic, payload) => {
       if (this.client === client) void this.command(topic, payload);
     });
-    // Connection errors (TLS alerts, resets, a CONNACK refusal) are network errors: they
-    // never change the agent's state; mqtt.js reconnects after reconnectPeriod.
-    client.on("error", (err) => this.o.log("mqtt error", { error: err.message }));
+    // Connection errors (TLS alerts, resets) are network errors: they never change the
+    // agent's state; mqtt.js reconnects after reconnectPeriod. A CONNACK that refuses the
+    // certificate comes from the verified broker (nothing unverified is parsed): the agent
+    // decides whether it means going back to the previous certificate.
+    client.on("error", (err) => {
+      this.o.log("mqtt error", { error: err.message });
+      const used = serial;
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === "number" && err.message.startsWith("Connection refused")) {
+        // mqtt.js schedules the next attempt right after this handler, with this period.
+        refusals++;
+        const base = this.o.reconnectMs ?? RECONNECT_MS;
+        const bound = Math.min(this.o.maxReconnectMs ?? MAX_RECONNECT_MS, base * 2 ** Math.min(refusals, 20));
+        const delay = Math.round(bound / 2 + (bound / 2) * (this.o.random ?? Math.random)());
+        client.options.reconnectPeriod = delay;
+        this.o.log("mqtt connection refused; asking again later", { code, refusals, delayMs: delay });
+      }
+      if (
+        this.client === client &&
+        typeof code === "number" &&
+        CONNACK_AUTH_REFUSALS.includes(code) &&
+        err.message.startsWith("Connection refused")
+      )
+        // After mqtt.js has finished with the refused connection.
+        queueMicrotask(() => this.o.onRefused?.(used, code, err.message));
+    });
   }
 
   status(doc: StatusDocument): void {

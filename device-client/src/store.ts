@@ -36,6 +36,7 @@ export interface Identity {
 /** Where a rotation can be interrupted; fault-injection tests stop the process at each. */
 export type CrashStep =
   | "key-generated"
+  | "previous-saved"
   | "response-received"
   | "identity-staged"
   | "identity-renamed"
@@ -84,6 +85,28 @@ export interface AgentState {
    * with `edgeid-agent enroll --token …` on this directory.
    */
   lostIdentity: { at: string; reason: string } | null;
+  /**
+   * The identity in `identity.pem` has not been used successfully yet (no CONNACK from the
+   * verified broker, no answer to an EST request from the verified server): `previous.pem`
+   * holds the one it replaced (serial `previous`) until it has. The slots on disk decide
+   * (see `Agent.load`); this records them for the status and the logs.
+   */
+  unconfirmed: { serial: string; previous: string; since: string } | null;
+  /**
+   * The verified broker or EST server refused a new certificate (`refused`) at its first use,
+   * and the agent went back to the previous one (`serial`). Cleared when a new certificate
+   * is confirmed. `attempt` counts fallbacks since the last confirmation (the backoff);
+   * no renewal before `retryAt`.
+   */
+  fallback: {
+    at: string;
+    by: "mqtt" | "est";
+    reason: string;
+    refused: string;
+    serial: string;
+    attempt: number;
+    retryAt: number;
+  } | null;
 }
 
 export const INITIAL_STATE: AgentState = {
@@ -96,6 +119,8 @@ export const INITIAL_STATE: AgentState = {
   revoked: null,
   stopped: null,
   lostIdentity: null,
+  unconfirmed: null,
+  fallback: null,
 };
 
 export function fingerprint(der: Uint8Array): string {
@@ -126,7 +151,9 @@ export function directoryProblem(dir: string): string | undefined {
  * atomically: temp file, fsync, rename, directory fsync. A power cut at any point leaves
  * the old pair or the new one, never a mix and never nothing. `cert.pem`, `key.pem` and
  * `chain.pem` are exported copies for the services on the gateway, rewritten (also
- * atomically) from the identity after each rotation and at every start.
+ * atomically) from the identity after each rotation and at every start. `previous.pem`
+ * (same format, 0600) is the identity a rotation replaced, kept until the new one has
+ * been used once: never more than these two slots.
  */
 export class AgentStore {
   readonly paths;
@@ -139,6 +166,7 @@ export class AgentStore {
   ) {
     this.paths = {
       identity: join(dir, "identity.pem"),
+      previous: join(dir, "previous.pem"),
       trust: join(dir, "trust.pem"),
       config: join(dir, "config.json"),
       state: join(dir, "state.json"),
@@ -152,7 +180,14 @@ export class AgentStore {
 
   /** The files that hold secrets (the key) or what the agent acts on: 0600, whatever they were. */
   private get privateFiles(): string[] {
-    return [this.paths.identity, this.paths.key, this.paths.config, this.paths.state, this.paths.events];
+    return [
+      this.paths.identity,
+      this.paths.previous,
+      this.paths.key,
+      this.paths.config,
+      this.paths.state,
+      this.paths.events,
+    ];
   }
 
   /**
@@ -208,20 +243,38 @@ export class AgentStore {
   }
 
   loadIdentity(): Identity {
-    const text = readFileSync(this.paths.identity, "utf8");
-    const keyDer = pemBlocks(text, "PRIVATE KEY")[0];
-    const certs = pemBlocks(text, "CERTIFICATE").map((d) => new X509Certificate(d));
-    if (!keyDer || !certs[0]) throw new Error(`${this.paths.identity} holds no key and certificate`);
-    const key = createPrivateKey({ key: Buffer.from(keyDer), format: "der", type: "pkcs8" });
-    if (!publicKeyMatches(key, certs[0])) throw new Error(`${this.paths.identity}: key and certificate do not match`);
-    return { key, chain: certs };
+    return readIdentity(this.paths.identity);
+  }
+
+  /** The previous identity (key and chain), kept until the current one has been used once; undefined when none. */
+  loadPrevious(): Identity | undefined {
+    return existsSync(this.paths.previous) ? readIdentity(this.paths.previous) : undefined;
+  }
+
+  /**
+   * Keeps `identity` as the previous slot, before a new identity replaces it: the same
+   * O_EXCL temp file, 0600 before any data, fsync and rename as the identity itself.
+   */
+  savePrevious(identity: Identity): void {
+    this.writeAtomic(this.paths.previous, identityPem(identity), 0o600);
+    this.crash("previous-saved");
+  }
+
+  /** Deletes the previous slot (its key with it), then syncs the directory so the removal survives a power cut. */
+  removePrevious(): void {
+    if (!existsSync(this.paths.previous) && !isSymlink(this.paths.previous)) return;
+    rmSync(this.paths.previous, { force: true });
+    const dirFd = openSync(this.dir, "r");
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
   }
 
   /** Replaces the identity, then the exported copies. */
   saveIdentity(identity: Identity): void {
-    const keyPem = identity.key.export({ type: "pkcs8", format: "pem" }) as string;
-    const chainPem = identity.chain.map((c) => c.toString()).join("");
-    this.writeAtomic(this.paths.identity, keyPem + chainPem, 0o600, {
+    this.writeAtomic(this.paths.identity, identityPem(identity), 0o600, {
       staged: "identity-staged",
       renamed: "identity-renamed",
     });
@@ -273,6 +326,30 @@ export class AgentStore {
 
   saveState(state: AgentState): void {
     this.writeAtomic(this.paths.state, `${JSON.stringify(state)}\n`, 0o600);
+  }
+}
+
+/** Key and chain in one PEM file: what `identity.pem` and `previous.pem` hold. */
+function identityPem(identity: Identity): string {
+  const keyPem = identity.key.export({ type: "pkcs8", format: "pem" }) as string;
+  return keyPem + identity.chain.map((c) => c.toString()).join("");
+}
+
+function readIdentity(file: string): Identity {
+  const text = readFileSync(file, "utf8");
+  const keyDer = pemBlocks(text, "PRIVATE KEY")[0];
+  const certs = pemBlocks(text, "CERTIFICATE").map((d) => new X509Certificate(d));
+  if (!keyDer || !certs[0]) throw new Error(`${file} holds no key and certificate`);
+  const key = createPrivateKey({ key: Buffer.from(keyDer), format: "der", type: "pkcs8" });
+  if (!publicKeyMatches(key, certs[0])) throw new Error(`${file}: key and certificate do not match`);
+  return { key, chain: certs };
+}
+
+function isSymlink(file: string): boolean {
+  try {
+    return lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
   }
 }
 

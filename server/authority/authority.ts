@@ -86,6 +86,15 @@ export class Authority {
     return caFor(this.deps, resolveProfile(this.deps, label ?? "device")).chain;
   }
 
+  /**
+   * An issuing CA's certificate and the chain up to its root, by the CA's name (the name
+   * in its CRL's URL), for relying parties that fetch it (RFC 5280 §4.2.2.1); undefined
+   * for a name that is not an issuing CA here.
+   */
+  issuingChain(caName: string): Uint8Array[] | undefined {
+    return this.deps.cas.get(caName)?.chain;
+  }
+
   /** RFC 7030 §4.5: what the profile wants in a CSR. */
   csrattrs(label?: string): Uint8Array {
     const profile = resolveProfile(this.deps, label ?? "device");

@@ -29,6 +29,7 @@ import type {
 import { type AuthorityDeps, caFor } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { spiffeId } from "./identity.ts";
+import { refuseServiceNames, serverNames } from "./policy/names.ts";
 
 export interface IssueInput {
   deviceId: string;
@@ -56,6 +57,42 @@ export function randomSerial(crypto: Crypto): Uint8Array {
   let start = 0;
   while (start < bytes.length - 1 && bytes[start] === 0) start++;
   return bytes.subarray(start);
+}
+
+/**
+ * The URL a listener is reached at: a wildcard address (0.0.0.0, ::) is reached by the
+ * first configured hostname, not by itself; IPv6 literals are bracketed.
+ */
+export function listenerUrl(scheme: "http" | "https", host: string, port: number, hostnames: string[]): string {
+  const reachable = host === "0.0.0.0" || host === "::" ? (hostnames[0] ?? "localhost") : host;
+  return `${scheme}://${reachable.includes(":") ? `[${reachable}]` : reachable}:${port}`;
+}
+
+export interface RevocationBase {
+  /** Base of the CRL and OCSP URLs written into new certificates. */
+  url: string;
+  /** Where it came from, for the start log. */
+  from: "publicHttpUrl" | "publicListen" | "publicUrl" | "listen";
+}
+
+/**
+ * Where new certificates say their revocation data is. Plain HTTP when there is a way to
+ * it (RFC 5280 §4.2.1.13, RFC 6960 §A.1: CRLs and OCSP responses are signed, and a
+ * relying party fetching them must not need revocation data to validate a TLS
+ * certificate first): the configured `publicHttpUrl`, else the public listener's own
+ * address — unless the operator configured `publicUrl` and no `publicHttpUrl`: a URL the
+ * operator chose is never replaced by a derived one (it may name a host relying parties
+ * reach and the listener's address not), so those keep https until `publicHttpUrl` is set.
+ * With the public listener off, the https base as before.
+ */
+export function revocationBase(
+  config: { publicUrl?: string; publicHttpUrl?: string },
+  listeners: { https: string; publicHttp?: string },
+): RevocationBase {
+  if (config.publicHttpUrl) return { url: config.publicHttpUrl, from: "publicHttpUrl" };
+  if (config.publicUrl) return { url: config.publicUrl, from: "publicUrl" };
+  if (listeners.publicHttp) return { url: listeners.publicHttp, from: "publicListen" };
+  return { url: listeners.https, from: "listen" };
 }
 
 export function crlUrl(publicUrl: string, caName: string): string {
@@ -164,6 +201,9 @@ export async function issueDeviceCertificate(
   deps: AuthorityDeps,
   input: IssueInput,
 ): Promise<{ der: Uint8Array; record: CertificateRecord }> {
+  // Names declared before a host name was added to the server's configuration are
+  // checked again at every issuance: no device certificate carries the server's names.
+  refuseServiceNames(input.names, serverNames(deps));
   const now = deps.clock.now();
   const { profile } = input;
   const second = Math.floor(now.getTime() / 1000) * 1000;

@@ -12,7 +12,7 @@ import { badRequest, conflict, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
 import { issuanceWrites, issueDeviceCertificate } from "./issue.ts";
 import { generateDeviceKey } from "./keygen.ts";
-import { declareNames, namesDetail } from "./policy/names.ts";
+import { declareNames, namesDetail, serverNames } from "./policy/names.ts";
 import { applyGuarded, guard, operatorGuards } from "./preconditions.ts";
 import { resolveProfile } from "./profiles.ts";
 
@@ -108,7 +108,9 @@ async function checkTarget(
       `validity must be between 1m and the profile's ${formatDuration(profile.validity)}`,
     );
   }
-  const declared = options.names ? declareNames(options.names, deps.config.limits.maxRequestedNames) : undefined;
+  const declared = options.names
+    ? declareNames(options.names, deps.config.limits.maxRequestedNames, serverNames(deps))
+    : undefined;
   return { profile, existing, deviceId, names: declared ?? existing?.names ?? null, validity: options.validity };
 }
 

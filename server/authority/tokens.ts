@@ -6,7 +6,7 @@ import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { badRequest, forbidden } from "./errors.ts";
 import { DEVICE_ID_RULE, isValidDeviceId } from "./identity.ts";
-import { declareNames, namesDetail } from "./policy/names.ts";
+import { declareNames, namesDetail, serverNames } from "./policy/names.ts";
 import { applyGuarded, guard, operatorGuards } from "./preconditions.ts";
 import { newTokenId, newTokenSecret } from "./provisioners/token.ts";
 
@@ -73,7 +73,7 @@ export function batchDeviceIds(
  * devices are pre-registered as pending (an existing device keeps its state).
  */
 export async function createTokens(
-  deps: Pick<AuthorityDeps, "storage" | "clock" | "crypto" | "digest" | "config" | "profiles">,
+  deps: Pick<AuthorityDeps, "storage" | "clock" | "crypto" | "digest" | "config" | "profiles"> & { publicUrl?: string },
   req: CreateTokensRequest,
 ): Promise<CreatedToken[]> {
   const profileName = req.profile ?? "device";
@@ -88,7 +88,9 @@ export async function createTokens(
   checkTokenCount(req.deviceIds.length);
   const unique = new Set(req.deviceIds);
   if (unique.size !== req.deviceIds.length) throw badRequest("duplicate_device", "device ids must be unique");
-  const names = req.names ? (declareNames(req.names, deps.config.limits.maxRequestedNames) ?? null) : null;
+  const names = req.names
+    ? (declareNames(req.names, deps.config.limits.maxRequestedNames, serverNames(deps)) ?? null)
+    : null;
   if (names && req.deviceIds.length !== 1) {
     throw badRequest("names_need_one_device", "DNS and IP names are declared for one device at a time");
   }

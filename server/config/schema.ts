@@ -142,8 +142,33 @@ export const configSchema = z.object({
     .regex(/^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/, "a trust domain is a lowercase DNS-like name (SPIFFE §2.1)"),
   hostnames: z.array(z.string().min(1)).default(["localhost"]),
   listen: z.string().default("127.0.0.1:8443"),
-  /** Base URL that certificates point at for CRL and OCSP; defaults from the listener. */
+  /**
+   * The HTTPS base URL of this server (EST, operator API). CRL and OCSP URLs in
+   * certificates use it only when there is no plain HTTP base (`publicHttpUrl`, or the
+   * public listener); defaults from the listener.
+   */
   publicUrl: z.url().optional(),
+  /**
+   * The public listener: plain HTTP serving only what is public and signed or
+   * non-secret (CRLs, OCSP, CA certificates; `/pki/…`), never anything authenticated.
+   * HOST:PORT, or "off".
+   */
+  publicListen: z
+    .string()
+    .refine((s) => s === "off" || /^(?:\[[^\]]+\]|[^:]+):\d{1,5}$/.test(s), 'HOST:PORT or "off"')
+    .default("127.0.0.1:8080"),
+  /**
+   * Base URL (http://) of the CRL and OCSP URLs written into new certificates: how
+   * relying parties reach the public listener (RFC 5280 §4.2.1.13: revocation data is
+   * signed and is fetched over plain HTTP, avoiding a TLS-validation loop). Defaults
+   * from `publicListen`; when that is "off", certificates carry `publicUrl`'s https URLs.
+   */
+  publicHttpUrl: z
+    .url()
+    .refine((u) => u.startsWith("http://"), "an http:// URL (revocation data needs no TLS)")
+    .refine((u) => !/[?#]/.test(u), "a base URL, without query or fragment")
+    .transform((u) => u.replace(/\/+$/, ""))
+    .optional(),
   limits: z
     .object({
       maxBodyBytes: z

@@ -1,11 +1,10 @@
 import "reflect-metadata";
 import { readFileSync } from "node:fs";
-import type { RequestListener } from "node:http";
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import type { Logger } from "pino";
-import { CanonicalHeadersResponse } from "../adapters/node/canonical-headers.ts";
 import { nodeCoreDeps } from "../adapters/node/core-deps.ts";
 import {
   dataPaths,
@@ -19,6 +18,7 @@ import {
 } from "../adapters/node/data-dir.ts";
 import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embedded-broker.ts";
 import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
+import { answerWhenReady, applyHttpLimits, listenerOptions } from "../adapters/node/http-limits.ts";
 import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
 import { ensureScepRa } from "../adapters/node/scep-ra.ts";
@@ -30,13 +30,15 @@ import { webhookNotifier } from "../adapters/webhook.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
 import { checkIssuers } from "../authority/deps.ts";
+import { listenerUrl, revocationBase } from "../authority/issue.ts";
 import { type PublishedCrl, RevocationResponders, type Scheduler } from "../authority/responders.ts";
-import { type Config } from "../config/schema.ts";
+import { type Config, configSchema } from "../config/schema.ts";
 import { FleetMetrics } from "../frontends/metrics/fleet-metrics.ts";
 import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
 import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
 import { pemCertificates, toPem } from "../pki/pem.ts";
 import type { FleetLink } from "../ports/fleet-link.ts";
+import { createPublicApp } from "../public-app.ts";
 
 export interface ServeOptions {
   dataDir: string;
@@ -46,14 +48,24 @@ export interface ServeOptions {
   mqttListen?: string;
   /** mqtts:// URL of an external broker; overrides mqtt.external.url (which must be configured). */
   mqttUrl?: string;
+  /** HOST:PORT of the plain HTTP public listener (CRL, OCSP, CA certificates), or "off"; overrides the configuration. */
+  publicListen?: string;
+  /** http:// base of the CRL and OCSP URLs in new certificates; overrides publicHttpUrl. */
+  publicHttpUrl?: string;
   logger: Logger;
   env?: NodeJS.ProcessEnv;
 }
 
 export interface RunningServer {
   url: string;
+  /** The public listener's URL (http://HOST:PORT), when it runs. */
+  publicHttp?: string;
+  /** Base of the CRL and OCSP URLs written into new certificates. */
+  revocationUrl: string;
   config: Config;
   server: Server;
+  /** The plain HTTP public listener, when it runs. */
+  publicServer?: HttpServer;
   storage: SqliteStorage;
   responders: RevocationResponders;
   /** The embedded broker's URL, when it runs. */
@@ -80,12 +92,19 @@ const nodeScheduler: Scheduler = {
 const TLS_RENEWAL_CHECK_MS = 12 * 3600_000;
 const REFUSAL_FLUSH_MS = 15_000;
 
-export function parseListen(listen: string): { host: string; port: number } {
+export function parseListen(listen: string, option = "--listen"): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
-  if (!m) throw new Error(`--listen must be HOST:PORT (got "${listen}")`);
+  if (!m) throw new Error(`${option} must be HOST:PORT (got "${listen}")`);
   const port = Number(m[3]);
   if (port > 65535) throw new Error(`port ${port} is out of range`);
   return { host: (m[1] ?? m[2]) as string, port };
+}
+
+/** `--public-http-url`, checked as the configuration's publicHttpUrl is. */
+function httpBase(value: string): string | undefined {
+  const parsed = configSchema.shape.publicHttpUrl.safeParse(value);
+  if (!parsed.success) throw new Error(`--public-http-url must be an http:// base URL (got "${value}")`);
+  return parsed.data;
 }
 
 /** Manufacturer CA certificates per IDevID profile, read and parsed once at start. */
@@ -118,6 +137,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const env = opts.env ?? process.env;
   const paths = dataPaths(opts.dataDir);
   const config = readConfig(opts.dataDir);
+  const publicHttpUrl = opts.publicHttpUrl === undefined ? config.publicHttpUrl : httpBase(opts.publicHttpUrl);
   const passphrase = resolvePassphrase(opts.dataDir, env, false);
   if (passphrase.development) {
     opts.logger.warn(
@@ -145,6 +165,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const idevidAnchors = manufacturerAnchors(opts.dataDir, config);
   const storage = SqliteStorage.open(paths.database, { writer: "thread" });
   const { host, port } = parseListen(opts.listen ?? config.listen);
+  const publicListen = opts.publicListen ?? config.publicListen;
+  const publicAt = publicListen === "off" ? undefined : parseListen(publicListen, "--public-listen");
 
   const tlsFiles = () => ({
     ...LISTENER_TLS,
@@ -160,32 +182,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     ...tlsFiles(),
     requestCert: true,
     rejectUnauthorized: false,
-    ServerResponse: CanonicalHeadersResponse,
-    maxHeaderSize: httpLimits.maxHeaderBytes,
+    ...listenerOptions(httpLimits),
     handshakeTimeout: httpLimits.handshakeTimeout * 1000,
-    // How often the header and request timeouts are checked (Node's default is 30 s).
-    connectionsCheckingInterval: 1000,
   });
-  // Connections, header lines, and slow clients (slowloris, idle keep-alive) are bounded.
-  server.maxConnections = httpLimits.maxConnections;
-  server.maxHeadersCount = httpLimits.maxHeaders;
-  server.headersTimeout = httpLimits.headersTimeout * 1000;
-  server.requestTimeout = httpLimits.requestTimeout * 1000;
-  server.keepAliveTimeout = httpLimits.keepAliveTimeout * 1000;
-  // The port is bound before the app exists (the URLs in certificates need it): until
-  // then a request gets 503 and Retry-After instead of waiting for an answer forever.
-  let handle: RequestListener | undefined;
-  server.on("request", (req, res) => {
-    if (handle) return handle(req, res);
-    const body = "starting; retry in a second\n";
-    res.writeHead(503, {
-      "content-type": "text/plain; charset=utf-8",
-      "content-length": Buffer.byteLength(body),
-      "retry-after": "1",
-      connection: "close",
-    });
-    res.end(body);
-  });
+  applyHttpLimits(server, httpLimits);
+  const serving = answerWhenReady(server);
+  // The public listener: plain HTTP, the same limits; only the public app is ever behind it.
+  const publicServer = publicAt ? createHttpServer(listenerOptions(httpLimits)) : undefined;
+  if (publicServer) applyHttpLimits(publicServer, httpLimits);
+  const publicServing = publicServer && answerWhenReady(publicServer);
   // A long-running server renews its own listener certificate and swaps it in
   // without dropping connections.
   const renewal = setInterval(() => {
@@ -206,20 +211,37 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       .catch((err: unknown) => opts.logger.error({ err }, "listener TLS certificate renewal failed"));
   }, TLS_RENEWAL_CHECK_MS);
   renewal.unref();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
-  const bound = (server.address() as AddressInfo).port;
+  const bind = (s: HttpServer, at: { host: string; port: number }) =>
+    new Promise<number>((resolve, reject) => {
+      s.once("error", reject);
+      s.listen(at.port, at.host, () => resolve((s.address() as AddressInfo).port));
+    });
+  const bound = await bind(server, { host, port });
   // A wildcard listener is reached by its configured hostname, not by 0.0.0.0.
-  const reachable = host === "0.0.0.0" || host === "::" ? (config.hostnames[0] ?? "localhost") : host;
-  const urlHost = reachable.includes(":") ? `[${reachable}]` : reachable;
-  const url = `https://${urlHost}:${bound}`;
+  const url = listenerUrl("https", host, bound, config.hostnames);
+  let publicHttp: string | undefined;
+  if (publicServer && publicAt) {
+    try {
+      publicHttp = listenerUrl("http", publicAt.host, await bind(publicServer, publicAt), config.hostnames);
+    } catch (err) {
+      clearInterval(renewal);
+      server.close();
+      await storage.close();
+      throw err;
+    }
+  }
+  const revocation = revocationBase({ publicUrl: config.publicUrl, publicHttpUrl }, { https: url, publicHttp });
+  if (publicHttp && revocation.from === "publicUrl") {
+    opts.logger.warn(
+      { publicUrl: config.publicUrl, publicHttp },
+      "publicUrl is set and publicHttpUrl is not: new certificates keep https:// CRL and OCSP URLs; set publicHttpUrl to the http:// address relying parties reach the public listener at",
+    );
+  }
 
   // One worker: with the event loop on one core, the other is left to OpenSSL
   // (signature checks, CA signatures on libuv's pool, TLS) and to whatever else runs.
   const verifier = new WorkerVerifier(1);
-  const deps = nodeCoreDeps({ config, storage, cas, verifier, publicUrl: config.publicUrl ?? url, idevidAnchors });
+  const deps = nodeCoreDeps({ config, storage, cas, verifier, publicUrl: revocation.url, idevidAnchors });
   deps.scepRa = () => scepRa?.ra;
   const log = opts.logger;
   const logAt = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) =>
@@ -363,6 +385,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   } catch (err) {
     responders.stop();
     server.close();
+    publicServer?.close();
     await Promise.allSettled([storage.close(), verifier.close(), broker?.close()]);
     throw err;
   }
@@ -395,15 +418,39 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       error: (err, context) => log.error({ err, ...context }, "unhandled error"),
     },
   });
-  handle = getRequestListener(app.fetch);
+  serving.ready(getRequestListener(app.fetch));
+  if (publicServing) {
+    const publicApp = createPublicApp({
+      authority,
+      responders,
+      // The socket's address; a plain connection carries no certificate.
+      peer: nodePeer,
+      logger: {
+        request: (entry) => log.info(entry, "request"),
+        error: (err, context) => log.error({ err, listener: "public", ...context }, "unhandled error"),
+      },
+    });
+    publicServing.ready(getRequestListener(publicApp.fetch));
+  }
   log.info(
-    { url, mqtt: broker?.url, mqttExternal: external?.url, dataDir: paths.root, trustDomain: config.trustDomain },
+    {
+      url,
+      publicHttp: publicHttp ?? "off",
+      revocationUrl: revocation.url,
+      mqtt: broker?.url,
+      mqttExternal: external?.url,
+      dataDir: paths.root,
+      trustDomain: config.trustDomain,
+    },
     "listening",
   );
   return {
     url,
+    publicHttp,
+    revocationUrl: revocation.url,
     config,
     server,
+    publicServer,
     storage,
     responders,
     mqttUrl: broker?.url,
@@ -417,10 +464,16 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       fleet.stop();
       // The brokers first: their sessions are closed in the database before it closes.
       await Promise.allSettled([broker?.close(), externalClient?.close()]);
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await Promise.all(
+        [server, publicServer].map(
+          (s) =>
+            s &&
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeAllConnections();
+            }),
+        ),
+      );
       // The windows still open are closed now: what they counted is on record.
       await authority.refusals
         .flush(true)

@@ -8,8 +8,9 @@ import { createApp } from "../app.ts";
 import { SERVER_ACTOR } from "../authority/actor.ts";
 import { Authority } from "../authority/authority.ts";
 import { type AuthorityDeps, checkIssuers, type IssuingCa } from "../authority/deps.ts";
+import { revocationBase } from "../authority/issue.ts";
 import { RevocationResponders } from "../authority/responders.ts";
-import { type Config, parseConfig, profilesOf } from "../config/schema.ts";
+import { type Config, configSchema, parseConfig, profilesOf } from "../config/schema.ts";
 import type { AppEnv } from "../frontends/http/env.ts";
 import { FleetMetrics } from "../frontends/metrics/fleet-metrics.ts";
 import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
@@ -17,6 +18,7 @@ import { keyIdentifier, readCertificate } from "../pki/certificate.ts";
 import { parsePem, pemCertificates } from "../pki/pem.ts";
 import { webCryptoVerifier } from "../pki/verify.ts";
 import { webCryptoDigest } from "../pki/webcrypto-digest.ts";
+import { createPublicApp } from "../public-app.ts";
 
 /** The Worker's bindings (wrangler.toml): D1, vars and secrets. */
 export interface WorkerEnv {
@@ -30,14 +32,22 @@ export interface WorkerEnv {
   /** Optional, for profiles issued by the RSA hierarchy: its chain (PEM) and, as a secret, its key. */
   CA_RSA_CHAIN?: string;
   CA_RSA_KEY?: string;
-  /** Base of the CRL and OCSP URLs in certificates; default the request's origin. */
+  /** The Worker's https base URL; default the request's origin. */
   PUBLIC_URL?: string;
+  /**
+   * http:// base of the CRL and OCSP URLs in new certificates (overrides the config's
+   * publicHttpUrl). When either is set, requests that arrive over plain HTTP are answered
+   * by the public app only (CRL, OCSP, CA certificates); everything else is 404 there.
+   */
+  PUBLIC_HTTP_URL?: string;
   /** Secret: the HMAC key for the expiry-alert webhook's X-Edgeid-Signature (config alerts.webhook). */
   ALERTS_WEBHOOK_SECRET?: string;
 }
 
 interface Built {
   app: Hono<AppEnv>;
+  /** The app for plain-HTTP requests, when a public http base is configured. */
+  publicApp?: Hono<AppEnv>;
   responders: RevocationResponders;
   fleet: FleetLoop;
   config: Config;
@@ -85,6 +95,10 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
   }
   checkIssuers(config, cas);
   const storage = new D1Storage(env.DB, crypto.subtle);
+  const publicHttpUrl =
+    env.PUBLIC_HTTP_URL === undefined
+      ? config.publicHttpUrl
+      : configSchema.shape.publicHttpUrl.parse(env.PUBLIC_HTTP_URL);
   const deps: AuthorityDeps = {
     config,
     profiles: profilesOf(config),
@@ -95,7 +109,8 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
     crypto,
     digest: webCryptoDigest(crypto.subtle),
     verifier: webCryptoVerifier(crypto.subtle),
-    publicUrl: env.PUBLIC_URL ?? config.publicUrl ?? origin,
+    // One origin serves both schemes; certificates name the http one when it is configured.
+    publicUrl: revocationBase({ publicUrl: env.PUBLIC_URL ?? config.publicUrl, publicHttpUrl }, { https: origin }).url,
     idevidAnchors: new Map(),
   };
   const responders = new RevocationResponders(deps);
@@ -144,7 +159,18 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
       error: (err, context) => log({ msg: "unhandled error", err: String(err), ...context }),
     },
   });
-  return { app, responders, fleet, config, authority };
+  const publicApp = publicHttpUrl
+    ? createPublicApp({
+        authority,
+        responders,
+        peer: workersPeer,
+        logger: {
+          request: (entry) => log({ msg: "request", ...entry }),
+          error: (err, context) => log({ msg: "unhandled error", listener: "public", err: String(err), ...context }),
+        },
+      })
+    : undefined;
+  return { app, publicApp, responders, fleet, config, authority };
 }
 
 /** The isolate's app, built on first use (a request, or a Cron Trigger). */
@@ -173,7 +199,10 @@ export default {
       return new Response("server misconfigured; see the Worker's log\n", { status: 500 });
     }
     await b.responders.tick();
-    return b.app.fetch(request, env, ctx as never);
+    // Plain HTTP (a zone that does not redirect it to https) reaches only what is public:
+    // a token or a session cookie must never be accepted in clear.
+    const app = b.publicApp && new URL(request.url).protocol === "http:" ? b.publicApp : b.app;
+    return app.fetch(request, env, ctx as never);
   },
 
   /**

@@ -201,6 +201,36 @@ export function ocspAccess(url: string): Extension {
 }
 
 /**
+ * The revocation URLs a certificate names: the fullName URIs of its CRL distribution
+ * points (RFC 5280 §4.2.1.13) and the id-ad-ocsp locations of its authority information
+ * access (§4.2.2.1). Throws DerError when `der` is not a certificate.
+ */
+export function readRevocationUrls(der: Uint8Array): { crl: string[]; ocsp: string[] } {
+  let cert: Certificate;
+  try {
+    cert = AsnConvert.parse(bufferOf(der), Certificate);
+  } catch (e) {
+    throw new DerError(`not a DER certificate: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const out = { crl: [] as string[], ocsp: [] as string[] };
+  for (const ext of cert.tbsCertificate.extensions ?? []) {
+    if (ext.extnID === id_ce_cRLDistributionPoints) {
+      for (const dp of AsnConvert.parse(ext.extnValue.buffer, CRLDistributionPoints)) {
+        for (const name of dp.distributionPoint?.fullName ?? []) {
+          if (name.uniformResourceIdentifier) out.crl.push(name.uniformResourceIdentifier);
+        }
+      }
+    } else if (ext.extnID === id_pe_authorityInfoAccess) {
+      for (const ad of AsnConvert.parse(ext.extnValue.buffer, AuthorityInfoAccessSyntax)) {
+        const uri = ad.accessLocation.uniformResourceIdentifier;
+        if (ad.accessMethod === id_ad_ocsp && uri) out.ocsp.push(uri);
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * Key identifier by RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT
  * STRING value (without tag, length and unused-bits byte) — what OpenSSL computes too.
  */

@@ -1,3 +1,4 @@
+import { createPrivateKey } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
@@ -158,6 +159,62 @@ describe("device agent (in process, injected clock and timers)", () => {
     expect(agent.leaf.serialNumber).toBe(p.device.node.serialNumber);
     expect(agent.statusDocument().state).toBe("online");
     expect(store.loadState().lostIdentity).toBeNull();
+  });
+
+  it("an identity loaded by reload() while a renewal is in flight is kept: the renewal's answer, issued or refused, is dropped", async () => {
+    for (const answer of ["issued", "refused"] as const) {
+      let reached: () => void = () => undefined;
+      const inFlight = new Promise<void>((r) => {
+        reached = r;
+      });
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      script = [
+        async (body) => {
+          reached();
+          await gate;
+          if (answer === "refused") return { status: 403, body: "certificate is not the device's current one\n" };
+          const csr = new x509.Pkcs10CertificateRequest(Buffer.from(body, "base64"));
+          const cert = await x509.X509CertificateGenerator.create({
+            serialNumber: "0bad",
+            subject: "CN=gw-t",
+            issuer: p.root.cert.subject,
+            notBefore: new Date(NOW - HOUR),
+            notAfter: new Date(NOW + 23 * HOUR),
+            publicKey: await csr.publicKey.export(),
+            signingKey: p.root.keys.privateKey,
+            signingAlgorithm: ALG,
+            extensions: [CLIENT_AUTH],
+          });
+          return {
+            status: 200,
+            headers: { "content-type": "application/pkcs7-mime; smime-type=certs-only" },
+            body: Buffer.from(certsOnly([new Uint8Array(cert.rawData)])).toString("base64"),
+          };
+        },
+      ];
+      const server = new AgentStore(dir).loadConfig().server;
+      agentDir(dir, p, NOW, { server });
+      const agent = new Agent(dir, deps());
+      agent.load();
+      const renewal = agent.renewOnce(false);
+      await inFlight;
+      // Meanwhile an operator enrolls the device again in place (a new certificate from
+      // the same CA, written by `edgeid-agent enroll`), and the agent reloads.
+      const fresh = await issue(p.root, "CN=gw-t", [CLIENT_AUTH], NOW - HOUR, NOW + 23 * HOUR);
+      agent.store.saveIdentity({ key: createPrivateKey(fresh.key), chain: [fresh.node] });
+      agent.reload();
+      release();
+      expect(await renewal).toBe("cancelled");
+      expect(agent.leaf.serialNumber).toBe(fresh.node.serialNumber);
+      expect(new AgentStore(dir).loadIdentity().chain[0]?.serialNumber).toBe(fresh.node.serialNumber);
+      const state = agent.store.loadState();
+      expect(state.stopped).toBeNull();
+      expect(state.lastError).toBeNull();
+      expect(agent.statusDocument().state).toBe("online");
+    }
   });
 
   it("past the renewal window, enrolls again with its IDevID (a new key) before it would report lost-identity", async () => {

@@ -292,6 +292,8 @@ describe("edgeid-agent", () => {
       expect([...sessions].sort((x, y) => x - y)).toEqual(sessions);
       const seen = new Set((await mqttSessions("gw-rot")).map((m) => m.serial));
       expect(seen.size).toBeGreaterThanOrEqual(3);
+      // Each new certificate was confirmed by the broker's CONNACK, which deleted the previous slot.
+      await until("three confirmations", () => a.count("new certificate confirmed; previous identity removed") >= 3);
       // The hook ran after each rotation, with the paths of the new files.
       const hooked = readFileSync(hookLog, "utf8").trim().split("\n");
       expect(hooked.length).toBeGreaterThanOrEqual(3);
@@ -407,6 +409,7 @@ describe("edgeid-agent", () => {
     for (const step of [
       "key-generated",
       "response-received",
+      "previous-saved",
       "identity-staged",
       "identity-renamed",
       "identity-synced",

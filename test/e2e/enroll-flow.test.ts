@@ -65,8 +65,9 @@ async function expectDeviceCertificate(certFile: string, pem: string, deviceId: 
   expect(text).toContain("Issuer: O = example.org, CN = edgeid Issuing CA P-256");
   const crl = /X509v3 CRL Distribution Points:\s*\n\s*Full Name:\s*\n\s*URI:(\S+)/.exec(text)?.[1];
   const ocsp = /OCSP - URI:(\S+)/.exec(text)?.[1];
-  expect(crl?.startsWith(`${server.url}/`), `CRL DP ${crl}`).toBe(true);
-  expect(ocsp?.startsWith(`${server.url}/`), `OCSP ${ocsp}`).toBe(true);
+  // Revocation data over plain HTTP, at the public listener (RFC 5280 §4.2.1.13).
+  expect(crl, `CRL DP ${crl}`).toBe(`${server.publicHttp}/pki/crl/issuing-p256.crl`);
+  expect(ocsp, `OCSP ${ocsp}`).toBe(`${server.publicHttp}/pki/ocsp`);
 
   const cert = new x509.X509Certificate(pem);
   expect(cert.subject).toBe(`CN=${deviceId}`);

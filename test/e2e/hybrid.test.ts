@@ -188,8 +188,8 @@ describe("the legacy profile over EST (openssl + curl)", () => {
       "URI:spiffe://example.org/device/printer-7, DNS:printer-7.plant.example, IP Address:10.20.30.40, IP Address:FD00:0:0:0:0:0:0:7",
     );
     expect(text).toContain("TLS Web Server Authentication, TLS Web Client Authentication");
-    expect(text).toContain(`URI:${server.url}/pki/crl/issuing-rsa.crl`);
-    expect(text).toContain(`OCSP - URI:${server.url}/pki/ocsp`);
+    expect(text).toContain(`URI:${server.publicHttp}/pki/crl/issuing-rsa.crl`);
+    expect(text).toContain(`OCSP - URI:${server.publicHttp}/pki/ocsp`);
     const days = (await openssl(["x509", "-in", leaf, "-noout", "-startdate", "-enddate"])).stdout;
     const [start, end] = [...days.matchAll(/=(.+)/g)].map((m) => Date.parse(m[1] as string));
     expect(((end as number) - (start as number)) / 86400_000).toBeCloseTo(365, 1);

@@ -65,9 +65,10 @@ const api = (path: string, opts: { method?: "GET" | "POST"; body?: unknown; toke
   });
 
 async function fetchCrl(certFile: string): Promise<string> {
-  const url = /URI:(https:\S+\.crl)/.exec(await x509Text(certFile))?.[1];
-  expect(url).toBe(`${server.url}/pki/crl/issuing-p256.crl`);
-  const r = await curl(work, url as string, { cacert: server.rootPemFile });
+  // The URL in the certificate: plain HTTP, at the public listener.
+  const url = /URI:(http:\S+\.crl)/.exec(await x509Text(certFile))?.[1];
+  expect(url).toBe(`${server.publicHttp}/pki/crl/issuing-p256.crl`);
+  const r = await curl(work, url as string);
   expect(r.status).toBe(200);
   expect(r.headers["content-type"]).toBe("application/pkix-crl");
   const der = join(work, `crl-${Date.now()}.der`);

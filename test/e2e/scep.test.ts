@@ -7,8 +7,8 @@
  * the right failInfo with an audit record. The client renews with its certificate
  * (RenewalReq) when it has one.
  *
- * The SCEP routes are on the HTTPS listener here; Go reads its trust anchors from
- * SSL_CERT_FILE. scepclient 2.1 encrypts with single DES and signs with SHA-1 whatever
+ * The client talks plain HTTP to the public listener, as SCEP is designed (one case goes
+ * to the HTTPS listener, where Go reads its trust anchors from SSL_CERT_FILE). scepclient 2.1 encrypts with single DES and signs with SHA-1 whatever
  * GetCACaps says, so the profile it uses allows legacy ciphers (`scep.legacyCiphers`).
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -37,13 +37,16 @@ interface ScepRun {
 }
 
 /** One scepclient run; each device keeps its key, CSR and certificate in its own directory. */
-async function scepclient(dir: string, opts: { label?: string; challenge?: string; cn: string }): Promise<ScepRun> {
+async function scepclient(
+  dir: string,
+  opts: { label?: string; challenge?: string; cn: string; https?: boolean },
+): Promise<ScepRun> {
   const home = join(work, dir);
   await mkdir(home, { recursive: true });
   const certFile = join(home, "cert.pem");
   const args = [
     "-server-url",
-    `${server.url}/scep/${opts.label ?? "legacy"}`,
+    `${opts.https ? server.url : server.publicHttp}/scep/${opts.label ?? "legacy"}`,
     "-cn",
     opts.cn,
     "-private-key",
@@ -69,6 +72,7 @@ beforeAll(async () => {
     modern: { ...init.profiles.legacy, scep: {} },
   });
   server = await startServer(dataDir, work);
+  expect(server.publicHttp).toMatch(/^http:\/\//);
   // The listener presents a P-256 and an RSA certificate; Go may pick either.
   anchors = join(work, "anchors.pem");
   rsaChain = join(work, "rsa-chain.pem");
@@ -112,9 +116,9 @@ describe("SCEP with Debian's scepclient", () => {
     expect(device.audit.some((a) => a.action === "scep.renewalreq" && a.outcome === "success")).toBe(true);
   });
 
-  it("refuses a wrong challenge: badRequest, audited", async () => {
+  it("refuses a wrong challenge (here over the HTTPS listener): badRequest, audited", async () => {
     await tokenFor("scep-app-2");
-    const r = await scepclient("app-2", { challenge: "edt_not-the-token", cn: "scep-app-2" });
+    const r = await scepclient("app-2", { challenge: "edt_not-the-token", cn: "scep-app-2", https: true });
     expect(r.code).not.toBe(0);
     expect(r.output).toContain("failInfo: badRequest (2)");
     await expectDeniedAudit(dataDir, "scep-app-2", "scep.pkcsreq", "token_unknown");
@@ -155,6 +159,6 @@ describe("SCEP with Debian's scepclient", () => {
 });
 
 async function fetchCaps(label: string): Promise<string[]> {
-  const r = await run("curl", ["-sS", "--cacert", anchors, `${server.url}/scep/${label}?operation=GetCACaps`]);
+  const r = await run("curl", ["-sS", `${server.publicHttp}/scep/${label}?operation=GetCACaps`]);
   return r.stdout.trim().split("\n");
 }

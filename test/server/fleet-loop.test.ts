@@ -102,6 +102,27 @@ describe("fleet loop", () => {
       expect(s).toMatchObject({ state: "online", session: 2, agentVersion: "1.2.3", source: "device" });
     });
 
+    it("takes a status that reports a fallback to the previous certificate; refuses a malformed one", async () => {
+      await enroll("dev-1");
+      const at = h.clock.now().toISOString();
+      const fallback = {
+        at,
+        by: "mqtt",
+        reason: "CONNACK 5: Connection refused: Not authorized",
+        refused: "5eed02",
+        serial: "4a01",
+      };
+      expect(await status("dev-1", { state: "degraded", session: 2, fallback })).toBe("accepted");
+      expect((await h.storage.getDeviceStatus("dev-1"))?.state).toBe("degraded");
+      advanceMs(1000);
+      expect(
+        await status("dev-1", { state: "degraded", session: 2, fallback: { ...fallback, refused: "not hex" } }),
+      ).toBe("malformed");
+      expect(await status("dev-1", { state: "degraded", session: 2, fallback: { ...fallback, by: "ftp" } })).toBe(
+        "malformed",
+      );
+    });
+
     it("within a session a newer report wins and an older one is dropped", async () => {
       await enroll("dev-1");
       const early = h.clock.now().toISOString();

@@ -300,6 +300,73 @@ describe("operator-declared DNS and IP names", () => {
     expect((await refusal(create(["a-1", "a-2"], { dns: ["a.example.org"] }))).reason).toBe("names_need_one_device");
     expect(await h.storage.getDevice("a-1")).toBeUndefined();
   });
+
+  it("refuses the server's own names however they are spelled, when declared and again at issuance", async () => {
+    h = await setup({
+      config: {
+        ...CONFIG,
+        hostnames: ["est.plant.example", "10.9.8.7"],
+        mqtt: {
+          external: {
+            url: "mqtts://broker.plant.example:8883",
+            clientCert: "c.pem",
+            clientKey: "k.pem",
+            ca: "ca.pem",
+            brokerHostnames: ["mqtt-2.plant.example"],
+          },
+        },
+      },
+    });
+    const create = (names: { dns?: string[]; ip?: string[] }) =>
+      h.authority.createTokens({ deviceIds: ["a-1"], actor: "test", profile: "legacy", names });
+    // The configured host names, the public URL's host, and the loopback names the
+    // listener certificate always carries.
+    for (const names of [
+      { dns: ["EST.Plant.Example"] },
+      { dns: ["est.example.org"] },
+      { dns: ["broker.plant.example"] },
+      { dns: ["mqtt-2.plant.example"] },
+      { dns: ["localhost"] },
+      { ip: ["10.9.8.7"] },
+      { ip: ["127.0.0.1"] },
+      { ip: ["0:0:0:0:0:0:0:1"] },
+      { dns: ["ok.example.org"], ip: ["10.9.8.7"] },
+    ]) {
+      const r = await refusal(create(names));
+      expect(r.reason, JSON.stringify(names)).toBe("name_reserved");
+      expect(r.code).toBe("forbidden");
+    }
+    await expect(create({ dns: ["est.plant.example"] })).rejects.toThrow(
+      /est\.plant\.example is a name of the edgeid server itself/,
+    );
+    expect(await create({ dns: ["a-1.plant.example"] })).toHaveLength(1);
+
+    // A name declared before it became the server's (its configuration changed since):
+    // the next issuance is refused, audited, and nothing is written.
+    const issued = await enroll("ups-9", { label: "legacy", names: { dns: ["mqtt.plant.example"] } });
+    h.deps.config.hostnames.push("mqtt.plant.example");
+    const renewed = await refusal(
+      h.authority.reenroll({
+        label: "legacy",
+        csr: await makeCsr(await generateKeys("P-256")),
+        peer: peer([issued.certificate]),
+      }),
+    );
+    expect(renewed.reason).toBe("name_reserved");
+    const device = await h.storage.getDevice("ups-9");
+    expect(device?.currentSerial).toBe(parseCert(issued.certificate).serialNumber.toLowerCase());
+    const audit = await h.storage.listAudit({ deviceId: "ups-9", limit: 10 });
+    expect(audit.find((a) => a.outcome === "denied")?.detail).toMatchObject({ reason: "name_reserved" });
+    const operatorIssued = await refusal(
+      signForDevice(h.deps, OPERATOR, {
+        deviceId: "ups-10",
+        profile: "legacy",
+        csr: await makeCsr(await generateKeys("P-256")),
+        names: { dns: ["mqtt.plant.example"] },
+      }),
+    );
+    expect(operatorIssued.reason).toBe("name_reserved");
+  });
 });
 
 describe("gateway-brokered enrollment", () => {

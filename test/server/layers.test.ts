@@ -37,11 +37,12 @@ function allowed(layer: string): string[] {
   // A frontend: the core and the one shared HTTP module, never another frontend.
   if (layer.startsWith("frontends/")) return [...CORE, "frontends/http"];
   if (layer === "adapters") return CORE;
-  // The HTTP composition root: every HTTP frontend.
+  // The HTTP composition roots: every HTTP frontend (app), the public ones (public-app).
   if (layer === "app") return [...CORE, "frontends/*", "adapters"];
+  if (layer === "public-app") return [...CORE, "frontends/*"];
   // The CLI is an operator frontend that can also run the server.
   if (layer === "cli") return [...CORE, "frontends/http", "adapters", "entry"];
-  if (layer === "entry") return [...CORE, "frontends/*", "adapters", "app"];
+  if (layer === "entry") return [...CORE, "frontends/*", "adapters", "app", "public-app"];
   return [];
 }
 

@@ -12,6 +12,7 @@ import { revokeDevice } from "../../server/authority/revoke.ts";
 import type { ScepRequest } from "../../server/authority/scep.ts";
 import type { ConfigInput } from "../../server/config/schema.ts";
 import { certsOnly } from "../../server/pki/pkcs7.ts";
+import { createPublicApp } from "../../server/public-app.ts";
 import { createToken, type Harness, harness, parseCert, T0 } from "../support/fixtures.ts";
 import { registerOperator } from "../support/operators.ts";
 import {
@@ -497,5 +498,34 @@ describe("SCEP over HTTP (/scep, /scep/<label>)", () => {
     expect(audited.map((e) => e.detail?.reason)).toEqual(
       expect.arrayContaining(["payload_too_large", "unknown_operation", "unknown_label", "scep_not_offered"]),
     );
+  });
+});
+
+describe("SCEP on the public (plain HTTP) app", () => {
+  it("serves GetCACaps, GetCACert and PKIOperation, as SCEP is designed (RFC 8894 §4.1)", async () => {
+    const h = await setup();
+    const a = createPublicApp({
+      authority: h.authority,
+      responders: h.responders,
+      peer: () => ({ remoteAddress: "192.0.2.10" }),
+      logger: { request: () => undefined, error: () => undefined },
+    });
+    expect((await (await a.request("http://scep.test/scep/legacy?operation=GetCACaps")).text()).split("\n")).toContain(
+      "AES",
+    );
+    const cacert = await a.request("http://scep.test/scep/legacy?operation=GetCACert");
+    expect(certificatesOf(new Uint8Array(await cacert.arrayBuffer()))).toHaveLength(3);
+    const device = await newScepDevice();
+    const token = await createToken(h, "app-public", { profile: "legacy" });
+    const message = await pkiMessage({
+      messageType: MESSAGE.PKCSReq,
+      content: envelope(await scepCsr(device, "app-public", token), ra),
+      device,
+    });
+    const r = await a.request("http://scep.test/scep/legacy?operation=PKIOperation", {
+      method: "POST",
+      body: message as Uint8Array<ArrayBuffer>,
+    });
+    expect((await readCertRep(new Uint8Array(await r.arrayBuffer()), device)).status).toBe(SUCCESS);
   });
 });

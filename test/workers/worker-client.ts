@@ -14,7 +14,11 @@ import { webCryptoDigest } from "../../server/pki/webcrypto-digest.ts";
 export const BASE = "https://edgeid.workers.example";
 
 /** certStatus tag of a one-CertID OCSP request to the Worker over POST: 0 good, 1 revoked, 2 unknown. */
-export async function ocspStatus(serialHex: string): Promise<number | undefined> {
+export async function ocspStatus(
+  serialHex: string,
+  fetch: (url: string, init: RequestInit) => Promise<Response> = (url, init) => SELF.fetch(url, init),
+  base = BASE,
+): Promise<number | undefined> {
   const [issuing] = pemCertificates(env.CA_CHAIN);
   const hashes = await issuerHashes(issuing as Uint8Array, webCryptoDigest(crypto.subtle));
   const certId = sequence(
@@ -23,7 +27,7 @@ export async function ocspStatus(serialHex: string): Promise<number | undefined>
     tlv(TAG.OCTET_STRING, hashes["SHA-1"].key),
     unsignedInteger(fromHex(serialHex)),
   );
-  const r = await SELF.fetch(`${BASE}/pki/ocsp`, {
+  const r = await fetch(`${base}/pki/ocsp`, {
     method: "POST",
     headers: { "content-type": "application/ocsp-request" },
     body: sequence(sequence(sequence(sequence(certId)))) as Uint8Array<ArrayBuffer>,

@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { type Actor, CLI_ACTOR } from "../../authority/actor.ts";
 import { type AuthorityDeps, checkIssuers } from "../../authority/deps.ts";
 import { isValidServiceName } from "../../authority/device-reports.ts";
+import { listenerUrl, revocationBase } from "../../authority/issue.ts";
 import { SERVER_SERVICE_NAME } from "../../authority/mqtt-contract.ts";
 import { type PublishedCrl, RevocationResponders } from "../../authority/responders.ts";
 import { issueServiceCertificate } from "../../authority/service-identity.ts";
@@ -101,6 +102,13 @@ export function mosquittoConf(o: { dir: string; host: string; port: number; user
   ].join("\n");
 }
 
+/** The public listener's URL as the configuration names it (a wildcard address by the first hostname). */
+function publicListenerUrl(config: Config): string | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(config.publicListen);
+  if (!m) return undefined;
+  return listenerUrl("http", (m[1] ?? m[2]) as string, Number(m[3]), config.hostnames);
+}
+
 /**
  * The core's dependencies with the issuing CA, for a CLI command that issues (service
  * certificates, Mosquitto files, `legacy sign`); the database is closed after `run`.
@@ -123,7 +131,11 @@ export async function withIssuer<T>(
         cas,
         // CSR proof of possession (legacy sign); no manufacturer chains here.
         verifier: webCryptoVerifier(webcrypto.subtle as SubtleCrypto),
-        publicUrl: config.publicUrl ?? `https://${config.listen}`,
+        // What `serve` writes into certificates, from the configuration alone (no port is bound here).
+        publicUrl: revocationBase(config, {
+          https: `https://${config.listen}`,
+          publicHttp: publicListenerUrl(config),
+        }).url,
       }),
     );
   } finally {

@@ -51,13 +51,82 @@ export function checkRequestedNames(
 }
 
 /**
+ * The names the edgeid server and its broker answer to: the configured host names, the
+ * host of the public URL, an external broker's URL host and the names its certificate
+ * covers, and the loopback names the listener certificate always carries. A device
+ * certificate never carries one of them: agents accept a certificate from our CA with
+ * serverAuth and a matching SAN as the EST server and the broker, so a device holding
+ * such a certificate could impersonate the server to every other device.
+ */
+export interface ServiceNames {
+  dns: ReadonlySet<string>;
+  ip: ReadonlySet<string>;
+}
+
+export function serviceNames(names: readonly string[]): ServiceNames {
+  const dns = new Set<string>(["localhost"]);
+  const ip = new Set<string>(["127.0.0.1", "::1"]);
+  for (const name of names) {
+    const host = name
+      .trim()
+      .replace(/^\[|\]$/g, "")
+      .toLowerCase();
+    const canonical = canonicalIp(host);
+    if (canonical) ip.add(canonical);
+    else if (host) dns.add(host.replace(/\.$/, ""));
+  }
+  return { dns, ip };
+}
+
+/** The host of a URL, or nothing when it does not parse (the schema checked it). */
+function hostOf(url: string | undefined): string[] {
+  if (!url) return [];
+  try {
+    return [new URL(url).hostname];
+  } catch {
+    return [];
+  }
+}
+
+/** The server's own names for these dependencies. */
+export function serverNames(deps: {
+  config: {
+    hostnames: readonly string[];
+    publicUrl?: string | undefined;
+    mqtt?: { external?: { url: string; brokerHostnames?: string[] | undefined } | undefined };
+  };
+  publicUrl?: string;
+}): ServiceNames {
+  const external = deps.config.mqtt?.external;
+  return serviceNames([
+    ...deps.config.hostnames,
+    ...hostOf(deps.publicUrl ?? deps.config.publicUrl),
+    ...hostOf(external?.url),
+    ...(external?.brokerHostnames ?? []),
+  ]);
+}
+
+/** Refuses declared names that are the server's own (see `serviceNames`). */
+export function refuseServiceNames(names: DeclaredNames | null | undefined, reserved: ServiceNames): void {
+  if (!names) return;
+  const taken = [...names.dns.filter((d) => reserved.dns.has(d)), ...names.ip.filter((a) => reserved.ip.has(a))];
+  if (taken.length > 0) {
+    throw forbidden(
+      "name_reserved",
+      `${taken.map(printable).join(", ")} ${taken.length === 1 ? "is a name" : "are names"} of the edgeid server itself; a device certificate cannot carry ${taken.length === 1 ? "it" : "them"}`,
+    );
+  }
+}
+
+/**
  * Operator-declared names, normalised (lowercase DNS, canonical IP text, no
  * duplicates) and checked: host names without wildcards, IPv4 or IPv6 addresses, at
- * most `max` in all. Undefined when none were given.
+ * most `max` in all, none of them the server's own. Undefined when none were given.
  */
 export function declareNames(
   input: { dns?: readonly string[]; ip?: readonly string[] },
   max: number,
+  reserved: ServiceNames,
 ): DeclaredNames | undefined {
   const dns = [...new Set((input.dns ?? []).map((d) => d.trim().toLowerCase()))];
   const ip: string[] = [];
@@ -78,6 +147,7 @@ export function declareNames(
   if (dns.length + ip.length > max) {
     throw badRequest("too_many_names", `${dns.length + ip.length} names declared; at most ${max}`);
   }
+  refuseServiceNames({ dns, ip }, reserved);
   return { dns, ip };
 }
 

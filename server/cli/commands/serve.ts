@@ -9,7 +9,9 @@ import { collect, DEFAULT_DATA } from "../options.ts";
 export function registerServe(program: Command): void {
   program
     .command("serve")
-    .description("run the HTTPS server (EST); initialises the data directory on first start")
+    .description(
+      "run the HTTPS server (EST) and the plain HTTP public listener (CRL, OCSP); initialises the data directory on first start",
+    )
     .option("--data <dir>", "data directory", DEFAULT_DATA)
     .option("--listen <host:port>", "listener (default from the configuration: 127.0.0.1:8443)")
     .option("--trust-domain <td>", "trust domain when initialising on first start", "edgeid.local")
@@ -19,9 +21,20 @@ export function registerServe(program: Command): void {
       "embedded MQTT broker (default from the configuration: 127.0.0.1:8883; off when an external broker is configured)",
     )
     .option("--mqtt-url <url>", "external broker (mqtts://…) set up by `edgeid mqtt mosquitto-config`")
+    .option(
+      "--public-listen <host:port|off>",
+      "plain HTTP listener for CRLs, OCSP and CA certificates only (default from the configuration: 127.0.0.1:8080)",
+    )
+    .option(
+      "--public-http-url <url>",
+      "http:// base of the CRL and OCSP URLs in new certificates (default: the public listener's address)",
+    )
     .action(async (opts) => {
       const logger = pino({ base: undefined, redact: ["req.headers.authorization", "token", "passphrase"] });
-      if (opts.mqttListen !== undefined && opts.mqttListen !== "off") parseListen(opts.mqttListen);
+      if (opts.mqttListen !== undefined && opts.mqttListen !== "off") parseListen(opts.mqttListen, "--mqtt-listen");
+      if (opts.publicListen !== undefined && opts.publicListen !== "off") {
+        parseListen(opts.publicListen, "--public-listen");
+      }
       if (!isInitialised(opts.data)) {
         const r = await initialise(opts.data, opts);
         if (r.passphrase.development) warnDevPassphrase(r.passphrase.origin);
@@ -34,6 +47,8 @@ export function registerServe(program: Command): void {
         listen: opts.listen,
         mqttListen: opts.mqttListen,
         mqttUrl: opts.mqttUrl,
+        publicListen: opts.publicListen,
+        publicHttpUrl: opts.publicHttpUrl,
         logger,
       });
       const stop = async (signal: string) => {

@@ -30,6 +30,14 @@ const StatusMessage = z.object({
     .nullable()
     .optional(),
   agent: z.object({ version: z.string().max(64) }).optional(),
+  /**
+   * The device went back to its previous certificate (`serial`) after the broker or the EST
+   * server refused the new one (`refused`) at its first use (docs/mqtt-contract.md). Checked
+   * here; what the device reports of it is in its `identity-fallback` event.
+   */
+  fallback: z
+    .object({ at: iso, by: z.enum(["mqtt", "est"]), reason: z.string().max(300), refused: serial, serial })
+    .optional(),
   /** Set on statuses the server itself wrote (revocation); never ingested as the device's. */
   by: z.string().max(16).optional(),
 });

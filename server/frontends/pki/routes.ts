@@ -4,6 +4,7 @@ import { AuthorityError } from "../../authority/errors.ts";
 import type { RevocationResponders } from "../../authority/responders.ts";
 import { Base64Error, decodeBase64 } from "../../pki/base64.ts";
 import { ocspErrorResponse } from "../../pki/ocsp.ts";
+import { certsOnly } from "../../pki/pkcs7.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
 import { readBody } from "../http/body.ts";
 import type { AppEnv } from "../http/env.ts";
@@ -75,6 +76,30 @@ export function pkiRoutes(deps: PkiDeps): Hono<AppEnv> {
     };
     if (c.req.header("if-none-match") === etag) return c.body(null, 304, headers);
     return c.body(crl.der as Uint8Array<ArrayBuffer>, 200, { ...headers, "content-type": "application/pkix-crl" });
+  });
+
+  /**
+   * The issuing CAs' certificates, for relying parties and for certificate-path building
+   * (RFC 5280 §4.2.2.1 caIssuers): `<ca>.crt`, the issuing CA certificate (DER,
+   * application/pkix-cert, RFC 2585 §4.1), and `<ca>.p7c`, the issuing CA and its chain
+   * up to the root as a certs-only CMS (DER, application/pkcs7-mime). Public data; a root
+   * fetched here (or over any network) is no trust anchor — that comes out of band.
+   */
+  app.get("/pki/ca/:file", async (c) => {
+    const m = /^([a-z0-9-]{1,64})\.(crt|p7c)$/.exec(c.req.param("file"));
+    const chain = m ? deps.authority.issuingChain(m[1] as string) : undefined;
+    const issuing = chain?.[0];
+    if (!m || !chain || !issuing) {
+      return refuse(c, "pki.ca", new AuthorityError("not_found", "no such CA certificate", "unknown_ca"));
+    }
+    const headers = { "cache-control": "public, max-age=3600" };
+    if (m[2] === "crt") {
+      return c.body(issuing as Uint8Array<ArrayBuffer>, 200, { ...headers, "content-type": "application/pkix-cert" });
+    }
+    return c.body(certsOnly(chain) as Uint8Array<ArrayBuffer>, 200, {
+      ...headers,
+      "content-type": "application/pkcs7-mime; smime-type=certs-only",
+    });
   });
 
   const answer = async (c: Context<AppEnv>, der: Uint8Array): Promise<Response> => {

@@ -55,6 +55,10 @@ export interface TestServer {
   mqttUrl?: string;
   /** https://127.0.0.1:PORT/.well-known/est */
   est: string;
+  /** The plain HTTP public listener, http://127.0.0.1:PORT (unless started with publicListen: "off"). */
+  publicHttp?: string;
+  /** Base of the CRL and OCSP URLs the server writes into new certificates (its "listening" line). */
+  revocationUrl: string;
   dataDir: string;
   /** Root CA PEM from `edgeid ca export`: the explicit trust anchor for TLS. */
   rootPemFile: string;
@@ -67,17 +71,19 @@ export interface TestServer {
 
 /**
  * Starts `edgeid serve --listen 127.0.0.1:0` and waits for its "listening" line. The
- * embedded broker listens on a free port too (`mqtt`: a HOST:PORT, or "off"); extra
- * arguments go after.
+ * embedded broker and the public HTTP listener listen on free ports too (`mqtt`,
+ * `publicListen`: a HOST:PORT, or "off"; port 0 lets the server pick and report it);
+ * extra arguments go after.
  */
 export async function startServer(
   dataDir: string,
   work: string,
   port = 0,
-  opts: { mqtt?: string; args?: string[] } = {},
+  opts: { mqtt?: string; publicListen?: string; args?: string[] } = {},
 ): Promise<TestServer> {
   const args = ["serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`];
   if (opts.mqtt !== "external") args.push("--mqtt-listen", opts.mqtt ?? "127.0.0.1:0");
+  args.push("--public-listen", opts.publicListen ?? "127.0.0.1:0");
   const child = spawn(process.execPath, [EDGEID_BIN, ...args, ...(opts.args ?? [])], {
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -87,6 +93,8 @@ export async function startServer(
     exited = true;
   });
   let mqttUrl: string | undefined;
+  let publicHttp: string | undefined;
+  let revocationUrl = "";
   const url = await new Promise<string>((resolveUrl, reject) => {
     let pending = "";
     const timer = setTimeout(() => {
@@ -108,10 +116,18 @@ export async function startServer(
         pending = pending.slice(nl + 1);
         nl = pending.indexOf("\n");
         try {
-          const entry = JSON.parse(line) as { msg?: string; url?: string; mqtt?: string };
+          const entry = JSON.parse(line) as {
+            msg?: string;
+            url?: string;
+            mqtt?: string;
+            publicHttp?: string;
+            revocationUrl?: string;
+          };
           if (entry.msg === "listening" && entry.url) {
             clearTimeout(timer);
             mqttUrl = entry.mqtt;
+            publicHttp = entry.publicHttp === "off" ? undefined : entry.publicHttp;
+            revocationUrl = entry.revocationUrl ?? "";
             resolveUrl(entry.url);
           }
         } catch {
@@ -131,6 +147,8 @@ export async function startServer(
     url,
     mqttUrl,
     est: `${url}/.well-known/est`,
+    publicHttp,
+    revocationUrl,
     dataDir,
     rootPemFile,
     process: child,
