@@ -2,7 +2,7 @@
  * SCEP enrollments/s (part of `npm run bench`): PKCSReq messages for RSA-2048 keys,
  * built ahead (test/support/scep-client.ts: pkijs, AES-256-CBC, SHA-256), posted with
  * `--scep-concurrency` keep-alive clients to edgeid's /scep/legacy (a token as each
- * challenge, RA RSA-2048, RSA-3072 issuing CA, HTTPS) and, in the same run and with the
+ * challenge, RA RSA-2048, RSA-3072 issuing CA, its plain-HTTP public listener) and, in the same run and with the
  * same keys, to the `scepserver` of Debian's scep package (micromdm: its own file
  * depot, one RSA-3072 CA key that decrypts and signs, a static challenge, plain HTTP).
  * Every answer is read: only SUCCESS CertReps count.
@@ -17,7 +17,7 @@ import { join } from "node:path";
 import * as pkijs from "pkijs";
 import { envelope, MESSAGE, newScepDevice, pkiMessage, type ScepDevice, scepCsr } from "../test/support/scep-client.ts";
 import { percentile } from "./load.ts";
-import { createTokens, EDGEID, freePort, run, say, startServerProcess } from "./server.ts";
+import { cpuSeconds, createTokens, EDGEID, freePort, logEntries, run, say, startServerProcess } from "./server.ts";
 
 interface Target {
   name: string;
@@ -25,6 +25,8 @@ interface Target {
   ca?: string;
   /** The certificate requests are encrypted to. */
   recipient: Uint8Array;
+  /** The server process, for its CPU time. */
+  pid: number;
 }
 
 interface Measured {
@@ -34,6 +36,8 @@ interface Measured {
   p50: number;
   p99: number;
   seconds: number;
+  /** Server CPU (user + system) per successful enrollment: comparable on a shared machine. */
+  cpuMs: number;
 }
 
 /** The pkiStatus of a CertRep (0 SUCCESS), read without opening the envelope. */
@@ -88,6 +92,7 @@ async function load(target: Target, messages: Uint8Array[], concurrency: number)
   let next = 0;
   let ok = 0;
   let failed = 0;
+  const cpu0 = cpuSeconds(target.pid);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -100,13 +105,16 @@ async function load(target: Target, messages: Uint8Array[], concurrency: number)
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
+  const cpuMs = ((cpuSeconds(target.pid) - cpu0) * 1000) / Math.max(1, ok);
   agent.destroy();
   const sorted = Float64Array.from(times).sort();
-  return { rate: ok / seconds, ok, failed, p50: percentile(sorted, 50), p99: percentile(sorted, 99), seconds };
+  return { rate: ok / seconds, ok, failed, p50: percentile(sorted, 50), p99: percentile(sorted, 99), seconds, cpuMs };
 }
 
 /** `scepserver` with a fresh depot (RSA-3072 CA), on a free loopback port. */
-async function startScepserver(work: string): Promise<{ url: string; ca: Uint8Array; stop: () => Promise<void> }> {
+async function startScepserver(
+  work: string,
+): Promise<{ url: string; ca: Uint8Array; pid: number; stop: () => Promise<void> }> {
   const depot = join(work, "depot");
   await run("scepserver", ["ca", "-init", "-depot", depot, "-keySize", "3072", "-organization", "bench"]);
   const port = await freePort();
@@ -134,6 +142,7 @@ async function startScepserver(work: string): Promise<{ url: string; ca: Uint8Ar
   return {
     url,
     ca: new Uint8Array(ca),
+    pid: child.pid as number,
     stop: async () => {
       child.kill("SIGTERM");
       await exited;
@@ -143,7 +152,7 @@ async function startScepserver(work: string): Promise<{ url: string; ca: Uint8Ar
 
 const line = (name: string, m: Measured) =>
   `  ${name.padEnd(22)} ${m.rate.toFixed(1).padStart(7)} enrollments/s  (${m.ok} ok, ${m.failed} failed, ` +
-  `${m.seconds.toFixed(1)} s; p50 ${m.p50.toFixed(0)} ms, p99 ${m.p99.toFixed(0)} ms)`;
+  `${m.seconds.toFixed(1)} s; p50 ${m.p50.toFixed(0)} ms, p99 ${m.p99.toFixed(0)} ms; server CPU ${m.cpuMs.toFixed(1)} ms per enrollment)`;
 
 export async function scepBench(o: { requests: number; concurrency: number; keep: boolean }): Promise<string> {
   say(
@@ -181,26 +190,27 @@ export async function scepBench(o: { requests: number; concurrency: number; keep
     say(
       `  prepared ${devices.length} keys and ${2 * devices.length} messages in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
+    // Both over plain HTTP, as SCEP is designed: edgeid's public listener.
+    const listening = logEntries<{ publicHttp?: string }>(server.log(), "listening").find((e) => e.publicHttp);
+    if (!listening?.publicHttp) throw new Error("the server reported no public listener");
     const ours = await load(
-      {
-        name: "edgeid",
-        url: `${server.url}/scep/legacy`,
-        ca: server.ca + readFileSync(join(dataDir, "ca", "root-ca-rsa.pem"), "utf8"),
-        recipient: raDer,
-      },
+      { name: "edgeid", url: `${listening.publicHttp}/scep/legacy`, recipient: raDer, pid: server.pid },
       edgeidMessages,
       o.concurrency,
     );
-    say(line("edgeid (HTTPS)", ours));
+    say(line("edgeid", ours));
     const theirs = await load(
-      { name: "scepserver", url: scepserver.url, recipient: scepserver.ca },
+      { name: "scepserver", url: scepserver.url, recipient: scepserver.ca, pid: scepserver.pid },
       scepserverMessages,
       o.concurrency,
     );
-    say(line("scepserver (HTTP)", theirs));
+    say(line("scepserver", theirs));
     const ratio = ours.rate / theirs.rate;
     say(`  ratio edgeid / scepserver: ${ratio.toFixed(2)}`);
-    return `scep ${ours.rate.toFixed(1)}/s (failed ${ours.failed}) · scepserver ${theirs.rate.toFixed(1)}/s (failed ${theirs.failed}) · ratio ${ratio.toFixed(2)}`;
+    return (
+      `scep ${ours.rate.toFixed(1)}/s (failed ${ours.failed}, ${ours.cpuMs.toFixed(1)} ms CPU each) · ` +
+      `scepserver ${theirs.rate.toFixed(1)}/s (failed ${theirs.failed}, ${theirs.cpuMs.toFixed(1)} ms CPU each) · ratio ${ratio.toFixed(2)}`
+    );
   } finally {
     await server.stop();
     await scepserver.stop();
