@@ -136,6 +136,24 @@ function octets(value: asn1js.OctetString | undefined): Uint8Array {
   return u8(value.valueBlock.valueHexView);
 }
 
+/**
+ * Certificates parsed once per byte array: the RA's for every message, a signer's for
+ * each of the few times one message needs it (pkijs parsing is the costly part).
+ */
+const parsedCertificates = new WeakMap<Uint8Array, pkijs.Certificate>();
+function certificateOf(der: Uint8Array): pkijs.Certificate {
+  let cert = parsedCertificates.get(der);
+  if (!cert) {
+    cert = pkijs.Certificate.fromBER(arrayBuffer(der));
+    parsedCertificates.set(der, cert);
+  }
+  return cert;
+}
+function remember(der: Uint8Array, cert: pkijs.Certificate): Uint8Array {
+  parsedCertificates.set(der, cert);
+  return der;
+}
+
 /** What a request's signer says, as read from its SignedData. */
 export interface PkiMessage {
   messageType: number;
@@ -241,7 +259,7 @@ export function parsePkiMessage(der: Uint8Array, replyTo: ReplyTo = {}): PkiMess
     messageType,
     transactionId: replyTo.transactionId,
     senderNonce: replyTo.senderNonce,
-    signerCertificate: u8(cert.toSchema().toBER()),
+    signerCertificate: remember(u8(cert.toSchema().toBER()), cert),
     digest,
     signedAttributes,
     signature: octets(signer.signature),
@@ -253,7 +271,7 @@ export function parsePkiMessage(der: Uint8Array, replyTo: ReplyTo = {}): PkiMess
 
 /** The signer's SubjectPublicKeyInfo (DER). */
 export function spkiOfCertificate(der: Uint8Array): Uint8Array {
-  const cert = pkijs.Certificate.fromBER(arrayBuffer(der));
+  const cert = certificateOf(der);
   return u8(cert.subjectPublicKeyInfo.toSchema().toBER());
 }
 
@@ -298,7 +316,7 @@ export interface SealedEnvelope {
 
 /** IssuerAndSerialNumber of a certificate, as pkijs objects (for recipient and signer ids). */
 function issuerAndSerial(certificate: Uint8Array): pkijs.IssuerAndSerialNumber {
-  const cert = pkijs.Certificate.fromBER(arrayBuffer(certificate));
+  const cert = certificateOf(certificate);
   return new pkijs.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber });
 }
 
@@ -442,7 +460,7 @@ export async function buildCertRep(f: CertRepFields, subtle: SubtleCrypto): Prom
       eContentType: id_data,
       ...(f.envelope ? { eContent: new asn1js.OctetString({ valueHex: arrayBuffer(f.envelope) }) } : {}),
     }),
-    certificates: [pkijs.Certificate.fromBER(arrayBuffer(f.raCertificate))],
+    certificates: [certificateOf(f.raCertificate)],
     signerInfos: [
       new pkijs.SignerInfo({
         version: 1,
