@@ -3,6 +3,8 @@
  * clock: every operation and every refusal with its failInfo and audit record. The
  * requests are built by an independent pkijs client (test/support/scep-client.ts).
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { afterEach, describe, expect, it } from "vitest";
 import { ensureScepRa } from "../../server/adapters/node/scep-ra.ts";
@@ -527,5 +529,37 @@ describe("SCEP on the public (plain HTTP) app", () => {
       body: message as Uint8Array<ArrayBuffer>,
     });
     expect((await readCertRep(new Uint8Array(await r.arrayBuffer()), device)).status).toBe(SUCCESS);
+  });
+});
+
+describe("SCEP limits and the RA key", () => {
+  it("turns a client that spent its refusal budget away with 429 before reading its message", async () => {
+    h = await harness({ config: { ...CONFIG, limits: { refusals: { perAddress: 3, tarpit: "0s" } } } });
+    const made = await ensureScepRa(h.dir, h.deps.cas, "test passphrase", T0);
+    h.deps.scepRa = () => made?.ra;
+    const a = createApp({
+      authority: h.authority,
+      responders: h.responders,
+      peer: () => ({ remoteAddress: "198.51.100.3" }),
+      logger: { request: () => undefined, error: () => undefined },
+      delay: async () => undefined,
+    });
+    const garbage = () =>
+      a.request("http://scep.test/scep/legacy?operation=PKIOperation", { method: "POST", body: "not a message" });
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) statuses.push((await garbage()).status);
+    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+  });
+
+  it("keeps the RA key encrypted at rest, and renews the certificate with a third of its 90 days left", async () => {
+    const h = await setup();
+    expect(readFileSync(join(h.dir, "ca", "scep-ra.key"), "utf8")).toContain("BEGIN ENCRYPTED PRIVATE KEY");
+    const same = await ensureScepRa(h.dir, h.deps.cas, "test passphrase", new Date(T0.getTime() + 59 * 86400_000));
+    expect(same?.renewed).toBe(false);
+    expect(same?.ra.certificate).toEqual(ra);
+    const renewed = await ensureScepRa(h.dir, h.deps.cas, "test passphrase", new Date(T0.getTime() + 61 * 86400_000));
+    expect(renewed?.renewed).toBe(true);
+    expect(renewed?.ra.certificate).not.toEqual(ra);
+    await expect(ensureScepRa(h.dir, h.deps.cas, "wrong passphrase", T0)).rejects.toThrow(/cannot decrypt/);
   });
 });
