@@ -10,7 +10,7 @@ import {
   type Write,
 } from "../ports/storage.ts";
 import { auditWrite } from "./audit.ts";
-import { type Caller, findOwnCertificate, noteCertificate } from "./caller.ts";
+import { type Caller, findOwnCertificate, noteCertificate, type TokenCredentials } from "./caller.ts";
 import { type CheckedCsr, checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
@@ -23,11 +23,11 @@ import { applyGuarded, guard } from "./preconditions.ts";
 import { resolveProfile } from "./profiles.ts";
 import { authorizeAppliance, brokeringGateway } from "./provisioners/gateway.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
-import { authenticateToken } from "./provisioners/token.ts";
+import { authenticateToken, checkTokenUsable } from "./provisioners/token.ts";
 
 /** The audit action of a first issuance: by protocol, and for EST by operation. */
 function enrollAction(req: EnrollRequest): string {
-  if (req.protocol === "scep") return "scep.pkcsreq";
+  if (req.protocol === "scep") return req.approvedToken ? "scep.certpoll" : "scep.pkcsreq";
   return req.serverKeygen ? "est.serverkeygen" : "est.simpleenroll";
 }
 
@@ -40,14 +40,24 @@ async function refuseOwnCertificate(deps: AuthorityDeps, client: ClientIdentity,
   }
 }
 
+/** The token of an approved request, polled for over SCEP: still usable, and named in the record. */
+function approvedToken(deps: AuthorityDeps, token: TokenRecord, caller: Caller): TokenRecord {
+  caller.actor = `token:${token.id}`;
+  caller.deviceId = token.deviceId;
+  checkTokenUsable(deps, token);
+  return token;
+}
+
 /** Who is enrolling, as what: a bootstrap token, else a manufacturer certificate. */
 async function authorize(deps: AuthorityDeps, req: EnrollRequest, caller: Caller): Promise<Authorized> {
   const labelled = req.label === undefined ? undefined : resolveProfile(deps, req.label);
   let token: TokenRecord | undefined;
   let idevid: IdevidIdentity | undefined;
   let profile: Profile;
-  if (req.credentials) {
-    token = await authenticateToken(deps, req.credentials, caller);
+  if (req.credentials || req.approvedToken) {
+    token = req.approvedToken
+      ? approvedToken(deps, req.approvedToken, caller)
+      : await authenticateToken(deps, req.credentials as TokenCredentials, caller);
     if (labelled && labelled.name !== token.profile) {
       const path = token.profile === "device" ? "" : `${token.profile}/`;
       throw forbidden(

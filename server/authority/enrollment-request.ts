@@ -15,6 +15,12 @@ export interface EnrollRequest {
   serverKeygen?: boolean;
   /** The protocol the request came with (audit actions, inventory); EST when absent. */
   protocol?: EnrollmentProtocol;
+  /**
+   * SCEP CertPoll (RFC 8894 §3.3.3) of a request an operator approved: the token its
+   * PKCSReq presented, recorded with the request. The poll is signed with the request's
+   * key, which is what the approval was for; the token must still be usable.
+   */
+  approvedToken?: TokenRecord;
 }
 
 export interface Issued {

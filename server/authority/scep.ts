@@ -28,12 +28,12 @@ import {
 } from "../pki/scep.ts";
 import type { PeerInfo } from "../ports/client-identity.ts";
 import type { ScepRa } from "../ports/scep-ra.ts";
-import { StorageConflictError } from "../ports/storage.ts";
+import { StorageConflictError, type TokenRecord } from "../ports/storage.ts";
 import type { Caller } from "./caller.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { enroll } from "./enroll.ts";
-import { AuthorityError, badRequest, notFound } from "./errors.ts";
+import { AuthorityError, badRequest, forbidden, notFound, pending } from "./errors.ts";
 import { resolveProfile } from "./profiles.ts";
 import { SUPERSEDED } from "./provisioners/client-certificate.ts";
 import { reenroll } from "./reenroll.ts";
@@ -228,13 +228,21 @@ export async function scepOperation(deps: AuthorityDeps, req: ScepRequest): Prom
         );
         return await success(certsOnly([issued.certificate]));
       }
-      case MESSAGE_TYPE.CertPoll:
-        return await certPoll(deps, msg, plaintext, caller, refuse, async (status) => ({
-          body: await reply(status, {}),
-          status,
-          action,
+      case MESSAGE_TYPE.CertPoll: {
+        const approved = await certPoll(deps, msg, plaintext, caller);
+        const issued = await enroll(
+          deps,
+          {
+            label: req.label,
+            csr: approved.csr,
+            approvedToken: approved.token,
+            peer: localPeer(req.peer),
+            protocol: "scep",
+          },
           caller,
-        }));
+        );
+        return await success(certsOnly([issued.certificate]));
+      }
       case MESSAGE_TYPE.GetCRL: {
         const { issuer } = readIssuerAndSerial(plaintext);
         const wanted = normalisedName(issuer);
@@ -307,30 +315,31 @@ async function pkcsReq(msg: PkiMessage, csr: Uint8Array) {
 }
 
 /**
- * CertPoll (RFC 8894 §3.3.3): a request waiting for approval, found by the subject's CN
- * and the key that signs the poll. Waiting: PENDING; rejected: FAILURE. An approved
- * request is issued when the device sends its PKCSReq again (the challenge is needed
- * to issue, and only the PKCSReq carries it): until then the poll answers PENDING.
+ * CertPoll (RFC 8894 §3.3.3): a request waiting for approval, found by the CN of the
+ * IssuerAndSubject (the device id) and the key that signs the poll (the request's key).
+ * Waiting: PENDING; rejected: FAILURE. Approved: the request's CSR and token, for the
+ * enrollment verb to issue (which checks the token and the approval again).
  */
 async function certPoll(
   deps: AuthorityDeps,
   msg: PkiMessage,
   content: Uint8Array,
   caller: Caller,
-  refuse: (f: FailInfo, e: AuthorityError) => Promise<ScepReply>,
-  pendingReply: (status: PkiStatus) => Promise<ScepReply>,
-): Promise<ScepReply> {
-  // IssuerAndSubject names the request by its subject (whose CN is the device id); the
-  // key that signs the poll is the key of the request.
+): Promise<{ csr: Uint8Array; token: TokenRecord }> {
   const deviceId = commonNameOf(certPollSubject(content)) ?? "";
   caller.deviceId = deviceId.slice(0, 64);
   const keyFingerprint = await sha256Hex(deps.digest, spkiOfCertificate(msg.signerCertificate));
   const found = await deps.storage.findPending(deviceId, keyFingerprint);
-  if (!found) return refuse("badCertId", badRequest("no_pending_request", "no enrollment request waits for this key"));
+  if (!found) throw new ScepMessageError("badCertId", "no_pending_request", "no enrollment request waits for this key");
   if (found.status === "rejected") {
-    return refuse("badRequest", badRequest("enrollment_rejected", "an operator rejected this enrollment request"));
+    throw forbidden("enrollment_rejected", "an operator rejected this enrollment request");
   }
-  return pendingReply("PENDING");
+  if (found.status !== "approved") {
+    throw pending("approval_pending", `enrollment of ${deviceId} waits for an operator's approval`, 60);
+  }
+  const token = found.tokenId ? await deps.storage.getToken(found.tokenId) : undefined;
+  if (!token) throw forbidden("pending_without_token", "this request was not made with a bootstrap token");
+  return { csr: found.csr, token };
 }
 
 /** Refuses a replayed transactionID/senderNonce pair (RFC 8894 §3.2.1.5), remembered for a week. */

@@ -294,7 +294,7 @@ describe("SCEP RenewalReq", () => {
 });
 
 describe("SCEP CertPoll (manual approval)", () => {
-  it("answers PENDING until an operator approves; the device's PKCSReq then gets the certificate", async () => {
+  it("answers PENDING until an operator approves; the next poll gets the certificate, audited as scep.certpoll", async () => {
     const h = await setup();
     const device = await newScepDevice();
     const token = await createToken(h, "app-m", { profile: "manual" });
@@ -311,8 +311,18 @@ describe("SCEP CertPoll (manual approval)", () => {
     expect((await poll()).status).toBe(PENDING);
     const [request] = await h.storage.listPending({ status: "pending", limit: 10 });
     await h.authority.enrollments.approve(OPERATOR, request?.id as string);
-    const again = await ask(h, { device, label: "manual", content: csr });
-    expect(again.status).toBe(SUCCESS);
+    const issued = await poll();
+    expect(issued.status).toBe(SUCCESS);
+    const [cert] = certificatesOf(issued.content as Uint8Array);
+    expect(parseCert(cert as Uint8Array).subject).toBe("CN=app-m");
+    expect(await lastAudit(h, "app-m")).toMatchObject({ action: "scep.certpoll", outcome: "success" });
+    expect((await h.storage.getPending(request?.id as string))?.status).toBe("issued");
+    // Issued once: the request's token is spent, and a poll finds nothing waiting.
+    expect(await poll()).toMatchObject({ status: FAILURE });
+    expect(await ask(h, { device, label: "manual", content: csr })).toMatchObject({
+      status: FAILURE,
+      failInfo: FAIL.badRequest,
+    });
   });
 
   it("takes the identical PKCSReq again while it is PENDING (Debian's scepclient resends it), and refuses it once answered", async () => {
