@@ -293,6 +293,25 @@ describe("SCEP RenewalReq", () => {
   });
 });
 
+describe("SCEP RenewalReq after expiry", () => {
+  it("refuses an expired certificate where the profile does not renew after expiry: badTime", async () => {
+    const h = await setup();
+    const { device, rep } = await enrollOver(h, "app-old");
+    const [issued] = certificatesOf(rep.content as Uint8Array);
+    h.clock.advance(366 * 86400);
+    const late = await ask(h, {
+      device: { ...device, certificate: issued as Uint8Array },
+      messageType: MESSAGE.RenewalReq,
+      content: await scepCsr(device, "app-old"),
+    });
+    expect(late).toMatchObject({ status: FAILURE, failInfo: FAIL.badTime });
+    expect(await lastAudit(h, "app-old")).toMatchObject({
+      action: "scep.renewalreq",
+      detail: expect.objectContaining({ reason: "client_certificate_expired" }),
+    });
+  });
+});
+
 describe("SCEP CertPoll (manual approval)", () => {
   it("answers PENDING until an operator approves; the next poll gets the certificate, audited as scep.certpoll", async () => {
     const h = await setup();
