@@ -13,7 +13,9 @@ import type { Actor } from "../../server/authority/actor.ts";
 import { revokeDevice } from "../../server/authority/revoke.ts";
 import type { ScepRequest } from "../../server/authority/scep.ts";
 import type { ConfigInput } from "../../server/config/schema.ts";
+import { deviceView } from "../../server/frontends/http/views.ts";
 import { certsOnly } from "../../server/pki/pkcs7.ts";
+import type { DeviceRecord } from "../../server/ports/storage.ts";
 import { createPublicApp } from "../../server/public-app.ts";
 import { createToken, type Harness, harness, parseCert, T0 } from "../support/fixtures.ts";
 import { registerOperator } from "../support/operators.ts";
@@ -163,6 +165,8 @@ describe("SCEP PKCSReq", () => {
     const device = await h.storage.getDevice("app-1");
     expect(device?.status).toBe("active");
     expect(device?.protocol).toBe("scep");
+    // The operator API and the CLI render devices through this view.
+    expect(deviceView(device as DeviceRecord, "example.org").protocol).toBe("scep");
     expect((await h.storage.getCertificate(device?.currentSerial as string))?.protocol).toBe("scep");
     const audit = await lastAudit(h, "app-1");
     expect(audit).toMatchObject({
