@@ -347,6 +347,17 @@ export const configSchema = z.object({
     .refine((p) => "device" in p, "the device profile must exist")
     .superRefine((profiles, ctx) => {
       for (const [name, p] of Object.entries(profiles)) {
+        // GetCACert gives the RA and the profile's CA chain, and SCEP clients encrypt to
+        // the certificates they get (RSA key transport): an ECDSA chain breaks them.
+        if (p.scep && p.issuer !== "issuing-rsa") {
+          ctx.addIssue({
+            code: "custom",
+            path: [name, "scep"],
+            message: 'SCEP is offered only for profiles issued by the RSA hierarchy ("issuer": "issuing-rsa")',
+          });
+        }
+      }
+      for (const [name, p] of Object.entries(profiles)) {
         if (!p.gateway) continue;
         const target = profiles[p.gateway.applianceProfile];
         if (!target || target.gateway || p.gateway.applianceProfile === "device") {

@@ -12,7 +12,7 @@ import { createApp } from "../../server/app.ts";
 import type { Actor } from "../../server/authority/actor.ts";
 import { revokeDevice } from "../../server/authority/revoke.ts";
 import type { ScepRequest } from "../../server/authority/scep.ts";
-import type { ConfigInput } from "../../server/config/schema.ts";
+import { type ConfigInput, parseConfig } from "../../server/config/schema.ts";
 import { deviceView } from "../../server/frontends/http/views.ts";
 import { certsOnly } from "../../server/pki/pkcs7.ts";
 import type { DeviceRecord } from "../../server/ports/storage.ts";
@@ -141,6 +141,12 @@ describe("SCEP GetCACaps and GetCACert", () => {
     expect(certs.map((c) => c.subject)).toContain(raCert.issuer);
     const ku = raCert.getExtension(x509.KeyUsagesExtension);
     expect(ku?.usages).toBe(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
+  });
+
+  it("is configured only on profiles issued by the RSA hierarchy", () => {
+    expect(() => parseConfig({ trustDomain: "example.org", profiles: { device: { scep: {} } } })).toThrow(
+      /SCEP is offered only for profiles issued by the RSA hierarchy/,
+    );
   });
 
   it("is not offered for a profile without `scep`, nor an unknown label", async () => {
