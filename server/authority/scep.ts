@@ -12,6 +12,7 @@ import {
   challengePasswordOf,
   commonNameOf,
   crlsOnly,
+  encryptedTo,
   type FailInfo,
   MESSAGE_TYPE,
   normalisedName,
@@ -172,9 +173,11 @@ export async function scepOperation(deps: AuthorityDeps, req: ScepRequest): Prom
       throw new ScepMessageError("badTime", "signing_time", "signingTime is too far from the server's time");
     }
     await rememberNonce(deps, msg);
-    const sealed = openEnvelope(msg.content, ra.certificate, legacy ? LEGACY : AES);
-    const cek = await ra.unwrapKey(sealed.encryptedKey, CIPHER_KEY_BYTES[sealed.cipher]);
-    const opened = await ra.decrypt(sealed.cipher, cek, sealed.iv, sealed.ciphertext);
+    // Encrypted to the RA, or to the one it replaced (GetCACert fetched before the renewal).
+    const recipient = ra.retired && !encryptedTo(msg.content, ra.certificate) ? ra.retired : ra;
+    const sealed = openEnvelope(msg.content, recipient.certificate, legacy ? LEGACY : AES);
+    const cek = await recipient.unwrapKey(sealed.encryptedKey, CIPHER_KEY_BYTES[sealed.cipher]);
+    const opened = await recipient.decrypt(sealed.cipher, cek, sealed.iv, sealed.ciphertext);
     if (!opened)
       throw new ScepMessageError("badMessageCheck", "cannot_decrypt", "the pkcsPKIEnvelope cannot be decrypted");
     plaintext = opened;

@@ -366,6 +366,16 @@ export function openEnvelope(der: Uint8Array, ra: Uint8Array, ciphers: readonly 
   return { encryptedKey: octets(recipient.encryptedKey), cipher, iv, ciphertext };
 }
 
+/** Whether an envelope has a key-transport recipient that is this certificate (false for anything unreadable). */
+export function encryptedTo(der: Uint8Array, certificate: Uint8Array): boolean {
+  try {
+    openEnvelope(der, certificate, Object.keys(CIPHER_OIDS) as ContentCipher[]);
+    return true;
+  } catch (e) {
+    return !(e instanceof ScepMessageError && e.reason === "not_encrypted_to_ra");
+  }
+}
+
 /** EnvelopedData (RFC 5652 §6.1) with one RSA key-transport recipient, as a ContentInfo. */
 export function buildEnvelope(
   recipient: Uint8Array,

@@ -16,6 +16,11 @@ export type ScepDigest = "SHA-1" | "SHA-256" | "SHA-512";
 export interface ScepRa {
   /** The RA certificate, DER. */
   readonly certificate: Uint8Array;
+  /**
+   * The RA this one replaced, while its certificate is valid: a client that fetched
+   * GetCACert before the renewal still encrypts to it. It decrypts; it never signs.
+   */
+  readonly retired?: ScepRa;
   /** An RSA PKCS #1 v1.5 signature with the given digest. */
   sign(data: Uint8Array, digest: ScepDigest): Promise<Uint8Array>;
   /**

@@ -599,6 +599,17 @@ describe("SCEP limits and the RA key", () => {
     const renewed = await ensureScepRa(h.dir, h.deps.cas, "test passphrase", new Date(T0.getTime() + 61 * 86400_000));
     expect(renewed?.renewed).toBe(true);
     expect(renewed?.ra.certificate).not.toEqual(ra);
+    // The replaced RA still decrypts what a client encrypts to it (GetCACert fetched before the renewal).
+    expect(renewed?.ra.retired?.certificate).toEqual(ra);
+    h.deps.scepRa = () => renewed?.ra;
+    h.clock.advance(61 * 86400);
+    const { rep } = await enrollOver(h, "app-rollover");
+    expect(rep.status).toBe(SUCCESS);
+    expect(parseCert(rep.signer).serialNumber).toBe(parseCert(renewed?.ra.certificate as Uint8Array).serialNumber);
+    expect(readFileSync(join(h.dir, "ca", "scep-ra-retired.key"), "utf8")).toContain("BEGIN ENCRYPTED PRIVATE KEY");
+    // Once its certificate has expired, the retired RA is gone.
+    const later = await ensureScepRa(h.dir, h.deps.cas, "test passphrase", new Date(T0.getTime() + 91 * 86400_000));
+    expect(later?.ra.retired).toBeUndefined();
     await expect(ensureScepRa(h.dir, h.deps.cas, "wrong passphrase", T0)).rejects.toThrow(/cannot decrypt/);
   });
 });

@@ -46,6 +46,7 @@ export class NodeScepRa implements ScepRa {
   constructor(
     readonly certificate: Uint8Array,
     private readonly key: KeyObject,
+    readonly retired?: NodeScepRa,
   ) {
     if (key.asymmetricKeyType !== "rsa") throw new Error("the SCEP RA key must be an RSA key");
   }
@@ -124,9 +125,22 @@ function nodeCipher(cipher: ContentCipher, key: Uint8Array): [string, Uint8Array
   return ["des-ede3-cbc", tripled];
 }
 
-export function scepRaFiles(dir: string): { cert: string; key: string } {
+export function scepRaFiles(dir: string): { cert: string; key: string; retiredCert: string; retiredKey: string } {
   const { root } = dataPaths(dir);
-  return { cert: join(root, "ca", "scep-ra.pem"), key: join(root, "ca", "scep-ra.key") };
+  return {
+    cert: join(root, "ca", "scep-ra.pem"),
+    key: join(root, "ca", "scep-ra.key"),
+    retiredCert: join(root, "ca", "scep-ra-retired.pem"),
+    retiredKey: join(root, "ca", "scep-ra-retired.key"),
+  };
+}
+
+/** An RA from its files, if they are there and its certificate is valid at `now` for more than `margin` ms. */
+function loadRa(certFile: string, keyFile: string, passphrase: string, now: Date, margin: number) {
+  if (!existsSync(certFile) || !existsSync(keyFile)) return undefined;
+  const [leaf] = pemCertificates(readFileSync(certFile, "utf8"));
+  if (!leaf || readCertificate(leaf).notAfter.getTime() - now.getTime() <= margin) return undefined;
+  return { leaf, key: decryptPrivateKey(readFileSync(keyFile, "utf8"), passphrase, "SCEP RA") };
 }
 
 const DAY = 86400_000;
@@ -146,14 +160,19 @@ export async function ensureScepRa(
   const ca = cas.get(RSA_ISSUING_CA_NAME);
   if (!ca) return undefined;
   const files = scepRaFiles(dir);
-  if (existsSync(files.cert) && existsSync(files.key)) {
-    const [leaf] = pemCertificates(readFileSync(files.cert, "utf8"));
-    if (leaf && readCertificate(leaf).notAfter.getTime() - now.getTime() > 30 * DAY) {
-      return {
-        ra: new NodeScepRa(leaf, decryptPrivateKey(readFileSync(files.key, "utf8"), passphrase, "SCEP RA")),
-        renewed: false,
-      };
-    }
+  const current = loadRa(files.cert, files.key, passphrase, now, 30 * DAY);
+  if (current) {
+    const retired = loadRa(files.retiredCert, files.retiredKey, passphrase, now, 0);
+    return {
+      ra: new NodeScepRa(current.leaf, current.key, retired && new NodeScepRa(retired.leaf, retired.key)),
+      renewed: false,
+    };
+  }
+  // The one being replaced stays, to decrypt what clients still encrypt to it.
+  const replaced = loadRa(files.cert, files.key, passphrase, now, 0);
+  if (replaced) {
+    writeFileAtomic(files.retiredKey, readFileSync(files.key, "utf8"));
+    writeFileAtomic(files.retiredCert, readFileSync(files.cert, "utf8"), 0o644);
   }
   const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const spki = spkiOf(privateKey);
@@ -181,5 +200,8 @@ export async function ensureScepRa(
   );
   writeFileAtomic(files.key, encryptPrivateKey(privateKey, passphrase));
   writeFileAtomic(files.cert, toPem("CERTIFICATE", der), 0o644);
-  return { ra: new NodeScepRa(der, privateKey), renewed: true };
+  return {
+    ra: new NodeScepRa(der, privateKey, replaced && new NodeScepRa(replaced.leaf, replaced.key)),
+    renewed: true,
+  };
 }
