@@ -492,6 +492,8 @@ describe("SCEP over HTTP (/scep, /scep/<label>)", () => {
     expect((await caps.text()).split("\n")).toContain("SCEPStandard");
     const cacert = await a.request("http://scep.test/scep/legacy?operation=GetCACert");
     expect(cacert.headers.get("content-type")).toBe("application/x-x509-ca-ra-cert");
+    const cgi = await a.request("http://scep.test/scep/legacy/pkiclient.exe?operation=GetCACert");
+    expect(new Uint8Array(await cgi.arrayBuffer())).toEqual(new Uint8Array(await cacert.clone().arrayBuffer()));
     expect(certificatesOf(new Uint8Array(await cacert.arrayBuffer()))).toHaveLength(3);
 
     const device = await newScepDevice();

@@ -107,7 +107,11 @@ export function scepRoutes(deps: ScepDeps, prefix = "/scep"): Hono<AppEnv> {
     }
   };
 
-  app.on(["GET", "POST"], prefix, (c) => handle(c, undefined));
-  app.on(["GET", "POST"], `${prefix}/:label`, (c) => handle(c, c.req.param("label")));
+  // Many clients append the CGI name of the first SCEP servers (RFC 8894 §4.1: the path
+  // is the server's to choose; "pkiclient.exe" is what they expect to be able to add).
+  app.on(["GET", "POST"], [prefix, `${prefix}/pkiclient.exe`], (c) => handle(c, undefined));
+  app.on(["GET", "POST"], [`${prefix}/:label`, `${prefix}/:label/pkiclient.exe`], (c) =>
+    handle(c, c.req.param("label")),
+  );
   return app;
 }
