@@ -23,6 +23,7 @@ import { type Job, runLoad, windowRates } from "./load.ts";
 import { certificateFromResponse, certificatePem, type DeviceRequest, makeRequest } from "./requests.ts";
 import { revocationBench } from "./revocation.ts";
 import { revocationRaceBench } from "./revocation-race.ts";
+import { scepBench } from "./scep.ts";
 import {
   basic,
   cpuSeconds,
@@ -110,6 +111,13 @@ const opts = new Command("bench")
     positive,
     2048,
   )
+  .option(
+    "--scep-requests <n>",
+    "RSA-2048 PKCSReq sent to edgeid and to Debian's scepserver each (0 to skip the SCEP benchmark)",
+    Number,
+    600,
+  )
+  .option("--scep-concurrency <n>", "concurrent keep-alive clients of the SCEP benchmark", positive, 16)
   .option("--keep", "keep the data directory")
   .option("--cpu-prof <dir>", "write a V8 CPU profile of the server process into this directory")
   .parse()
@@ -129,6 +137,8 @@ const opts = new Command("bench")
     ocspDuration: number;
     ocspConcurrency: number;
     onlyFleet?: boolean;
+    scepRequests: number;
+    scepConcurrency: number;
     inventoryDevices: number;
     agentMinutes: number;
     abuseDuration: number;
@@ -397,6 +407,14 @@ async function main(): Promise<void> {
 }
 
 if (!opts.onlyFleet) await main();
+if (opts.scepRequests > 0) {
+  const summary = await scepBench({
+    requests: opts.scepRequests,
+    concurrency: opts.scepConcurrency,
+    keep: Boolean(opts.keep),
+  });
+  say(`RESULT ${summary}`);
+}
 if (opts.revoked > 0) {
   const summary = await revocationBench({
     revoked: opts.revoked,

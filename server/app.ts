@@ -10,6 +10,7 @@ import type { FleetApi } from "./frontends/http/fleet-api.ts";
 import { type AppLogger, peerOnce, useErrorHandler, useRequestLog } from "./frontends/http/request-log.ts";
 import { operatorApi } from "./frontends/operator-api/routes.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
+import { scepRoutes } from "./frontends/scep/routes.ts";
 import { base64url } from "./pki/base64.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
@@ -56,6 +57,17 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   app.route("/", pkiRoutes({ authority: deps.authority, responders: deps.responders, peer }));
+  // SCEP (RFC 8894) at /scep[/<label>]: on the plain-HTTP public listener (public-app.ts), and here
+  // for clients that are given an https URL.
+  app.route(
+    "/",
+    scepRoutes({
+      authority: deps.authority,
+      peer,
+      maxBodyBytes: deps.authority.config.limits.maxBodyBytes,
+      crlOf: (ca) => deps.responders.currentCrl(ca)?.der,
+    }),
+  );
   // The operator API carries its own base path (/api/v1), which its OpenAPI document names.
   app.route(
     "/",

@@ -4,11 +4,12 @@ import type { RevocationResponders } from "./authority/responders.ts";
 import type { AppEnv } from "./frontends/http/env.ts";
 import { type AppLogger, peerOnce, useErrorHandler, useRequestLog } from "./frontends/http/request-log.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
+import { scepRoutes } from "./frontends/scep/routes.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
 /**
  * The public listener's application: plain HTTP, so only what is public and either
- * signed or not secret — CRLs, OCSP, CA certificates (`/pki/…`) — and never anything
+ * signed or not secret — CRLs, OCSP, CA certificates (`/pki/…`), SCEP (`/scep/…`) — and never anything
  * that authenticates a client or an operator (a token or a session cookie sent here
  * would cross the network in clear). Everything else is 404: EST (RFC 7030 §3.3 requires
  * TLS, `cacerts` included), the operator API, the dashboard, `/metrics`.
@@ -28,10 +29,18 @@ export type PublicRoutes = (deps: PublicRouteDeps) => Hono<AppEnv>;
 /**
  * What the public listener serves, in order. A frontend added here is reachable over
  * plain HTTP: it must authenticate nobody and answer only public or signed data.
- * (SCEP, RFC 8894 §4.1, is added here with one line when it exists.)
+ * SCEP (RFC 8894 §4.1) is HTTP by design: a challenge travels inside a CMS envelope
+ * encrypted to the RA, and every answer is signed by it.
  */
 export const PUBLIC_ROUTES: readonly PublicRoutes[] = [
   (d) => pkiRoutes({ authority: d.authority, responders: d.responders, peer: d.peer }),
+  (d) =>
+    scepRoutes({
+      authority: d.authority,
+      peer: d.peer,
+      maxBodyBytes: d.maxBodyBytes,
+      crlOf: (ca) => d.responders.currentCrl(ca)?.der,
+    }),
 ];
 
 export interface PublicAppDeps {

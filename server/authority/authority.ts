@@ -21,6 +21,7 @@ import { Enrollments } from "./resources/enrollments.ts";
 import { Fleet } from "./resources/fleet.ts";
 import { Operators } from "./resources/operators.ts";
 import { Tokens } from "./resources/tokens.ts";
+import { type ScepReply, type ScepRequest, scepCaCertificates, scepCapabilities, scepOperation } from "./scep.ts";
 import { type CreatedToken, type CreateTokensRequest, createTokens } from "./tokens.ts";
 
 export interface RejectedRequest {
@@ -116,6 +117,31 @@ export class Authority {
   async reenroll(req: ReenrollRequest): Promise<Issued> {
     const caller: Caller = { actor: "anonymous" };
     return this.audited("est.simplereenroll", req.peer.remoteAddress, caller, () => reenroll(this.deps, req, caller));
+  }
+
+  /** RFC 8894 §3.5.2 GetCACaps for a label. */
+  scepCapabilities(label?: string): string[] {
+    return scepCapabilities(this.deps, label);
+  }
+
+  /** RFC 8894 §4.2.1.2 GetCACert: the RA certificate and the label's CA chain. */
+  scepCaCertificates(label?: string): Uint8Array[] {
+    return scepCaCertificates(this.deps, label);
+  }
+
+  /**
+   * RFC 8894 §3.3 PKIOperation: always a CertRep (FAILURE with a failInfo for a
+   * refusal, which is audited here once, like EST's refusals).
+   */
+  async scepOperation(req: ScepRequest): Promise<ScepReply> {
+    const reply = await scepOperation(this.deps, req);
+    if (reply.refusal) {
+      await this.refusals.record(
+        { action: reply.action, remote: req.peer.remoteAddress, ...reply.caller },
+        reply.refusal,
+      );
+    }
+    return reply;
   }
 
   createTokens(req: CreateTokensRequest): Promise<CreatedToken[]> {

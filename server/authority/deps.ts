@@ -2,6 +2,7 @@ import type { Config, Profile } from "../config/schema.ts";
 import type { CertificateSummary } from "../pki/certificate.ts";
 import type { Clock } from "../ports/clock.ts";
 import type { Digest } from "../ports/digest.ts";
+import type { ScepRa } from "../ports/scep-ra.ts";
 import type { Signer } from "../ports/signer.ts";
 import type { Storage } from "../ports/storage.ts";
 import type { SignatureVerifier } from "../ports/verifier.ts";
@@ -39,6 +40,8 @@ export interface AuthorityDeps {
   publicUrl: string;
   /** Manufacturer CA certificates (DER) per profile that accepts IDevID first boot. */
   idevidAnchors: Map<string, CertificateSummary[]>;
+  /** The SCEP registration authority's key, where SCEP is offered (it needs the RSA hierarchy); read per request, as it is renewed. */
+  scepRa?: () => ScepRa | undefined;
   /** Called after a revocation is committed: the responders refresh at once. */
   onRevocation?: () => Promise<void>;
   /** Called after commands were queued: the fleet loop publishes them at once. */

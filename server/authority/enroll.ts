@@ -10,7 +10,7 @@ import {
   type Write,
 } from "../ports/storage.ts";
 import { auditWrite } from "./audit.ts";
-import { type Caller, findOwnCertificate, noteCertificate } from "./caller.ts";
+import { type Caller, findOwnCertificate, noteCertificate, type TokenCredentials } from "./caller.ts";
 import { type CheckedCsr, checkCsr } from "./csr-check.ts";
 import type { AuthorityDeps } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
@@ -23,7 +23,13 @@ import { applyGuarded, guard } from "./preconditions.ts";
 import { resolveProfile } from "./profiles.ts";
 import { authorizeAppliance, brokeringGateway } from "./provisioners/gateway.ts";
 import { authenticateIdevid, type IdevidIdentity } from "./provisioners/idevid.ts";
-import { authenticateToken } from "./provisioners/token.ts";
+import { authenticateToken, checkTokenUsable } from "./provisioners/token.ts";
+
+/** The audit action of a first issuance: by protocol, and for EST by operation. */
+function enrollAction(req: EnrollRequest): string {
+  if (req.protocol === "scep") return req.approvedToken ? "scep.certpoll" : "scep.pkcsreq";
+  return req.serverKeygen ? "est.serverkeygen" : "est.simpleenroll";
+}
 
 /** A certificate we issued renews at simplereenroll; say so instead of "untrusted". */
 async function refuseOwnCertificate(deps: AuthorityDeps, client: ClientIdentity, caller: Caller): Promise<void> {
@@ -34,14 +40,24 @@ async function refuseOwnCertificate(deps: AuthorityDeps, client: ClientIdentity,
   }
 }
 
+/** The token of an approved request, polled for over SCEP: still usable, and named in the record. */
+function approvedToken(deps: AuthorityDeps, token: TokenRecord, caller: Caller): TokenRecord {
+  caller.actor = `token:${token.id}`;
+  caller.deviceId = token.deviceId;
+  checkTokenUsable(deps, token);
+  return token;
+}
+
 /** Who is enrolling, as what: a bootstrap token, else a manufacturer certificate. */
 async function authorize(deps: AuthorityDeps, req: EnrollRequest, caller: Caller): Promise<Authorized> {
   const labelled = req.label === undefined ? undefined : resolveProfile(deps, req.label);
   let token: TokenRecord | undefined;
   let idevid: IdevidIdentity | undefined;
   let profile: Profile;
-  if (req.credentials) {
-    token = await authenticateToken(deps, req.credentials, caller);
+  if (req.credentials || req.approvedToken) {
+    token = req.approvedToken
+      ? approvedToken(deps, req.approvedToken, caller)
+      : await authenticateToken(deps, req.credentials as TokenCredentials, caller);
     if (labelled && labelled.name !== token.profile) {
       const path = token.profile === "device" ? "" : `${token.profile}/`;
       throw forbidden(
@@ -145,6 +161,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, caller: Ca
     key: key.key,
     keyFingerprint: key.keyFingerprint,
     method: gateway ? "gateway" : token ? "token" : "idevid",
+    protocol: req.protocol ?? "est",
     bootstrapTokenId: token?.id ?? null,
     // A gateway renewing an appliance: the new certificate follows the current one.
     replacesSerial: gateway ? (existing?.currentSerial ?? null) : null,
@@ -192,7 +209,7 @@ export async function enroll(deps: AuthorityDeps, req: EnrollRequest, caller: Ca
     auditWrite({
       at: now,
       actor: caller.actor,
-      action: req.serverKeygen ? "est.serverkeygen" : "est.simpleenroll",
+      action: enrollAction(req),
       outcome: "success",
       deviceId,
       serial: record.serial,
@@ -318,7 +335,7 @@ async function recordPending(
     auditWrite({
       at: now,
       actor: caller.actor,
-      action: "est.simpleenroll",
+      action: enrollAction(req),
       outcome: "pending",
       deviceId: a.deviceId,
       remote: req.peer.remoteAddress,

@@ -1,6 +1,6 @@
 import type { Profile } from "../config/schema.ts";
 import type { PeerInfo } from "../ports/client-identity.ts";
-import type { CertificateRecord, DeviceRecord, TokenRecord } from "../ports/storage.ts";
+import type { CertificateRecord, DeviceRecord, EnrollmentProtocol, TokenRecord } from "../ports/storage.ts";
 import type { TokenCredentials } from "./caller.ts";
 import type { IdevidIdentity } from "./provisioners/idevid.ts";
 
@@ -13,6 +13,14 @@ export interface EnrollRequest {
   peer: PeerInfo;
   /** /serverkeygen: the server makes the key pair; the CSR only asks (its key is not certified). */
   serverKeygen?: boolean;
+  /** The protocol the request came with (audit actions, inventory); EST when absent. */
+  protocol?: EnrollmentProtocol;
+  /**
+   * SCEP CertPoll (RFC 8894 §3.3.3) of a request an operator approved: the token its
+   * PKCSReq presented, recorded with the request. The poll is signed with the request's
+   * key, which is what the approval was for; the token must still be usable.
+   */
+  approvedToken?: TokenRecord;
 }
 
 export interface Issued {

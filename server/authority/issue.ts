@@ -18,7 +18,14 @@ import { toHex } from "../pki/der.ts";
 import type { KeyDescription } from "../pki/keys.ts";
 import { ipOctets } from "../pki/names.ts";
 import { id_at_commonName, id_kp_clientAuth, id_kp_serverAuth } from "../pki/oids.ts";
-import type { CertificateRecord, DeclaredNames, DeviceRecord, IssuanceMethod, Write } from "../ports/storage.ts";
+import type {
+  CertificateRecord,
+  DeclaredNames,
+  DeviceRecord,
+  EnrollmentProtocol,
+  IssuanceMethod,
+  Write,
+} from "../ports/storage.ts";
 import { type AuthorityDeps, caFor } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { spiffeId } from "./identity.ts";
@@ -31,6 +38,8 @@ export interface IssueInput {
   key: KeyDescription;
   keyFingerprint: string;
   method: IssuanceMethod;
+  /** The protocol the device asked with; absent for operator issuance. */
+  protocol?: EnrollmentProtocol;
   replacesSerial?: string | null;
   bootstrapTokenId?: string | null;
   /** DNS names and IP addresses an operator declared for the device. */
@@ -233,6 +242,7 @@ export async function issueDeviceCertificate(
     method: input.method,
     replacesSerial: input.replacesSerial ?? null,
     bootstrapTokenId: input.bootstrapTokenId ?? null,
+    protocol: input.protocol ?? null,
   };
   return { der, record };
 }
@@ -263,6 +273,7 @@ export function issuanceWrites(
         currentSerial: record.serial,
         currentNotAfter: record.notAfter,
         names: names ?? null,
+        protocol: record.protocol ?? null,
       },
     },
   ];

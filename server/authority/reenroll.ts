@@ -1,5 +1,5 @@
 import type { PeerInfo } from "../ports/client-identity.ts";
-import type { Write } from "../ports/storage.ts";
+import type { EnrollmentProtocol, Write } from "../ports/storage.ts";
 import { auditWrite } from "./audit.ts";
 import type { Caller } from "./caller.ts";
 import { checkCsr } from "./csr-check.ts";
@@ -19,6 +19,8 @@ export interface ReenrollRequest {
   label?: string;
   csr: Uint8Array;
   peer: PeerInfo;
+  /** "scep": a RenewalReq signed with the current certificate (RFC 8894 §3.3.1.2). */
+  protocol?: EnrollmentProtocol;
 }
 
 /**
@@ -55,6 +57,7 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, caller
     key: csr.key,
     keyFingerprint: csr.keyFingerprint,
     method: "reenroll",
+    protocol: req.protocol ?? "est",
     replacesSerial: replaced.serial,
     names: device.names ?? null,
   });
@@ -85,12 +88,18 @@ export async function reenroll(deps: AuthorityDeps, req: ReenrollRequest, caller
         lastEnrolledAt: now,
         currentSerial: record.serial,
         currentNotAfter: record.notAfter,
+        protocol: record.protocol ?? null,
       },
     },
     auditWrite({
       at: now,
       actor: caller.actor,
-      action: expiredFor === undefined ? "est.simplereenroll" : RENEW_AFTER_EXPIRY,
+      action:
+        expiredFor !== undefined
+          ? RENEW_AFTER_EXPIRY
+          : req.protocol === "scep"
+            ? "scep.renewalreq"
+            : "est.simplereenroll",
       outcome: "success",
       deviceId: device.id,
       serial: record.serial,

@@ -56,6 +56,7 @@ export const DEVICE_COLUMNS: [string, keyof z.infer<typeof DeviceSchema>, number
   ["PROFILE", "profile", 10],
   ["EXPIRES", "currentNotAfter", 24],
   ["LAST ENROLLED", "lastEnrolledAt", 24],
+  ["PROTOCOL", "protocol", 8],
 ];
 
 export const TOKEN_COLUMNS: [string, keyof z.infer<typeof TokenSchema>, number][] = [
@@ -99,7 +100,7 @@ export function printDevice(d: z.infer<typeof DeviceDetailSchema>, json: boolean
   }
   out(
     `device    ${d.id}\nidentity  ${d.identity}\nstatus    ${d.status}\nprofile   ${d.profile}\n` +
-      `current   ${dash(d.currentSerial)} (expires ${dash(d.currentNotAfter)})\nenrolled  ${dash(d.lastEnrolledAt)}\n` +
+      `current   ${dash(d.currentSerial)} (expires ${dash(d.currentNotAfter)})\nenrolled  ${dash(d.lastEnrolledAt)}${d.protocol ? ` over ${d.protocol.toUpperCase()}` : ""}\n` +
       `owner     ${dash(d.owner)}\nlocation  ${dash(d.location)}\n`,
   );
   if (d.names)

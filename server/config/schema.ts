@@ -99,6 +99,13 @@ const profileObject = z
         maxAppliances: z.number().int().min(1).max(100_000).default(100),
       })
       .optional(),
+    /**
+     * Offered over SCEP (RFC 8894) at /scep/<label> (and /scep for the device profile),
+     * with the bootstrap token as the challenge password. SCEP needs the RSA hierarchy
+     * (its RA key is RSA). `legacyCiphers` also accepts 3DES and SHA-1, for old
+     * firmware that knows nothing else; AES and SHA-256 otherwise.
+     */
+    scep: z.object({ legacyCiphers: z.boolean().default(false) }).optional(),
     /** Zero-touch first boot with a manufacturer certificate (IDevID). */
     idevid: z
       .object({
@@ -340,6 +347,17 @@ export const configSchema = z.object({
     .refine((p) => "device" in p, "the device profile must exist")
     .superRefine((profiles, ctx) => {
       for (const [name, p] of Object.entries(profiles)) {
+        // GetCACert gives the RA and the profile's CA chain, and SCEP clients encrypt to
+        // the certificates they get (RSA key transport): an ECDSA chain breaks them.
+        if (p.scep && p.issuer !== "issuing-rsa") {
+          ctx.addIssue({
+            code: "custom",
+            path: [name, "scep"],
+            message: 'SCEP is offered only for profiles issued by the RSA hierarchy ("issuer": "issuing-rsa")',
+          });
+        }
+      }
+      for (const [name, p] of Object.entries(profiles)) {
         if (!p.gateway) continue;
         const target = profiles[p.gateway.applianceProfile];
         if (!target || target.gateway || p.gateway.applianceProfile === "device") {
@@ -371,6 +389,7 @@ export const INIT_PROFILES = {
     serverKeygen: true,
     reenroll: "renew-or-rekey",
     expiryAlerts: ["30d", "7d", "1d"],
+    scep: {},
   },
   gateway: {
     description: "Gateways that enroll the appliances behind them",

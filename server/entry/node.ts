@@ -21,6 +21,7 @@ import { connectExternalBroker, type ExternalBroker } from "../adapters/node/ext
 import { answerWhenReady, applyHttpLimits, listenerOptions } from "../adapters/node/http-limits.ts";
 import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
+import { ensureScepRa } from "../adapters/node/scep-ra.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
@@ -149,6 +150,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   for (const name of await ensureTlsCertificates(opts.dataDir, cas, config, passphrase.passphrase)) {
     opts.logger.info({ ca: name }, "issued a new TLS certificate for the listener");
   }
+  // The SCEP RA (RSA hierarchy only): issued and renewed like the listener certificate.
+  let scepRa = await ensureScepRa(opts.dataDir, cas, passphrase.passphrase);
+  if (scepRa?.renewed) opts.logger.info("issued a new SCEP RA certificate");
   // One certificate per issuing CA (P-256, and RSA where it exists): a client that can
   // verify ECDSA gets the P-256 chain, an RSA-only appliance the RSA chain (LISTENER_TLS).
   const listenerIdentities = () => {
@@ -192,6 +196,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const renewal = setInterval(() => {
     ensureTlsCertificates(opts.dataDir, cas, config, passphrase.passphrase)
       .then((renewed) => {
+        void ensureScepRa(opts.dataDir, cas, passphrase.passphrase)
+          .then((ra) => {
+            if (!ra?.renewed) return;
+            scepRa = ra;
+            opts.logger.info("renewed the SCEP RA certificate");
+          })
+          .catch((err: unknown) => opts.logger.error({ err }, "SCEP RA certificate renewal failed"));
         if (renewed.length === 0) return;
         server.setSecureContext(tlsFiles());
         broker?.setTls(brokerTls());
@@ -231,6 +242,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // (signature checks, CA signatures on libuv's pool, TLS) and to whatever else runs.
   const verifier = new WorkerVerifier(1);
   const deps = nodeCoreDeps({ config, storage, cas, verifier, publicUrl: revocation.url, idevidAnchors });
+  deps.scepRa = () => scepRa?.ra;
   const log = opts.logger;
   const logAt = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) =>
     log[level](fields ?? {}, msg);

@@ -15,6 +15,8 @@
 export type DeviceStatus = "pending" | "active" | "revoked" | "decommissioned";
 export type CertificateStatus = "valid" | "revoked";
 export type IssuanceMethod = "token" | "reenroll" | "idevid" | "operator" | "gateway";
+/** The enrollment protocol a certificate was asked for with; null for operator issuance. */
+export type EnrollmentProtocol = "est" | "scep";
 export type OperatorRole = "admin" | "operator" | "auditor";
 
 /** DNS names and IP addresses (canonical text) that an operator declared for a device. */
@@ -73,6 +75,11 @@ export interface DeviceRecord {
    * Ignored on write.
    */
   revision?: number;
+  /**
+   * The protocol of the device's latest enrollment or renewal (EST or SCEP). Kept when
+   * a write leaves it unset (an operator issuing, a revocation).
+   */
+  protocol?: EnrollmentProtocol | null;
 }
 
 export interface CertificateRecord {
@@ -100,6 +107,8 @@ export interface CertificateRecord {
    * connection, a status report naming it); null while it never was. Set by the store.
    */
   firstUsedAt?: Date | null;
+  /** The protocol the certificate was asked for with (null: an operator issued it). */
+  protocol?: EnrollmentProtocol | null;
 }
 
 export interface TokenRecord {
@@ -494,7 +503,14 @@ export type Write =
   /** Sessions past their expiry, and every session of operators whose token no longer works. */
   | { kind: "purgeDashboardSessions"; at: Date }
   /** A fleet audit's outcome; only the latest `keep` runs are kept. */
-  | { kind: "recordFleetAudit"; run: Omit<FleetAuditRun, "id">; keep: number };
+  | { kind: "recordFleetAudit"; run: Omit<FleetAuditRun, "id">; keep: number }
+  /**
+   * A SCEP transactionID/senderNonce pair seen (RFC 8894 §3.2.1.5): a pair seen before
+   * fails the set (StorageConflictError "scep_nonces"); pairs older than `forgetBefore` go.
+   */
+  | { kind: "recordScepNonce"; transactionId: string; senderNonce: string; at: Date; forgetBefore: Date }
+  /** A pair whose message was answered PENDING: the same message may come again (RFC 8894 §3.3.3). */
+  | { kind: "forgetScepNonce"; transactionId: string; senderNonce: string };
 
 /** Thrown by `apply` when a uniqueness constraint or a write guard refused the write set. */
 export class StorageConflictError extends Error {

@@ -211,6 +211,15 @@ describe("dashboard", () => {
     expect((await h.storage.getDevice("csrf-dev"))?.status).toBe("revoked");
   });
 
+  it("says which protocol a device enrolled with, on its page and in the list", async () => {
+    await enroll("est-dev");
+    const browser = await signIn("auditor");
+    const page = await (await request("/dashboard/devices/est-dev", { browser })).text();
+    expect(page).toMatch(/<dt>Enrolled with<\/dt><dd>EST<\/dd>/);
+    const list = await (await request("/dashboard/devices", { browser })).text();
+    expect(list).toMatch(/data-device="est-dev"[\s\S]*?<td>EST<\/td>/);
+  });
+
   it("shows an auditor no action, and refuses the actions when an auditor crafts them", async () => {
     const serial = await enroll("audited-dev");
     const [t] = await h.authority.createTokens({ deviceIds: ["tok-dev"], actor: "test" });

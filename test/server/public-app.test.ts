@@ -67,7 +67,8 @@ describe("the public app", () => {
   });
 
   it("is composed from PUBLIC_ROUTES, and from a given list", async () => {
-    expect(PUBLIC_ROUTES).toHaveLength(1);
+    // CRL/OCSP/CA certificates, and SCEP.
+    expect(PUBLIC_ROUTES).toHaveLength(2);
     const bare = createPublicApp(
       {
         authority: h.authority,

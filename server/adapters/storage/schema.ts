@@ -21,6 +21,8 @@ export const devices = sqliteTable(
     names: text("names", { mode: "json" }).$type<DeclaredNames>(),
     /** Raised at every change of the row: the `device_unchanged` precondition compares it. */
     revision: integer("revision").notNull().default(0),
+    /** The protocol of the latest enrollment or renewal ("est", "scep"); null before any. */
+    protocol: text("enrollment_protocol", { enum: ["est", "scep"] }),
   },
   (t) => [
     index("devices_status_id").on(t.status, t.id),
@@ -56,6 +58,8 @@ export const certificates = sqliteTable(
     bootstrapTokenId: text("bootstrap_token_id"),
     /** First seen in use (mutual TLS, MQTT, a status report): a superseded predecessor may retry only before. */
     firstUsedAt: ms("first_used_at"),
+    /** The protocol the certificate was asked for with; null for operator issuance. */
+    protocol: text("protocol", { enum: ["est", "scep"] }),
   },
   (t) => [
     uniqueIndex("certificates_fingerprint").on(t.fingerprint),
@@ -413,3 +417,17 @@ export const schema = {
 };
 
 export { sql };
+
+/**
+ * SCEP transactionID/senderNonce pairs seen (RFC 8894 §3.2.1.5): the primary key refuses
+ * a replayed pair. Kept a week (a message older than that is refused by its signingTime).
+ */
+export const scepNonces = sqliteTable(
+  "scep_nonces",
+  {
+    transactionId: text("transaction_id").notNull(),
+    senderNonce: text("sender_nonce").notNull(),
+    seenAt: ms("seen_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.transactionId, t.senderNonce] }), index("scep_nonces_seen_at").on(t.seenAt)],
+);

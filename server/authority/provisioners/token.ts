@@ -30,6 +30,15 @@ export async function authenticateToken(
   const token = await findToken(deps, creds.type === "basic" ? creds.password : creds.token);
   if (!token) throw unauthenticated("token_unknown", "bootstrap token is not valid");
   noteToken(caller, token, creds);
+  checkTokenUsable(deps, token);
+  if (creds.type === "basic" && creds.username !== token.deviceId) {
+    throw forbidden("token_wrong_device", "bootstrap token is not valid for this device id");
+  }
+  return token;
+}
+
+/** A token that is unused, unrevoked and unexpired now; refuses it otherwise. */
+export function checkTokenUsable(deps: Pick<AuthorityDeps, "clock">, token: TokenRecord): void {
   const now = deps.clock.now();
   if (token.usedAt)
     throw unauthenticated("token_used", "bootstrap token has already been used; ask an operator for a new one");
@@ -37,8 +46,4 @@ export async function authenticateToken(
   if (token.expiresAt.getTime() <= now.getTime()) {
     throw unauthenticated("token_expired", `bootstrap token expired at ${token.expiresAt.toISOString()}`);
   }
-  if (creds.type === "basic" && creds.username !== token.deviceId) {
-    throw forbidden("token_wrong_device", "bootstrap token is not valid for this device id");
-  }
-  return token;
 }

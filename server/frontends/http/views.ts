@@ -37,6 +37,8 @@ export const DeviceSchema = z
     currentSerial: z.string().nullable(),
     currentNotAfter: time,
     lastEnrolledAt: time,
+    /** The protocol of the device's latest enrollment or renewal; null before any (operator issuance). */
+    protocol: z.enum(["est", "scep"]).nullable(),
     createdAt: time,
     updatedAt: time,
     /** Operator-declared names the device's certificates carry. */
@@ -56,6 +58,7 @@ export function deviceView(d: DeviceRecord, trustDomain: string): z.infer<typeof
     currentSerial: d.currentSerial,
     currentNotAfter: iso(d.currentNotAfter),
     lastEnrolledAt: iso(d.lastEnrolledAt),
+    protocol: d.protocol ?? null,
     createdAt: iso(d.createdAt),
     updatedAt: iso(d.updatedAt),
     ...(d.names ? { names: d.names } : {}),

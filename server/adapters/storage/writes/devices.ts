@@ -7,7 +7,13 @@ import { raw, toDriver, upsertRow, type WriteTable, writeOfFields } from "./writ
 export const deviceWrites = {
   upsertDevice: {
     // Every change of the row raises its revision (the device_unchanged precondition).
-    statements: (db) => [upsertRow(db, devices, devices.id, { revision: sql.raw(`"devices"."revision" + 1`) })],
+    statements: (db) => [
+      upsertRow(db, devices, devices.id, {
+        revision: sql.raw(`"devices"."revision" + 1`),
+        // A write that does not say which protocol keeps the one the device last enrolled with.
+        protocol: sql.raw(`COALESCE(excluded."enrollment_protocol", "devices"."enrollment_protocol")`),
+      }),
+    ],
     // A new row starts at revision 0; an existing one is raised in SQL.
     values: (w) => ({ ...toDriver(devices, w.device), revision: 0 }),
   },

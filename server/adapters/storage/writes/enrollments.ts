@@ -20,6 +20,19 @@ export const enrollmentWrites = {
     ),
   ),
   bindIdevid: rowInsert(idevidBindings, (w) => w.binding),
+  // The primary key (transaction_id, sender_nonce) refuses a replayed pair.
+  recordScepNonce: writeOfFields(
+    raw("DELETE FROM scep_nonces WHERE seen_at < ?", "forgetBefore"),
+    raw(
+      "INSERT INTO scep_nonces (transaction_id, sender_nonce, seen_at) VALUES (?, ?, ?)",
+      "transactionId",
+      "senderNonce",
+      "at",
+    ),
+  ),
+  forgetScepNonce: writeOfFields(
+    raw("DELETE FROM scep_nonces WHERE transaction_id = ? AND sender_nonce = ?", "transactionId", "senderNonce"),
+  ),
   guardPendingQuota: {
     // Like the appliance quota (devices.ts): the CHECK on write_guards fails the set when over.
     statements: () => [

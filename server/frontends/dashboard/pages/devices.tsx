@@ -77,7 +77,7 @@ export const DeviceListPage: FC<{
       </p>
     ) : (
       <table data-testid="devices">
-        <Head cols={["Device", "State", "Profile", "Current certificate", "Expires", "Last enrolled"]} />
+        <Head cols={["Device", "State", "Profile", "Current certificate", "Expires", "Last enrolled", "Protocol"]} />
         <tbody>
           {items.map((d) => (
             <tr data-device={d.id}>
@@ -95,6 +95,7 @@ export const DeviceListPage: FC<{
                 {when(d.currentNotAfter)} <span class="muted">{relative(d.currentNotAfter, now)}</span>
               </td>
               <td>{when(d.lastEnrolledAt)}</td>
+              <td>{d.protocol ? d.protocol.toUpperCase() : "—"}</td>
             </tr>
           ))}
         </tbody>
@@ -162,6 +163,7 @@ export const DevicePage: FC<{
                 "Expires",
                 d.currentNotAfter ? `${when(d.currentNotAfter)} (${relative(d.currentNotAfter, now)})` : null,
               ],
+              ["Enrolled with", d.protocol ? d.protocol.toUpperCase() : null],
               ["Owner", detail.metadata?.owner],
               ["Location", detail.metadata?.location],
               ["DNS names", d.names?.dns.join(", ")],
