@@ -418,6 +418,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const refusalFlush = nodeScheduler.every(REFUSAL_FLUSH_MS, () => {
     authority.refusals.flush().catch((err: unknown) => logAt("error", "refusal aggregates were not written", { err }));
   });
+  // With several loops, each request line names the loop that answered (this one is 1).
+  const requestLog = loops > 1 ? log.child({ loop: 1 }) : log;
   const app = createApp({
     authority,
     responders,
@@ -425,7 +427,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     metrics,
     peer: nodePeer,
     logger: {
-      request: (entry) => log.info(entry, "request"),
+      request: (entry) => requestLog.info(entry, "request"),
       error: (err, context) => log.error({ err, ...context }, "unhandled error"),
     },
   });
@@ -437,7 +439,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       // The socket's address; a plain connection carries no certificate.
       peer: nodePeer,
       logger: {
-        request: (entry) => log.info(entry, "request"),
+        request: (entry) => requestLog.info(entry, "request"),
         error: (err, context) => log.error({ err, listener: "public", ...context }, "unhandled error"),
       },
     });

@@ -163,12 +163,13 @@ export class LoopHub {
 
   /**
    * Starts `count` worker loops running `entry` with `workerData` (plus `loop`, its
-   * index from 1); resolves once each reported that it listens.
+   * number from 2; the main thread's is 1); resolves once each reported that it listens.
    */
   static async start(count: number, entry: URL, workerData: Record<string, unknown>, deps: HubDeps): Promise<LoopHub> {
     const hub = new LoopHub(deps);
     const ready = [];
-    for (let i = 1; i <= count; i++) ready.push(hub.spawn(i, entry, workerData));
+    // Loop 1 is the main thread's.
+    for (let i = 2; i <= count + 1; i++) ready.push(hub.spawn(i, entry, workerData));
     try {
       await Promise.all(ready);
     } catch (err) {
@@ -182,7 +183,7 @@ export class LoopHub {
     return this.loops.length;
   }
 
-  /** Worker thread ids, by loop index (for per-loop CPU figures). */
+  /** Worker thread ids, loop 2 first (for per-loop CPU figures). */
   threadIds(): number[] {
     return this.loops.map((l) => l.worker.threadId);
   }

@@ -84,6 +84,9 @@ export async function startServer(
   const args = ["serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`];
   if (opts.mqtt !== "external") args.push("--mqtt-listen", opts.mqtt ?? "127.0.0.1:0");
   args.push("--public-listen", opts.publicListen ?? "127.0.0.1:0");
+  // EDGEID_E2E_LOOPS=N runs every suite against `serve --loops N` (Node 22.12+ / 23.1+).
+  const loops = process.env.EDGEID_E2E_LOOPS;
+  if (loops && !opts.args?.includes("--loops")) args.push("--loops", loops);
   const child = spawn(process.execPath, [EDGEID_BIN, ...args, ...(opts.args ?? [])], {
     stdio: ["ignore", "pipe", "pipe"],
   });
