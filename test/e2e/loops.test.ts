@@ -7,6 +7,8 @@
  * lines; every openssl/curl process is a new connection, so requests reach all of them.
  * Node lines without reusePort run one loop: there the suite is skipped.
  */
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { caFiles } from "./support/ca.ts";
 import { curl, estPost } from "./support/curl.ts";
@@ -90,6 +92,11 @@ describe.skipIf(!reusePort)(`serve --loops ${LOOPS}`, () => {
     adminToken = init.adminToken;
     // Every loop is asked to refuse many times here: no 429 in the way.
     await setLimits(init.dataDir, { refusals: { perAddress: 10_000, perDevice: 10_000 } });
+    // The poll for revocations by other processes every 60 s: only the loops' own
+    // fan-out can make the answers below current.
+    const file = join(init.dataDir, "edgeid.json");
+    const config = JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
+    await writeFile(file, JSON.stringify({ ...config, revocation: { pollMs: 60_000 } }));
     server = await startServer(init.dataDir, work, 0, { args: ["--loops", String(LOOPS)] });
     ({ chainFile, issuingFile } = await caFiles(server, work));
   }, 60_000);
