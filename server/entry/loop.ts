@@ -6,6 +6,7 @@
  * Wiring only: the behaviour is in adapters/node/loops.ts and the core.
  */
 import "reflect-metadata";
+import { readlinkSync } from "node:fs";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { createServer } from "node:https";
 import { parentPort, workerData } from "node:worker_threads";
@@ -142,6 +143,16 @@ async function main(data: LoopData, link: LoopLink): Promise<void> {
     });
   await bind(server, data.listen);
   if (publicServer && data.publicListen) await bind(publicServer, data.publicListen);
+  log.info({ tid: threadId() }, "event loop listening");
+}
+
+/** This thread's id in the kernel (Linux), for per-loop CPU figures; undefined elsewhere. */
+function threadId(): number | undefined {
+  try {
+    return Number(readlinkSync("/proc/thread-self").split("/").pop());
+  } catch {
+    return undefined;
+  }
 }
 
 if (!parentPort) throw new Error("server/entry/loop.ts runs as a worker thread of startServer");
