@@ -88,6 +88,10 @@ function errorOf(shape: ErrorShape): Error {
   return new Error(shape.message);
 }
 
+function withoutFunctions<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => typeof v !== "function")) as T;
+}
+
 /** Requests with answers over one port (either side). */
 class Channel {
   private next = 1;
@@ -102,7 +106,12 @@ class Channel {
     const id = this.next++;
     return new Promise<T>((resolve, reject) => {
       this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.port.postMessage({ id, ...message });
+      try {
+        this.port.postMessage({ id, ...message });
+      } catch (err) {
+        this.waiting.delete(id);
+        reject(err);
+      }
     });
   }
 
@@ -126,11 +135,20 @@ class Channel {
       return;
     }
     const id = message.id;
+    const answer = (a: Omit<Answer, "id" | "answer">) => {
+      if (!id) return;
+      try {
+        this.port.postMessage({ id, answer: true, ...a });
+      } catch (err) {
+        // An answer that cannot cross the threads (DataCloneError) is an error answer.
+        this.port.postMessage({ id, answer: true, error: errorShape(err) });
+      }
+    };
     Promise.resolve()
       .then(() => this.handle(message as { op: string } & Record<string, unknown>))
       .then(
-        (value) => id && this.port.postMessage({ id, answer: true, value }),
-        (err: unknown) => id && this.port.postMessage({ id, answer: true, error: errorShape(err) }),
+        (value) => answer({ value }),
+        (err: unknown) => answer({ error: errorShape(err) }),
       );
   }
 }
@@ -356,7 +374,9 @@ export class LoopLink {
   }
 
   readonly fleet: Required<FleetLoopHandle> = {
-    audit: (...args) => this.channel.request({ op: "fleetAudit", args } satisfies Request),
+    // Callbacks (afterChunk) stay here: the main thread's fleet loop sets its own.
+    audit: (actor, opts) =>
+      this.channel.request({ op: "fleetAudit", args: [actor, withoutFunctions(opts)] } satisfies Request),
     receive: (message) => this.channel.request<MessageOutcome>({ op: "fleetReceive", message } satisfies Request),
   };
 
