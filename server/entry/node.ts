@@ -431,7 +431,6 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       error: (err, context) => log.error({ err, ...context }, "unhandled error"),
     },
   });
-  serving.ready(getRequestListener(app.fetch));
   if (publicServing) {
     const publicApp = createPublicApp({
       authority,
@@ -445,6 +444,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     });
     publicServing.ready(getRequestListener(publicApp.fetch));
   }
+  // The other loops first: until they listen, this one answers 503 and closes the
+  // connection, so that keep-alive clients connect again once the kernel can spread them.
   if (loops > 1) {
     try {
       hub = await LoopHub.start(
@@ -475,6 +476,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       throw err;
     }
   }
+  serving.ready(getRequestListener(app.fetch));
   log.info(
     {
       url,
