@@ -25,6 +25,7 @@ import { type Job, percentile, runLoad } from "./load.ts";
 import { certificateFromResponse, makeRequest } from "./requests.ts";
 import {
   basic,
+  cpuSeconds,
   createTokens,
   EDGEID,
   logEntries,
@@ -289,6 +290,7 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
   ] as const) {
     {
       const cpu0 = process.cpuUsage();
+      const serverCpu0 = cpuSeconds(server.pid);
       const r = await runLoad(jobs(nonce), {
         url: ocspUrl,
         ca: server.ca,
@@ -297,7 +299,10 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
       });
       const s = summarize(`${label} (concurrency ${o.ocspConcurrency})`, r);
       const client = process.cpuUsage(cpu0);
-      say(`  load generator ${((client.user + client.system) / 1e6 / r.seconds).toFixed(2)} cores`);
+      say(
+        `  server ${((cpuSeconds(server.pid) - serverCpu0) / r.seconds).toFixed(2)} cores,` +
+          ` load generator ${((client.user + client.system) / 1e6 / r.seconds).toFixed(2)} cores`,
+      );
       results.push(`${short} ${s.rate.toFixed(0)}/s`);
       if (!nonce) {
         const sample = r.outcomes.find((x) => x?.status === 200);

@@ -30,9 +30,12 @@ import {
   createTokens,
   EDGEID,
   freePort,
+  loopThreads,
   peakRssMiB,
   run,
   say,
+  serveCommand,
+  serverRuntime,
   summarize,
   type Token,
   threadCpu,
@@ -118,6 +121,17 @@ const opts = new Command("bench")
     600,
   )
   .option("--scep-concurrency <n>", "concurrent keep-alive clients of the SCEP benchmark", positive, 16)
+  .option(
+    "--node <path[@checkout]>",
+    "Node binary of the server (repeatable: each scenario runs once per binary); @checkout: a checkout whose node_modules are built for it",
+    (v: string, all: string[]) => [...all, v],
+    [] as string[],
+  )
+  .option(
+    "--loops <list>",
+    'event loops of the server, comma-separated (each scenario runs once per count; "auto": one per core)',
+    "1",
+  )
   .option("--keep", "keep the data directory")
   .option("--cpu-prof <dir>", "write a V8 CPU profile of the server process into this directory")
   .parse()
@@ -152,6 +166,8 @@ const opts = new Command("bench")
     abuseRssCap: number;
     fleetDevices: number;
     fleetMessages: number;
+    node: string[];
+    loops: string;
     keep?: boolean;
     cpuProf?: string;
   }>();
@@ -174,7 +190,23 @@ async function opensslRsaSign(seconds: number): Promise<number> {
   return Number(m[1]);
 }
 
-async function main(): Promise<void> {
+interface EnrollFigures {
+  rate: number;
+  ratio: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  serverCores: number;
+  clientCores: number;
+  perLoop: string;
+  peakRss: number;
+  reenroll?: number;
+  reenrollServerCores?: number;
+  reenrollClientCores?: number;
+  checksOk: boolean;
+}
+
+async function main(): Promise<EnrollFigures> {
   const work = await mkdtemp(join(tmpdir(), "edgeid-bench-"));
   const dataDir = join(work, "data");
   say(`edgeid enrollment benchmark · ${new Date().toISOString()}`);
@@ -212,19 +244,10 @@ async function main(): Promise<void> {
   const logFile = join(work, "server.log");
   const log = createWriteStream(logFile);
   const profiling = opts.cpuProf ? ["--cpu-prof", "--cpu-prof-dir", resolve(opts.cpuProf)] : [];
+  const serve = serveCommand(profiling);
   const server = spawn(
-    process.execPath,
-    [
-      ...profiling,
-      EDGEID,
-      "serve",
-      "--data",
-      dataDir,
-      "--listen",
-      `127.0.0.1:${port}`,
-      "--public-listen",
-      "127.0.0.1:0",
-    ],
+    serve.command,
+    [...serve.args, "--data", dataDir, "--listen", `127.0.0.1:${port}`, "--public-listen", "127.0.0.1:0"],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },
@@ -273,6 +296,15 @@ async function main(): Promise<void> {
     .map(([tid, s]) => ({ tid, share: (s - (threads0.get(tid) ?? 0)) / main.seconds }))
     .sort((a, b) => b.share - a.share)
     .slice(0, 5);
+  const loopTids = loopThreads(readFileSync(logFile, "utf8"), server.pid as number);
+  const threadsNow = threadCpu(server.pid as number);
+  const perLoop = [...loopTids]
+    .map(
+      ([loop, tid]) =>
+        `loop ${loop} ${(((threadsNow.get(tid) ?? 0) - (threads0.get(tid) ?? 0)) / main.seconds).toFixed(2)}`,
+    )
+    .join(", ");
+  say(`  event loops: ${loopTids.size} · CPU per loop (cores): ${perLoop}`);
   say(
     `  server threads: ${busiest
       .map((t) => `${t.tid === server.pid ? "event loop" : `thread ${t.tid}`} ${(t.share * 100).toFixed(0)}%`)
@@ -296,6 +328,8 @@ async function main(): Promise<void> {
 
   // simplereenroll: each renewal is a new TLS connection with the device's certificate.
   let reenroll: { rate: number; ok: number; errors: number } | undefined;
+  let reenrollServerCores: number | undefined;
+  let reenrollClientCores: number | undefined;
   const issued = new Map<string, Uint8Array>();
   const allOutcomes = [...warm.outcomes, ...main.outcomes];
   for (let i = 0; i < allOutcomes.length; i++) {
@@ -332,9 +366,11 @@ async function main(): Promise<void> {
     );
     if (renew.started >= renewJobs.length) say("  ran out of prepared renewals: lower --reenroll-duration");
     const renewClient = process.cpuUsage(renewClient0);
+    reenrollServerCores = (cpuSeconds(server.pid as number) - renewCpu0) / renew.seconds;
+    reenrollClientCores = (renewClient.user + renewClient.system) / 1e6 / renew.seconds;
     say(
-      `  CPU in use: server ${((cpuSeconds(server.pid as number) - renewCpu0) / renew.seconds).toFixed(2)} cores,` +
-        ` load generator ${((renewClient.user + renewClient.system) / 1e6 / renew.seconds).toFixed(2)} cores`,
+      `  CPU in use: server ${reenrollServerCores.toFixed(2)} cores,` +
+        ` load generator ${reenrollClientCores.toFixed(2)} cores`,
     );
   }
   // The legacy label: the same path, signed by the RSA-3072 issuing CA (P-256 device keys,
@@ -404,62 +440,117 @@ async function main(): Promise<void> {
   if (!opts.keep) await rm(work, { recursive: true, force: true });
   else say(`data directory kept: ${dataDir}`);
   if (checks.some(([, ok]) => !ok)) process.exitCode = 1;
+  return {
+    rate: enrolled.rate,
+    ratio: enrolled.rate / pairRate,
+    p50: enrolled.p50,
+    p99: enrolled.p99,
+    errors: enrolled.errors,
+    serverCores,
+    clientCores,
+    perLoop,
+    peakRss,
+    reenroll: reenroll?.rate,
+    reenrollServerCores,
+    reenrollClientCores,
+    checksOk: checks.every(([, ok]) => ok),
+  };
 }
 
-if (!opts.onlyFleet) await main();
-if (opts.scepRequests > 0) {
-  const summary = await scepBench({
-    requests: opts.scepRequests,
-    concurrency: opts.scepConcurrency,
-    keep: Boolean(opts.keep),
-  });
-  say(`RESULT ${summary}`);
+/** One server variant: a Node binary (and checkout) and a loop count. */
+async function variant(): Promise<{ enroll?: EnrollFigures; revocation?: string }> {
+  const out: { enroll?: EnrollFigures; revocation?: string } = {};
+  if (!opts.onlyFleet) out.enroll = await main();
+  if (opts.scepRequests > 0) {
+    const summary = await scepBench({
+      requests: opts.scepRequests,
+      concurrency: opts.scepConcurrency,
+      keep: Boolean(opts.keep),
+    });
+    say(`RESULT ${summary}`);
+  }
+  if (opts.revoked > 0) {
+    const summary = await revocationBench({
+      revoked: opts.revoked,
+      samples: opts.revocationSamples,
+      ocspDuration: opts.ocspDuration,
+      ocspConcurrency: opts.ocspConcurrency,
+      keep: Boolean(opts.keep),
+    });
+    say(`RESULT revocation ${summary}`);
+    out.revocation = summary;
+  }
+  if (opts.raceRounds > 0) {
+    const summary = await revocationRaceBench({
+      rounds: opts.raceRounds,
+      concurrency: opts.raceConcurrency,
+      keep: Boolean(opts.keep),
+    });
+    say(`RESULT revocation race ${summary}`);
+  }
+  if (opts.fleetDevices > 0) {
+    const summary = await fleetBench({
+      devices: opts.fleetDevices,
+      messages: opts.fleetMessages,
+      revocations: Math.min(20, opts.fleetDevices),
+      keep: Boolean(opts.keep),
+    });
+    say(`RESULT fleet ${summary}`);
+  }
+  if (opts.agentMinutes > 0) {
+    say(`RESULT agent ${await agentBench({ minutes: opts.agentMinutes, keep: Boolean(opts.keep) })}`);
+  }
+  if (opts.inventoryDevices > 0) {
+    say(`RESULT inventory ${await inventoryBench({ devices: opts.inventoryDevices, keep: Boolean(opts.keep) })}`);
+  }
+  if (opts.abuseDuration > 0) {
+    const summary = await abuseBench({
+      duration: opts.abuseDuration,
+      quiet: opts.abuseQuiet ?? opts.abuseDuration / 2,
+      concurrency: opts.abuseConcurrency,
+      renewConcurrency: opts.abuseRenewConcurrency,
+      estConnections: opts.abuseEstConnections,
+      ocspConnections: opts.abuseOcspConnections,
+      mqttConnections: opts.abuseMqttConnections,
+      maxRate: opts.abuseMaxRate,
+      rssCapMiB: opts.abuseRssCap,
+      keep: Boolean(opts.keep),
+    });
+    say(`RESULT abuse ${summary}`);
+  }
+  return out;
 }
-if (opts.revoked > 0) {
-  const summary = await revocationBench({
-    revoked: opts.revoked,
-    samples: opts.revocationSamples,
-    ocspDuration: opts.ocspDuration,
-    ocspConcurrency: opts.ocspConcurrency,
-    keep: Boolean(opts.keep),
-  });
-  say(`RESULT revocation ${summary}`);
+
+const nodes = opts.node.length > 0 ? opts.node : [process.execPath];
+const loopCounts = opts.loops.split(",").map((l) => l.trim());
+const table: string[] = [];
+for (const spec of nodes) {
+  const at = spec.indexOf("@");
+  const node = at < 0 ? spec : spec.slice(0, at);
+  serverRuntime.node = node;
+  serverRuntime.bin = at < 0 ? EDGEID : join(resolve(spec.slice(at + 1)), "bin", "edgeid.mjs");
+  const version = (await run(node, ["--version"])).stdout.trim();
+  for (const loops of loopCounts) {
+    serverRuntime.loops = loops;
+    say(`\n=== server: node ${version} (${node}) · --loops ${loops} ===`);
+    const r = await variant();
+    const e = r.enroll;
+    table.push(
+      `node ${version} · loops ${loops}: ` +
+        (e
+          ? `enroll ${e.rate.toFixed(0)}/s ratio ${e.ratio.toFixed(3)} p50 ${e.p50.toFixed(1)} ms p99 ${e.p99.toFixed(1)} ms errors ${e.errors}` +
+            ` · server ${e.serverCores.toFixed(2)} cores (${e.perLoop}) · load generator ${e.clientCores.toFixed(2)} cores` +
+            ` · peak RSS ${e.peakRss.toFixed(0)} MiB` +
+            (e.reenroll !== undefined
+              ? ` · reenroll ${e.reenroll.toFixed(0)}/s (server ${e.reenrollServerCores?.toFixed(2)}, load generator ${e.reenrollClientCores?.toFixed(2)} cores)`
+              : "") +
+            ` · checks ${e.checksOk ? "ok" : "FAIL"}`
+          : "") +
+        (r.revocation ? ` · ${r.revocation}` : ""),
+    );
+  }
 }
-if (opts.raceRounds > 0) {
-  const summary = await revocationRaceBench({
-    rounds: opts.raceRounds,
-    concurrency: opts.raceConcurrency,
-    keep: Boolean(opts.keep),
-  });
-  say(`RESULT revocation race ${summary}`);
-}
-if (opts.fleetDevices > 0) {
-  const summary = await fleetBench({
-    devices: opts.fleetDevices,
-    messages: opts.fleetMessages,
-    revocations: Math.min(20, opts.fleetDevices),
-    keep: Boolean(opts.keep),
-  });
-  say(`RESULT fleet ${summary}`);
-}
-if (opts.agentMinutes > 0) {
-  say(`RESULT agent ${await agentBench({ minutes: opts.agentMinutes, keep: Boolean(opts.keep) })}`);
-}
-if (opts.inventoryDevices > 0) {
-  say(`RESULT inventory ${await inventoryBench({ devices: opts.inventoryDevices, keep: Boolean(opts.keep) })}`);
-}
-if (opts.abuseDuration > 0) {
-  const summary = await abuseBench({
-    duration: opts.abuseDuration,
-    quiet: opts.abuseQuiet ?? opts.abuseDuration / 2,
-    concurrency: opts.abuseConcurrency,
-    renewConcurrency: opts.abuseRenewConcurrency,
-    estConnections: opts.abuseEstConnections,
-    ocspConnections: opts.abuseOcspConnections,
-    mqttConnections: opts.abuseMqttConnections,
-    maxRate: opts.abuseMaxRate,
-    rssCapMiB: opts.abuseRssCap,
-    keep: Boolean(opts.keep),
-  });
-  say(`RESULT abuse ${summary}`);
+if (table.length > 1 || opts.node.length > 0) {
+  say("\n=== side by side ===");
+  for (const line of table) say(line);
 }

@@ -15,6 +15,34 @@ export const EDGEID = join(ROOT, "bin", "edgeid.mjs");
 export const run = promisify(execFile);
 export const say = (line: string) => process.stdout.write(`${line}\n`);
 
+/**
+ * How the server process is started (`npm run bench -- --node PATH[@CHECKOUT] --loops N`):
+ * which Node binary, which checkout's bin/edgeid.mjs (its node_modules built for that
+ * Node's ABI), and `--loops`. The CLI steps of the benchmarks run on the bench's own Node.
+ */
+export const serverRuntime: { node: string; bin: string; loops?: string } = { node: process.execPath, bin: EDGEID };
+
+/** The node binary and arguments before `serve`'s own options. */
+export function serveCommand(nodeArgs: string[] = []): { command: string; args: string[] } {
+  const loops = serverRuntime.loops ? ["--loops", serverRuntime.loops] : [];
+  return { command: serverRuntime.node, args: [...nodeArgs, serverRuntime.bin, "serve", ...loops] };
+}
+
+/** The event loops a server reported (its "event loop" lines): loop number → thread id (Linux). */
+export function loopThreads(log: string, pid: number): Map<number, number> {
+  const out = new Map<number, number>([[1, pid]]);
+  for (const line of log.split("\n")) {
+    if (!line.includes('"msg":"event loop listening"')) continue;
+    try {
+      const e = JSON.parse(line) as { loop?: number; tid?: number };
+      if (e.loop && e.tid) out.set(e.loop, e.tid);
+    } catch {
+      // not a JSON line
+    }
+  }
+  return out;
+}
+
 export function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer();
@@ -103,7 +131,10 @@ export function peakRssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : Number.NaN;
 }
 
-export function summarize(name: string, r: LoadResult): { rate: number; ok: number; errors: number } {
+export function summarize(
+  name: string,
+  r: LoadResult,
+): { rate: number; ok: number; errors: number; p50: number; p99: number } {
   const done = r.outcomes.filter((o) => o !== undefined);
   const ok = done.filter((o) => o.status === 200).length;
   const lat = Float64Array.from(done.map((o) => o.ms)).sort();
@@ -114,7 +145,7 @@ export function summarize(name: string, r: LoadResult): { rate: number; ok: numb
   );
   const other = [...r.statuses].filter(([k]) => k !== "200");
   if (other.length) say(`  non-200: ${other.map(([k, v]) => `${k} ×${v}`).join(", ")}`);
-  return { rate, ok, errors: done.length - ok };
+  return { rate, ok, errors: done.length - ok, p50: percentile(lat, 50), p99: percentile(lat, 99) };
 }
 
 export interface ServerProcess {
@@ -143,12 +174,11 @@ export async function startServerProcess(
   const port = await freePort();
   const mqttPort = await freePort();
   const url = `https://127.0.0.1:${port}`;
+  const serve = serveCommand(extraNodeArgs);
   const child = spawn(
-    process.execPath,
+    serve.command,
     [
-      ...extraNodeArgs,
-      EDGEID,
-      "serve",
+      ...serve.args,
       "--data",
       dataDir,
       "--listen",

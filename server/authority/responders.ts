@@ -98,6 +98,12 @@ export class RevocationResponders {
     private readonly deps: AuthorityDeps,
     /** Told of every CRL published (the Node entry logs it: number, entries, size, build time). */
     private readonly onPublished?: (crl: PublishedCrl) => void,
+    /**
+     * "build" (default): this responder signs the CRLs. "follow": another one does (the
+     * main event loop of a multi-loop server) and hands each new CRL to `adopt`; this one
+     * keeps its own OCSP cache, fed by the same revocation feed.
+     */
+    private readonly crlMode: "build" | "follow" = "build",
   ) {
     this.crls = new Map([...deps.cas.values()].map((ca) => [ca.name, new CaCrl(ca)]));
   }
@@ -106,7 +112,7 @@ export class RevocationResponders {
   async start(scheduler?: Scheduler): Promise<void> {
     for (const c of this.crls.values()) c.hashes = await issuerHashes(c.ca.certificate, this.deps.digest);
     await this.readFeed();
-    await this.rebuildCrls();
+    if (this.crlMode === "build") await this.rebuildCrls();
     this.started = true;
     this.scheduler = scheduler;
     this.timer = scheduler?.every(this.deps.config.revocation.pollMs, () => void this.tick());
@@ -132,7 +138,7 @@ export class RevocationResponders {
    */
   async revoked(): Promise<void> {
     const found = await this.readFeed();
-    if (found === 0) return;
+    if (found === 0 || this.crlMode === "follow") return;
     if (!this.scheduler) {
       // Without timers (tests, one-shot tools) the CRL is rebuilt before this returns.
       await this.rebuildChanged();
@@ -148,6 +154,7 @@ export class RevocationResponders {
   async tick(): Promise<void> {
     try {
       if ((await this.deps.storage.lastRevocationSeq()) > this.lastSeq) return await this.revoked();
+      if (this.crlMode === "follow") return;
       const half = (this.deps.config.revocation.crlValidity * 1000) / 2;
       for (const c of this.crls.values()) {
         const crl = c.crl;
@@ -156,6 +163,13 @@ export class RevocationResponders {
     } catch {
       // The next tick tries again; the current CRL stays valid until its nextUpdate.
     }
+  }
+
+  /** A CRL signed by the building responder ("follow" mode): served from now on, unless an older number. */
+  adopt(crl: PublishedCrl): void {
+    const c = this.crls.get(crl.ca);
+    if (!c || (c.crl && c.crl.number > crl.number)) return;
+    c.crl = crl;
   }
 
   currentCrl(caName: string): PublishedCrl | undefined {

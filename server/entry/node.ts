@@ -20,6 +20,7 @@ import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embed
 import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
 import { answerWhenReady, applyHttpLimits, listenerOptions } from "../adapters/node/http-limits.ts";
 import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
+import { LoopHub, loopCount } from "../adapters/node/loops.ts";
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
 import { ensureScepRa } from "../adapters/node/scep-ra.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
@@ -52,6 +53,8 @@ export interface ServeOptions {
   publicListen?: string;
   /** http:// base of the CRL and OCSP URLs in new certificates; overrides publicHttpUrl. */
   publicHttpUrl?: string;
+  /** HTTPS event loops (1, a number, or "auto": one per core); overrides the configuration. */
+  loops?: number | "auto";
   logger: Logger;
   env?: NodeJS.ProcessEnv;
 }
@@ -72,8 +75,14 @@ export interface RunningServer {
   mqttUrl?: string;
   fleet: FleetLoop;
   metrics: FleetMetrics;
+  /** HTTPS event loops serving the listeners (the main thread's and the worker threads'). */
+  loops: number;
+  /** Thread ids of the worker loops (loop 2 onwards). */
+  loopThreadIds: number[];
   close(): Promise<void>;
 }
+
+const LOOP_ENTRY = new URL("./loop.mjs", import.meta.url);
 
 /** Poll timers that do not keep the process alive. */
 const nodeScheduler: Scheduler = {
@@ -108,7 +117,7 @@ function httpBase(value: string): string | undefined {
 }
 
 /** Manufacturer CA certificates per IDevID profile, read and parsed once at start. */
-function manufacturerAnchors(dataDir: string, config: Config): Map<string, CertificateSummary[]> {
+export function manufacturerAnchors(dataDir: string, config: Config): Map<string, CertificateSummary[]> {
   const out = new Map<string, CertificateSummary[]>();
   for (const [name, profile] of Object.entries(config.profiles)) {
     if (!profile.idevid) continue;
@@ -167,6 +176,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const { host, port } = parseListen(opts.listen ?? config.listen);
   const publicListen = opts.publicListen ?? config.publicListen;
   const publicAt = publicListen === "off" ? undefined : parseListen(publicListen, "--public-listen");
+  const { loops, reason: oneLoop } = loopCount(opts.loops ?? config.loops);
+  if (oneLoop) opts.logger.warn({ node: process.version }, oneLoop);
 
   const tlsFiles = () => ({
     ...LISTENER_TLS,
@@ -205,24 +216,29 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           .catch((err: unknown) => opts.logger.error({ err }, "SCEP RA certificate renewal failed"));
         if (renewed.length === 0) return;
         server.setSecureContext(tlsFiles());
+        hub?.setTls(tlsFiles());
         broker?.setTls(brokerTls());
         opts.logger.info("renewed the listener TLS certificate");
       })
       .catch((err: unknown) => opts.logger.error({ err }, "listener TLS certificate renewal failed"));
   }, TLS_RENEWAL_CHECK_MS);
   renewal.unref();
+  // With several loops every listener of a port sets reusePort: the kernel spreads connections.
   const bind = (s: HttpServer, at: { host: string; port: number }) =>
     new Promise<number>((resolve, reject) => {
       s.once("error", reject);
-      s.listen(at.port, at.host, () => resolve((s.address() as AddressInfo).port));
+      const listen = { port: at.port, host: at.host, ...(loops > 1 ? { reusePort: true } : {}) };
+      s.listen(listen, () => resolve((s.address() as AddressInfo).port));
     });
   const bound = await bind(server, { host, port });
+  let publicBound: number | undefined;
   // A wildcard listener is reached by its configured hostname, not by 0.0.0.0.
   const url = listenerUrl("https", host, bound, config.hostnames);
   let publicHttp: string | undefined;
   if (publicServer && publicAt) {
     try {
-      publicHttp = listenerUrl("http", publicAt.host, await bind(publicServer, publicAt), config.hostnames);
+      publicBound = await bind(publicServer, publicAt);
+      publicHttp = listenerUrl("http", publicAt.host, publicBound, config.hostnames);
     } catch (err) {
       clearInterval(renewal);
       server.close();
@@ -269,10 +285,17 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       }),
     );
   }
+  // The extra event loops, once this one is ready to serve them (below).
+  let hub: LoopHub | undefined;
+  crlSinks.push((crl) => hub?.publish(crl));
   const responders = new RevocationResponders(deps, (crl) => {
     for (const sink of crlSinks) sink(crl);
   });
-  deps.onRevocation = () => responders.revoked();
+  // A revocation is answered once every loop's OCSP cache and refusals reflect it.
+  deps.onRevocation = async () => {
+    await responders.revoked();
+    await hub?.revoked();
+  };
   await responders.start(nodeScheduler);
 
   // The fleet loop: the embedded broker and/or an external one behind one link.
@@ -407,6 +430,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const refusalFlush = nodeScheduler.every(REFUSAL_FLUSH_MS, () => {
     authority.refusals.flush().catch((err: unknown) => logAt("error", "refusal aggregates were not written", { err }));
   });
+  // With several loops, each request line names the loop that answered (this one is 1).
+  const requestLog = loops > 1 ? log.child({ loop: 1 }) : log;
   const app = createApp({
     authority,
     responders,
@@ -414,11 +439,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     metrics,
     peer: nodePeer,
     logger: {
-      request: (entry) => log.info(entry, "request"),
+      request: (entry) => requestLog.info(entry, "request"),
       error: (err, context) => log.error({ err, ...context }, "unhandled error"),
     },
   });
-  serving.ready(getRequestListener(app.fetch));
   if (publicServing) {
     const publicApp = createPublicApp({
       authority,
@@ -426,15 +450,50 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       // The socket's address; a plain connection carries no certificate.
       peer: nodePeer,
       logger: {
-        request: (entry) => log.info(entry, "request"),
+        request: (entry) => requestLog.info(entry, "request"),
         error: (err, context) => log.error({ err, listener: "public", ...context }, "unhandled error"),
       },
     });
     publicServing.ready(getRequestListener(publicApp.fetch));
   }
+  // The other loops first: until they listen, this one answers 503 and closes the
+  // connection, so that keep-alive clients connect again once the kernel can spread them.
+  if (loops > 1) {
+    try {
+      hub = await LoopHub.start(
+        loops - 1,
+        LOOP_ENTRY,
+        {
+          dataDir: opts.dataDir,
+          passphrase: passphrase.passphrase,
+          config,
+          revocationUrl: revocation.url,
+          listen: { host, port: bound },
+          publicListen: publicAt && publicBound !== undefined ? { host: publicAt.host, port: publicBound } : undefined,
+          tls: { ...listenerIdentities(), ca: tlsFiles().ca },
+          crls: [...cas.keys()].map((name) => responders.currentCrl(name)).filter((c) => c !== undefined),
+        },
+        {
+          storage,
+          revoked: () => responders.revoked(),
+          commands: deps.onCommands,
+          fleet,
+          metrics,
+          log: logAt,
+        },
+      );
+    } catch (err) {
+      log.error({ err }, "the extra event loops did not start");
+      await closeAll();
+      throw err;
+    }
+  }
+  serving.ready(getRequestListener(app.fetch));
   log.info(
     {
       url,
+      loops,
+      node: process.version,
       publicHttp: publicHttp ?? "off",
       revocationUrl: revocation.url,
       mqtt: broker?.url,
@@ -456,29 +515,35 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     mqttUrl: broker?.url,
     fleet,
     metrics,
-    close: async () => {
-      clearInterval(renewal);
-      clearInterval(externalRenewal);
-      refusalFlush.cancel();
-      responders.stop();
-      fleet.stop();
-      // The brokers first: their sessions are closed in the database before it closes.
-      await Promise.allSettled([broker?.close(), externalClient?.close()]);
-      await Promise.all(
-        [server, publicServer].map(
-          (s) =>
-            s &&
-            new Promise<void>((resolve) => {
-              s.close(() => resolve());
-              s.closeAllConnections();
-            }),
-        ),
-      );
-      // The windows still open are closed now: what they counted is on record.
-      await authority.refusals
-        .flush(true)
-        .catch((err: unknown) => logAt("error", "refusal aggregates were not written", { err }));
-      await Promise.allSettled([storage.close(), verifier.close()]);
-    },
+    loops,
+    loopThreadIds: hub?.threadIds() ?? [],
+    close: closeAll,
   };
+
+  async function closeAll(): Promise<void> {
+    clearInterval(renewal);
+    clearInterval(externalRenewal);
+    refusalFlush.cancel();
+    responders.stop();
+    fleet.stop();
+    // The brokers first: their sessions are closed in the database before it closes.
+    await Promise.allSettled([broker?.close(), externalClient?.close()]);
+    await Promise.all(
+      [server, publicServer].map(
+        (s) =>
+          s &&
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
+    // The other loops stop serving and write what they counted, while the writer is open.
+    await hub?.close();
+    // The windows still open are closed now: what they counted is on record.
+    await authority.refusals
+      .flush(true)
+      .catch((err: unknown) => logAt("error", "refusal aggregates were not written", { err }));
+    await Promise.allSettled([storage.close(), verifier.close()]);
+  }
 }

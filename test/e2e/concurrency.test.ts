@@ -19,22 +19,13 @@ import { cliInitDataDir, setLimits, startServer, type TestServer } from "./suppo
 const DEVICES = 240;
 const RACERS = 12;
 
-let work: string;
-let server: TestServer;
-
-beforeAll(async () => {
-  work = await makeWorkDir("load");
-  const { dataDir } = await cliInitDataDir(work, "load.example");
-  // The racers claim one device id RACERS times at once; past the per-device refusal
-  // budget (10) the last of them would be answered 429. This test is about the token race.
-  await setLimits(dataDir, { refusals: { perDevice: RACERS } });
-  server = await startServer(dataDir, work);
-}, 60_000);
-
-afterAll(async () => {
-  await server?.stop();
-  await removeDir(work);
-});
+/**
+ * One event loop, and (on Node lines with reusePort) three: the connections spread over
+ * the loops, whose write sets all go to the one writer.
+ */
+const [major = 0, minor = 0] = process.versions.node.split(".").map(Number);
+const reusePort = major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+const LOOP_RUNS = reusePort ? [1, 3] : [1];
 
 async function csrFor(deviceId: string): Promise<string> {
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
@@ -58,7 +49,24 @@ function certificateOf(body: string): x509.X509Certificate {
   return certs[0] as x509.X509Certificate;
 }
 
-describe("enrollment under concurrent load", () => {
+describe.each(LOOP_RUNS)("enrollment under concurrent load (%i event loops)", (loops) => {
+  let work: string;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    work = await makeWorkDir("load");
+    const { dataDir } = await cliInitDataDir(work, "load.example");
+    // The racers claim one device id RACERS times at once; past the per-device refusal
+    // budget (10) the last of them would be answered 429. This test is about the token race.
+    await setLimits(dataDir, { refusals: { perDevice: RACERS } });
+    server = await startServer(dataDir, work, 0, { args: ["--loops", String(loops)] });
+  }, 60_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    await removeDir(work);
+  });
+
   it("issues exactly one certificate per token, even when a token is raced", async () => {
     const tokens = await cliCreateTokenBatch(server.dataDir, "load-", DEVICES + 1);
     const raced = tokens[DEVICES];
@@ -101,6 +109,17 @@ describe("enrollment under concurrent load", () => {
     expect(racedStatuses.filter((s) => s === 200)).toHaveLength(1);
     expect(racedStatuses.filter((s) => s === 401)).toHaveLength(RACERS - 1);
     expect(issued.size).toBe(DEVICES + 1);
+    if (loops > 1) {
+      // The load did spread: request lines of more than one loop.
+      const served = new Set(
+        server
+          .log()
+          .split("\n")
+          .filter((l) => l.includes('"msg":"request"'))
+          .map((l) => (JSON.parse(l) as { loop?: number }).loop),
+      );
+      expect(served.size).toBeGreaterThan(1);
+    }
 
     await server.stop();
     const db = new Database(join(server.dataDir, "edgeid.db"), { readonly: true });

@@ -35,7 +35,10 @@ let oldCert: { cert: string; key: string; serial: string };
 /** The TCP ports the server with `--public-listen off --mqtt-listen off` listened on. */
 let listeningWhenOff: number[];
 
-/** TCP ports in LISTEN state held by process `pid`: its socket descriptors matched against /proc/net/tcp{,6}. */
+/**
+ * TCP ports in LISTEN state held by process `pid`: its socket descriptors matched against
+ * /proc/net/tcp{,6}. Each port once (with `--loops N` every loop holds a socket on it).
+ */
 function listeningPorts(pid: number): number[] {
   const inodes = new Set<string>();
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
@@ -56,7 +59,7 @@ function listeningPorts(pid: number): number[] {
       }
     }
   }
-  return ports.sort((a, b) => a - b);
+  return [...new Set(ports)].sort((a, b) => a - b);
 }
 
 /** `openssl ocsp` against `url`: the certificate's status and the whole output. */

@@ -1,6 +1,6 @@
 import Database from "better-sqlite3";
 import * as pkijs from "pkijs";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { auditHash } from "../../server/adapters/storage/sqlite-batch.mjs";
 import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
 import { auditRecordHash, verifyAuditChain } from "../../server/authority/audit-chain.ts";
@@ -204,6 +204,44 @@ describe("revocation reaches every check", () => {
     expect(parsed.revokedCertificates?.length).toBe(4);
     expect(published.length).toBeLessThanOrEqual(3);
     responders.stop();
+  });
+
+  it("a follower (another event loop) signs no CRL, serves the adopted one, and drops a cached answer when told", async () => {
+    const dev = await enroll("dev-f");
+    const follower = new RevocationResponders(h.deps, undefined, "follow");
+    const numbers = vi.spyOn(h.deps.storage, "nextCrlNumber");
+    await follower.start();
+    expect(follower.currentCrl("issuing-p256")).toBeUndefined();
+    const published = h.responders.currentCrl("issuing-p256");
+    if (!published) throw new Error("no CRL");
+    follower.adopt(published);
+    expect(follower.currentCrl("issuing-p256")).toBe(published);
+    // The nonce-less answer is cached, and served from the cache while nobody says otherwise.
+    const status = async () => {
+      const { der } = await follower.ocsp(await _ocspRequest(dev.serial));
+      const outer = pkijs.OCSPResponse.fromBER(der as Uint8Array<ArrayBuffer>);
+      const basic = pkijs.BasicOCSPResponse.fromBER(
+        outer.responseBytes?.response.valueBlock.valueHexView as Uint8Array<ArrayBuffer>,
+      );
+      return basic.tbsResponseData.responses[0]?.certStatus.idBlock.tagNumber;
+    };
+    expect(await status()).toBe(0);
+    expect(follower.ocspCacheSize().serials).toBe(1);
+    await revokeDevice(h.deps, { deviceId: "dev-f", reason: "keyCompromise", actor: OPERATOR });
+    expect(await status()).toBe(0); // still the cached answer: nobody told this loop
+    await follower.revoked();
+    expect(await status()).toBe(1);
+    // An older CRL never replaces a newer one; and the follower never allocated a CRL number.
+    await h.responders.rebuildCrls();
+    const newer = h.responders.currentCrl("issuing-p256");
+    if (!newer) throw new Error("no CRL");
+    numbers.mockClear();
+    follower.adopt(newer);
+    follower.adopt(published);
+    expect(follower.currentCrl("issuing-p256")).toBe(newer);
+    await follower.tick();
+    expect(numbers).not.toHaveBeenCalled();
+    follower.stop();
   });
 
   it("lets only operators and admins revoke", async () => {

@@ -22,7 +22,18 @@ export interface SqliteOptions {
    * or on a writer thread with its own connection ("thread", for the server: commits
    * and WAL checkpoints leave the event loop). Reads always use this thread's connection.
    */
-  writer?: "inline" | "thread";
+  writer?: "inline" | "thread" | RemoteWriter;
+}
+
+/**
+ * The writes of an extra event loop (a worker thread serving HTTPS next to the main
+ * one): each write set goes whole to the process's one writer (`SqliteStorage` on the
+ * main thread), which commits it in its group commit, guards and all. The database is
+ * opened for reads only here: migrations and sealing are the main thread's.
+ */
+export interface RemoteWriter {
+  apply(writes: readonly Write[]): Promise<void>;
+  nextCrlNumber(issuer: string): Promise<bigint>;
 }
 
 const WRITER_URL = new URL("./sqlite-writer.mjs", import.meta.url);
@@ -42,6 +53,7 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     db: Db,
     readonly sqlite: Database.Database,
     private readonly writer: Worker | undefined,
+    private readonly remote?: RemoteWriter,
   ) {
     super(db);
     writer?.on("message", (reply: WriterReply) => this.settle(reply));
@@ -58,6 +70,7 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     const sqlite = new Database(file);
     configure(sqlite);
     const db = drizzle({ client: sqlite, schema });
+    if (typeof opts.writer === "object") return new SqliteStorage(db, sqlite, undefined, opts.writer);
     migrate(db, { migrationsFolder: MIGRATIONS_DIR });
     sealAuditRows(sqlite);
     const writer = opts.writer === "thread" ? new Worker(WRITER_URL, { workerData: { file } }) : undefined;
@@ -73,12 +86,21 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
   async apply(writes: readonly Write[]): Promise<void> {
     if (this.closing) throw new Error("storage is closed");
     if (this.broken) throw this.broken;
+    if (this.remote) {
+      await this.remote.apply(writes);
+      for (const observe of this.observers) observe(writes);
+      return;
+    }
     const statements = writes.flatMap((w) => this.compile(w));
     await new Promise<void>((resolve, reject) => {
       this.pending.push({ statements, resolve, reject });
       if (this.pending.length === 1 && !this.inFlight) setImmediate(this.flush);
     });
     for (const observe of this.observers) observe(writes);
+  }
+
+  override async nextCrlNumber(issuer: string): Promise<bigint> {
+    return this.remote ? this.remote.nextCrlNumber(issuer) : super.nextCrlNumber(issuer);
   }
 
   /** Told of every write set after it committed (the metrics follow the audit records). */

@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import { pino } from "pino";
 import { isInitialised } from "../../adapters/node/data-dir.ts";
 import { parseListen, startServer } from "../../entry/node.ts";
@@ -29,6 +29,17 @@ export function registerServe(program: Command): void {
       "--public-http-url <url>",
       "http:// base of the CRL and OCSP URLs in new certificates (default: the public listener's address)",
     )
+    .option(
+      "--loops <n|auto>",
+      'HTTPS event loops: a number, or "auto" for one per core (default from the configuration: 1; needs Node 22.12+ or 23.1+ for more than one)',
+      (v: string) => {
+        if (v === "auto") return v;
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 64)
+          throw new InvalidArgumentError('a whole number from 1 to 64, or "auto"');
+        return n;
+      },
+    )
     .action(async (opts) => {
       const logger = pino({ base: undefined, redact: ["req.headers.authorization", "token", "passphrase"] });
       if (opts.mqttListen !== undefined && opts.mqttListen !== "off") parseListen(opts.mqttListen, "--mqtt-listen");
@@ -49,6 +60,7 @@ export function registerServe(program: Command): void {
         mqttUrl: opts.mqttUrl,
         publicListen: opts.publicListen,
         publicHttpUrl: opts.publicHttpUrl,
+        loops: opts.loops,
         logger,
       });
       const stop = async (signal: string) => {

@@ -84,6 +84,11 @@ export async function startServer(
   const args = ["serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`];
   if (opts.mqtt !== "external") args.push("--mqtt-listen", opts.mqtt ?? "127.0.0.1:0");
   args.push("--public-listen", opts.publicListen ?? "127.0.0.1:0");
+  // EDGEID_E2E_LOOPS=N runs every suite against `serve --loops N` (Node 22.12+ / 23.1+).
+  const loops = process.env.EDGEID_E2E_LOOPS;
+  if (loops && !opts.args?.includes("--loops")) args.push("--loops", loops);
+  // Each extra loop loads the sources through tsx again before the server says "listening".
+  const startLimit = loops || opts.args?.includes("--loops") ? 60_000 : 20_000;
   const child = spawn(process.execPath, [EDGEID_BIN, ...args, ...(opts.args ?? [])], {
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -100,8 +105,8 @@ export async function startServer(
     const timer = setTimeout(() => {
       // Nobody will stop a server whose start failed: it goes now, not at the end of the run.
       child.kill("SIGKILL");
-      reject(new Error(`server did not report "listening" within 20 s:\n${output}`));
-    }, 20_000);
+      reject(new Error(`server did not report "listening" within ${startLimit / 1000} s:\n${output}`));
+    }, startLimit);
     child.stdout?.setEncoding("utf8");
     child.stderr?.setEncoding("utf8");
     child.stderr?.on("data", (chunk: string) => {

@@ -1,0 +1,384 @@
+/**
+ * Several HTTPS event loops in one process: the main thread and N-1 worker threads,
+ * each with its own listeners on the same port (`reusePort`: the kernel spreads the
+ * connections), its own read connection, signers, verifier and OCSP cache. What must
+ * stay one stays on the main thread: the SQLite writer (group commit, guarded write
+ * sets), the CRL signer, the embedded broker, the fleet loop, timers and metrics.
+ *
+ * `LoopHub` is the main thread's side, `LoopLink` a worker loop's. The protocol is
+ * request/answer over the worker's MessagePort:
+ *
+ * - worker → main: `apply` (a whole write set, committed by the one writer),
+ *   `crlNumber`, `revoked` (a revocation was committed here), `commands`,
+ *   `fleetAudit`, `fleetReceive`, `metrics`;
+ * - main → worker: `revoked` (read the revocation feed, drop cached OCSP answers;
+ *   answered once done), `crl` (a new CRL signed by the main thread), `tls` (renewed
+ *   listener credentials), `close`.
+ *
+ * A revocation committed through any loop is answered (revoke verb, re-enroll) only
+ * after every loop acknowledged `revoked`: from then on each loop's OCSP answers and
+ * refusals reflect it.
+ */
+import { availableParallelism } from "node:os";
+import { type MessagePort, Worker } from "node:worker_threads";
+import type { FleetLoopHandle } from "../../authority/resources/fleet.ts";
+import type { PublishedCrl } from "../../authority/responders.ts";
+import type { InboundMessage, MessageOutcome } from "../../ports/fleet-link.ts";
+import { StorageConflictError, type Write } from "../../ports/storage.ts";
+import type { RemoteWriter } from "../storage/sqlite-storage.ts";
+
+/** Node lines whose `net.Server#listen` takes `reusePort` (22.12+ on the 22 line, 23.1+). */
+export function reusePortSupported(version = process.versions.node): boolean {
+  const [major = 0, minor = 0] = version.split(".").map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+}
+
+/**
+ * How many event loops to run: `requested` ("auto" or 0: one per core), capped at the
+ * core count... never more than 64; 1 where the Node line has no `reusePort`.
+ */
+export function loopCount(
+  requested: number | "auto",
+  o: { cores?: number; version?: string } = {},
+): { loops: number; reason?: string } {
+  const cores = o.cores ?? availableParallelism();
+  const want = requested === "auto" || requested === 0 ? cores : Math.min(64, Math.max(1, Math.floor(requested)));
+  if (want > 1 && !reusePortSupported(o.version)) {
+    return {
+      loops: 1,
+      reason: `node ${o.version ?? process.versions.node} has no reusePort (22.12+ or 23.1+): one event loop`,
+    };
+  }
+  return { loops: want };
+}
+
+interface ErrorShape {
+  message: string;
+  name?: string;
+  constraint?: string;
+}
+
+type Request =
+  | { op: "apply"; writes: readonly Write[] }
+  | { op: "crlNumber"; issuer: string }
+  | { op: "revoked" }
+  | { op: "commands" }
+  | { op: "fleetAudit"; args: Parameters<FleetLoopHandle["audit"]> }
+  | { op: "fleetReceive"; message: InboundMessage }
+  | { op: "metrics" };
+
+type Notice = { op: "revoked" } | { op: "crl"; crl: PublishedCrl } | { op: "tls"; tls: unknown } | { op: "close" };
+
+type Envelope<T> = { id: number } & T;
+type Answer = { id: number; answer: true; value?: unknown; error?: ErrorShape };
+
+function errorShape(err: unknown): ErrorShape {
+  const e = err as { message?: unknown; name?: unknown; constraint?: unknown };
+  return {
+    message: String(e?.message ?? err),
+    name: typeof e?.name === "string" ? e.name : undefined,
+    constraint: typeof e?.constraint === "string" ? e.constraint : undefined,
+  };
+}
+
+function errorOf(shape: ErrorShape): Error {
+  if (shape.name === "StorageConflictError" && shape.constraint) {
+    return new StorageConflictError(shape.message, shape.constraint);
+  }
+  return new Error(shape.message);
+}
+
+function withoutFunctions<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => typeof v !== "function")) as T;
+}
+
+/** Requests with answers over one port (either side). */
+class Channel {
+  private next = 1;
+  private readonly waiting = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
+
+  constructor(
+    private readonly port: Pick<MessagePort, "postMessage">,
+    private readonly handle: (message: { op: string } & Record<string, unknown>) => Promise<unknown> | unknown,
+  ) {}
+
+  request<T>(message: object): Promise<T> {
+    const id = this.next++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      try {
+        this.port.postMessage({ id, ...message });
+      } catch (err) {
+        this.waiting.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  post(message: object): void {
+    this.port.postMessage({ id: 0, ...message });
+  }
+
+  /** Every request still waiting fails (the other side is gone). */
+  drop(err: Error): void {
+    for (const w of this.waiting.values()) w.reject(err);
+    this.waiting.clear();
+  }
+
+  receive(message: Answer | Envelope<{ op: string }>): void {
+    if ("answer" in message) {
+      const w = this.waiting.get(message.id);
+      this.waiting.delete(message.id);
+      if (!w) return;
+      if (message.error) w.reject(errorOf(message.error));
+      else w.resolve(message.value);
+      return;
+    }
+    const id = message.id;
+    const answer = (a: Omit<Answer, "id" | "answer">) => {
+      if (!id) return;
+      try {
+        this.port.postMessage({ id, answer: true, ...a });
+      } catch (err) {
+        // An answer that cannot cross the threads (DataCloneError) is an error answer.
+        this.port.postMessage({ id, answer: true, error: errorShape(err) });
+      }
+    };
+    Promise.resolve()
+      .then(() => this.handle(message as { op: string } & Record<string, unknown>))
+      .then(
+        (value) => answer({ value }),
+        (err: unknown) => answer({ error: errorShape(err) }),
+      );
+  }
+}
+
+/** What the main thread does for its loops. */
+export interface HubDeps {
+  /** The one writer: write sets of every loop are committed here. */
+  storage: Pick<RemoteWriter, "apply" | "nextCrlNumber">;
+  /** A revocation was committed through a worker loop: the main thread's own follow-up (its responders, the broker). */
+  revoked(): Promise<void>;
+  commands?(): Promise<void>;
+  fleet?: FleetLoopHandle;
+  metrics?: { render(): Promise<string> };
+  log(level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>): void;
+}
+
+interface LoopWorker {
+  index: number;
+  worker: Worker;
+  channel: Channel;
+  gone: boolean;
+}
+
+/** The main thread's side: starts the worker loops and serves their requests. */
+export class LoopHub {
+  private readonly loops: LoopWorker[] = [];
+  private closing = false;
+
+  private constructor(private readonly deps: HubDeps) {}
+
+  /**
+   * Starts `count` worker loops running `entry` with `workerData` (plus `loop`, its
+   * number from 2; the main thread's is 1); resolves once each reported that it listens.
+   */
+  static async start(count: number, entry: URL, workerData: Record<string, unknown>, deps: HubDeps): Promise<LoopHub> {
+    const hub = new LoopHub(deps);
+    const ready = [];
+    // Loop 1 is the main thread's.
+    for (let i = 2; i <= count + 1; i++) ready.push(hub.spawn(i, entry, workerData));
+    try {
+      await Promise.all(ready);
+    } catch (err) {
+      await hub.close();
+      throw err;
+    }
+    return hub;
+  }
+
+  get size(): number {
+    return this.loops.length;
+  }
+
+  /** Worker thread ids, loop 2 first (for per-loop CPU figures). */
+  threadIds(): number[] {
+    return this.loops.map((l) => l.worker.threadId);
+  }
+
+  private spawn(index: number, entry: URL, workerData: Record<string, unknown>): Promise<void> {
+    const worker = new Worker(entry, { workerData: { ...workerData, loop: index } });
+    const loop: LoopWorker = {
+      index,
+      worker,
+      gone: false,
+      channel: new Channel(worker, (m) => this.serve(m as Envelope<Request>)),
+    };
+    this.loops.push(loop);
+    return new Promise<void>((resolve, reject) => {
+      let started = false;
+      worker.on("message", (m: Answer | Envelope<{ op: string; message?: string }>) => {
+        if (!("answer" in m) && m.op === "ready") {
+          started = true;
+          resolve();
+          return;
+        }
+        if (!("answer" in m) && m.op === "failed") {
+          reject(new Error(`event loop ${index} did not start: ${m.message}`));
+          return;
+        }
+        loop.channel.receive(m);
+      });
+      worker.on("error", (err) => {
+        if (!started) reject(err);
+        else this.deps.log("error", "event loop failed", { loop: index, err });
+      });
+      worker.on("exit", (code) => {
+        loop.gone = true;
+        loop.channel.drop(new Error(`event loop ${index} exited (${code})`));
+        if (!started) reject(new Error(`event loop ${index} exited (${code}) before it listened`));
+        else if (!this.closing) this.deps.log("error", "event loop exited", { loop: index, code });
+      });
+    });
+  }
+
+  private async serve(m: Envelope<Request>): Promise<unknown> {
+    switch (m.op) {
+      case "apply":
+        return this.deps.storage.apply(m.writes);
+      case "crlNumber":
+        return this.deps.storage.nextCrlNumber(m.issuer);
+      case "revoked":
+        await this.deps.revoked();
+        return this.revoked();
+      case "commands":
+        return this.deps.commands?.();
+      case "fleetAudit":
+        if (!this.deps.fleet) throw new Error("no fleet loop");
+        return this.deps.fleet.audit(...m.args);
+      case "fleetReceive":
+        if (!this.deps.fleet?.receive) throw new Error("no fleet loop");
+        return this.deps.fleet.receive(m.message);
+      case "metrics":
+        if (!this.deps.metrics) throw new Error("no metrics");
+        return this.deps.metrics.render();
+      default:
+        throw new Error(`unknown request ${(m as { op: string }).op}`);
+    }
+  }
+
+  /**
+   * Tells every worker loop that revocations were committed; resolves once each has
+   * read them (its OCSP cache dropped their answers). A loop that is gone does not
+   * hold this up.
+   */
+  async revoked(): Promise<void> {
+    await Promise.all(
+      this.loops.filter((l) => !l.gone).map((l) => l.channel.request<void>({ op: "revoked" }).catch(() => undefined)),
+    );
+  }
+
+  /** A CRL signed by the main thread, for every loop to serve. */
+  publish(crl: PublishedCrl): void {
+    for (const l of this.loops) if (!l.gone) l.channel.post({ op: "crl", crl } satisfies Notice);
+  }
+
+  /** Renewed listener credentials (the options of `setSecureContext`). */
+  setTls(tls: unknown): void {
+    for (const l of this.loops) if (!l.gone) l.channel.post({ op: "tls", tls } satisfies Notice);
+  }
+
+  /** Each loop stops listening, finishes its requests and writes, and exits. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(
+      this.loops.map(async (l) => {
+        if (l.gone) return;
+        const exited = new Promise<void>((r) => l.worker.once("exit", () => r()));
+        const timer = setTimeout(() => void l.worker.terminate(), 10_000);
+        await l.channel.request({ op: "close" }).catch(() => undefined);
+        await l.worker.terminate();
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+  }
+}
+
+/** What a worker loop does when the main thread tells it something. */
+export interface LinkHandlers {
+  revoked(): Promise<void>;
+  crl(crl: PublishedCrl): void;
+  tls(tls: unknown): void;
+  close(): Promise<void>;
+}
+
+/** A worker loop's side of the hub. */
+export class LoopLink {
+  private readonly channel: Channel;
+  private handlers: LinkHandlers | undefined;
+  /** Notices that arrived before `listen` (a CRL published while this loop started). */
+  private early: Envelope<Notice>[] = [];
+
+  constructor(private readonly port: MessagePort) {
+    this.channel = new Channel(port, (m) => this.serve(m as Envelope<Notice>));
+    port.on("message", (m: Answer | Envelope<Notice>) => {
+      if (!this.handlers && !("answer" in m)) this.early.push(m);
+      else this.channel.receive(m);
+    });
+  }
+
+  private async serve(m: Envelope<Notice>): Promise<unknown> {
+    const h = this.handlers as LinkHandlers;
+    switch (m.op) {
+      case "revoked":
+        return h.revoked();
+      case "crl":
+        return h.crl(m.crl);
+      case "tls":
+        return h.tls(m.tls);
+      case "close":
+        return h.close();
+      default:
+        return undefined;
+    }
+  }
+
+  /** Starts serving the main thread's notices (the queued ones first). */
+  listen(handlers: LinkHandlers): void {
+    this.handlers = handlers;
+    for (const m of this.early.splice(0)) this.channel.receive(m);
+  }
+
+  ready(): void {
+    this.port.postMessage({ id: 0, op: "ready" });
+  }
+
+  failed(err: unknown): void {
+    this.port.postMessage({ id: 0, op: "failed", message: String((err as Error)?.stack ?? err) });
+  }
+
+  /** The storage's writer: the main thread's. */
+  readonly writer: RemoteWriter = {
+    apply: (writes) => this.channel.request<void>({ op: "apply", writes } satisfies Request),
+    nextCrlNumber: (issuer) => this.channel.request<bigint>({ op: "crlNumber", issuer } satisfies Request),
+  };
+
+  /** After a revocation committed here: answers once every loop (this one too) has read it. */
+  revoked(): Promise<void> {
+    return this.channel.request<void>({ op: "revoked" } satisfies Request);
+  }
+
+  commands(): Promise<void> {
+    return this.channel.request<void>({ op: "commands" } satisfies Request);
+  }
+
+  readonly fleet: Required<FleetLoopHandle> = {
+    // Callbacks (afterChunk) stay here: the main thread's fleet loop sets its own.
+    audit: (actor, opts) =>
+      this.channel.request({ op: "fleetAudit", args: [actor, withoutFunctions(opts)] } satisfies Request),
+    receive: (message) => this.channel.request<MessageOutcome>({ op: "fleetReceive", message } satisfies Request),
+  };
+
+  readonly metrics = { render: () => this.channel.request<string>({ op: "metrics" } satisfies Request) };
+}
