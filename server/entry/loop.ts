@@ -17,12 +17,13 @@ import { dataPaths, loadIssuingCas } from "../adapters/node/data-dir.ts";
 import { answerWhenReady, applyHttpLimits, listenerOptions } from "../adapters/node/http-limits.ts";
 import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { LoopLink } from "../adapters/node/loops.ts";
+import { REFUSAL_FLUSH_MS, nodeScheduler as scheduler } from "../adapters/node/scheduler.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
 import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
-import { type PublishedCrl, RevocationResponders, type Scheduler } from "../authority/responders.ts";
+import { type PublishedCrl, RevocationResponders } from "../authority/responders.ts";
 import type { Config } from "../config/schema.ts";
 import { createPublicApp } from "../public-app.ts";
 import { manufacturerAnchors } from "./node.ts";
@@ -40,21 +41,6 @@ export interface LoopData {
   tls: Record<string, unknown>;
   crls: PublishedCrl[];
 }
-
-const scheduler: Scheduler = {
-  every(ms, run) {
-    const timer = setInterval(run, ms);
-    timer.unref();
-    return { cancel: () => clearInterval(timer) };
-  },
-  after(ms, run) {
-    const timer = setTimeout(run, ms);
-    timer.unref();
-    return { cancel: () => clearTimeout(timer) };
-  },
-};
-
-const REFUSAL_FLUSH_MS = 15_000;
 
 async function main(data: LoopData, link: LoopLink): Promise<void> {
   const log = pino({ base: { loop: data.loop }, redact: ["req.headers.authorization", "token", "passphrase"] });

@@ -23,6 +23,7 @@ import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { LoopHub, loopCount } from "../adapters/node/loops.ts";
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
 import { ensureScepRa } from "../adapters/node/scep-ra.ts";
+import { nodeScheduler, REFUSAL_FLUSH_MS } from "../adapters/node/scheduler.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
@@ -32,7 +33,7 @@ import { createApp } from "../app.ts";
 import { Authority } from "../authority/authority.ts";
 import { checkIssuers } from "../authority/deps.ts";
 import { listenerUrl, revocationBase } from "../authority/issue.ts";
-import { type PublishedCrl, RevocationResponders, type Scheduler } from "../authority/responders.ts";
+import { type PublishedCrl, RevocationResponders } from "../authority/responders.ts";
 import { type Config, configSchema } from "../config/schema.ts";
 import { FleetMetrics } from "../frontends/metrics/fleet-metrics.ts";
 import { FleetLoop } from "../frontends/mqtt/fleet-loop.ts";
@@ -84,22 +85,7 @@ export interface RunningServer {
 
 const LOOP_ENTRY = new URL("./loop.mjs", import.meta.url);
 
-/** Poll timers that do not keep the process alive. */
-const nodeScheduler: Scheduler = {
-  every(ms, run) {
-    const timer = setInterval(run, ms);
-    timer.unref();
-    return { cancel: () => clearInterval(timer) };
-  },
-  after(ms, run) {
-    const timer = setTimeout(run, ms);
-    timer.unref();
-    return { cancel: () => clearTimeout(timer) };
-  },
-};
-
 const TLS_RENEWAL_CHECK_MS = 12 * 3600_000;
-const REFUSAL_FLUSH_MS = 15_000;
 
 export function parseListen(listen: string, option = "--listen"): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
