@@ -7,14 +7,13 @@
  */
 import "reflect-metadata";
 import { readlinkSync } from "node:fs";
-import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
-import { createServer } from "node:https";
+import { type Server as HttpServer } from "node:http";
 import { parentPort, workerData } from "node:worker_threads";
 import { getRequestListener } from "@hono/node-server";
 import { pino } from "pino";
 import { nodeCoreDeps } from "../adapters/node/core-deps.ts";
 import { dataPaths, loadIssuingCas } from "../adapters/node/data-dir.ts";
-import { answerWhenReady, applyHttpLimits, listenerOptions } from "../adapters/node/http-limits.ts";
+import { createListeners } from "../adapters/node/http-limits.ts";
 import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { LoopLink } from "../adapters/node/loops.ts";
 import { REFUSAL_FLUSH_MS, nodeScheduler as scheduler } from "../adapters/node/scheduler.ts";
@@ -68,19 +67,11 @@ async function main(data: LoopData, link: LoopLink): Promise<void> {
   });
 
   const limits = config.limits.http;
-  const server = createServer({
-    ...LISTENER_TLS,
-    ...data.tls,
-    requestCert: true,
-    rejectUnauthorized: false,
-    ...listenerOptions(limits),
-    handshakeTimeout: limits.handshakeTimeout * 1000,
-  });
-  applyHttpLimits(server, limits);
-  const serving = answerWhenReady(server);
-  const publicServer = data.publicListen ? createHttpServer(listenerOptions(limits)) : undefined;
-  if (publicServer) applyHttpLimits(publicServer, limits);
-  const publicServing = publicServer && answerWhenReady(publicServer);
+  const { server, serving, publicServer, publicServing } = createListeners(
+    { ...LISTENER_TLS, ...data.tls },
+    limits,
+    data.publicListen !== undefined,
+  );
   const logger = {
     request: (entry: object) => log.info(entry, "request"),
     error: (err: unknown, context: object) => log.error({ err, ...context }, "unhandled error"),

@@ -1,7 +1,7 @@
 import "reflect-metadata";
 import { readFileSync } from "node:fs";
-import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
-import { createServer, type Server } from "node:https";
+import { type Server as HttpServer } from "node:http";
+import { type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import type { Logger } from "pino";
@@ -18,7 +18,7 @@ import {
 } from "../adapters/node/data-dir.ts";
 import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embedded-broker.ts";
 import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
-import { answerWhenReady, applyHttpLimits, listenerOptions } from "../adapters/node/http-limits.ts";
+import { createListeners } from "../adapters/node/http-limits.ts";
 import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { LoopHub, loopCount } from "../adapters/node/loops.ts";
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
@@ -175,19 +175,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     ),
   });
   const httpLimits = config.limits.http;
-  const server = createServer({
-    ...tlsFiles(),
-    requestCert: true,
-    rejectUnauthorized: false,
-    ...listenerOptions(httpLimits),
-    handshakeTimeout: httpLimits.handshakeTimeout * 1000,
-  });
-  applyHttpLimits(server, httpLimits);
-  const serving = answerWhenReady(server);
   // The public listener: plain HTTP, the same limits; only the public app is ever behind it.
-  const publicServer = publicAt ? createHttpServer(listenerOptions(httpLimits)) : undefined;
-  if (publicServer) applyHttpLimits(publicServer, httpLimits);
-  const publicServing = publicServer && answerWhenReady(publicServer);
+  const { server, serving, publicServer, publicServing } = createListeners(
+    tlsFiles(),
+    httpLimits,
+    publicAt !== undefined,
+  );
   // A long-running server renews its own listener certificate and swaps it in
   // without dropping connections.
   const renewal = setInterval(() => {

@@ -1,4 +1,5 @@
-import type { RequestListener, Server } from "node:http";
+import { createServer as createHttpServer, type RequestListener, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { Config } from "../../config/schema.ts";
 import { CanonicalHeadersResponse } from "./canonical-headers.ts";
 
@@ -52,4 +53,25 @@ export function answerWhenReady(server: Server): { ready(handle: RequestListener
       handle = h;
     },
   };
+}
+
+/**
+ * An event loop's listeners, not yet listening: the HTTPS one (mutual TLS optional, the
+ * client certificate checked by the app) and, when `withPublic`, the plain HTTP public
+ * one, both with `limits`; each answers once its app is given to `ready`.
+ */
+export function createListeners(tls: Record<string, unknown>, limits: HttpLimits, withPublic: boolean) {
+  const server = createHttpsServer({
+    ...tls,
+    requestCert: true,
+    rejectUnauthorized: false,
+    ...listenerOptions(limits),
+    handshakeTimeout: limits.handshakeTimeout * 1000,
+  });
+  applyHttpLimits(server, limits);
+  const serving = answerWhenReady(server);
+  const publicServer = withPublic ? createHttpServer(listenerOptions(limits)) : undefined;
+  if (publicServer) applyHttpLimits(publicServer, limits);
+  const publicServing = publicServer && answerWhenReady(publicServer);
+  return { server, serving, publicServer, publicServing };
 }
