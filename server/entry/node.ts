@@ -442,7 +442,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       hub = await LoopHub.start(
         loops - 1,
         LOOP_ENTRY,
-        {
+        () => ({
           dataDir: opts.dataDir,
           passphrase: passphrase.passphrase,
           config,
@@ -451,7 +451,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           publicListen: publicAt && publicBound !== undefined ? { host: publicAt.host, port: publicBound } : undefined,
           tls: { ...listenerIdentities(), ca: tlsFiles().ca },
           crls: [...cas.keys()].map((name) => responders.currentCrl(name)).filter((c) => c !== undefined),
-        },
+        }),
         {
           storage,
           revoked: () => responders.revoked(),
@@ -459,6 +459,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           fleet,
           metrics,
           log: logAt,
+          scheduler: nodeScheduler,
+          now: () => Date.now(),
         },
       );
     } catch (err) {

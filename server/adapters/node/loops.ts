@@ -22,7 +22,7 @@
 import { availableParallelism } from "node:os";
 import { type MessagePort, Worker } from "node:worker_threads";
 import type { FleetLoopHandle } from "../../authority/resources/fleet.ts";
-import type { PublishedCrl } from "../../authority/responders.ts";
+import type { PublishedCrl, Scheduler } from "../../authority/responders.ts";
 import type { InboundMessage, MessageOutcome } from "../../ports/fleet-link.ts";
 import { StorageConflictError, type Write } from "../../ports/storage.ts";
 import type { RemoteWriter } from "../storage/sqlite-storage.ts";
@@ -163,6 +163,14 @@ export interface HubDeps {
   fleet?: FleetLoopHandle;
   metrics?: { render(): Promise<string> };
   log(level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>): void;
+  /** Timers of the restarts (injected by tests). */
+  scheduler: Scheduler;
+  /** Clock of the restart backoff, in ms. */
+  now(): number;
+  /** First restart delay, doubled after each quick exit (default 1 s). */
+  restartMs?: number;
+  /** Restart delay bound (default 60 s). */
+  maxRestartMs?: number;
 }
 
 interface LoopWorker {
@@ -170,6 +178,11 @@ interface LoopWorker {
   worker: Worker;
   channel: Channel;
   gone: boolean;
+  /** When it last started, and the delay before its next restart. */
+  startedAt: number;
+  delay: number;
+  /** Started again when it exits: once it listened, or from the start when it is a restart. */
+  restart: boolean;
 }
 
 /** The main thread's side: starts the worker loops and serves their requests. */
@@ -177,17 +190,31 @@ export class LoopHub {
   private readonly loops: LoopWorker[] = [];
   private closing = false;
 
-  private constructor(private readonly deps: HubDeps) {}
+  private readonly restarts = new Set<{ cancel(): void }>();
+
+  private constructor(
+    private readonly deps: HubDeps,
+    private readonly entry: URL,
+    /** What a loop starts from, read at each start (a restarted loop gets the current TLS credentials and CRLs). */
+    private readonly workerData: () => Record<string, unknown>,
+  ) {}
 
   /**
-   * Starts `count` worker loops running `entry` with `workerData` (plus `loop`, its
+   * Starts `count` worker loops running `entry` with `workerData()` (plus `loop`, its
    * number from 2; the main thread's is 1); resolves once each reported that it listens.
+   * A loop that exits afterwards is started again, after 1 s doubling up to 60 s while
+   * it keeps exiting within a minute of its start.
    */
-  static async start(count: number, entry: URL, workerData: Record<string, unknown>, deps: HubDeps): Promise<LoopHub> {
-    const hub = new LoopHub(deps);
+  static async start(
+    count: number,
+    entry: URL,
+    workerData: () => Record<string, unknown>,
+    deps: HubDeps,
+  ): Promise<LoopHub> {
+    const hub = new LoopHub(deps, entry, workerData);
     const ready = [];
     // Loop 1 is the main thread's.
-    for (let i = 2; i <= count + 1; i++) ready.push(hub.spawn(i, entry, workerData));
+    for (let i = 2; i <= count + 1; i++) ready.push(hub.spawn(i, deps.restartMs ?? 1000, false));
     try {
       await Promise.all(ready);
     } catch (err) {
@@ -203,16 +230,19 @@ export class LoopHub {
 
   /** Worker thread ids, loop 2 first (for per-loop CPU figures). */
   threadIds(): number[] {
-    return this.loops.map((l) => l.worker.threadId);
+    return [...this.loops].sort((a, b) => a.index - b.index).map((l) => l.worker.threadId);
   }
 
-  private spawn(index: number, entry: URL, workerData: Record<string, unknown>): Promise<void> {
-    const worker = new Worker(entry, { workerData: { ...workerData, loop: index } });
+  private spawn(index: number, delay: number, restart: boolean): Promise<void> {
+    const worker = new Worker(this.entry, { workerData: { ...this.workerData(), loop: index } });
     const loop: LoopWorker = {
       index,
       worker,
       gone: false,
       channel: new Channel(worker, (m) => this.serve(m as Envelope<Request>)),
+      startedAt: this.deps.now(),
+      delay,
+      restart,
     };
     this.loops.push(loop);
     return new Promise<void>((resolve, reject) => {
@@ -220,11 +250,14 @@ export class LoopHub {
       worker.on("message", (m: Answer | Envelope<{ op: string; message?: string }>) => {
         if (!("answer" in m) && m.op === "ready") {
           started = true;
+          loop.restart = true;
           resolve();
           return;
         }
         if (!("answer" in m) && m.op === "failed") {
           reject(new Error(`event loop ${index} did not start: ${m.message}`));
+          // What it opened before it failed goes with it; a restart begins afresh.
+          void worker.terminate();
           return;
         }
         loop.channel.receive(m);
@@ -237,9 +270,35 @@ export class LoopHub {
         loop.gone = true;
         loop.channel.drop(new Error(`event loop ${index} exited (${code})`));
         if (!started) reject(new Error(`event loop ${index} exited (${code}) before it listened`));
-        else if (!this.closing) this.deps.log("error", "event loop exited", { loop: index, code });
+        if (this.closing) return;
+        if (started) this.deps.log("error", "event loop exited", { loop: index, code });
+        if (loop.restart) this.restart(loop);
       });
     });
+  }
+
+  /**
+   * A loop that exited while serving is started again in its place: after `delay`,
+   * doubled (up to the bound) when it exited within a minute of its start, back to the
+   * first delay when it had run longer. The other loops serve meanwhile.
+   */
+  private restart(gone: LoopWorker): void {
+    const first = this.deps.restartMs ?? 1000;
+    const bound = this.deps.maxRestartMs ?? 60_000;
+    const ranFor = this.deps.now() - gone.startedAt;
+    const delay = ranFor >= 60_000 ? first : gone.delay;
+    const timer = this.deps.scheduler.after(delay, () => {
+      this.restarts.delete(timer);
+      if (this.closing) return;
+      const at = this.loops.indexOf(gone);
+      if (at >= 0) this.loops.splice(at, 1);
+      this.deps.log("warn", "event loop restarting", { loop: gone.index, after: delay });
+      this.spawn(gone.index, Math.min(bound, delay * 2), true).then(
+        () => this.deps.log("info", "event loop restarted", { loop: gone.index }),
+        (err: unknown) => this.deps.log("error", "event loop did not restart", { loop: gone.index, err }),
+      );
+    });
+    this.restarts.add(timer);
   }
 
   private async serve(m: Envelope<Request>): Promise<unknown> {
@@ -291,6 +350,8 @@ export class LoopHub {
   /** Each loop stops listening, finishes its requests and writes, and exits. */
   async close(): Promise<void> {
     this.closing = true;
+    for (const t of this.restarts) t.cancel();
+    this.restarts.clear();
     await Promise.all(
       this.loops.map(async (l) => {
         if (l.gone) return;
