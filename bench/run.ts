@@ -115,6 +115,12 @@ const opts = new Command("bench")
     2048,
   )
   .option(
+    "--abuse-attacker-nice <n>",
+    "niceness of the attacker process (on one machine its CPU is taken from the server's)",
+    Number,
+    0,
+  )
+  .option(
     "--scep-requests <n>",
     "RSA-2048 PKCSReq sent to edgeid and to Debian's scepserver each (0 to skip the SCEP benchmark)",
     Number,
@@ -164,6 +170,7 @@ const opts = new Command("bench")
     abuseMqttConnections: number;
     abuseMaxRate: number;
     abuseRssCap: number;
+    abuseAttackerNice: number;
     fleetDevices: number;
     fleetMessages: number;
     node: string[];
@@ -514,6 +521,7 @@ async function variant(): Promise<{ enroll?: EnrollFigures; revocation?: string 
       mqttConnections: opts.abuseMqttConnections,
       maxRate: opts.abuseMaxRate,
       rssCapMiB: opts.abuseRssCap,
+      attackerNice: opts.abuseAttackerNice,
       keep: Boolean(opts.keep),
     });
     say(`RESULT abuse ${summary}`);
