@@ -8,7 +8,7 @@
 import "reflect-metadata";
 import { readlinkSync } from "node:fs";
 import { type Server as HttpServer } from "node:http";
-import { parentPort, workerData } from "node:worker_threads";
+import { type MessagePort, parentPort, workerData } from "node:worker_threads";
 import { getRequestListener } from "@hono/node-server";
 import { pino } from "pino";
 import { nodeCoreDeps } from "../adapters/node/core-deps.ts";
@@ -39,13 +39,22 @@ export interface LoopData {
   /** key, cert and ca of the HTTPS listener (LISTENER_TLS is added here). */
   tls: Record<string, unknown>;
   crls: PublishedCrl[];
+  /** This loop's own line to the writer thread (SqliteStorage#connectWriter). */
+  writerPort?: MessagePort;
 }
 
 async function main(data: LoopData, link: LoopLink): Promise<void> {
   const log = pino({ base: { loop: data.loop }, redact: ["req.headers.authorization", "token", "passphrase"] });
   const { config } = data;
   const cas = await loadIssuingCas(data.dataDir, data.passphrase);
-  const storage = SqliteStorage.open(dataPaths(data.dataDir).database, { writer: link.writer });
+  // Write sets go straight to the writer thread over this loop's own line; the audit
+  // records they carried are told to the main thread, whose metrics count them.
+  const storage = SqliteStorage.open(dataPaths(data.dataDir).database, {
+    writer: { ...link.writer, port: data.writerPort },
+  });
+  storage.observe((writes) => {
+    link.audited(writes.flatMap((w) => (w.kind === "audit" ? [w.event] : [])));
+  });
   const verifier = new WorkerVerifier(1);
   const deps = nodeCoreDeps({
     config,

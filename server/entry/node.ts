@@ -454,6 +454,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         }),
         {
           storage,
+          writerPort: () => storage.connectWriter(),
+          audited: (events) => {
+            for (const e of events) metrics.observe(e);
+          },
           revoked: () => responders.revoked(),
           commands: deps.onCommands,
           fleet,

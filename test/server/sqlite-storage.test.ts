@@ -119,3 +119,56 @@ describe("SQLite writer thread", () => {
     expect(await s.getDevice("after")).toBeUndefined();
   });
 });
+
+describe("SQLite writer thread, lines of other event loops", () => {
+  /** A loop's storage on its own line to the main storage's writer thread. */
+  const remote = (main: SqliteStorage, file: string) =>
+    SqliteStorage.open(file, {
+      writer: {
+        apply: () => Promise.reject(new Error("not through the main thread")),
+        nextCrlNumber: () => Promise.reject(new Error("not used")),
+        port: main.connectWriter(),
+      },
+    });
+
+  it("commits every line's sets, each on its own, and answers each line for its own", async () => {
+    const { storage: main, file } = open("thread");
+    const [left, right] = [remote(main, file), remote(main, file)];
+    try {
+      await main.apply([device("a"), token("tok-a", "a")]);
+      // Sets from three lines in the same turn; one reuses tok-a's id.
+      const results = await Promise.allSettled([
+        left.apply([device("l1"), token("tok-l1", "l1")]),
+        right.apply([device("r1"), token("tok-a", "r1")]),
+        main.apply([device("m1"), token("tok-m1", "m1")]),
+        right.apply([device("r2"), token("tok-r2", "r2")]),
+        left.apply([device("l2"), token("tok-l2", "l2")]),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled", "fulfilled", "fulfilled"]);
+      const reason = (results[1] as PromiseRejectedResult).reason as StorageConflictError;
+      expect(reason).toBeInstanceOf(StorageConflictError);
+      expect(reason.constraint).toContain("bootstrap_tokens");
+      for (const id of ["l1", "m1", "r2", "l2"]) expect(await main.getDevice(id)).toMatchObject({ id });
+      expect(await main.getDevice("r1")).toBeUndefined();
+      // A loop reads what it wrote, on its own connection.
+      expect(await left.getDevice("r2")).toMatchObject({ id: "r2" });
+    } finally {
+      await Promise.all([left.close(), right.close()]);
+    }
+    // A loop that closed its line leaves the writer to the others.
+    await main.apply([device("after")]);
+    expect(await main.getDevice("after")).toMatchObject({ id: "after" });
+  });
+
+  it("fails a loop's writes once the writer thread is gone", async () => {
+    const { storage: main, file } = open("thread");
+    const loop = remote(main, file);
+    try {
+      await loop.apply([device("before")]);
+      await (main as unknown as { writer: { terminate(): Promise<number> } }).writer.terminate();
+      await expect(loop.apply([device("after")])).rejects.toThrow(/writer thread closed/);
+    } finally {
+      await loop.close();
+    }
+  });
+});

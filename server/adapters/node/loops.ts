@@ -24,7 +24,7 @@ import { type MessagePort, Worker } from "node:worker_threads";
 import type { FleetLoopHandle } from "../../authority/resources/fleet.ts";
 import type { PublishedCrl, Scheduler } from "../../authority/responders.ts";
 import type { InboundMessage, MessageOutcome } from "../../ports/fleet-link.ts";
-import { StorageConflictError, type Write } from "../../ports/storage.ts";
+import { type AuditEvent, StorageConflictError, type Write } from "../../ports/storage.ts";
 import type { RemoteWriter } from "../storage/sqlite-storage.ts";
 
 /** Node lines whose `net.Server#listen` takes `reusePort` (22.12+ on the 22 line, 23.1+). */
@@ -60,6 +60,7 @@ interface ErrorShape {
 
 type Request =
   | { op: "apply"; writes: readonly Write[] }
+  | { op: "audited"; events: AuditEvent[] }
   | { op: "crlNumber"; issuer: string }
   | { op: "revoked" }
   | { op: "commands" }
@@ -157,6 +158,13 @@ class Channel {
 export interface HubDeps {
   /** The one writer: write sets of every loop are committed here. */
   storage: Pick<RemoteWriter, "apply" | "nextCrlNumber">;
+  /**
+   * A line of a new loop's own to the writer thread (`SqliteStorage#connectWriter`):
+   * its write sets then skip this event loop. Without it they come through `apply`.
+   */
+  writerPort?(): MessagePort;
+  /** Audit records a loop committed over its own line (the metrics count them here). */
+  audited?(events: AuditEvent[]): void;
   /** A revocation was committed through a worker loop: the main thread's own follow-up (its responders, the broker). */
   revoked(): Promise<void>;
   commands?(): Promise<void>;
@@ -234,7 +242,11 @@ export class LoopHub {
   }
 
   private spawn(index: number, delay: number, restart: boolean): Promise<void> {
-    const worker = new Worker(this.entry, { workerData: { ...this.workerData(), loop: index } });
+    const writerPort = this.deps.writerPort?.();
+    const worker = new Worker(this.entry, {
+      workerData: { ...this.workerData(), loop: index, writerPort },
+      transferList: writerPort ? [writerPort] : [],
+    });
     const loop: LoopWorker = {
       index,
       worker,
@@ -305,6 +317,9 @@ export class LoopHub {
     switch (m.op) {
       case "apply":
         return this.deps.storage.apply(m.writes);
+      case "audited":
+        this.deps.audited?.(m.events);
+        return undefined;
       case "crlNumber":
         return this.deps.storage.nextCrlNumber(m.issuer);
       case "revoked":
@@ -424,6 +439,19 @@ export class LoopLink {
     apply: (writes) => this.channel.request<void>({ op: "apply", writes } satisfies Request),
     nextCrlNumber: (issuer) => this.channel.request<bigint>({ op: "crlNumber", issuer } satisfies Request),
   };
+
+  /**
+   * Audit records this loop committed over its own line to the writer: told to the main
+   * thread (its metrics), a message per event-loop turn.
+   */
+  audited(events: readonly AuditEvent[]): void {
+    if (events.length === 0) return;
+    if (this.audits.length === 0)
+      setImmediate(() => this.channel.post({ op: "audited", events: this.audits.splice(0) }));
+    this.audits.push(...events);
+  }
+
+  private readonly audits: AuditEvent[] = [];
 
   /** After a revocation committed here: answers once every loop (this one too) has read it. */
   revoked(): Promise<void> {

@@ -1,5 +1,5 @@
 import { closeSync, openSync } from "node:fs";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { drizzle } from "drizzle-orm/better-sqlite3";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";
@@ -34,6 +34,12 @@ export interface SqliteOptions {
 export interface RemoteWriter {
   apply(writes: readonly Write[]): Promise<void>;
   nextCrlNumber(issuer: string): Promise<bigint>;
+  /**
+   * A line of this loop's own to the writer thread (`connectWriter` on the main
+   * thread): write sets are group-committed over it, without the main thread's event
+   * loop in between; `apply` is then not used.
+   */
+  port?: MessagePort;
 }
 
 const WRITER_URL = new URL("./sqlite-writer.mjs", import.meta.url);
@@ -52,16 +58,23 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
   private constructor(
     db: Db,
     readonly sqlite: Database.Database,
-    private readonly writer: Worker | undefined,
+    private readonly writer: Worker | MessagePort | undefined,
     private readonly remote?: RemoteWriter,
   ) {
     super(db);
     writer?.on("message", (reply: WriterReply) => this.settle(reply));
-    writer?.on("error", (err) => this.fail(`writer thread failed: ${err.message}`));
-    writer?.on("exit", (code) => {
-      this.writerGone = true;
-      if (!this.closing) this.fail(`writer thread exited (${code})`);
-    });
+    if (writer instanceof Worker) {
+      writer.on("error", (err) => this.fail(`writer thread failed: ${err.message}`));
+      writer.on("exit", (code) => {
+        this.writerGone = true;
+        if (!this.closing) this.fail(`writer thread exited (${code})`);
+      });
+    } else {
+      writer?.on("close", () => {
+        this.writerGone = true;
+        if (!this.closing) this.fail("the line to the writer thread closed");
+      });
+    }
   }
 
   static open(file: string, opts: SqliteOptions = {}): SqliteStorage {
@@ -70,7 +83,7 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     const sqlite = new Database(file);
     configure(sqlite);
     const db = drizzle({ client: sqlite, schema });
-    if (typeof opts.writer === "object") return new SqliteStorage(db, sqlite, undefined, opts.writer);
+    if (typeof opts.writer === "object") return new SqliteStorage(db, sqlite, opts.writer.port, opts.writer);
     migrate(db, { migrationsFolder: MIGRATIONS_DIR });
     sealAuditRows(sqlite);
     const writer = opts.writer === "thread" ? new Worker(WRITER_URL, { workerData: { file } }) : undefined;
@@ -86,7 +99,7 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
   async apply(writes: readonly Write[]): Promise<void> {
     if (this.closing) throw new Error("storage is closed");
     if (this.broken) throw this.broken;
-    if (this.remote) {
+    if (this.remote && !this.writer) {
       await this.remote.apply(writes);
       for (const observe of this.observers) observe(writes);
       return;
@@ -101,6 +114,19 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
 
   override async nextCrlNumber(issuer: string): Promise<bigint> {
     return this.remote ? this.remote.nextCrlNumber(issuer) : super.nextCrlNumber(issuer);
+  }
+
+  /**
+   * A line for another event loop to the writer thread (transfer it to that loop, for
+   * its `RemoteWriter.port`): its write sets are committed by the same thread, in the
+   * same order as everything else, without passing through this event loop. Their
+   * observers are that loop's.
+   */
+  connectWriter(): MessagePort {
+    if (!(this.writer instanceof Worker)) throw new Error("connectWriter needs the writer thread");
+    const { port1, port2 } = new MessageChannel();
+    this.writer.postMessage({ port: port2 }, [port2]);
+    return port1;
   }
 
   /** Told of every write set after it committed (the metrics follow the audit records). */
@@ -168,7 +194,9 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
       if (!this.inFlight) this.flush();
       await new Promise((r) => setImmediate(r));
     }
-    if (this.writer && !this.writerGone) {
+    if (this.writer && !(this.writer instanceof Worker)) {
+      this.writer.close();
+    } else if (this.writer && !this.writerGone) {
       const writer = this.writer;
       await new Promise<void>((resolve) => {
         writer.once("exit", () => resolve());
