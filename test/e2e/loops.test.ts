@@ -145,6 +145,22 @@ describe.skipIf(!reusePort)(`serve --loops ${LOOPS}`, () => {
     for (const r of renewals) expect([r.status, r.text]).toEqual([403, "client certificate is revoked\n"]);
   }, 120_000);
 
+  it("counts in /metrics, once each, the enrollments every loop committed over its own line to the writer", async () => {
+    const enrolled = async () => {
+      const m = await curl(work, `${server.url}/metrics`, { bearer: adminToken, cacert: server.rootPemFile });
+      expect(m.status).toBe(200);
+      return [...m.text.matchAll(/^edgeid_enrollments_total\{[^}]*\} (\d+)$/gm)].reduce((n, x) => n + Number(x[1]), 0);
+    };
+    const ok = () => requestLines().filter((e) => e.path?.endsWith("/simpleenroll") && e.status === 200).length;
+    const before = { metric: await enrolled(), lines: ok() };
+    let i = 0;
+    await untilEveryLoop(/simpleenroll$/, () => enrollDevice(server, work, `metrics-${i++}`));
+    expect(i).toBeGreaterThanOrEqual(LOOPS);
+    expect(ok() - before.lines).toBe(i);
+    // Each loop's audit records reach the main thread's metrics a turn after they commit.
+    await expect.poll(async () => (await enrolled()) - before.metric, { timeout: 5000 }).toBe(i);
+  }, 60_000);
+
   it("serves the CRL signed once, by the main loop, on every loop", async () => {
     const crls = await untilEveryLoop(/\.crl$/, () =>
       curl(work, `${server.url}/pki/crl/issuing-p256.crl`, { cacert: server.rootPemFile }),
