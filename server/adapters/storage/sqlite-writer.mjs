@@ -1,8 +1,8 @@
 // The writer thread of SqliteStorage ({ writer: "thread" }): its own connection to the
 // database file, committing the batches the event loop sends, so that statement
 // execution, commits and WAL checkpoints happen off the event loop. The other event
-// loops of `edgeid serve --loops N` send theirs on ports of their own: one thread
-// commits them all, one batch at a time, each in its own transaction.
+// loops of `edgeid serve --loops N` send theirs on ports of their own: this one thread
+// commits them all, and the batches that arrive in the same turn share a transaction.
 
 import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
