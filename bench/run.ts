@@ -135,8 +135,8 @@ const opts = new Command("bench")
   )
   .option(
     "--loops <list>",
-    'event loops of the server, comma-separated (each scenario runs once per count; "auto": one per core)',
-    "1",
+    'event loops of the server, comma-separated (each scenario runs once per count; "auto": one per core, the server default)',
+    "auto",
   )
   .option("--keep", "keep the data directory")
   .option("--cpu-prof <dir>", "write a V8 CPU profile of the server process into this directory")

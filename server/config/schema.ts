@@ -143,11 +143,12 @@ export const configSchema = z.object({
   hostnames: z.array(z.string().min(1)).default(["localhost"]),
   listen: z.string().default("127.0.0.1:8443"),
   /**
-   * HTTPS event loops on Node (`edgeid serve --loops`): 1, a number, or "auto" (one per
-   * core). Extra loops are worker threads sharing the listeners' ports (`reusePort`,
-   * Node 22.12+ / 23.1+; one loop on older lines). Refusal budgets are per loop.
+   * HTTPS event loops on Node (`edgeid serve --loops`): "auto" (the default: one per
+   * core) or a number. Extra loops are worker threads sharing the listeners' ports
+   * (`reusePort`, Node 22.12+ / 23.1+; one loop on older lines, said in the log at
+   * start). Refusal budgets are per loop.
    */
-  loops: z.union([z.number().int().min(1).max(64), z.literal("auto")]).default(1),
+  loops: z.union([z.number().int().min(1).max(64), z.literal("auto")]).default("auto"),
   /**
    * The HTTPS base URL of this server (EST, operator API). CRL and OCSP URLs in
    * certificates use it only when there is no plain HTTP base (`publicHttpUrl`, or the

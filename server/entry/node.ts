@@ -163,7 +163,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const publicListen = opts.publicListen ?? config.publicListen;
   const publicAt = publicListen === "off" ? undefined : parseListen(publicListen, "--public-listen");
   const { loops, reason: oneLoop } = loopCount(opts.loops ?? config.loops);
-  if (oneLoop) opts.logger.warn({ node: process.version }, oneLoop);
+  if (oneLoop) opts.logger.info({ node: process.version }, oneLoop);
 
   const tlsFiles = () => ({
     ...LISTENER_TLS,

@@ -5,9 +5,11 @@
  * loop is "revoked" on each loop right after, and re-enrollment with the certificate is
  * refused on each loop. Each loop is told apart by the `loop` field of its request log
  * lines; every openssl/curl process is a new connection, so requests reach all of them.
- * Node lines without reusePort run one loop: there the suite is skipped.
+ * Node lines without reusePort run one loop: there the suite is skipped. Without
+ * `--loops` the server runs one loop per core where it can, and says why not where not.
  */
 import { readFile, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { caFiles } from "./support/ca.ts";
@@ -84,6 +86,35 @@ async function ocspStatus(cert: string, nonce: boolean): Promise<string | undefi
   expect(`${r.stdout}${r.stderr}`).toContain("Response verify OK");
   return /: (good|revoked|unknown)\b/.exec(r.stdout)?.[1];
 }
+
+/** The JSON log lines whose `msg` is `msg`. */
+function logLines(log: string, msg: string): Record<string, unknown>[] {
+  return log
+    .split("\n")
+    .filter((l) => l.startsWith("{") && l.includes(`"msg":${JSON.stringify(msg)}`))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+describe("serve without --loops", () => {
+  it("runs one loop per core where the Node line has reusePort, and one (saying why) where not", async () => {
+    const dir = await makeWorkDir("edgeid-loops-default-");
+    try {
+      const init = await cliInitDataDir(dir, "example.org");
+      const s = await startServer(init.dataDir, dir, 0);
+      try {
+        const [listening] = logLines(s.log(), "listening");
+        const expected = reusePort ? availableParallelism() : 1;
+        expect(listening).toMatchObject({ loops: expected, node: process.version });
+        const why = s.log().includes("has no reusePort");
+        expect(why).toBe(!reusePort);
+      } finally {
+        await s.stop();
+      }
+    } finally {
+      await removeDir(dir);
+    }
+  }, 60_000);
+});
 
 describe.skipIf(!reusePort)(`serve --loops ${LOOPS}`, () => {
   beforeAll(async () => {

@@ -31,7 +31,7 @@ export function registerServe(program: Command): void {
     )
     .option(
       "--loops <n|auto>",
-      'HTTPS event loops: a number, or "auto" for one per core (default from the configuration: 1; needs Node 22.12+ or 23.1+ for more than one)',
+      'HTTPS event loops: a number, or "auto" for one per core (default from the configuration: auto; more than one needs Node 22.12+ or 23.1+)',
       (v: string) => {
         if (v === "auto") return v;
         const n = Number(v);
