@@ -60,21 +60,21 @@ interface Connection {
 }
 
 type StructValue =
-  | { null_value: 0 }
-  | { number_value: number }
-  | { string_value: string }
-  | { bool_value: boolean }
-  | { struct_value: { fields: Record<string, StructValue> } }
-  | { list_value: { values: StructValue[] } };
+  | { nullValue: 0 }
+  | { numberValue: number }
+  | { stringValue: string }
+  | { boolValue: boolean }
+  | { structValue: { fields: Record<string, StructValue> } }
+  | { listValue: { values: StructValue[] } };
 
-/** A JSON value as a google.protobuf.Value (proto-loader's object form, snake case). */
+/** A JSON value as a google.protobuf.Value (protobufjs's built-in struct.proto names its fields in camel case). */
 export function toValue(v: unknown): StructValue {
-  if (v === null || v === undefined) return { null_value: 0 };
-  if (typeof v === "number") return { number_value: v };
-  if (typeof v === "string") return { string_value: v };
-  if (typeof v === "boolean") return { bool_value: v };
-  if (Array.isArray(v)) return { list_value: { values: v.map(toValue) } };
-  return { struct_value: toStruct(v as Record<string, unknown>) };
+  if (v === null || v === undefined) return { nullValue: 0 };
+  if (typeof v === "number") return { numberValue: v };
+  if (typeof v === "string") return { stringValue: v };
+  if (typeof v === "boolean") return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  return { structValue: toStruct(v as Record<string, unknown>) };
 }
 
 export const toStruct = (o: Record<string, unknown>) => ({
@@ -369,12 +369,18 @@ export class WorkloadApi {
     const jwks = this.o.source.jwtBundles.get(m[1] as string);
     if (!jwks || jwks.keys.length === 0) throw bad(`no JWT bundle for trust domain ${m[1]}`);
     try {
-      const { payload } = await jwtVerify(token, createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]), {
-        audience,
-        algorithms: ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
-        requiredClaims: ["sub", "aud", "exp"],
-        currentDate: new Date(this.o.now()),
-      });
+      // The bundle holds only jwt-svid keys; jose takes a key whose `use` is "sig" or unset.
+      const keys = jwks.keys.map(({ use: _use, ...k }) => k);
+      const { payload } = await jwtVerify(
+        token,
+        createLocalJWKSet({ keys } as Parameters<typeof createLocalJWKSet>[0]),
+        {
+          audience,
+          algorithms: ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
+          requiredClaims: ["sub", "aud", "exp"],
+          currentDate: new Date(this.o.now()),
+        },
+      );
       return payload as Record<string, unknown> & { sub: string };
     } catch (err) {
       throw bad(`JWT-SVID not valid: ${(err as Error).message}`);
