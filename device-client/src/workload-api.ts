@@ -41,8 +41,8 @@ export interface WorkloadApiOptions {
   /** The agent's time (JWT-SVID validation). */
   now: () => number;
   attestor?: Attestor;
-  /** SO_PEERCRED; by default the native addon (the API refuses to start without it). */
-  peerCred?: (fd: number) => PeerCred;
+  /** SO_PEERCRED; by default the native addon. An Error (the addon did not load) refuses to start. */
+  peerCred?: ((fd: number) => PeerCred) | Error;
 }
 
 class CallError extends Error {
@@ -101,13 +101,10 @@ export class WorkloadApi {
 
   constructor(private readonly o: WorkloadApiOptions) {
     this.attestor = o.attestor ?? new Attestor();
-    if (o.peerCred) this.peerCred = o.peerCred;
-    else {
-      const loaded = loadPeerCred();
-      // Fail closed: without peer credentials no caller can be attested.
-      if (loaded instanceof Error) throw new Error(`the Workload API cannot start: ${loaded.message}`);
-      this.peerCred = loaded;
-    }
+    const loaded = o.peerCred ?? loadPeerCred();
+    // Fail closed: without peer credentials no caller can be attested.
+    if (loaded instanceof Error) throw new Error(`the Workload API cannot start: ${loaded.message}`);
+    this.peerCred = loaded;
     this.service = loadService();
   }
 

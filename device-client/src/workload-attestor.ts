@@ -27,9 +27,10 @@ export interface Caller extends PeerCred {
 }
 
 /** The SO_PEERCRED addon (native/peercred.c), or an error saying why it cannot load. */
-export function loadPeerCred(): ((fd: number) => PeerCred) | Error {
+export function loadPeerCred(
+  candidates: readonly string[] = ["../build/Release/peercred.node", "../../build/Release/peercred.node"],
+): ((fd: number) => PeerCred) | Error {
   const require = createRequire(import.meta.url);
-  const candidates = ["../build/Release/peercred.node", "../../build/Release/peercred.node"];
   const errors: string[] = [];
   for (const candidate of candidates) {
     try {

@@ -6,20 +6,38 @@
  * the test's.
  */
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Agent } from "../../device-client/src/agent.ts";
+import { runCommand } from "../../device-client/src/commands.ts";
 import type { Timers } from "../../device-client/src/deps.ts";
 import { children } from "../../device-client/src/der.ts";
 import { PROTO_PATH, WorkloadApi } from "../../device-client/src/workload-api.ts";
-import { Attestor, matchesEntry, processStartTime, systemdUnit } from "../../device-client/src/workload-attestor.ts";
+import {
+  Attestor,
+  loadPeerCred,
+  matchesEntry,
+  processStartTime,
+  systemdUnit,
+} from "../../device-client/src/workload-attestor.ts";
 import { WorkloadHttpClient } from "../../device-client/src/workload-client.ts";
 import { SvidManager } from "../../device-client/src/workload-svids.ts";
 import { type ContractServer, startContractServer } from "../support/workload-contract-server.ts";
-import { pki } from "./support/pki.ts";
+import { agentDir, pki } from "./support/pki.ts";
 
 const proto = grpc.loadPackageDefinition(
   protoLoader.loadSync(PROTO_PATH, { keepCase: true, longs: String, defaults: true }),
@@ -337,6 +355,126 @@ describe("SPIFFE Workload API (in process, real socket, real attestation)", () =
     stream.cancel();
     client.close();
     await expect.poll(() => api.connectionCount).toBe(0);
+  });
+});
+
+describe("Workload API in the agent", () => {
+  let t: number;
+  let dir: string;
+  let contract: ContractServer;
+  let client: Client | undefined;
+  const uid = process.getuid?.() ?? 0;
+  const never: Timers = { setTimeout: () => 0, clearTimeout: () => undefined };
+
+  beforeEach(async () => {
+    t = Date.now();
+    dir = mkdtempSync(join(tmpdir(), "edgeid-wl-agent-"));
+    const p = await pki(t);
+    contract = await startContractServer({ tls: { cert: p.server.pem, key: p.server.key }, now: () => t });
+    agentDir(join(dir, "agent"), p, t, { server: contract.url });
+  });
+  afterEach(async () => {
+    client?.close();
+    await contract.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("refuses to start without the peer-credentials addon (fail closed), before listening", () => {
+    const socketPath = join(dir, "run", "workload.sock");
+    expect(
+      () =>
+        new WorkloadApi({
+          socketPath,
+          source: {} as never,
+          log: () => undefined,
+          now: () => t,
+          peerCred: loadPeerCred(["/nonexistent/peercred.node"]),
+        }),
+    ).toThrow(/Workload API cannot start: .*not built: run npm install/);
+    expect(existsSync(socketPath)).toBe(false);
+  });
+
+  it("refetches on the MQTT command workloads-changed, and drops every SVID when the device is revoked", async () => {
+    contract.entries = [
+      {
+        id: "a",
+        spiffeId: "spiffe://example.org/w/a",
+        selectors: [`unix:uid:${uid}`],
+        ttlSeconds: 3600,
+        jwtAudiences: [],
+      },
+      {
+        id: "b",
+        spiffeId: "spiffe://example.org/w/b",
+        selectors: [`unix:uid:${uid}`],
+        ttlSeconds: 3600,
+        jwtAudiences: [],
+      },
+    ];
+    const socket = join(dir, "run", "workload.sock");
+    const agent = new Agent(join(dir, "agent"), {
+      now: () => t,
+      random: () => 0.5,
+      timers: never,
+      log: () => undefined,
+    });
+    agent.start({ workload: { socket, socketMode: "0600" } });
+    await expect.poll(() => contract.requests.some((r) => r.path === "/workload/v1/x509-svids")).toBe(true);
+    expect(statSync(socket).mode & 0o777).toBe(0o600);
+    client = new proto.SpiffeWorkloadAPI(`unix:${socket}`, grpc.credentials.createInsecure()) as unknown as Client;
+    const r = reader(client.FetchX509SVID({}, header()));
+    await expect.poll(async () => ((await r.next()) as { svids: unknown[] }).svids.length).toBe(2);
+
+    contract.entries = contract.entries.filter((e) => e.id !== "b");
+    contract.bumpRevision();
+    const result = await runCommand(agent, "workloads-changed", { opId: "op1" }, () => undefined);
+    expect(result).toEqual({ ok: true });
+    expect(((await r.next()) as { svids: { spiffe_id: string }[] }).svids.map((x) => x.spiffe_id)).toEqual([
+      "spiffe://example.org/w/a",
+    ]);
+
+    agent.enterRevoked("mqtt", "revoked by the operator");
+    expect(((await r.next()) as grpc.ServiceError).code).toBe(grpc.status.PERMISSION_DENIED);
+    await agent.stop();
+    // Stopped: the socket is gone with the listener.
+    expect(existsSync(socket)).toBe(false);
+  });
+
+  it("keeps keys and SVIDs 0600 in --workload-keys-dir and serves them after a restart without asking again", async () => {
+    contract.entries = [
+      {
+        id: "a",
+        spiffeId: "spiffe://example.org/w/a",
+        selectors: [`unix:uid:${uid}`],
+        ttlSeconds: 3600,
+        jwtAudiences: [],
+      },
+    ];
+    const p = await pki(t);
+    const key = createPrivateKey(p.device.key);
+    const keysDir = join(dir, "keys");
+    const manager = () =>
+      new SvidManager({
+        client: new WorkloadHttpClient(
+          contract.url,
+          () => ({ key, chain: [p.device.node] }),
+          () => [new X509Certificate(readFileSync(join(dir, "agent", "trust.pem")))],
+          () => t,
+        ),
+        deps: { timers: never, log: () => undefined },
+        now: () => t,
+        keysDir,
+      });
+    const first = manager();
+    await first.start();
+    first.stop();
+    const serial = first.svid("a")?.serial;
+    expect(statSync(join(keysDir, "a.pem")).mode & 0o777).toBe(0o600);
+    const second = manager();
+    await second.start();
+    second.stop();
+    expect(second.svid("a")?.serial).toBe(serial);
+    expect(contract.requests.filter((q) => q.path === "/workload/v1/x509-svids")).toHaveLength(1);
   });
 });
 
