@@ -163,6 +163,8 @@ export class SvidManager implements WorkloadView {
   private revoked = false;
   private refreshing: Promise<void> | undefined;
   private again = false;
+  /** The last refresh met an error (network, 4xx, 5xx). */
+  private failed = false;
 
   constructor(private readonly o: SvidManagerOptions) {
     if (o.keysDir) mkdirSync(o.keysDir, { recursive: true, mode: 0o700 });
@@ -250,12 +252,15 @@ export class SvidManager implements WorkloadView {
     const now = this.o.now();
     let at = now + this.pollSeconds * 1000;
     for (const s of this.svids.values()) at = Math.min(at, this.renewAt(s), s.notAfter);
+    // After a failed exchange, a due renewal is retried no sooner than 5 s later (and
+    // never later than the next poll), not in a tight loop against a server that is down.
+    const floor = this.failed ? Math.min(5000, this.pollSeconds * 1000) : 1000;
     this.timer = this.o.deps.timers.setTimeout(
       () => {
         this.timer = undefined;
         void this.refresh();
       },
-      Math.max(1000, at - now),
+      Math.max(floor, at - now),
     );
   }
 
@@ -265,6 +270,7 @@ export class SvidManager implements WorkloadView {
 
   private async refreshOnce(): Promise<void> {
     if (this.revoked) return;
+    this.failed = false;
     const now = this.o.now();
     let changed = false;
     // Expired SVIDs go whatever the server says.
@@ -316,6 +322,7 @@ export class SvidManager implements WorkloadView {
   }
 
   private refused(answer: { message: string; status?: number }): void {
+    this.failed = true;
     this.o.deps.log("warn", "workload server request failed", { error: answer.message });
     if (answer.status && answer.status >= 400 && answer.status < 500 && /revoked/i.test(answer.message)) {
       this.deviceRevoked();
