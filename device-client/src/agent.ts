@@ -9,6 +9,17 @@ import { generateKey, type KeyType, makeCsr } from "./keys.ts";
 import { type AgentEvent, type AgentStateName, MqttReporter, type StatusDocument } from "./status.ts";
 import { type AgentConfig, type AgentState, AgentStore, type Identity } from "./store.ts";
 import { checkIssued, mergeCaBundle } from "./trust.ts";
+import { DEFAULT_WORKLOAD_SOCKET, WorkloadApi } from "./workload-api.ts";
+import { WorkloadHttpClient } from "./workload-client.ts";
+import { SvidManager } from "./workload-svids.ts";
+
+/** The SPIFFE Workload API's settings for `start`: served when `socket` is set. */
+export interface WorkloadOptions {
+  socket?: string;
+  /** Octal file mode of the socket, "0666" by default. */
+  socketMode?: string;
+  keysDir?: string;
+}
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -58,6 +69,9 @@ export class Agent {
   private sleepHandle: unknown;
   private lastCaRefresh = 0;
   private loopDone: Promise<void> | undefined;
+  /** The workload SVIDs and the Workload API, when served. */
+  private svids: SvidManager | undefined;
+  private workloadApi: WorkloadApi | undefined;
 
   constructor(
     dir: string,
@@ -202,8 +216,10 @@ export class Agent {
   }
 
   /** Starts the renewal loop and, if configured, MQTT reporting. Returns at once. */
-  start(opts: { mqtt?: string } = {}): void {
+  start(opts: { mqtt?: string; workload?: WorkloadOptions } = {}): void {
     this.load();
+    // First: a Workload API that cannot attest its callers stops the start here.
+    this.startWorkloads(opts.workload);
     this.state.session++;
     this.raiseFloor();
     this.saveState();
@@ -238,6 +254,47 @@ export class Agent {
     this.loopDone = this.loop();
   }
 
+  /**
+   * The SVID manager and the Workload API, when a socket is configured. Throws (before
+   * anything listens) when the peer-credentials addon is missing: no attestation, no API.
+   */
+  private startWorkloads(opts: WorkloadOptions = {}): void {
+    const socket = opts.socket ?? this.config.workloadSocket;
+    if (!socket) return;
+    const modeText = opts.socketMode ?? this.config.workloadSocketMode ?? "0666";
+    if (!/^0?[0-7]{3}$/.test(modeText)) throw new Error(`workload socket mode ${modeText} is not octal like 0660`);
+    const svids = new SvidManager({
+      client: new WorkloadHttpClient(
+        this.config.server,
+        () => this.identity,
+        () => this.trust,
+        () => this.now(),
+      ),
+      deps: this.deps,
+      now: () => this.now(),
+      keysDir: opts.keysDir ?? this.config.workloadKeysDir,
+    });
+    const api = new WorkloadApi({
+      socketPath: socket === "default" ? DEFAULT_WORKLOAD_SOCKET : socket,
+      socketMode: Number.parseInt(modeText, 8),
+      source: svids,
+      log: this.deps.log,
+      now: () => this.now(),
+    });
+    this.svids = svids;
+    this.workloadApi = api;
+    if (this.state.revoked) svids.deviceRevoked();
+    api.start().then(
+      () => svids.start(),
+      (err: Error) => this.deps.log("error", "the Workload API could not start", { error: err.message }),
+    );
+  }
+
+  /** The MQTT command `workloads-changed`: refetch the entries now. */
+  async workloadsChanged(): Promise<void> {
+    await this.svids?.workloadsChanged();
+  }
+
   /** Renew now (SIGUSR1, `renew --now`, the MQTT rotate command); also restarts a stopped agent. */
   renewNow(): void {
     this.forced = true;
@@ -250,6 +307,8 @@ export class Agent {
     this.stopping = true;
     this.wake?.();
     await this.loopDone;
+    this.svids?.stop();
+    await this.workloadApi?.stop();
     this.saveState();
     await this.reporter?.stop(this.statusDocument("offline"));
   }
@@ -464,6 +523,8 @@ export class Agent {
     this.saveState();
     this.deps.log("error", "this device's certificate is revoked; renewal stopped", { by, message });
     this.emit("revoked", { by, message: message.slice(0, 200) });
+    // Revoking the device revokes its workloads' SVIDs: none is served a moment longer.
+    this.svids?.deviceRevoked();
     this.report("revoked");
     this.wake?.();
   }
@@ -508,6 +569,7 @@ export class Agent {
     });
     this.reporter?.reconnect();
     this.report();
+    this.svids?.deviceReinstated();
     await this.runHook();
   }
 
@@ -690,6 +752,7 @@ export class Agent {
     this.reconcileSlots();
     this.store.exportCopies(this.identity);
     this.deps.log("info", "reloaded the identity from disk", { serial: this.leaf.serialNumber.toLowerCase() });
+    if (!this.state.revoked) this.svids?.deviceReinstated();
     this.reporter?.reconnect();
     this.report();
     this.wake?.();

@@ -12,7 +12,8 @@ const USAGE = `edgeid-agent: the edgeid device agent
                       (--token T | --token-file F | --idevid-cert FILE --idevid-key FILE)
                       --dir DIR [--label PROFILE] [--key-type P-256|P-384|Ed25519|RSA-2048|RSA-3072]
                       [--renew-fraction 0.67] [--hook CMD] [--mqtt mqtts://HOST:PORT]
-  edgeid-agent run    --dir DIR [--mqtt URL]
+  edgeid-agent run    --dir DIR [--mqtt URL] [--workload-socket PATH | --workload-api]
+                      [--workload-socket-mode 0666] [--workload-keys-dir DIR]
   edgeid-agent renew  --now --dir DIR       (signals a running agent, or renews once itself)
   edgeid-agent status --dir DIR [--json]
 `;
@@ -54,6 +55,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       "renew-fraction": { type: "string" },
       hook: { type: "string" },
       mqtt: { type: "string" },
+      "workload-socket": { type: "string" },
+      "workload-api": { type: "boolean" },
+      "workload-socket-mode": { type: "string" },
+      "workload-keys-dir": { type: "string" },
       now: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean" },
@@ -107,7 +112,17 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     }
     case "run": {
       const agent = new Agent(dir, deps);
-      agent.start({ mqtt: values.mqtt });
+      // The SPIFFE Workload API: --workload-socket PATH, or --workload-api for the default
+      // path (/run/edgeid-agent/workload.sock), or `workloadSocket` in config.json.
+      const socket = values["workload-socket"] ?? (values["workload-api"] ? "default" : undefined);
+      agent.start({
+        mqtt: values.mqtt,
+        workload: {
+          ...(socket ? { socket } : {}),
+          ...(values["workload-socket-mode"] ? { socketMode: values["workload-socket-mode"] } : {}),
+          ...(values["workload-keys-dir"] ? { keysDir: values["workload-keys-dir"] } : {}),
+        },
+      });
       const pidFile = agent.store.paths.pid;
       agent.store.writeAtomic(pidFile, `${process.pid}\n`, 0o644);
       process.on("SIGUSR1", () => agent.renewNow());

@@ -1,10 +1,11 @@
 /**
  * The commands an operator sends the agent over MQTT (docs/mqtt-contract.md): `rotate`
- * renews now, `revoked` enters the revoked state, `ca-update` refreshes the CA bundle.
+ * renews now, `revoked` enters the revoked state, `ca-update` refreshes the CA bundle, `workloads-changed` refetches the workload
+ * registration entries (and SVIDs) at once.
  */
 import type { AgentDeps } from "./deps.ts";
 
-export const COMMANDS = ["rotate", "revoked", "ca-update"] as const;
+export const COMMANDS = ["rotate", "revoked", "ca-update", "workloads-changed"] as const;
 
 export type Command = (typeof COMMANDS)[number];
 
@@ -21,6 +22,8 @@ export interface CommandTarget {
   renewNow(): void;
   enterRevoked(by: string, message: string): void;
   refreshCa(): Promise<unknown>;
+  /** Refetch the workload entries now (no-op without the Workload API). */
+  workloadsChanged(): Promise<void>;
 }
 
 /** Carries out one command; the reporter publishes the result under the command's opId. */
@@ -37,6 +40,10 @@ export async function runCommand(
   }
   if (command === "revoked") {
     target.enterRevoked("mqtt", typeof body.reason === "string" ? body.reason : "revoked by the operator");
+    return { ok: true };
+  }
+  if (command === "workloads-changed") {
+    await target.workloadsChanged();
     return { ok: true };
   }
   await target.refreshCa();

@@ -63,6 +63,12 @@ export interface AgentConfig {
    * enrolls with again when its expired certificate can no longer be renewed.
    */
   idevid?: { cert: string; key: string };
+  /** The SPIFFE Workload API's socket: the API is served when set (or `run --workload-socket`). */
+  workloadSocket?: string;
+  /** Its file mode, octal (default "0666"). */
+  workloadSocketMode?: string;
+  /** Where workload keys and SVIDs are kept (0600) across restarts; memory only without it. */
+  workloadKeysDir?: string;
 }
 
 export interface AgentState {
