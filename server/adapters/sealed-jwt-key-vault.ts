@@ -17,12 +17,14 @@ function fromBase64url(text: string): Uint8Array {
  */
 export class SealedJwtKeyVault implements JwtKeyVault {
   private readonly wrapping: Promise<CryptoKey>;
+  private readonly subtle: SubtleCrypto;
 
   constructor(
-    private readonly subtle: SubtleCrypto,
+    private readonly crypto: Crypto,
     secret: string,
-    private readonly random: (bytes: Uint8Array) => Uint8Array,
   ) {
+    const subtle = crypto.subtle;
+    this.subtle = subtle;
     if (secret.length < 32) throw new Error("the JWT key sealing secret must have at least 32 characters");
     this.wrapping = subtle
       .importKey("raw", utf8.encode(secret), "HKDF", false, ["deriveKey"])
@@ -39,7 +41,7 @@ export class SealedJwtKeyVault implements JwtKeyVault {
 
   async keep(kid: string, privateKey: CryptoKey): Promise<string> {
     const pkcs8 = new Uint8Array(await this.subtle.exportKey("pkcs8", privateKey));
-    const iv = this.random(new Uint8Array(12));
+    const iv = this.crypto.getRandomValues(new Uint8Array(12));
     const sealed = new Uint8Array(
       await this.subtle.encrypt(
         { name: "AES-GCM", iv: iv as BufferSource, additionalData: utf8.encode(kid) },

@@ -16,7 +16,7 @@ afterEach(async () => h?.close());
 
 async function setup(spiffe: { jwtKeyLifetime?: string; refreshHint?: string } = {}): Promise<Harness> {
   h = await harness({ config: { trustDomain: "example.org", spiffe } });
-  h.deps.jwtKeys = new SealedJwtKeyVault(crypto.subtle, SECRET, (b) => crypto.getRandomValues(b));
+  h.deps.jwtKeys = new SealedJwtKeyVault(crypto, SECRET);
   return h;
 }
 
@@ -186,14 +186,14 @@ describe("JWT-SVIDs", () => {
   });
 
   it("a sealed key opens only under its own kid and secret", async () => {
-    const vault = new SealedJwtKeyVault(crypto.subtle, SECRET, (b) => crypto.getRandomValues(b));
+    const vault = new SealedJwtKeyVault(crypto, SECRET);
     const pair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
       "sign",
     ])) as CryptoKeyPair;
     const sealed = await vault.keep("kid-a", pair.privateKey);
     await expect(vault.load("kid-a", sealed)).resolves.toBeDefined();
     await expect(vault.load("kid-b", sealed)).rejects.toThrow(/does not open/);
-    const other = new SealedJwtKeyVault(crypto.subtle, `${SECRET}!`, (b) => crypto.getRandomValues(b));
+    const other = new SealedJwtKeyVault(crypto, `${SECRET}!`);
     await expect(other.load("kid-a", sealed)).rejects.toThrow(/does not open/);
   });
 });
