@@ -30,7 +30,12 @@ export class SealedJwtKeyVault implements JwtKeyVault {
       .importKey("raw", utf8.encode(secret), "HKDF", false, ["deriveKey"])
       .then((ikm) =>
         subtle.deriveKey(
-          { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(32), info: utf8.encode("edgeid jwt-svid signing key v1") },
+          {
+            name: "HKDF",
+            hash: "SHA-256",
+            salt: new Uint8Array(32),
+            info: utf8.encode("edgeid jwt-svid signing key v1"),
+          },
           ikm,
           { name: "AES-GCM", length: 256 },
           false,

@@ -42,13 +42,15 @@ async function checkKey(subtle: SubtleCrypto, k: Record<string, unknown>, i: num
   const where = `key ${i} (${use})`;
   const str = (name: string) => {
     const v = k[name];
-    if (typeof v !== "string" || !B64URL.test(v)) throw new ForeignBundleError(`${where}: ${name} is missing or not base64url`);
+    if (typeof v !== "string" || !B64URL.test(v))
+      throw new ForeignBundleError(`${where}: ${name} is missing or not base64url`);
     return v;
   };
   let out: SpiffeJwk;
   if (k.kty === "EC") {
     const crv = k.crv;
-    if (crv !== "P-256" && crv !== "P-384" && crv !== "P-521") throw new ForeignBundleError(`${where}: unsupported curve`);
+    if (crv !== "P-256" && crv !== "P-384" && crv !== "P-521")
+      throw new ForeignBundleError(`${where}: unsupported curve`);
     out = { kty: "EC", use, crv, x: str("x"), y: str("y") };
     await subtle
       .importKey("jwk", { kty: "EC", crv, x: out.x, y: out.y }, { name: "ECDSA", namedCurve: crv }, true, ["verify"])
@@ -59,7 +61,9 @@ async function checkKey(subtle: SubtleCrypto, k: Record<string, unknown>, i: num
     out = { kty: "RSA", use, n: str("n"), e: str("e") };
     if (out.n && out.n.length < 342) throw new ForeignBundleError(`${where}: RSA keys under 2048 bits are refused`);
     await subtle
-      .importKey("jwk", { kty: "RSA", n: out.n, e: out.e }, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, true, ["verify"])
+      .importKey("jwk", { kty: "RSA", n: out.n, e: out.e }, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, true, [
+        "verify",
+      ])
       .catch(() => {
         throw new ForeignBundleError(`${where}: not an RSA public key`);
       });
@@ -101,7 +105,8 @@ export async function validateForeignBundle(subtle: SubtleCrypto, text: string):
   } catch {
     throw new ForeignBundleError("bundle is not JSON");
   }
-  if (!doc || typeof doc !== "object" || Array.isArray(doc)) throw new ForeignBundleError("bundle is not a JSON object");
+  if (!doc || typeof doc !== "object" || Array.isArray(doc))
+    throw new ForeignBundleError("bundle is not a JSON object");
   const d = doc as Record<string, unknown>;
   if (!Array.isArray(d.keys)) throw new ForeignBundleError("bundle has no keys array");
   if (d.keys.length > MAX_KEYS) throw new ForeignBundleError(`bundle has more than ${MAX_KEYS} keys`);
@@ -125,7 +130,11 @@ export async function validateForeignBundle(subtle: SubtleCrypto, text: string):
     Math.max(MIN_REFRESH_SECONDS, (hint as number | undefined) ?? DEFAULT_REFRESH_SECONDS),
   );
   return {
-    bundle: { keys, spiffe_sequence: (seq as number | undefined) ?? 0, spiffe_refresh_hint: (hint as number | undefined) ?? DEFAULT_REFRESH_SECONDS },
+    bundle: {
+      keys,
+      spiffe_sequence: (seq as number | undefined) ?? 0,
+      spiffe_refresh_hint: (hint as number | undefined) ?? DEFAULT_REFRESH_SECONDS,
+    },
     refreshSeconds,
     sequence: (seq as number | undefined) ?? null,
   };
@@ -138,7 +147,9 @@ export async function validateForeignBundle(subtle: SubtleCrypto, text: string):
 export function initialTrustAnchors(text: string): Uint8Array[] {
   if (text.trimStart().startsWith("{")) {
     const doc = JSON.parse(text) as { keys?: { use?: string; x5c?: string[] }[] };
-    return (doc.keys ?? []).filter((k) => k.use === "x509-svid" && k.x5c?.[0]).map((k) => decodeBase64(k.x5c?.[0] as string));
+    return (doc.keys ?? [])
+      .filter((k) => k.use === "x509-svid" && k.x5c?.[0])
+      .map((k) => decodeBase64(k.x5c?.[0] as string));
   }
   return parsePem(text)
     .filter((b) => b.label === "CERTIFICATE")
@@ -167,7 +178,14 @@ export async function storeForeignBundle(
   const jwks = JSON.stringify(valid.bundle);
   const held = (await deps.storage.listFederatedBundles()).find((b) => b.trustDomain === trustDomain);
   const changed = held?.jwks !== jwks;
-  const record: FederatedBundleRecord = { trustDomain, jwks, sequence: valid.sequence, endpoint, fetchedAt: now, refreshAt };
+  const record: FederatedBundleRecord = {
+    trustDomain,
+    jwks,
+    sequence: valid.sequence,
+    endpoint,
+    fetchedAt: now,
+    refreshAt,
+  };
   await deps.storage.apply([
     { kind: "putFederatedBundle", bundle: record },
     ...(changed

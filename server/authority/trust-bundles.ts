@@ -1,7 +1,7 @@
 import { calculateJwkThumbprint, SignJWT } from "jose";
 import { encodeBase64 } from "../pki/base64.ts";
-import { describeKey } from "../pki/keys.ts";
 import { readCertificate } from "../pki/certificate.ts";
+import { describeKey } from "../pki/keys.ts";
 import { StorageConflictError, type Write } from "../ports/storage.ts";
 import type { BundleRevision, JwtKeyRecord, JwtKeyVault } from "../ports/trust-bundles.ts";
 import { auditWrite } from "./audit.ts";
@@ -118,9 +118,13 @@ async function anchorJwk(subtle: SubtleCrypto, certificate: Uint8Array): Promise
     return { kty: "EC", crv: j.crv as string, x: j.x as string, y: j.y as string, use: "x509-svid", x5c };
   }
   if (key.kind === "RSA") {
-    const k = await subtle.importKey("spki", spki as BufferSource, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, true, [
-      "verify",
-    ]);
+    const k = await subtle.importKey(
+      "spki",
+      spki as BufferSource,
+      { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
+      true,
+      ["verify"],
+    );
     const j = await subtle.exportKey("jwk", k);
     return { kty: "RSA", n: j.n as string, e: j.e as string, use: "x509-svid", x5c };
   }
@@ -142,7 +146,9 @@ function jwtSvidKey(k: JwtKeyRecord): SpiffeJwk {
 }
 
 /** The trust domain's bundle as it stands: trust anchors, the published JWT keys, sequence and refresh hint. */
-export async function trustBundle(deps: Pick<AuthorityDeps, "ca" | "crypto" | "storage" | "config">): Promise<SpiffeBundle> {
+export async function trustBundle(
+  deps: Pick<AuthorityDeps, "ca" | "crypto" | "storage" | "config">,
+): Promise<SpiffeBundle> {
   const [keys, revision] = await Promise.all([deps.storage.listJwtKeys(), deps.storage.latestBundleRevision()]);
   const anchors = await Promise.all(trustAnchors(deps).map((c) => x509SvidKey(deps.crypto.subtle, c)));
   return {
@@ -308,7 +314,11 @@ export async function signJwtSvid(
   const now = deps.clock.now();
   const key = signingKey(await deps.storage.listJwtKeys(), now);
   if (!key) {
-    throw new AuthorityError("internal", "no JWT signing key is active; the key rotation has not run", "jwt_key_missing");
+    throw new AuthorityError(
+      "internal",
+      "no JWT signing key is active; the key rotation has not run",
+      "jwt_key_missing",
+    );
   }
   const iat = Math.floor(now.getTime() / 1000);
   const exp = iat + Math.min(req.ttlSeconds, MAX_JWT_SVID_SECONDS);

@@ -355,9 +355,7 @@ export const configSchema = z.object({
         .default(7 * 86400)
         .refine((s) => s >= 3600, "at least 1h (a key outlives its tokens by the 1h JWT-SVID maximum)"),
       /** spiffe_refresh_hint: how often relying parties should fetch the bundle again, in seconds. */
-      refreshHint: duration
-        .default(300)
-        .refine((s) => s >= 30 && s <= 86400, "between 30s and 1d"),
+      refreshHint: duration.default(300).refine((s) => s >= 30 && s <= 86400, "between 30s and 1d"),
     })
     .prefault({}),
   /** Other trust domains whose SPIFFE bundles this server fetches and hands to workloads. */

@@ -7,7 +7,6 @@ import { getRequestListener } from "@hono/node-server";
 import type { Logger } from "pino";
 import { FederationFetcher } from "../adapters/node/bundle-fetcher.ts";
 import { nodeCoreDeps } from "../adapters/node/core-deps.ts";
-import { JwtKeyFiles } from "../adapters/node/jwt-key-files.ts";
 import {
   dataPaths,
   ensureTlsCertificates,
@@ -21,6 +20,7 @@ import {
 import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embedded-broker.ts";
 import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
 import { createListeners } from "../adapters/node/http-limits.ts";
+import { JwtKeyFiles } from "../adapters/node/jwt-key-files.ts";
 import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { LoopHub, loopCount } from "../adapters/node/loops.ts";
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";

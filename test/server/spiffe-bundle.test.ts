@@ -5,15 +5,7 @@ import { SealedJwtKeyVault } from "../../server/adapters/sealed-jwt-key-vault.ts
 import { createApp } from "../../server/app.ts";
 import type { SpiffeBundle } from "../../server/authority/trust-bundles.ts";
 import { createPublicApp } from "../../server/public-app.ts";
-import {
-  createToken,
-  crypto,
-  generateKeys,
-  type Harness,
-  harness,
-  makeCsr,
-  peer,
-} from "../support/fixtures.ts";
+import { createToken, crypto, generateKeys, type Harness, harness, makeCsr, peer } from "../support/fixtures.ts";
 
 let h: Harness;
 let client: Uint8Array[] | undefined;

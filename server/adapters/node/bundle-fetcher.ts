@@ -89,7 +89,9 @@ export function fetchBundleText(url: string, trust: EndpointTrust, limits = DEFA
       res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
       res.on("error", reject);
     });
-    req.setTimeout(limits.timeoutMs, () => req.destroy(new BundleFetchError(`no answer within ${limits.timeoutMs} ms`)));
+    req.setTimeout(limits.timeoutMs, () =>
+      req.destroy(new BundleFetchError(`no answer within ${limits.timeoutMs} ms`)),
+    );
     req.on("error", (e) => reject(e instanceof BundleFetchError ? e : new BundleFetchError(e.message)));
     req.end();
   });

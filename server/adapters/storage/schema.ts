@@ -472,4 +472,3 @@ export const scepNonces = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.transactionId, t.senderNonce] }), index("scep_nonces_seen_at").on(t.seenAt)],
 );
-

@@ -64,7 +64,8 @@ export class TrustBundles {
     const caller: Caller = { actor: "anonymous" };
     try {
       const auth = await authenticateClientCertificate(this.deps, peer.client, caller);
-      if (auth.expiredFor !== undefined) throw forbidden("client_certificate_expired", "client certificate has expired");
+      if (auth.expiredFor !== undefined)
+        throw forbidden("client_certificate_expired", "client certificate has expired");
       if (auth.supersedes) {
         throw forbidden("client_certificate_superseded", "client certificate has been superseded; use the current one");
       }

@@ -1,6 +1,6 @@
 import { type Context, Hono } from "hono";
-import type { Authority } from "../../authority/authority.ts";
 import { asAuthorityError } from "../../authority/audit.ts";
+import type { Authority } from "../../authority/authority.ts";
 import type { PeerInfo } from "../../ports/client-identity.ts";
 import type { AppEnv } from "../http/env.ts";
 import { textErrorResponse } from "../http/errors.ts";

@@ -1,5 +1,5 @@
 import { bundleRevisions, federatedBundles, jwtKeys } from "../schema.ts";
-import { raw, rowInsert, upsertRow, toDriver, type WriteTable, writeOfFields } from "./write-entry.ts";
+import { raw, rowInsert, toDriver, upsertRow, type WriteTable, writeOfFields } from "./write-entry.ts";
 
 /** Writes of the trust domain's bundle (JWT keys, revisions) and of the federated bundles. */
 export const trustBundleWrites = {
