@@ -26,22 +26,20 @@ export class SealedJwtKeyVault implements JwtKeyVault {
     const subtle = crypto.subtle;
     this.subtle = subtle;
     if (secret.length < 32) throw new Error("the JWT key sealing secret must have at least 32 characters");
-    this.wrapping = subtle
-      .importKey("raw", utf8.encode(secret), "HKDF", false, ["deriveKey"])
-      .then((ikm) =>
-        subtle.deriveKey(
-          {
-            name: "HKDF",
-            hash: "SHA-256",
-            salt: new Uint8Array(32),
-            info: utf8.encode("edgeid jwt-svid signing key v1"),
-          },
-          ikm,
-          { name: "AES-GCM", length: 256 },
-          false,
-          ["encrypt", "decrypt"],
-        ),
-      );
+    this.wrapping = subtle.importKey("raw", utf8.encode(secret), "HKDF", false, ["deriveKey"]).then((ikm) =>
+      subtle.deriveKey(
+        {
+          name: "HKDF",
+          hash: "SHA-256",
+          salt: new Uint8Array(32),
+          info: utf8.encode("edgeid jwt-svid signing key v1"),
+        },
+        ikm,
+        { name: "AES-GCM", length: 256 },
+        false,
+        ["encrypt", "decrypt"],
+      ),
+    );
   }
 
   async keep(kid: string, privateKey: CryptoKey): Promise<string> {
