@@ -5,7 +5,17 @@ import { SealedJwtKeyVault } from "../../server/adapters/sealed-jwt-key-vault.ts
 import { createApp } from "../../server/app.ts";
 import type { SpiffeBundle } from "../../server/authority/trust-bundles.ts";
 import { createPublicApp } from "../../server/public-app.ts";
-import { createToken, crypto, generateKeys, type Harness, harness, makeCsr, peer } from "../support/fixtures.ts";
+import {
+  createToken,
+  crypto,
+  generateKeys,
+  type Harness,
+  harness,
+  makeCsr,
+  makeTestCa,
+  peer,
+  T0,
+} from "../support/fixtures.ts";
 
 let h: Harness;
 let client: Uint8Array[] | undefined;
@@ -102,6 +112,18 @@ describe("the SPIFFE bundle", () => {
     await h.authority.trustBundles.rotate();
     const after = (await (await publicApp.request("http://b.test/spiffe/bundle")).json()) as SpiffeBundle;
     expect(after.spiffe_sequence).toBe(1);
+  });
+
+  it("a new trust anchor is a new revision too, audited with its reason", async () => {
+    await h.authority.trustBundles.rotate();
+    const other = await makeTestCa(T0, "Next");
+    h.deps.ca = other.issuing;
+    const r = await h.authority.trustBundles.rotate();
+    expect(r).toEqual({ created: [], removed: [], sequence: 2 });
+    const bundle = await h.authority.trustBundles.bundle();
+    expect(bundle.keys.find((k) => k.use === "x509-svid")?.x5c).toEqual([Buffer.from(other.root).toString("base64")]);
+    const [changed] = await h.storage.listAudit({ action: "spiffe.bundle_changed", limit: 1 });
+    expect(changed?.detail).toEqual({ reason: "trust anchors changed", sequence: 2 });
   });
 
   it("/workload/v1/bundles gives a device with its current certificate the bundle and the federated ones", async () => {
