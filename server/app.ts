@@ -11,6 +11,7 @@ import { type AppLogger, peerOnce, useErrorHandler, useRequestLog } from "./fron
 import { operatorApi } from "./frontends/operator-api/routes.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
 import { scepRoutes } from "./frontends/scep/routes.ts";
+import { spiffeBundleRoutes, workloadBundleRoutes } from "./frontends/spiffe/routes.ts";
 import { base64url } from "./pki/base64.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
@@ -68,6 +69,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       crlOf: (ca) => deps.responders.currentCrl(ca)?.der,
     }),
   );
+  // The SPIFFE bundle (also on the public listener), and the devices' view of the bundles (mutual TLS).
+  app.route("/", spiffeBundleRoutes({ authority: deps.authority, peer }));
+  app.route("/", workloadBundleRoutes({ authority: deps.authority, peer }));
   // The operator API carries its own base path (/api/v1), which its OpenAPI document names.
   app.route(
     "/",

@@ -5,11 +5,13 @@ import type { AppEnv } from "./frontends/http/env.ts";
 import { type AppLogger, peerOnce, useErrorHandler, useRequestLog } from "./frontends/http/request-log.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
 import { scepRoutes } from "./frontends/scep/routes.ts";
+import { spiffeBundleRoutes } from "./frontends/spiffe/routes.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
 /**
  * The public listener's application: plain HTTP, so only what is public and either
- * signed or not secret — CRLs, OCSP, CA certificates (`/pki/…`), SCEP (`/scep/…`) — and never anything
+ * signed or not secret — CRLs, OCSP, CA certificates (`/pki/…`), SCEP (`/scep/…`), the SPIFFE
+ * bundle (`/spiffe/bundle`) — and never anything
  * that authenticates a client or an operator (a token or a session cookie sent here
  * would cross the network in clear). Everything else is 404: EST (RFC 7030 §3.3 requires
  * TLS, `cacerts` included), the operator API, the dashboard, `/metrics`.
@@ -41,6 +43,8 @@ export const PUBLIC_ROUTES: readonly PublicRoutes[] = [
       maxBodyBytes: d.maxBodyBytes,
       crlOf: (ca) => d.responders.currentCrl(ca)?.der,
     }),
+  // The SPIFFE bundle (public keys and trust anchors; `https_web` federation may also use the HTTPS listener).
+  (d) => spiffeBundleRoutes({ authority: d.authority, peer: d.peer }),
 ];
 
 export interface PublicAppDeps {

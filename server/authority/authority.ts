@@ -21,6 +21,7 @@ import { Enrollments } from "./resources/enrollments.ts";
 import { Fleet } from "./resources/fleet.ts";
 import { Operators } from "./resources/operators.ts";
 import { Tokens } from "./resources/tokens.ts";
+import { TrustBundles } from "./resources/trust-bundles.ts";
 import { type ScepReply, type ScepRequest, scepCaCertificates, scepCapabilities, scepOperation } from "./scep.ts";
 import { type CreatedToken, type CreateTokensRequest, createTokens } from "./tokens.ts";
 
@@ -49,6 +50,8 @@ export class Authority {
   readonly fleet: Fleet;
   /** The server's side of the MQTT contract, for the fleet loop. */
   readonly broker: Broker;
+  /** The SPIFFE bundle, the JWT-SVID keys and the federated bundles. */
+  readonly trustBundles: TrustBundles;
   /** Refused requests: audited within a budget per client, aggregated past it. */
   readonly refusals: Refusals;
 
@@ -64,6 +67,7 @@ export class Authority {
     this.operators = new Operators(door);
     this.fleet = new Fleet(door);
     this.broker = new Broker(door);
+    this.trustBundles = new TrustBundles(deps, this.refusals);
   }
 
   /** The configuration the frontends render by (trust domain, limits, fleet settings). */

@@ -5,6 +5,7 @@ import type { Digest } from "../ports/digest.ts";
 import type { ScepRa } from "../ports/scep-ra.ts";
 import type { Signer } from "../ports/signer.ts";
 import type { Storage } from "../ports/storage.ts";
+import type { JwtKeyVault } from "../ports/trust-bundles.ts";
 import type { SignatureVerifier } from "../ports/verifier.ts";
 
 /** The issuing CA as the core sees it: certificate facts plus a signer. */
@@ -42,6 +43,8 @@ export interface AuthorityDeps {
   idevidAnchors: Map<string, CertificateSummary[]>;
   /** The SCEP registration authority's key, where SCEP is offered (it needs the RSA hierarchy); read per request, as it is renewed. */
   scepRa?: () => ScepRa | undefined;
+  /** Where the JWT-SVID signing keys' private halves are kept; without it no JWT key is made or used. */
+  jwtKeys?: JwtKeyVault;
   /** Called after a revocation is committed: the responders refresh at once. */
   onRevocation?: () => Promise<void>;
   /** Called after commands were queued: the fleet loop publishes them at once. */

@@ -348,6 +348,50 @@ export const configSchema = z.object({
       cloneTakeovers: z.number().int().min(1).default(2),
     })
     .prefault({}),
+  /** The trust domain's SPIFFE bundle (`GET /spiffe/bundle`) and its JWT-SVID signing keys. */
+  spiffe: z
+    .object({
+      /** How long one JWT signing key signs before the next one takes over. */
+      jwtKeyLifetime: duration
+        .default(7 * 86400)
+        .refine((s) => s >= 3600, "at least 1h (a key outlives its tokens by the 1h JWT-SVID maximum)"),
+      /** spiffe_refresh_hint: how often relying parties should fetch the bundle again, in seconds. */
+      refreshHint: duration.default(300).refine((s) => s >= 30 && s <= 86400, "between 30s and 1d"),
+    })
+    .prefault({}),
+  /** Other trust domains whose SPIFFE bundles this server fetches and hands to workloads. */
+  federation: z
+    .array(
+      z
+        .object({
+          trustDomain: z
+            .string()
+            .regex(/^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/, "a trust domain is a lowercase DNS-like name"),
+          /** The foreign SPIFFE bundle endpoint (https). */
+          bundleEndpointUrl: z.url().refine((u) => u.startsWith("https://"), "an https:// URL"),
+          /**
+           * https_web: the endpoint's certificate is checked like any HTTPS server's (the
+           * system CAs, or `caFile`); https_spiffe: it must be an X.509-SVID of
+           * `endpointSpiffeId` chaining to the foreign bundle held (first `trustBundle`).
+           */
+          profile: z.enum(["https_web", "https_spiffe"]),
+          endpointSpiffeId: z
+            .string()
+            .regex(/^spiffe:\/\/[a-z0-9.-]+(\/[A-Za-z0-9._-]+)*$/, "a SPIFFE ID")
+            .optional(),
+          /** https_spiffe: the foreign bundle to start from (a JWKS, or PEM certificates). */
+          trustBundle: z.string().min(1).optional(),
+          /** https_web: PEM CA certificates to trust instead of the system's (a private CA). */
+          caFile: z.string().min(1).optional(),
+        })
+        .superRefine((f, ctx) => {
+          if (f.profile === "https_spiffe" && (!f.endpointSpiffeId || !f.trustBundle)) {
+            ctx.addIssue({ code: "custom", message: "https_spiffe needs endpointSpiffeId and trustBundle" });
+          }
+        }),
+    )
+    .default([])
+    .refine((list) => new Set(list.map((f) => f.trustDomain)).size === list.length, "one entry per trust domain"),
   profiles: z
     .record(profileName, profileSchema)
     .default(() => ({ device: profileSchema.parse({ description: "Short-lived device identity" }) }))

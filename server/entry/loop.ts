@@ -14,6 +14,7 @@ import { pino } from "pino";
 import { nodeCoreDeps } from "../adapters/node/core-deps.ts";
 import { dataPaths, loadIssuingCas } from "../adapters/node/data-dir.ts";
 import { createListeners } from "../adapters/node/http-limits.ts";
+import { JwtKeyFiles } from "../adapters/node/jwt-key-files.ts";
 import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { LoopLink } from "../adapters/node/loops.ts";
 import { REFUSAL_FLUSH_MS, nodeScheduler as scheduler } from "../adapters/node/scheduler.ts";
@@ -63,6 +64,7 @@ async function main(data: LoopData, link: LoopLink): Promise<void> {
     verifier,
     publicUrl: data.revocationUrl,
     idevidAnchors: manufacturerAnchors(data.dataDir, config),
+    jwtKeys: new JwtKeyFiles(dataPaths(data.dataDir).jwtKeys, data.passphrase),
   });
   const responders = new RevocationResponders(deps, undefined, "follow");
   for (const crl of data.crls) responders.adopt(crl);

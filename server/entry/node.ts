@@ -5,6 +5,7 @@ import { type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import type { Logger } from "pino";
+import { FederationFetcher } from "../adapters/node/bundle-fetcher.ts";
 import { nodeCoreDeps } from "../adapters/node/core-deps.ts";
 import {
   dataPaths,
@@ -19,11 +20,12 @@ import {
 import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embedded-broker.ts";
 import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
 import { createListeners } from "../adapters/node/http-limits.ts";
+import { JwtKeyFiles } from "../adapters/node/jwt-key-files.ts";
 import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { LoopHub, loopCount } from "../adapters/node/loops.ts";
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
 import { ensureScepRa } from "../adapters/node/scep-ra.ts";
-import { nodeScheduler, REFUSAL_FLUSH_MS } from "../adapters/node/scheduler.ts";
+import { JWT_ROTATION_MS, nodeScheduler, REFUSAL_FLUSH_MS } from "../adapters/node/scheduler.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
@@ -236,7 +238,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // One worker: with the event loop on one core, the other is left to OpenSSL
   // (signature checks, CA signatures on libuv's pool, TLS) and to whatever else runs.
   const verifier = new WorkerVerifier(1);
-  const deps = nodeCoreDeps({ config, storage, cas, verifier, publicUrl: revocation.url, idevidAnchors });
+  const deps = nodeCoreDeps({
+    config,
+    storage,
+    cas,
+    verifier,
+    publicUrl: revocation.url,
+    idevidAnchors,
+    jwtKeys: new JwtKeyFiles(dataPaths(opts.dataDir).jwtKeys, passphrase.passphrase),
+  });
   deps.scepRa = () => scepRa?.ra;
   const log = opts.logger;
   const logAt = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) =>
@@ -405,6 +415,30 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
   // Expiry alerts and the hourly audit run with or without a broker.
   fleet.start();
+  // JWT-SVID keys: the schedule applied before the first request, then every minute.
+  const rotateJwtKeys = async () => {
+    const r = await authority.trustBundles.rotate();
+    if (r.created.length || r.removed.length) {
+      logAt("info", "JWT-SVID keys rotated", { created: r.created, removed: r.removed, sequence: r.sequence });
+    }
+  };
+  await rotateJwtKeys();
+  const jwtRotation = nodeScheduler.every(JWT_ROTATION_MS, () => {
+    rotateJwtKeys().catch((err: unknown) => logAt("error", "JWT-SVID key rotation failed", { err }));
+  });
+  // Federated trust domains' bundles: fetched when due, the last good copy kept in the database.
+  const federation = new FederationFetcher({
+    authority,
+    targets: config.federation,
+    caFiles: new Map(
+      config.federation.flatMap((f) =>
+        f.caFile ? [[f.trustDomain, readFileSync(resolveInDataDir(opts.dataDir, f.caFile), "utf8")] as const] : [],
+      ),
+    ),
+    scheduler: nodeScheduler,
+    log: (level, msg, fields) => logAt(level, msg, fields),
+  });
+  await federation.start();
   // Refusal windows close on the next refusal; this writes the aggregates of quiet ones too.
   const refusalFlush = nodeScheduler.every(REFUSAL_FLUSH_MS, () => {
     authority.refusals.flush().catch((err: unknown) => logAt("error", "refusal aggregates were not written", { err }));
@@ -509,6 +543,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     clearInterval(renewal);
     clearInterval(externalRenewal);
     refusalFlush.cancel();
+    jwtRotation.cancel();
+    federation.stop();
     responders.stop();
     fleet.stop();
     // The brokers first: their sessions are closed in the database before it closes.

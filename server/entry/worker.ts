@@ -1,8 +1,10 @@
 import type { Hono } from "hono";
+import { SealedJwtKeyVault } from "../adapters/sealed-jwt-key-vault.ts";
 import { type D1Like, D1Storage } from "../adapters/storage/d1-storage.ts";
 import { systemClock } from "../adapters/system-clock.ts";
 import { WebCryptoEcdsaSigner, WebCryptoRsaSigner } from "../adapters/webcrypto-signer.ts";
 import { webhookNotifier } from "../adapters/webhook.ts";
+import { refreshFederatedBundles } from "../adapters/workers/bundle-fetch.ts";
 import { workersPeer } from "../adapters/workers/peer.ts";
 import { createApp } from "../app.ts";
 import { SERVER_ACTOR } from "../authority/actor.ts";
@@ -40,6 +42,12 @@ export interface WorkerEnv {
    * by the public app only (CRL, OCSP, CA certificates); everything else is 404 there.
    */
   PUBLIC_HTTP_URL?: string;
+  /**
+   * Optional secret (at least 32 characters): seals the JWT-SVID signing keys kept in D1
+   * (AES-256-GCM under an HKDF-SHA256 key). Without it, the CA_KEY secret is the input
+   * keying material.
+   */
+  JWT_KEY_SECRET?: string;
   /** Secret: the HMAC key for the expiry-alert webhook's X-Edgeid-Signature (config alerts.webhook). */
   ALERTS_WEBHOOK_SECRET?: string;
 }
@@ -112,6 +120,7 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
     // One origin serves both schemes; certificates name the http one when it is configured.
     publicUrl: revocationBase({ publicUrl: env.PUBLIC_URL ?? config.publicUrl, publicHttpUrl }, { https: origin }).url,
     idevidAnchors: new Map(),
+    jwtKeys: new SealedJwtKeyVault(crypto, env.JWT_KEY_SECRET ?? env.CA_KEY),
   };
   const responders = new RevocationResponders(deps);
   deps.onRevocation = () => responders.revoked();
@@ -121,6 +130,9 @@ async function build(env: WorkerEnv, origin: string): Promise<Built> {
   // Expiry alerts go to the webhook only (no broker to publish them on).
   const webhook = config.alerts.webhook;
   const authority = new Authority(deps);
+  // The JWT key schedule, at every isolate's start (a first key exists before the first
+  // JWT-SVID or bundle request) and at every Cron Trigger.
+  await authority.trustBundles.rotate();
   const fleet = new FleetLoop({
     authority,
     link: { publish: async () => undefined, disconnect: async () => 0, connectedDevices: () => undefined },
@@ -214,8 +226,17 @@ export default {
     await b.responders.tick();
     const alerts = await b.fleet.alerts();
     const report = b.config.fleet.auditInterval > 0 ? await b.fleet.audit(SERVER_ACTOR) : undefined;
+    const jwt = await b.authority.trustBundles.rotate();
+    const federated = await refreshFederatedBundles(b.authority, b.config.federation, fetch, log);
     // Refusal windows of this isolate that closed since its last refusal: their aggregate records.
     await b.authority.refusals.flush();
-    log({ msg: "scheduled run", alerts: alerts.length, findings: report?.findings.length ?? null });
+    log({
+      msg: "scheduled run",
+      alerts: alerts.length,
+      findings: report?.findings.length ?? null,
+      jwtKeysCreated: jwt.created.length,
+      jwtKeysRemoved: jwt.removed.length,
+      federated,
+    });
   },
 };

@@ -12,6 +12,8 @@
  * one key, one identity is the primary key of `device_keys`.
  */
 
+import type { TrustBundleReads, TrustBundleWrite } from "./trust-bundles.ts";
+
 export type DeviceStatus = "pending" | "active" | "revoked" | "decommissioned";
 export type CertificateStatus = "valid" | "revoked";
 export type IssuanceMethod = "token" | "reenroll" | "idevid" | "operator" | "gateway";
@@ -411,6 +413,7 @@ export const KEY_HOLDER_CONSTRAINT = "device_keys.key_fingerprint";
 
 export type Write =
   | { kind: "require"; precondition: Precondition }
+  | TrustBundleWrite
   | { kind: "upsertDevice"; device: DeviceRecord }
   /**
    * Also claims the certificate's key for its device: a key another device holds fails
@@ -559,7 +562,7 @@ export interface AuditQuery {
   limit: number;
 }
 
-export interface Storage extends FleetAuditReads {
+export interface Storage extends FleetAuditReads, TrustBundleReads {
   getDevice(id: string): Promise<DeviceRecord | undefined>;
   listDevices(query: DeviceQuery): Promise<DeviceRecord[]>;
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;

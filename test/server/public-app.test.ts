@@ -67,8 +67,8 @@ describe("the public app", () => {
   });
 
   it("is composed from PUBLIC_ROUTES, and from a given list", async () => {
-    // CRL/OCSP/CA certificates, and SCEP.
-    expect(PUBLIC_ROUTES).toHaveLength(2);
+    // CRL/OCSP/CA certificates, SCEP, and the SPIFFE bundle.
+    expect(PUBLIC_ROUTES).toHaveLength(3);
     const bare = createPublicApp(
       {
         authority: h.authority,
@@ -79,6 +79,8 @@ describe("the public app", () => {
       [],
     );
     expect((await bare.request("http://pki.test/pki/crl/issuing-p256.crl")).status).toBe(404);
+    expect((await bare.request("http://pki.test/spiffe/bundle")).status).toBe(404);
+    expect((await app.request("http://pki.test/spiffe/bundle")).status).toBe(200);
     expect((await bare.request("http://pki.test/healthz")).status).toBe(200);
   });
 });

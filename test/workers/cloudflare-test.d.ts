@@ -6,6 +6,8 @@ declare module "cloudflare:test" {
     TEST_MIGRATIONS: unknown[];
     EDGEID_CONFIG: string;
     CA_CHAIN: string;
+    /** The issuing CA's key (a secret binding); without JWT_KEY_SECRET it also seals the JWT keys. */
+    CA_KEY: string;
   };
   export const SELF: {
     fetch(input: string, init?: RequestInit & { cf?: Record<string, unknown> }): Promise<Response>;

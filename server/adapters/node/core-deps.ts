@@ -3,6 +3,7 @@ import type { AuthorityDeps, IssuingCa } from "../../authority/deps.ts";
 import { type Config, profilesOf } from "../../config/schema.ts";
 import type { CertificateSummary } from "../../pki/certificate.ts";
 import type { Storage } from "../../ports/storage.ts";
+import type { JwtKeyVault } from "../../ports/trust-bundles.ts";
 import type { SignatureVerifier } from "../../ports/verifier.ts";
 import { systemClock } from "../system-clock.ts";
 import { ISSUING_CA_NAME } from "./data-dir.ts";
@@ -23,6 +24,8 @@ export function nodeCoreDeps(o: {
   verifier: SignatureVerifier;
   publicUrl: string;
   idevidAnchors?: Map<string, CertificateSummary[]>;
+  /** Where the JWT-SVID signing keys are kept (jwt-key-files.ts). */
+  jwtKeys?: JwtKeyVault;
 }): AuthorityDeps {
   return {
     config: o.config,
@@ -36,5 +39,6 @@ export function nodeCoreDeps(o: {
     verifier: o.verifier,
     publicUrl: o.publicUrl,
     idevidAnchors: o.idevidAnchors ?? new Map(),
+    ...(o.jwtKeys ? { jwtKeys: o.jwtKeys } : {}),
   };
 }

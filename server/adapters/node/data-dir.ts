@@ -55,6 +55,8 @@ export function dataPaths(dir: string) {
     tlsRsaCert: join(root, "tls", "server-rsa.pem"),
     tlsRsaKey: join(root, "tls", "server-rsa.key"),
     devPassphrase: join(root, "secrets", "ca-passphrase"),
+    /** JWT-SVID signing keys, one encrypted file per kid (adapters/node/jwt-key-files.ts). */
+    jwtKeys: join(root, "jwt"),
   };
 }
 

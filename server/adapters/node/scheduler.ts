@@ -16,3 +16,6 @@ export const nodeScheduler: Scheduler = {
 
 /** How often an event loop writes the aggregated refusals of windows that closed. */
 export const REFUSAL_FLUSH_MS = 15_000;
+
+/** How often the main thread applies the JWT-SVID key schedule (keys are published a key lifetime ahead). */
+export const JWT_ROTATION_MS = 60_000;

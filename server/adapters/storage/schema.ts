@@ -394,6 +394,44 @@ export const fleetAuditRuns = sqliteTable("fleet_audit_runs", {
   findings: text("findings", { mode: "json" }).$type<StoredFinding[]>().notNull(),
 });
 
+/**
+ * The trust domain's JWT-SVID signing keys (ES256): in the SPIFFE bundle from creation
+ * until `removed_at`, signing from `activates_at` until `retires_at`. `sealed_key` is the
+ * private key sealed with a key from the Worker's secrets (Workers); null on Node, where
+ * the private key is an encrypted file in the data directory.
+ */
+export const jwtKeys = sqliteTable(
+  "jwt_keys",
+  {
+    kid: text("kid").primaryKey(),
+    publicJwk: text("public_jwk", { mode: "json" }).$type<JsonWebKey>().notNull(),
+    sealedKey: text("sealed_key"),
+    createdAt: ms("created_at").notNull(),
+    activatesAt: ms("activates_at").notNull(),
+    retiresAt: ms("retires_at").notNull(),
+    removedAt: ms("removed_at").notNull(),
+  },
+  (t) => [index("jwt_keys_removed_at").on(t.removedAt)],
+);
+
+/** Each change of the published bundle: the newest sequence is the bundle's spiffe_sequence. */
+export const bundleRevisions = sqliteTable("bundle_revisions", {
+  sequence: integer("sequence").primaryKey(),
+  at: ms("at").notNull(),
+  digest: text("digest").notNull(),
+  reason: text("reason").notNull(),
+});
+
+/** The last good copy of each federated trust domain's bundle. */
+export const federatedBundles = sqliteTable("federated_bundles", {
+  trustDomain: text("trust_domain").primaryKey(),
+  jwks: text("jwks").notNull(),
+  sequence: integer("sequence"),
+  endpoint: text("endpoint").notNull(),
+  fetchedAt: ms("fetched_at").notNull(),
+  refreshAt: ms("refresh_at").notNull(),
+});
+
 export const schema = {
   devices,
   certificates,
@@ -414,6 +452,9 @@ export const schema = {
   writeGuards,
   dashboardSessions,
   fleetAuditRuns,
+  jwtKeys,
+  bundleRevisions,
+  federatedBundles,
 };
 
 export { sql };
