@@ -11,6 +11,7 @@ import { mqttReaders } from "./readers/mqtt.ts";
 import { operatorReaders } from "./readers/operators.ts";
 import { revocationReaders } from "./readers/revocations.ts";
 import { tokenReaders } from "./readers/tokens.ts";
+import { workloadReaders } from "./readers/workloads.ts";
 import type { CompiledWrite } from "./sqlite-batch.mjs";
 import { writeEntry } from "./writes/registry.ts";
 import type { AuditSealing, StatementTemplate, WriteEntry } from "./writes/write-entry.ts";
@@ -18,13 +19,15 @@ import type { AuditSealing, StatementTemplate, WriteEntry } from "./writes/write
 export type { Db, Prepared } from "./readers/connection.ts";
 
 /** The readers of every aggregate (readers/*.ts), over one connection. */
-const AggregateReaders = fleetAuditReaders(
+const AggregateReaders = workloadReaders(
+  fleetAuditReaders(
   mqttReaders(
     auditReaders(
       operatorReaders(
         enrollmentReaders(tokenReaders(revocationReaders(certificateReaders(deviceReaders(StorageConnection))))),
       ),
     ),
+  ),
   ),
 );
 

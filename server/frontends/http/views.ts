@@ -77,7 +77,7 @@ export const CertificateSchema = z
     notBefore: time,
     notAfter: time,
     fingerprint: z.string(),
-    method: z.enum(["token", "reenroll", "idevid", "operator", "gateway"]),
+    method: z.enum(["token", "reenroll", "idevid", "operator", "gateway", "workload"]),
     replacesSerial: z.string().nullable(),
     issuedAt: time,
     revokedAt: time,
@@ -102,6 +102,30 @@ export function certificateView(c: CertificateRecord): z.infer<typeof Certificat
     revokedAt: iso(c.revokedAt),
     revocationReason:
       c.status === "revoked" ? (REASON_NAMES[c.revocationReason ?? 0] ?? String(c.revocationReason)) : null,
+  };
+}
+
+export const WorkloadSvidSchema = z
+  .object({
+    spiffeId: z.string(),
+    entryId: z.string(),
+    serial: z.string(),
+    notAfter: time,
+    status: z.enum(["valid", "revoked", "expired"]),
+    issuedAt: time,
+    revokedAt: time,
+  })
+  .openapi("WorkloadSvid", { description: "A workload X.509-SVID issued to the device (never its key)." });
+
+export function workloadSvidView(c: CertificateRecord, now: Date): z.infer<typeof WorkloadSvidSchema> {
+  return {
+    spiffeId: c.spiffeId ?? "",
+    entryId: c.workloadEntryId ?? "",
+    serial: c.serial,
+    notAfter: iso(c.notAfter),
+    status: c.status === "revoked" ? "revoked" : c.notAfter.getTime() <= now.getTime() ? "expired" : "valid",
+    issuedAt: iso(c.issuedAt),
+    revokedAt: iso(c.revokedAt),
   };
 }
 
@@ -426,6 +450,7 @@ export const DeviceDetailSchema = DeviceSchema.extend({
   owner: z.string().nullable(),
   location: z.string().nullable(),
   certificates: z.array(CertificateSchema),
+  workloadSvids: z.array(WorkloadSvidSchema),
   tokens: z.array(TokenSchema),
   idevid: IdevidSchema.nullable(),
   reported: ReportedStatusSchema.nullable(),
@@ -441,6 +466,7 @@ export function deviceDetailView(d: DeviceDetail, trustDomain: string, now: Date
     owner: d.metadata?.owner ?? null,
     location: d.metadata?.location ?? null,
     certificates: d.certificates.map(certificateView),
+    workloadSvids: d.workloadSvids.map((c) => workloadSvidView(c, now)),
     tokens: d.tokens.map((t) => tokenView(t, now)),
     idevid: d.idevid ? idevidView(d.idevid) : null,
     reported: d.reported ? reportedStatusView(d.reported) : null,

@@ -7,6 +7,7 @@ import { mqttWrites } from "./mqtt.ts";
 import { operatorWrites } from "./operators.ts";
 import { PRECONDITIONS } from "./preconditions.ts";
 import { tokenWrites } from "./tokens.ts";
+import { workloadWrites } from "./workloads.ts";
 import type { WriteEntry, WriteTable } from "./write-entry.ts";
 
 /** Every kind of write, by kind (a kind without an entry does not compile). */
@@ -18,6 +19,7 @@ const WRITES: WriteTable = {
   ...operatorWrites,
   ...auditWrites,
   ...mqttWrites,
+  ...workloadWrites,
 };
 
 /** The entry of a write: by its kind, and for a `require` by its precondition. */
