@@ -11,6 +11,7 @@ import { type AppLogger, peerOnce, useErrorHandler, useRequestLog } from "./fron
 import { operatorApi } from "./frontends/operator-api/routes.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
 import { scepRoutes } from "./frontends/scep/routes.ts";
+import { workloadRoutes } from "./frontends/workload/routes.ts";
 import { base64url } from "./pki/base64.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
@@ -68,6 +69,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       crlOf: (ca) => deps.responders.currentCrl(ca)?.der,
     }),
   );
+  // Workload identity for the device's agent (mutual TLS with the device certificate).
+  app.route("/", workloadRoutes({ authority: deps.authority, peer }));
   // The operator API carries its own base path (/api/v1), which its OpenAPI document names.
   app.route(
     "/",

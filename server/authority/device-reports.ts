@@ -52,7 +52,10 @@ export async function admitMqttClient(deps: ReportDeps, refusals: Refusals, req:
     claimed = cert.deviceId;
     // A workload's SVID is the workload's identity, not its device's.
     if (cert.workloadEntryId) {
-      throw forbidden("workload_svid", "a workload SVID does not identify its device; connect with the device certificate");
+      throw forbidden(
+        "workload_svid",
+        "a workload SVID does not identify its device; connect with the device certificate",
+      );
     }
     if (cert.status === "revoked") throw forbidden("certificate_revoked", "the certificate is revoked");
     const now = deps.clock.now().getTime();

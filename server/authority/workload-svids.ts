@@ -187,12 +187,19 @@ async function authenticate(deps: AuthorityDeps, peer: PeerInfo, caller: Caller)
   return { certificate, device };
 }
 
-async function applicableEntry(deps: AuthorityDeps, device: DeviceRecord, entryId: string): Promise<WorkloadEntryRecord> {
+async function applicableEntry(
+  deps: AuthorityDeps,
+  device: DeviceRecord,
+  entryId: string,
+): Promise<WorkloadEntryRecord> {
   // The entries served are the ones issued for: an entry past the per-device limit is neither.
   const entry = (await deps.storage.workloadEntriesFor(device, MAX_ENTRIES_PER_DEVICE)).find((e) => e.id === entryId);
   // An entry that exists but names other devices is refused like one that does not exist.
   if (!entry) {
-    throw forbidden("entry_not_applicable", `no workload entry ${String(entryId).slice(0, 64)} applies to device ${device.id}`);
+    throw forbidden(
+      "entry_not_applicable",
+      `no workload entry ${String(entryId).slice(0, 64)} applies to device ${device.id}`,
+    );
   }
   return entry;
 }
@@ -268,7 +275,8 @@ async function checkSvidCsr(deps: AuthorityDeps, der: Uint8Array, entryId: strin
     if (err instanceof CsrError) throw badRequest("csr_signature_algorithm", err.message, err);
     throw err;
   }
-  if (!ok) throw badRequest("csr_signature_invalid", `entry ${entryId}: the CSR signature does not verify with its key`);
+  if (!ok)
+    throw badRequest("csr_signature_invalid", `entry ${entryId}: the CSR signature does not verify with its key`);
   return { csr, keyFingerprint: await sha256Hex(deps.digest, csr.spki) };
 }
 
@@ -295,7 +303,10 @@ async function checkWorkloadKey(
   );
   const holders = await deps.storage.listKeyHolders([keyFingerprint], 10);
   if (other || holders.some((h) => h !== device.id)) {
-    throw forbidden("key_in_use", `entry ${entryId}: this key belongs to another workload; generate a key per workload`);
+    throw forbidden(
+      "key_in_use",
+      `entry ${entryId}: this key belongs to another workload; generate a key per workload`,
+    );
   }
 }
 
@@ -309,7 +320,8 @@ async function issueX509Svids(
     throw badRequest("bad_batch", `a batch asks for 1-${MAX_ENTRIES_PER_DEVICE} SVIDs`);
   }
   const ids = requests.map((r) => r.entryId);
-  if (new Set(ids).size !== ids.length) throw badRequest("duplicate_entry", "each entry is asked for at most once per batch");
+  if (new Set(ids).size !== ids.length)
+    throw badRequest("duplicate_entry", "each entry is asked for at most once per batch");
   const { device, certificate: presented } = await authenticate(deps, peer, caller);
   const applicable = new Map(
     (await deps.storage.workloadEntriesFor(device, MAX_ENTRIES_PER_DEVICE)).map((e) => [e.id, e] as const),
@@ -317,7 +329,10 @@ async function issueX509Svids(
   const entries = requests.map((r) => {
     const entry = applicable.get(r.entryId);
     if (!entry) {
-      throw forbidden("entry_not_applicable", `no workload entry ${String(r.entryId).slice(0, 64)} applies to device ${device.id}`);
+      throw forbidden(
+        "entry_not_applicable",
+        `no workload entry ${String(r.entryId).slice(0, 64)} applies to device ${device.id}`,
+      );
     }
     return entry;
   });

@@ -25,7 +25,10 @@ import { REVOCATION_REASONS } from "./revoke.ts";
  * and get SVIDs for them through `authority.workloadSvids` (workload-svids.ts).
  */
 
-type EntryDeps = Pick<AuthorityDeps, "storage" | "clock" | "crypto" | "config" | "profiles" | "onCommands" | "onRevocation">;
+type EntryDeps = Pick<
+  AuthorityDeps,
+  "storage" | "clock" | "crypto" | "config" | "profiles" | "onCommands" | "onRevocation"
+>;
 
 /** The TTL of an entry's X.509-SVIDs when the operator says none: one hour. */
 export const DEFAULT_SVID_TTL = 3600;
@@ -89,7 +92,11 @@ export function checkSelector(selector: string): string {
       if (value.length > 4096) throw bad("the path is longer than 4096 characters");
       // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused.
       if (/[\u0000-\u001f\u007f]/.test(value)) throw bad("the path contains a control character");
-      if (value.split("/").some((part, i, all) => part === "." || part === ".." || (part === "" && i > 0 && i < all.length))) {
+      if (
+        value
+          .split("/")
+          .some((part, i, all) => part === "." || part === ".." || (part === "" && i > 0 && i < all.length))
+      ) {
         if (value !== "/") throw bad("the path must be normalised (no empty, '.' or '..' parts, no trailing '/')");
       }
       return selector;
@@ -145,7 +152,10 @@ function checkAudiences(audiences: readonly string[] | undefined): string[] {
   }
   for (const a of out) {
     if (typeof a !== "string" || a.length === 0 || a.length > 256 || !/^[\x21-\x7e]+$/.test(a)) {
-      throw badRequest("bad_audience", `JWT audience "${String(a).slice(0, 80)}": 1-256 printable ASCII characters, no spaces`);
+      throw badRequest(
+        "bad_audience",
+        `JWT audience "${String(a).slice(0, 80)}": 1-256 printable ASCII characters, no spaces`,
+      );
     }
   }
   if (new Set(out).size !== out.length) throw badRequest("bad_audience", "a JWT audience is given twice");
@@ -153,7 +163,11 @@ function checkAudiences(audiences: readonly string[] | undefined): string[] {
 }
 
 /** The SPIFFE ID an entry gives a workload on one device. */
-export function workloadSpiffeId(trustDomain: string, entry: Pick<WorkloadEntryRecord, "name" | "fleetWide">, deviceId: string): string {
+export function workloadSpiffeId(
+  trustDomain: string,
+  entry: Pick<WorkloadEntryRecord, "name" | "fleetWide">,
+  deviceId: string,
+): string {
   return entry.fleetWide
     ? `spiffe://${trustDomain}/workload/${entry.name}`
     : `${spiffeId(trustDomain, deviceId)}/workload/${entry.name}`;
@@ -165,7 +179,10 @@ export function entrySpiffeIdPattern(trustDomain: string, entry: WorkloadEntryRe
 }
 
 /** Whether an entry's parent names this device. */
-export function entryApplies(entry: Pick<WorkloadEntryRecord, "parentKind" | "parentValue">, device: Pick<DeviceRecord, "id" | "profile">): boolean {
+export function entryApplies(
+  entry: Pick<WorkloadEntryRecord, "parentKind" | "parentValue">,
+  device: Pick<DeviceRecord, "id" | "profile">,
+): boolean {
   switch (entry.parentKind) {
     case "device":
       return entry.parentValue === device.id;
@@ -367,7 +384,10 @@ export async function registerWorkload(
   if ((spiffe ?? `spiffe://${td}/device/${"x".repeat(64)}/workload/${name}`).length > 2048) {
     throw badRequest("bad_name", "the SPIFFE ID would be longer than 2048 bytes");
   }
-  if (device && (await deps.storage.workloadEntriesFor(device, MAX_ENTRIES_PER_DEVICE)).length >= MAX_ENTRIES_PER_DEVICE) {
+  if (
+    device &&
+    (await deps.storage.workloadEntriesFor(device, MAX_ENTRIES_PER_DEVICE)).length >= MAX_ENTRIES_PER_DEVICE
+  ) {
     throw conflict("too_many_entries", `device ${device.id} has ${MAX_ENTRIES_PER_DEVICE} entries already`);
   }
   const now = deps.clock.now();
@@ -438,8 +458,17 @@ export async function updateWorkload(
     deps,
     actor,
     [
-      { kind: "require", precondition: { name: "workload_entry_unchanged", entryId: id, revision: entry.revision ?? 0 } },
-      { kind: "updateWorkloadEntry", entry: updated, revokeSvids: reselected, at: now, reason: REVOCATION_REASONS.superseded },
+      {
+        kind: "require",
+        precondition: { name: "workload_entry_unchanged", entryId: id, revision: entry.revision ?? 0 },
+      },
+      {
+        kind: "updateWorkloadEntry",
+        entry: updated,
+        revokeSvids: reselected,
+        at: now,
+        reason: REVOCATION_REASONS.superseded,
+      },
       auditWrite({
         at: now,
         actor: actor.id,

@@ -21,13 +21,13 @@ export type { Db, Prepared } from "./readers/connection.ts";
 /** The readers of every aggregate (readers/*.ts), over one connection. */
 const AggregateReaders = workloadReaders(
   fleetAuditReaders(
-  mqttReaders(
-    auditReaders(
-      operatorReaders(
-        enrollmentReaders(tokenReaders(revocationReaders(certificateReaders(deviceReaders(StorageConnection))))),
+    mqttReaders(
+      auditReaders(
+        operatorReaders(
+          enrollmentReaders(tokenReaders(revocationReaders(certificateReaders(deviceReaders(StorageConnection))))),
+        ),
       ),
     ),
-  ),
   ),
 );
 

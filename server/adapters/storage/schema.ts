@@ -68,9 +68,7 @@ export const certificates = sqliteTable(
   (t) => [
     uniqueIndex("certificates_fingerprint").on(t.fingerprint),
     // An entry's SVIDs (revoked when it is deleted): only SVID rows are in this index.
-    index("certificates_workload_entry")
-      .on(t.workloadEntryId, t.status)
-      .where(sql`${t.workloadEntryId} IS NOT NULL`),
+    index("certificates_workload_entry").on(t.workloadEntryId, t.status).where(sql`${t.workloadEntryId} IS NOT NULL`),
     // A bootstrap token redeems exactly one certificate: the constraint that makes
     // concurrent use of one token succeed once (SQLite allows many NULLs).
     uniqueIndex("certificates_bootstrap_token").on(t.bootstrapTokenId),

@@ -5,6 +5,7 @@ import { applianceOf, spiffeId } from "../../authority/identity.ts";
 import type { DeviceDetail } from "../../authority/inventory.ts";
 import type { ExpiringRow } from "../../authority/lifecycle.ts";
 import { REASON_NAMES } from "../../authority/revoke.ts";
+import { entrySpiffeIdPattern } from "../../authority/workloads.ts";
 import type {
   CertificateRecord,
   CommandRecord,
@@ -18,6 +19,7 @@ import type {
   PendingEnrollment,
   StoredAuditEvent,
   TokenRecord,
+  WorkloadEntryRecord,
 } from "../../ports/storage.ts";
 
 /**
@@ -126,6 +128,43 @@ export function workloadSvidView(c: CertificateRecord, now: Date): z.infer<typeo
     status: c.status === "revoked" ? "revoked" : c.notAfter.getTime() <= now.getTime() ? "expired" : "valid",
     issuedAt: iso(c.issuedAt),
     revokedAt: iso(c.revokedAt),
+  };
+}
+
+export const WorkloadEntrySchema = z
+  .object({
+    id: z.string(),
+    parent: z.object({ kind: z.enum(["device", "profile", "prefix"]), value: z.string() }),
+    name: z.string(),
+    spiffeId: z.string().openapi({
+      description:
+        "the SPIFFE ID; with {device} where each device gets its own (spiffe://<td>/device/<id>/workload/<name>)",
+    }),
+    fleetWide: z.boolean(),
+    selectors: z.array(z.string()),
+    ttlSeconds: z.number().int(),
+    jwtAudiences: z.array(z.string()),
+    revision: z.number().int(),
+    createdAt: time,
+    updatedAt: time,
+    createdBy: z.string(),
+  })
+  .openapi("WorkloadEntry", { description: "A workload registration entry." });
+
+export function workloadEntryView(e: WorkloadEntryRecord, trustDomain: string): z.infer<typeof WorkloadEntrySchema> {
+  return {
+    id: e.id,
+    parent: { kind: e.parentKind, value: e.parentValue },
+    name: e.name,
+    spiffeId: entrySpiffeIdPattern(trustDomain, e),
+    fleetWide: e.fleetWide,
+    selectors: e.selectors,
+    ttlSeconds: e.ttlSeconds,
+    jwtAudiences: e.jwtAudiences,
+    revision: e.revision ?? 0,
+    createdAt: iso(e.createdAt),
+    updatedAt: iso(e.updatedAt),
+    createdBy: e.createdBy,
   };
 }
 

@@ -45,12 +45,7 @@ export const workloadWrites = {
   },
   deleteWorkloadEntry: writeOfFields(
     // Its SVIDs first: into the revocation feed (CRL, OCSP), then marked revoked.
-    raw(
-      `${REVOKED_CERTIFICATES_TO_FEED} WHERE workload_entry_id = ? AND status = 'valid'`,
-      "at",
-      "reason",
-      "entryId",
-    ),
+    raw(`${REVOKED_CERTIFICATES_TO_FEED} WHERE workload_entry_id = ? AND status = 'valid'`, "at", "reason", "entryId"),
     raw(
       `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
        WHERE workload_entry_id = ? AND status = 'valid'`,
