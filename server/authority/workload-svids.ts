@@ -102,7 +102,13 @@ export class WorkloadSvids {
   entries(peer: PeerInfo): Promise<DeviceEntries> {
     const caller: Caller = { actor: "anonymous" };
     return this.audited("workload.entries", peer, caller, async () => {
-      const { device } = await authenticate(this.deps, peer, caller);
+      const { device, certificate } = await authenticate(this.deps, peer, caller);
+      // A certificate seen in a mutual-TLS request is in use: its predecessor may no longer retry a renewal.
+      if (!certificate.firstUsedAt) {
+        await this.deps.storage.apply([
+          { kind: "markCertificateUsed", serial: certificate.serial, at: this.deps.clock.now() },
+        ]);
+      }
       const entries = await this.deps.storage.workloadEntriesFor(device, MAX_ENTRIES_PER_DEVICE);
       return {
         trustDomain: this.deps.config.trustDomain,

@@ -232,7 +232,7 @@ function parentOf(req: WorkloadParent): { kind: WorkloadParentKind; value: strin
 }
 
 /** The TTL an entry may have under its parent (checked again per device at issuance). */
-async function checkTtl(deps: EntryDeps, ttl: number | undefined, limitProfile: Profile | undefined): Promise<number> {
+function checkTtl(ttl: number | undefined, limitProfile: Profile | undefined): number {
   const value = ttl ?? DEFAULT_SVID_TTL;
   const max = maxSvidTtl(limitProfile);
   if (!Number.isInteger(value) || value < MIN_SVID_TTL || value > max) {
@@ -241,7 +241,6 @@ async function checkTtl(deps: EntryDeps, ttl: number | undefined, limitProfile: 
       `the SVID TTL is ${MIN_SVID_TTL}-${max} seconds${limitProfile ? ` for profile ${limitProfile.name}` : ""} (got ${String(value).slice(0, 20)})`,
     );
   }
-  void deps;
   return value;
 }
 
@@ -373,7 +372,7 @@ export async function registerWorkload(
   const selectors = checkSelectors(req.selectors);
   const jwtAudiences = checkAudiences(req.jwtAudiences);
   const { profile, device } = await parentProfile(deps, parent);
-  const ttlSeconds = await checkTtl(deps, req.ttl, profile);
+  const ttlSeconds = checkTtl(req.ttl, profile);
   const td = deps.config.trustDomain;
   const fleetWide = req.fleetWide === true;
   const spiffe = fleetWide
@@ -443,7 +442,7 @@ export async function updateWorkload(
   const selectors = req.selectors === undefined ? entry.selectors : checkSelectors(req.selectors);
   const jwtAudiences = req.jwtAudiences === undefined ? entry.jwtAudiences : checkAudiences(req.jwtAudiences);
   const { profile } = await parentProfile(deps, { kind: entry.parentKind, value: entry.parentValue });
-  const ttlSeconds = req.ttl === undefined ? entry.ttlSeconds : await checkTtl(deps, req.ttl, profile);
+  const ttlSeconds = req.ttl === undefined ? entry.ttlSeconds : checkTtl(req.ttl, profile);
   const now = deps.clock.now();
   const reselected = selectors.join("\n") !== entry.selectors.join("\n");
   const updated: WorkloadEntryRecord = {

@@ -6,6 +6,7 @@
 import * as x509 from "@peculiar/x509";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
+import { admitMqttClient } from "../../server/authority/device-reports.ts";
 import type { RegisterWorkloadRequest } from "../../server/authority/workloads.ts";
 import {
   createToken,
@@ -177,7 +178,11 @@ describe("workload entries and X.509-SVIDs", () => {
       await register({ devicePrefix: "plant-b-", name: "elsewhere" });
       await register({ profile: "sensor", name: "sensors", ttl: 600 });
       await register({ device: "plant-b-1", name: "theirs" });
+      const serial = (await h.storage.getDevice("plant-a-7"))?.currentSerial as string;
+      expect((await h.storage.getCertificate(serial))?.firstUsedAt ?? null).toBeNull();
       const first = await h.authority.workloadSvids.entries(peer([cert]));
+      // Seen in a mutual-TLS request: in use.
+      expect((await h.storage.getCertificate(serial))?.firstUsedAt).toEqual(h.clock.now());
       expect(first.trustDomain).toBe("example.org");
       expect(first.pollSeconds).toBe(30);
       expect(first.entries.map((e) => e.id).sort()).toEqual([own.id, byProfile.id, byPrefix.id].sort());
@@ -212,6 +217,14 @@ describe("workload entries and X.509-SVIDs", () => {
       expect((await refusal(h.authority.workloadSvids.entries(peer([svid?.certificate as Uint8Array])))).reason).toBe(
         "client_certificate_not_device",
       );
+      // Nor does it connect to the fleet broker as the device.
+      const mqtt = admitMqttClient(h.deps, h.authority.refusals, {
+        certificate: svid?.certificate as Uint8Array,
+        clientId: "gw-1",
+        remote: "127.0.0.1:5000",
+        address: "127.0.0.1",
+      });
+      expect(await refusal(mqtt)).toEqual({ code: "forbidden", reason: "workload_svid" });
       // Nor does an SVID renew the device.
       const reenroll = h.authority.reenroll({
         csr: await makeCsr(await generateKeys("P-256")),
