@@ -5,6 +5,7 @@
  */
 import * as x509 from "@peculiar/x509";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createApp } from "../../server/app.ts";
 import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
 import { admitMqttClient } from "../../server/authority/device-reports.ts";
 import type { RegisterWorkloadRequest } from "../../server/authority/workloads.ts";
@@ -458,5 +459,122 @@ describe("workload entries and X.509-SVIDs", () => {
       "entry_not_applicable",
     );
     void crypto;
+  });
+
+  describe("over HTTP", () => {
+    const ORIGIN = "https://edgeid.test";
+    let client: Uint8Array | undefined;
+    const app = () =>
+      createApp({
+        authority: h.authority,
+        responders: h.responders,
+        peer: () => ({ remoteAddress: "192.0.2.30", ...(client ? { client: { chain: [client] } } : {}) }),
+        logger: { request: () => undefined, error: () => undefined },
+      });
+
+    it("the device routes: JSON in and out, precise refusals as one line", async () => {
+      const { cert } = await enroll("gw-1");
+      const entry = await register({ device: "gw-1" });
+      client = cert;
+      const a = app();
+      const entries = await a.request(`${ORIGIN}/workload/v1/entries`);
+      expect(entries.status).toBe(200);
+      expect(entries.headers.get("content-type")).toBe("application/json");
+      expect(((await entries.json()) as { entries: { id: string }[] }).entries.map((e) => e.id)).toEqual([entry.id]);
+      const post = (body: string, type = "application/json") =>
+        a.request(`${ORIGIN}/workload/v1/x509-svids`, { method: "POST", headers: { "content-type": type }, body });
+      const csr = Buffer.from(await makeCsr(await generateKeys("P-256"))).toString("base64");
+      const ok = await post(JSON.stringify({ requests: [{ entryId: entry.id, csr }] }));
+      expect(ok.status, await ok.clone().text()).toBe(200);
+      const body = (await ok.json()) as { svids: { certificate: string; chain: string[] }[]; bundle: string[] };
+      expect(body.bundle).toEqual([Buffer.from(h.ca.root).toString("base64")]);
+      expect(parseCert(Buffer.from(body.svids[0]?.certificate as string, "base64")).subject).toBe("CN=SPIFFE workload");
+      const oneLine = async (r: Response, status: number, reason: RegExp) => {
+        expect(r.status).toBe(status);
+        expect(r.headers.get("content-type")).toMatch(/^text\/plain/);
+        const text = await r.text();
+        expect(text).toMatch(/^[^\n]+\n$/);
+        expect(text).toMatch(reason);
+      };
+      await oneLine(await post("{}", "text/plain"), 415, /application\/json/);
+      await oneLine(await post("{not json"), 400, /not JSON/);
+      await oneLine(await post(JSON.stringify({ requests: [] })), 400, /requests/);
+      await oneLine(await post(JSON.stringify({ requests: [{ entryId: entry.id, csr: "!!" }] })), 400, /base64/);
+      await oneLine(await post("x".repeat(256 * 1024 + 1)), 413, /exceeds/);
+      await oneLine(await post(JSON.stringify({ requests: [{ entryId: "we_other", csr }] })), 403, /applies/);
+      client = undefined;
+      await oneLine(await app().request(`${ORIGIN}/workload/v1/entries`), 403, /certificate/);
+      // Refusals decided before the verb are audited too.
+      const denied = (await h.storage.listAudit({ action: "workload.x509_svid", limit: 20 })).filter(
+        (r) => r.outcome === "denied",
+      );
+      expect(denied.map((r) => r.detail?.reason)).toEqual(
+        expect.arrayContaining(["wrong_content_type", "malformed_json", "bad_body", "not_base64", "payload_too_large"]),
+      );
+    });
+
+    it("the operator API and the dashboard's device page", async () => {
+      const { cert } = await enroll("gw-1");
+      const { token } = await h.authority.operators.create(CLI_ACTOR, { name: "ops", role: "operator" });
+      const a = app();
+      const api = (path: string, method = "GET", body?: unknown) =>
+        a.request(`${ORIGIN}/api/v1${path}`, {
+          method,
+          headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+          body: body ? JSON.stringify(body) : undefined,
+        });
+      const created = await api("/workloads", "POST", {
+        device: "gw-1",
+        name: "web",
+        selectors: ["unix:uid:1000"],
+        ttl: "15m",
+        jwtAudiences: ["aud"],
+      });
+      expect(created.status, await created.clone().text()).toBe(201);
+      const entry = (await created.json()) as { id: string; ttlSeconds: number; spiffeId: string };
+      expect(entry).toMatchObject({ ttlSeconds: 900, spiffeId: "spiffe://example.org/device/gw-1/workload/web" });
+      const bad = await api("/workloads", "POST", { device: "gw-1", name: "x", selectors: ["unix:uid:x"] });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { error: { code: string } }).error.code).toBe("bad_selector");
+      const listed = (await (await api("/workloads?device=gw-1")).json()) as { items: { id: string }[] };
+      expect(listed.items.map((e) => e.id)).toEqual([entry.id]);
+      expect((await api(`/workloads/${entry.id}`)).status).toBe(200);
+      const patched = await api(`/workloads/${entry.id}`, "PATCH", { selectors: ["unix:uid:1001"] });
+      expect(patched.status, await patched.clone().text()).toBe(200);
+      expect(((await patched.json()) as { selectors: string[] }).selectors).toEqual(["unix:uid:1001"]);
+      const doc = (await (await a.request(`${ORIGIN}/api/v1/openapi.json`)).json()) as {
+        paths: Record<string, unknown>;
+      };
+      expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/api/v1/workloads", "/api/v1/workloads/{id}"]));
+
+      const [svid] = (await svids(cert, [{ entryId: entry.id }])).svids;
+      const device = (await (await api("/devices/gw-1")).json()) as {
+        workloadSvids: { serial: string; spiffeId: string; entryId: string; status: string }[];
+      };
+      expect(device.workloadSvids).toEqual([
+        expect.objectContaining({
+          serial: svid?.serial,
+          spiffeId: "spiffe://example.org/device/gw-1/workload/web",
+          entryId: entry.id,
+          status: "valid",
+        }),
+      ]);
+      // The dashboard's device page lists it.
+      const login = await a.request(`${ORIGIN}/dashboard/login`, {
+        method: "POST",
+        headers: { host: "edgeid.test", origin: ORIGIN, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token }).toString(),
+      });
+      const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+      const page = await (
+        await a.request(`${ORIGIN}/dashboard/devices/gw-1`, { headers: { host: "edgeid.test", cookie } })
+      ).text();
+      expect(page).toContain('data-testid="workload-svids"');
+      expect(page).toContain(`data-serial="${svid?.serial}"`);
+
+      expect((await api(`/workloads/${entry.id}`, "DELETE")).status).toBe(200);
+      expect((await h.storage.getCertificate(svid?.serial as string))?.status).toBe("revoked");
+      expect((await api(`/workloads/${entry.id}`)).status).toBe(404);
+    });
   });
 });
