@@ -431,7 +431,8 @@ describe("workload entries and X.509-SVIDs", () => {
       const { cert } = await enroll("gw-1");
       const entry = await register({ device: "gw-1" });
       const [svid] = (await svids(cert, [{ entryId: entry.id }])).svids;
-      await h.authority.devices.revoke(OPERATOR, "gw-1", { reason: "keyCompromise" });
+      const revoked = await h.authority.devices.revoke(OPERATOR, "gw-1", { reason: "keyCompromise" });
+      expect(revoked.serials).toContain(svid?.serial);
       expect(await h.storage.getCertificate(svid?.serial as string)).toMatchObject({
         status: "revoked",
         revocationReason: 1,
