@@ -12,6 +12,7 @@ import { operatorApi } from "./frontends/operator-api/routes.ts";
 import { pkiRoutes } from "./frontends/pki/routes.ts";
 import { scepRoutes } from "./frontends/scep/routes.ts";
 import { spiffeBundleRoutes, workloadBundleRoutes } from "./frontends/spiffe/routes.ts";
+import { workloadRoutes } from "./frontends/workload/routes.ts";
 import { base64url } from "./pki/base64.ts";
 import type { PeerInfo } from "./ports/client-identity.ts";
 
@@ -72,6 +73,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // The SPIFFE bundle (also on the public listener), and the devices' view of the bundles (mutual TLS).
   app.route("/", spiffeBundleRoutes({ authority: deps.authority, peer }));
   app.route("/", workloadBundleRoutes({ authority: deps.authority, peer }));
+  // Workload identity for the device's agent (mutual TLS with the device certificate).
+  app.route("/", workloadRoutes({ authority: deps.authority, peer }));
   // The operator API carries its own base path (/api/v1), which its OpenAPI document names.
   app.route(
     "/",

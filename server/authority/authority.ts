@@ -22,8 +22,10 @@ import { Fleet } from "./resources/fleet.ts";
 import { Operators } from "./resources/operators.ts";
 import { Tokens } from "./resources/tokens.ts";
 import { TrustBundles } from "./resources/trust-bundles.ts";
+import { Workloads } from "./resources/workloads.ts";
 import { type ScepReply, type ScepRequest, scepCaCertificates, scepCapabilities, scepOperation } from "./scep.ts";
 import { type CreatedToken, type CreateTokensRequest, createTokens } from "./tokens.ts";
+import { WorkloadSvids } from "./workload-svids.ts";
 
 export interface RejectedRequest {
   action: string;
@@ -48,6 +50,10 @@ export class Authority {
   readonly audit: Audit;
   readonly operators: Operators;
   readonly fleet: Fleet;
+  /** Workload registration entries (operators). */
+  readonly workloads: Workloads;
+  /** Workload entries and SVIDs for devices (mutual TLS with the device certificate). */
+  readonly workloadSvids: WorkloadSvids;
   /** The server's side of the MQTT contract, for the fleet loop. */
   readonly broker: Broker;
   /** The SPIFFE bundle, the JWT-SVID keys and the federated bundles. */
@@ -68,6 +74,8 @@ export class Authority {
     this.fleet = new Fleet(door);
     this.broker = new Broker(door);
     this.trustBundles = new TrustBundles(deps, this.refusals);
+    this.workloads = new Workloads(door);
+    this.workloadSvids = new WorkloadSvids(deps, this.refusals);
   }
 
   /** The configuration the frontends render by (trust domain, limits, fleet settings). */

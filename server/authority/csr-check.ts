@@ -86,7 +86,7 @@ export async function checkCsr(
  * refusal says what is non-canonical and how to send it instead; the client re-encodes
  * its own key rather than the CA certifying bytes it did not send.
  */
-function requireCanonicalKey(spki: Uint8Array): void {
+export function requireCanonicalKey(spki: Uint8Array): void {
   let problem: ReturnType<typeof nonCanonical>;
   try {
     problem = nonCanonical(spki);

@@ -50,6 +50,13 @@ export async function admitMqttClient(deps: ReportDeps, refusals: Refusals, req:
     const cert = await deps.storage.getCertificateByFingerprint(fingerprint);
     if (!cert) throw unauthenticated("unknown_certificate", "this certificate was not issued by this server");
     claimed = cert.deviceId;
+    // A workload's SVID is the workload's identity, not its device's.
+    if (cert.workloadEntryId) {
+      throw forbidden(
+        "workload_svid",
+        "a workload SVID does not identify its device; connect with the device certificate",
+      );
+    }
     if (cert.status === "revoked") throw forbidden("certificate_revoked", "the certificate is revoked");
     const now = deps.clock.now().getTime();
     if (cert.notAfter.getTime() <= now) throw forbidden("certificate_expired", "the certificate has expired");

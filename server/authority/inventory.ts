@@ -107,6 +107,8 @@ export async function listDevices(deps: ReadDeps, actor: Actor, req: DeviceListR
 export interface DeviceDetail {
   device: DeviceRecord;
   certificates: CertificateRecord[];
+  /** Its workload X.509-SVIDs, newest first (the latest 100). */
+  workloadSvids: CertificateRecord[];
   tokens: TokenRecord[];
   idevid: IdevidBinding | undefined;
   /** Owner and location, as operators declared them. */
@@ -129,6 +131,7 @@ export async function showDevice(deps: ReadDeps, actor: Actor, id: string): Prom
   return {
     device,
     certificates: await deps.storage.listCertificates(id),
+    workloadSvids: await deps.storage.listWorkloadSvids(id, 100),
     tokens: await deps.storage.listTokens(id),
     idevid: await deps.storage.getIdevidBinding(id),
     metadata: await deps.storage.getDeviceMetadata(id),

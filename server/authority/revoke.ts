@@ -143,7 +143,11 @@ async function planRevocation(
   const all: string[] = [];
   const since = renewableSince(deps, now);
   for (const target of targets) {
-    const serials = (await deps.storage.listCertificates(target.id))
+    // Its workload SVIDs go with it (revokeDevice revokes every certificate of the device).
+    const serials = [
+      ...(await deps.storage.listCertificates(target.id)),
+      ...(await deps.storage.listWorkloadSvids(target.id, 1000)),
+    ]
       .filter((c) => validSince(c, since.getTime()))
       .map((c) => c.serial);
     all.push(...serials);

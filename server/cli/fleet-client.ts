@@ -16,6 +16,7 @@ import type {
   MetadataSchema,
   OperatorSchema,
   TokenSchema,
+  WorkloadEntrySchema,
 } from "../frontends/http/views.ts";
 import type { CommandState, DeviceStatus, OperatorRole, PendingStatus } from "../ports/storage.ts";
 
@@ -31,6 +32,18 @@ export type MetadataView = z.infer<typeof MetadataSchema>;
 export type IdevidBindingView = z.infer<typeof DeviceIdevidSchema>;
 export type SignedView = { deviceId: string; serial: string; notAfter: string; certificate: string; chain: string };
 export type ExpiringView = z.infer<typeof ExpiringSchema>;
+export type WorkloadEntryView = z.infer<typeof WorkloadEntrySchema>;
+export interface RegisterWorkloadInput {
+  device?: string;
+  profile?: string;
+  devicePrefix?: string;
+  name: string;
+  selectors: string[];
+  /** A duration such as 1h. */
+  ttl?: string;
+  jwtAudiences?: string[];
+  fleetWide?: boolean;
+}
 export type FleetAuditView = z.infer<typeof FleetAuditSchema>;
 export type CommandBatchView = {
   batchId: string;
@@ -154,5 +167,9 @@ export interface FleetClient {
   ): Promise<SignedView & { privateKey: string }>;
   /** One page of the expiring-certificates report (`within`: a duration such as 30d). */
   expiring(q: { within: string; cursor?: string; limit?: number }): Promise<PageView<ExpiringView>>;
+  registerWorkload(r: RegisterWorkloadInput): Promise<WorkloadEntryView>;
+  /** With `device`: the entries that apply to it. */
+  listWorkloads(q: { device?: string; cursor?: string; limit?: number }): Promise<PageView<WorkloadEntryView>>;
+  deleteWorkload(id: string): Promise<WorkloadEntryView>;
   close(): Promise<void>;
 }

@@ -25,6 +25,7 @@ import {
   metadataView,
   operatorView,
   tokenView,
+  workloadEntryView,
 } from "../frontends/http/views.ts";
 import { type CertificateSummary, readCertificate } from "../pki/certificate.ts";
 import { pemCertificates, toPem } from "../pki/pem.ts";
@@ -182,6 +183,10 @@ export function localFleet(dataDir: string): FleetClient {
         await core.fleet.expiring(CLI_ACTOR, { within: parseDuration(q.within), cursor: q.cursor, limit: q.limit }),
         expiringView,
       ),
+    registerWorkload: async (r) =>
+      workloadEntryView(await core.workloads.register(CLI_ACTOR, { ...r, ttl: seconds(r.ttl) }), td),
+    listWorkloads: async (q) => page(await core.workloads.list(CLI_ACTOR, q), (e) => workloadEntryView(e, td)),
+    deleteWorkload: async (id) => workloadEntryView(await core.workloads.delete(CLI_ACTOR, id), td),
     close: () => storage.close(),
   };
 }

@@ -16,6 +16,7 @@ import { registerReports } from "./commands/reports.ts";
 import { registerServe } from "./commands/serve.ts";
 import { registerTokens } from "./commands/tokens.ts";
 import { registerWorker } from "./commands/worker.ts";
+import { registerWorkloads } from "./commands/workloads.ts";
 
 /**
  * The `edgeid` command: one file per command group under commands/, registered here
@@ -40,6 +41,7 @@ for (const register of [
   registerAudit,
   registerWorker,
   registerBridge,
+  registerWorkloads,
   registerMqtt,
   registerOperators,
 ]) {

@@ -123,6 +123,12 @@ export function printDevice(d: z.infer<typeof DeviceDetailSchema>, json: boolean
   for (const c of d.certificates) {
     out(`  ${c.serial}  ${c.status.padEnd(7)} ${c.keyType.padEnd(8)} ${c.notBefore} .. ${c.notAfter}  ${c.method}\n`);
   }
+  if (d.workloadSvids.length) {
+    out("\nworkload SVIDs:\n");
+    for (const w of d.workloadSvids) {
+      out(`  ${w.serial}  ${w.status.padEnd(7)} expires ${dash(w.notAfter)}  ${w.spiffeId}  (entry ${w.entryId})\n`);
+    }
+  }
   if (d.events.length) {
     out("\nrecent events:\n");
     for (const e of d.events) out(`  ${e.at}  ${e.type}  ${e.id}\n`);

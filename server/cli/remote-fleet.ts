@@ -29,7 +29,7 @@ export class ApiError extends Error {
 /** The operator API of a running server, with an operator token. */
 export function remoteFleet(o: RemoteOptions): FleetClient {
   const base = new URL("/api/v1/", o.server);
-  const call = <T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> => {
+  const call = <T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> => {
     const url = new URL(path.replace(/^\//, ""), base);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise<T>((resolve, reject) => {
@@ -124,6 +124,9 @@ export function remoteFleet(o: RemoteOptions): FleetClient {
     issueWithKey: (d, profile, o) =>
       call("POST", `devices/${id(d)}/certificates`, { profile, generateKey: true, ...definedOf(o) }),
     expiring: (q) => call("GET", `reports/expiring${query(q)}`),
+    registerWorkload: (r) => call("POST", "workloads", definedOf({ ...r })),
+    listWorkloads: (q) => call("GET", `workloads${query(q)}`),
+    deleteWorkload: (w) => call("DELETE", `workloads/${id(w)}`),
     close: async () => undefined,
   };
 }

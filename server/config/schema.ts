@@ -43,6 +43,12 @@ const profileObject = z
     validity: duration.default(72 * 3600),
     /** notBefore is set this far in the past to absorb device clock skew. */
     backdate: duration.default(300),
+    /**
+     * The longest TTL a workload registration entry may give the X.509-SVIDs of this
+     * profile's devices (default: the server's maximum, 24 h). SVIDs never outlive the
+     * device certificate they were asked with.
+     */
+    workloadMaxTtl: duration.optional(),
     extendedKeyUsage: z
       .array(z.enum(["clientAuth", "serverAuth"]))
       .min(1)

@@ -16,7 +16,7 @@ import type { TrustBundleReads, TrustBundleWrite } from "./trust-bundles.ts";
 
 export type DeviceStatus = "pending" | "active" | "revoked" | "decommissioned";
 export type CertificateStatus = "valid" | "revoked";
-export type IssuanceMethod = "token" | "reenroll" | "idevid" | "operator" | "gateway";
+export type IssuanceMethod = "token" | "reenroll" | "idevid" | "operator" | "gateway" | "workload";
 /** The enrollment protocol a certificate was asked for with; null for operator issuance. */
 export type EnrollmentProtocol = "est" | "scep";
 export type OperatorRole = "admin" | "operator" | "auditor";
@@ -111,6 +111,49 @@ export interface CertificateRecord {
   firstUsedAt?: Date | null;
   /** The protocol the certificate was asked for with (null: an operator issued it). */
   protocol?: EnrollmentProtocol | null;
+  /**
+   * Set for a workload X.509-SVID: the registration entry it was issued for (null for
+   * the device's own certificates). Revoking the device revokes these with the rest.
+   */
+  workloadEntryId?: string | null;
+  /** The SVID's one URI SAN (workload SVIDs only). */
+  spiffeId?: string | null;
+}
+
+/** What a registration entry's parent names: one device, a profile, or a device-id prefix. */
+export type WorkloadParentKind = "device" | "profile" | "prefix";
+
+/** A workload registration entry: which workload, on which devices, gets which SPIFFE ID. */
+export interface WorkloadEntryRecord {
+  id: string;
+  parentKind: WorkloadParentKind;
+  parentValue: string;
+  /** The workload's name: the last part of its SPIFFE ID. */
+  name: string;
+  /**
+   * The SPIFFE ID when it does not depend on the device (fleet-wide, or a one-device
+   * parent); null when each device gets its own (`…/device/<id>/workload/<name>`).
+   */
+  spiffeId: string | null;
+  fleetWide: boolean;
+  /** `type:key:value` strings; a workload matches when it has all of them. */
+  selectors: string[];
+  ttlSeconds: number;
+  /** Audiences a JWT-SVID may be asked for; empty: no JWT-SVIDs. */
+  jwtAudiences: string[];
+  /** Raised by the store at every change; what `workload_entry_unchanged` compares. Ignored on insert. */
+  revision?: number;
+  createdAt: Date;
+  updatedAt: Date;
+  createdBy: string;
+}
+
+export interface WorkloadEntryQuery {
+  parentKind?: WorkloadParentKind;
+  parentValue?: string;
+  /** Keyset pagination by entry id. */
+  after?: string;
+  limit: number;
 }
 
 export interface TokenRecord {
@@ -254,7 +297,7 @@ export interface DeviceEventRecord {
   body: Record<string, unknown>;
 }
 
-export type CommandName = "rotate" | "ca-update" | "revoked";
+export type CommandName = "rotate" | "ca-update" | "revoked" | "workloads-changed";
 export type CommandState = "queued" | "sent" | "succeeded" | "failed" | "expired";
 
 export interface CommandRecord {
@@ -383,7 +426,14 @@ export type Precondition =
   /** The operator exists, is not revoked and its token has not expired at `at`. */
   | { name: "operator_active"; operatorId: string; at: Date }
   /** The gateway holds exactly this many pending or active appliances (a cascade read them all). */
-  | { name: "appliance_count"; gatewayId: string; count: number };
+  | { name: "appliance_count"; gatewayId: string; count: number }
+  /** The registration entry exists with this revision (unchanged since it was read). */
+  | { name: "workload_entry_unchanged"; entryId: string; revision: number }
+  /**
+   * No device certificate ever certified this key, and no valid, unexpired workload
+   * SVID of another entry holds it at `at`.
+   */
+  | { name: "workload_key_free"; keyFingerprint: string; entryId: string; at: Date };
 
 export type PreconditionName = Precondition["name"];
 
@@ -400,6 +450,8 @@ export const PRECONDITION_NAMES: readonly PreconditionName[] = [
   "pending_status",
   "operator_active",
   "appliance_count",
+  "workload_entry_unchanged",
+  "workload_key_free",
 ];
 
 /** Whether a write set failed because one of its preconditions no longer held. */
@@ -513,7 +565,15 @@ export type Write =
    */
   | { kind: "recordScepNonce"; transactionId: string; senderNonce: string; at: Date; forgetBefore: Date }
   /** A pair whose message was answered PENDING: the same message may come again (RFC 8894 §3.3.3). */
-  | { kind: "forgetScepNonce"; transactionId: string; senderNonce: string };
+  | { kind: "forgetScepNonce"; transactionId: string; senderNonce: string }
+  | { kind: "insertWorkloadEntry"; entry: WorkloadEntryRecord }
+  /**
+   * Replaces the entry's fields (not its id, parent or creation) and raises its revision;
+   * with `revokeSvids`, its valid SVIDs are revoked (into the revocation feed) first.
+   */
+  | { kind: "updateWorkloadEntry"; entry: WorkloadEntryRecord; revokeSvids: boolean; at: Date; reason: number | null }
+  /** Deletes the entry and revokes its valid SVIDs (into the revocation feed). */
+  | { kind: "deleteWorkloadEntry"; entryId: string; at: Date; reason: number | null };
 
 /** Thrown by `apply` when a uniqueness constraint or a write guard refused the write set. */
 export class StorageConflictError extends Error {
@@ -567,6 +627,7 @@ export interface Storage extends FleetAuditReads, TrustBundleReads {
   listDevices(query: DeviceQuery): Promise<DeviceRecord[]>;
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;
   getCertificateByFingerprint(fingerprint: string): Promise<CertificateRecord | undefined>;
+  /** The device's own certificates, newest first (its workload SVIDs: listWorkloadSvids). */
   listCertificates(deviceId: string): Promise<CertificateRecord[]>;
   /**
    * Devices holding a certificate for any of these public-key fingerprints (SHA-256 of
@@ -642,6 +703,20 @@ export interface Storage extends FleetAuditReads, TrustBundleReads {
   expiryAlertSent(serial: string, thresholdDays: number): Promise<boolean>;
   /** A device's MQTT sessions, newest first. */
   listMqttSessions(deviceId: string, limit: number): Promise<MqttSessionRecord[]>;
+  getWorkloadEntry(id: string): Promise<WorkloadEntryRecord | undefined>;
+  listWorkloadEntries(query: WorkloadEntryQuery): Promise<WorkloadEntryRecord[]>;
+  /**
+   * The entries whose parent matches this device (its id, its profile, or a prefix of
+   * its id), by id, at most `limit`.
+   */
+  workloadEntriesFor(device: { id: string; profile: string }, limit: number): Promise<WorkloadEntryRecord[]>;
+  /** A device's workload SVIDs, newest first, at most `limit`. */
+  listWorkloadSvids(deviceId: string, limit: number): Promise<CertificateRecord[]>;
+  /**
+   * Certificates that certify any of these keys (SHA-256 of an SPKI), at most `limit`:
+   * what the workload key rules (not a device key, not another workload's) check.
+   */
+  certificatesWithKey(keyFingerprints: readonly string[], limit: number): Promise<CertificateRecord[]>;
   /** Applies every write or none. */
   apply(writes: readonly Write[]): Promise<void>;
 }

@@ -38,9 +38,17 @@ function migrationsUpTo(dir: string, last: number): string {
   return out;
 }
 
-/** A row as stored, without the columns migration 0008 (and later ones: 0010's protocols) added. */
+/** A row as stored, without the columns migration 0008 (and later ones: 0010's protocols, 0011's workload columns) added. */
 function before0008(row: Record<string, unknown>): Record<string, unknown> {
-  const { revision: _r, first_used_at: _f, enrollment_protocol: _e, protocol: _p, ...rest } = row;
+  const {
+    revision: _r,
+    first_used_at: _f,
+    enrollment_protocol: _e,
+    protocol: _p,
+    workload_entry_id: _w,
+    spiffe_id: _s,
+    ...rest
+  } = row;
   return rest;
 }
 

@@ -53,6 +53,9 @@ describe("the public app", () => {
       "/.well-known/est/simpleenroll",
       "/dashboard",
       "/metrics",
+      // Workload identity needs the device's certificate over mutual TLS: HTTPS only.
+      "/workload/v1/entries",
+      "/workload/v1/x509-svids",
     ]) {
       for (const method of ["GET", "POST", "PUT", "DELETE"]) {
         const r = await app.request(`http://pki.test${path}`, {

@@ -12,6 +12,7 @@ import { operatorReaders } from "./readers/operators.ts";
 import { revocationReaders } from "./readers/revocations.ts";
 import { tokenReaders } from "./readers/tokens.ts";
 import { trustBundleReaders } from "./readers/trust-bundles.ts";
+import { workloadReaders } from "./readers/workloads.ts";
 import type { CompiledWrite } from "./sqlite-batch.mjs";
 import { writeEntry } from "./writes/registry.ts";
 import type { AuditSealing, StatementTemplate, WriteEntry } from "./writes/write-entry.ts";
@@ -20,11 +21,13 @@ export type { Db, Prepared } from "./readers/connection.ts";
 
 /** The readers of every aggregate (readers/*.ts), over one connection. */
 const AggregateReaders = trustBundleReaders(
-  fleetAuditReaders(
-    mqttReaders(
-      auditReaders(
-        operatorReaders(
-          enrollmentReaders(tokenReaders(revocationReaders(certificateReaders(deviceReaders(StorageConnection))))),
+  workloadReaders(
+    fleetAuditReaders(
+      mqttReaders(
+        auditReaders(
+          operatorReaders(
+            enrollmentReaders(tokenReaders(revocationReaders(certificateReaders(deviceReaders(StorageConnection))))),
+          ),
         ),
       ),
     ),

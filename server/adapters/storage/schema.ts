@@ -53,16 +53,22 @@ export const certificates = sqliteTable(
     revocationReason: integer("revocation_reason"),
     der: blob("der", { mode: "buffer" }).notNull(),
     issuedAt: ms("issued_at").notNull(),
-    method: text("method", { enum: ["token", "reenroll", "idevid", "operator", "gateway"] }).notNull(),
+    method: text("method", { enum: ["token", "reenroll", "idevid", "operator", "gateway", "workload"] }).notNull(),
     replacesSerial: text("replaces_serial"),
     bootstrapTokenId: text("bootstrap_token_id"),
     /** First seen in use (mutual TLS, MQTT, a status report): a superseded predecessor may retry only before. */
     firstUsedAt: ms("first_used_at"),
     /** The protocol the certificate was asked for with; null for operator issuance. */
     protocol: text("protocol", { enum: ["est", "scep"] }),
+    /** A workload X.509-SVID's registration entry; null for the device's own certificates. */
+    workloadEntryId: text("workload_entry_id"),
+    /** A workload SVID's one URI SAN. */
+    spiffeId: text("spiffe_id"),
   },
   (t) => [
     uniqueIndex("certificates_fingerprint").on(t.fingerprint),
+    // An entry's SVIDs (revoked when it is deleted): only SVID rows are in this index.
+    index("certificates_workload_entry").on(t.workloadEntryId, t.status).where(sql`${t.workloadEntryId} IS NOT NULL`),
     // A bootstrap token redeems exactly one certificate: the constraint that makes
     // concurrent use of one token succeed once (SQLite allows many NULLs).
     uniqueIndex("certificates_bootstrap_token").on(t.bootstrapTokenId),
@@ -273,7 +279,7 @@ export const commands = sqliteTable(
     opId: text("op_id").primaryKey(),
     batchId: text("batch_id").notNull(),
     deviceId: text("device_id").notNull(),
-    command: text("command", { enum: ["rotate", "ca-update", "revoked"] }).notNull(),
+    command: text("command", { enum: ["rotate", "ca-update", "revoked", "workloads-changed"] }).notNull(),
     state: text("state", { enum: ["queued", "sent", "succeeded", "failed", "expired"] }).notNull(),
     createdAt: ms("created_at").notNull(),
     createdBy: text("created_by").notNull(),
@@ -432,6 +438,35 @@ export const federatedBundles = sqliteTable("federated_bundles", {
   refreshAt: ms("refresh_at").notNull(),
 });
 
+/**
+ * Workload registration entries: which workload (selectors), on which devices (the
+ * parent: one device, a profile, or a device-id prefix), gets which SPIFFE ID.
+ */
+export const workloadEntries = sqliteTable(
+  "workload_entries",
+  {
+    id: text("id").primaryKey(),
+    parentKind: text("parent_kind", { enum: ["device", "profile", "prefix"] }).notNull(),
+    parentValue: text("parent_value").notNull(),
+    name: text("name").notNull(),
+    /** Null when each device gets its own ID (spiffe://<td>/device/<id>/workload/<name>). */
+    spiffeId: text("spiffe_id"),
+    fleetWide: integer("fleet_wide", { mode: "boolean" }).notNull(),
+    selectors: text("selectors", { mode: "json" }).$type<string[]>().notNull(),
+    ttlSeconds: integer("ttl_seconds").notNull(),
+    jwtAudiences: text("jwt_audiences", { mode: "json" }).$type<string[]>().notNull(),
+    /** Raised at every change: the `workload_entry_unchanged` precondition compares it. */
+    revision: integer("revision").notNull().default(0),
+    createdAt: ms("created_at").notNull(),
+    updatedAt: ms("updated_at").notNull(),
+    createdBy: text("created_by").notNull(),
+  },
+  (t) => [
+    // One workload name per parent; a device's entries are one probe per parent kind.
+    uniqueIndex("workload_entries_parent_name").on(t.parentKind, t.parentValue, t.name),
+  ],
+);
+
 export const schema = {
   devices,
   certificates,
@@ -455,6 +490,7 @@ export const schema = {
   jwtKeys,
   bundleRevisions,
   federatedBundles,
+  workloadEntries,
 };
 
 export { sql };

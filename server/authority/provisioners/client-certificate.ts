@@ -55,6 +55,13 @@ export async function authenticateClientCertificate(
   const certificate = await findOwnCertificate(deps, client);
   if (!certificate) throw forbidden("client_certificate_unknown", "client certificate was not issued by this CA");
   noteCertificate(caller, certificate);
+  // A workload's SVID is the workload's identity: it never renews, nor stands for, its device.
+  if (certificate.workloadEntryId) {
+    throw forbidden(
+      "client_certificate_not_device",
+      "this is a workload SVID, not a device certificate: authenticate with the device certificate",
+    );
+  }
   const now = deps.clock.now().getTime();
   if (certificate.status === "revoked") throw forbidden("client_certificate_revoked", "client certificate is revoked");
   if (certificate.notAfter.getTime() <= now) return renewAfterExpiry(deps, certificate, now);

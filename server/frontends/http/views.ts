@@ -5,6 +5,7 @@ import { applianceOf, spiffeId } from "../../authority/identity.ts";
 import type { DeviceDetail } from "../../authority/inventory.ts";
 import type { ExpiringRow } from "../../authority/lifecycle.ts";
 import { REASON_NAMES } from "../../authority/revoke.ts";
+import { entrySpiffeIdPattern } from "../../authority/workloads.ts";
 import type {
   CertificateRecord,
   CommandRecord,
@@ -18,6 +19,7 @@ import type {
   PendingEnrollment,
   StoredAuditEvent,
   TokenRecord,
+  WorkloadEntryRecord,
 } from "../../ports/storage.ts";
 
 /**
@@ -77,7 +79,7 @@ export const CertificateSchema = z
     notBefore: time,
     notAfter: time,
     fingerprint: z.string(),
-    method: z.enum(["token", "reenroll", "idevid", "operator", "gateway"]),
+    method: z.enum(["token", "reenroll", "idevid", "operator", "gateway", "workload"]),
     replacesSerial: z.string().nullable(),
     issuedAt: time,
     revokedAt: time,
@@ -102,6 +104,67 @@ export function certificateView(c: CertificateRecord): z.infer<typeof Certificat
     revokedAt: iso(c.revokedAt),
     revocationReason:
       c.status === "revoked" ? (REASON_NAMES[c.revocationReason ?? 0] ?? String(c.revocationReason)) : null,
+  };
+}
+
+export const WorkloadSvidSchema = z
+  .object({
+    spiffeId: z.string(),
+    entryId: z.string(),
+    serial: z.string(),
+    notAfter: time,
+    status: z.enum(["valid", "revoked", "expired"]),
+    issuedAt: time,
+    revokedAt: time,
+  })
+  .openapi("WorkloadSvid", { description: "A workload X.509-SVID issued to the device (never its key)." });
+
+export function workloadSvidView(c: CertificateRecord, now: Date): z.infer<typeof WorkloadSvidSchema> {
+  return {
+    spiffeId: c.spiffeId ?? "",
+    entryId: c.workloadEntryId ?? "",
+    serial: c.serial,
+    notAfter: iso(c.notAfter),
+    status: c.status === "revoked" ? "revoked" : c.notAfter.getTime() <= now.getTime() ? "expired" : "valid",
+    issuedAt: iso(c.issuedAt),
+    revokedAt: iso(c.revokedAt),
+  };
+}
+
+export const WorkloadEntrySchema = z
+  .object({
+    id: z.string(),
+    parent: z.object({ kind: z.enum(["device", "profile", "prefix"]), value: z.string() }),
+    name: z.string(),
+    spiffeId: z.string().openapi({
+      description:
+        "the SPIFFE ID; with {device} where each device gets its own (spiffe://<td>/device/<id>/workload/<name>)",
+    }),
+    fleetWide: z.boolean(),
+    selectors: z.array(z.string()),
+    ttlSeconds: z.number().int(),
+    jwtAudiences: z.array(z.string()),
+    revision: z.number().int(),
+    createdAt: time,
+    updatedAt: time,
+    createdBy: z.string(),
+  })
+  .openapi("WorkloadEntry", { description: "A workload registration entry." });
+
+export function workloadEntryView(e: WorkloadEntryRecord, trustDomain: string): z.infer<typeof WorkloadEntrySchema> {
+  return {
+    id: e.id,
+    parent: { kind: e.parentKind, value: e.parentValue },
+    name: e.name,
+    spiffeId: entrySpiffeIdPattern(trustDomain, e),
+    fleetWide: e.fleetWide,
+    selectors: e.selectors,
+    ttlSeconds: e.ttlSeconds,
+    jwtAudiences: e.jwtAudiences,
+    revision: e.revision ?? 0,
+    createdAt: iso(e.createdAt),
+    updatedAt: iso(e.updatedAt),
+    createdBy: e.createdBy,
   };
 }
 
@@ -426,6 +489,7 @@ export const DeviceDetailSchema = DeviceSchema.extend({
   owner: z.string().nullable(),
   location: z.string().nullable(),
   certificates: z.array(CertificateSchema),
+  workloadSvids: z.array(WorkloadSvidSchema),
   tokens: z.array(TokenSchema),
   idevid: IdevidSchema.nullable(),
   reported: ReportedStatusSchema.nullable(),
@@ -441,6 +505,7 @@ export function deviceDetailView(d: DeviceDetail, trustDomain: string, now: Date
     owner: d.metadata?.owner ?? null,
     location: d.metadata?.location ?? null,
     certificates: d.certificates.map(certificateView),
+    workloadSvids: d.workloadSvids.map((c) => workloadSvidView(c, now)),
     tokens: d.tokens.map((t) => tokenView(t, now)),
     idevid: d.idevid ? idevidView(d.idevid) : null,
     reported: d.reported ? reportedStatusView(d.reported) : null,

@@ -16,6 +16,7 @@ import { fleetRoutes } from "./fleet.ts";
 import { API_BASE, type ApiContext, type Env } from "./openapi.ts";
 import { operatorRoutes } from "./operators.ts";
 import { tokenRoutes } from "./tokens.ts";
+import { workloadRoutes } from "./workloads.ts";
 
 export interface OperatorApiDeps {
   authority: Authority;
@@ -100,7 +101,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
     } catch (e) {
       return deny(c, "api.authenticate", e);
     }
-    if (c.req.method === "POST") {
+    if (c.req.method === "POST" || c.req.method === "PATCH") {
       const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
       if (type !== "application/json") {
         return deny(
@@ -146,6 +147,7 @@ export function operatorApi(deps: OperatorApiDeps): OpenAPIHono<Env> {
     tokenRoutes,
     enrollmentRoutes,
     auditRoutes,
+    workloadRoutes,
   ]) {
     routes(context);
   }

@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { CertificateRecord } from "../../../ports/storage.ts";
 import { certificates, deviceKeys, expiryAlerts } from "../schema.ts";
 import type { ConnectionClass } from "./connection.ts";
@@ -20,7 +20,8 @@ export function certificateReaders<B extends ConnectionClass>(Base: B) {
       const rows = await this.db
         .select()
         .from(certificates)
-        .where(eq(certificates.deviceId, deviceId))
+        // The device's own certificates; its workload SVIDs are listWorkloadSvids'.
+        .where(and(eq(certificates.deviceId, deviceId), isNull(certificates.workloadEntryId)))
         .orderBy(desc(certificates.issuedAt))
         .all();
       return rows.map((r: CertificateRow) => toCertificate(r));

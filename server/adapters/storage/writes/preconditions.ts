@@ -96,6 +96,22 @@ export const PRECONDITIONS: { [N in PreconditionName]: WriteEntry<RequireWrite<N
     // The gateway's appliances are the ids in (`<gateway>~`, `<gateway>~\x7f`).
     values: ({ precondition: p }) => ({ from: `${p.gatewayId}~`, to: `${p.gatewayId}~\x7f`, count: p.count }),
   },
+  workload_entry_unchanged: guard(
+    "workload_entry_unchanged",
+    "coalesce((SELECT revision FROM workload_entries WHERE id = ?), -1) <> ?",
+    "entryId",
+    "revision",
+  ),
+  // Through certificates_key_device (key → rows): a device's own key, ever, or another
+  // entry's SVID that is still valid.
+  workload_key_free: guard(
+    "workload_key_free",
+    `EXISTS (SELECT 1 FROM certificates WHERE key_fingerprint = ? AND (workload_entry_id IS NULL
+     OR (workload_entry_id <> ? AND status = 'valid' AND not_after > ?)))`,
+    "keyFingerprint",
+    "entryId",
+    "at",
+  ),
   operator_active: guard(
     "operator_active",
     `NOT EXISTS (SELECT 1 FROM operators WHERE id = ? AND revoked_at IS NULL

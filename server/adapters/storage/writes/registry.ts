@@ -8,6 +8,7 @@ import { operatorWrites } from "./operators.ts";
 import { PRECONDITIONS } from "./preconditions.ts";
 import { tokenWrites } from "./tokens.ts";
 import { trustBundleWrites } from "./trust-bundles.ts";
+import { workloadWrites } from "./workloads.ts";
 import type { WriteEntry, WriteTable } from "./write-entry.ts";
 
 /** Every kind of write, by kind (a kind without an entry does not compile). */
@@ -20,6 +21,7 @@ const WRITES: WriteTable = {
   ...auditWrites,
   ...mqttWrites,
   ...trustBundleWrites,
+  ...workloadWrites,
 };
 
 /** The entry of a write: by its kind, and for a `require` by its precondition. */

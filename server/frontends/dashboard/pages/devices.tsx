@@ -4,7 +4,7 @@ import type { DeviceDetail } from "../../../authority/inventory.ts";
 import { REVOCATION_REASONS } from "../../../authority/revoke.ts";
 import type { DashboardSession } from "../../../authority/sessions.ts";
 import type { PendingEnrollment } from "../../../ports/storage.ts";
-import { certificateView, deviceView, reportedStatusView } from "../../http/views.ts";
+import { certificateView, deviceView, reportedStatusView, workloadSvidView } from "../../http/views.ts";
 import { plural, relative, when } from "../format.ts";
 import { BASE, Badge, Csrf, canAct, deviceHref, Layout } from "../layout.tsx";
 import { AuditTable, type Device, Head, JsonDetail, PendingTable, query } from "./common.tsx";
@@ -321,6 +321,37 @@ export const DevicePage: FC<{
           </tbody>
         </table>
       )}
+
+      {detail.workloadSvids.length ? (
+        <>
+          <h2>Workload SVIDs</h2>
+          <table data-testid="workload-svids">
+            <Head cols={["SPIFFE ID", "Status", "Valid until", "Serial", "Entry"]} />
+            <tbody>
+              {detail.workloadSvids.map((c) => {
+                const v = workloadSvidView(c, now);
+                return (
+                  <tr data-serial={v.serial}>
+                    <td>
+                      <code>{v.spiffeId}</code>
+                    </td>
+                    <td>
+                      <Badge value={v.status} />
+                    </td>
+                    <td>{when(v.notAfter)}</td>
+                    <td>
+                      <code>{v.serial}</code>
+                    </td>
+                    <td>
+                      <code>{v.entryId}</code>
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </>
+      ) : null}
 
       <h2>Recent events</h2>
       {detail.events.length === 0 ? (
