@@ -75,7 +75,7 @@ export class Authority {
     this.broker = new Broker(door);
     this.trustBundles = new TrustBundles(deps, this.refusals);
     this.workloads = new Workloads(door);
-    this.workloadSvids = new WorkloadSvids(deps, this.refusals);
+    this.workloadSvids = new WorkloadSvids(deps, this.refusals, (r) => this.trustBundles.signJwtSvid(r));
   }
 
   /** The configuration the frontends render by (trust domain, limits, fleet settings). */

@@ -23,6 +23,7 @@ import { crlUrl, ocspUrl, randomSerial } from "./issue.ts";
 import { applyGuarded, guard } from "./preconditions.ts";
 import { authenticateClientCertificate } from "./provisioners/client-certificate.ts";
 import type { Refusals } from "./refusals.ts";
+import { type JwtSvidRequest, MAX_JWT_SVID_SECONDS, type SignedJwtSvid } from "./trust-bundles.ts";
 import { MAX_ENTRIES_PER_DEVICE, maxSvidTtl, workloadSpiffeId } from "./workloads.ts";
 
 /** How often an agent polls its entries when no `workloads-changed` command reached it. */
@@ -69,19 +70,19 @@ export interface IssuedSvids {
   bundle: Uint8Array[];
 }
 
-/** What a JWT-SVID signer needs of an entry: which device asks, for which ID, for how long at most. */
-export interface EntryForDevice {
-  device: DeviceRecord;
-  /** The device certificate the request authenticated with. */
-  certificate: CertificateRecord;
-  entry: WorkloadEntryRecord;
+/** A JWT-SVID as `POST /workload/v1/jwt-svids` answers it. */
+export interface IssuedJwtSvid {
   spiffeId: string;
-  /** The entry's TTL held to the device profile's maximum (seconds). */
-  ttlSeconds: number;
+  /** Compact JWS (ES256), signed with the trust domain's active JWT key. */
+  token: string;
+  expiresAt: Date;
 }
 
+/** Signs a JWT-SVID (the trust bundles' door holds the keys). */
+export type JwtSvidSigner = (req: JwtSvidRequest) => Promise<SignedJwtSvid>;
+
 /** The device an mTLS request authenticates, held to the workload routes' rules. */
-interface Authenticated {
+export interface Authenticated {
   device: DeviceRecord;
   certificate: CertificateRecord;
 }
@@ -96,13 +97,14 @@ export class WorkloadSvids {
   constructor(
     private readonly deps: AuthorityDeps,
     private readonly refusals: Refusals,
+    private readonly signJwt: JwtSvidSigner,
   ) {}
 
   /** `GET /workload/v1/entries`: the entries whose parent matches the device. */
   entries(peer: PeerInfo): Promise<DeviceEntries> {
     const caller: Caller = { actor: "anonymous" };
     return this.audited("workload.entries", peer, caller, async () => {
-      const { device, certificate } = await authenticate(this.deps, peer, caller);
+      const { device, certificate } = await authenticateWorkloadDevice(this.deps, peer, caller);
       // A certificate seen in a mutual-TLS request is in use: its predecessor may no longer retry a renewal.
       if (!certificate.firstUsedAt) {
         await this.deps.storage.apply([
@@ -126,29 +128,61 @@ export class WorkloadSvids {
   }
 
   /**
-   * The entry `entryId` for the device a request authenticates, refused (403) unless it
-   * applies to that device; with `audiences`, each must be one of the entry's JWT
-   * audiences (403 otherwise). For the JWT-SVID route: the caller signs, audits its
-   * issuance, and records its own refusals with `action`.
+   * `POST /workload/v1/jwt-svids`: a JWT-SVID for the entry `entryId`, which must apply to
+   * the device the request authenticates (403 `entry_not_applicable`), for audiences that
+   * are each one of the entry's (403 `audience_not_allowed`). Lifetime: the entry's TTL,
+   * held to the profile's maximum and to MAX_JWT_SVID_SECONDS. The token is handed out
+   * only once a write set has committed its audit record with what it rests on
+   * re-checked: the device active and unchanged, its certificate valid, the entry
+   * unchanged.
    */
-  entryFor(
-    peer: PeerInfo,
-    entryId: string,
-    audiences?: readonly string[],
-    action = "workload.jwt_svid",
-  ): Promise<EntryForDevice> {
+  issueJwt(peer: PeerInfo, entryId: string, audience: readonly string[]): Promise<IssuedJwtSvid> {
     const caller: Caller = { actor: "anonymous" };
+    const action = "workload.jwt_svid";
     return this.audited(action, peer, caller, async () => {
-      const { device, certificate } = await authenticate(this.deps, peer, caller);
+      const { device, certificate } = await authenticateWorkloadDevice(this.deps, peer, caller);
       const entry = await applicableEntry(this.deps, device, entryId);
-      if (audiences !== undefined) checkAudiences(entry, audiences);
-      return {
-        device,
-        certificate,
-        entry,
-        spiffeId: workloadSpiffeId(this.deps.config.trustDomain, entry, device.id),
-        ttlSeconds: Math.min(entry.ttlSeconds, maxSvidTtl(this.deps.profiles.get(device.profile))),
-      };
+      checkAudiences(entry, audience);
+      const spiffeId = workloadSpiffeId(this.deps.config.trustDomain, entry, device.id);
+      const ttlSeconds = Math.min(
+        entry.ttlSeconds,
+        maxSvidTtl(this.deps.profiles.get(device.profile)),
+        MAX_JWT_SVID_SECONDS,
+      );
+      const signed = await this.signJwt({ spiffeId, audience: [...audience], ttlSeconds });
+      const now = this.deps.clock.now();
+      await applyGuarded(
+        this.deps,
+        [
+          guard({ name: "device_unchanged", deviceId: device.id, revision: device.revision ?? 0 }),
+          guard({ name: "device_active", deviceId: device.id }),
+          guard({ name: "certificate_valid", serial: certificate.serial, at: now }),
+          guard({ name: "workload_entry_unchanged", entryId: entry.id, revision: entry.revision ?? 0 }),
+          { kind: "markCertificateUsed", serial: certificate.serial, at: now },
+          auditWrite({
+            at: now,
+            actor: caller.actor,
+            action,
+            outcome: "success",
+            deviceId: device.id,
+            remote: peer.remoteAddress,
+            detail: {
+              entry: entry.id,
+              spiffeId,
+              audience: JSON.stringify(audience),
+              kid: signed.kid,
+              deviceSerial: certificate.serial,
+              expiresAt: signed.expiresAt.toISOString(),
+            },
+          }),
+        ],
+        async () => {
+          // The refusal the request would have got had the change come first.
+          const again = await authenticateWorkloadDevice(this.deps, peer, caller);
+          checkAudiences(await applicableEntry(this.deps, again.device, entryId), audience);
+        },
+      );
+      return { spiffeId, token: signed.token, expiresAt: signed.expiresAt };
     });
   }
 
@@ -175,7 +209,17 @@ export function checkAudiences(entry: WorkloadEntryRecord, audiences: readonly s
   }
 }
 
-async function authenticate(deps: AuthorityDeps, peer: PeerInfo, caller: Caller): Promise<Authenticated> {
+/**
+ * The device a workload route's request authenticates: its current, unexpired
+ * certificate over mutual TLS, checked as simplereenroll checks it, without the
+ * predecessor's one retry or renewal after expiry (they exist to renew, not to read or
+ * get SVIDs). Used by every `/workload/v1/*` verb.
+ */
+export async function authenticateWorkloadDevice(
+  deps: AuthorityDeps,
+  peer: PeerInfo,
+  caller: Caller,
+): Promise<Authenticated> {
   const { certificate, device, supersedes, expiredFor } = await authenticateClientCertificate(
     deps,
     peer.client,
@@ -328,7 +372,7 @@ async function issueX509Svids(
   const ids = requests.map((r) => r.entryId);
   if (new Set(ids).size !== ids.length)
     throw badRequest("duplicate_entry", "each entry is asked for at most once per batch");
-  const { device, certificate: presented } = await authenticate(deps, peer, caller);
+  const { device, certificate: presented } = await authenticateWorkloadDevice(deps, peer, caller);
   const applicable = new Map(
     (await deps.storage.workloadEntriesFor(device, MAX_ENTRIES_PER_DEVICE)).map((e) => [e.id, e] as const),
   );
@@ -446,7 +490,7 @@ async function issueX509Svids(
   }
   await applyGuarded(deps, writes, async (failed) => {
     // The refusal the request would have got had the change come first.
-    const again = await authenticate(deps, peer, caller);
+    const again = await authenticateWorkloadDevice(deps, peer, caller);
     for (const r of requests) await applicableEntry(deps, again.device, r.entryId);
     if (failed === "workload_key_free") {
       for (const [i, c] of checked.entries()) {

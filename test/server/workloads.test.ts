@@ -4,11 +4,14 @@
  * (which entries apply, issuance and its certificate rules), and the revocation rules.
  */
 import * as x509 from "@peculiar/x509";
+import { createLocalJWKSet, type JWK, jwtVerify } from "jose";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { SealedJwtKeyVault } from "../../server/adapters/sealed-jwt-key-vault.ts";
 import { createApp } from "../../server/app.ts";
 import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
 import { admitMqttClient } from "../../server/authority/device-reports.ts";
 import type { RegisterWorkloadRequest } from "../../server/authority/workloads.ts";
+import type { JwtKeyVault } from "../../server/ports/trust-bundles.ts";
 import {
   createToken,
   crypto,
@@ -444,22 +447,134 @@ describe("workload entries and X.509-SVIDs", () => {
     });
   });
 
-  it("entryFor: the entry for the authenticated device, with its JWT audiences checked", async () => {
-    const { cert } = await enroll("gw-1");
-    await enroll("gw-2");
-    const entry = await register({ device: "gw-1", jwtAudiences: ["a", "b"] });
-    const theirs = await register({ device: "gw-2", jwtAudiences: ["a"] });
-    const found = await h.authority.workloadSvids.entryFor(peer([cert]), entry.id, ["a"]);
-    expect(found).toMatchObject({ spiffeId: "spiffe://example.org/device/gw-1/workload/web", ttlSeconds: 3600 });
-    expect(found.device.id).toBe("gw-1");
-    expect(await refusal(h.authority.workloadSvids.entryFor(peer([cert]), entry.id, ["a", "c"]))).toEqual({
-      code: "forbidden",
-      reason: "audience_not_allowed",
+  describe("JWT-SVIDs", () => {
+    const SECRET = "a test secret of at least thirty-two characters";
+    /** The trust domain's JWT keys (sealed in the store, as on Workers), the first one active. */
+    const withJwtKeys = async () => {
+      const vault: JwtKeyVault = new SealedJwtKeyVault(crypto, SECRET);
+      h.deps.jwtKeys = vault;
+      await h.authority.trustBundles.rotate();
+      return vault;
+    };
+    /** The bundle's jwt-svid keys as jose takes them (it skips keys whose `use` is not "sig"). */
+    const jwks = async () =>
+      createLocalJWKSet({
+        keys: (await h.authority.trustBundles.bundle()).keys
+          .filter((k) => k.use === "jwt-svid")
+          .map(({ use: _use, ...k }) => k as JWK),
+      });
+
+    it("signs one for an entry of the device and an allowed audience; it verifies against the bundle", async () => {
+      await withJwtKeys();
+      const { cert } = await enroll("gw-1");
+      const entry = await register({ device: "gw-1", jwtAudiences: ["a", "b"] });
+      const jwt = await h.authority.workloadSvids.issueJwt(peer([cert]), entry.id, ["a"]);
+      expect(jwt.spiffeId).toBe("spiffe://example.org/device/gw-1/workload/web");
+      const { payload, protectedHeader } = await jwtVerify(jwt.token, await jwks(), {
+        audience: "a",
+        currentDate: h.clock.now(),
+      });
+      expect(protectedHeader.alg).toBe("ES256");
+      expect(payload.sub).toBe(jwt.spiffeId);
+      expect(payload.aud).toEqual(["a"]);
+      // The entry's TTL (1 h), in whole seconds.
+      expect((payload.exp as number) - (payload.iat as number)).toBe(3600);
+      expect(jwt.expiresAt.getTime()).toBe((payload.exp as number) * 1000);
+      const [audit] = await h.storage.listAudit({ action: "workload.jwt_svid", limit: 5 });
+      expect(audit).toMatchObject({ outcome: "success", deviceId: "gw-1" });
+      expect(audit?.detail).toMatchObject({ entry: entry.id, spiffeId: jwt.spiffeId, audience: '["a"]' });
     });
-    expect((await refusal(h.authority.workloadSvids.entryFor(peer([cert]), theirs.id, ["a"]))).reason).toBe(
-      "entry_not_applicable",
-    );
-    void crypto;
+
+    it("lives for the entry's TTL, at most an hour", async () => {
+      await withJwtKeys();
+      const { cert } = await enroll("s-1", "sensor");
+      const short = await register({ device: "s-1", name: "short", ttl: 1800, jwtAudiences: ["a"] });
+      const { cert: gw } = await enroll("gw-1");
+      const day = await register({ device: "gw-1", name: "day", ttl: 86_400, jwtAudiences: ["a"] });
+      const lifetime = async (c: Uint8Array, id: string) => {
+        const jwt = await h.authority.workloadSvids.issueJwt(peer([c]), id, ["a"]);
+        const { payload } = await jwtVerify(jwt.token, await jwks(), { audience: "a", currentDate: h.clock.now() });
+        return (payload.exp as number) - (payload.iat as number);
+      };
+      expect(await lifetime(cert, short.id)).toBe(1800);
+      expect(await lifetime(gw, day.id)).toBe(3600);
+    });
+
+    it("refuses an audience the entry does not allow, another device's entry, and a revoked device", async () => {
+      await withJwtKeys();
+      const { cert } = await enroll("gw-1");
+      await enroll("gw-2");
+      const entry = await register({ device: "gw-1", jwtAudiences: ["a", "b"] });
+      const theirs = await register({ device: "gw-2", jwtAudiences: ["a"] });
+      const none = await register({ device: "gw-1", name: "no-jwt" });
+      expect(await refusal(h.authority.workloadSvids.issueJwt(peer([cert]), entry.id, ["a", "c"]))).toEqual({
+        code: "forbidden",
+        reason: "audience_not_allowed",
+      });
+      expect((await refusal(h.authority.workloadSvids.issueJwt(peer([cert]), none.id, ["a"]))).reason).toBe(
+        "audience_not_allowed",
+      );
+      expect((await refusal(h.authority.workloadSvids.issueJwt(peer([cert]), theirs.id, ["a"]))).reason).toBe(
+        "entry_not_applicable",
+      );
+      expect((await refusal(h.authority.workloadSvids.issueJwt(peer([cert]), entry.id, []))).reason).toBe(
+        "audience_missing",
+      );
+      await h.authority.devices.revoke(CLI_ACTOR, "gw-1", { reason: "keyCompromise" });
+      expect((await refusal(h.authority.workloadSvids.issueJwt(peer([cert]), entry.id, ["a"]))).reason).toBe(
+        "client_certificate_revoked",
+      );
+      const outcomes = (await h.storage.listAudit({ action: "workload.jwt_svid", limit: 10 })).map((a) => a.outcome);
+      expect(outcomes).toEqual(["denied", "denied", "denied", "denied", "denied"]);
+    });
+
+    it("hands out no token when the device is revoked between the checks and the commit", async () => {
+      const vault = await withJwtKeys();
+      const { cert } = await enroll("gw-1");
+      const entry = await register({ device: "gw-1", jwtAudiences: ["a"] });
+      let revoked = false;
+      h.deps.jwtKeys = {
+        keep: (kid, key) => vault.keep(kid, key),
+        discard: (kid) => vault.discard(kid),
+        async load(kid, sealed) {
+          // The key is loaded to sign, after the checks: revoke now.
+          if (!revoked) {
+            revoked = true;
+            await h.authority.devices.revoke(CLI_ACTOR, "gw-1", { reason: "keyCompromise" });
+          }
+          return vault.load(kid, sealed);
+        },
+      };
+      expect((await refusal(h.authority.workloadSvids.issueJwt(peer([cert]), entry.id, ["a"]))).reason).toBe(
+        "client_certificate_revoked",
+      );
+      expect(revoked).toBe(true);
+      expect((await h.storage.listAudit({ action: "workload.jwt_svid", limit: 5 })).map((a) => a.outcome)).toEqual([
+        "denied",
+      ]);
+    });
+
+    it("hands out no token when the entry changes between the checks and the commit", async () => {
+      const vault = await withJwtKeys();
+      const { cert } = await enroll("gw-1");
+      const entry = await register({ device: "gw-1", jwtAudiences: ["a"] });
+      let changed = false;
+      h.deps.jwtKeys = {
+        keep: (kid, key) => vault.keep(kid, key),
+        discard: (kid) => vault.discard(kid),
+        async load(kid, sealed) {
+          if (!changed) {
+            changed = true;
+            await h.authority.workloads.update(OPERATOR, entry.id, { jwtAudiences: ["b"] });
+          }
+          return vault.load(kid, sealed);
+        },
+      };
+      expect((await refusal(h.authority.workloadSvids.issueJwt(peer([cert]), entry.id, ["a"]))).reason).toBe(
+        "audience_not_allowed",
+      );
+      expect(changed).toBe(true);
+    });
   });
 
   describe("over HTTP", () => {

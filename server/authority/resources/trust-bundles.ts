@@ -3,9 +3,8 @@ import type { JwtKeyRecord, JwtKeyVault } from "../../ports/trust-bundles.ts";
 import { asAuthorityError } from "../audit.ts";
 import type { Caller } from "../caller.ts";
 import type { AuthorityDeps } from "../deps.ts";
-import { AuthorityError, forbidden } from "../errors.ts";
+import { AuthorityError } from "../errors.ts";
 import { federatedBundles, storeForeignBundle } from "../federation.ts";
-import { authenticateClientCertificate } from "../provisioners/client-certificate.ts";
 import type { Refusals } from "../refusals.ts";
 import {
   type JwtSvidRequest,
@@ -16,6 +15,7 @@ import {
   signJwtSvid,
   trustBundle,
 } from "../trust-bundles.ts";
+import { authenticateWorkloadDevice } from "../workload-svids.ts";
 
 /** What a device is given by `GET /workload/v1/bundles`. */
 export interface WorkloadBundles {
@@ -55,20 +55,13 @@ export class TrustBundles {
   }
 
   /**
-   * `GET /workload/v1/bundles`: the device authenticates with its current certificate
-   * over mutual TLS, as for simplereenroll, except that a predecessor's one retry and a
-   * renewal after expiry do not apply (they exist to renew, not to read). Refusals are
-   * audited here once.
+   * `GET /workload/v1/bundles`: the device authenticates as on every workload route
+   * (`authenticateWorkloadDevice`). Refusals are audited here once.
    */
   async forDevice(peer: PeerInfo): Promise<WorkloadBundles> {
     const caller: Caller = { actor: "anonymous" };
     try {
-      const auth = await authenticateClientCertificate(this.deps, peer.client, caller);
-      if (auth.expiredFor !== undefined)
-        throw forbidden("client_certificate_expired", "client certificate has expired");
-      if (auth.supersedes) {
-        throw forbidden("client_certificate_superseded", "client certificate has been superseded; use the current one");
-      }
+      await authenticateWorkloadDevice(this.deps, peer, caller);
       const [bundle, federated] = await Promise.all([this.bundle(), federatedBundles(this.deps)]);
       return { trustDomain: this.deps.config.trustDomain, bundle, federated };
     } catch (err) {

@@ -24,6 +24,14 @@ const X509SvidBatch = z.object({
     .max(MAX_ENTRIES_PER_DEVICE),
 });
 
+const JwtSvidAsk = z
+  .object({
+    entryId: z.string().min(1).max(64),
+    // The signer's own rule: 1–32 audiences of printable characters.
+    audience: z.array(z.string().min(1).max(256)).min(1).max(32),
+  })
+  .strict();
+
 const bad = (reason: string, message: string) => new AuthorityError("bad_request", message, reason);
 
 /**
@@ -64,7 +72,8 @@ const json = (body: unknown) =>
 /**
  * The device's workload routes on the HTTPS listener (SPIFFE workload identity for the
  * agent): authenticated by the device's current certificate over mutual TLS, exactly as
- * simplereenroll is. `GET /workload/v1/entries`, `POST /workload/v1/x509-svids`.
+ * simplereenroll is. `GET /workload/v1/entries`, `POST /workload/v1/x509-svids`,
+ * `POST /workload/v1/jwt-svids`.
  */
 export function workloadRoutes(deps: WorkloadRouteDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -125,6 +134,23 @@ export function workloadRoutes(deps: WorkloadRouteDeps): Hono<AppEnv> {
         })),
         bundle: issued.bundle.map((d) => encodeBase64(d)),
       });
+    } catch (e) {
+      return fail(c, action, e, true);
+    }
+  });
+
+  app.post("/workload/v1/jwt-svids", async (c) => {
+    const action = "workload.jwt_svid";
+    let ask: z.infer<typeof JwtSvidAsk>;
+    try {
+      authority.refusals.admit({ action, remote: deps.peer(c).remoteAddress });
+      ask = await readJsonBody(c, JwtSvidAsk);
+    } catch (e) {
+      return fail(c, action, e, false);
+    }
+    try {
+      const jwt = await authority.workloadSvids.issueJwt(deps.peer(c), ask.entryId, ask.audience);
+      return json({ spiffeId: jwt.spiffeId, token: jwt.token, expiresAt: jwt.expiresAt.toISOString() });
     } catch (e) {
       return fail(c, action, e, true);
     }
