@@ -143,6 +143,8 @@ describe("dashboard: workload entries", () => {
       ["prefix", "plant-a-", "metrics", true],
       ["profile", "sensor", "collector", false],
     ]);
+    const devicePage = await (await request("/dashboard/devices/plant-a-1", { browser })).text();
+    expect(devicePage).toContain('href="/dashboard/workloads?device=plant-a-1"');
     const plant = await (await request("/dashboard/workloads?device=plant-a-1", { browser })).text();
     expect(plant).toContain("spiffe://example.org/workload/metrics");
     expect(plant).toContain("collector");
