@@ -273,6 +273,7 @@ export class Agent {
       deps: this.deps,
       now: () => this.now(),
       keysDir: opts.keysDir ?? this.config.workloadKeysDir,
+      summaryFile: this.store.paths.workloads,
     });
     const api = new WorkloadApi({
       socketPath: socket === "default" ? DEFAULT_WORKLOAD_SOCKET : socket,

@@ -5,6 +5,7 @@ import { type AgentDeps, nodeDeps } from "./deps.ts";
 import { enroll } from "./enrollment.ts";
 import { KEY_TYPES, type KeyType } from "./keys.ts";
 import { AgentStore, type CrashStep } from "./store.ts";
+import { readWorkloadSummary, type WorkloadSummary } from "./workload-svids.ts";
 
 const USAGE = `edgeid-agent: the edgeid device agent
 
@@ -34,6 +35,22 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The text form of the workload summary: one line, then one per entry with its SVID. */
+function workloadLines(w: WorkloadSummary | null): string {
+  if (!w) return `${"workloads".padEnd(12)} -\n`;
+  const bySvid = new Map(w.svids.map((s) => [s.entryId, s]));
+  const head = `${"workloads".padEnd(12)} ${w.entries.length} ${w.entries.length === 1 ? "entry" : "entries"}, ${w.svids.length} ${w.svids.length === 1 ? "SVID" : "SVIDs"}${w.revoked ? " (device revoked: none served)" : ""} as of ${w.updatedAt}\n`;
+  return (
+    head +
+    w.entries
+      .map((e) => {
+        const s = bySvid.get(e.id);
+        return `  ${e.spiffeId} entry ${e.id} ${s ? `serial ${s.serial} notAfter ${s.notAfter}` : "no SVID"}\n`;
+      })
+      .join("")
+  );
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -169,12 +186,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         fallback: store.fallback,
         session: store.session,
       };
-      if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
-      else
+      // What the running agent's Workload API holds (entries, SVIDs: never a key).
+      const workloads = readWorkloadSummary(agent.store.paths.workloads) ?? null;
+      if (values.json) process.stdout.write(`${JSON.stringify({ ...out, workloads })}\n`);
+      else {
         for (const [k, v] of Object.entries(out))
           process.stdout.write(
             `${k.padEnd(12)} ${typeof v === "object" && v !== null ? JSON.stringify(v) : String(v ?? "-")}\n`,
           );
+        process.stdout.write(workloadLines(workloads));
+      }
       return 0;
     }
     default:

@@ -181,6 +181,8 @@ export class AgentStore {
       cert: join(dir, "cert.pem"),
       key: join(dir, "key.pem"),
       chain: join(dir, "chain.pem"),
+      /** The workload entries and SVIDs the running agent holds (no key), for `status`. */
+      workloads: join(dir, "workloads.json"),
     };
   }
 

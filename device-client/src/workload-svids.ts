@@ -142,6 +142,22 @@ export interface SvidManagerOptions {
   now: () => number;
   /** Keys and SVIDs persisted here (0600) across restarts; in memory only without it. */
   keysDir?: string;
+  /**
+   * Where the entries and SVIDs held are written (never a key) at every change, for
+   * `edgeid-agent status` (another process) to show.
+   */
+  summaryFile?: string;
+}
+
+/** The entries and SVIDs an agent holds, as `edgeid-agent status` shows them: never a key. */
+export interface WorkloadSummary {
+  /** When the agent wrote this (its clock). */
+  updatedAt: string;
+  trustDomain: string;
+  entries: { id: string; spiffeId: string; selectors: string[]; ttlSeconds: number; jwtAudiences: string[] }[];
+  svids: { entryId: string; spiffeId: string; serial: string; notAfter: string }[];
+  /** The device was revoked: nothing is served. */
+  revoked: boolean;
 }
 
 export class SvidManager implements WorkloadView {
@@ -181,11 +197,53 @@ export class SvidManager implements WorkloadView {
   }
 
   private changed(): void {
+    this.writeSummary();
     for (const l of [...this.listeners]) l();
+  }
+
+  /** What the agent holds now: entries and SVID metadata (SPIFFE ID, entry, serial, notAfter), no key. */
+  summary(): WorkloadSummary {
+    const now = this.o.now();
+    return {
+      updatedAt: new Date(now).toISOString(),
+      trustDomain: this.trustDomain,
+      entries: this.entries.map((e) => ({
+        id: e.id,
+        spiffeId: e.spiffeId,
+        selectors: [...e.selectors],
+        ttlSeconds: e.ttlSeconds,
+        jwtAudiences: [...e.jwtAudiences],
+      })),
+      svids: this.entries.flatMap((e) => {
+        const s = this.svid(e.id);
+        return s
+          ? [
+              {
+                entryId: s.entryId,
+                spiffeId: s.spiffeId,
+                serial: s.serial,
+                notAfter: new Date(s.notAfter).toISOString(),
+              },
+            ]
+          : [];
+      }),
+      revoked: this.revoked,
+    };
+  }
+
+  private writeSummary(): void {
+    if (!this.o.summaryFile) return;
+    try {
+      writePrivate(this.o.summaryFile, `${JSON.stringify(this.summary())}\n`);
+    } catch (err) {
+      this.o.deps.log("warn", "workload summary not written", { error: (err as Error).message });
+    }
   }
 
   start(): Promise<void> {
     this.running = true;
+    // Nothing held yet: status must not show what an earlier run held.
+    this.writeSummary();
     return this.refresh();
   }
 
@@ -223,7 +281,7 @@ export class SvidManager implements WorkloadView {
     if (had) {
       this.o.deps.log("warn", "workload SVIDs dropped", { reason });
       this.changed();
-    }
+    } else this.writeSummary();
   }
 
   /** One refresh at a time; a request during one runs another after it. */
@@ -494,6 +552,39 @@ export class SvidManager implements WorkloadView {
       }
     }
   }
+}
+
+/**
+ * The summary a running agent wrote (`edgeid-agent status`): undefined when there is
+ * none (no Workload API configured, or it never started) or it is not one.
+ */
+export function readWorkloadSummary(file: string): WorkloadSummary | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    return undefined;
+  }
+  const o = doc as Partial<WorkloadSummary> | null;
+  if (!o || typeof o !== "object" || !Array.isArray(o.entries) || !Array.isArray(o.svids)) return undefined;
+  return {
+    updatedAt: String(o.updatedAt ?? ""),
+    trustDomain: String(o.trustDomain ?? ""),
+    entries: o.entries.map((e) => ({
+      id: String(e.id),
+      spiffeId: String(e.spiffeId),
+      selectors: Array.isArray(e.selectors) ? e.selectors.map(String) : [],
+      ttlSeconds: Number(e.ttlSeconds),
+      jwtAudiences: Array.isArray(e.jwtAudiences) ? e.jwtAudiences.map(String) : [],
+    })),
+    svids: o.svids.map((v) => ({
+      entryId: String(v.entryId),
+      spiffeId: String(v.spiffeId),
+      serial: String(v.serial),
+      notAfter: String(v.notAfter),
+    })),
+    revoked: o.revoked === true,
+  };
 }
 
 function writePrivate(file: string, data: string): void {

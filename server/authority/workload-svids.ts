@@ -24,6 +24,7 @@ import { applyGuarded, guard } from "./preconditions.ts";
 import { authenticateClientCertificate } from "./provisioners/client-certificate.ts";
 import type { Refusals } from "./refusals.ts";
 import { type JwtSvidRequest, MAX_JWT_SVID_SECONDS, type SignedJwtSvid } from "./trust-bundles.ts";
+import { pruneWorkloadSvids, type SvidPruneResult } from "./workload-pruning.ts";
 import { MAX_ENTRIES_PER_DEVICE, maxSvidTtl, workloadSpiffeId } from "./workloads.ts";
 
 /** How often an agent polls its entries when no `workloads-changed` command reached it. */
@@ -184,6 +185,15 @@ export class WorkloadSvids {
       );
       return { spiffeId, token: signed.token, expiresAt: signed.expiresAt };
     });
+  }
+
+  /**
+   * Deletes workload SVIDs expired longer than `spiffe.svidRetention` ago, in bounded
+   * batches (see pruneWorkloadSvids): what the Node main thread's timer and the Workers
+   * Cron Trigger run.
+   */
+  prune(opts?: { batch?: number; maxBatches?: number }): Promise<SvidPruneResult> {
+    return pruneWorkloadSvids(this.deps, opts);
   }
 
   private async audited<T>(action: string, peer: PeerInfo, caller: Caller, run: () => Promise<T>): Promise<T> {

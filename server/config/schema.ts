@@ -363,6 +363,12 @@ export const configSchema = z.object({
         .refine((s) => s >= 3600, "at least 1h (a key outlives its tokens by the 1h JWT-SVID maximum)"),
       /** spiffe_refresh_hint: how often relying parties should fetch the bundle again, in seconds. */
       refreshHint: duration.default(300).refine((s) => s >= 30 && s <= 86400, "between 30s and 1d"),
+      /**
+       * How long an expired X.509-SVID's row (and its key's claim) is kept after its
+       * notAfter before the server prunes it (hourly on Node, on the Cron Trigger on
+       * Workers). Revoked SVIDs stay on CRLs and in OCSP until they expire whatever this is.
+       */
+      svidRetention: duration.default(7 * 86400),
     })
     .prefault({}),
   /** Other trust domains whose SPIFFE bundles this server fetches and hands to workloads. */

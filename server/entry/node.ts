@@ -25,7 +25,7 @@ import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
 import { LoopHub, loopCount } from "../adapters/node/loops.ts";
 import { crlFileSink, renewExternalCredentials, SERVER_SERVICE } from "../adapters/node/mosquitto.ts";
 import { ensureScepRa } from "../adapters/node/scep-ra.ts";
-import { JWT_ROTATION_MS, nodeScheduler, REFUSAL_FLUSH_MS } from "../adapters/node/scheduler.ts";
+import { JWT_ROTATION_MS, nodeScheduler, REFUSAL_FLUSH_MS, SVID_PRUNE_MS } from "../adapters/node/scheduler.ts";
 import { nodePeer } from "../adapters/node/tls-peer.ts";
 import { WorkerVerifier } from "../adapters/node/verify-pool.ts";
 import { SqliteStorage } from "../adapters/storage/sqlite-storage.ts";
@@ -426,6 +426,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const jwtRotation = nodeScheduler.every(JWT_ROTATION_MS, () => {
     rotateJwtKeys().catch((err: unknown) => logAt("error", "JWT-SVID key rotation failed", { err }));
   });
+  // Expired workload SVIDs: pruned once the retention has passed, at start and then hourly.
+  const pruneSvids = async () => {
+    const r = await authority.workloadSvids.prune();
+    if (r.pruned > 0) logAt("info", "expired workload SVIDs pruned", { pruned: r.pruned, before: r.before });
+  };
+  void pruneSvids().catch((err: unknown) => logAt("error", "workload SVID pruning failed", { err }));
+  const svidPruning = nodeScheduler.every(SVID_PRUNE_MS, () => {
+    pruneSvids().catch((err: unknown) => logAt("error", "workload SVID pruning failed", { err }));
+  });
   // Federated trust domains' bundles: fetched when due, the last good copy kept in the database.
   const federation = new FederationFetcher({
     authority,
@@ -544,6 +553,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     clearInterval(externalRenewal);
     refusalFlush.cancel();
     jwtRotation.cancel();
+    svidPruning.cancel();
     federation.stop();
     responders.stop();
     fleet.stop();

@@ -219,7 +219,8 @@ export default {
 
   /**
    * The Cron Trigger (wrangler.toml `[triggers]`): what the Node server runs on timers —
-   * expiry alerts (to the webhook) and the fleet audit.
+   * expiry alerts (to the webhook), the fleet audit, JWT key rotation, federated bundles
+   * and pruning expired workload SVIDs.
    */
   async scheduled(_controller: unknown, env: WorkerEnv): Promise<void> {
     const b = await ready(env, env.PUBLIC_URL ?? "https://edgeid.invalid");
@@ -227,6 +228,7 @@ export default {
     const alerts = await b.fleet.alerts();
     const report = b.config.fleet.auditInterval > 0 ? await b.fleet.audit(SERVER_ACTOR) : undefined;
     const jwt = await b.authority.trustBundles.rotate();
+    const pruned = await b.authority.workloadSvids.prune();
     const federated = await refreshFederatedBundles(b.authority, b.config.federation, fetch, log);
     // Refusal windows of this isolate that closed since its last refusal: their aggregate records.
     await b.authority.refusals.flush();
@@ -236,6 +238,7 @@ export default {
       findings: report?.findings.length ?? null,
       jwtKeysCreated: jwt.created.length,
       jwtKeysRemoved: jwt.removed.length,
+      svidsPruned: pruned.pruned,
       federated,
     });
   },

@@ -573,7 +573,14 @@ export type Write =
    */
   | { kind: "updateWorkloadEntry"; entry: WorkloadEntryRecord; revokeSvids: boolean; at: Date; reason: number | null }
   /** Deletes the entry and revokes its valid SVIDs (into the revocation feed). */
-  | { kind: "deleteWorkloadEntry"; entryId: string; at: Date; reason: number | null };
+  | { kind: "deleteWorkloadEntry"; entryId: string; at: Date; reason: number | null }
+  /**
+   * Deletes these workload SVIDs (rows with a workload entry only) whose notAfter is
+   * before `before`, and the claims on their keys that no remaining certificate holds.
+   * A device's own certificates and unexpired SVIDs are never deleted, whatever is listed.
+   * The revocation feed is left alone (CRLs list only unexpired certificates anyway).
+   */
+  | { kind: "pruneWorkloadSvids"; serials: readonly string[]; before: Date };
 
 /** Thrown by `apply` when a uniqueness constraint or a write guard refused the write set. */
 export class StorageConflictError extends Error {
@@ -712,6 +719,11 @@ export interface Storage extends FleetAuditReads, TrustBundleReads {
   workloadEntriesFor(device: { id: string; profile: string }, limit: number): Promise<WorkloadEntryRecord[]>;
   /** A device's workload SVIDs, newest first, at most `limit`. */
   listWorkloadSvids(deviceId: string, limit: number): Promise<CertificateRecord[]>;
+  /**
+   * Serials of workload SVIDs (never a device's own certificates) whose notAfter is
+   * before `before`, oldest first, at most `limit`: what pruning deletes next.
+   */
+  expiredWorkloadSvids(before: Date, limit: number): Promise<string[]>;
   /**
    * Certificates that certify any of these keys (SHA-256 of an SPKI), at most `limit`:
    * what the workload key rules (not a device key, not another workload's) check.

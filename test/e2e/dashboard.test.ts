@@ -321,4 +321,38 @@ describe("operator dashboard in Chromium", { timeout: 90_000 }, () => {
     expect(device.audit.map((a) => a.action)).toContain("enrollment.approve");
     await context.close();
   });
+  it("registers a workload entry from the Workloads page and deletes it; the CLI sees both", async () => {
+    const { context, page } = await signIn(adminToken);
+    await page.click("nav a:has-text('Workloads')");
+    await page.waitForURL(`${server.url}/dashboard/workloads`);
+    const form = page.locator('[data-testid="workload-register"]');
+    await form.locator("select[name=parentKind]").selectOption("device");
+    await form.locator("input[name=parent]").fill("plant7-gw-001");
+    await form.locator("input[name=name]").fill("historian");
+    await form.locator("textarea[name=selectors]").fill("unix:uid:1000\nsystemd:unit:historian.service");
+    await form.locator("input[name=ttl]").fill("30m");
+    await form.locator("textarea[name=jwtAudiences]").fill("https://api.example.org");
+    await form.locator("button:has-text('Register')").click();
+    await page.waitForURL(/notice=workload-registered/);
+    const row = page.locator("tr", { hasText: "spiffe://example.org/device/plant7-gw-001/workload/historian" });
+    expect(await row.count()).toBe(1);
+    await page.screenshot({ path: join(ARTIFACTS, "workloads.png"), fullPage: true });
+    const listed = (
+      await edgeid(["workloads", "list", "--device", "plant7-gw-001", "--data", dataDir, "--json"])
+    ).stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { id: string; name: string; selectors: string[]; ttlSeconds: number });
+    expect(listed.map((e) => [e.name, e.selectors, e.ttlSeconds])).toEqual([
+      ["historian", ["unix:uid:1000", "systemd:unit:historian.service"], 1800],
+    ]);
+
+    await row.locator("button:has-text('Delete')").click();
+    await page.waitForURL(/notice=workload-deleted/);
+    expect(await page.locator(`tr[data-entry="${listed[0]?.id}"]`).count()).toBe(0);
+    const after = (await edgeid(["workloads", "list", "--device", "plant7-gw-001", "--data", dataDir, "--json"]))
+      .stdout;
+    expect(after.trim()).toBe("");
+    await context.close();
+  });
 });

@@ -10,6 +10,7 @@ import * as x509 from "@peculiar/x509";
 import { beforeAll, describe, expect, it } from "vitest";
 import { D1Storage } from "../../server/adapters/storage/d1-storage.ts";
 import { createTokens } from "../../server/authority/tokens.ts";
+import { pruneWorkloadSvids } from "../../server/authority/workload-pruning.ts";
 import { deleteWorkload, registerWorkload } from "../../server/authority/workloads.ts";
 import { registerOperator } from "../support/operators.ts";
 import { BASE, basic, certificateOf, coreDeps, csr, ocspStatus } from "./worker-client.ts";
@@ -89,5 +90,40 @@ describe("workload identity on Workers with D1", () => {
     expect((await storage.getCertificate(svid.serial))?.status).toBe("revoked");
     // The Worker reads revocations from D1 (its OCSP answers follow the feed).
     expect(await ocspStatus(svid.serial)).toBe(1);
+  });
+
+  it("prunes SVIDs expired longer than the retention in a D1 batch, with their key's claim, not the device's certificate", async () => {
+    const fingerprint = await enrolled("wl-3");
+    const entry = await registerWorkload(deps, OPERATOR, { device: "wl-3", name: "p", selectors: ["unix:uid:9"] });
+    const r = await SELF.fetch(`${BASE}/workload/v1/x509-svids`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ requests: [{ entryId: entry.id, csr: await csr("x") }] }),
+      cf: cf(fingerprint),
+    });
+    expect(r.status, await r.clone().text()).toBe(200);
+    const [svid] = ((await r.json()) as { svids: { serial: string }[] }).svids;
+    const serial = (svid as { serial: string }).serial;
+    const key = (await storage.getCertificate(serial))?.keyFingerprint as string;
+    const claimed = async () =>
+      (
+        await env.DB.prepare("SELECT device_id FROM device_keys WHERE key_fingerprint = ?")
+          .bind(key)
+          .first<{ device_id: string }>()
+      )?.device_id ?? null;
+    expect(await claimed()).toBe("wl-3");
+
+    // Within the retention (7 days after its notAfter) it stays.
+    const at = (days: number) => ({ now: () => new Date(Date.now() + days * 86_400_000) });
+    expect((await pruneWorkloadSvids({ ...deps, clock: at(7) })).pruned).toBe(0);
+    expect(await storage.getCertificate(serial)).toBeDefined();
+    const run = await pruneWorkloadSvids({ ...deps, clock: at(8) });
+    expect(run.pruned).toBeGreaterThanOrEqual(1);
+    expect(await storage.getCertificate(serial)).toBeUndefined();
+    expect(await claimed()).toBeNull();
+    // The device's own certificate (expired by then too) is untouched.
+    expect((await storage.listCertificates("wl-3")).map((c) => c.fingerprint)).toEqual([fingerprint]);
+    const [audit] = await storage.listAudit({ action: "workload.svids_pruned", limit: 1 });
+    expect(audit?.detail?.count).toBe(run.pruned);
   });
 });

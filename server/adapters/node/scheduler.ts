@@ -19,3 +19,6 @@ export const REFUSAL_FLUSH_MS = 15_000;
 
 /** How often the main thread applies the JWT-SVID key schedule (keys are published a key lifetime ahead). */
 export const JWT_ROTATION_MS = 60_000;
+
+/** How often the main thread prunes workload SVIDs expired longer than the retention. */
+export const SVID_PRUNE_MS = 3_600_000;

@@ -17,6 +17,8 @@ export const NOTICES: Record<string, { text: string; kind?: "error" | "warn" }> 
   approved: { text: "The enrollment is approved; the device gets its certificate at its next retry." },
   rejected: { text: "The enrollment is rejected; the device's next retry is refused." },
   "token-revoked": { text: "The token is revoked." },
+  "workload-registered": { text: "The entry is registered; the devices it applies to are told at once." },
+  "workload-deleted": { text: "The entry is deleted and its SVIDs are revoked." },
   "metadata-saved": { text: "Owner and location are saved." },
   "operator-revoked": { text: "The operator is revoked; its sessions have ended." },
   "audit-done": { text: "The fleet audit ran; its findings are below." },
@@ -45,6 +47,7 @@ const NAV: [string, string][] = [
   ["devices", "Devices"],
   ["enrollments", "Approvals"],
   ["tokens", "Tokens"],
+  ["workloads", "Workloads"],
   ["legacy", "Legacy certificates"],
   ["audit", "Audit caller"],
 ];

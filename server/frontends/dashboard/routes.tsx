@@ -18,6 +18,7 @@ import { operatorRoutes } from "./routes/operators.tsx";
 import { overviewRoutes } from "./routes/overview.tsx";
 import { sessionRoutes } from "./routes/session.tsx";
 import { tokenRoutes } from "./routes/tokens.tsx";
+import { workloadRoutes } from "./routes/workloads.tsx";
 import { STYLESHEET } from "./style.ts";
 
 export interface DashboardDeps {
@@ -48,6 +49,8 @@ function postAction(path: string): string {
   if (p === "/audit/run") return "fleet.audit";
   if (p === "/tokens") return "token.create";
   if (p === "/operators") return "operator.create";
+  if (p === "/workloads") return "workload.register";
+  if (/^\/workloads\/[^/]+\/delete$/.test(p)) return "workload.delete";
   let m = /^\/devices\/[^/]+\/(revoke|reinstate|rotate|metadata)$/.exec(p);
   if (m) return m[1] === "rotate" ? "command.create" : `device.${m[1]}`;
   m = /^\/(tokens|enrollments|operators)\/[^/]+\/(revoke|decide)$/.exec(p);
@@ -175,6 +178,7 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<Env> {
     deviceRoutes,
     enrollmentRoutes,
     tokenRoutes,
+    workloadRoutes,
     legacyRoutes,
     operatorRoutes,
     auditRoutes,

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, inArray, isNotNull, or, type SQL, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNotNull, lt, or, type SQL, sql } from "drizzle-orm";
 import type { CertificateRecord, WorkloadEntryQuery, WorkloadEntryRecord } from "../../../ports/storage.ts";
 import { certificates, workloadEntries } from "../schema.ts";
 import { type CertificateRow, toCertificate } from "./certificates.ts";
@@ -54,6 +54,19 @@ export function workloadReaders<B extends ConnectionClass>(Base: B) {
         .limit(limit)
         .all();
       return rows.map((r: CertificateRow) => toCertificate(r));
+    }
+
+    async expiredWorkloadSvids(before: Date, limit: number): Promise<string[]> {
+      const q = this.prepared("expiredWorkloadSvids", () =>
+        this.db
+          .select({ serial: certificates.serial })
+          .from(certificates)
+          .where(and(isNotNull(certificates.workloadEntryId), lt(certificates.notAfter, sql.placeholder("before"))))
+          .orderBy(asc(certificates.notAfter), asc(certificates.serial))
+          .limit(sql.placeholder("limit")),
+      );
+      const rows = (await q.all({ before: before.getTime(), limit })) as { serial: string }[];
+      return rows.map((r) => r.serial);
     }
 
     async certificatesWithKey(keyFingerprints: readonly string[], limit: number): Promise<CertificateRecord[]> {

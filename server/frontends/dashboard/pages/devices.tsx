@@ -352,6 +352,11 @@ export const DevicePage: FC<{
           </table>
         </>
       ) : null}
+      <p>
+        <a href={`${BASE}/workloads?device=${encodeURIComponent(d.id)}`} data-testid="device-workloads">
+          Workload entries that apply to this device
+        </a>
+      </p>
 
       <h2>Recent events</h2>
       {detail.events.length === 0 ? (
