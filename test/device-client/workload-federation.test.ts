@@ -172,10 +172,7 @@ describe("federated bundles that arrive after the agent's first fetch", () => {
     const otherRoot = new X509Certificate(contract.issuingPem);
     contract.federated = {
       "other.org": {
-        keys: [
-          { ...jwk, use: "x509-svid", kid: undefined, x5c: [otherRoot.raw.toString("base64")] },
-          jwk,
-        ],
+        keys: [{ ...jwk, use: "x509-svid", kid: undefined, x5c: [otherRoot.raw.toString("base64")] }, jwk],
         spiffe_sequence: 1,
       },
     };
