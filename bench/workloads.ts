@@ -32,7 +32,7 @@ import { WorkloadHttpClient } from "../device-client/src/workload-client.ts";
 import { SvidManager } from "../device-client/src/workload-svids.ts";
 import { AGENT_NODE_FLAGS } from "./agent.ts";
 import { percentile } from "./load.ts";
-import { createTokens, EDGEID, ROOT, run, say, startServerProcess } from "./server.ts";
+import { cpuSeconds, createTokens, EDGEID, ROOT, run, say, startServerProcess } from "./server.ts";
 
 const AGENT = join(ROOT, "device-client", "bin", "edgeid-agent.mjs");
 const PROTO = join(ROOT, "device-client", "proto", "workload.proto");
@@ -232,6 +232,7 @@ export async function workloadsBench(o: {
     }));
     const latencies: number[] = [];
     const cpu0 = process.cpuUsage();
+    const serverCpu0 = cpuSeconds(server.pid);
     const t0 = performance.now();
     for (const batch of batches) {
       const t = performance.now();
@@ -245,10 +246,11 @@ export async function workloadsBench(o: {
     const issueRate = (o.batches * n) / seconds;
     const lat = stats(latencies);
     const clientCpu = process.cpuUsage(cpu0);
+    const serverCores = (cpuSeconds(server.pid) - serverCpu0) / seconds;
     say(
       `server issuance: ${o.batches} batches of ${n} in ${seconds.toFixed(2)} s → ${issueRate.toFixed(0)} X.509-SVIDs/s` +
         ` (ratio to the P-256 pair-rate ${(issueRate / pairRate).toFixed(3)}) · batch p50 ${ms(lat.p50)}, p99 ${ms(lat.p99)}` +
-        ` · bench process CPU ${((clientCpu.user + clientCpu.system) / 1e6 / seconds).toFixed(2)} cores`,
+        ` · CPU: server ${serverCores.toFixed(2)} cores, bench process ${((clientCpu.user + clientCpu.system) / 1e6 / seconds).toFixed(2)} cores`,
     );
 
     // 1b. The agent's end-to-end refresh of N: entries, bundles, N keys and CSRs, one batch, checks.

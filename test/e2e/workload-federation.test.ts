@@ -17,9 +17,9 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BIN, AGENT_ENV, agentEnrollArgs } from "./support/agent.ts";
-import { cliCreateToken, edgeid } from "./support/cli.ts";
-import { eventually, makeWorkDir, ROOT, removeDir, run, runOk, sleep } from "./support/process.ts";
-import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
+import { edgeid } from "./support/cli.ts";
+import { eventually, freePort, makeWorkDir, ROOT, removeDir, run, runOk, sleep } from "./support/process.ts";
+import { startServer, type TestServer } from "./support/server.ts";
 
 const execFileAsync = promisify(execFile);
 const PYTHON = "/usr/bin/python3";
@@ -61,11 +61,35 @@ function pemsOf(b64: string): string[] {
   return out;
 }
 
-async function configureFederation(dataDir: string, peer: TestServer, trustDomain: string): Promise<void> {
+/** `edgeid init --json` into `<work>/data` (RSA and P-256 hierarchies: up to two minutes on a busy machine). */
+async function init(dir: string, trustDomain: string): Promise<{ dataDir: string }> {
+  const dataDir = join(dir, "data");
+  const args = ["init", "--data", dataDir, "--trust-domain", trustDomain, "--hostname", "localhost", "--json"];
+  const out = JSON.parse((await edgeid(args, { timeoutMs: 120_000 })).stdout.trim()) as { trustDomain: string };
+  expect(out.trustDomain).toBe(trustDomain);
+  return { dataDir };
+}
+
+/** Distinct TCP ports free on 127.0.0.1 right now. */
+async function freePorts(n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const p = await freePort();
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+async function configureFederation(dataDir: string, trustDomain: string, peerPort: number, peerRoot: string) {
   const file = join(dataDir, "edgeid.json");
   const config = JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
   config.federation = [
-    { trustDomain, bundleEndpointUrl: `${peer.url}/spiffe/bundle`, profile: "https_web", caFile: peer.rootPemFile },
+    {
+      trustDomain,
+      bundleEndpointUrl: `https://127.0.0.1:${peerPort}/spiffe/bundle`,
+      profile: "https_web",
+      caFile: peerRoot,
+    },
   ];
   await writeFile(file, `${JSON.stringify(config, null, 2)}\n`);
 }
@@ -75,7 +99,8 @@ async function startGateway(server: TestServer, name: string, deviceId: string):
   const fingerprint = new X509Certificate(readFileSync(server.rootPemFile)).fingerprint256
     .replace(/:/g, "")
     .toLowerCase();
-  const { token } = await cliCreateToken(server.dataDir, deviceId);
+  const tokenArgs = ["token", "create", "--data", server.dataDir, "--device", deviceId, "--json"];
+  const { token } = JSON.parse((await edgeid(tokenArgs, { timeoutMs: 120_000 })).stdout.trim()) as { token: string };
   const dir = join(work, `agent-${name}`);
   const enrolled = await run(
     process.execPath,
@@ -95,9 +120,12 @@ async function startGateway(server: TestServer, name: string, deviceId: string):
   agent.stderr?.setEncoding("utf8").on("data", (c: string) => {
     out += c;
   });
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 90_000;
   while (!existsSync(socket)) {
-    if (Date.now() > deadline || agent.exitCode !== null) throw new Error(`agent ${name} not ready:\n${out}`);
+    if (Date.now() > deadline || agent.exitCode !== null) {
+      agent.kill("SIGKILL");
+      throw new Error(`agent ${name} not ready:\n${out}`);
+    }
     await sleep(100);
   }
   return { server, deviceId, socket, agent, log: () => out };
@@ -115,7 +143,7 @@ async function register(g: Gateway, name: string, uid: number, audiences: string
   const args = ["workloads", "register", "--data", g.server.dataDir, "--device", g.deviceId, "--name", name];
   args.push("--selector", `unix:uid:${uid}`, "--selector", `unix:gid:${uid}`, "--json");
   for (const aud of audiences) args.push("--jwt-audience", aud);
-  return JSON.parse((await edgeid(args)).stdout.trim()) as { id: string; spiffeId: string };
+  return JSON.parse((await edgeid(args, { timeoutMs: 120_000 })).stdout.trim()) as { id: string; spiffeId: string };
 }
 
 /** The Python client as `uid` (gid = uid, no supplementary groups), against a gateway's socket. */
@@ -166,26 +194,26 @@ beforeAll(async () => {
   copyFileSync(join(ROOT, "test/e2e/support/federation_client.py"), join(gen, "federation_client.py"));
   for (const f of ["workload_pb2.py", "workload_pb2_grpc.py", "federation_client.py"]) chmodSync(join(gen, f), 0o644);
 
-  // A first, alone; B federating with A (A answers at once); then A again, on the same
-  // ports, federating with B.
-  const initA = await cliInitDataDir(join(work, "a"), "a.example");
-  const probe = await startServer(initA.dataDir, join(work, "a"));
-  const portA = Number(new URL(probe.url).port);
-  const mqttA = new URL(probe.mqttUrl as string).port;
-  const publicA = new URL(probe.publicHttp as string).port;
-  const initB = await cliInitDataDir(join(work, "b"), "b.example");
-  await configureFederation(initB.dataDir, probe, "a.example");
-  b = await startServer(initB.dataDir, join(work, "b"));
-  await probe.stop();
-  await configureFederation(initA.dataDir, b, "b.example");
-  a = await startServer(initA.dataDir, join(work, "a"), portA, {
-    mqtt: `127.0.0.1:${mqttA}`,
-    publicListen: `127.0.0.1:${publicA}`,
+  // Both configured before either starts, on ports chosen now: A federates with B, B with
+  // A. A starts first (its first fetch of B's bundle fails and is retried 30 s later), then
+  // B, whose first fetch of A's bundle succeeds at once.
+  const initA = await init(join(work, "a"), "a.example");
+  const initB = await init(join(work, "b"), "b.example");
+  const ports = { a: await freePorts(3), b: await freePorts(3) };
+  // Two servers, two agents and Python on two cores: starts may be slow.
+  const listen = (p: number[]) => ({
+    mqtt: `127.0.0.1:${p[1]}`,
+    publicListen: `127.0.0.1:${p[2]}`,
+    startLimitMs: 60_000,
   });
+  await configureFederation(initA.dataDir, "b.example", ports.b[0] as number, join(initB.dataDir, "ca", "root-ca.pem"));
+  await configureFederation(initB.dataDir, "a.example", ports.a[0] as number, join(initA.dataDir, "ca", "root-ca.pem"));
+  a = await startServer(initA.dataDir, join(work, "a"), ports.a[0], listen(ports.a));
+  b = await startServer(initB.dataDir, join(work, "b"), ports.b[0], listen(ports.b));
 
   gwA = await startGateway(a, "a", "gw-a");
   gwB = await startGateway(b, "b", "gw-b");
-}, 180_000);
+}, 400_000);
 
 afterAll(async () => {
   await Promise.allSettled([stopGateway(gwA), stopGateway(gwB)]);
@@ -214,15 +242,22 @@ describe("two trust domains federating, workloads on a gateway of each", () => {
       svid: string;
     };
     expect(jwt.spiffe_id).toBe(payments.spiffeId);
-    // A's agent federates the other way too: B's trust anchors reach A's workloads.
-    const aFederated = (fromA.FetchX509SVID as { federated_bundles: Record<string, string> }).federated_bundles;
+    // A federates the other way too: B's trust anchors reach A's workloads (A's first fetch
+    // of B's bundle, before B was up, failed; its retry and A's agent's next poll bring them).
+    const aFederated = (
+      await eventually(
+        () => asWorkload(UID_A, gwA, "fetch", AUDIENCE),
+        (r) => "spiffe://b.example" in ((r.FetchX509SVID?.federated_bundles as object | undefined) ?? {}),
+        120_000,
+      )
+    ).FetchX509SVID?.federated_bundles as Record<string, string>;
     expect(Object.keys(aFederated)).toEqual(["spiffe://b.example"]);
     expect(pemsOf(aFederated["spiffe://b.example"] as string)).toEqual([readFileSync(b.rootPemFile, "utf8")]);
 
     const fromB = await eventually(
       () => asWorkload(UID_B, gwB, "validate", AUDIENCE, jwt.svid),
-      (r) => "bundles" in (r.FetchX509Bundles ?? {}),
-      60_000,
+      (r) => "spiffe://a.example" in ((r.FetchX509Bundles?.bundles as object | undefined) ?? {}),
+      90_000,
     );
 
     // (1) B's X.509 bundles include a.example: A's SVID verifies against it, not against B's own.
@@ -277,5 +312,5 @@ describe("two trust domains federating, workloads on a gateway of each", () => {
     expect(signer?.use).toBe("jwt-svid");
     expect(jwtBundles["spiffe://a.example"]?.keys).toContainEqual(signer);
     expect(jwtBundles["spiffe://b.example"]?.keys.some((k) => k.kid === kid)).toBe(false);
-  }, 150_000);
+  }, 300_000);
 });
