@@ -177,6 +177,7 @@ describe("federated bundles that arrive after the agent's first fetch", () => {
       },
     };
     await nextPoll();
+    expect([...svids.jwtBundles.keys()].sort()).toEqual(["example.org", "other.org"]);
     await Promise.all([svidStream.count(2), x509Stream.count(2), jwtStream.count(2)]);
     const svidMsg = svidStream.got[1] as { federated_bundles: Record<string, Buffer> };
     const fedDer = svidMsg.federated_bundles["spiffe://other.org"] as Buffer;
