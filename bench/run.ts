@@ -41,6 +41,7 @@ import {
   threadCpu,
   waitReady,
 } from "./server.ts";
+import { workloadsBench } from "./workloads.ts";
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -91,6 +92,15 @@ const opts = new Command("bench")
   )
   .option("--fleet-messages <n>", "status reports per device in the fleet-loop benchmark", positive, 20)
   .option("--agent-minutes <n>", "minutes of the device agent footprint run (0 to skip it)", Number, 10)
+  .option(
+    "--workload-entries <n>",
+    "workload entries on one gateway in the workload benchmark (issuance, change to stream, agent RSS; 0 to skip it)",
+    count,
+    50,
+  )
+  .option("--workload-changes <n>", "entry changes timed to the agent's stream update", positive, 20)
+  .option("--workload-batches <n>", "batch requests of --workload-entries CSRs sent to the server", positive, 20)
+  .option("--workload-refreshes <n>", "end-to-end refreshes of every SVID by the agent's SvidManager", positive, 10)
   .option(
     "--abuse-duration <s>",
     "seconds of flood in the abuse benchmark (EST, OCSP and MQTT attackers while devices enroll; 0 to skip it)",
@@ -161,6 +171,10 @@ const opts = new Command("bench")
     scepConcurrency: number;
     inventoryDevices: number;
     agentMinutes: number;
+    workloadEntries: number;
+    workloadChanges: number;
+    workloadBatches: number;
+    workloadRefreshes: number;
     abuseDuration: number;
     abuseQuiet?: number;
     abuseConcurrency: number;
@@ -506,6 +520,17 @@ async function variant(): Promise<{ enroll?: EnrollFigures; revocation?: string 
   }
   if (opts.agentMinutes > 0) {
     say(`RESULT agent ${await agentBench({ minutes: opts.agentMinutes, keep: Boolean(opts.keep) })}`);
+  }
+  if (opts.workloadEntries > 0) {
+    const summary = await workloadsBench({
+      entries: opts.workloadEntries,
+      changes: opts.workloadChanges,
+      batches: opts.workloadBatches,
+      refreshes: opts.workloadRefreshes,
+      keep: Boolean(opts.keep),
+      yardstick: await opensslSpeed(opts.opensslSeconds),
+    });
+    say(`RESULT ${summary}`);
   }
   if (opts.inventoryDevices > 0) {
     say(`RESULT inventory ${await inventoryBench({ devices: opts.inventoryDevices, keep: Boolean(opts.keep) })}`);

@@ -370,7 +370,9 @@ export class SvidManager implements WorkloadView {
       changed = true;
       if (this.o.keysDir) this.loadPersisted();
     }
-    if (revisionChanged || this.x509Bundle.length === 0) changed = (await this.fetchBundles()) || changed;
+    // Bundles every time: a federated trust domain's bundle reaches the server on its own
+    // schedule (and keys rotate) without this device's entry revision changing.
+    changed = (await this.fetchBundles()) || changed;
     const due = this.entries.filter((e) => {
       const s = this.svids.get(e.id);
       return !s || this.renewAt(s) <= now;
@@ -396,7 +398,6 @@ export class SvidManager implements WorkloadView {
     const o = answer.value as { trustDomain?: unknown; bundle?: unknown; federated?: unknown };
     if (!isString(o.trustDomain)) return false;
     const own = splitBundle(o.bundle);
-    if (own.x509.length > 0) this.x509Bundle = own.x509;
     const jwt = new Map<string, Jwks>([[o.trustDomain, own.jwt]]);
     const fed = new Map<string, Uint8Array[]>();
     if (o.federated && typeof o.federated === "object") {
@@ -407,9 +408,11 @@ export class SvidManager implements WorkloadView {
         jwt.set(td, b.jwt);
       }
     }
+    const before = bundlesSignature(this.x509Bundle, this.federatedX509, this.jwtBundles);
+    if (own.x509.length > 0) this.x509Bundle = own.x509;
     this.jwtBundles = jwt;
     this.federatedX509 = fed;
-    return true;
+    return bundlesSignature(this.x509Bundle, this.federatedX509, this.jwtBundles) !== before;
   }
 
   /** Batches of at most 100 CSRs, one new key per entry. */
@@ -585,6 +588,20 @@ export function readWorkloadSummary(file: string): WorkloadSummary | undefined {
     })),
     revoked: o.revoked === true,
   };
+}
+
+/** What the bundle streams carry, as one string: equal strings, nothing to push. */
+function bundlesSignature(
+  own: readonly Uint8Array[],
+  federated: ReadonlyMap<string, readonly Uint8Array[]>,
+  jwt: ReadonlyMap<string, Jwks>,
+): string {
+  const ders = (l: readonly Uint8Array[]) => l.map((d) => Buffer.from(d).toString("base64"));
+  return JSON.stringify([
+    ders(own),
+    [...federated].sort(([a], [b]) => a.localeCompare(b)).map(([td, l]) => [td, ders(l)]),
+    [...jwt].sort(([a], [b]) => a.localeCompare(b)),
+  ]);
 }
 
 function writePrivate(file: string, data: string): void {

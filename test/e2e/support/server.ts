@@ -73,13 +73,13 @@ export interface TestServer {
  * Starts `edgeid serve --listen 127.0.0.1:0` and waits for its "listening" line. The
  * embedded broker and the public HTTP listener listen on free ports too (`mqtt`,
  * `publicListen`: a HOST:PORT, or "off"; port 0 lets the server pick and report it);
- * extra arguments go after.
+ * extra arguments go after; `startLimitMs` overrides how long the start may take.
  */
 export async function startServer(
   dataDir: string,
   work: string,
   port = 0,
-  opts: { mqtt?: string; publicListen?: string; args?: string[] } = {},
+  opts: { mqtt?: string; publicListen?: string; args?: string[]; startLimitMs?: number } = {},
 ): Promise<TestServer> {
   const args = ["serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`];
   if (opts.mqtt !== "external") args.push("--mqtt-listen", opts.mqtt ?? "127.0.0.1:0");
@@ -88,7 +88,7 @@ export async function startServer(
   const loops = process.env.EDGEID_E2E_LOOPS;
   if (loops && !opts.args?.includes("--loops")) args.push("--loops", loops);
   // Each extra loop loads the sources through tsx again before the server says "listening".
-  const startLimit = loops || opts.args?.includes("--loops") ? 60_000 : 20_000;
+  const startLimit = opts.startLimitMs ?? (loops || opts.args?.includes("--loops") ? 60_000 : 20_000);
   const child = spawn(process.execPath, [EDGEID_BIN, ...args, ...(opts.args ?? [])], {
     stdio: ["ignore", "pipe", "pipe"],
   });
