@@ -1,9 +1,7 @@
 import type { KeyObject, X509Certificate } from "node:crypto";
-import { request } from "node:https";
-import { isIP } from "node:net";
-import { connect, type TLSSocket } from "node:tls";
+import { checkedRequest } from "./http-exchange.ts";
 import { certsFromPkcs7 } from "./keys.ts";
-import { bareHost, peerProblem, sigalgsFor } from "./tls-check.ts";
+import { peerProblem, sigalgsFor } from "./tls-check.ts";
 
 /** What an EST call came to, in the terms the retry policy decides on. */
 export type EstOutcome =
@@ -118,7 +116,7 @@ export class EstClient {
     return { kind: "refused", status: r.status, message, revoked: isRevocationMessage(message), date: r.date };
   }
 
-  private send(
+  private async send(
     method: "GET" | "POST",
     op: string,
     body?: string,
@@ -134,82 +132,19 @@ export class EstClient {
       headers.authorization = `Basic ${Buffer.from(`${auth.basic.user}:${auth.basic.password}`).toString("base64")}`;
     }
     const client = auth && "client" in auth ? auth.client : undefined;
-    return new Promise((resolve) => {
-      let socket: TLSSocket;
-      try {
-        socket = this.connect(url, client);
-      } catch (e) {
-        resolve({ error: (e as Error).message });
-        return;
-      }
-      socket.once("error", (e) => resolve({ error: e.message }));
-      socket.setTimeout(TIMEOUT_MS, () =>
-        socket.destroy(new Error(`no answer from ${url.host} within ${TIMEOUT_MS / 1000} s`)),
-      );
-      socket.once("secureConnect", () => {
-        const problem =
-          this.trust === "bootstrap" ? undefined : peerProblem(socket, url.hostname, this.trust, this.verifyAt());
-        if (problem) {
-          socket.destroy();
-          resolve({ error: problem });
-          return;
-        }
-        // Only now, over a verified connection, does the request (and any token) go out.
-        this.exchange(url, method, headers, body, socket, resolve);
-      });
-    });
-  }
-
-  private connect(url: URL, client: ClientTls | undefined): TLSSocket {
-    return connect({
-      host: bareHost(url.hostname),
-      port: Number(url.port || 443),
-      servername: isIP(bareHost(url.hostname)) ? undefined : url.hostname,
-      // Verified below against the trust bundle at the agent's time, not OpenSSL's clock.
-      rejectUnauthorized: false,
-      ...(this.sigalgs ? { sigalgs: this.sigalgs } : {}),
-      ...(client
-        ? {
-            key: client.key.export({ type: "pkcs8", format: "pem" }) as string,
-            cert: client.chain.map((c) => c.toString()).join(""),
-          }
-        : {}),
-    });
-  }
-
-  private exchange(
-    url: URL,
-    method: string,
-    headers: Record<string, string>,
-    body: string | undefined,
-    socket: TLSSocket,
-    resolve: (r: { status: number; body: string; date?: number; retryAfter?: string } | { error: string }) => void,
-  ): void {
-    const req = request(
+    const answer = await checkedRequest({
       url,
-      { method, headers: { ...headers, connection: "close" }, createConnection: () => socket },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on("data", (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_RESPONSE) req.destroy(new Error("response too large"));
-          else chunks.push(c);
-        });
-        res.on("end", () => {
-          const date = res.headers.date ? Date.parse(res.headers.date) : Number.NaN;
-          resolve({
-            status: res.statusCode ?? 0,
-            body: Buffer.concat(chunks).toString("latin1"),
-            ...(Number.isFinite(date) ? { date } : {}),
-            ...(typeof res.headers["retry-after"] === "string" ? { retryAfter: res.headers["retry-after"] } : {}),
-          });
-        });
-        res.on("error", (e) => resolve({ error: e.message }));
-      },
-    );
-    req.on("error", (e) => resolve({ error: e.message }));
-    req.end(body);
+      method,
+      headers,
+      body,
+      maxResponse: MAX_RESPONSE,
+      timeoutMs: TIMEOUT_MS,
+      ...(client ? { client } : {}),
+      ...(this.sigalgs ? { sigalgs: this.sigalgs } : {}),
+      check: (socket) =>
+        this.trust === "bootstrap" ? undefined : peerProblem(socket, url.hostname, this.trust, this.verifyAt()),
+    });
+    return "error" in answer ? answer : { ...answer, body: answer.body.toString("latin1") };
   }
 }
 

@@ -5,11 +5,9 @@
  * the request goes out (as the EST client does).
  */
 import type { X509Certificate } from "node:crypto";
-import { request } from "node:https";
-import { isIP } from "node:net";
-import { connect } from "node:tls";
 import type { ClientTls } from "./est.ts";
-import { bareHost, peerProblem, sigalgsFor } from "./tls-check.ts";
+import { checkedRequest } from "./http-exchange.ts";
+import { peerProblem, sigalgsFor } from "./tls-check.ts";
 
 const TIMEOUT_MS = 30_000;
 const MAX_RESPONSE = 1024 * 1024;
@@ -37,64 +35,27 @@ export class WorkloadHttpClient implements WorkloadServerClient {
     return this.send("POST", path, JSON.stringify(json));
   }
 
-  private send(method: "GET" | "POST", path: string, body?: string): Promise<HttpAnswer> {
+  private async send(method: "GET" | "POST", path: string, body?: string): Promise<HttpAnswer> {
     const url = new URL(path, this.server);
     const trust = this.trust();
-    const client = this.client();
     const sigalgs = sigalgsFor(trust);
     const headers: Record<string, string> = { accept: "application/json", connection: "close" };
     if (body !== undefined) {
       headers["content-type"] = "application/json";
       headers["content-length"] = String(Buffer.byteLength(body));
     }
-    return new Promise((resolve) => {
-      let done = false;
-      const finish = (a: HttpAnswer) => {
-        if (!done) {
-          done = true;
-          resolve(a);
-        }
-      };
-      const host = bareHost(url.hostname);
-      const socket = connect({
-        host,
-        port: Number(url.port || 443),
-        servername: isIP(host) ? undefined : url.hostname,
-        rejectUnauthorized: false,
-        ...(sigalgs ? { sigalgs } : {}),
-        key: client.key.export({ type: "pkcs8", format: "pem" }) as string,
-        cert: client.chain.map((c) => c.toString()).join(""),
-      });
-      socket.once("error", (e) => finish({ error: e.message }));
-      socket.setTimeout(TIMEOUT_MS, () => socket.destroy(new Error(`no answer from ${url.host}`)));
-      socket.once("secureConnect", () => {
-        const problem = peerProblem(socket, url.hostname, trust, this.verifyAt());
-        if (problem) {
-          socket.destroy();
-          finish({ error: problem });
-          return;
-        }
-        const req = request(url, { method, headers, createConnection: () => socket }, (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on("data", (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_RESPONSE) req.destroy(new Error("response too large"));
-            else chunks.push(c);
-          });
-          res.on("end", () => {
-            const date = res.headers.date ? Date.parse(res.headers.date) : Number.NaN;
-            finish({
-              status: res.statusCode ?? 0,
-              body: Buffer.concat(chunks).toString("utf8"),
-              ...(Number.isFinite(date) ? { date } : {}),
-            });
-          });
-          res.on("error", (e) => finish({ error: e.message }));
-        });
-        req.on("error", (e) => finish({ error: e.message }));
-        req.end(body);
-      });
+    const answer = await checkedRequest({
+      url,
+      method,
+      headers,
+      body,
+      maxResponse: MAX_RESPONSE,
+      timeoutMs: TIMEOUT_MS,
+      client: this.client(),
+      ...(sigalgs ? { sigalgs } : {}),
+      check: (socket) => peerProblem(socket, url.hostname, trust, this.verifyAt()),
     });
+    if ("error" in answer) return answer;
+    return { status: answer.status, body: answer.body.toString("utf8"), ...(answer.date ? { date: answer.date } : {}) };
   }
 }
