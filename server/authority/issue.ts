@@ -30,6 +30,7 @@ import { type AuthorityDeps, caFor } from "./deps.ts";
 import { sha256Hex } from "./digest.ts";
 import { spiffeId } from "./identity.ts";
 import { refuseServiceNames, serverNames } from "./policy/names.ts";
+import { randomBytes } from "./random-bytes.ts";
 
 export interface IssueInput {
   deviceId: string;
@@ -53,7 +54,7 @@ export interface IssueInput {
  * 20 octets; CA/B BR ask for ≥ 64 bits of CSPRNG output).
  */
 export function randomSerial(crypto: Crypto): Uint8Array {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  const bytes = randomBytes(crypto, 16);
   let start = 0;
   while (start < bytes.length - 1 && bytes[start] === 0) start++;
   return bytes.subarray(start);
