@@ -1,3 +1,4 @@
+import { parseListen } from "../config/listen.ts";
 import "reflect-metadata";
 import { readFileSync } from "node:fs";
 import { type Server as HttpServer } from "node:http";
@@ -88,14 +89,6 @@ export interface RunningServer {
 const LOOP_ENTRY = new URL("./loop.mjs", import.meta.url);
 
 const TLS_RENEWAL_CHECK_MS = 12 * 3600_000;
-
-export function parseListen(listen: string, option = "--listen"): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
-  if (!m) throw new Error(`${option} must be HOST:PORT (got "${listen}")`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new Error(`port ${port} is out of range`);
-  return { host: (m[1] ?? m[2]) as string, port };
-}
 
 /** `--public-http-url`, checked as the configuration's publicHttpUrl is. */
 function httpBase(value: string): string | undefined {

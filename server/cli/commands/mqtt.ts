@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { writeMosquittoConfig, writeServiceIdentity } from "../../adapters/node/mosquitto.ts";
-import { parseListen } from "../../entry/node.ts";
+import { parseListen } from "../../config/listen.ts";
 import { collect, DEFAULT_DATA } from "../options.ts";
 
 /** Registers `edgeid mqtt`: the broker's configuration and service identities. */

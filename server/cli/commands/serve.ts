@@ -1,7 +1,7 @@
 import { type Command, InvalidArgumentError } from "commander";
 import { pino } from "pino";
 import { isInitialised } from "../../adapters/node/data-dir.ts";
-import { parseListen, startServer } from "../../entry/node.ts";
+import { parseListen } from "../../config/listen.ts";
 import { initialise, warnDevPassphrase } from "../initialise.ts";
 import { collect, DEFAULT_DATA } from "../options.ts";
 
@@ -53,6 +53,8 @@ export function registerServe(program: Command): void {
           `initialised ${r.paths.root}\nadmin operator token (shown once, store it now): ${r.admin.token}\n`,
         );
       }
+      // Loaded here, not at the top: the other commands start without the server's modules.
+      const { startServer } = await import("../../entry/node.ts");
       const running = await startServer({
         dataDir: opts.data,
         listen: opts.listen,
