@@ -1,6 +1,7 @@
-/** The load generator: N concurrent clients posting prepared requests over HTTPS. */
+/** The load generator: N concurrent clients posting prepared requests over HTTPS (or plain HTTP, for the public listener). */
 import { type RequestOptions, request } from "node:https";
-import { connect, type SecureContext, type TLSSocket } from "node:tls";
+import { connect as connectPlain, type Socket } from "node:net";
+import { connect, type SecureContext } from "node:tls";
 
 export interface Job {
   /** Headers besides content-type/length. */
@@ -76,12 +77,13 @@ function post(url: URL, job: Job, ca: string, agent: false, localAddress?: strin
 }
 
 /**
- * A lean HTTP/1.1 client on one keep-alive TLS connection: a request is one write, a
+ * A lean HTTP/1.1 client on one keep-alive connection (TLS, or plain TCP for an http:
+ * URL): a request is one write, a
  * response is read by its Content-Length (the server always sends one). It keeps the
  * load generator's own CPU small, since it shares the machine with the server.
  */
 class KeepAliveConnection {
-  private socket: TLSSocket | undefined;
+  private socket: Socket | undefined;
   private chunks: Buffer[] = [];
   private waiting: ((r: { status: number; body: string }) => void) | undefined;
 
@@ -91,14 +93,20 @@ class KeepAliveConnection {
     private readonly localAddress?: string,
   ) {}
 
-  private connect(): TLSSocket {
-    const socket = connect({
+  private connect(): Socket {
+    const at = {
       host: this.url.hostname,
       port: Number(this.url.port),
-      ca: this.ca,
       ...(this.localAddress ? { localAddress: this.localAddress } : {}),
-      servername: this.url.hostname === "127.0.0.1" ? undefined : this.url.hostname,
-    });
+    };
+    const socket =
+      this.url.protocol === "http:"
+        ? connectPlain(at)
+        : connect({
+            ...at,
+            ca: this.ca,
+            servername: this.url.hostname === "127.0.0.1" ? undefined : this.url.hostname,
+          });
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => {
       this.chunks.push(chunk);

@@ -283,16 +283,25 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
       body: ocspRequest(hashes, serials[(i * 7919) % serials.length] as string, nonce),
     }));
   const results: string[] = [];
-  for (const [label, short, nonce] of [
-    ["OCSP, no nonce, each serial asked the first time (signed, then cached)", "OCSP first ask", false],
-    ["OCSP, no nonce, the same serials again (cached where the first run reached)", "OCSP again", false],
-    ["OCSP, with a nonce (signed every time)", "OCSP nonce", true],
+  // HTTPS first (the listener devices use), then plain HTTP: the public listener, whose
+  // URL certificates carry in their AIA extension and where relying parties ask.
+  const publicOcspUrl = `${server.publicHttp}/pki/ocsp`;
+  for (const [label, short, nonce, url] of [
+    ["OCSP, no nonce, each serial asked the first time (signed, then cached)", "OCSP first ask", false, ocspUrl],
+    ["OCSP, no nonce, the same serials again (cached where the first run reached)", "OCSP again", false, ocspUrl],
+    ["OCSP, with a nonce (signed every time)", "OCSP nonce", true, ocspUrl],
+    [
+      "OCSP over plain HTTP (the public listener, the URL in certificates), with a nonce",
+      "OCSP nonce over HTTP",
+      true,
+      publicOcspUrl,
+    ],
   ] as const) {
     {
       const cpu0 = process.cpuUsage();
       const serverCpu0 = cpuSeconds(server.pid);
       const r = await runLoad(jobs(nonce), {
-        url: ocspUrl,
+        url,
         ca: server.ca,
         concurrency: o.ocspConcurrency,
         seconds: o.ocspDuration,

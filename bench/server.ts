@@ -28,6 +28,20 @@ export function serveCommand(nodeArgs: string[] = []): { command: string; args: 
   return { command: serverRuntime.node, args: [...nodeArgs, serverRuntime.bin, "serve", ...loops] };
 }
 
+/** The public listener's URL from the server's "listening" line (which may reach the log just after /healthz answers). */
+async function publicListener(log: () => string): Promise<string> {
+  const until = performance.now() + 10_000;
+  while (performance.now() < until) {
+    for (const line of log().split("\n")) {
+      if (!line.includes('"msg":"listening"')) continue;
+      const url = (JSON.parse(line) as { publicHttp?: string }).publicHttp;
+      if (url?.startsWith("http://")) return url;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error("the server did not log its public listener");
+}
+
 /** The event loops a server reported (its "event loop" lines): loop number → thread id (Linux). */
 export function loopThreads(log: string, pid: number): Map<number, number> {
   const out = new Map<number, number>([[1, pid]]);
@@ -150,6 +164,8 @@ export function summarize(
 
 export interface ServerProcess {
   url: string;
+  /** The plain HTTP public listener (CRL, OCSP: the URLs in certificates), as the server logged it. */
+  publicHttp: string;
   /** The embedded MQTT broker, on a free port. */
   mqttUrl: string;
   /** The root CA PEM, the trust anchor for TLS. */
@@ -205,6 +221,7 @@ export async function startServerProcess(
   await waitReady(`${url}/healthz`, ca, () => child.exitCode !== null);
   return {
     url,
+    publicHttp: await publicListener(() => (logFile === undefined ? output : readFileSync(logFile, "utf8"))),
     mqttUrl: `mqtts://127.0.0.1:${mqttPort}`,
     ca,
     pid: child.pid as number,
