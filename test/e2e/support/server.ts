@@ -87,7 +87,8 @@ export async function startServer(
   // EDGEID_E2E_LOOPS=N runs every suite against `serve --loops N` (Node 22.12+ / 23.1+).
   const loops = process.env.EDGEID_E2E_LOOPS;
   if (loops && !opts.args?.includes("--loops")) args.push("--loops", loops);
-  // Each extra loop loads the sources through tsx again before the server says "listening".
+  // Each extra loop loads the server's modules again (through tsx when dist/ is not current)
+  // before the server says "listening".
   const startLimit = opts.startLimitMs ?? (loops || opts.args?.includes("--loops") ? 60_000 : 20_000);
   const child = spawn(process.execPath, [EDGEID_BIN, ...args, ...(opts.args ?? [])], {
     stdio: ["ignore", "pipe", "pipe"],
