@@ -1,9 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { FleetClient } from "./fleet-client.ts";
-import { localFleet } from "./local-fleet.ts";
 import { DEFAULT_DATA } from "./options.ts";
-import { remoteFleet } from "./remote-fleet.ts";
 
 /**
  * An operator command: runs on the data directory (--data), or against a server's
@@ -21,14 +19,19 @@ export function fleetCommand(parent: Command, name: string): Command {
 /**
  * Where the operator commands go: `--server URL` (or EDGEID_SERVER) with an operator
  * token from EDGEID_OPERATOR_TOKEN or a file (--token-file, EDGEID_OPERATOR_TOKEN_FILE;
- * never on the command line, where `ps` shows it); otherwise the data directory.
+ * never on the command line, where `ps` shows it); otherwise the data directory. Each
+ * backend is loaded when chosen: the operator API client needs none of the storage,
+ * core and views modules a data directory does.
  */
-function fleetFor(
+async function fleetFor(
   opts: { data: string; server?: string; tokenFile?: string; cacert?: string },
   env: NodeJS.ProcessEnv,
-): FleetClient {
+): Promise<FleetClient> {
   const server = opts.server ?? env.EDGEID_SERVER;
-  if (!server) return localFleet(opts.data);
+  if (!server) {
+    const { localFleet } = await import("./local-fleet.ts");
+    return localFleet(opts.data);
+  }
   const tokenFile = opts.tokenFile ?? env.EDGEID_OPERATOR_TOKEN_FILE;
   const token = env.EDGEID_OPERATOR_TOKEN ?? (tokenFile ? readFileSync(tokenFile, "utf8").trim() : undefined);
   if (!token) {
@@ -37,6 +40,7 @@ function fleetFor(
     );
   }
   const cacert = opts.cacert ?? env.EDGEID_CACERT;
+  const { remoteFleet } = await import("./remote-fleet.ts");
   return remoteFleet({ server, token, ca: cacert ? readFileSync(cacert, "utf8") : undefined });
 }
 
@@ -45,7 +49,7 @@ export async function withFleet<T>(
   opts: { data: string; server?: string; tokenFile?: string; cacert?: string },
   run: (fleet: FleetClient) => Promise<T>,
 ): Promise<T> {
-  const fleet = fleetFor(opts, process.env);
+  const fleet = await fleetFor(opts, process.env);
   try {
     return await run(fleet);
   } finally {

@@ -1,7 +1,5 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { pino } from "pino";
-import { startBridge } from "../../adapters/node/bridge.ts";
 import { MAX_BRIDGED_MESSAGES } from "../../ports/fleet-link.ts";
 import { positiveInt } from "../options.ts";
 
@@ -30,6 +28,8 @@ export function registerBridge(program: Command): void {
       if (!server || !token) throw new Error("the bridge needs --server and an operator token (--token-file)");
       if (opts.batch > MAX_BRIDGED_MESSAGES) throw new Error(`--batch is at most ${MAX_BRIDGED_MESSAGES}`);
       const cacert = opts.cacert ?? process.env.EDGEID_CACERT;
+      // Loaded here, not at the top: the other commands need neither pino nor mqtt.
+      const [{ pino }, { startBridge }] = await Promise.all([import("pino"), import("../../adapters/node/bridge.ts")]);
       const logger = pino({ base: undefined, redact: ["token"] });
       const bridge = startBridge({
         mqttUrl: opts.mqttUrl,

@@ -1,5 +1,4 @@
 import { type Command, InvalidArgumentError } from "commander";
-import { pino } from "pino";
 import { isInitialised } from "../../adapters/node/data-dir.ts";
 import { parseListen } from "../../config/listen.ts";
 import { initialise, warnDevPassphrase } from "../initialise.ts";
@@ -41,6 +40,7 @@ export function registerServe(program: Command): void {
       },
     )
     .action(async (opts) => {
+      const { pino } = await import("pino");
       const logger = pino({ base: undefined, redact: ["req.headers.authorization", "token", "passphrase"] });
       if (opts.mqttListen !== undefined && opts.mqttListen !== "off") parseListen(opts.mqttListen, "--mqtt-listen");
       if (opts.publicListen !== undefined && opts.publicListen !== "off") {
