@@ -4,7 +4,7 @@
 import { expect } from "vitest";
 import { EDGEID_BIN, type RunOptions, runOk } from "./process.ts";
 
-/** The edgeid CLI (bin/edgeid.mjs, TypeScript through tsx). */
+/** The edgeid CLI (bin/edgeid.mjs: dist/ when it is current, else the sources through tsx). */
 export const edgeid = (args: readonly string[], opts?: RunOptions) =>
   runOk(process.execPath, [EDGEID_BIN, ...args], opts);
 

@@ -2,11 +2,11 @@
  * A data directory made with `edgeid init`, its profiles, and `edgeid serve` as a child process.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { expect } from "vitest";
+import { expect, inject } from "vitest";
 import { edgeid } from "./cli.ts";
-import { EDGEID_BIN } from "./process.ts";
+import { EDGEID_BIN, runOk } from "./process.ts";
 
 export interface CliInitResult {
   dataDir: string;
@@ -14,9 +14,8 @@ export interface CliInitResult {
   trustDomain: string;
 }
 
-/** `edgeid init --json` into `<work>/data`. */
-export async function cliInitDataDir(work: string, trustDomain: string): Promise<CliInitResult> {
-  const dataDir = join(work, "data");
+/** `edgeid init --json` into `dir`: its admin token and trust domain. */
+async function runInit(dataDir: string, trustDomain: string): Promise<{ adminToken: string; trustDomain: string }> {
   const r = await edgeid([
     "init",
     "--data",
@@ -30,7 +29,49 @@ export async function cliInitDataDir(work: string, trustDomain: string): Promise
   const out = JSON.parse(r.stdout.trim()) as { adminToken: string; trustDomain: string };
   expect(out.adminToken).toBeTruthy();
   expect(out.trustDomain).toBe(trustDomain);
-  return { dataDir, adminToken: out.adminToken, trustDomain };
+  return out;
+}
+
+/**
+ * The data directory `edgeid init` made for this trust domain in this test run: made
+ * once (its RSA-4096 and RSA-3072 CA keys take seconds of CPU, and ~35 suites start from
+ * one), in a scratch directory renamed into place whole, so that suites racing for the
+ * same trust domain use whichever finished first.
+ */
+async function initTemplate(trustDomain: string): Promise<{ dataDir: string; adminToken: string }> {
+  const cache = inject("initCache");
+  const done = join(cache, trustDomain);
+  try {
+    const { adminToken } = JSON.parse(await readFile(join(done, "init.json"), "utf8")) as { adminToken: string };
+    return { dataDir: join(done, "data"), adminToken };
+  } catch {
+    // not made yet
+  }
+  const scratch = await mkdtemp(join(cache, `.${trustDomain}-`));
+  const out = await runInit(join(scratch, "data"), trustDomain);
+  await writeFile(join(scratch, "init.json"), JSON.stringify(out));
+  try {
+    await rename(scratch, done);
+  } catch (err) {
+    // Another suite's is in place: use that one.
+    if (!["EEXIST", "ENOTEMPTY"].includes((err as NodeJS.ErrnoException).code ?? "")) throw err;
+    await rm(scratch, { recursive: true, force: true });
+  }
+  return initTemplate(trustDomain);
+}
+
+/**
+ * A data directory as `edgeid init --json` makes it, at `<work>/data`: a copy (`cp -a`,
+ * modes kept) of the one this run made for the trust domain, so its CA keys are shared
+ * with the run's other suites of that trust domain. Tests of `init` itself run it.
+ */
+export async function cliInitDataDir(work: string, trustDomain: string): Promise<CliInitResult> {
+  const dataDir = join(work, "data");
+  const template = await initTemplate(trustDomain);
+  // init makes the directories above its data directory: so does this.
+  await mkdir(work, { recursive: true });
+  await runOk("cp", ["-a", template.dataDir, dataDir]);
+  return { dataDir, adminToken: template.adminToken, trustDomain };
 }
 
 /** Adds profiles to `<data>/edgeid.json` (before `serve`). */
