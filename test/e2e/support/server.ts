@@ -39,15 +39,17 @@ async function runInit(dataDir: string, trustDomain: string): Promise<{ adminTok
  * same trust domain use whichever finished first.
  */
 async function initTemplate(trustDomain: string): Promise<{ dataDir: string; adminToken: string }> {
-  const cache = inject("initCache");
-  const done = join(cache, trustDomain);
-  try {
+  const done = join(inject("initCache"), trustDomain);
+  const made = async () => {
     const { adminToken } = JSON.parse(await readFile(join(done, "init.json"), "utf8")) as { adminToken: string };
     return { dataDir: join(done, "data"), adminToken };
-  } catch {
-    // not made yet
+  };
+  try {
+    return await made();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
-  const scratch = await mkdtemp(join(cache, `.${trustDomain}-`));
+  const scratch = await mkdtemp(`${done}-`);
   const out = await runInit(join(scratch, "data"), trustDomain);
   await writeFile(join(scratch, "init.json"), JSON.stringify(out));
   try {
@@ -57,7 +59,8 @@ async function initTemplate(trustDomain: string): Promise<{ dataDir: string; adm
     if (!["EEXIST", "ENOTEMPTY"].includes((err as NodeJS.ErrnoException).code ?? "")) throw err;
     await rm(scratch, { recursive: true, force: true });
   }
-  return initTemplate(trustDomain);
+  // Whichever is in place is whole (renamed in one step): read it, no second attempt.
+  return made();
 }
 
 /**
