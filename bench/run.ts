@@ -149,7 +149,7 @@ const opts = new Command("bench")
     "auto",
   )
   .option("--keep", "keep the data directory")
-  .option("--cpu-prof <dir>", "write a V8 CPU profile of the server process into this directory")
+  .option("--cpu-prof <dir>", "write V8 CPU profiles of every server process the benchmarks start into this directory")
   .parse()
   .opts<{
     duration: number;
@@ -264,8 +264,7 @@ async function main(): Promise<EnrollFigures> {
   const url = `https://127.0.0.1:${port}`;
   const logFile = join(work, "server.log");
   const log = createWriteStream(logFile);
-  const profiling = opts.cpuProf ? ["--cpu-prof", "--cpu-prof-dir", resolve(opts.cpuProf)] : [];
-  const serve = serveCommand(profiling);
+  const serve = serveCommand();
   const server = spawn(
     serve.command,
     [...serve.args, "--data", dataDir, "--listen", `127.0.0.1:${port}`, "--public-listen", "127.0.0.1:0"],
@@ -554,6 +553,7 @@ async function variant(): Promise<{ enroll?: EnrollFigures; revocation?: string 
   return out;
 }
 
+if (opts.cpuProf) serverRuntime.cpuProfDir = resolve(opts.cpuProf);
 const nodes = opts.node.length > 0 ? opts.node : [process.execPath];
 const loopCounts = opts.loops.split(",").map((l) => l.trim());
 const table: string[] = [];

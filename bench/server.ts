@@ -20,12 +20,16 @@ export const say = (line: string) => process.stdout.write(`${line}\n`);
  * which Node binary, which checkout's bin/edgeid.mjs (its node_modules built for that
  * Node's ABI), and `--loops`. The CLI steps of the benchmarks run on the bench's own Node.
  */
-export const serverRuntime: { node: string; bin: string; loops?: string } = { node: process.execPath, bin: EDGEID };
+export const serverRuntime: { node: string; bin: string; loops?: string; cpuProfDir?: string } = {
+  node: process.execPath,
+  bin: EDGEID,
+};
 
-/** The node binary and arguments before `serve`'s own options. */
+/** The node binary and arguments before `serve`'s own options (`--cpu-prof` for every server the bench starts). */
 export function serveCommand(nodeArgs: string[] = []): { command: string; args: string[] } {
   const loops = serverRuntime.loops ? ["--loops", serverRuntime.loops] : [];
-  return { command: serverRuntime.node, args: [...nodeArgs, serverRuntime.bin, "serve", ...loops] };
+  const profiling = serverRuntime.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", serverRuntime.cpuProfDir] : [];
+  return { command: serverRuntime.node, args: [...profiling, ...nodeArgs, serverRuntime.bin, "serve", ...loops] };
 }
 
 /** The public listener's URL from the server's "listening" line (which may reach the log just after /healthz answers). */
