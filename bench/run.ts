@@ -6,6 +6,7 @@
  * `openssl speed` measured in the same run. Afterwards it checks the database: no
  * duplicate serials, every certificate recorded once, every token used once.
  */
+
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createWriteStream, readFileSync } from "node:fs";
@@ -20,6 +21,7 @@ import { agentBench } from "./agent.ts";
 import { fleetBench } from "./fleet.ts";
 import { inventoryBench } from "./inventory.ts";
 import { type Job, runLoad, windowRates } from "./load.ts";
+import { describeWakeup, threadWakeup } from "./machine.ts";
 import { certificateFromResponse, certificatePem, type DeviceRequest, makeRequest } from "./requests.ts";
 import { revocationBench } from "./revocation.ts";
 import { revocationRaceBench } from "./revocation-race.ts";
@@ -239,6 +241,7 @@ async function main(): Promise<EnrollFigures> {
     `${speed.version}: P-256 sign ${speed.sign.toFixed(0)}/s, verify ${speed.verify.toFixed(0)}/s (one core)` +
       ` → pair-rate ${pairRate.toFixed(0)}/s`,
   );
+  say(describeWakeup(await threadWakeup()));
 
   await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"]);
   const measured = Math.ceil(opts.duration * opts.maxRate);
