@@ -205,6 +205,34 @@ async function opensslSpeed(seconds: number): Promise<{ sign: number; verify: nu
   return { sign: Number(m[1]), verify: Number(m[2]), version };
 }
 
+/**
+ * TLS handshakes against the server by an independent client (`openssl s_time -new`):
+ * what a new connection costs the server and the cheapest client, before any request.
+ */
+async function opensslHandshakes(
+  hostPort: string,
+  caFile: string,
+  serverPid: number,
+): Promise<{ clientUs: number; serverUs: number }> {
+  const before = cpuSeconds(serverPid);
+  // bash's `times` prints the children's user and system CPU (s_time itself reports only user time).
+  const { stdout } = await run(
+    "bash",
+    ["-c", 'openssl s_time -connect "$1" -new -time 3 -CAfile "$2" && times', "s_time", hostPort, caFile],
+    { maxBuffer: 1 << 20 },
+  );
+  const serverSeconds = cpuSeconds(serverPid) - before;
+  const m = /(\d+) connections in [\d.]+s; [\d.]+ connections\/user sec/.exec(stdout);
+  const times = [...stdout.matchAll(/(\d+)m([\d.]+)s/g)].map((t) => Number(t[1]) * 60 + Number(t[2]));
+  if (!m || times.length < 4) throw new Error(`could not read openssl s_time output:\n${stdout}`);
+  const connections = Number(m[1]);
+  // times: shell user, shell system, children user, children system
+  return {
+    clientUs: (((times[2] as number) + (times[3] as number)) * 1e6) / connections,
+    serverUs: (serverSeconds * 1e6) / connections,
+  };
+}
+
 /** RSA-3072 private-key operations per second on one core (`openssl speed rsa3072`). */
 async function opensslRsaSign(seconds: number): Promise<number> {
   const { stdout } = await run("openssl", ["speed", "-seconds", String(seconds), "rsa3072"], { maxBuffer: 1 << 20 });
@@ -375,6 +403,17 @@ async function main(): Promise<EnrollFigures> {
         }),
       });
     }
+    const handshake = await opensslHandshakes(
+      `127.0.0.1:${port}`,
+      join(dataDir, "ca", "root-ca.pem"),
+      server.pid as number,
+    );
+    const ceiling = (availableParallelism() * 1e6) / (handshake.clientUs + handshake.serverUs);
+    say(
+      `  yardstick: openssl s_time (a new TLS connection each, no client certificate, no request): openssl` +
+        ` ${handshake.clientUs.toFixed(0)} µs and the server ${handshake.serverUs.toFixed(0)} µs of CPU per handshake` +
+        ` → at most ${ceiling.toFixed(0)} handshakes/s on ${availableParallelism()} cores`,
+    );
     const renewCpu0 = cpuSeconds(server.pid as number);
     const renewClient0 = process.cpuUsage();
     const renew = await runLoad(renewJobs, {
