@@ -9,7 +9,7 @@
  * federated X.509 bundle of spiffe://a.example (`openssl verify` succeeds with it and fails
  * with B's own bundle), ValidateJWTSVID on B's agent, and the JWT bundles.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
@@ -17,9 +17,10 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BIN, AGENT_ENV, agentEnrollArgs } from "./support/agent.ts";
+import { type RunningAgent, startAgent, until } from "./support/agent-harness.ts";
 import { edgeid } from "./support/cli.ts";
-import { eventually, freePort, makeWorkDir, ROOT, removeDir, run, runOk, sleep } from "./support/process.ts";
-import { startServer, type TestServer } from "./support/server.ts";
+import { eventually, freePort, makeWorkDir, ROOT, removeDir, run, runOk } from "./support/process.ts";
+import { cliInitDataDir, startServer, type TestServer } from "./support/server.ts";
 
 const execFileAsync = promisify(execFile);
 const PYTHON = "/usr/bin/python3";
@@ -33,8 +34,7 @@ interface Gateway {
   server: TestServer;
   deviceId: string;
   socket: string;
-  agent: ChildProcess;
-  log(): string;
+  agent: RunningAgent;
 }
 
 let work: string;
@@ -59,15 +59,6 @@ function pemsOf(b64: string): string[] {
     i = end;
   }
   return out;
-}
-
-/** `edgeid init --json` into `<work>/data` (RSA and P-256 hierarchies: up to two minutes on a busy machine). */
-async function init(dir: string, trustDomain: string): Promise<{ dataDir: string }> {
-  const dataDir = join(dir, "data");
-  const args = ["init", "--data", dataDir, "--trust-domain", trustDomain, "--hostname", "localhost", "--json"];
-  const out = JSON.parse((await edgeid(args, { timeoutMs: 120_000 })).stdout.trim()) as { trustDomain: string };
-  expect(out.trustDomain).toBe(trustDomain);
-  return { dataDir };
 }
 
 /** Distinct TCP ports free on 127.0.0.1 right now. */
@@ -109,33 +100,25 @@ async function startGateway(server: TestServer, name: string, deviceId: string):
   );
   expect(enrolled.code, enrolled.stderr).toBe(0);
   const socket = join(work, `run-${name}`, "workload.sock");
-  const agent = spawn(process.execPath, [AGENT_BIN, "run", "--dir", dir, "--workload-socket", socket], {
-    env: AGENT_ENV,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  agent.stdout?.setEncoding("utf8").on("data", (c: string) => {
-    out += c;
-  });
-  agent.stderr?.setEncoding("utf8").on("data", (c: string) => {
-    out += c;
-  });
-  const deadline = Date.now() + 90_000;
-  while (!existsSync(socket)) {
-    if (Date.now() > deadline || agent.exitCode !== null) {
-      agent.kill("SIGKILL");
-      throw new Error(`agent ${name} not ready:\n${out}`);
-    }
-    await sleep(100);
+  const agent = startAgent(dir, ["--workload-socket", socket]);
+  try {
+    await until(
+      `agent ${name}'s Workload API socket`,
+      () => {
+        if (agent.child.exitCode !== null) throw new Error(`agent ${name} exited:\n${agent.log()}`);
+        return existsSync(socket);
+      },
+      90_000,
+    );
+  } catch (err) {
+    agent.child.kill("SIGKILL");
+    throw err;
   }
-  return { server, deviceId, socket, agent, log: () => out };
+  return { server, deviceId, socket, agent };
 }
 
 async function stopGateway(g: Gateway | undefined): Promise<void> {
-  if (!g || g.agent.exitCode !== null) return;
-  const exited = new Promise((r) => g.agent.once("exit", r));
-  g.agent.kill("SIGTERM");
-  await exited;
+  await g?.agent.stop();
 }
 
 /** `edgeid workloads register` on the server's data directory. */
@@ -197,8 +180,8 @@ beforeAll(async () => {
   // Both configured before either starts, on ports chosen now: A federates with B, B with
   // A. A starts first (its first fetch of B's bundle fails and is retried 30 s later), then
   // B, whose first fetch of A's bundle succeeds at once.
-  const initA = await init(join(work, "a"), "a.example");
-  const initB = await init(join(work, "b"), "b.example");
+  const initA = await cliInitDataDir(join(work, "a"), "a.example");
+  const initB = await cliInitDataDir(join(work, "b"), "b.example");
   const ports = { a: await freePorts(3), b: await freePorts(3) };
   // Two servers, two agents and Python on two cores: starts may be slow.
   const listen = (p: number[]) => ({
