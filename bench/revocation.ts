@@ -10,6 +10,7 @@
  * The CRL and OCSP use only their serials, dates and reasons. The devices revoked in
  * the measured steps are real: enrolled over EST, revoked over the operator API.
  */
+
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -22,6 +23,7 @@ import { encodeOid, readChildren, readTlv, sequence, TAG, tlv, unsignedInteger }
 import { issuerHashes } from "../server/pki/ocsp.ts";
 import { pemCertificates } from "../server/pki/pem.ts";
 import { type Job, percentile, runLoad } from "./load.ts";
+import { bareHttps } from "./machine.ts";
 import { certificateFromResponse, makeRequest } from "./requests.ts";
 import {
   basic,
@@ -283,6 +285,20 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
       body: ocspRequest(hashes, serials[(i * 7919) % serials.length] as string, nonce),
     }));
   const results: string[] = [];
+  // The floor under every figure below: the same load generator against a bare
+  // node:https server on the server's Node, answering as many bytes as an OCSP response.
+  const sampleSize = (await ocspPost(server, Buffer.from(ocspRequest(hashes, serials[0] as string, true), "latin1")))
+    .length;
+  const bare = await bareHttps(work, jobs(true), {
+    concurrency: o.ocspConcurrency,
+    seconds: Math.min(5, o.ocspDuration),
+    bytes: sampleSize,
+  });
+  say(
+    `yardstick: a bare node:https server (one event loop, a fixed ${sampleSize}-byte answer, the same load generator):` +
+      ` ${bare.rate.toFixed(0)}/s · ${bare.serverUs.toFixed(0)} µs of server CPU and` +
+      ` ${bare.clientUs.toFixed(0)} µs of load generator CPU per request`,
+  );
   // HTTPS first (the listener devices use), then plain HTTP: the public listener, whose
   // URL certificates carry in their AIA extension and where relying parties ask.
   const publicOcspUrl = `${server.publicHttp}/pki/ocsp`;
@@ -341,8 +357,8 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
   );
 }
 
-/** One OCSP POST; true when its only SingleResponse is revoked ([1] in CertStatus). */
-async function ocspSaysRevoked(server: ServerProcess, body: Buffer): Promise<boolean> {
+/** One OCSP POST over the server's HTTPS listener: the answer's bytes. */
+async function ocspPost(server: ServerProcess, body: Buffer): Promise<Uint8Array> {
   const der = await new Promise<Buffer>((resolve, reject) => {
     const req = request(
       `${server.url}/pki/ocsp`,
@@ -360,7 +376,12 @@ async function ocspSaysRevoked(server: ServerProcess, body: Buffer): Promise<boo
     req.on("error", reject);
     req.end(body);
   });
-  return singleStatusTag(new Uint8Array(der)) === 0xa1;
+  return new Uint8Array(der);
+}
+
+/** One OCSP POST; true when its only SingleResponse is revoked ([1] in CertStatus). */
+async function ocspSaysRevoked(server: ServerProcess, body: Buffer): Promise<boolean> {
+  return singleStatusTag(await ocspPost(server, body)) === 0xa1;
 }
 
 /** The CertStatus tag of the first SingleResponse: 0x80 good, 0xa1 revoked, 0x82 unknown. */
