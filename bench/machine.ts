@@ -1,8 +1,9 @@
 /**
- * What the machine charges for waking another thread, printed beside OpenSSL's rate.
- * Every enrollment crosses threads (event loop → signature worker → event loop →
- * SQLite writer → event loop) and processes (load generator ↔ server over loopback);
- * on virtual machines a wake-up of an idle CPU can cost more than an ECDSA signature.
+ * Yardsticks of the machine itself, printed beside OpenSSL's rate: what waking another
+ * thread costs, and what a request to a bare Node HTTPS server costs. Every enrollment
+ * crosses threads (event loop → signature worker → event loop → SQLite writer → event
+ * loop) and processes (load generator ↔ server over loopback); on virtual machines a
+ * wake-up of an idle CPU can cost more than an ECDSA signature.
  */
 
 import { spawn } from "node:child_process";
