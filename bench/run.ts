@@ -9,7 +9,7 @@
 
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createWriteStream, readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -293,18 +293,16 @@ async function main(): Promise<EnrollFigures> {
 
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
+  // The server writes its log straight into the file: the load generator is not its sink.
   const logFile = join(work, "server.log");
-  const log = createWriteStream(logFile);
+  const logFd = openSync(logFile, "a");
   const serve = serveCommand();
   const server = spawn(
     serve.command,
     [...serve.args, "--data", dataDir, "--listen", `127.0.0.1:${port}`, "--public-listen", "127.0.0.1:0"],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
+    { stdio: ["ignore", logFd, logFd] },
   );
-  server.stdout.pipe(log);
-  server.stderr.pipe(log);
+  closeSync(logFd);
   const exited = new Promise<void>((r) => server.once("exit", () => r()));
   const ca = readFileSync(join(dataDir, "ca", "root-ca.pem"), "utf8");
   await waitReady(`${url}/healthz`, ca, () => server.exitCode !== null);
@@ -460,7 +458,6 @@ async function main(): Promise<EnrollFigures> {
   const peakRss = peakRssMiB(server.pid as number);
   server.kill("SIGTERM");
   await exited;
-  log.end();
 
   // What the database says, after the server stopped.
   const db = new Database(join(dataDir, "edgeid.db"), { readonly: true });

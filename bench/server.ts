@@ -4,7 +4,7 @@ import { execFile } from "node:child_process";
 import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { type Agent, get, request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { type LoadResult, percentile, runLoad } from "./load.ts";
@@ -181,8 +181,10 @@ export interface ServerProcess {
 }
 
 /**
- * `edgeid serve` on a free loopback port, logging into memory (or straight into
- * `logFile`, for runs whose log would be large); resolves once /healthz answers.
+ * `edgeid serve` on a free loopback port, logging straight into a file (`logFile`, or
+ * `server-<port>.log` beside the data directory): the server writes its log to the file
+ * itself, so that the benchmark process, which is also the load generator, neither
+ * copies the log nor is woken for each line. Resolves once /healthz answers.
  */
 export async function startServerProcess(
   dataDir: string,
@@ -190,9 +192,10 @@ export async function startServerProcess(
   logFile?: string,
 ): Promise<ServerProcess> {
   const { spawn } = await import("node:child_process");
-  const logFd = logFile === undefined ? undefined : openSync(logFile, "a");
   const port = await freePort();
   const mqttPort = await freePort();
+  const file = logFile ?? join(dirname(dataDir), `server-${port}.log`);
+  const logFd = openSync(file, "a");
   const url = `https://127.0.0.1:${port}`;
   const serve = serveCommand(extraNodeArgs);
   const child = spawn(
@@ -208,28 +211,20 @@ export async function startServerProcess(
       "--public-listen",
       "127.0.0.1:0",
     ],
-    {
-      stdio: ["ignore", logFd ?? "pipe", logFd ?? "pipe"],
-    },
+    { stdio: ["ignore", logFd, logFd] },
   );
-  if (logFd !== undefined) closeSync(logFd);
-  let output = "";
-  child.stdout?.setEncoding("utf8").on("data", (c: string) => {
-    output += c;
-  });
-  child.stderr?.setEncoding("utf8").on("data", (c: string) => {
-    output += c;
-  });
+  closeSync(logFd);
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   const ca = readFileSync(join(dataDir, "ca", "root-ca.pem"), "utf8");
+  const log = () => readFileSync(file, "utf8");
   await waitReady(`${url}/healthz`, ca, () => child.exitCode !== null);
   return {
     url,
-    publicHttp: await publicListener(() => (logFile === undefined ? output : readFileSync(logFile, "utf8"))),
+    publicHttp: await publicListener(log),
     mqttUrl: `mqtts://127.0.0.1:${mqttPort}`,
     ca,
     pid: child.pid as number,
-    log: () => (logFile === undefined ? output : readFileSync(logFile, "utf8")),
+    log,
     stop: async () => {
       child.kill("SIGTERM");
       await exited;
