@@ -114,6 +114,7 @@ export async function bareHttps(
   });
   try {
     const port = await new Promise<number>((resolve, reject) => {
+      child.once("error", reject);
       child.once("exit", (code) => reject(new Error(`the bare HTTPS server exited (${code})`)));
       child.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
     });
