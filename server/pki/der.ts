@@ -38,10 +38,30 @@ export function encodeLength(length: number): Uint8Array {
   return Uint8Array.of(0x80 | bytes.length, ...bytes);
 }
 
-/** Tag-length-value with a definite length, the only form DER allows. */
+/**
+ * Tag-length-value with a definite length, the only form DER allows. One allocation:
+ * the header is written in front of the contents, which are copied once.
+ */
 export function tlv(tag: number, ...content: Uint8Array[]): Uint8Array {
-  const body = content.length === 1 ? (content[0] as Uint8Array) : concat(content);
-  return concat([Uint8Array.of(tag), encodeLength(body.length), body]);
+  let length = 0;
+  for (const c of content) length += c.length;
+  if (length > 0xffffffff) throw new RangeError(`DER contents of ${length} octets`);
+  const lengthOctets = length < 0x80 ? 0 : length < 0x100 ? 1 : length < 0x10000 ? 2 : length < 0x1000000 ? 3 : 4;
+  const header = 2 + lengthOctets;
+  const out = new Uint8Array(header + length);
+  out[0] = tag;
+  if (lengthOctets === 0) {
+    out[1] = length;
+  } else {
+    out[1] = 0x80 | lengthOctets;
+    for (let i = lengthOctets, n = length; i >= 1; i--, n = Math.floor(n / 256)) out[1 + i] = n & 0xff;
+  }
+  let offset = header;
+  for (const c of content) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
 }
 
 export const sequence = (...items: Uint8Array[]): Uint8Array => tlv(TAG.SEQUENCE, ...items);
@@ -179,7 +199,14 @@ export function fromHex(hex: string): Uint8Array {
  * parameters (RFC 5758 §3.2, RFC 8410 §3), RSA PKCS #1 v1.5 takes NULL (RFC 4055 §5).
  */
 export function signatureAlgorithmIdentifier(oid: string): Uint8Array {
-  return RSA_PKCS1_SIGNATURES.has(oid)
-    ? sequence(encodeOid(oid), Uint8Array.of(TAG.NULL, 0))
-    : sequence(encodeOid(oid));
+  let der = algorithmIdentifiers.get(oid);
+  if (!der) {
+    der = RSA_PKCS1_SIGNATURES.has(oid)
+      ? sequence(encodeOid(oid), Uint8Array.of(TAG.NULL, 0))
+      : sequence(encodeOid(oid));
+    if (algorithmIdentifiers.size < 16) algorithmIdentifiers.set(oid, der);
+  }
+  return der.slice();
 }
+/** A signer has one algorithm: its identifier is encoded once (copies are handed out). */
+const algorithmIdentifiers = new Map<string, Uint8Array>();

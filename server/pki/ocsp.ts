@@ -247,10 +247,22 @@ export interface OcspSingle {
 
 /** RFC 6960 times are GeneralizedTime throughout (YYYYMMDDHHMMSSZ, whole seconds). */
 function generalizedTime(date: Date): Uint8Array {
-  const text = date.toISOString().replace(/[-:T]|\.\d{3}/g, "");
-  const out = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
-  return tlv(GENERALIZED_TIME, out);
+  const year = date.getUTCFullYear();
+  if (!(year >= 0 && year <= 9999)) throw new RangeError(`GeneralizedTime year ${year} out of range`);
+  const out = new Uint8Array(17);
+  out[0] = GENERALIZED_TIME;
+  out[1] = 15;
+  const digits = (at: number, value: number, width: number) => {
+    for (let i = width - 1, n = value; i >= 0; i--, n = Math.floor(n / 10)) out[at + i] = 0x30 + (n % 10);
+  };
+  digits(2, year, 4);
+  digits(6, date.getUTCMonth() + 1, 2);
+  digits(8, date.getUTCDate(), 2);
+  digits(10, date.getUTCHours(), 2);
+  digits(12, date.getUTCMinutes(), 2);
+  digits(14, date.getUTCSeconds(), 2);
+  out[16] = 0x5a; // "Z"
+  return out;
 }
 
 const GOOD = Uint8Array.of(0x80, 0x00);
