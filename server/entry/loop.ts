@@ -13,6 +13,7 @@ import { getRequestListener } from "@hono/node-server";
 import { pino } from "pino";
 import { nodeCoreDeps } from "../adapters/node/core-deps.ts";
 import { dataPaths, loadIssuingCas } from "../adapters/node/data-dir.ts";
+import { answersAtEndOfTurn } from "../adapters/node/end-of-turn.ts";
 import { createListeners } from "../adapters/node/http-limits.ts";
 import { JwtKeyFiles } from "../adapters/node/jwt-key-files.ts";
 import { LISTENER_TLS } from "../adapters/node/listener-tls.ts";
@@ -83,15 +84,17 @@ async function main(data: LoopData, link: LoopLink): Promise<void> {
     limits,
     data.publicListen !== undefined,
   );
+  // Both listeners' answers of one turn are written together (end-of-turn.ts).
+  const atEndOfTurn = answersAtEndOfTurn();
   const logger = {
     request: (entry: object) => log.info(entry, "request"),
     error: (err: unknown, context: object) => log.error({ err, ...context }, "unhandled error"),
   };
   const app = createApp({ authority, responders, fleet: link.fleet, metrics: link.metrics, peer: nodePeer, logger });
-  serving.ready(getRequestListener(app.fetch));
+  serving.ready(getRequestListener(atEndOfTurn(app.fetch)));
   if (publicServing) {
     const publicApp = createPublicApp({ authority, responders, peer: nodePeer, logger });
-    publicServing.ready(getRequestListener(publicApp.fetch));
+    publicServing.ready(getRequestListener(atEndOfTurn(publicApp.fetch)));
   }
 
   let closing: Promise<void> | undefined;

@@ -19,6 +19,7 @@ import {
   tlsFilesOf,
 } from "../adapters/node/data-dir.ts";
 import { type EmbeddedBroker, startEmbeddedBroker } from "../adapters/node/embedded-broker.ts";
+import { answersAtEndOfTurn } from "../adapters/node/end-of-turn.ts";
 import { connectExternalBroker, type ExternalBroker } from "../adapters/node/external-broker.ts";
 import { createListeners } from "../adapters/node/http-limits.ts";
 import { JwtKeyFiles } from "../adapters/node/jwt-key-files.ts";
@@ -176,6 +177,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     httpLimits,
     publicAt !== undefined,
   );
+  // Both listeners' answers of one turn are written together (end-of-turn.ts).
+  const atEndOfTurn = answersAtEndOfTurn();
   // A long-running server renews its own listener certificate and swaps it in
   // without dropping connections.
   const renewal = setInterval(() => {
@@ -469,7 +472,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         error: (err, context) => log.error({ err, listener: "public", ...context }, "unhandled error"),
       },
     });
-    publicServing.ready(getRequestListener(publicApp.fetch));
+    publicServing.ready(getRequestListener(atEndOfTurn(publicApp.fetch)));
   }
   // The other loops first: until they listen, this one answers 503 and closes the
   // connection, so that keep-alive clients connect again once the kernel can spread them.
@@ -509,7 +512,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       throw err;
     }
   }
-  serving.ready(getRequestListener(app.fetch));
+  serving.ready(getRequestListener(atEndOfTurn(app.fetch)));
   log.info(
     {
       url,
