@@ -133,6 +133,32 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+describe("DER", () => {
+  it("writes each length in the shortest form X.690 allows, and reads it back", () => {
+    const cases: [number, string][] = [
+      [0, "0400"],
+      [0x7f, "047f"],
+      [0x80, "048180"],
+      [0xff, "0481ff"],
+      [0x100, "04820100"],
+      [0xffff, "0482ffff"],
+      [0x10000, "0483010000"],
+      [0x1000000, "048401000000"],
+    ];
+    for (const [length, header] of cases) {
+      // The contents in two parts: tlv concatenates them behind the header.
+      const first = new Uint8Array(Math.floor(length / 2)).fill(0xaa);
+      const second = new Uint8Array(length - first.length).fill(0xbb);
+      const der = tlv(TAG.OCTET_STRING, first, second);
+      expect(Buffer.from(der.subarray(0, header.length / 2)).toString("hex"), `length ${length}`).toBe(header);
+      expect(der.length).toBe(header.length / 2 + length);
+      const read = readTlv(der);
+      expect(read.end).toBe(der.length);
+      expect(Buffer.from(read.content).equals(Buffer.concat([first, second]))).toBe(true);
+    }
+  });
+});
+
 describe("CRL", () => {
   const revokedAt = new Date(Date.now() - 60_000);
   // High-bit serials (sign byte), a one-byte serial, a 16-byte serial, and every reason code.
@@ -680,6 +706,15 @@ describe("OCSP", () => {
       `3078${hex(certId)}a116${gt("20260301120000Z")}a0030a0100${tail}`,
     );
     expect(() => single({ type: "revoked", revokedAt: t, reason: 7 })).toThrow(RangeError);
+    // Four-digit years only: a date past 9999 has no GeneralizedTime, and is refused.
+    expect(() =>
+      encodeSingleResponse({
+        certId,
+        status: { type: "good" },
+        thisUpdate: t,
+        nextUpdate: new Date("+010000-01-01T00:00:00Z"),
+      }),
+    ).toThrow(RangeError);
   });
 
   it("answers errors as a bare status that openssl names", () => {
