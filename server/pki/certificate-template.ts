@@ -15,7 +15,18 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
 import type { Extension } from "@peculiar/asn1-x509";
 import type { CertificateSigner } from "./certificate.ts";
-import { concat, encodeLength, encodeOid, sequence, signatureAlgorithmIdentifier, TAG, tlv } from "./der.ts";
+import {
+  concat,
+  derTime,
+  encodeLength,
+  encodeOid,
+  GENERALIZED_TIME,
+  sequence,
+  signatureAlgorithmIdentifier,
+  TAG,
+  tlv,
+  UTC_TIME,
+} from "./der.ts";
 import { id_at_commonName, id_ce_subjectAltName, id_ce_subjectKeyIdentifier } from "./oids.ts";
 
 export interface TemplateFixed {
@@ -55,15 +66,7 @@ const utf8 = new TextEncoder();
 /** RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; whole seconds, Z. */
 export function encodeTime(date: Date): Uint8Array {
   const year = date.getUTCFullYear();
-  const two = (n: number) => (n < 10 ? `0${n}` : String(n));
-  const rest =
-    two(date.getUTCMonth() + 1) +
-    two(date.getUTCDate()) +
-    two(date.getUTCHours()) +
-    two(date.getUTCMinutes()) +
-    two(date.getUTCSeconds());
-  if (year >= 1950 && year < 2050) return tlv(0x17, ascii(`${two(year % 100)}${rest}Z`));
-  return tlv(0x18, ascii(`${String(year).padStart(4, "0")}${rest}Z`));
+  return derTime(year >= 1950 && year < 2050 ? UTC_TIME : GENERALIZED_TIME, date);
 }
 
 /** IA5String / time content: ASCII only (device ids and trust domains are ASCII by policy). */

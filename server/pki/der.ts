@@ -31,11 +31,30 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** How many octets follow the first length octet: 0 in the short form (X.690 §8.1.3.4), up to 4 here. */
+function longLengthOctets(length: number): number {
+  if (!(Number.isSafeInteger(length) && length >= 0 && length <= 0xffffffff)) {
+    throw new RangeError(`DER contents of ${length} octets`);
+  }
+  return length < 0x80 ? 0 : length < 0x100 ? 1 : length < 0x10000 ? 2 : length < 0x1000000 ? 3 : 4;
+}
+
+/** Writes a definite length in its shortest form at `at`; returns where the contents start. */
+function writeLength(out: Uint8Array, at: number, length: number, octets: number): number {
+  if (octets === 0) {
+    out[at] = length;
+    return at + 1;
+  }
+  out[at] = 0x80 | octets;
+  for (let i = octets, n = length; i >= 1; i--, n = Math.floor(n / 256)) out[at + i] = n & 0xff;
+  return at + 1 + octets;
+}
+
 export function encodeLength(length: number): Uint8Array {
-  if (length < 0x80) return Uint8Array.of(length);
-  const bytes: number[] = [];
-  for (let n = length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n & 0xff);
-  return Uint8Array.of(0x80 | bytes.length, ...bytes);
+  const octets = longLengthOctets(length);
+  const out = new Uint8Array(1 + octets);
+  writeLength(out, 0, length, octets);
+  return out;
 }
 
 /**
@@ -45,18 +64,10 @@ export function encodeLength(length: number): Uint8Array {
 export function tlv(tag: number, ...content: Uint8Array[]): Uint8Array {
   let length = 0;
   for (const c of content) length += c.length;
-  if (length > 0xffffffff) throw new RangeError(`DER contents of ${length} octets`);
-  const lengthOctets = length < 0x80 ? 0 : length < 0x100 ? 1 : length < 0x10000 ? 2 : length < 0x1000000 ? 3 : 4;
-  const header = 2 + lengthOctets;
-  const out = new Uint8Array(header + length);
+  const octets = longLengthOctets(length);
+  const out = new Uint8Array(2 + octets + length);
   out[0] = tag;
-  if (lengthOctets === 0) {
-    out[1] = length;
-  } else {
-    out[1] = 0x80 | lengthOctets;
-    for (let i = lengthOctets, n = length; i >= 1; i--, n = Math.floor(n / 256)) out[1 + i] = n & 0xff;
-  }
-  let offset = header;
+  let offset = writeLength(out, 1, length, octets);
   for (const c of content) {
     out.set(c, offset);
     offset += c.length;
@@ -194,6 +205,9 @@ export function fromHex(hex: string): Uint8Array {
   return out;
 }
 
+/** A signer has one algorithm: its identifier is encoded once (copies are handed out). */
+const algorithmIdentifiers = new Map<string, Uint8Array>();
+
 /**
  * The signature AlgorithmIdentifier of a CA signer, DER: ECDSA and EdDSA take no
  * parameters (RFC 5758 §3.2, RFC 8410 §3), RSA PKCS #1 v1.5 takes NULL (RFC 4055 §5).
@@ -208,5 +222,34 @@ export function signatureAlgorithmIdentifier(oid: string): Uint8Array {
   }
   return der.slice();
 }
-/** A signer has one algorithm: its identifier is encoded once (copies are handed out). */
-const algorithmIdentifiers = new Map<string, Uint8Array>();
+
+/** UTCTime (0x17) and GeneralizedTime (0x18) tags. */
+export const UTC_TIME = 0x17;
+export const GENERALIZED_TIME = 0x18;
+
+/**
+ * A time in DER's form (X.690 §11.7-11.8): UTC, whole seconds, "Z". UTCTime has a
+ * two-digit year (YYMMDDHHMMSSZ), GeneralizedTime four (YYYYMMDDHHMMSSZ); a year a
+ * four-digit field cannot hold is refused.
+ */
+export function derTime(tag: typeof UTC_TIME | typeof GENERALIZED_TIME, date: Date): Uint8Array {
+  const year = date.getUTCFullYear();
+  if (!(year >= 0 && year <= 9999)) throw new RangeError(`time ${date.toString()} has no four-digit year`);
+  const yearDigits = tag === GENERALIZED_TIME ? 4 : 2;
+  const out = new Uint8Array(2 + yearDigits + 11);
+  out[0] = tag;
+  out[1] = yearDigits + 11;
+  let at = 2;
+  const put = (value: number, width: number) => {
+    for (let i = width - 1, n = value; i >= 0; i--, n = Math.floor(n / 10)) out[at + i] = 0x30 + (n % 10);
+    at += width;
+  };
+  put(tag === GENERALIZED_TIME ? year : year % 100, yearDigits);
+  put(date.getUTCMonth() + 1, 2);
+  put(date.getUTCDate(), 2);
+  put(date.getUTCHours(), 2);
+  put(date.getUTCMinutes(), 2);
+  put(date.getUTCSeconds(), 2);
+  out[at] = 0x5a; // "Z"
+  return out;
+}

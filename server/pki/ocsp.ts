@@ -55,7 +55,9 @@ import { isCrlReason } from "./crl.ts";
 import {
   DerError,
   decodeOid,
+  derTime,
   encodeOid,
+  GENERALIZED_TIME,
   readChildren,
   readTlv,
   sequence,
@@ -101,7 +103,6 @@ const CONTEXT_0 = 0xa0;
 const CONTEXT_1 = 0xa1;
 const CONTEXT_2 = 0xa2;
 const ENUMERATED = 0x0a;
-const GENERALIZED_TIME = 0x18;
 const BOOLEAN = 0x01;
 /** Larger than any sane nonce (RFC 8954 asks for 1..32 octets) but bounds what is echoed. */
 const MAX_NONCE = 128;
@@ -246,24 +247,7 @@ export interface OcspSingle {
 }
 
 /** RFC 6960 times are GeneralizedTime throughout (YYYYMMDDHHMMSSZ, whole seconds). */
-function generalizedTime(date: Date): Uint8Array {
-  const year = date.getUTCFullYear();
-  if (!(year >= 0 && year <= 9999)) throw new RangeError(`GeneralizedTime year ${year} out of range`);
-  const out = new Uint8Array(17);
-  out[0] = GENERALIZED_TIME;
-  out[1] = 15;
-  const digits = (at: number, value: number, width: number) => {
-    for (let i = width - 1, n = value; i >= 0; i--, n = Math.floor(n / 10)) out[at + i] = 0x30 + (n % 10);
-  };
-  digits(2, year, 4);
-  digits(6, date.getUTCMonth() + 1, 2);
-  digits(8, date.getUTCDate(), 2);
-  digits(10, date.getUTCHours(), 2);
-  digits(12, date.getUTCMinutes(), 2);
-  digits(14, date.getUTCSeconds(), 2);
-  out[16] = 0x5a; // "Z"
-  return out;
-}
+const generalizedTime = (date: Date): Uint8Array => derTime(GENERALIZED_TIME, date);
 
 const GOOD = Uint8Array.of(0x80, 0x00);
 const UNKNOWN = Uint8Array.of(0x82, 0x00);

@@ -265,5 +265,11 @@ describe("certificate times", () => {
     expect(text("2049-12-31T23:59:59Z")).toBe("\x17\x0d491231235959Z");
     expect(text("2050-01-01T00:00:00Z")).toBe("\x18\x0f20500101000000Z");
     expect(text("2026-03-01T09:05:07Z")).toBe("\x17\x0d260301090507Z");
+    expect(text("1950-01-01T00:00:00.999Z")).toBe("\x17\x0d500101000000Z");
+    expect(text("1949-12-31T23:59:59Z")).toBe("\x18\x0f19491231235959Z");
+    expect(text("9999-12-31T23:59:59Z")).toBe("\x18\x0f99991231235959Z");
+    // No DER time holds a fifth year digit, nor an invalid date.
+    expect(() => encodeTime(new Date("+010000-01-01T00:00:00Z"))).toThrow(RangeError);
+    expect(() => encodeTime(new Date(Number.NaN))).toThrow(RangeError);
   });
 });
