@@ -29,10 +29,15 @@ import {
   concat,
   encodeOid,
   fromHex,
+  GENERALIZED_TIME,
+  lengthSize,
+  putHeader,
+  putTime,
   sequence,
   signatureAlgorithmIdentifier,
   TAG,
   tlv,
+  UTC_TIME,
   unsignedInteger,
 } from "./der.ts";
 import { id_ce_authorityKeyIdentifier, id_ce_cRLNumber, id_ce_cRLReasons } from "./oids.ts";
@@ -74,52 +79,10 @@ const CRL_NUMBER_OID = encodeOid(id_ce_cRLNumber);
 /** RFC 5280 §5.2.3: a CRL number is at most 20 octets. */
 const CRL_NUMBER_LIMIT = 1n << 159n;
 
-function lengthSize(length: number): number {
-  return length < 0x80 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : length < 0x1000000 ? 4 : 5;
-}
-
-/** Writes a tag and a DER length at `at`; returns the offset just past them. */
-function putHeader(out: Uint8Array, at: number, tag: number, length: number): number {
-  out[at++] = tag;
-  if (length < 0x80) {
-    out[at++] = length;
-    return at;
-  }
-  const n = lengthSize(length) - 1;
-  out[at++] = 0x80 | n;
-  for (let i = n - 1; i >= 0; i--) out[at++] = (length / 2 ** (8 * i)) & 0xff;
-  return at;
-}
-
 function hexDigit(code: number): number {
   if (code >= 0x30 && code <= 0x39) return code - 0x30;
   if (code >= 0x61 && code <= 0x66) return code - 0x57;
   return -1;
-}
-
-function putTwoDigits(out: Uint8Array, at: number, n: number): number {
-  out[at] = 0x30 + Math.floor(n / 10);
-  out[at + 1] = 0x30 + (n % 10);
-  return at + 2;
-}
-
-/**
- * The bytes of encodeTime(date) (UTCTime through 2049, then GeneralizedTime), written in
- * place: encodeTime's strings would be most of an entry's cost.
- */
-function putTime(out: Uint8Array, at: number, date: Date, utc: boolean): number {
-  const year = date.getUTCFullYear();
-  out[at++] = utc ? 0x17 : 0x18;
-  out[at++] = utc ? 13 : 15;
-  if (!utc) at = putTwoDigits(out, at, Math.floor(year / 100));
-  at = putTwoDigits(out, at, year % 100);
-  at = putTwoDigits(out, at, date.getUTCMonth() + 1);
-  at = putTwoDigits(out, at, date.getUTCDate());
-  at = putTwoDigits(out, at, date.getUTCHours());
-  at = putTwoDigits(out, at, date.getUTCMinutes());
-  at = putTwoDigits(out, at, date.getUTCSeconds());
-  out[at++] = 0x5a; // Z
-  return at;
 }
 
 /** One revokedCertificates element; callers cache these bytes per serial. */
@@ -148,7 +111,7 @@ export function encodeCrlEntry(e: CrlEntry): Uint8Array {
     if (hi < 0 || lo < 0) throw new Error(`invalid serial ${JSON.stringify(hex)}: expected minimal lowercase hex`);
     out[at++] = (hi << 4) | lo;
   }
-  at = putTime(out, at, e.revokedAt, utc);
+  at = putTime(out, at, utc ? UTC_TIME : GENERALIZED_TIME, e.revokedAt);
   if (withReason) {
     out.set(REASON_EXTENSIONS, at);
     out[at + REASON_EXTENSIONS.length] = e.reason as number;

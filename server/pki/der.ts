@@ -31,30 +31,31 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** How many octets follow the first length octet: 0 in the short form (X.690 §8.1.3.4), up to 4 here. */
-function longLengthOctets(length: number): number {
+/** The octets of a tag's definite length in DER (X.690 §8.1.3): 1 in the short form, up to 5 here. */
+export function lengthSize(length: number): number {
   if (!(Number.isSafeInteger(length) && length >= 0 && length <= 0xffffffff)) {
     throw new RangeError(`DER contents of ${length} octets`);
   }
-  return length < 0x80 ? 0 : length < 0x100 ? 1 : length < 0x10000 ? 2 : length < 0x1000000 ? 3 : 4;
+  return length < 0x80 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : length < 0x1000000 ? 4 : 5;
 }
 
-/** Writes a definite length in its shortest form at `at`; returns where the contents start. */
-function writeLength(out: Uint8Array, at: number, length: number, octets: number): number {
-  if (octets === 0) {
-    out[at] = length;
-    return at + 1;
+/** Writes a tag and a DER length at `at`; returns the offset just past them. */
+export function putHeader(out: Uint8Array, at: number, tag: number, length: number): number {
+  out[at++] = tag;
+  if (length < 0x80) {
+    out[at++] = length;
+    return at;
   }
-  out[at] = 0x80 | octets;
-  for (let i = octets, n = length; i >= 1; i--, n = Math.floor(n / 256)) out[at + i] = n & 0xff;
-  return at + 1 + octets;
+  const n = lengthSize(length) - 1;
+  out[at++] = 0x80 | n;
+  for (let i = n - 1; i >= 0; i--) out[at++] = (length / 2 ** (8 * i)) & 0xff;
+  return at;
 }
 
 export function encodeLength(length: number): Uint8Array {
-  const octets = longLengthOctets(length);
-  const out = new Uint8Array(1 + octets);
-  writeLength(out, 0, length, octets);
-  return out;
+  const out = new Uint8Array(lengthSize(length) + 1);
+  putHeader(out, 0, 0, length);
+  return out.subarray(1);
 }
 
 /**
@@ -64,10 +65,8 @@ export function encodeLength(length: number): Uint8Array {
 export function tlv(tag: number, ...content: Uint8Array[]): Uint8Array {
   let length = 0;
   for (const c of content) length += c.length;
-  const octets = longLengthOctets(length);
-  const out = new Uint8Array(2 + octets + length);
-  out[0] = tag;
-  let offset = writeLength(out, 1, length, octets);
+  const out = new Uint8Array(1 + lengthSize(length) + length);
+  let offset = putHeader(out, 0, tag, length);
   for (const c of content) {
     out.set(c, offset);
     offset += c.length;
@@ -227,29 +226,45 @@ export function signatureAlgorithmIdentifier(oid: string): Uint8Array {
 export const UTC_TIME = 0x17;
 export const GENERALIZED_TIME = 0x18;
 
+function putTwoDigits(out: Uint8Array, at: number, n: number): number {
+  out[at] = 0x30 + Math.floor(n / 10);
+  out[at + 1] = 0x30 + (n % 10);
+  return at + 2;
+}
+
 /**
- * A time in DER's form (X.690 §11.7-11.8): UTC, whole seconds, "Z". UTCTime has a
- * two-digit year (YYMMDDHHMMSSZ), GeneralizedTime four (YYYYMMDDHHMMSSZ); a year a
- * four-digit field cannot hold is refused.
+ * A time in DER's form (X.690 §11.7-11.8), written at `at`: UTC, whole seconds, "Z".
+ * UTCTime (YYMMDDHHMMSSZ) holds 1950 through 2049 (RFC 5280 §4.1.2.5.1),
+ * GeneralizedTime (YYYYMMDDHHMMSSZ) years 0 through 9999; any other year is refused.
+ * Returns the offset just past it (15 or 17 octets on).
  */
-export function derTime(tag: typeof UTC_TIME | typeof GENERALIZED_TIME, date: Date): Uint8Array {
+export function putTime(
+  out: Uint8Array,
+  at: number,
+  tag: typeof UTC_TIME | typeof GENERALIZED_TIME,
+  date: Date,
+): number {
   const year = date.getUTCFullYear();
-  if (!(year >= 0 && year <= 9999)) throw new RangeError(`time ${date.toString()} has no four-digit year`);
-  const yearDigits = tag === GENERALIZED_TIME ? 4 : 2;
-  const out = new Uint8Array(2 + yearDigits + 11);
-  out[0] = tag;
-  out[1] = yearDigits + 11;
-  let at = 2;
-  const put = (value: number, width: number) => {
-    for (let i = width - 1, n = value; i >= 0; i--, n = Math.floor(n / 10)) out[at + i] = 0x30 + (n % 10);
-    at += width;
-  };
-  put(tag === GENERALIZED_TIME ? year : year % 100, yearDigits);
-  put(date.getUTCMonth() + 1, 2);
-  put(date.getUTCDate(), 2);
-  put(date.getUTCHours(), 2);
-  put(date.getUTCMinutes(), 2);
-  put(date.getUTCSeconds(), 2);
-  out[at] = 0x5a; // "Z"
+  const utc = tag === UTC_TIME;
+  if (!(utc ? year >= 1950 && year <= 2049 : year >= 0 && year <= 9999)) {
+    throw new RangeError(`${utc ? "UTCTime" : "GeneralizedTime"} cannot hold ${date.toString()}`);
+  }
+  out[at++] = tag;
+  out[at++] = utc ? 13 : 15;
+  if (!utc) at = putTwoDigits(out, at, Math.floor(year / 100));
+  at = putTwoDigits(out, at, year % 100);
+  at = putTwoDigits(out, at, date.getUTCMonth() + 1);
+  at = putTwoDigits(out, at, date.getUTCDate());
+  at = putTwoDigits(out, at, date.getUTCHours());
+  at = putTwoDigits(out, at, date.getUTCMinutes());
+  at = putTwoDigits(out, at, date.getUTCSeconds());
+  out[at++] = 0x5a; // "Z"
+  return at;
+}
+
+/** putTime into an array of its own. */
+export function derTime(tag: typeof UTC_TIME | typeof GENERALIZED_TIME, date: Date): Uint8Array {
+  const out = new Uint8Array(tag === UTC_TIME ? 15 : 17);
+  putTime(out, 0, tag, date);
   return out;
 }
