@@ -19,6 +19,7 @@ import {
   readCertificate,
 } from "../../server/pki/certificate.ts";
 import { encodeTime } from "../../server/pki/certificate-template.ts";
+import { derTime, UTC_TIME } from "../../server/pki/der.ts";
 import { describeKey } from "../../server/pki/keys.ts";
 import { id_Ed25519 } from "../../server/pki/oids.ts";
 import { pemCertificates } from "../../server/pki/pem.ts";
@@ -271,5 +272,8 @@ describe("certificate times", () => {
     // No DER time holds a fifth year digit, nor an invalid date.
     expect(() => encodeTime(new Date("+010000-01-01T00:00:00Z"))).toThrow(RangeError);
     expect(() => encodeTime(new Date(Number.NaN))).toThrow(RangeError);
+    // UTCTime's two digits mean 1950-2049 only: asked for another year, it refuses.
+    expect(() => derTime(UTC_TIME, new Date("2050-01-01T00:00:00Z"))).toThrow(RangeError);
+    expect(() => derTime(UTC_TIME, new Date("1949-12-31T23:59:59Z"))).toThrow(RangeError);
   });
 });
