@@ -319,6 +319,10 @@ export class RevocationResponders {
     const thisUpdate = new Date(Math.floor(now.getTime() / 1000) * 1000);
     const nextUpdate = new Date(thisUpdate.getTime() + validity);
     const responses: Uint8Array[] = [];
+    // A revocation read from the feed while this answer is read and signed drops the
+    // cached answers it concerns, but not this one, which is remembered after: such an
+    // answer is sent (it was true when read) and not cached.
+    const feedSeq = this.lastSeq;
     let cacheable = true;
     for (const id of request.certIds) {
       const status = await this.status(id.serial, issuer.ca.name);
@@ -336,7 +340,7 @@ export class RevocationResponders {
       issuer.ca.signer,
     );
     // Unknown serials are not cached: the answer changes once the serial is issued.
-    if (single?.serial && cacheable) this.remember(single.serial, certIdHex, der, thisUpdate.getTime() + validity / 2);
+    if (single?.serial && cacheable && this.lastSeq === feedSeq) this.remember(single.serial, certIdHex, der, thisUpdate.getTime() + validity / 2);
     return { der, status: "successful" };
   }
 

@@ -244,6 +244,36 @@ describe("revocation reaches every check", () => {
     follower.stop();
   });
 
+  it("never caches an answer read before a revocation that lands while it is signed", async () => {
+    const dev = await enroll("dev-race");
+    const signer = h.ca.issuing.signer;
+    const sign = signer.sign.bind(signer);
+    // The next OCSP signature waits until the revocation has been committed and told.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let signing!: () => void;
+    const started = new Promise<void>((r) => {
+      signing = r;
+    });
+    const spy = vi.spyOn(signer, "sign").mockImplementationOnce(async (data) => {
+      signing();
+      await gate;
+      return sign(data);
+    });
+    const inFlight = h.responders.ocsp(await _ocspRequest(dev.serial));
+    await started;
+    // The status was read ("good") before this revocation; the answer is signed after it.
+    await revokeDevice(h.deps, { deviceId: "dev-race", reason: "keyCompromise", actor: OPERATOR });
+    release();
+    await inFlight;
+    spy.mockRestore();
+    // Whatever the in-flight request was told, the next one is not served its stale "good".
+    expect((await ocspStatus(dev.serial)).tag).toBe(1);
+    expect(h.responders.ocspCacheSize().serials).toBe(1);
+  });
+
   it("lets only operators and admins revoke", async () => {
     await enroll("dev-a");
     const auditor: Actor = { id: "operator:op_aud", role: "auditor" };
