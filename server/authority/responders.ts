@@ -340,7 +340,8 @@ export class RevocationResponders {
       issuer.ca.signer,
     );
     // Unknown serials are not cached: the answer changes once the serial is issued.
-    if (single?.serial && cacheable && this.lastSeq === feedSeq) this.remember(single.serial, certIdHex, der, thisUpdate.getTime() + validity / 2);
+    if (single?.serial && cacheable && this.lastSeq === feedSeq)
+      this.remember(single.serial, certIdHex, der, thisUpdate.getTime() + validity / 2);
     return { der, status: "successful" };
   }
 
