@@ -56,6 +56,24 @@ interface CachedResponse {
   freshUntil: number;
 }
 
+/**
+ * A nonce-less OCSP answer one responder signed and cached, as another one (another
+ * event loop of the same server) may adopt it into its own cache.
+ */
+export interface SharedOcspAnswer {
+  serial: string;
+  /** The CertID as asked (hex of its DER), the cache key beside the serial. */
+  certId: string;
+  der: Uint8Array;
+  /** Epoch ms until which it is served from a cache. */
+  freshUntil: number;
+  /**
+   * The revocation feed's seq its signer had read when it read the status: the answer
+   * reflects every revocation up to there, and may miss any later one.
+   */
+  feedSeq: number;
+}
+
 /** One issuing CA's CRL: its entries and its current signed list. */
 class CaCrl {
   readonly entries = new Map<string, { der: Uint8Array; notAfter: number }>();
@@ -92,6 +110,7 @@ export class RevocationResponders {
   private scheduler: Scheduler | undefined;
   private pendingRebuild: { cancel(): void } | undefined;
   private readonly listeners: ((entries: RevocationEntry[]) => void)[] = [];
+  private readonly answerListeners: ((answer: SharedOcspAnswer) => void)[] = [];
   private started = false;
 
   constructor(
@@ -124,6 +143,31 @@ export class RevocationResponders {
    */
   onRevocations(listener: (entries: RevocationEntry[]) => void): void {
     this.listeners.push(listener);
+  }
+
+  /**
+   * Told of every nonce-less answer this responder signs and caches (not of those it
+   * adopts): the other event loops adopt them (`adoptAnswer`), so that a certificate
+   * asked about on one loop is answered from the cache on every loop.
+   */
+  onAnswerCached(listener: (answer: SharedOcspAnswer) => void): void {
+    this.answerListeners.push(listener);
+  }
+
+  /**
+   * Caches an answer another responder signed, unless it may be stale here: when this
+   * responder has read a revocation its signer had not (a later feed seq), the answer
+   * could predate it and is refused. One it reads afterwards drops it, as it drops its
+   * own. An answer of its own that is still fresh is kept. Returns whether it adopted.
+   */
+  adoptAnswer(answer: SharedOcspAnswer): boolean {
+    if (this.lastSeq > answer.feedSeq) return false;
+    const now = this.deps.clock.now().getTime();
+    if (answer.freshUntil <= now) return false;
+    const own = this.ocspCache.get(answer.serial)?.find((c) => c.certId === answer.certId);
+    if (own && own.freshUntil > now) return false;
+    this.remember(answer.serial, answer.certId, answer.der, answer.freshUntil);
+    return true;
   }
 
   stop(): void {
@@ -340,8 +384,11 @@ export class RevocationResponders {
       issuer.ca.signer,
     );
     // Unknown serials are not cached: the answer changes once the serial is issued.
-    if (single?.serial && cacheable && this.lastSeq === feedSeq)
-      this.remember(single.serial, certIdHex, der, thisUpdate.getTime() + validity / 2);
+    if (single?.serial && cacheable && this.lastSeq === feedSeq) {
+      const answer = { serial: single.serial, certId: certIdHex, der, freshUntil: thisUpdate.getTime() + validity / 2 };
+      this.remember(answer.serial, answer.certId, answer.der, answer.freshUntil);
+      for (const l of this.answerListeners) l({ ...answer, feedSeq });
+    }
     return { der, status: "successful" };
   }
 

@@ -72,6 +72,8 @@ async function main(data: LoopData, link: LoopLink): Promise<void> {
   // Answered once every loop (this one too) has read the revocation.
   deps.onRevocation = () => link.revoked();
   deps.onCommands = () => link.commands();
+  // One OCSP cache in effect: what one loop signs, every loop serves (loops.ts).
+  responders.onAnswerCached(link.shareAnswer);
   await responders.start(scheduler);
   const authority = new Authority(deps);
   const refusalFlush = scheduler.every(REFUSAL_FLUSH_MS, () => {
@@ -101,6 +103,9 @@ async function main(data: LoopData, link: LoopLink): Promise<void> {
   link.listen({
     revoked: () => responders.revoked(),
     crl: (crl) => responders.adopt(crl),
+    ocspAnswers: (answers) => {
+      for (const a of answers) responders.adoptAnswer(a);
+    },
     tls: (tls) => server.setSecureContext({ ...LISTENER_TLS, ...(tls as object) }),
     close: () => {
       closing ??= (async () => {

@@ -498,6 +498,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
             for (const e of events) metrics.observe(e);
           },
           revoked: () => responders.revoked(),
+          adoptAnswers: (answers) => {
+            for (const a of answers) responders.adoptAnswer(a);
+          },
           commands: deps.onCommands,
           fleet,
           metrics,
@@ -511,6 +514,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       await closeAll();
       throw err;
     }
+    // One OCSP cache in effect: what one loop signs, every loop serves (loops.ts).
+    responders.onAnswerCached(hub.shareAnswer);
   }
   serving.ready(getRequestListener(atEndOfTurn(app.fetch)));
   log.info(

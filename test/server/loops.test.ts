@@ -80,6 +80,43 @@ describe("LoopLink", () => {
     side.close();
   });
 
+  it("offers the OCSP answers it caches in one message per turn, and hands those offered to it to its handler", async () => {
+    const { port1, port2 } = new MessageChannel();
+    const link = new LoopLink(port1);
+    const posted: { op: string; answers?: unknown[] }[] = [];
+    const got = new Promise<void>((resolve) =>
+      port2.on("message", (m: { op: string }) => {
+        posted.push(m);
+        if (m.op === "ocspAnswers") resolve();
+      }),
+    );
+    const a = { serial: "0a", certId: "30", der: Uint8Array.of(5, 0), freshUntil: 9, feedSeq: 1 };
+    const b = { ...a, serial: "0b" };
+    link.shareAnswer(a);
+    link.shareAnswer(b);
+    await got;
+    expect(posted).toEqual([{ id: 0, op: "ocspAnswers", answers: [a, b] }]);
+
+    const offered: unknown[] = [];
+    const handled = new Promise<void>((resolve) =>
+      link.listen({
+        revoked: async () => undefined,
+        crl: () => undefined,
+        tls: () => undefined,
+        ocspAnswers: (answers) => {
+          offered.push(...answers);
+          resolve();
+        },
+        close: async () => undefined,
+      }),
+    );
+    port2.postMessage({ id: 0, op: "ocspAnswers", answers: [b] });
+    await handled;
+    expect(offered).toEqual([b]);
+    port1.close();
+    port2.close();
+  });
+
   it("serves the main thread's notices once it listens, the early ones first", async () => {
     const { port1, port2 } = new MessageChannel();
     const link = new LoopLink(port1);
@@ -96,6 +133,7 @@ describe("LoopLink", () => {
       },
       crl: () => order.push("crl"),
       tls: () => undefined,
+      ocspAnswers: () => undefined,
       close: async () => undefined,
     });
     port2.postMessage({ id: 0, op: "crl", crl: {} });

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { auditHash } from "../../server/adapters/storage/sqlite-batch.mjs";
 import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
 import { auditRecordHash, verifyAuditChain } from "../../server/authority/audit-chain.ts";
-import { RevocationResponders } from "../../server/authority/responders.ts";
+import { RevocationResponders, type SharedOcspAnswer } from "../../server/authority/responders.ts";
 import { revokeCertificate, revokeDevice } from "../../server/authority/revoke.ts";
 import { createToken, generateKeys, type Harness, harness, makeCsr, peer, refusal } from "../support/fixtures.ts";
 import { ocspRequest as ocspRequestFor, ocspStatus as ocspStatusOf } from "../support/ocsp.ts";
@@ -272,6 +272,63 @@ describe("revocation reaches every check", () => {
     // Whatever the in-flight request was told, the next one is not served its stale "good".
     expect((await ocspStatus(dev.serial)).tag).toBe(1);
     expect(h.responders.ocspCacheSize().serials).toBe(1);
+  });
+
+  it("shares a cached answer with another loop, which serves it without signing", async () => {
+    const dev = await enroll("dev-share");
+    const follower = new RevocationResponders(h.deps, undefined, "follow");
+    await follower.start();
+    const shared: SharedOcspAnswer[] = [];
+    follower.onAnswerCached((a) => shared.push(a));
+    const request = await _ocspRequest(dev.serial);
+    const signed = await follower.ocsp(request);
+    // Asked again, it answers from its cache and shares nothing more.
+    expect((await follower.ocsp(request)).der).toEqual(signed.der);
+    expect(shared).toHaveLength(1);
+    expect(shared[0]).toMatchObject({ serial: dev.serial, der: signed.der });
+    // Answers asked with a nonce are signed each time and never shared.
+    await follower.ocsp(await _ocspRequest(dev.serial, new Uint8Array(16).fill(7)));
+    expect(shared).toHaveLength(1);
+
+    const sign = vi.spyOn(h.ca.issuing.signer, "sign");
+    expect(h.responders.adoptAnswer(shared[0] as SharedOcspAnswer)).toBe(true);
+    expect((await h.responders.ocsp(request)).der).toEqual(signed.der);
+    expect(sign).not.toHaveBeenCalled();
+    // An adopted answer is dropped by a revocation like an own one.
+    await revokeDevice(h.deps, { deviceId: "dev-share", reason: "keyCompromise", actor: OPERATOR });
+    expect((await ocspStatus(dev.serial)).tag).toBe(1);
+    sign.mockRestore();
+    follower.stop();
+  });
+
+  it("refuses a shared answer read before a revocation it has read, and keeps its own fresh one", async () => {
+    const dev = await enroll("dev-stale");
+    const other = await enroll("dev-other");
+    const follower = new RevocationResponders(h.deps, undefined, "follow");
+    await follower.start();
+    const shared: SharedOcspAnswer[] = [];
+    follower.onAnswerCached((a) => shared.push(a));
+    await follower.ocsp(await _ocspRequest(dev.serial));
+    const good = shared[0] as SharedOcspAnswer;
+    // The revocation lands here (and is read) while the "good" answer is on its way.
+    await revokeDevice(h.deps, { deviceId: "dev-stale", reason: "keyCompromise", actor: OPERATOR });
+    expect(h.responders.adoptAnswer(good)).toBe(false);
+    expect((await ocspStatus(dev.serial)).tag).toBe(1);
+    // The follower reads the revocation too; whatever it signs afterwards may be adopted.
+    await follower.revoked();
+    await follower.ocsp(await _ocspRequest(other.serial));
+    const later = shared[1] as SharedOcspAnswer;
+    expect(later.feedSeq).toBeGreaterThan(good.feedSeq);
+    // A responder that has its own fresh answer keeps it (and what it already sent stays true).
+    const own = await h.responders.ocsp(await _ocspRequest(other.serial));
+    expect(h.responders.adoptAnswer(later)).toBe(false);
+    expect((await h.responders.ocsp(await _ocspRequest(other.serial))).der).toEqual(own.der);
+    // An answer past its freshness is not adopted.
+    const fresh = h.responders.ocspCacheSize().serials;
+    h.clock.advance((later.freshUntil - h.clock.now().getTime()) / 1000 + 1);
+    expect(h.responders.adoptAnswer({ ...later, serial: "7e57" })).toBe(false);
+    expect(h.responders.ocspCacheSize().serials).toBe(fresh);
+    follower.stop();
   });
 
   it("lets only operators and admins revoke", async () => {

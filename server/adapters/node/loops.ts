@@ -10,10 +10,16 @@
  *
  * - worker → main: `apply` (a whole write set, committed by the one writer),
  *   `crlNumber`, `revoked` (a revocation was committed here), `commands`,
- *   `fleetAudit`, `fleetReceive`, `metrics`;
+ *   `fleetAudit`, `fleetReceive`, `metrics`, `ocspAnswers`;
  * - main → worker: `revoked` (read the revocation feed, drop cached OCSP answers;
  *   answered once done), `crl` (a new CRL signed by the main thread), `tls` (renewed
- *   listener credentials), `close`.
+ *   listener credentials), `ocspAnswers`, `close`.
+ *
+ * `ocspAnswers` (a notice, one per event-loop turn) carries the nonce-less OCSP answers
+ * a loop signed and cached; the main thread adopts them and passes them on to the
+ * other loops, so that a certificate asked about on one loop is answered from the
+ * cache on all. Each answer carries the revocation feed's seq its signer had read, and
+ * a loop that has read a later revocation refuses it (`RevocationResponders#adoptAnswer`).
  *
  * A revocation committed through any loop is answered (revoke verb, re-enroll) only
  * after every loop acknowledged `revoked`: from then on each loop's OCSP answers and
@@ -22,7 +28,7 @@
 import { availableParallelism } from "node:os";
 import { type MessagePort, Worker } from "node:worker_threads";
 import type { FleetLoopHandle } from "../../authority/resources/fleet.ts";
-import type { PublishedCrl, Scheduler } from "../../authority/responders.ts";
+import type { PublishedCrl, Scheduler, SharedOcspAnswer } from "../../authority/responders.ts";
 import type { InboundMessage, MessageOutcome } from "../../ports/fleet-link.ts";
 import { type AuditEvent, StorageConflictError, type Write } from "../../ports/storage.ts";
 import type { RemoteWriter } from "../storage/sqlite-storage.ts";
@@ -66,9 +72,15 @@ type Request =
   | { op: "commands" }
   | { op: "fleetAudit"; args: Parameters<FleetLoopHandle["audit"]> }
   | { op: "fleetReceive"; message: InboundMessage }
-  | { op: "metrics" };
+  | { op: "metrics" }
+  | { op: "ocspAnswers"; answers: SharedOcspAnswer[] };
 
-type Notice = { op: "revoked" } | { op: "crl"; crl: PublishedCrl } | { op: "tls"; tls: unknown } | { op: "close" };
+type Notice =
+  | { op: "revoked" }
+  | { op: "crl"; crl: PublishedCrl }
+  | { op: "tls"; tls: unknown }
+  | { op: "ocspAnswers"; answers: SharedOcspAnswer[] }
+  | { op: "close" };
 
 type Envelope<T> = { id: number } & T;
 type Answer = { id: number; answer: true; value?: unknown; error?: ErrorShape };
@@ -87,6 +99,20 @@ function errorOf(shape: ErrorShape): Error {
     return new StorageConflictError(shape.message, shape.constraint);
   }
   return new Error(shape.message);
+}
+
+/** Items gathered over one event-loop turn and handed to `send` together, at its end. */
+function perTurn<T>(send: (items: T[]) => void): (item: T) => void {
+  let items: T[] = [];
+  return (item) => {
+    if (items.length === 0)
+      setImmediate(() => {
+        const batch = items;
+        items = [];
+        send(batch);
+      });
+    items.push(item);
+  };
 }
 
 function withoutFunctions<T extends object>(o: T): T {
@@ -167,6 +193,8 @@ export interface HubDeps {
   audited?(events: AuditEvent[]): void;
   /** A revocation was committed through a worker loop: the main thread's own follow-up (its responders, the broker). */
   revoked(): Promise<void>;
+  /** OCSP answers a worker loop signed and cached, for the main thread's own cache. */
+  adoptAnswers?(answers: SharedOcspAnswer[]): void;
   commands?(): Promise<void>;
   fleet?: FleetLoopHandle;
   metrics?: { render(): Promise<string> };
@@ -251,7 +279,7 @@ export class LoopHub {
       index,
       worker,
       gone: false,
-      channel: new Channel(worker, (m) => this.serve(m as Envelope<Request>)),
+      channel: new Channel(worker, (m) => this.serve(m as Envelope<Request>, loop)),
       startedAt: this.deps.now(),
       delay,
       restart,
@@ -313,7 +341,7 @@ export class LoopHub {
     this.restarts.add(timer);
   }
 
-  private async serve(m: Envelope<Request>): Promise<unknown> {
+  private async serve(m: Envelope<Request>, from: LoopWorker): Promise<unknown> {
     switch (m.op) {
       case "apply":
         return this.deps.storage.apply(m.writes);
@@ -336,6 +364,10 @@ export class LoopHub {
       case "metrics":
         if (!this.deps.metrics) throw new Error("no metrics");
         return this.deps.metrics.render();
+      case "ocspAnswers":
+        this.deps.adoptAnswers?.(m.answers);
+        this.passOn(m.answers, from);
+        return undefined;
       default:
         throw new Error(`unknown request ${(m as { op: string }).op}`);
     }
@@ -350,6 +382,18 @@ export class LoopHub {
     await Promise.all(
       this.loops.filter((l) => !l.gone).map((l) => l.channel.request<void>({ op: "revoked" }).catch(() => undefined)),
     );
+  }
+
+  /**
+   * An OCSP answer the main thread's loop signed and cached: every worker loop is
+   * offered it, in one message per turn.
+   */
+  readonly shareAnswer = perTurn<SharedOcspAnswer>((answers) => this.passOn(answers));
+
+  private passOn(answers: SharedOcspAnswer[], from?: LoopWorker): void {
+    for (const l of this.loops) {
+      if (!l.gone && l !== from) l.channel.post({ op: "ocspAnswers", answers } satisfies Notice);
+    }
   }
 
   /** A CRL signed by the main thread, for every loop to serve. */
@@ -386,6 +430,8 @@ export interface LinkHandlers {
   revoked(): Promise<void>;
   crl(crl: PublishedCrl): void;
   tls(tls: unknown): void;
+  /** OCSP answers another loop signed and cached. */
+  ocspAnswers(answers: SharedOcspAnswer[]): void;
   close(): Promise<void>;
 }
 
@@ -413,6 +459,8 @@ export class LoopLink {
         return h.crl(m.crl);
       case "tls":
         return h.tls(m.tls);
+      case "ocspAnswers":
+        return h.ocspAnswers(m.answers);
       case "close":
         return h.close();
       default:
@@ -445,13 +493,17 @@ export class LoopLink {
    * thread (its metrics), a message per event-loop turn.
    */
   audited(events: readonly AuditEvent[]): void {
-    if (events.length === 0) return;
-    if (this.audits.length === 0)
-      setImmediate(() => this.channel.post({ op: "audited", events: this.audits.splice(0) }));
-    this.audits.push(...events);
+    for (const e of events) this.audit(e);
   }
 
-  private readonly audits: AuditEvent[] = [];
+  private readonly audit = perTurn<AuditEvent>((events) =>
+    this.channel.post({ op: "audited", events } satisfies Request),
+  );
+
+  /** An OCSP answer this loop signed and cached, for the other loops (a message per turn). */
+  readonly shareAnswer = perTurn<SharedOcspAnswer>((answers) =>
+    this.channel.post({ op: "ocspAnswers", answers } satisfies Request),
+  );
 
   /** After a revocation committed here: answers once every loop (this one too) has read it. */
   revoked(): Promise<void> {
