@@ -121,23 +121,36 @@ describe("LoopLink", () => {
     const { port1, port2 } = new MessageChannel();
     const link = new LoopLink(port1);
     const answers: unknown[] = [];
-    port2.on("message", (m: { answer?: true }) => {
-      if (m.answer) answers.push(m);
-    });
+    const answered = new Promise<void>((resolve) =>
+      port2.on("message", (m: { answer?: true }) => {
+        if (!m.answer) return;
+        answers.push(m);
+        resolve();
+      }),
+    );
+    // The notice reaches the link before it listens (the link's own listener runs first).
+    const arrived = new Promise((resolve) => port1.once("message", resolve));
     port2.postMessage({ id: 7, op: "revoked" });
-    await new Promise((r) => setTimeout(r, 20));
+    await arrived;
     const order: string[] = [];
+    let crlServed!: () => void;
+    const served = new Promise<void>((resolve) => {
+      crlServed = resolve;
+    });
     link.listen({
       revoked: async () => {
         order.push("revoked");
       },
-      crl: () => order.push("crl"),
+      crl: () => {
+        order.push("crl");
+        crlServed();
+      },
       tls: () => undefined,
       ocspAnswers: () => undefined,
       close: async () => undefined,
     });
     port2.postMessage({ id: 0, op: "crl", crl: {} });
-    await new Promise((r) => setTimeout(r, 20));
+    await Promise.all([served, answered]);
     expect(order).toEqual(["revoked", "crl"]);
     expect(answers).toEqual([{ id: 7, answer: true }]);
     port1.close();
