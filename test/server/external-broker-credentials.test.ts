@@ -39,15 +39,19 @@ describe("external broker credentials", () => {
     // A stand-in for Mosquitto: reports the SIGHUP it gets.
     const broker = spawn(process.execPath, [
       "-e",
-      "process.on('SIGHUP', () => { console.log('HUP'); process.exit(0) }); setInterval(() => {}, 1000)",
+      "process.on('SIGHUP', () => { console.log('HUP'); process.exit(0) }); console.log('READY'); setInterval(() => {}, 1000)",
     ]);
     let out = "";
-    broker.stdout.on("data", (c: Buffer) => {
-      out += c.toString();
-    });
+    // Its SIGHUP handler is in place once it says READY.
+    const ready = new Promise<void>((resolve) =>
+      broker.stdout.on("data", (c: Buffer) => {
+        out += c.toString();
+        if (out.includes("READY")) resolve();
+      }),
+    );
     const exited = new Promise((r) => broker.once("exit", r));
     writeFileSync(written.files.pidFile, `${broker.pid}\n`);
-    await new Promise((r) => setTimeout(r, 300)); // its SIGHUP handler is in place
+    await ready;
 
     const day = 86400_000;
     const early = await withIssuer(dir, env, (deps) =>
