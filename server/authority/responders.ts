@@ -170,6 +170,11 @@ export class RevocationResponders {
     return true;
   }
 
+  /** `adoptAnswer` for each of another loop's answers (one message's worth). */
+  adoptAnswers(answers: readonly SharedOcspAnswer[]): void {
+    for (const a of answers) this.adoptAnswer(a);
+  }
+
   stop(): void {
     this.timer?.cancel();
     this.pendingRebuild?.cancel();

@@ -103,9 +103,7 @@ async function main(data: LoopData, link: LoopLink): Promise<void> {
   link.listen({
     revoked: () => responders.revoked(),
     crl: (crl) => responders.adopt(crl),
-    ocspAnswers: (answers) => {
-      for (const a of answers) responders.adoptAnswer(a);
-    },
+    ocspAnswers: (answers) => responders.adoptAnswers(answers),
     tls: (tls) => server.setSecureContext({ ...LISTENER_TLS, ...(tls as object) }),
     close: () => {
       closing ??= (async () => {

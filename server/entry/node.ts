@@ -498,9 +498,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
             for (const e of events) metrics.observe(e);
           },
           revoked: () => responders.revoked(),
-          adoptAnswers: (answers) => {
-            for (const a of answers) responders.adoptAnswer(a);
-          },
+          adoptAnswers: (answers) => responders.adoptAnswers(answers),
           commands: deps.onCommands,
           fleet,
           metrics,
