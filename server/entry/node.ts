@@ -317,6 +317,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     auditEveryMs: config.fleet.auditInterval * 1000,
     revokeGraceMs: 250,
     alertEveryMs: config.alerts.scanInterval * 1000,
+    onAlertScan: (outcome) => metrics.alertScan(outcome),
     notify: config.alerts.webhook
       ? webhookNotifier({
           url: config.alerts.webhook.url,

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mqttConnect, type TestClient } from "../support/mqtt-client.ts";
 import { serviceCert } from "./support/ca.ts";
 import { cliCreateToken, edgeid } from "./support/cli.ts";
-import { estPost } from "./support/curl.ts";
+import { curl, estPost } from "./support/curl.ts";
 import {
   keyPublicKey,
   openssl,
@@ -135,8 +135,14 @@ describe("lifecycle controls", () => {
     // And on the fleet topic, with the same id.
     const event = await observer.next((m) => m.body.type === "certificate-expiring");
     expect(event.body.id).toBe(body.id);
-    // Once: later scans (every second here) do not send it again.
-    await new Promise((r) => setTimeout(r, 2500));
+    // Once: two later scans (every second here; one at a time) do not send it again. The
+    // scan that sent it may not have completed yet when the count is read.
+    const scans = async () => {
+      const m = await curl(work, `${server.url}/metrics`, { bearer: adminToken, cacert: server.rootPemFile });
+      return Number(/^edgeid_expiry_alert_scans_total\{outcome="completed"\} (\d+)$/m.exec(m.text)?.[1] ?? 0);
+    };
+    const atAlert = await scans();
+    await expect.poll(scans, { timeout: 10_000, interval: 200 }).toBeGreaterThanOrEqual(atAlert + 2);
     expect(received).toHaveLength(1);
 
     const csv = (await edgeid(["report", "expiring", "--within", "30d", "--csv", "--data", dataDir])).stdout;

@@ -5,7 +5,7 @@
  */
 import { createHmac } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { webhookNotifier } from "../../server/adapters/webhook.ts";
 import type { Actor } from "../../server/authority/actor.ts";
 import { expiringReport, setDeviceMetadata } from "../../server/authority/lifecycle.ts";
@@ -176,6 +176,52 @@ describe("lifecycle controls", () => {
       7,
       "mqtt,webhook",
     ]);
+  });
+
+  it("expiry alerts: one scan at a time, so a slow webhook never gets the same alert twice", async () => {
+    const link = new RecordingLink();
+    const notified: Record<string, unknown>[] = [];
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const ticks: (() => void)[] = [];
+    const capture = (_ms: number, run: () => void) => {
+      ticks.push(run);
+      return { cancel: () => undefined };
+    };
+    const outcomes: string[] = [];
+    const loop = new FleetLoop({
+      authority: h.authority,
+      link,
+      maxMessageBytes: 4096,
+      log: () => undefined,
+      auditEveryMs: 0,
+      dispatchCommands: false,
+      alertEveryMs: 1000,
+      scheduler: { every: capture, after: capture },
+      onAlertScan: (o) => outcomes.push(o),
+      notify: async (a) => {
+        notified.push(a);
+        await held; // the webhook takes its time
+      },
+    });
+    await enroll("app-1");
+    h.clock.advance(61 * DAY); // 29 days left: the 30-day alert is due
+    loop.start();
+    const [first, every] = ticks as [() => void, () => void];
+    first();
+    await vi.waitFor(() => expect(notified).toHaveLength(1));
+    every(); // the next scheduled scan while the webhook still holds the first
+    const joined = loop.alerts(); // and a direct call (the Worker's cron)
+    expect(outcomes).toEqual(["skipped"]);
+    release();
+    expect((await joined).map((a) => a.thresholdDays)).toEqual([30]);
+    await vi.waitFor(() => expect(outcomes).toEqual(["skipped", "completed"]));
+    every();
+    await vi.waitFor(() => expect(outcomes).toEqual(["skipped", "completed", "completed"]));
+    expect(notified).toHaveLength(1);
+    expect(link.published).toHaveLength(1);
   });
 
   it("expiry alerts over many devices: all sent in one scan, a write set per page, none twice", async () => {

@@ -54,6 +54,10 @@ export class FleetMetrics {
     "edgeid_mqtt_refused_total",
     "MQTT connections, publishes and subscriptions the embedded broker refused, by reason.",
   );
+  private readonly alertScans = this.registry.counter(
+    "edgeid_expiry_alert_scans_total",
+    "Scheduled expiry alert scans by outcome (completed, failed; skipped: the previous scan was still running).",
+  );
   private cache: {
     at: number;
     counts?: Record<string, number>;
@@ -159,6 +163,10 @@ export class FleetMetrics {
 
   mqttMessage(kind: string, outcome: string): void {
     this.mqttMessages({ kind: boundedLabel(kind, MQTT_KINDS), outcome: boundedLabel(outcome, MQTT_OUTCOMES) });
+  }
+
+  alertScan(outcome: "completed" | "failed" | "skipped"): void {
+    this.alertScans({ outcome });
   }
 
   mqttRefusal(reason: string): void {

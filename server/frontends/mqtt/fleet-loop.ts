@@ -78,17 +78,22 @@ export interface FleetLoopOptions {
   alertEveryMs?: number;
   /** Delivers an expiry alert elsewhere too (the webhook); a failure leaves it for the next scan. */
   notify?: (alert: Record<string, unknown>) => Promise<void>;
+  /** Told how each scheduled expiry alert scan ended (metrics); "skipped": the previous one still ran. */
+  onAlertScan?: (outcome: AlertScanOutcome) => void;
   /** False when no broker is reachable: queued commands then wait for a server that has one. */
   dispatchCommands?: boolean;
 }
 
 const DISPATCH_PAGE = 500;
 
+export type AlertScanOutcome = "completed" | "failed" | "skipped";
+
 export class FleetLoop {
   private dispatching: Promise<number> | undefined;
   private dispatchAgain = false;
   private timers: { cancel(): void }[] = [];
   private inFlight = 0;
+  private alertScan: Promise<ExpiryAlert[]> | undefined;
 
   constructor(private readonly o: FleetLoopOptions) {}
 
@@ -103,8 +108,19 @@ export class FleetLoop {
       );
     }
     if (this.o.alertEveryMs) {
-      const scan = () =>
-        void this.alerts().catch((err: unknown) => this.o.log("error", "expiry alert scan failed", { err }));
+      const scan = () => {
+        if (this.alertScan) {
+          this.o.onAlertScan?.("skipped");
+          return;
+        }
+        this.alerts().then(
+          () => this.o.onAlertScan?.("completed"),
+          (err: unknown) => {
+            this.o.log("error", "expiry alert scan failed", { err });
+            this.o.onAlertScan?.("failed");
+          },
+        );
+      };
       this.timers.push(s.after(0, scan), s.every(this.o.alertEveryMs, scan));
     }
     if (this.o.auditEveryMs > 0) {
@@ -302,8 +318,17 @@ export class FleetLoop {
    * Sends the expiry alerts that are due: an event on the fleet topic (its id is stable
    * per certificate and point, so a repeat can be dropped) and the webhook, if any. An
    * alert is recorded as sent once every channel took it; otherwise the next scan retries.
+   * One scan at a time: a call while one runs joins it. A second scan started while a slow
+   * webhook holds the first would read that scan's alerts as still due and send them again.
    */
-  async alerts(): Promise<ExpiryAlert[]> {
+  alerts(): Promise<ExpiryAlert[]> {
+    this.alertScan ??= this.scanAlerts().finally(() => {
+      this.alertScan = undefined;
+    });
+    return this.alertScan;
+  }
+
+  private async scanAlerts(): Promise<ExpiryAlert[]> {
     const { link } = this.o;
     const { broker } = this.o.authority;
     const sent: ExpiryAlert[] = [];
