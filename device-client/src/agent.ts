@@ -356,7 +356,8 @@ export class Agent {
         this.saveState();
         await this.sleep(HOUR);
         if (!this.running) break;
-        await this.renewOnce(true);
+        // Woken to renew now: that renewal is the probe (not one more request before it).
+        if (!this.forced) await this.renewOnce(true);
         continue;
       }
       if (this.state.lostIdentity && !this.forced) {
@@ -518,7 +519,11 @@ export class Agent {
    * EST server, or a `cmd/revoked` from the verified broker. Never a transport error.
    */
   enterRevoked(by: string, message: string): void {
-    if (this.state.revoked) return;
+    if (this.state.revoked) {
+      const what = by === "est" ? "renewal refused" : `told again over ${by}`;
+      this.deps.log("warn", `${what}: this device's certificate is still revoked`, { by, message });
+      return;
+    }
     this.state.revoked = { at: new Date(this.now()).toISOString(), by };
     this.state.lastError = `revoked (${by}): ${message}`;
     this.saveState();

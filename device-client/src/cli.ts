@@ -140,10 +140,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           ...(values["workload-keys-dir"] ? { keysDir: values["workload-keys-dir"] } : {}),
         },
       });
-      const pidFile = agent.store.paths.pid;
-      agent.store.writeAtomic(pidFile, `${process.pid}\n`, 0o644);
+      // The handlers first: `renew --now` signals the pid in the file, and a SIGUSR1 that
+      // came before its handler would open Node's inspector instead.
       process.on("SIGUSR1", () => agent.renewNow());
       process.on("SIGHUP", () => agent.reload());
+      const pidFile = agent.store.paths.pid;
+      agent.store.writeAtomic(pidFile, `${process.pid}\n`, 0o644);
       await new Promise<void>((resolve) => {
         const stop = () => void agent.stop().then(resolve);
         process.once("SIGTERM", stop);

@@ -193,7 +193,15 @@ export class MqttReporter {
       client.options.reconnectPeriod = this.o.reconnectMs ?? RECONNECT_MS;
       this.o.log("mqtt connected", { url: this.o.url, serial });
       this.o.onConnected?.(serial);
-      client.subscribe(`${this.base}/cmd/+`, { qos: 1 });
+      const commands = `${this.base}/cmd/+`;
+      client.subscribe(commands, { qos: 1 }, (err, granted) => {
+        if (this.client !== client) return;
+        // A refused subscription (granted QoS 128) leaves the device deaf to its commands.
+        if (err || !granted?.length || granted.some((g) => g.qos === 128)) {
+          const error = err?.message ?? "granted QoS 128";
+          this.o.log("mqtt subscription refused", { topic: commands, error });
+        } else this.o.log("mqtt subscribed", { topic: commands });
+      });
       if (this.latest) this.publish(`${this.base}/status`, this.latest, true);
       void this.flush();
     });

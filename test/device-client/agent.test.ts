@@ -4,7 +4,7 @@ import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Agent } from "../../device-client/src/agent.ts";
 import { backoffDelay } from "../../device-client/src/backoff.ts";
 import type { AgentDeps } from "../../device-client/src/deps.ts";
@@ -134,6 +134,34 @@ describe("device agent (in process, injected clock and timers)", () => {
     expect(await agent.renewOnce(false)).toBe("revoked");
     expect(agent.store.loadState().revoked).toMatchObject({ by: "est" });
     expect(agent.statusDocument().state).toBe("revoked");
+  });
+
+  it("once revoked, renews neither when due nor when forced: the server's refusal keeps it revoked, and says so", async () => {
+    script = [{ status: 403, body: "client certificate is revoked\n" }];
+    const logged: string[] = [];
+    const log: AgentDeps["log"] = (_level, msg) => void logged.push(msg);
+    const revoked = new Agent(dir, deps({ log }));
+    revoked.load();
+    expect(await revoked.renewOnce(false)).toBe("revoked");
+    // Past the renewal time (2/3 of the 24 h lifetime), the loop only sleeps, an hour at a time.
+    const later = NOW + 20 * HOUR;
+    const agent = new Agent(dir, deps({ now: () => later, timers: timers(false), log }));
+    agent.start();
+    expect(agent.renewAt()).toBeLessThan(later);
+    await vi.waitFor(() => expect(sleeps).toEqual([HOUR]));
+    expect(requests).toHaveLength(1);
+    // Forced (SIGUSR1, `renew --now`, the rotate command): one request, refused, still revoked.
+    script = [{ status: 403, body: "client certificate is revoked\n" }];
+    agent.renewNow();
+    await vi.waitFor(() => expect(sleeps).toEqual([HOUR, HOUR]));
+    expect(requests).toHaveLength(2);
+    expect(logged.filter((m) => /revoked/.test(m))).toEqual([
+      "this device's certificate is revoked; renewal stopped",
+      "renewal refused: this device's certificate is still revoked",
+    ]);
+    expect(agent.store.loadState().revoked).toMatchObject({ by: "est" });
+    expect(agent.statusDocument().state).toBe("revoked");
+    await agent.stop();
   });
 
   it("an expired certificate the server will not renew: lost-identity with the reason, then an operator's identity is loaded", async () => {

@@ -3,7 +3,8 @@
  * CONNECT: it asks again, later each time (doubling, with jitter, bounded), and is back
  * to the base delay once the broker accepts. Without this, a CONNACK refusal (a broker
  * restarting, over a budget) left the agent disconnected until its next rotation.
- * The base delay is a parameter (10 ms here), so nothing waits for seconds.
+ * The base delay is a parameter (10 ms here), so nothing waits for seconds. And it says
+ * whether the broker granted its command subscription: a refused one leaves it deaf.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,6 +36,45 @@ describe("MQTT reporter: a broker that refuses the connection", () => {
     await reporter?.stop();
     await broker?.close();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("says whether the broker granted its command subscription", async () => {
+    const now = Date.now();
+    const p = await pki(now);
+    broker = await testBroker(p.server);
+    const serial = p.device.node.serialNumber.toLowerCase();
+    const start = () => {
+      const r = new MqttReporter({
+        url: broker.url,
+        deviceId: "gw-t",
+        tls: () => ({ key: p.device.key, cert: p.device.pem, serial, trust: [p.root.node] }),
+        now: () => now,
+        queueFile: join(dir, "events.jsonl"),
+        writeFile: (file, data) => writeFileSync(file, data),
+        onCommand: async () => ({ ok: true }),
+        log: (msg, fields) => logs.push({ msg, ...(fields ? { fields } : {}) }),
+        random: () => 1,
+        reconnectMs: 10,
+      });
+      r.start({ state: "online" } as never);
+      return r;
+    };
+    const said = () => logs.filter((l) => l.msg.startsWith("mqtt subscri"));
+    reporter = start();
+    await until("the SUBACK", () => said().length === 1);
+    expect(said()).toEqual([{ msg: "mqtt subscribed", fields: { topic: "edgeid/v1/devices/gw-t/cmd/+" } }]);
+    await reporter.stop();
+
+    broker.refuseSubscriptions.add(serial);
+    logs = [];
+    reporter = start();
+    await until("the SUBACK", () => said().length === 1);
+    expect(said()).toEqual([
+      {
+        msg: "mqtt subscription refused",
+        fields: { topic: "edgeid/v1/devices/gw-t/cmd/+", error: expect.stringMatching(/Subscribe error|QoS 128/) },
+      },
+    ]);
   });
 
   it("is asked again after each refusal, with doubling jittered delays, and connects once the broker accepts", async () => {

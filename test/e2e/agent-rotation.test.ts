@@ -12,7 +12,6 @@ import { describe, expect, it } from "vitest";
 import { AgentStore } from "../../device-client/src/store.ts";
 import { agent, expectValidPair, startAgent, until, useAgentHarness } from "./support/agent-harness.ts";
 import { cliCreateToken, edgeid } from "./support/cli.ts";
-import { sleep } from "./support/process.ts";
 
 const { h, enrollArgs, enrollAgent, mqttSessions, statusOf, eventsOf } = useAgentHarness("edgeid-agent-rotation-");
 
@@ -164,8 +163,7 @@ describe("edgeid-agent: first boot and rotation", () => {
     const a = startAgent(dir);
     try {
       await until("online", () => statusOf("gw-cmd").some((s) => s.state === "online"));
-      await until("the command subscription", () => a.log().includes("mqtt connected"));
-      await sleep(300);
+      await until("the command subscription", () => a.log().includes("mqtt subscribed"));
       // Through the server's command outbox, as an operator sends them.
       const queue = async (cmd: "rotate" | "ca-update") => {
         const r = await edgeid(["commands", "send", cmd, "--device", "gw-cmd", "--data", h.dataDir, "--json"]);
@@ -212,7 +210,15 @@ describe("edgeid-agent: first boot and rotation", () => {
         .find((p) => p.deviceId === "gw-vet")?.id;
       return requestId !== undefined;
     });
-    await sleep(1500); // at least one more 202 while it waits
+    // At least one more 202 after the first while it waits (the server's request log).
+    const pendingAnswers = () =>
+      h.server
+        .log()
+        .split("\n")
+        .filter(
+          (l) => l.includes('"msg":"request"') && l.includes('/vetted/simpleenroll"') && l.includes('"status":202'),
+        ).length;
+    await until("a second 202", () => pendingAnswers() >= 2);
     await edgeid(["enrollments", "approve", requestId as string, "--data", h.dataDir]);
     const r = await enrolling;
     expect(r.code, r.stderr).toBe(0);

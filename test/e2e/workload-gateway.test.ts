@@ -299,10 +299,9 @@ beforeAll(async () => {
     s?.setEncoding("utf8").on("data", (c: string) => {
       agentLog += c;
     });
-  // Ready: the socket listens and the agent holds its MQTT session (it subscribes to its
-  // commands right after saying so, long before the first change a test makes).
+  // Ready: the socket listens and the broker granted the agent's command subscription.
   const deadline = Date.now() + 30_000;
-  while (!(existsSync(socket) && agentLog.includes("mqtt connected"))) {
+  while (!(existsSync(socket) && agentLog.includes("mqtt subscribed"))) {
     if (Date.now() > deadline || agent.exitCode !== null) throw new Error(`agent not ready:\n${agentLog}`);
     await sleep(50);
   }

@@ -2,8 +2,8 @@
  * A real MQTT broker (aedes, as the server embeds) over TLS on 127.0.0.1 for the agent's
  * tests: it records every CONNECT with the serial of the client certificate and what it
  * answered, refuses the serials a test names (CONNACK return code 5, not authorized, as
- * edgeid's broker refuses a certificate), can hold a serial's CONNACK until released, and
- * records what clients publish.
+ * edgeid's broker refuses a certificate), can hold a serial's CONNACK until released, can
+ * refuse a serial's subscriptions (SUBACK 0x80), and records what clients publish.
  */
 import type { AddressInfo } from "node:net";
 import { createServer, type TLSSocket } from "node:tls";
@@ -17,6 +17,8 @@ export interface TestBroker {
   published: { topic: string; payload: string }[];
   /** Serials answered with CONNACK `code` (5 unless set) instead of 0. */
   refuse: Map<string, number>;
+  /** Serials whose subscriptions are refused (granted QoS 128). */
+  refuseSubscriptions: Set<string>;
   /** Serials whose CONNACK waits until `release()`. */
   hold: Set<string>;
   /** The serials of CONNECTs that were held. */
@@ -31,6 +33,7 @@ export async function testBroker(cert: { pem: string; key: string }): Promise<Te
   const aedes = await Aedes.createBroker();
   const refuse = new Map<string, number>();
   const hold = new Set<string>();
+  const refuseSubscriptions = new Set<string>();
   const connects: TestBroker["connects"] = [];
   const published: TestBroker["published"] = [];
   const held: string[] = [];
@@ -52,6 +55,11 @@ export async function testBroker(cert: { pem: string; key: string }): Promise<Te
       void gate.then(answer);
     } else answer();
   };
+  aedes.authorizeSubscribe = (client, sub, done) => {
+    const socket = client.conn as unknown as TLSSocket;
+    const serial = String(socket.getPeerCertificate?.()?.serialNumber ?? "").toLowerCase();
+    done(null, refuseSubscriptions.has(serial) ? null : sub);
+  };
   aedes.on("publish", (packet, client) => {
     if (client) published.push({ topic: packet.topic, payload: packet.payload.toString() });
   });
@@ -72,6 +80,7 @@ export async function testBroker(cert: { pem: string; key: string }): Promise<Te
     connects,
     published,
     refuse,
+    refuseSubscriptions,
     hold,
     held,
     release: () => {
