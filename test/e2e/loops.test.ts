@@ -16,7 +16,7 @@ import { caFiles } from "./support/ca.ts";
 import { curl, estPost } from "./support/curl.ts";
 import { enrollDevice } from "./support/enroll.ts";
 import { opensslCsrNewKeyP256 } from "./support/openssl.ts";
-import { makeWorkDir, removeDir, run, sleep } from "./support/process.ts";
+import { makeWorkDir, removeDir, run } from "./support/process.ts";
 import { cliInitDataDir, setLimits, startServer, type TestServer } from "./support/server.ts";
 
 const LOOPS = 3;
@@ -66,10 +66,14 @@ function servedBy(path: RegExp): Map<number, number> {
  */
 async function untilEveryLoop<T>(path: RegExp, once: () => Promise<T>): Promise<T[]> {
   const before = servedBy(path);
+  const total = (m: Map<number, number>) => [...m.values()].reduce((a, b) => a + b, 0);
   const results: T[] = [];
   for (let round = 0; round < 12; round++) {
     results.push(...(await Promise.all(Array.from({ length: 4 }, once))));
-    await sleep(150); // the request lines of the answers just received
+    // The request lines of the answers just received (each logged as it is answered).
+    await expect
+      .poll(() => total(servedBy(path)) - total(before), { timeout: 10_000, interval: 20 })
+      .toBeGreaterThanOrEqual(results.length);
     const now = servedBy(path);
     const missing = Array.from({ length: LOOPS }, (_, i) => i + 1).filter(
       (loop) => (now.get(loop) ?? 0) <= (before.get(loop) ?? 0),
@@ -199,11 +203,15 @@ describe.skipIf(!reusePort)(`serve --loops ${LOOPS}`, () => {
     const bodies = new Set(crls.map((r) => r.body.toString("hex")));
     for (const r of crls) expect(r.status).toBe(200);
     // One CRL (the newest, with the revocation above) everywhere, once it was rebuilt.
-    await sleep(500);
-    const again = await untilEveryLoop(/\.crl$/, () =>
-      curl(work, `${server.url}/pki/crl/issuing-p256.crl`, { cacert: server.rootPemFile }),
-    );
-    expect(new Set(again.map((r) => r.body.toString("hex"))).size).toBe(1);
+    const versions = async () =>
+      new Set(
+        (
+          await untilEveryLoop(/\.crl$/, () =>
+            curl(work, `${server.url}/pki/crl/issuing-p256.crl`, { cacert: server.rootPemFile }),
+          )
+        ).map((r) => r.body.toString("hex")),
+      ).size;
+    await expect.poll(versions, { timeout: 20_000, interval: 100 }).toBe(1);
     expect(bodies.size).toBeGreaterThanOrEqual(1);
   }, 60_000);
 });
