@@ -49,6 +49,8 @@ const OCSP_CACHE_SERIALS = 100_000;
  */
 const OCSP_CACHE_BYTES = 32 * 1024 * 1024;
 const OCSP_SPELLINGS_PER_SERIAL = 4;
+/** The status cache's bound: serials whose status (good or revoked) was read from storage. */
+const STATUS_CACHE_SERIALS = 200_000;
 
 interface CachedResponse {
   certId: string;
@@ -106,6 +108,14 @@ export class RevocationResponders {
   private feedReading: Promise<void> | undefined;
   private readonly ocspCache = new Map<string, CachedResponse[]>();
   private ocspCacheBytes = 0;
+  /**
+   * The status read from storage of each serial asked about (not unknown ones: a serial
+   * becomes known once issued), for requests with a nonce, which are signed each time
+   * but need not read storage each time. A status only moves from good to revoked (a
+   * certificate is never un-revoked, nor deleted), and that move reaches this process
+   * through the revocation feed, which drops the serial's entry as it drops its answers.
+   */
+  private readonly statusCache = new Map<string, { issuer: string; status: OcspStatus }>();
   private timer: { cancel(): void } | undefined;
   private scheduler: Scheduler | undefined;
   private pendingRebuild: { cancel(): void } | undefined;
@@ -409,12 +419,29 @@ export class RevocationResponders {
 
   private async status(serial: string | null, issuer: string): Promise<OcspStatus> {
     if (!serial) return { type: "unknown" };
-    const record = await this.deps.storage.getCertificateStatus(serial);
-    if (!record || record.issuer !== issuer) return { type: "unknown" };
-    if (record.status === "revoked" && record.revokedAt) {
-      return { type: "revoked", revokedAt: record.revokedAt, reason: record.revocationReason };
+    let known = this.statusCache.get(serial);
+    if (!known) {
+      // As for answers: a status read before a revocation that the feed brings in during
+      // the read is not remembered (the revocation's drop came before it).
+      const feedSeq = this.lastSeq;
+      const record = await this.deps.storage.getCertificateStatus(serial);
+      if (!record) return { type: "unknown" };
+      known = {
+        issuer: record.issuer,
+        status:
+          record.status === "revoked" && record.revokedAt
+            ? { type: "revoked", revokedAt: record.revokedAt, reason: record.revocationReason }
+            : { type: "good" },
+      };
+      if (this.lastSeq === feedSeq) {
+        this.statusCache.set(serial, known);
+        if (this.statusCache.size > STATUS_CACHE_SERIALS) {
+          const oldest = this.statusCache.keys().next().value;
+          if (oldest !== undefined) this.statusCache.delete(oldest);
+        }
+      }
     }
-    return { type: "good" };
+    return known.issuer === issuer ? known.status : { type: "unknown" };
   }
 
   private remember(serial: string, certId: string, der: Uint8Array, freshUntil: number): void {
@@ -423,18 +450,24 @@ export class RevocationResponders {
     // However a CertID may be spelled, one serial keeps a few answers (SHA-1/SHA-256, with
     // or without NULL parameters): the oldest spelling leaves first.
     if (list.length > OCSP_SPELLINGS_PER_SERIAL) list.shift();
-    this.forget(serial);
+    this.dropAnswers(serial);
     this.ocspCache.set(serial, list);
     this.ocspCacheBytes += list.reduce((n, c) => n + c.der.length + c.certId.length, 0);
     // The least recently answered serials leave first, until both bounds hold.
     while (this.ocspCache.size > OCSP_CACHE_SERIALS || this.ocspCacheBytes > OCSP_CACHE_BYTES) {
       const oldest = this.ocspCache.keys().next().value;
       if (oldest === undefined) break;
-      this.forget(oldest);
+      this.dropAnswers(oldest);
     }
   }
 
+  /** Drops what is known of a serial: a revocation read from the feed. */
   private forget(serial: string): void {
+    this.statusCache.delete(serial);
+    this.dropAnswers(serial);
+  }
+
+  private dropAnswers(serial: string): void {
     const list = this.ocspCache.get(serial);
     if (!list) return;
     this.ocspCacheBytes -= list.reduce((n, c) => n + c.der.length + c.certId.length, 0);

@@ -33,7 +33,7 @@ describe("revocation reaches every check", () => {
   };
 
   const _ocspRequest = (serialHex: string, nonce?: Uint8Array) => ocspRequestFor(h, serialHex, nonce);
-  const ocspStatus = (serialHex: string) => ocspStatusOf(h, serialHex);
+  const ocspStatus = (serialHex: string, nonce?: Uint8Array) => ocspStatusOf(h, serialHex, nonce);
 
   const crlSerials = () => {
     const crl = h.responders.currentCrl("issuing-p256");
@@ -272,6 +272,52 @@ describe("revocation reaches every check", () => {
     // Whatever the in-flight request was told, the next one is not served its stale "good".
     expect((await ocspStatus(dev.serial)).tag).toBe(1);
     expect(h.responders.ocspCacheSize().serials).toBe(1);
+  });
+
+  it("answers requests with a nonce from the status it read once, until a revocation drops it", async () => {
+    const dev = await enroll("dev-status");
+    const reads = vi.spyOn(h.storage, "getCertificateStatus");
+    const nonce = (n: number) => new Uint8Array(16).fill(n);
+    expect((await ocspStatus(dev.serial, nonce(1))).tag).toBe(0);
+    expect((await ocspStatus(dev.serial, nonce(2))).tag).toBe(0);
+    expect(reads).toHaveBeenCalledTimes(1);
+    // Unknown serials are read each time: one may be issued any moment.
+    expect((await ocspStatus("7a7a7a7a", nonce(3))).tag).toBe(2);
+    expect((await ocspStatus("7a7a7a7a", nonce(4))).tag).toBe(2);
+    expect(reads).toHaveBeenCalledTimes(3);
+    await revokeDevice(h.deps, { deviceId: "dev-status", reason: "keyCompromise", actor: OPERATOR });
+    reads.mockClear();
+    const revoked = await ocspStatus(dev.serial, nonce(5));
+    expect(revoked.tag).toBe(1);
+    expect((await ocspStatus(dev.serial, nonce(6))).tag).toBe(1);
+    expect(reads).toHaveBeenCalledTimes(1);
+    reads.mockRestore();
+  });
+
+  it("never remembers a status read before a revocation that lands during the read", async () => {
+    const dev = await enroll("dev-status-race");
+    const read = h.storage.getCertificateStatus.bind(h.storage);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let reading!: () => void;
+    const started = new Promise<void>((r) => {
+      reading = r;
+    });
+    const spy = vi.spyOn(h.storage, "getCertificateStatus").mockImplementationOnce(async (serial) => {
+      const record = await read(serial); // "good": read before the revocation
+      reading();
+      await gate;
+      return record;
+    });
+    const inFlight = ocspStatus(dev.serial, new Uint8Array(16).fill(1));
+    await started;
+    await revokeDevice(h.deps, { deviceId: "dev-status-race", reason: "keyCompromise", actor: OPERATOR });
+    release();
+    expect((await inFlight).tag).toBe(0); // true when it was read
+    spy.mockRestore();
+    expect((await ocspStatus(dev.serial, new Uint8Array(16).fill(2))).tag).toBe(1);
   });
 
   it("shares a cached answer with another loop, which serves it without signing", async () => {

@@ -40,8 +40,8 @@ export async function ocspRequest(
 }
 
 /** The responder's only SingleResponse for a serial, read with pkijs; its certStatus tag: 0 good, 1 revoked, 2 unknown. */
-export async function ocspStatus(h: Harness, serialHex: string) {
-  const { der } = await h.responders.ocsp(await ocspRequest(h, serialHex));
+export async function ocspStatus(h: Harness, serialHex: string, nonce?: Uint8Array) {
+  const { der } = await h.responders.ocsp(await ocspRequest(h, serialHex, nonce));
   const outer = pkijs.OCSPResponse.fromBER(der as Uint8Array<ArrayBuffer>);
   const basic = pkijs.BasicOCSPResponse.fromBER(
     outer.responseBytes?.response.valueBlock.valueHexView as Uint8Array<ArrayBuffer>,
