@@ -49,8 +49,9 @@ const OCSP_CACHE_SERIALS = 100_000;
  */
 const OCSP_CACHE_BYTES = 32 * 1024 * 1024;
 const OCSP_SPELLINGS_PER_SERIAL = 4;
-/** The status cache's bound: serials whose status (good or revoked) was read from storage. */
-const STATUS_CACHE_SERIALS = 200_000;
+/** The status cache's bound: serials whose status (good or revoked) was read from storage (~150 bytes each). */
+const STATUS_CACHE_SERIALS = 100_000;
+const GOOD: OcspStatus = Object.freeze({ type: "good" });
 
 interface CachedResponse {
   certId: string;
@@ -431,7 +432,7 @@ export class RevocationResponders {
         status:
           record.status === "revoked" && record.revokedAt
             ? { type: "revoked", revokedAt: record.revokedAt, reason: record.revocationReason }
-            : { type: "good" },
+            : GOOD,
       };
       if (this.lastSeq === feedSeq) {
         this.statusCache.set(serial, known);
