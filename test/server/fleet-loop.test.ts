@@ -6,7 +6,7 @@
  * real embedded broker and test/e2e/mosquitto.test.ts a real Mosquitto.
  */
 import Database from "better-sqlite3";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Actor, CLI_ACTOR } from "../../server/authority/actor.ts";
 import { issueCommands } from "../../server/authority/commands.ts";
 import { admitMqttClient, mqttSessionOpened } from "../../server/authority/device-reports.ts";
@@ -673,6 +673,51 @@ describe("fleet loop", () => {
       expect(r.findings.filter((f) => f.check === "device-not-seen")).toHaveLength(2);
       expect(r.truncated).toEqual(["device-not-seen"]);
     });
+  });
+
+  it("runs one scheduled fleet audit at a time: a tick while one runs is skipped and said", async () => {
+    const ticks: (() => void)[] = [];
+    const logged: string[] = [];
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const audit = h.authority.broker.audit.bind(h.authority.broker);
+    const audits = vi.spyOn(h.authority.broker, "audit").mockImplementation(async (actor, opts) => {
+      await held; // a fleet large enough that an audit outlasts the interval
+      return audit(actor, opts);
+    });
+    const scheduled = new FleetLoop({
+      authority: h.authority,
+      link,
+      maxMessageBytes: 4096,
+      log: (_level, msg) => void logged.push(msg),
+      auditEveryMs: 1000,
+      dispatchCommands: false,
+      scheduler: {
+        every: (_ms, run) => {
+          ticks.push(run);
+          return { cancel: () => undefined };
+        },
+        after: (_ms, run) => {
+          ticks.push(run);
+          return { cancel: () => undefined };
+        },
+      },
+    });
+    scheduled.start();
+    const [tick] = ticks as [() => void];
+    tick();
+    tick();
+    expect(audits).toHaveBeenCalledTimes(1);
+    expect(logged).toEqual(["scheduled fleet audit skipped: the previous one is still running"]);
+    release();
+    await vi.waitFor(() => expect(link.published.some((p) => p.body.type === "audit-summary")).toBe(true));
+    // What is left of that audit is promise callbacks, all run before the next macrotask.
+    await new Promise((r) => setImmediate(r));
+    tick();
+    expect(audits).toHaveBeenCalledTimes(2);
+    audits.mockRestore();
   });
 
   describe("metrics", () => {

@@ -124,13 +124,22 @@ export class FleetLoop {
       this.timers.push(s.after(0, scan), s.every(this.o.alertEveryMs, scan));
     }
     if (this.o.auditEveryMs > 0) {
-      this.timers.push(
-        s.every(
-          this.o.auditEveryMs,
-          () =>
-            void this.audit(SERVER_ACTOR).catch((err: unknown) => this.o.log("error", "fleet audit failed", { err })),
-        ),
-      );
+      // One scheduled audit at a time: on a fleet large enough that one outlasts the
+      // interval, overlapping audits would each run slower and pile up.
+      let auditing = false;
+      const audit = () => {
+        if (auditing) {
+          this.o.log("warn", "scheduled fleet audit skipped: the previous one is still running");
+          return;
+        }
+        auditing = true;
+        this.audit(SERVER_ACTOR)
+          .catch((err: unknown) => this.o.log("error", "fleet audit failed", { err }))
+          .finally(() => {
+            auditing = false;
+          });
+      };
+      this.timers.push(s.every(this.o.auditEveryMs, audit));
     }
   }
 
