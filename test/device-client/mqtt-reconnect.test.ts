@@ -13,14 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MqttReporter } from "../../device-client/src/status.ts";
 import { type TestBroker, testBroker } from "./support/broker.ts";
 import { pki } from "./support/pki.ts";
-
-async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { until } from "./support/until.ts";
 
 describe("MQTT reporter: a broker that refuses the connection", () => {
   let dir: string;

@@ -30,6 +30,7 @@ import {
   SERVER_AUTH,
   selfSigned,
 } from "./support/pki.ts";
+import { until } from "./support/until.ts";
 
 const NOW = Date.UTC(2027, 0, 15, 12);
 /** A fatal TLS alert record: certificate_revoked (44), RFC 8446 §6.2 / RFC 5246 §7.2. */
@@ -73,14 +74,6 @@ function acknowledge(socket: { write(b: Buffer): unknown }): (chunk: Buffer) => 
       if (type === 12) socket.write(Buffer.from([0xd0, 0x00]));
     }
   };
-}
-
-async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe("the agent's peers: only what it verified counts", () => {

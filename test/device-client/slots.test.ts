@@ -29,6 +29,7 @@ import type { AgentDeps } from "../../device-client/src/deps.ts";
 import type { AgentStore, CrashStep } from "../../device-client/src/store.ts";
 import { type TestBroker, testBroker } from "./support/broker.ts";
 import { agentDir, DAY, HOUR, issue, issuedAnswer, pki, SAN_IP, SERVER_AUTH, selfSigned } from "./support/pki.ts";
+import { until } from "./support/until.ts";
 
 const NOW = Date.UTC(2027, 0, 15, 12);
 /** 16 h into the first certificate's 24 h: its renewal (due at 2/3) is due. */
@@ -36,14 +37,6 @@ const T = NOW + 16 * HOUR;
 const S2 = "5eed02";
 const S3 = "5eed03";
 const mode = (file: string) => statSync(file).mode & 0o777;
-
-async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 interface Answer {
   status: number;
