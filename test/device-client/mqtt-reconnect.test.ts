@@ -31,27 +31,36 @@ describe("MQTT reporter: a broker that refuses the connection", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** A reporter for the test device against the test broker, started; `over` sets what a test needs. */
+  const startReporter = (
+    p: Awaited<ReturnType<typeof pki>>,
+    now: number,
+    over: Partial<ConstructorParameters<typeof MqttReporter>[0]> = {},
+  ): MqttReporter => {
+    const serial = p.device.node.serialNumber.toLowerCase();
+    const r = new MqttReporter({
+      url: broker.url,
+      deviceId: "gw-t",
+      tls: () => ({ key: p.device.key, cert: p.device.pem, serial, trust: [p.root.node] }),
+      now: () => now,
+      queueFile: join(dir, "events.jsonl"),
+      writeFile: (file, data) => writeFileSync(file, data),
+      onCommand: async () => ({ ok: true }),
+      log: (msg, fields) => logs.push({ msg, ...(fields ? { fields } : {}) }),
+      random: () => 1,
+      reconnectMs: 10,
+      ...over,
+    });
+    r.start({ state: "online" } as never);
+    return r;
+  };
+
   it("says whether the broker granted its command subscription", async () => {
     const now = Date.now();
     const p = await pki(now);
     broker = await testBroker(p.server);
     const serial = p.device.node.serialNumber.toLowerCase();
-    const start = () => {
-      const r = new MqttReporter({
-        url: broker.url,
-        deviceId: "gw-t",
-        tls: () => ({ key: p.device.key, cert: p.device.pem, serial, trust: [p.root.node] }),
-        now: () => now,
-        queueFile: join(dir, "events.jsonl"),
-        writeFile: (file, data) => writeFileSync(file, data),
-        onCommand: async () => ({ ok: true }),
-        log: (msg, fields) => logs.push({ msg, ...(fields ? { fields } : {}) }),
-        random: () => 1,
-        reconnectMs: 10,
-      });
-      r.start({ state: "online" } as never);
-      return r;
-    };
+    const start = () => startReporter(p, now);
     const said = () => logs.filter((l) => l.msg.startsWith("mqtt subscri"));
     reporter = start();
     await until("the SUBACK", () => said().length === 1);
@@ -78,21 +87,7 @@ describe("MQTT reporter: a broker that refuses the connection", () => {
     // Server unavailable (3), the answer of a broker that is not ready.
     broker.refuse.set(serial, 3);
     const connected: string[] = [];
-    reporter = new MqttReporter({
-      url: broker.url,
-      deviceId: "gw-t",
-      tls: () => ({ key: p.device.key, cert: p.device.pem, serial, trust: [p.root.node] }),
-      onConnected: (s) => connected.push(s),
-      now: () => now,
-      queueFile: join(dir, "events.jsonl"),
-      writeFile: (file, data) => writeFileSync(file, data),
-      onCommand: async () => ({ ok: true }),
-      log: (msg, fields) => logs.push({ msg, ...(fields ? { fields } : {}) }),
-      random: () => 1,
-      reconnectMs: 10,
-      maxReconnectMs: 40,
-    });
-    reporter.start({ state: "online" } as never);
+    reporter = startReporter(p, now, { onConnected: (s) => connected.push(s), maxReconnectMs: 40 });
     await until("four refusals", () => broker.connects.length >= 4);
     broker.refuse.delete(serial);
     await until("a connection", () => connected.length === 1);
