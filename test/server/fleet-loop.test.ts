@@ -27,6 +27,7 @@ import {
   refusal,
   TEST_CONFIG,
 } from "../support/fixtures.ts";
+import { gate, manualScheduler } from "../support/gate.ts";
 import { registerOperator } from "../support/operators.ts";
 
 const OPERATOR: Actor = { id: "operator:op_test", role: "operator" };
@@ -676,15 +677,12 @@ describe("fleet loop", () => {
   });
 
   it("runs one scheduled fleet audit at a time: a tick while one runs is skipped and said", async () => {
-    const ticks: (() => void)[] = [];
+    const { scheduler, ticks } = manualScheduler();
     const logged: string[] = [];
-    let release = () => {};
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
+    const finished = gate();
     const audit = h.authority.broker.audit.bind(h.authority.broker);
     const audits = vi.spyOn(h.authority.broker, "audit").mockImplementation(async (actor, opts) => {
-      await held; // a fleet large enough that an audit outlasts the interval
+      await finished.passed; // a fleet large enough that an audit outlasts the interval
       return audit(actor, opts);
     });
     const scheduled = new FleetLoop({
@@ -694,16 +692,7 @@ describe("fleet loop", () => {
       log: (_level, msg) => void logged.push(msg),
       auditEveryMs: 1000,
       dispatchCommands: false,
-      scheduler: {
-        every: (_ms, run) => {
-          ticks.push(run);
-          return { cancel: () => undefined };
-        },
-        after: (_ms, run) => {
-          ticks.push(run);
-          return { cancel: () => undefined };
-        },
-      },
+      scheduler,
     });
     scheduled.start();
     const [tick] = ticks as [() => void];
@@ -711,7 +700,7 @@ describe("fleet loop", () => {
     tick();
     expect(audits).toHaveBeenCalledTimes(1);
     expect(logged).toEqual(["scheduled fleet audit skipped: the previous one is still running"]);
-    release();
+    finished.open();
     await vi.waitFor(() => expect(link.published.some((p) => p.body.type === "audit-summary")).toBe(true));
     // What is left of that audit is promise callbacks, all run before the next macrotask.
     await new Promise((r) => setImmediate(r));

@@ -9,9 +9,10 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { webhookNotifier } from "../../server/adapters/webhook.ts";
 import type { Actor } from "../../server/authority/actor.ts";
 import { expiringReport, setDeviceMetadata } from "../../server/authority/lifecycle.ts";
-import { FleetLoop } from "../../server/frontends/mqtt/fleet-loop.ts";
+import { FleetLoop, type FleetLoopOptions } from "../../server/frontends/mqtt/fleet-loop.ts";
 import type { FleetLink } from "../../server/ports/fleet-link.ts";
 import { createToken, generateKeys, type Harness, harness, makeCsr, peer, refusal } from "../support/fixtures.ts";
+import { gate, manualScheduler } from "../support/gate.ts";
 import { registerOperator } from "../support/operators.ts";
 
 const OPERATOR: Actor = { id: "operator:op_test", role: "operator" };
@@ -56,6 +57,17 @@ describe("lifecycle controls", () => {
       label: profile,
     });
   };
+
+  /** A fleet loop with no timers and no audit, for the expiry alerts; `over` sets what a test needs. */
+  const alertLoop = (link: FleetLink, over: Partial<FleetLoopOptions> = {}) =>
+    new FleetLoop({
+      authority: h.authority,
+      link,
+      maxMessageBytes: 4096,
+      log: () => undefined,
+      auditEveryMs: 0,
+      ...over,
+    });
 
   it("owner and location: set, kept, cleared, checked and audited", async () => {
     await enroll("app-1");
@@ -115,12 +127,7 @@ describe("lifecycle controls", () => {
     const link = new RecordingLink();
     const notified: Record<string, unknown>[] = [];
     let webhookUp = true;
-    const loop = new FleetLoop({
-      authority: h.authority,
-      link,
-      maxMessageBytes: 4096,
-      log: () => undefined,
-      auditEveryMs: 0,
+    const loop = alertLoop(link, {
       notify: async (a) => {
         if (!webhookUp) throw new Error("webhook down");
         notified.push(a);
@@ -181,29 +188,17 @@ describe("lifecycle controls", () => {
   it("expiry alerts: one scan at a time, so a slow webhook never gets the same alert twice", async () => {
     const link = new RecordingLink();
     const notified: Record<string, unknown>[] = [];
-    let release = () => {};
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
-    const ticks: (() => void)[] = [];
-    const capture = (_ms: number, run: () => void) => {
-      ticks.push(run);
-      return { cancel: () => undefined };
-    };
+    const webhook = gate();
+    const { scheduler, ticks } = manualScheduler();
     const outcomes: string[] = [];
-    const loop = new FleetLoop({
-      authority: h.authority,
-      link,
-      maxMessageBytes: 4096,
-      log: () => undefined,
-      auditEveryMs: 0,
+    const loop = alertLoop(link, {
       dispatchCommands: false,
       alertEveryMs: 1000,
-      scheduler: { every: capture, after: capture },
+      scheduler,
       onAlertScan: (o) => outcomes.push(o),
       notify: async (a) => {
         notified.push(a);
-        await held; // the webhook takes its time
+        await webhook.passed; // the webhook takes its time
       },
     });
     await enroll("app-1");
@@ -215,7 +210,7 @@ describe("lifecycle controls", () => {
     every(); // the next scheduled scan while the webhook still holds the first
     const joined = loop.alerts(); // and a direct call (the Worker's cron)
     expect(outcomes).toEqual(["skipped"]);
-    release();
+    webhook.open();
     expect((await joined).map((a) => a.thresholdDays)).toEqual([30]);
     await vi.waitFor(() => expect(outcomes).toEqual(["skipped", "completed"]));
     every();
@@ -226,13 +221,7 @@ describe("lifecycle controls", () => {
 
   it("expiry alerts over many devices: all sent in one scan, a write set per page, none twice", async () => {
     const link = new RecordingLink();
-    const loop = new FleetLoop({
-      authority: h.authority,
-      link,
-      maxMessageBytes: 4096,
-      log: () => undefined,
-      auditEveryMs: 0,
-    });
+    const loop = alertLoop(link);
     // 600 appliances with certificates 20 days from expiry, written straight into storage.
     const now = h.clock.now();
     const notAfter = new Date(now.getTime() + 20 * DAY * 1000);

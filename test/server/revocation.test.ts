@@ -7,6 +7,7 @@ import { auditRecordHash, verifyAuditChain } from "../../server/authority/audit-
 import { RevocationResponders, type SharedOcspAnswer } from "../../server/authority/responders.ts";
 import { revokeCertificate, revokeDevice } from "../../server/authority/revoke.ts";
 import { createToken, generateKeys, type Harness, harness, makeCsr, peer, refusal } from "../support/fixtures.ts";
+import { gate } from "../support/gate.ts";
 import { ocspRequest as ocspRequestFor, ocspStatus as ocspStatusOf } from "../support/ocsp.ts";
 import { registerOperator } from "../support/operators.ts";
 
@@ -249,24 +250,18 @@ describe("revocation reaches every check", () => {
     const signer = h.ca.issuing.signer;
     const sign = signer.sign.bind(signer);
     // The next OCSP signature waits until the revocation has been committed and told.
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    let signing!: () => void;
-    const started = new Promise<void>((r) => {
-      signing = r;
-    });
+    const revoked = gate();
+    const signing = gate();
     const spy = vi.spyOn(signer, "sign").mockImplementationOnce(async (data) => {
-      signing();
-      await gate;
+      signing.open();
+      await revoked.passed;
       return sign(data);
     });
     const inFlight = h.responders.ocsp(await _ocspRequest(dev.serial));
-    await started;
+    await signing.passed;
     // The status was read ("good") before this revocation; the answer is signed after it.
     await revokeDevice(h.deps, { deviceId: "dev-race", reason: "keyCompromise", actor: OPERATOR });
-    release();
+    revoked.open();
     await inFlight;
     spy.mockRestore();
     // Whatever the in-flight request was told, the next one is not served its stale "good".
@@ -297,24 +292,18 @@ describe("revocation reaches every check", () => {
   it("never remembers a status read before a revocation that lands during the read", async () => {
     const dev = await enroll("dev-status-race");
     const read = h.storage.getCertificateStatus.bind(h.storage);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    let reading!: () => void;
-    const started = new Promise<void>((r) => {
-      reading = r;
-    });
+    const revoked = gate();
+    const reading = gate();
     const spy = vi.spyOn(h.storage, "getCertificateStatus").mockImplementationOnce(async (serial) => {
       const record = await read(serial); // "good": read before the revocation
-      reading();
-      await gate;
+      reading.open();
+      await revoked.passed;
       return record;
     });
     const inFlight = ocspStatus(dev.serial, new Uint8Array(16).fill(1));
-    await started;
+    await reading.passed;
     await revokeDevice(h.deps, { deviceId: "dev-status-race", reason: "keyCompromise", actor: OPERATOR });
-    release();
+    revoked.open();
     expect((await inFlight).tag).toBe(0); // true when it was read
     spy.mockRestore();
     expect((await ocspStatus(dev.serial, new Uint8Array(16).fill(2))).tag).toBe(1);
