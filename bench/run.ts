@@ -41,6 +41,7 @@ import {
   summarize,
   type Token,
   threadCpu,
+  threadName,
   waitReady,
 } from "./server.ts";
 import { workloadsBench } from "./workloads.ts";
@@ -344,7 +345,7 @@ async function main(): Promise<EnrollFigures> {
   const busiest = [...threadCpu(server.pid as number)]
     .map(([tid, s]) => ({ tid, share: (s - (threads0.get(tid) ?? 0)) / main.seconds }))
     .sort((a, b) => b.share - a.share)
-    .slice(0, 5);
+    .slice(0, 8);
   const loopTids = loopThreads(readFileSync(logFile, "utf8"), server.pid as number);
   const threadsNow = threadCpu(server.pid as number);
   const perLoop = [...loopTids]
@@ -356,7 +357,10 @@ async function main(): Promise<EnrollFigures> {
   say(`  event loops: ${loopTids.size} · CPU per loop (cores): ${perLoop}`);
   say(
     `  server threads: ${busiest
-      .map((t) => `${t.tid === server.pid ? "event loop" : `thread ${t.tid}`} ${(t.share * 100).toFixed(0)}%`)
+      .map(
+        (t) =>
+          `${t.tid === server.pid ? "event loop" : `thread ${t.tid} (${threadName(server.pid as number, t.tid)})`} ${(t.share * 100).toFixed(0)}%`,
+      )
       .join(", ")} (of one core)`,
   );
 

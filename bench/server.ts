@@ -143,6 +143,15 @@ export function threadCpu(pid: number): Map<number, number> {
   return out;
 }
 
+/** A thread's name as the kernel has it (Node names its libuv, V8 and worker threads; "?" once it ended). */
+export function threadName(pid: number, tid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+  } catch {
+    return "?";
+  }
+}
+
 export function peakRssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const m = /VmHWM:\s+(\d+) kB/.exec(status);

@@ -3,8 +3,10 @@
  * portable one the core tests run with) and the Node server's worker-thread one.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { WorkerVerifier } from "../../server/adapters/node/verify-pool.ts";
+import { checkSignature } from "../../server/adapters/node/signature-check.mjs";
+import { toCheck, WorkerVerifier } from "../../server/adapters/node/verify-pool.ts";
 import { parseCsr } from "../../server/pki/csr.ts";
+import { describeKey } from "../../server/pki/keys.ts";
 import {
   SignatureAlgorithmError,
   type SignatureVerifier,
@@ -78,6 +80,30 @@ describe.each(verifiers)("signature verifier: %s", (_name, verifier) => {
     });
     const results = await Promise.all(cases.map((c) => verifySignature(verifier, c.signed)));
     expect(results).toEqual(cases.map((c) => c.good));
+  });
+});
+
+// The worker imports an uncompressed EC point through WebCrypto's "raw" import on
+// OpenSSL before 3.5 and as DER on 3.5 and later (signature-check.mjs): whichever line
+// runs the suite, both imports are held to the same answers here.
+describe.each([
+  ["raw", true],
+  ["DER", false],
+])("EC public key imported as %s", (_name, rawImport) => {
+  const check = (signed: { spki: Uint8Array; signature: Uint8Array; data: Uint8Array }, hash: "SHA-256" | "SHA-384") =>
+    checkSignature(toCheck({ ...signed, key: describeKey(signed.spki), hash }), rawImport);
+
+  it("gives the verifier's answers: good, altered data, altered signature, a point off the curve", async () => {
+    for (const { kind, signed } of await signedSamples()) {
+      if (kind !== "P-256" && kind !== "P-384") continue;
+      const hash = kind === "P-256" ? "SHA-256" : "SHA-384";
+      expect(await check(signed, hash), kind).toBe(true);
+      expect(await check({ ...signed, data: flipped(signed.data) }, hash), `${kind} altered data`).toBe(false);
+      expect(await check({ ...signed, signature: flipped(signed.signature) }, hash), `${kind} altered signature`).toBe(
+        false,
+      );
+      expect(await check({ ...signed, spki: flipped(signed.spki) }, hash), `${kind} off the curve`).toBe("bad-key");
+    }
   });
 });
 

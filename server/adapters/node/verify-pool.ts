@@ -1,6 +1,7 @@
 import { Worker } from "node:worker_threads";
 import { subjectPublicKeyBits } from "../../pki/keys.ts";
 import { SignatureAlgorithmError, type SignatureVerifier, type VerifyRequest } from "../../pki/verify.ts";
+import type { CheckResult, SignatureCheck } from "./signature-check.mjs";
 
 interface Waiting {
   resolve(ok: boolean): void;
@@ -11,6 +12,18 @@ interface Lane {
   worker: Worker;
   /** Batches sent and not yet answered, in order (a worker answers in order). */
   inFlight: Waiting[][];
+}
+
+/** What the worker is sent for one request (plain data: it is cloned across). */
+export function toCheck(req: VerifyRequest): SignatureCheck {
+  return {
+    kind: req.key.kind,
+    point: req.key.kind === "EC" ? subjectPublicKeyBits(req.spki) : undefined,
+    hash: req.hash,
+    spki: req.spki,
+    signature: req.signature,
+    data: req.data,
+  };
 }
 
 const WORKER_URL = new URL("./verify-worker.mjs", import.meta.url);
@@ -42,7 +55,7 @@ export class WorkerVerifier implements SignatureVerifier {
   private spawn(): Lane {
     const lane: Lane = { worker: new Worker(WORKER_URL), inFlight: [] };
     lane.worker.unref();
-    lane.worker.on("message", (results: (boolean | "bad-key")[] | { error: string }) => {
+    lane.worker.on("message", (results: CheckResult[] | { error: string }) => {
       const batch = lane.inFlight.shift() ?? [];
       if (!Array.isArray(results)) {
         for (const w of batch) w.reject(new Error(`signature worker failed: ${results.error}`));
@@ -83,16 +96,7 @@ export class WorkerVerifier implements SignatureVerifier {
       const part = queue.slice(start, start + this.chunk);
       const lane = this.lanes[this.next++ % this.lanes.length] as Lane;
       lane.inFlight.push(part.map((q) => q.waiting));
-      lane.worker.postMessage(
-        part.map(({ req }) => ({
-          kind: req.key.kind,
-          point: req.key.kind === "EC" ? subjectPublicKeyBits(req.spki) : undefined,
-          hash: req.hash,
-          spki: req.spki,
-          signature: req.signature,
-          data: req.data,
-        })),
-      );
+      lane.worker.postMessage(part.map(({ req }) => toCheck(req)));
     }
   };
 
