@@ -53,6 +53,22 @@ const OCSP_SPELLINGS_PER_SERIAL = 4;
 const STATUS_CACHE_SERIALS = 100_000;
 const GOOD: OcspStatus = Object.freeze({ type: "good" });
 
+/** How much each OCSP cache of a responder may hold (the defaults above; tests make them small). */
+export interface ResponderBounds {
+  /** Serials with cached answers (least recently answered leave first). */
+  answerSerials: number;
+  /** Bytes of cached answers. */
+  answerBytes: number;
+  /** Serials whose status was read (first read, first out). */
+  statusSerials: number;
+}
+
+const DEFAULT_BOUNDS: ResponderBounds = {
+  answerSerials: OCSP_CACHE_SERIALS,
+  answerBytes: OCSP_CACHE_BYTES,
+  statusSerials: STATUS_CACHE_SERIALS,
+};
+
 interface CachedResponse {
   certId: string;
   der: Uint8Array;
@@ -134,6 +150,7 @@ export class RevocationResponders {
      * keeps its own OCSP cache, fed by the same revocation feed.
      */
     private readonly crlMode: "build" | "follow" = "build",
+    private readonly bounds: ResponderBounds = DEFAULT_BOUNDS,
   ) {
     this.crls = new Map([...deps.cas.values()].map((ca) => [ca.name, new CaCrl(ca)]));
   }
@@ -436,7 +453,7 @@ export class RevocationResponders {
       };
       if (this.lastSeq === feedSeq) {
         this.statusCache.set(serial, known);
-        if (this.statusCache.size > STATUS_CACHE_SERIALS) {
+        if (this.statusCache.size > this.bounds.statusSerials) {
           const oldest = this.statusCache.keys().next().value;
           if (oldest !== undefined) this.statusCache.delete(oldest);
         }
@@ -455,7 +472,7 @@ export class RevocationResponders {
     this.ocspCache.set(serial, list);
     this.ocspCacheBytes += list.reduce((n, c) => n + c.der.length + c.certId.length, 0);
     // The least recently answered serials leave first, until both bounds hold.
-    while (this.ocspCache.size > OCSP_CACHE_SERIALS || this.ocspCacheBytes > OCSP_CACHE_BYTES) {
+    while (this.ocspCache.size > this.bounds.answerSerials || this.ocspCacheBytes > this.bounds.answerBytes) {
       const oldest = this.ocspCache.keys().next().value;
       if (oldest === undefined) break;
       this.dropAnswers(oldest);

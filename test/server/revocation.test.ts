@@ -309,6 +309,71 @@ describe("revocation reaches every check", () => {
     expect((await ocspStatus(dev.serial, new Uint8Array(16).fill(2))).tag).toBe(1);
   });
 
+  it("keeps each OCSP cache within its bound, the oldest leaving first", async () => {
+    const [a, b, c] = [await enroll("dev-bound-a"), await enroll("dev-bound-b"), await enroll("dev-bound-c")].map(
+      (d) => d.serial,
+    ) as [string, string, string];
+    const bounded = new RevocationResponders(h.deps, undefined, "follow", {
+      answerSerials: 2,
+      answerBytes: 1024 * 1024,
+      statusSerials: 2,
+    });
+    await bounded.start();
+    const ask = async (serial: string, nonce?: number) => {
+      const request = await _ocspRequest(serial, nonce === undefined ? undefined : new Uint8Array(16).fill(nonce));
+      return bounded.ocsp(request);
+    };
+    try {
+      // Statuses (requests with a nonce): first read, first out.
+      const reads = vi.spyOn(h.storage, "getCertificateStatus");
+      for (const [i, serial] of [a, b, c].entries()) await ask(serial, i);
+      expect(reads).toHaveBeenCalledTimes(3);
+      await ask(c, 10); // kept
+      expect(reads).toHaveBeenCalledTimes(3);
+      await ask(a, 11); // the first read left when the third came in
+      expect(reads).toHaveBeenCalledTimes(4);
+      await ask(b, 12); // and then the second, when the first came back
+      expect(reads).toHaveBeenCalledTimes(5);
+      reads.mockRestore();
+
+      // Answers (no nonce): the least recently answered serial leaves first.
+      const sign = vi.spyOn(h.ca.issuing.signer, "sign");
+      for (const serial of [a, b, c]) await ask(serial);
+      expect(sign).toHaveBeenCalledTimes(3);
+      expect(bounded.ocspCacheSize().serials).toBe(2);
+      await ask(b);
+      expect(sign).toHaveBeenCalledTimes(3);
+      await ask(a);
+      expect(sign).toHaveBeenCalledTimes(4);
+      expect(bounded.ocspCacheSize().serials).toBe(2);
+      sign.mockRestore();
+    } finally {
+      bounded.stop();
+    }
+  });
+
+  it("keeps no answer larger than its byte bound", async () => {
+    const dev = await enroll("dev-bytes");
+    const bounded = new RevocationResponders(h.deps, undefined, "follow", {
+      answerSerials: 100,
+      answerBytes: 64,
+      statusSerials: 100,
+    });
+    await bounded.start();
+    try {
+      const sign = vi.spyOn(h.ca.issuing.signer, "sign");
+      const request = await _ocspRequest(dev.serial);
+      const first = await bounded.ocsp(request);
+      expect(first.der.length).toBeGreaterThan(64);
+      expect(bounded.ocspCacheSize()).toEqual({ serials: 0, entries: 0, bytes: 0 });
+      await bounded.ocsp(request);
+      expect(sign).toHaveBeenCalledTimes(2);
+      sign.mockRestore();
+    } finally {
+      bounded.stop();
+    }
+  });
+
   it("shares a cached answer with another loop, which serves it without signing", async () => {
     const dev = await enroll("dev-share");
     const follower = new RevocationResponders(h.deps, undefined, "follow");
