@@ -1,5 +1,5 @@
-// One signature check with node:crypto, shared by the verify worker (verify-worker.mjs)
-// and the in-loop verifier (verify-pool.ts InlineVerifier). Plain JavaScript so that the
+// One signature check with node:crypto, for the verify worker (verify-worker.mjs; the
+// tests call it directly to try both EC key imports). Plain JavaScript so that the
 // worker needs no loader.
 import { createPublicKey, KeyObject, verify, webcrypto } from "node:crypto";
 
@@ -13,7 +13,7 @@ const [major, minor] = process.versions.openssl.split(".").map(Number);
  * How an uncompressed EC point is imported. OpenSSL 3.0's generic SPKI decoder is slow,
  * and WebCrypto's "raw" import skips it (Node 20, OpenSSL 3.0.19: 190 against 250 µs
  * a P-256 import and check). OpenSSL 3.5's decoder is fast, and there the DER import is
- * the cheaper one (Node 24 and 26, OpenSSL 3.5.9: 110–118 against 137–153 µs).
+ * the cheaper one (Node 22.23, 24 and 26, OpenSSL 3.5.9: 108–118 against 137–153 µs).
  */
 export const EC_RAW_IMPORT = major < 3 || (major === 3 && minor < 5);
 
