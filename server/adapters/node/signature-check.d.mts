@@ -11,6 +11,4 @@ export interface SignatureCheck {
 
 export type CheckResult = boolean | "bad-key";
 
-export const EC_RAW_IMPORT: boolean;
-
 export function checkSignature(r: SignatureCheck, rawImport?: boolean): CheckResult | Promise<CheckResult>;

@@ -15,7 +15,7 @@ const [major, minor] = process.versions.openssl.split(".").map(Number);
  * a P-256 import and check). OpenSSL 3.5's decoder is fast, and there the DER import is
  * the cheaper one (Node 22.23, 24 and 26, OpenSSL 3.5.9: 108–118 against 137–153 µs).
  */
-export const EC_RAW_IMPORT = major < 3 || (major === 3 && minor < 5);
+const EC_RAW_IMPORT = major < 3 || (major === 3 && minor < 5);
 
 /**
  * The key as a KeyObject, or a promise of it (the WebCrypto import; its work is done
