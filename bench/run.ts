@@ -14,6 +14,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
+import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { abuseBench } from "./abuse.ts";
@@ -647,7 +648,7 @@ async function scenarioInChild(spec: string, loops: string, lineFile: string): P
     process.execPath,
     [
       ...process.execArgv,
-      process.argv[1] as string,
+      fileURLToPath(import.meta.url),
       ...args,
       "--node",
       spec,
