@@ -91,17 +91,21 @@ export function rowInsert<W extends Write>(
 
 /**
  * An INSERT of a whole row that, when the row with its `key` exists, sets every other
- * column to the new value instead (`extra` overrides a column's new value).
+ * column to the new value instead (`extra` overrides a column's new value). Columns in
+ * `leave` are left out of that update: SQLite rewrites the entry of every index on a
+ * column the SET names, changed or not, so a caller sets an indexed column that seldom
+ * changes with a statement of its own that matches only when it does.
  */
 export function upsertRow(
   db: Db,
   table: SQLiteTable,
   key: SQLiteColumn,
   extra: Record<string, SQL> = {},
+  leave: readonly SQLiteColumn[] = [],
 ): StatementTemplate {
   const set: Record<string, SQL> = {};
   for (const [name, column] of Object.entries(getTableColumns(table))) {
-    if (column !== key) set[name] = sql.raw(`excluded."${column.name}"`);
+    if (column !== key && !leave.includes(column)) set[name] = sql.raw(`excluded."${column.name}"`);
   }
   return db
     .insert(table)
