@@ -44,6 +44,7 @@ import {
   threadCpu,
   threadName,
   waitReady,
+  writtenBytes,
 } from "./server.ts";
 import { workloadsBench } from "./workloads.ts";
 
@@ -258,6 +259,9 @@ interface EnrollFigures {
   reenroll?: number;
   reenrollServerCores?: number;
   reenrollClientCores?: number;
+  /** KiB the server wrote to storage per enrollment, per renewal. */
+  diskPerEnroll: number;
+  diskPerRenewal?: number;
   checksOk: boolean;
 }
 
@@ -323,6 +327,7 @@ async function main(): Promise<EnrollFigures> {
 
   const serverCpu0 = cpuSeconds(server.pid as number);
   const threads0 = threadCpu(server.pid as number);
+  const written0 = writtenBytes(server.pid as number);
   const clientCpu0 = process.cpuUsage();
   const main = await runLoad(jobs.slice(opts.warmup, opts.warmup + measured), {
     url: enrollUrl,
@@ -330,6 +335,7 @@ async function main(): Promise<EnrollFigures> {
     concurrency: opts.concurrency,
     seconds: opts.duration,
   });
+  const written = writtenBytes(server.pid as number) - written0;
   const enrollRss = peakRssMiB(server.pid as number);
   const serverCores = (cpuSeconds(server.pid as number) - serverCpu0) / main.seconds;
   const clientUsage = process.cpuUsage(clientCpu0);
@@ -345,6 +351,10 @@ async function main(): Promise<EnrollFigures> {
       ` · server peak RSS ${enrollRss.toFixed(0)} MiB`,
   );
   say(`  CPU in use: server ${serverCores.toFixed(2)} cores, load generator ${clientCores.toFixed(2)} cores`);
+  // Whatever the server wrote while the measured requests ran (its group commits, the
+  // checkpoints that fell in the window, its log), per enrollment answered.
+  const diskPerEnroll = written / 1024 / Math.max(1, enrolled.ok);
+  say(`  disk: ${diskPerEnroll.toFixed(1)} KiB written by the server per enrollment (/proc write_bytes)`);
   const busiest = [...threadCpu(server.pid as number)]
     .map(([tid, s]) => ({ tid, share: (s - (threads0.get(tid) ?? 0)) / main.seconds }))
     .sort((a, b) => b.share - a.share)
@@ -386,6 +396,7 @@ async function main(): Promise<EnrollFigures> {
   let reenroll: { rate: number; ok: number; errors: number } | undefined;
   let reenrollServerCores: number | undefined;
   let reenrollClientCores: number | undefined;
+  let diskPerRenewal: number | undefined;
   const issued = new Map<string, Uint8Array>();
   const allOutcomes = [...warm.outcomes, ...main.outcomes];
   for (let i = 0; i < allOutcomes.length; i++) {
@@ -420,6 +431,7 @@ async function main(): Promise<EnrollFigures> {
         ` → at most ${ceiling.toFixed(0)} handshakes/s on ${availableParallelism()} cores`,
     );
     const renewCpu0 = cpuSeconds(server.pid as number);
+    const renewWritten0 = writtenBytes(server.pid as number);
     const renewClient0 = process.cpuUsage();
     const renew = await runLoad(renewJobs, {
       url: `${url}/.well-known/est/simplereenroll`,
@@ -439,6 +451,8 @@ async function main(): Promise<EnrollFigures> {
       `  CPU in use: server ${reenrollServerCores.toFixed(2)} cores,` +
         ` load generator ${reenrollClientCores.toFixed(2)} cores`,
     );
+    diskPerRenewal = (writtenBytes(server.pid as number) - renewWritten0) / 1024 / Math.max(1, reenroll.ok);
+    say(`  disk: ${diskPerRenewal.toFixed(1)} KiB written by the server per renewal (/proc write_bytes)`);
   }
   // The legacy label: the same path, signed by the RSA-3072 issuing CA (P-256 device keys,
   // so that the figure is the CA's signature, not the load generator's RSA key generation).
@@ -519,6 +533,8 @@ async function main(): Promise<EnrollFigures> {
     reenroll: reenroll?.rate,
     reenrollServerCores,
     reenrollClientCores,
+    diskPerEnroll,
+    diskPerRenewal,
     checksOk: checks.every(([, ok]) => ok),
   };
 }
@@ -620,9 +636,9 @@ async function scenario(spec: string, loops: string): Promise<string> {
     (e
       ? `enroll ${e.rate.toFixed(0)}/s ratio ${e.ratio.toFixed(3)} p50 ${e.p50.toFixed(1)} ms p99 ${e.p99.toFixed(1)} ms errors ${e.errors}` +
         ` · server ${e.serverCores.toFixed(2)} cores (${e.perLoop}) · load generator ${e.clientCores.toFixed(2)} cores` +
-        ` · peak RSS ${e.peakRss.toFixed(0)} MiB` +
+        ` · peak RSS ${e.peakRss.toFixed(0)} MiB · disk ${e.diskPerEnroll.toFixed(1)} KiB/enrollment` +
         (e.reenroll !== undefined
-          ? ` · reenroll ${e.reenroll.toFixed(0)}/s (server ${e.reenrollServerCores?.toFixed(2)}, load generator ${e.reenrollClientCores?.toFixed(2)} cores)`
+          ? ` · reenroll ${e.reenroll.toFixed(0)}/s (server ${e.reenrollServerCores?.toFixed(2)}, load generator ${e.reenrollClientCores?.toFixed(2)} cores, disk ${e.diskPerRenewal?.toFixed(1)} KiB/renewal)`
           : "") +
         ` · checks ${e.checksOk ? "ok" : "FAIL"}`
       : "") +

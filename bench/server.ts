@@ -152,6 +152,16 @@ export function threadName(pid: number, tid: number): string {
   }
 }
 
+/**
+ * Bytes a process has caused to be written to storage so far (Linux /proc/<pid>/io
+ * `write_bytes`, every thread): for the server, its WAL frames, the checkpoints' pages,
+ * and its log file.
+ */
+export function writtenBytes(pid: number): number {
+  const m = /^write_bytes:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, "utf8"));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
 export function peakRssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const m = /VmHWM:\s+(\d+) kB/.exec(status);
