@@ -72,6 +72,14 @@ const opts = new Command("bench")
     positive,
     4000,
   )
+  .addOption(
+    new Option(
+      "--enroll-order <order>",
+      "the order devices enroll in: as their tokens were created (ids in order), or shuffled (seeded)",
+    )
+      .choices(["created", "shuffled"])
+      .default("created"),
+  )
   .option("--reenroll-duration <s>", "seconds of simplereenroll load (0 to skip)", Number, 10)
   .option("--reenroll-concurrency <n>", "concurrent mutual-TLS clients", positive, 16)
   .option(
@@ -162,6 +170,7 @@ const opts = new Command("bench")
     concurrency: number;
     warmup: number;
     maxRate: number;
+    enrollOrder: "created" | "shuffled";
     reenrollDuration: number;
     reenrollConcurrency: number;
     legacyDuration: number;
@@ -265,6 +274,27 @@ interface EnrollFigures {
   checksOk: boolean;
 }
 
+/**
+ * The indices 0..n-1 in the order their devices enroll: as created, or shuffled by a
+ * seeded generator (mulberry32, Fisher–Yates), the same order in every run and variant.
+ */
+function enrollmentOrder(n: number, how: "created" | "shuffled"): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  if (how === "created") return order;
+  let seed = 0x5eed_1d5;
+  const next = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [order[i], order[j]] = [order[j] as number, order[i] as number];
+  }
+  return order;
+}
+
 async function main(): Promise<EnrollFigures> {
   const work = await mkdtemp(join(tmpdir(), "edgeid-bench-"));
   const dataDir = join(work, "data");
@@ -292,7 +322,15 @@ async function main(): Promise<EnrollFigures> {
     requests.push(makeRequest(idOf(i)));
     if (i % 2000 === 0) await new Promise((r) => setImmediate(r));
   }
-  const renewals = Array.from({ length: Math.min(reenrollCount, total - 1) }, (_, i) => makeRequest(idOf(i)));
+  // Which device enrolls k-th (the last token is kept for the race below). In creation
+  // order, the devices of one commit are neighbours in id order and share the pages of
+  // every index on the id; shuffled, they are spread over it, as when a fleet comes online.
+  const order = enrollmentOrder(total - 1, opts.enrollOrder);
+  say(`enrollment order: ${opts.enrollOrder}`);
+  // Renewals for the devices that enroll first (the warm-up's are certain to).
+  const renewals = Array.from({ length: Math.min(reenrollCount, total - 1) }, (_, k) =>
+    makeRequest(idOf(order[k] as number)),
+  );
   const tokens = await tokensPromise;
   if (tokens.length !== total || tokens[0]?.deviceId !== idOf(0)) throw new Error("token batch does not line up");
   say(
@@ -316,7 +354,10 @@ async function main(): Promise<EnrollFigures> {
   await waitReady(`${url}/healthz`, ca, () => server.exitCode !== null);
 
   const enrollUrl = `${url}/.well-known/est/simpleenroll`;
-  const jobs: Job[] = requests.map((r, i) => ({ headers: basic(tokens[i] as Token), body: r.body }));
+  const jobs: Job[] = order.map((i) => ({
+    headers: basic(tokens[i] as Token),
+    body: (requests[i] as DeviceRequest).body,
+  }));
   const warm = await runLoad(jobs.slice(0, opts.warmup), {
     url: enrollUrl,
     ca,
@@ -401,7 +442,7 @@ async function main(): Promise<EnrollFigures> {
   const allOutcomes = [...warm.outcomes, ...main.outcomes];
   for (let i = 0; i < allOutcomes.length; i++) {
     const o = allOutcomes[i];
-    if (o?.status === 200) issued.set(idOf(i), certificateFromResponse(o.body));
+    if (o?.status === 200) issued.set(idOf(order[i] as number), certificateFromResponse(o.body));
   }
   if (opts.reenrollDuration > 0) {
     const renewJobs: Job[] = [];
