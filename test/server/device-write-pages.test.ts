@@ -113,6 +113,38 @@ describe("device writes on disk", () => {
     expect(after?.revision).toBe((before?.revision ?? -1) + 1);
   });
 
+  it("a first certificate adds to the young end of the expiry indexes, which hold no pending device", async () => {
+    const { storage: s, file } = await fleet();
+    const enrolled = Array.from({ length: 100 }, (_, k) => 2 * k * 19 + 1);
+    const trees = await treesWritten(
+      s,
+      file,
+      enrolled.map((i) =>
+        upsert(record(i, { status: "active", currentSerial: `first-${i}`, currentNotAfter: at(FLEET + i) })),
+      ),
+    );
+    // The young end: a few leaves and their parents. Were pending devices in these indexes
+    // (filed by id under a NULL expiry), 100 devices spread over the ids would also delete
+    // an entry each from pages all over them (17 pages of devices_not_after_id here).
+    for (const index of ["devices_not_after_id", "devices_profile_not_after_id", "devices_status_not_after"]) {
+      expect(trees.get(index) ?? 0, index).toBeGreaterThan(0);
+      expect(trees.get(index) ?? 0, index).toBeLessThanOrEqual(8);
+    }
+    const entries = (index: string) =>
+      s.sqlite
+        .prepare(`SELECT count(*) FROM devices INDEXED BY ${index} WHERE current_not_after IS NOT NULL`)
+        .pluck()
+        .get();
+    // The active half of the fleet and the 100 just enrolled; none of the pending ones.
+    for (const index of ["devices_not_after_id", "devices_profile_not_after_id", "devices_status_not_after"]) {
+      expect(entries(index), index).toBe(FLEET / 2 + 100);
+    }
+    // A query by expiry still finds them, through the index.
+    const soonest = await s.listDevices({ expiringBefore: at(FLEET + 10_000), limit: 5_000 });
+    expect(soonest).toHaveLength(FLEET / 2 + 100);
+    expect(soonest.at(-1)?.id).toBe(idOf(enrolled.at(-1) as number));
+  });
+
   it("a first enrollment rewrites the status index but no page of the profile index", async () => {
     const { storage: s, file } = await fleet();
     const enrolled = Array.from({ length: 100 }, (_, k) => 2 * k * 19 + 1);

@@ -27,12 +27,18 @@ export const devices = sqliteTable(
   (t) => [
     index("devices_status_id").on(t.status, t.id),
     index("devices_profile_id").on(t.profile, t.id),
-    index("devices_not_after_id").on(t.currentNotAfter, t.id),
+    // The expiry indexes hold only devices with a certificate: every query of them bounds
+    // the expiry (which implies IS NOT NULL, so SQLite uses them), and a device's first
+    // certificate then adds an entry at the young end instead of also deleting its
+    // pending entry, filed by id, from a page anywhere in the index.
+    index("devices_not_after_id").on(t.currentNotAfter, t.id).where(sql`${t.currentNotAfter} IS NOT NULL`),
     // A profile's devices by expiry (fleet audit, expiry alerts): one range even for a
     // profile with few or no devices, where the (expiry, id) index would be read whole.
-    index("devices_profile_not_after_id").on(t.profile, t.currentNotAfter, t.id),
+    index("devices_profile_not_after_id")
+      .on(t.profile, t.currentNotAfter, t.id)
+      .where(sql`${t.currentNotAfter} IS NOT NULL`),
     // The dashboard's expiry chart: active devices by expiry, read from the index alone.
-    index("devices_status_not_after").on(t.status, t.currentNotAfter),
+    index("devices_status_not_after").on(t.status, t.currentNotAfter).where(sql`${t.currentNotAfter} IS NOT NULL`),
   ],
 );
 
