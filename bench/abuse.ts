@@ -34,13 +34,12 @@ import { type Job, type Outcome, percentile, runLoad } from "./load.ts";
 import { certificateFromResponse, certificatePem, makeRequest } from "./requests.ts";
 import {
   basic,
+  cli,
   cpuSeconds,
   createTokens,
-  EDGEID,
   type EnrolledDevice,
   enrollDevices,
   revokeOverApi,
-  run,
   type ServerProcess,
   say,
   startServerProcess,
@@ -313,7 +312,7 @@ export async function abuseBench(o: AbuseBenchOptions): Promise<string> {
       ` OCSP spellings from ${ATTACKER_ADDRESSES.ocsp} (${o.ocspConnections}), 256 MB MQTT CONNECTs with revoked certificates from ${ATTACKER_ADDRESSES.mqtt} (${o.mqttConnections})` +
       ` — while devices enroll (${o.concurrency} keep-alive clients) and renew (${o.renewConcurrency} at once, mutual TLS) from ${LEGIT_ADDRESS}`,
   );
-  const init = JSON.parse((await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"])).stdout) as {
+  const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {
     adminToken: string;
   };
   const setupTokens = await createTokens(dataDir, ATTACK_DEVICES + o.renewConcurrency + WARMUP, "ab-");

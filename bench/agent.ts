@@ -11,7 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { percentile } from "./load.ts";
-import { cpuSeconds, createTokens, EDGEID, ROOT, run, say, startServerProcess } from "./server.ts";
+import { cli, cpuSeconds, createTokens, ROOT, run, say, startServerProcess } from "./server.ts";
 
 const AGENT = join(ROOT, "device-client", "bin", "edgeid-agent.mjs");
 
@@ -33,7 +33,7 @@ export async function agentBench(o: { minutes: number; keep: boolean; nodeFlags?
   await run("npm", ["run", "build", "-w", "device-client"], { cwd: ROOT });
   const work = await mkdtemp(join(tmpdir(), "edgeid-bench-agent-"));
   const dataDir = join(work, "data");
-  await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"]);
+  await cli(["init", "--data", dataDir, "--json"]);
   const configFile = join(dataDir, "edgeid.json");
   const config = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
   config.profiles = { device: { validity: "2m", backdate: "0s" } };

@@ -14,17 +14,7 @@ import Database from "better-sqlite3";
 import { connect, type MqttClient } from "mqtt";
 import { percentile, runLoad } from "./load.ts";
 import { certificateFromResponse, certificatePem, makeRequest } from "./requests.ts";
-import {
-  basic,
-  cpuSeconds,
-  createTokens,
-  EDGEID,
-  peakRssMiB,
-  revokeOverApi,
-  run,
-  say,
-  startServerProcess,
-} from "./server.ts";
+import { basic, cli, cpuSeconds, createTokens, peakRssMiB, revokeOverApi, say, startServerProcess } from "./server.ts";
 
 export interface FleetBenchOptions {
   devices: number;
@@ -40,7 +30,7 @@ export async function fleetBench(o: FleetBenchOptions): Promise<string> {
   const work = await mkdtemp(join(tmpdir(), "edgeid-bench-fleet-"));
   const dataDir = join(work, "data");
   say(`\nfleet loop benchmark: ${o.devices} devices on the embedded broker, ${o.messages} status reports each`);
-  const init = JSON.parse((await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"])).stdout) as {
+  const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {
     adminToken: string;
   };
   const tokens = await createTokens(dataDir, o.devices, "fl-");

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { dashboardBench } from "./dashboard.ts";
 import { percentile } from "./load.ts";
-import { EDGEID, peakRssMiB, run, type ServerProcess, say, startServerProcess } from "./server.ts";
+import { cli, peakRssMiB, type ServerProcess, say, startServerProcess } from "./server.ts";
 
 export interface InventoryBenchOptions {
   devices: number;
@@ -143,7 +143,7 @@ export async function inventoryBench(o: InventoryBenchOptions): Promise<string> 
   const work = await mkdtemp(join(tmpdir(), "edgeid-bench-inventory-"));
   const dataDir = join(work, "data");
   say(`\ninventory benchmark: ${o.devices} devices`);
-  const init = JSON.parse((await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"])).stdout) as {
+  const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {
     adminToken: string;
   };
   const t0 = performance.now();

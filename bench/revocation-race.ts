@@ -18,12 +18,11 @@ import Database from "better-sqlite3";
 import { type Outcome, runLoad } from "./load.ts";
 import { makeRequest } from "./requests.ts";
 import {
+  cli,
   createTokens,
-  EDGEID,
   type EnrolledDevice,
   enrollDevices,
   revokeOverApi,
-  run,
   type ServerProcess,
   say,
   startServerProcess,
@@ -122,7 +121,7 @@ export async function revocationRaceBench(o: RevocationRaceOptions): Promise<str
   const work = await mkdtemp(join(tmpdir(), "edgeid-bench-race-"));
   const dataDir = join(work, "data");
   say(`\nrevocation race: ${o.rounds} rounds, ${o.concurrency} concurrent renewals and one revocation each`);
-  const init = JSON.parse((await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"])).stdout) as {
+  const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {
     adminToken: string;
   };
   const tokens = await createTokens(dataDir, o.rounds, "race-");

@@ -27,9 +27,9 @@ import { bareHttps } from "./machine.ts";
 import { certificateFromResponse, makeRequest } from "./requests.ts";
 import {
   basic,
+  cli,
   cpuSeconds,
   createTokens,
-  EDGEID,
   logEntries,
   peakRssMiB,
   revokeOverApi,
@@ -156,7 +156,7 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
   const work = await mkdtemp(join(tmpdir(), "edgeid-bench-revocation-"));
   const dataDir = join(work, "data");
   say(`\nrevocation benchmark: ${o.revoked} certificates already revoked, ${o.samples} revocations measured per phase`);
-  const init = JSON.parse((await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"])).stdout) as {
+  const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {
     adminToken: string;
   };
   // Real devices for the measured revocations and for OCSP "good" answers.
@@ -248,22 +248,13 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
     // the previous one was seen, they kept one phase (the CLI's start-up takes about as
     // long each time) and every sample came out near 500 ms, or every one near 0.
     await new Promise((r) => setTimeout(r, Math.random() * 500));
-    const cli = run(process.execPath, [
-      EDGEID,
-      "devices",
-      "revoke",
-      id,
-      "--reason",
-      "keyCompromise",
-      "--data",
-      dataDir,
-    ]);
+    const revoking = cli(["devices", "revoke", id, "--reason", "keyCompromise", "--data", dataDir]);
     const t = performance.now();
     while (!(await ocspSaysRevoked(server, body)) && performance.now() - t < 10_000) {
       await new Promise((r) => setTimeout(r, 10));
     }
     viaCli.push(Date.now() - (revokedAt.get(serial) as number));
-    await cli;
+    await revoking;
   }
   db.close();
   say(

@@ -29,6 +29,7 @@ import { revocationRaceBench } from "./revocation-race.ts";
 import { scepBench } from "./scep.ts";
 import {
   basic,
+  cli,
   cpuSeconds,
   createTokens,
   EDGEID,
@@ -309,7 +310,7 @@ async function main(): Promise<EnrollFigures> {
   );
   say(describeWakeup(await threadWakeup()));
 
-  await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"]);
+  await cli(["init", "--data", dataDir, "--json"]);
   const measured = Math.ceil(opts.duration * opts.maxRate);
   const reenrollCount = Math.ceil(opts.reenrollDuration * 800);
   const total = opts.warmup + measured + 1;

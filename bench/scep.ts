@@ -17,7 +17,7 @@ import { join } from "node:path";
 import * as pkijs from "pkijs";
 import { envelope, MESSAGE, newScepDevice, pkiMessage, type ScepDevice, scepCsr } from "../test/support/scep-client.ts";
 import { percentile } from "./load.ts";
-import { cpuSeconds, createTokens, EDGEID, freePort, logEntries, run, say, startServerProcess } from "./server.ts";
+import { cli, cpuSeconds, createTokens, freePort, logEntries, run, say, startServerProcess } from "./server.ts";
 
 interface Target {
   name: string;
@@ -160,7 +160,7 @@ export async function scepBench(o: { requests: number; concurrency: number; keep
   );
   const work = await mkdtemp(join(tmpdir(), "edgeid-bench-scep-"));
   const dataDir = join(work, "data");
-  await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"]);
+  await cli(["init", "--data", dataDir, "--json"]);
   // `edgeid init` offers its legacy profile over SCEP (AES, SHA-256): used as written.
   const server = await startServerProcess(dataDir);
   const scepserver = await startScepserver(work);

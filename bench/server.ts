@@ -18,12 +18,22 @@ export const say = (line: string) => process.stdout.write(`${line}\n`);
 /**
  * How the server process is started (`npm run bench -- --node PATH[@CHECKOUT] --loops N`):
  * which Node binary, which checkout's bin/edgeid.mjs (its node_modules built for that
- * Node's ABI), and `--loops`. The CLI steps of the benchmarks run on the bench's own Node.
+ * Node's ABI), and `--loops`. The CLI steps of the benchmarks run on the same (`cli`).
  */
 export const serverRuntime: { node: string; bin: string; loops?: string; cpuProfDir?: string } = {
   node: process.execPath,
   bin: EDGEID,
 };
+
+/**
+ * The edgeid CLI of the build under test, on its Node. `init` and the token batches
+ * migrate the data directory to that build's schema, so a variant with a migration of
+ * its own is measured on its own schema (with the bench's CLI, an older build would
+ * serve a database the newer migrations had already changed).
+ */
+export function cli(args: string[], options: { maxBuffer?: number } = {}) {
+  return run(serverRuntime.node, [serverRuntime.bin, ...args], options);
+}
 
 /** The node binary and arguments before `serve`'s own options (`--cpu-prof` for every server the bench starts). */
 export function serveCommand(nodeArgs: string[] = []): { command: string; args: string[] } {
@@ -101,9 +111,8 @@ export async function createTokens(
   const out: Token[] = [];
   for (let start = 1; start <= count; start += 100_000) {
     const n = Math.min(100_000, count - start + 1);
-    const { stdout } = await run(
-      process.execPath,
-      [EDGEID, "token", "create", "--data", dataDir, "--count", String(n), "--start", String(start)].concat([
+    const { stdout } = await cli(
+      ["token", "create", "--data", dataDir, "--count", String(n), "--start", String(start)].concat([
         "--device-prefix",
         prefix,
         "--ttl",

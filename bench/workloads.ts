@@ -32,7 +32,7 @@ import { WorkloadHttpClient } from "../device-client/src/workload-client.ts";
 import { SvidManager } from "../device-client/src/workload-svids.ts";
 import { AGENT_NODE_FLAGS } from "./agent.ts";
 import { percentile } from "./load.ts";
-import { cpuSeconds, createTokens, EDGEID, ROOT, run, say, startServerProcess } from "./server.ts";
+import { cli, cpuSeconds, createTokens, ROOT, run, say, startServerProcess } from "./server.ts";
 
 const AGENT = join(ROOT, "device-client", "bin", "edgeid-agent.mjs");
 const PROTO = join(ROOT, "device-client", "proto", "workload.proto");
@@ -168,7 +168,7 @@ export async function workloadsBench(o: {
   await run("npm", ["run", "build", "-w", "device-client"], { cwd: ROOT });
   const work = await mkdtemp(join(tmpdir(), "edgeid-bench-workloads-"));
   const dataDir = join(work, "data");
-  const init = JSON.parse((await run(process.execPath, [EDGEID, "init", "--data", dataDir, "--json"])).stdout) as {
+  const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {
     adminToken: string;
   };
   const server = await startServerProcess(dataDir);
