@@ -5,22 +5,14 @@
  * spread over the whole key space each such entry is a page of its own, so in a large
  * fleet a renewal that set every column wrote a page of every device index.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
-import { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
+import type { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
 import type { DeviceRecord, Write } from "../../server/ports/storage.ts";
 import { T0 } from "../support/fixtures.ts";
+import { closeTempStorages, openTempStorage } from "../support/temp-storage.ts";
 
-let dir: string | undefined;
-let storage: SqliteStorage | undefined;
-afterEach(async () => {
-  await storage?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  storage = undefined;
-  dir = undefined;
-});
+afterEach(closeTempStorages);
 
 const FLEET = 4000;
 /** Ids spread over the key space, as random device ids are: neighbours in the table are not neighbours in id order. */
@@ -45,9 +37,7 @@ const upsert = (device: DeviceRecord): Write => ({ kind: "upsertDevice", device 
 
 /** A fleet of FLEET devices, the even ones active with a certificate, the odd ones waiting for their first. */
 async function fleet(): Promise<{ storage: SqliteStorage; file: string }> {
-  dir = mkdtempSync(join(tmpdir(), "edgeid-device-pages-"));
-  const file = join(dir, "edgeid.db");
-  storage = SqliteStorage.open(file, { writer: "inline" });
+  const { storage, file } = openTempStorage("inline");
   const writes: Write[] = [];
   for (let i = 0; i < FLEET; i++) {
     writes.push(
@@ -84,6 +74,26 @@ async function treesWritten(s: SqliteStorage, file: string, writes: Write[]): Pr
   return trees;
 }
 
+/** 100 pending devices of the fleet, spread over it, take their first certificate in one write set. */
+async function firstCertificates(): Promise<{
+  storage: SqliteStorage;
+  enrolled: number[];
+  trees: Map<string, number>;
+}> {
+  const { storage, file } = await fleet();
+  const enrolled = Array.from({ length: 100 }, (_, k) => 2 * k * 19 + 1);
+  const trees = await treesWritten(
+    storage,
+    file,
+    enrolled.map((i) =>
+      upsert(record(i, { status: "active", currentSerial: `first-${i}`, currentNotAfter: at(FLEET + i) })),
+    ),
+  );
+  return { storage, enrolled, trees };
+}
+
+const EXPIRY_INDEXES = ["devices_not_after_id", "devices_profile_not_after_id", "devices_status_not_after"];
+
 describe("device writes on disk", () => {
   it("a renewal rewrites no page of the status or profile indexes, and still raises the revision once", async () => {
     const { storage: s, file } = await fleet();
@@ -114,19 +124,11 @@ describe("device writes on disk", () => {
   });
 
   it("a first certificate adds to the young end of the expiry indexes, which hold no pending device", async () => {
-    const { storage: s, file } = await fleet();
-    const enrolled = Array.from({ length: 100 }, (_, k) => 2 * k * 19 + 1);
-    const trees = await treesWritten(
-      s,
-      file,
-      enrolled.map((i) =>
-        upsert(record(i, { status: "active", currentSerial: `first-${i}`, currentNotAfter: at(FLEET + i) })),
-      ),
-    );
+    const { storage: s, enrolled, trees } = await firstCertificates();
     // The young end: a few leaves and their parents. Were pending devices in these indexes
     // (filed by id under a NULL expiry), 100 devices spread over the ids would also delete
     // an entry each from pages all over them (17 pages of devices_not_after_id here).
-    for (const index of ["devices_not_after_id", "devices_profile_not_after_id", "devices_status_not_after"]) {
+    for (const index of EXPIRY_INDEXES) {
       expect(trees.get(index) ?? 0, index).toBeGreaterThan(0);
       expect(trees.get(index) ?? 0, index).toBeLessThanOrEqual(8);
     }
@@ -134,7 +136,7 @@ describe("device writes on disk", () => {
     const entries = (index: string) =>
       s.sqlite.prepare("SELECT sum(ncell) FROM dbstat WHERE name = ?").pluck().get(index);
     // The active half of the fleet and the 100 just enrolled; none of the pending ones.
-    for (const index of ["devices_not_after_id", "devices_profile_not_after_id", "devices_status_not_after"]) {
+    for (const index of EXPIRY_INDEXES) {
       expect(entries(index), index).toBe(FLEET / 2 + 100);
     }
     // A query by expiry still finds them, through the index.
@@ -144,15 +146,7 @@ describe("device writes on disk", () => {
   });
 
   it("a first enrollment rewrites the status index but no page of the profile index", async () => {
-    const { storage: s, file } = await fleet();
-    const enrolled = Array.from({ length: 100 }, (_, k) => 2 * k * 19 + 1);
-    const trees = await treesWritten(
-      s,
-      file,
-      enrolled.map((i) =>
-        upsert(record(i, { status: "active", currentSerial: `first-${i}`, currentNotAfter: at(FLEET + i) })),
-      ),
-    );
+    const { storage: s, enrolled, trees } = await firstCertificates();
     expect(trees.get("devices_status_id")).toBeGreaterThan(0);
     expect(trees.has("devices_profile_id")).toBe(false);
     const device = await s.getDevice(idOf(enrolled[0] as number));

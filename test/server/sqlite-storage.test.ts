@@ -2,30 +2,14 @@
  * The SQLite adapter's group commit: write sets applied in the same event-loop turn
  * share one transaction, yet each is all-or-nothing and settled on its own.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
 import { type DeviceRecord, StorageConflictError, type TokenRecord, type Write } from "../../server/ports/storage.ts";
 import { T0 } from "../support/fixtures.ts";
+import { closeTempStorages, openTempStorage as open } from "../support/temp-storage.ts";
 
-let dir: string | undefined;
-let storage: SqliteStorage | undefined;
-afterEach(async () => {
-  await storage?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  storage = undefined;
-  dir = undefined;
-});
-
-function open(writer: "inline" | "thread"): { storage: SqliteStorage; file: string } {
-  dir = mkdtempSync(join(tmpdir(), "edgeid-storage-"));
-  const file = join(dir, "edgeid.db");
-  storage = SqliteStorage.open(file, { writer });
-  return { storage, file };
-}
+afterEach(closeTempStorages);
 
 const device = (id: string): Write => ({
   kind: "upsertDevice",
@@ -95,7 +79,6 @@ describe.each(["inline", "thread"] as const)("SQLite group commit, writer %s", (
     const { storage: s, file } = open(writer);
     const pending = s.apply([device("late")]);
     const closed = s.close();
-    storage = undefined;
     await expect(s.apply([device("too-late")])).rejects.toThrow(/closed/);
     await pending;
     await closed;
