@@ -22,7 +22,10 @@ const SETS_PER_CHECKPOINT = 100;
 /**
  * The writer's own automatic checkpoint is the safety net: it copies what the
  * checkpointer has not (all of it, should the checkpointer thread be gone) once the WAL
- * holds this many pages, inside a COMMIT as SQLite does by default.
+ * holds this many pages, inside a COMMIT as SQLite does by default. Under sustained
+ * load it is also what starts the WAL over (SQLite restarts the file only when a write
+ * begins with every frame copied, which a checkpoint beside the writer seldom leaves),
+ * so the WAL grows to about this many pages (~40 MiB) before it does.
  */
 const WAL_PAGES_BEFORE_THE_WRITER_CHECKPOINTS = 10_000;
 const DEFAULT_AUTOCHECKPOINT = 1_000;
