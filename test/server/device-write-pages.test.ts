@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
 import type { DeviceRecord, Write } from "../../server/ports/storage.ts";
 import { T0 } from "../support/fixtures.ts";
+import { deviceRecord, upsertDevice } from "../support/storage-records.ts";
 import { closeTempStorages, openTempStorage } from "../support/temp-storage.ts";
 
 afterEach(closeTempStorages);
@@ -19,21 +20,8 @@ const FLEET = 4000;
 const idOf = (i: number) => `dev-${((i * 7919) % FLEET).toString().padStart(5, "0")}-${i}`;
 const at = (minutes: number) => new Date(T0.getTime() + minutes * 60_000);
 
-function record(i: number, over: Partial<DeviceRecord>): DeviceRecord {
-  return {
-    id: idOf(i),
-    profile: "device",
-    status: "pending",
-    createdAt: T0,
-    updatedAt: T0,
-    lastEnrolledAt: null,
-    currentSerial: null,
-    currentNotAfter: null,
-    ...over,
-  };
-}
-
-const upsert = (device: DeviceRecord): Write => ({ kind: "upsertDevice", device });
+const record = (i: number, over: Partial<DeviceRecord>): DeviceRecord => deviceRecord(idOf(i), over);
+const upsert = upsertDevice;
 
 /** A fleet of FLEET devices, the even ones active with a certificate, the odd ones waiting for their first. */
 async function fleet(): Promise<{ storage: SqliteStorage; file: string }> {

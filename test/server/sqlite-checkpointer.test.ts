@@ -10,7 +10,7 @@ import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import type { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
 import type { Write } from "../../server/ports/storage.ts";
-import { T0 } from "../support/fixtures.ts";
+import { deviceRecord, insertToken, upsertDevice } from "../support/storage-records.ts";
 import { closeTempStorages, openTempStorage } from "../support/temp-storage.ts";
 
 afterEach(closeTempStorages);
@@ -24,36 +24,7 @@ function walIndex(file: string): { frames: number; backfilled: number } {
 /** A device and its token: a few pages of five b-trees. */
 function enrollment(i: number): Write[] {
   const id = `dev-${((i * 7919) % 10_007).toString().padStart(5, "0")}`;
-  return [
-    {
-      kind: "upsertDevice",
-      device: {
-        id,
-        profile: "device",
-        status: "pending",
-        createdAt: T0,
-        updatedAt: T0,
-        lastEnrolledAt: null,
-        currentSerial: null,
-        currentNotAfter: null,
-      },
-    },
-    {
-      kind: "insertToken",
-      token: {
-        id: `tok-${id}`,
-        hash: `hash-${id}`,
-        deviceId: id,
-        profile: "device",
-        createdAt: T0,
-        expiresAt: new Date(T0.getTime() + 3600_000),
-        usedAt: null,
-        usedSerial: null,
-        revokedAt: null,
-        createdBy: "test",
-      },
-    },
-  ];
+  return [upsertDevice(deviceRecord(id)), insertToken(`tok-${id}`, id)];
 }
 
 /** `count` write sets from `from` on, in group commits of `perCommit` sets (applied in the same turn). */

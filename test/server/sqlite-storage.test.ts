@@ -5,41 +5,14 @@
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { SqliteStorage } from "../../server/adapters/storage/sqlite-storage.ts";
-import { type DeviceRecord, StorageConflictError, type TokenRecord, type Write } from "../../server/ports/storage.ts";
-import { T0 } from "../support/fixtures.ts";
+import { StorageConflictError, type Write } from "../../server/ports/storage.ts";
+import { deviceRecord, insertToken, upsertDevice } from "../support/storage-records.ts";
 import { closeTempStorages, openTempStorage as open } from "../support/temp-storage.ts";
 
 afterEach(closeTempStorages);
 
-const device = (id: string): Write => ({
-  kind: "upsertDevice",
-  device: {
-    id,
-    profile: "device",
-    status: "pending",
-    createdAt: T0,
-    updatedAt: T0,
-    lastEnrolledAt: null,
-    currentSerial: null,
-    currentNotAfter: null,
-  } satisfies DeviceRecord,
-});
-
-const token = (id: string, deviceId: string): Write => ({
-  kind: "insertToken",
-  token: {
-    id,
-    hash: `hash-of-${id}`,
-    deviceId,
-    profile: "device",
-    createdAt: T0,
-    expiresAt: new Date(T0.getTime() + 3600_000),
-    usedAt: null,
-    usedSerial: null,
-    revokedAt: null,
-    createdBy: "test",
-  } satisfies TokenRecord,
-});
+const device = (id: string): Write => upsertDevice(deviceRecord(id));
+const token = insertToken;
 
 describe.each(["inline", "thread"] as const)("SQLite group commit, writer %s", (writer) => {
   it("fails only the conflicting set of a batch, and leaves nothing of it behind", async () => {
