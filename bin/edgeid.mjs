@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `edgeid` command. Runs the compiled JavaScript in dist/ (`npm run build`, which
-// `npm install` runs) when it was built from the sources as they are now (see
+// `npm install` runs; the command's bundle, dist/bundle/) when it was built from the sources as they are now (see
 // source-stamp.mjs); otherwise the TypeScript sources through tsx's loader, so that an
 // edited checkout never runs a stale build.
 import module from "node:module";
@@ -11,7 +11,7 @@ import { isBuildCurrent } from "./source-stamp.mjs";
 module.enableCompileCache?.();
 
 if (isBuildCurrent(fileURLToPath(new URL("..", import.meta.url)))) {
-  await import("../dist/cli/main.js");
+  await import("../dist/bundle/edgeid.js");
 } else {
   const { register } = await import("tsx/esm/api");
   register();

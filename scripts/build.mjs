@@ -12,9 +12,9 @@
 // - dist/SOURCE_STAMP: what was compiled (bin/source-stamp.mjs), written last; until
 //   it is there and matches, bin/edgeid.mjs runs the sources through tsx.
 import { spawnSync } from "node:child_process";
-import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { STAMP_FILE, sourceStamp } from "../bin/source-stamp.mjs";
 
@@ -91,6 +91,56 @@ writeFileSync(
   join(vendored, "package.json"),
   `${JSON.stringify({ name: "drizzle-orm", version, type: "module", exports }, null, 2)}\n`,
 );
+
+// The `edgeid` command as one bundle and its lazily loaded chunks: dist/bundle/. Loading
+// dist/cli/main.js module by module opened ~530 files (zod alone ~100); the bundle
+// starts `edgeid token create` in 0.41 s against 0.62 s, with half the CPU (Node 20).
+// Built from the compiled tree, with everything but better-sqlite3 (native) inside.
+// What the tree's modules locate beside themselves (`new URL("./x.mjs", import.meta.url)`:
+// the worker files, the loop entry, migrations/) is pointed at the same file from the
+// bundle's directory; those files stay in the tree, and the loop threads run the tree.
+const bundleDir = join(dist, "bundle");
+const located = [];
+const relocate = {
+  name: "relocate-import-meta-url",
+  setup(build) {
+    build.onLoad({ filter: /\.js$/ }, (args) => {
+      if (!args.path.startsWith(dist)) return undefined;
+      const text = readFileSync(args.path, "utf8");
+      if (!text.includes("import.meta.url")) return undefined;
+      const contents = text.replace(/new URL\("(\.{1,2}\/[^"]+)", import\.meta\.url\)/g, (_, rel) => {
+        const target = join(dirname(args.path), rel);
+        located.push(target);
+        const fromBundle = relative(bundleDir, target).split(sep).join("/");
+        return `new URL(${JSON.stringify(fromBundle.startsWith(".") ? fromBundle : `./${fromBundle}`)}, import.meta.url)`;
+      });
+      return { contents, loader: "js" };
+    });
+  },
+};
+try {
+  await esbuild.build({
+    entryPoints: { edgeid: join(dist, "cli", "main.js") },
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    external: ["better-sqlite3"],
+    // CommonJS dependencies inside an ES module call require() for Node's built-ins.
+    banner: {
+      js: 'import { createRequire as __edgeidRequire } from "node:module";\nconst require = __edgeidRequire(import.meta.url);',
+    },
+    outdir: bundleDir,
+    chunkNames: "chunk-[hash]",
+    plugins: [relocate],
+    logLevel: "warning",
+  });
+} catch (err) {
+  fail(`bundling the edgeid command failed: ${err.message}`);
+}
+const lost = located.filter((f) => !existsSync(f));
+if (lost.length > 0) fail(`the bundle points at files that are not there: ${lost.join(", ")}`);
 
 writeFileSync(join(root, STAMP_FILE), `${stamp}\n`);
 process.stdout.write(

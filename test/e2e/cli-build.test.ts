@@ -5,6 +5,7 @@
  * resolve to the bundled copy; an edited source makes the build stale and `edgeid` goes
  * back to the sources (through tsx, here missing, so it says so).
  */
+import { existsSync } from "node:fs";
 import { cp, mkdir, readdir, readFile, symlink, utimes } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -58,6 +59,21 @@ describe("the compiled CLI", () => {
     expect(fromStorage.resolve("drizzle-orm/sqlite-core")).toBe(
       join(copy, "dist", "node_modules", "drizzle-orm", "sqlite-core.js"),
     );
+    // The command's bundle: what its modules locate beside themselves (workers, the loop
+    // entry, migrations) is there, seen from the bundle's directory.
+    const bundleDir = join(copy, "dist", "bundle");
+    const located: string[] = [];
+    for (const file of await readdir(bundleDir)) {
+      const text = await readFile(join(bundleDir, file), "utf8");
+      for (const m of text.matchAll(/new URL\("([^"]+)", import\.meta\.url\)/g)) located.push(m[1] as string);
+    }
+    expect(located.sort()).toEqual([
+      "../../migrations",
+      "../adapters/node/verify-worker.mjs",
+      "../adapters/storage/sqlite-writer.mjs",
+      "../entry/loop.mjs",
+    ]);
+    for (const rel of located) expect(existsSync(join(bundleDir, rel)), rel).toBe(true);
   });
 
   it("runs from dist/ with no TypeScript loader: init, a token, the inventory", async () => {

@@ -28,8 +28,12 @@ export function registerBridge(program: Command): void {
       if (!server || !token) throw new Error("the bridge needs --server and an operator token (--token-file)");
       if (opts.batch > MAX_BRIDGED_MESSAGES) throw new Error(`--batch is at most ${MAX_BRIDGED_MESSAGES}`);
       const cacert = opts.cacert ?? process.env.EDGEID_CACERT;
-      // Loaded here, not at the top: the other commands need neither pino nor mqtt.
-      const [{ pino }, { startBridge }] = await Promise.all([import("pino"), import("../../adapters/node/bridge.ts")]);
+      // Loaded here, not at the top: the other commands need neither pino nor mqtt. pino is
+      // CommonJS: its default export is the function, in Node and in the bundle alike.
+      const [{ default: pino }, { startBridge }] = await Promise.all([
+        import("pino"),
+        import("../../adapters/node/bridge.ts"),
+      ]);
       const logger = pino({ base: undefined, redact: ["token"] });
       const bridge = startBridge({
         mqttUrl: opts.mqttUrl,

@@ -40,7 +40,8 @@ export function registerServe(program: Command): void {
       },
     )
     .action(async (opts) => {
-      const { pino } = await import("pino");
+      // CommonJS: its default export is the function, in Node and in the bundle (dist/bundle/) alike.
+      const { default: pino } = await import("pino");
       const logger = pino({ base: undefined, redact: ["req.headers.authorization", "token", "passphrase"] });
       if (opts.mqttListen !== undefined && opts.mqttListen !== "off") parseListen(opts.mqttListen, "--mqtt-listen");
       if (opts.publicListen !== undefined && opts.publicListen !== "off") {
