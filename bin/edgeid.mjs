@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `edgeid` command. Runs the compiled JavaScript in dist/ (`npm run build`, which
-// `npm install` runs; the command's bundle, dist/bundle/) when it was built from the sources as they are now (see
-// source-stamp.mjs); otherwise the TypeScript sources through tsx's loader, so that an
-// edited checkout never runs a stale build.
+// `npm install` runs; the command starts from its bundle, dist/bundle/) when it was
+// built from the sources as they are now (see source-stamp.mjs); otherwise the
+// TypeScript sources through tsx's loader, so that an edited checkout never runs a
+// stale build.
 import module from "node:module";
 import { fileURLToPath } from "node:url";
 import { isBuildCurrent } from "./source-stamp.mjs";
