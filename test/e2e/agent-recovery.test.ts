@@ -20,6 +20,7 @@ import {
 } from "./support/agent-harness.ts";
 import { edgeid, showDevice } from "./support/cli.ts";
 import { enrollDevice } from "./support/enroll.ts";
+import { freePort } from "./support/process.ts";
 import { startServer } from "./support/server.ts";
 
 const { h, enrollAgent, mqttSessions, statusOf, eventsOf } = useAgentHarness("edgeid-agent-recovery-");
@@ -77,9 +78,7 @@ describe("edgeid-agent: recovery", () => {
 
   it("queues events while the broker is away and delivers them when it comes back", async () => {
     // A port where no broker listens yet; a second server on the same database brings one up there later.
-    const spare = await startServer(h.dataDir, h.work, 0);
-    const brokerPort = Number(new URL(spare.mqttUrl as string).port);
-    await spare.stop();
+    const brokerPort = await freePort();
     const dir = await enrollAgent("gw-queue", ["--mqtt", `mqtts://127.0.0.1:${brokerPort}`]);
     const a = startAgent(dir);
     let late: TestServer | undefined;

@@ -17,7 +17,7 @@ import { INIT_PROFILES } from "../../../server/config/schema.ts";
 import { AGENT_BIN, AGENT_ENV, agentEnrollArgs } from "./agent.ts";
 import { issueClientCert, opensslCa, serviceCert } from "./ca.ts";
 import { cliCreateToken, edgeid } from "./cli.ts";
-import { makeWorkDir, removeDir, run, sleep } from "./process.ts";
+import { freePort, makeWorkDir, removeDir, run, sleep } from "./process.ts";
 import { addProfiles, cliInitDataDir, startServer, type TestServer } from "./server.ts";
 
 export type { TestServer };
@@ -131,10 +131,8 @@ export function useAgentHarness(prefix: string) {
       legacy: { ...INIT_PROFILES.legacy, validity: "16s", backdate: "0s", expiryAlerts: [] },
     });
     // Fixed ports, so that the server (and its broker) can be restarted where the agents expect it.
-    const probe = await startServer(h.dataDir, h.work);
-    h.port = Number(new URL(probe.url).port);
-    h.mqttPort = Number(new URL(probe.mqttUrl as string).port);
-    await probe.stop();
+    h.port = await freePort();
+    h.mqttPort = await freePort();
     h.server = await startServer(h.dataDir, h.work, h.port, { mqtt: `127.0.0.1:${h.mqttPort}` });
     h.mqttUrl = h.server.mqttUrl as string;
     h.rootPem = readFileSync(h.server.rootPemFile, "utf8");

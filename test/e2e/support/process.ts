@@ -4,6 +4,8 @@
  * binaries as independent clients; nothing in them imports the server's own code.
  */
 import { execFile } from "node:child_process";
+import { randomInt } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -89,13 +91,53 @@ export async function eventually<T>(read: () => Promise<T>, check: (v: T) => boo
 // ---------------------------------------------------------------------------------
 // Ports and scratch directories
 
-/** A TCP port free on 127.0.0.1 right now. */
-export async function freePort(): Promise<number> {
+/** The lowest port handed out, and how many workers get a band of their own below the ephemeral range. */
+const PORTS_FROM = 20_000;
+const PORT_BANDS = 4;
+
+/**
+ * Where the kernel starts drawing the ports of connect() and listen(0) (Linux:
+ * ip_local_port_range; 32768 by default). A machine whose range starts lower than the
+ * bands need gets bands that overlap it, with the old odds of a collision.
+ */
+const EPHEMERAL_LOW = (() => {
+  let low = 32_768;
+  try {
+    low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+  } catch {
+    // not Linux: the usual range
+  }
+  return Number.isInteger(low) ? Math.max(low, PORTS_FROM + PORT_BANDS * 1024) : 32_768;
+})();
+const handedOut = new Set<number>();
+
+function bindable(port: number): Promise<boolean> {
   const srv = createNetServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
+  return new Promise((r) => {
+    srv.once("error", () => r(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => r(true)));
+  });
+}
+
+/**
+ * A TCP port free on 127.0.0.1 now, for a process that binds it later, or again after a
+ * restart. Taken below the kernel's ephemeral range: a port there, once released, can be
+ * handed to any outgoing connection or listen(0) on the machine before the server binds
+ * it (seen: a restarted broker's port taken, EADDRINUSE). Below it only an explicit bind
+ * takes a port; each vitest worker (VITEST_POOL_ID) draws from its own band, and a worker
+ * never hands out a port twice.
+ */
+export async function freePort(): Promise<number> {
+  const band = Math.floor((EPHEMERAL_LOW - PORTS_FROM) / PORT_BANDS);
+  const worker = (Number(process.env.VITEST_POOL_ID ?? 1) - 1 + PORT_BANDS) % PORT_BANDS;
+  const first = PORTS_FROM + worker * band;
+  for (let tries = 0; tries < 200; tries++) {
+    const port = first + randomInt(band);
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port in ${first}-${first + band - 1} after 200 tries`);
 }
 
 export async function makeWorkDir(prefix: string): Promise<string> {
