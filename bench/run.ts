@@ -36,6 +36,7 @@ import {
   freePort,
   loopThreads,
   peakRssMiB,
+  reapOnExit,
   run,
   say,
   serveCommand,
@@ -349,6 +350,7 @@ async function main(): Promise<EnrollFigures> {
     [...serve.args, "--data", dataDir, "--listen", `127.0.0.1:${port}`, "--public-listen", "127.0.0.1:0"],
     { stdio: ["ignore", logFd, logFd] },
   );
+  reapOnExit(server);
   closeSync(logFd);
   const exited = new Promise<void>((r) => server.once("exit", () => r()));
   const ca = readFileSync(join(dataDir, "ca", "root-ca.pem"), "utf8");

@@ -1,6 +1,6 @@
 /** Shared by the benchmarks: the server as a child process, its CPU and memory, tokens. */
 
-import { execFile } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { type Agent, get, request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
@@ -208,6 +208,37 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
+/** Server processes started and not yet exited: ended with the benchmark, however it ends. */
+const liveServers = new Set<ChildProcess>();
+let reaperInstalled = false;
+
+/**
+ * Ends every live server when the benchmark process ends: on a normal exit, on an
+ * exception that ends it (a scenario that throws after starting its server), and on
+ * SIGTERM, SIGINT or SIGHUP (`timeout`, Ctrl-C, a closed terminal). Without this a
+ * failed run left its servers listening, using memory and CPU under the next runs.
+ */
+export function reapOnExit(child: ChildProcess): void {
+  liveServers.add(child);
+  child.once("exit", () => liveServers.delete(child));
+  if (reaperInstalled) return;
+  reaperInstalled = true;
+  const killAll = () => {
+    for (const c of liveServers) c.kill("SIGKILL");
+  };
+  process.once("exit", killAll);
+  for (const [signal, number] of [
+    ["SIGTERM", 15],
+    ["SIGINT", 2],
+    ["SIGHUP", 1],
+  ] as const) {
+    process.once(signal, () => {
+      killAll();
+      process.exit(128 + number);
+    });
+  }
+}
+
 /**
  * `edgeid serve` on a free loopback port, logging straight into a file (`logFile`, or
  * `server-<port>.log` beside the data directory): the server writes its log to the file
@@ -241,6 +272,7 @@ export async function startServerProcess(
     ],
     { stdio: ["ignore", logFd, logFd] },
   );
+  reapOnExit(child);
   closeSync(logFd);
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   const ca = readFileSync(join(dataDir, "ca", "root-ca.pem"), "utf8");
