@@ -307,14 +307,23 @@ describe("the public listener", () => {
       }
     }
     expect(newestAuditId()).toBe(auditBefore);
-    // Each was logged as a request on the public listener, by its socket address.
-    const logged = server
-      .log()
-      .split("\n")
-      .filter((l) => l.includes('"msg":"request"') && l.includes('"listener":"public"'))
-      .map((l) => JSON.parse(l) as { path: string; status: number; remote: string; client: boolean });
+    // Each was logged as a request on the public listener, by its socket address. The
+    // logger writes asynchronously (and a loop thread's lines go through the main
+    // thread), so the last line can reach the log after curl has its answer: the lines
+    // are waited for, then checked exactly (seen one short on Node 24 when read at once).
+    const logged = () =>
+      server
+        .log()
+        .split("\n")
+        .filter((l) => l.includes('"msg":"request"') && l.includes('"listener":"public"'))
+        .map((l) => JSON.parse(l) as { path: string; status: number; remote: string; client: boolean })
+        .filter((e) => paths.includes(e.path));
+    await expect
+      .poll(() => logged().length, { timeout: 10_000, interval: 20 })
+      .toBeGreaterThanOrEqual(2 * paths.length);
+    const lines = logged();
     for (const path of paths) {
-      const entries = logged.filter((e) => e.path === path);
+      const entries = lines.filter((e) => e.path === path);
       expect(entries.map((e) => [e.status, e.remote, e.client])).toEqual([
         [404, "127.0.0.1", false],
         [404, "127.0.0.1", false],
