@@ -1,6 +1,6 @@
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { cliCreateToken, cliCreateTokenBatch, edgeid } from "./support/cli.ts";
 import { estGet, estPost } from "./support/curl.ts";
 import { opensslCsrNewKeyP256, pkcs7ToPem, writePem } from "./support/openssl.ts";
@@ -99,6 +99,7 @@ describe("edgeid serve and the data directory", () => {
     // 10,001 tokens: two requests (10,000 + 1); the numbers are padded to the whole series' width.
     // A data directory of its own: the other tests list the pending devices of theirs.
     const own = await makeWorkDir("cli-batch");
+    onTestFinished(() => removeDir(own));
     const { dataDir: batchDir } = await cliInitDataDir(own, "batch.example");
     const rows = await cliCreateTokenBatch(batchDir, "lot-", 10_001);
     expect(rows).toHaveLength(10_001);
