@@ -57,7 +57,7 @@ async function main(data: LoopData, link: LoopLink): Promise<void> {
   storage.observe((writes) => {
     link.audited(writes.flatMap((w) => (w.kind === "audit" ? [w.event] : [])));
   });
-  const verifier = new WorkerVerifier(1);
+  const verifier = new WorkerVerifier(1, undefined, `verify-${data.loop}`);
   const deps = nodeCoreDeps({
     config,
     storage,

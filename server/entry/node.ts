@@ -233,7 +233,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   // One worker: with the event loop on one core, the other is left to OpenSSL
   // (signature checks, CA signatures on libuv's pool, TLS) and to whatever else runs.
-  const verifier = new WorkerVerifier(1);
+  const verifier = new WorkerVerifier(1, undefined, "verify-1");
   const deps = nodeCoreDeps({
     config,
     storage,

@@ -8,7 +8,7 @@
  * Node lines without reusePort run one loop: there the suite is skipped. Without
  * `--loops` the server runs one loop per core where it can, and says why not where not.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -147,6 +147,18 @@ describe.skipIf(!reusePort)(`serve --loops ${LOOPS}`, () => {
       .split("\n")
       .find((l) => l.includes('"msg":"listening"'));
     expect(JSON.parse(listening as string)).toMatchObject({ loops: LOOPS, node: process.version });
+  });
+
+  it("names its threads, so that top -H and the bench can tell them apart", async () => {
+    const pid = server.process.pid as number;
+    const names = await Promise.all(
+      (await readdir(`/proc/${pid}/task`)).map(async (tid) =>
+        (await readFile(`/proc/${pid}/task/${tid}/comm`, "utf8")).trim(),
+      ),
+    );
+    const ours = names.filter((n) => /^(loop|verify)-\d+$|^sqlite-writer$|^wal-checkpoint$/.test(n)).sort();
+    // Loop 1 is the main thread; every loop has its own signature-check worker.
+    expect(ours).toEqual(["loop-2", "loop-3", "sqlite-writer", "verify-1", "verify-2", "verify-3", "wal-checkpoint"]);
   });
 
   it("a revocation through one loop is seen by every loop before the API call returns", async () => {

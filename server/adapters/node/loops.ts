@@ -273,6 +273,7 @@ export class LoopHub {
     const writerPort = this.deps.writerPort?.();
     const worker = new Worker(this.entry, {
       workerData: { ...this.workerData(), loop: index, writerPort },
+      name: `loop-${index}`,
       transferList: writerPort ? [writerPort] : [],
     });
     const loop: LoopWorker = {

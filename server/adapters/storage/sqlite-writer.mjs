@@ -32,6 +32,7 @@ const DEFAULT_AUTOCHECKPOINT = 1_000;
 
 let checkpointer = new Worker(new URL("./sqlite-checkpointer.mjs", import.meta.url), {
   workerData: { file: workerData.file },
+  name: "wal-checkpoint",
 });
 db.pragma(`wal_autocheckpoint = ${WAL_PAGES_BEFORE_THE_WRITER_CHECKPOINTS}`);
 /** Set by close(): what runs once the checkpointer has closed its connection and exited. */
