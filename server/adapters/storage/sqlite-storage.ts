@@ -86,7 +86,8 @@ export class SqliteStorage extends DrizzleReaders implements Storage {
     if (typeof opts.writer === "object") return new SqliteStorage(db, sqlite, opts.writer.port, opts.writer);
     migrate(db, { migrationsFolder: MIGRATIONS_DIR });
     sealAuditRows(sqlite);
-    const writer = opts.writer === "thread" ? new Worker(WRITER_URL, { workerData: { file }, name: "sqlite-writer" }) : undefined;
+    const writer =
+      opts.writer === "thread" ? new Worker(WRITER_URL, { workerData: { file }, name: "sqlite-writer" }) : undefined;
     return new SqliteStorage(db, sqlite, writer);
   }
 
