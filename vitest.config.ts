@@ -24,7 +24,7 @@ export default defineConfig({
         test: {
           ...nodeTest,
           name: "unit",
-          include: ["test/server/**/*.test.ts", "test/device-client/**/*.test.ts"],
+          include: ["test/server/**/*.test.ts", "test/device-client/**/*.test.ts", "test/bench/**/*.test.ts"],
           isolate: false,
         },
       },

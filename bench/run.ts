@@ -19,6 +19,7 @@ import Database from "better-sqlite3";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { abuseBench } from "./abuse.ts";
 import { agentBench } from "./agent.ts";
+import { cpuBudget, describeBudget, ENROLL_TARGET_RATIO, REENROLL_TARGET_RATE } from "./cpu-budget.ts";
 import { fleetBench } from "./fleet.ts";
 import { inventoryBench } from "./inventory.ts";
 import { type Job, runLoad, windowRates } from "./load.ts";
@@ -45,6 +46,7 @@ import {
   type Token,
   threadCpu,
   threadName,
+  threadUse,
   waitReady,
   writtenBytes,
 } from "./server.ts";
@@ -412,6 +414,22 @@ async function main(): Promise<EnrollFigures> {
     )
     .join(", ");
   say(`  event loops: ${loopTids.size} · CPU per loop (cores): ${perLoop}`);
+  const serverCpu = serverCores * main.seconds;
+  for (const line of describeBudget(
+    cpuBudget({
+      threads: threadUse(server.pid as number, threads0, threadsNow, new Set(loopTids.values())),
+      serverSeconds: serverCpu,
+      clientSeconds: clientCores * main.seconds,
+      operations: enrolled.ok,
+      cores: availableParallelism(),
+      targetRate: ENROLL_TARGET_RATIO * pairRate,
+    }),
+    "enrollment",
+    `the target (${ENROLL_TARGET_RATIO} × the pair-rate, ${(ENROLL_TARGET_RATIO * pairRate).toFixed(0)}/s)`,
+    availableParallelism(),
+  )) {
+    say(line);
+  }
   say(
     `  server threads: ${busiest
       .map(
@@ -475,6 +493,7 @@ async function main(): Promise<EnrollFigures> {
         ` → at most ${ceiling.toFixed(0)} handshakes/s on ${availableParallelism()} cores`,
     );
     const renewCpu0 = cpuSeconds(server.pid as number);
+    const renewThreads0 = threadCpu(server.pid as number);
     const renewWritten0 = writtenBytes(server.pid as number);
     const renewClient0 = process.cpuUsage();
     const renew = await runLoad(renewJobs, {
@@ -489,12 +508,33 @@ async function main(): Promise<EnrollFigures> {
     );
     if (renew.started >= renewJobs.length) say("  ran out of prepared renewals: lower --reenroll-duration");
     const renewClient = process.cpuUsage(renewClient0);
+    const renewThreads = threadCpu(server.pid as number);
     reenrollServerCores = (cpuSeconds(server.pid as number) - renewCpu0) / renew.seconds;
     reenrollClientCores = (renewClient.user + renewClient.system) / 1e6 / renew.seconds;
     say(
       `  CPU in use: server ${reenrollServerCores.toFixed(2)} cores,` +
         ` load generator ${reenrollClientCores.toFixed(2)} cores`,
     );
+    for (const line of describeBudget(
+      cpuBudget({
+        threads: threadUse(
+          server.pid as number,
+          renewThreads0,
+          renewThreads,
+          new Set(loopThreads(readFileSync(logFile, "utf8"), server.pid as number).values()),
+        ),
+        serverSeconds: reenrollServerCores * renew.seconds,
+        clientSeconds: reenrollClientCores * renew.seconds,
+        operations: reenroll.ok,
+        cores: availableParallelism(),
+        targetRate: REENROLL_TARGET_RATE,
+      }),
+      "renewal",
+      `the target (${REENROLL_TARGET_RATE}/s)`,
+      availableParallelism(),
+    )) {
+      say(line);
+    }
     diskPerRenewal = (writtenBytes(server.pid as number) - renewWritten0) / 1024 / Math.max(1, reenroll.ok);
     say(`  disk: ${diskPerRenewal.toFixed(1)} KiB written by the server per renewal (/proc write_bytes)`);
   }

@@ -7,6 +7,7 @@ import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import type { ThreadUse } from "./cpu-budget.ts";
 import { type LoadResult, percentile, runLoad } from "./load.ts";
 import { certificateFromResponse, certificatePem, makeRequest } from "./requests.ts";
 
@@ -150,6 +151,23 @@ export function threadCpu(pid: number): Map<number, number> {
     }
   }
   return out;
+}
+
+/**
+ * Each live thread's CPU seconds between two `threadCpu` readings, with its name and
+ * whether it is one of the event loops the server logged (for `cpuBudget`).
+ */
+export function threadUse(
+  pid: number,
+  before: Map<number, number>,
+  after: Map<number, number>,
+  loops: Set<number>,
+): ThreadUse[] {
+  return [...after].map(([tid, s]) => ({
+    name: threadName(pid, tid),
+    isLoop: loops.has(tid),
+    seconds: s - (before.get(tid) ?? 0),
+  }));
 }
 
 /** A thread's name as the kernel has it (Node names its libuv, V8 and worker threads; "?" once it ended). */
