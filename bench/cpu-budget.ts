@@ -8,6 +8,7 @@
 /** Issue 23's targets for this machine. */
 export const ENROLL_TARGET_RATIO = 0.4;
 export const REENROLL_TARGET_RATE = 800;
+export const OCSP_TARGET_RATE = 10_000;
 
 export type Role =
   | "event loops"

@@ -15,13 +15,14 @@ import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { Agent, request } from "node:https";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { nodeDigest } from "../server/adapters/node/node-digest.ts";
 import { encodeOid, readChildren, readTlv, sequence, TAG, tlv, unsignedInteger } from "../server/pki/der.ts";
 import { issuerHashes } from "../server/pki/ocsp.ts";
 import { pemCertificates } from "../server/pki/pem.ts";
+import { cpuBudget, describeBudget, OCSP_TARGET_RATE } from "./cpu-budget.ts";
 import { type Job, percentile, runLoad } from "./load.ts";
 import { bareHttps } from "./machine.ts";
 import { certificateFromResponse, makeRequest } from "./requests.ts";
@@ -31,6 +32,7 @@ import {
   cpuSeconds,
   createTokens,
   logEntries,
+  loopThreads,
   peakRssMiB,
   revokeOverApi,
   run,
@@ -38,6 +40,8 @@ import {
   say,
   startServerProcess,
   summarize,
+  threadCpu,
+  threadUse,
 } from "./server.ts";
 
 export interface RevocationBenchOptions {
@@ -320,6 +324,7 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
       const requests = jobs(nonce);
       const cpu0 = process.cpuUsage();
       const serverCpu0 = cpuSeconds(server.pid);
+      const threads0 = threadCpu(server.pid);
       const r = await runLoad(requests, {
         url,
         ca: server.ca,
@@ -328,10 +333,34 @@ export async function revocationBench(o: RevocationBenchOptions): Promise<string
       });
       const s = summarize(`${label} (concurrency ${o.ocspConcurrency})`, r);
       const client = process.cpuUsage(cpu0);
+      const serverSeconds = cpuSeconds(server.pid) - serverCpu0;
       say(
-        `  server ${((cpuSeconds(server.pid) - serverCpu0) / r.seconds).toFixed(2)} cores,` +
+        `  server ${(serverSeconds / r.seconds).toFixed(2)} cores,` +
           ` load generator ${((client.user + client.system) / 1e6 / r.seconds).toFixed(2)} cores`,
       );
+      if (nonce) {
+        const budget = cpuBudget({
+          threads: threadUse(
+            server.pid,
+            threads0,
+            threadCpu(server.pid),
+            new Set(loopThreads(server.log(), server.pid).values()),
+          ),
+          serverSeconds,
+          clientSeconds: (client.user + client.system) / 1e6,
+          operations: s.ok,
+          cores: availableParallelism(),
+          targetRate: OCSP_TARGET_RATE,
+        });
+        for (const line of describeBudget(
+          budget,
+          "response",
+          `the target (${OCSP_TARGET_RATE}/s)`,
+          availableParallelism(),
+        )) {
+          say(line);
+        }
+      }
       results.push(`${short} ${s.rate.toFixed(0)}/s`);
       if (!nonce) {
         const sample = r.outcomes.find((x) => x?.status === 200);
