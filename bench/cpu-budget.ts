@@ -28,8 +28,8 @@ const ROLES: readonly Role[] = [
 ];
 
 /**
- * A server thread's role, from the name the server gives it (Node 22+ passes a worker's
- * name to the kernel; Node 20 names every thread "node") or, for an event loop, from
+ * A server thread's role, from the name the server gives it (Node 24+ passes a worker's
+ * name to the kernel; Node 20 and 22 name every thread "node") or, for an event loop, from
  * the thread ids the server logs.
  */
 export function roleOf(name: string, isLoop: boolean): Role {

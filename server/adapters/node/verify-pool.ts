@@ -44,7 +44,7 @@ export class WorkerVerifier implements SignatureVerifier {
    * @param size worker threads
    * @param chunk checks per message: small enough that answers flow back while the
    *   worker goes on (8 measured best in `npm run bench`, against 4, 16 and whole turns)
-   * @param name the workers' thread name (what `top -H` and /proc show on Node 22+;
+   * @param name the workers' thread name (what `top -H` and /proc show on Node 24+;
    *   Linux keeps 15 characters)
    */
   constructor(
