@@ -39,6 +39,7 @@ import {
   createTokens,
   type EnrolledDevice,
   enrollDevices,
+  reapOnExit,
   revokeOverApi,
   type ServerProcess,
   say,
@@ -290,6 +291,7 @@ function startAttackers(nice: number): { child: ChildProcess; message: (type: st
     stdio: ["ignore", "inherit", "inherit", "ipc"],
     env: { ...process.env, EDGEID_BENCH_ATTACKER: "1" },
   });
+  reapOnExit(child);
   if (nice !== 0 && child.pid !== undefined) setPriority(child.pid, nice);
   const waiting = new Map<string, (m: unknown) => void>();
   child.on("message", (m: { type: string; result?: unknown }) => waiting.get(m.type)?.(m.result));

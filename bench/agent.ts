@@ -11,7 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { percentile } from "./load.ts";
-import { cli, cpuSeconds, createTokens, ROOT, run, say, startServerProcess } from "./server.ts";
+import { cli, cpuSeconds, createTokens, ROOT, reapOnExit, run, say, startServerProcess } from "./server.ts";
 
 const AGENT = join(ROOT, "device-client", "bin", "edgeid-agent.mjs");
 
@@ -62,6 +62,7 @@ export async function agentBench(o: { minutes: number; keep: boolean; nodeFlags?
   const child = spawn(process.execPath, [...flags, AGENT, "run", "--dir", dir], {
     stdio: ["ignore", "ignore", "pipe"],
   });
+  reapOnExit(child);
   let log = "";
   child.stderr.setEncoding("utf8").on("data", (c: string) => {
     log += c;

@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { type Job, runLoad } from "./load.ts";
-import { cpuSeconds, run, serverRuntime } from "./server.ts";
+import { cpuSeconds, reapOnExit, run, serverRuntime } from "./server.ts";
 
 export interface WakeupCost {
   /** µs the sender spends in postMessage when the receiving thread sleeps. */
@@ -112,6 +112,7 @@ export async function bareHttps(
     env: { ...process.env, BARE_KEY: key, BARE_CERT: cert, BARE_BYTES: String(opts.bytes) },
     stdio: ["ignore", "pipe", "inherit"],
   });
+  reapOnExit(child);
   try {
     const port = await new Promise<number>((resolve, reject) => {
       child.once("error", reject);

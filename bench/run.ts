@@ -759,6 +759,8 @@ async function scenarioInChild(spec: string, loops: string, lineFile: string): P
     ],
     { stdio: "inherit" },
   );
+  // SIGTERM, so that the variant's process ends its own servers before it exits.
+  reapOnExit(child, "SIGTERM");
   const code = await new Promise<number | null>((done) => child.on("exit", (c) => done(c)));
   if (code !== 0) process.exitCode = 1;
   try {

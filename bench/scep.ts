@@ -17,7 +17,17 @@ import { join } from "node:path";
 import * as pkijs from "pkijs";
 import { envelope, MESSAGE, newScepDevice, pkiMessage, type ScepDevice, scepCsr } from "../test/support/scep-client.ts";
 import { percentile } from "./load.ts";
-import { cli, cpuSeconds, createTokens, freePort, logEntries, run, say, startServerProcess } from "./server.ts";
+import {
+  cli,
+  cpuSeconds,
+  createTokens,
+  freePort,
+  logEntries,
+  reapOnExit,
+  run,
+  say,
+  startServerProcess,
+} from "./server.ts";
 
 interface Target {
   name: string;
@@ -123,6 +133,7 @@ async function startScepserver(
     ["-depot", depot, "-port", String(port), "-challenge", "bench-secret", "-allowrenew", "0"],
     { stdio: ["ignore", "ignore", "ignore"] },
   );
+  reapOnExit(child);
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   const url = `http://127.0.0.1:${port}/scep`;
   for (let i = 0; i < 100; i++) {

@@ -226,31 +226,36 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-/** Server processes started and not yet exited: ended with the benchmark, however it ends. */
-const liveServers = new Set<ChildProcess>();
+/**
+ * Child processes started and not yet exited (servers, agents, the attacker process,
+ * scepserver, the bare HTTPS yardstick, a variant's own bench process), with the signal
+ * that ends each: ended with the benchmark, however it ends.
+ */
+const liveChildren = new Map<ChildProcess, NodeJS.Signals>();
 let reaperInstalled = false;
 
 /**
- * Ends every live server when the benchmark process ends: on a normal exit, on an
- * exception that ends it (a scenario that throws after starting its server), and on
- * SIGTERM, SIGINT or SIGHUP (`timeout`, Ctrl-C, a closed terminal). Without this a
- * failed run left its servers listening, using memory and CPU under the next runs.
+ * Ends `child` when the benchmark process ends: on a normal exit, on an exception that
+ * ends it (a scenario that throws after starting its server), and on SIGTERM, SIGINT or
+ * SIGHUP (`timeout`, Ctrl-C, a closed terminal). Without this a failed run left its
+ * servers listening, using memory and CPU under the next runs. SIGKILL by default; a
+ * child that must end its own children first (a variant's bench process) is sent SIGTERM.
  */
-export function reapOnExit(child: ChildProcess): void {
-  liveServers.add(child);
-  child.once("exit", () => liveServers.delete(child));
+export function reapOnExit(child: ChildProcess, signal: NodeJS.Signals = "SIGKILL"): void {
+  liveChildren.set(child, signal);
+  child.once("exit", () => liveChildren.delete(child));
   if (reaperInstalled) return;
   reaperInstalled = true;
   const killAll = () => {
-    for (const c of liveServers) c.kill("SIGKILL");
+    for (const [c, sig] of liveChildren) c.kill(sig);
   };
   process.once("exit", killAll);
-  for (const [signal, number] of [
+  for (const [sig, number] of [
     ["SIGTERM", 15],
     ["SIGINT", 2],
     ["SIGHUP", 1],
   ] as const) {
-    process.once(signal, () => {
+    process.once(sig, () => {
       killAll();
       process.exit(128 + number);
     });

@@ -32,7 +32,7 @@ import { WorkloadHttpClient } from "../device-client/src/workload-client.ts";
 import { SvidManager } from "../device-client/src/workload-svids.ts";
 import { AGENT_NODE_FLAGS } from "./agent.ts";
 import { percentile } from "./load.ts";
-import { cli, cpuSeconds, createTokens, ROOT, run, say, startServerProcess } from "./server.ts";
+import { cli, cpuSeconds, createTokens, ROOT, reapOnExit, run, say, startServerProcess } from "./server.ts";
 
 const AGENT = join(ROOT, "device-client", "bin", "edgeid-agent.mjs");
 const PROTO = join(ROOT, "device-client", "proto", "workload.proto");
@@ -288,6 +288,7 @@ export async function workloadsBench(o: {
         stdio: ["ignore", "ignore", "pipe"],
       },
     );
+    reapOnExit(agentProcess);
     let agentLog = "";
     agentProcess.stderr?.setEncoding("utf8").on("data", (c: string) => {
       agentLog += c;
