@@ -18,9 +18,9 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { Agent } from "node:https";
-import { availableParallelism, loadavg, setPriority, tmpdir } from "node:os";
+import { availableParallelism, loadavg, setPriority } from "node:os";
 import { join } from "node:path";
 import { createSecureContext } from "node:tls";
 import { fileURLToPath } from "node:url";
@@ -34,6 +34,7 @@ import { type Job, type Outcome, percentile, runLoad } from "./load.ts";
 import { certificateFromResponse, certificatePem, makeRequest } from "./requests.ts";
 import {
   basic,
+  benchWorkDir,
   cli,
   cpuSeconds,
   createTokens,
@@ -306,7 +307,7 @@ function startAttackers(nice: number): { child: ChildProcess; message: (type: st
 }
 
 export async function abuseBench(o: AbuseBenchOptions): Promise<string> {
-  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-abuse-"));
+  const work = await benchWorkDir("abuse-", o.keep);
   const dataDir = join(work, "data");
   const dbFile = join(dataDir, "edgeid.db");
   say(

@@ -7,11 +7,20 @@
 import { spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { percentile } from "./load.ts";
-import { cli, cpuSeconds, createTokens, ROOT, reapOnExit, run, say, startServerProcess } from "./server.ts";
+import {
+  benchWorkDir,
+  cli,
+  cpuSeconds,
+  createTokens,
+  ROOT,
+  reapOnExit,
+  run,
+  say,
+  startServerProcess,
+} from "./server.ts";
 
 const AGENT = join(ROOT, "device-client", "bin", "edgeid-agent.mjs");
 
@@ -31,7 +40,7 @@ export async function agentBench(o: { minutes: number; keep: boolean; nodeFlags?
   const flags = o.nodeFlags ?? AGENT_NODE_FLAGS;
   say(`\nagent footprint: ${o.minutes} min, certificate lifetime 2 min (renewal at 2/3), MQTT status on`);
   await run("npm", ["run", "build", "-w", "device-client"], { cwd: ROOT });
-  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-agent-"));
+  const work = await benchWorkDir("agent-", o.keep);
   const dataDir = join(work, "data");
   await cli(["init", "--data", dataDir, "--json"]);
   const configFile = join(dataDir, "edgeid.json");

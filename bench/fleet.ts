@@ -6,15 +6,24 @@
  * connection), and how long a revocation over the API takes to close the device's
  * live MQTT session.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { Agent } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { connect, type MqttClient } from "mqtt";
 import { percentile, runLoad } from "./load.ts";
 import { certificateFromResponse, certificatePem, makeRequest } from "./requests.ts";
-import { basic, cli, cpuSeconds, createTokens, peakRssMiB, revokeOverApi, say, startServerProcess } from "./server.ts";
+import {
+  basic,
+  benchWorkDir,
+  cli,
+  cpuSeconds,
+  createTokens,
+  peakRssMiB,
+  revokeOverApi,
+  say,
+  startServerProcess,
+} from "./server.ts";
 
 export interface FleetBenchOptions {
   devices: number;
@@ -27,7 +36,7 @@ const fmt = (sorted: Float64Array) =>
   `p50 ${percentile(sorted, 50).toFixed(1)} ms · p99 ${percentile(sorted, 99).toFixed(1)} ms · max ${(sorted.at(-1) ?? 0).toFixed(1)} ms`;
 
 export async function fleetBench(o: FleetBenchOptions): Promise<string> {
-  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-fleet-"));
+  const work = await benchWorkDir("fleet-", o.keep);
   const dataDir = join(work, "data");
   say(`\nfleet loop benchmark: ${o.devices} devices on the embedded broker, ${o.messages} status reports each`);
   const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {

@@ -7,14 +7,13 @@
  * full fleet audit and the /metrics scrape.
  */
 import { randomInt } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { Agent, request } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { dashboardBench } from "./dashboard.ts";
 import { percentile } from "./load.ts";
-import { cli, peakRssMiB, type ServerProcess, say, startServerProcess } from "./server.ts";
+import { benchWorkDir, cli, peakRssMiB, type ServerProcess, say, startServerProcess } from "./server.ts";
 
 export interface InventoryBenchOptions {
   devices: number;
@@ -140,7 +139,7 @@ async function get(server: ServerProcess, agent: Agent, token: string, path: str
 }
 
 export async function inventoryBench(o: InventoryBenchOptions): Promise<string> {
-  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-inventory-"));
+  const work = await benchWorkDir("inventory-", o.keep);
   const dataDir = join(work, "data");
   say(`\ninventory benchmark: ${o.devices} devices`);
   const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {

@@ -9,15 +9,15 @@
  * When the revocation starts varies by round (after 0…N renewal answers, then 0–3
  * event-loop turns), so that some renewals win and some lose.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { Agent } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSecureContext } from "node:tls";
 import Database from "better-sqlite3";
 import { type Outcome, runLoad } from "./load.ts";
 import { makeRequest } from "./requests.ts";
 import {
+  benchWorkDir,
   cli,
   createTokens,
   type EnrolledDevice,
@@ -118,7 +118,7 @@ function auditRace(dbFile: string, ids: string[]): RaceAudit {
 const tally = (m: Map<string, number>) => [...m].map(([k, v]) => `${k} ×${v}`).join(", ");
 
 export async function revocationRaceBench(o: RevocationRaceOptions): Promise<string> {
-  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-race-"));
+  const work = await benchWorkDir("race-", o.keep);
   const dataDir = join(work, "data");
   say(`\nrevocation race: ${o.rounds} rounds, ${o.concurrency} concurrent renewals and one revocation each`);
   const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {

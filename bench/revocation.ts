@@ -13,9 +13,9 @@
 
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { Agent, request } from "node:https";
-import { availableParallelism, tmpdir } from "node:os";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { nodeDigest } from "../server/adapters/node/node-digest.ts";
@@ -28,6 +28,7 @@ import { bareHttps } from "./machine.ts";
 import { certificateFromResponse, makeRequest } from "./requests.ts";
 import {
   basic,
+  benchWorkDir,
   cli,
   cpuSeconds,
   createTokens,
@@ -157,7 +158,7 @@ const fmt = (sorted: Float64Array) =>
   `p50 ${percentile(sorted, 50).toFixed(1)} ms · p99 ${percentile(sorted, 99).toFixed(1)} ms · max ${(sorted.at(-1) ?? Number.NaN).toFixed(1)} ms`;
 
 export async function revocationBench(o: RevocationBenchOptions): Promise<string> {
-  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-revocation-"));
+  const work = await benchWorkDir("revocation-", o.keep);
   const dataDir = join(work, "data");
   say(`\nrevocation benchmark: ${o.revoked} certificates already revoked, ${o.samples} revocations measured per phase`);
   const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {

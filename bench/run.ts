@@ -10,8 +10,8 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readFileSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { availableParallelism, cpus, tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
+import { availableParallelism, cpus } from "node:os";
 import { join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import { fileURLToPath } from "node:url";
@@ -30,6 +30,7 @@ import { revocationRaceBench } from "./revocation-race.ts";
 import { scepBench } from "./scep.ts";
 import {
   basic,
+  benchWorkDir,
   cli,
   cpuSeconds,
   createTokens,
@@ -300,7 +301,7 @@ function enrollmentOrder(n: number, how: "created" | "shuffled"): number[] {
 }
 
 async function main(): Promise<EnrollFigures> {
-  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-"));
+  const work = await benchWorkDir("", opts.keep === true);
   const dataDir = join(work, "data");
   say(`edgeid enrollment benchmark · ${new Date().toISOString()}`);
   say(`machine: nproc ${availableParallelism()} · ${cpus()[0]?.model ?? "?"} · node ${process.version}`);
@@ -777,7 +778,7 @@ if (scenarios.length === 1) {
   if (opts.tableLineTo) writeFileSync(opts.tableLineTo, line);
   table.push(line);
 } else {
-  const lines = await mkdtemp(join(tmpdir(), "edgeid-bench-lines-"));
+  const lines = await benchWorkDir("lines-", false);
   for (const [i, s] of scenarios.entries()) table.push(await scenarioInChild(s.spec, s.loops, join(lines, `${i}.txt`)));
   await rm(lines, { recursive: true, force: true });
 }

@@ -9,15 +9,15 @@
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as pkijs from "pkijs";
 import { envelope, MESSAGE, newScepDevice, pkiMessage, type ScepDevice, scepCsr } from "../test/support/scep-client.ts";
 import { percentile } from "./load.ts";
 import {
+  benchWorkDir,
   cli,
   cpuSeconds,
   createTokens,
@@ -169,7 +169,7 @@ export async function scepBench(o: { requests: number; concurrency: number; keep
   say(
     `\nSCEP: ${o.requests} PKCSReq (RSA-2048, AES-256-CBC, SHA-256) at ${o.concurrency} clients, edgeid and scepserver`,
   );
-  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-scep-"));
+  const work = await benchWorkDir("scep-", o.keep);
   const dataDir = join(work, "data");
   await cli(["init", "--data", dataDir, "--json"]);
   // `edgeid init` offers its legacy profile over SCEP (AES, SHA-256): used as written.

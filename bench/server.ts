@@ -1,9 +1,11 @@
 /** Shared by the benchmarks: the server as a child process, its CPU and memory, tokens. */
 
 import { type ChildProcess, execFile } from "node:child_process";
-import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtemp } from "node:fs/promises";
 import { type Agent, get, request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -232,7 +234,12 @@ export interface ServerProcess {
  * that ends each: ended with the benchmark, however it ends.
  */
 const liveChildren = new Map<ChildProcess, NodeJS.Signals>();
+/** Work directories to remove should the benchmark be stopped by a signal (not under --keep). */
+const workDirs = new Set<string>();
 let reaperInstalled = false;
+
+/** How long a stopped benchmark waits for its children to exit before it removes their directories. */
+const CHILDREN_EXIT_WAIT_MS = 10_000;
 
 /**
  * Ends `child` when the benchmark process ends: on a normal exit, on an exception that
@@ -244,6 +251,24 @@ let reaperInstalled = false;
 export function reapOnExit(child: ChildProcess, signal: NodeJS.Signals = "SIGKILL"): void {
   liveChildren.set(child, signal);
   child.once("exit", () => liveChildren.delete(child));
+  installReaper();
+}
+
+/**
+ * A fresh work directory under the system's temporary directory (`edgeid-bench-<name>…`).
+ * Unless `keep`, it is also removed if the benchmark is stopped by a signal, once the
+ * children have exited: each scenario removes its own when it ends, and a stopped one
+ * left ~100 MiB (a data directory, its database and logs) per run. After an exception
+ * it stays, for the server's log.
+ */
+export async function benchWorkDir(name: string, keep: boolean): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `edgeid-bench-${name}`));
+  if (!keep) workDirs.add(dir);
+  installReaper();
+  return dir;
+}
+
+function installReaper(): void {
   if (reaperInstalled) return;
   reaperInstalled = true;
   const killAll = () => {
@@ -256,8 +281,17 @@ export function reapOnExit(child: ChildProcess, signal: NodeJS.Signals = "SIGKIL
     ["SIGHUP", 1],
   ] as const) {
     process.once(sig, () => {
+      const exited = [...liveChildren.keys()].map((c) => new Promise((r) => c.once("exit", r)));
       killAll();
-      process.exit(128 + number);
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise((r) => {
+        timer = setTimeout(r, CHILDREN_EXIT_WAIT_MS);
+      });
+      void Promise.race([Promise.all(exited), waited]).then(() => {
+        clearTimeout(timer);
+        for (const dir of workDirs) rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+        process.exit(128 + number);
+      });
     });
   }
 }

@@ -20,9 +20,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -32,7 +31,17 @@ import { WorkloadHttpClient } from "../device-client/src/workload-client.ts";
 import { SvidManager } from "../device-client/src/workload-svids.ts";
 import { AGENT_NODE_FLAGS } from "./agent.ts";
 import { percentile } from "./load.ts";
-import { cli, cpuSeconds, createTokens, ROOT, reapOnExit, run, say, startServerProcess } from "./server.ts";
+import {
+  benchWorkDir,
+  cli,
+  cpuSeconds,
+  createTokens,
+  ROOT,
+  reapOnExit,
+  run,
+  say,
+  startServerProcess,
+} from "./server.ts";
 
 const AGENT = join(ROOT, "device-client", "bin", "edgeid-agent.mjs");
 const PROTO = join(ROOT, "device-client", "proto", "workload.proto");
@@ -166,7 +175,7 @@ export async function workloadsBench(o: {
       ` → pair-rate ${pairRate.toFixed(0)}/s`,
   );
   await run("npm", ["run", "build", "-w", "device-client"], { cwd: ROOT });
-  const work = await mkdtemp(join(tmpdir(), "edgeid-bench-workloads-"));
+  const work = await benchWorkDir("workloads-", o.keep);
   const dataDir = join(work, "data");
   const init = JSON.parse((await cli(["init", "--data", dataDir, "--json"])).stdout) as {
     adminToken: string;
